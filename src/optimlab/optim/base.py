@@ -1,0 +1,186 @@
+"""The declarative base class of optimlab's first-order optimizers.
+
+A concrete optimizer (see :mod:`optimlab.optim.optimizers`) declares only:
+
+* ``rule`` — its pure update rule from :mod:`optimlab.optim.rules`;
+* its constructor — torch.optim's arguments, defaults and validation;
+* ``init_state(param, group)`` — the state torch.optim would create for a parameter;
+* ``rule_hyperparameters(group)`` — how a param group's settings become the rule's arguments.
+
+Everything else lives here once: the step loop, the regularization options shared by every
+optimizer (``l1`` proximal shrinkage and the non-finite gradient policy), checkpoint
+compatibility, and the choice of the execution engine that applies the rule.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from typing import Any, ClassVar, Literal
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+from optimlab.optim.engine import Engine, resolve_engine
+
+NonFinitePolicy = Literal["propagate", "skip", "raise"]
+NONFINITE_POLICIES: tuple[str, ...] = ("propagate", "skip", "raise")
+ENGINE_ENV = "OPTIMLAB_ENGINE"
+
+Rule = Callable[..., tuple[Tensor, dict[str, Tensor]]]
+
+
+def scalar_hyperparameter(value: Any) -> Any:
+    """A 1-element tensor hyperparameter as a 0-d tensor (torch.optim's ``_to_scalar``)."""
+    if isinstance(value, Tensor) and value.dim() != 0:
+        return value.reshape(())
+    return value
+
+
+def optional_term(value: Any) -> Any:
+    """``None`` when a coefficient is exactly zero, so the rule leaves its term out, as torch does."""
+    if isinstance(value, Tensor):
+        return None if value.requires_grad is False and bool(value == 0) else scalar_hyperparameter(value)
+    return None if value == 0 else value
+
+
+def check_tensor_lr(lr: Any) -> None:
+    if isinstance(lr, Tensor) and lr.numel() != 1:
+        raise ValueError("Tensor lr must be 1-element")
+
+
+def check_nonnegative(value: Any, message: str) -> None:
+    if not 0.0 <= value:
+        raise ValueError(f"{message}: {value}")
+
+
+def check_beta(betas: Any, index: int) -> None:
+    if not 0.0 <= betas[index] < 1.0:
+        raise ValueError(f"Invalid beta parameter at index {index}: {betas[index]}")
+
+
+class RuleOptimizer(Optimizer):
+    """A ``torch.optim.Optimizer`` whose math is one pure rule, applied by an engine.
+
+    Options shared by every first-order optimizer, beyond torch.optim's own arguments:
+
+    * ``l1`` (default 0): proximal L1 shrinkage after each step, θ ← sign(θ)·max(|θ| − γ·l1, 0),
+      which gives exact zeros (Parikh & Boyd, "Proximal Algorithms", 2014).
+    * ``nonfinite`` (default ``"propagate"``): what to do when a group's gradient holds NaN or
+      ±Inf: ``"propagate"`` does what torch.optim does (the update goes ahead), ``"skip"``
+      leaves that group untouched for this step and counts it in ``group["skipped_steps"]``
+      (saved with ``state_dict``), ``"raise"`` raises ``FloatingPointError``.
+    * ``engine`` (default ``None``: the ``OPTIMLAB_ENGINE`` environment variable, else
+      ``"auto"``): ``"eager"`` applies the rule parameter by parameter with ordinary torch ops;
+      ``"fused"`` runs it as one compiled kernel per (device, dtype) group; ``"auto"`` picks.
+    """
+
+    rule: ClassVar[Rule]
+    #: group keys that are implementation flags, not math (kept for state_dict parity with torch)
+    supports_capturable: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        params: Any,
+        defaults: dict[str, Any],
+        *,
+        l1: float = 0.0,
+        nonfinite: NonFinitePolicy = "propagate",
+        engine: str | None = None,
+    ) -> None:
+        check_nonnegative(l1, "Invalid l1 value")
+        if nonfinite not in NONFINITE_POLICIES:
+            raise ValueError(f"Invalid nonfinite policy: {nonfinite!r} (expected one of {NONFINITE_POLICIES})")
+        name = type(self).__name__
+        if defaults.get("differentiable"):
+            raise ValueError(
+                f"differentiable=True is not supported by optimlab.optim.{name}; "
+                f"use torch.optim.{name} to differentiate through optimizer steps"
+            )
+        if defaults.get("capturable"):
+            raise ValueError(
+                f"capturable=True (CUDA graph capture) is not supported by optimlab.optim.{name}; "
+                "its fused engine already runs one kernel per step"
+            )
+        if defaults.get("fused") and defaults.get("foreach"):
+            raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
+        choice = engine if engine is not None else os.environ.get(ENGINE_ENV, "auto")
+        if defaults.get("fused") is True and engine is None:
+            choice = "fused"
+        elif defaults.get("fused") is False and engine is None:
+            choice = "eager"
+        self.engine: Engine = resolve_engine(choice)
+        defaults = {**defaults, "l1": l1, "nonfinite": nonfinite, "skipped_steps": 0}
+        super().__init__(params, defaults)
+
+    # --- declaration hooks (overridden by each optimizer) ---------------------------------
+
+    def init_state(self, param: Tensor, group: dict[str, Any]) -> dict[str, Tensor]:
+        """The state torch.optim creates for ``param`` on its first step."""
+        raise NotImplementedError
+
+    def rule_hyperparameters(self, group: dict[str, Any]) -> dict[str, Any]:
+        """The rule's keyword arguments for ``group`` (``None`` switches a term off)."""
+        raise NotImplementedError
+
+    # --- shared machinery ---------------------------------------------------------------------
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        for group in self.param_groups:
+            for key, value in self.defaults.items():
+                group.setdefault(key, value)
+        for param_state in self.state.values():  # checkpoints from before step became a tensor
+            step = param_state.get("step")
+            if step is not None and not torch.is_tensor(step):
+                param_state["step"] = torch.tensor(float(step), dtype=torch.get_default_dtype())
+
+    def params_with_grad(self, group: dict[str, Any]) -> list[Tensor]:
+        params = []
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            if p.grad.is_sparse:
+                raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
+            params.append(p)
+        return params
+
+    def ensure_state(self, param: Tensor, group: dict[str, Any]) -> dict[str, Any]:
+        """``param``'s state, created on first use; optimizers with no state (SGD without
+        momentum) leave ``self.state`` without an entry, as torch.optim does."""
+        state = self.state.get(param)
+        if not state:
+            initial = self.init_state(param, group)
+            if not initial:
+                return {}
+            state = self.state[param]
+            state.update(initial)
+        return state
+
+    def _grads_finite(self, params: Iterable[Tensor]) -> bool:
+        flags = [torch.isfinite(p.grad).all() for p in params]
+        return bool(torch.stack([f.cpu() for f in flags]).all()) if flags else True
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
+        """Perform one optimization step (``closure`` re-evaluates the model and returns the loss)."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for index, group in enumerate(self.param_groups):
+            params = self.params_with_grad(group)
+            if not params:
+                continue
+            policy = group["nonfinite"]
+            if policy != "propagate" and not self._grads_finite(params):
+                if policy == "raise":
+                    raise FloatingPointError(
+                        f"non-finite gradient in param group {index} of {type(self).__name__} "
+                        "(nonfinite='raise')"
+                    )
+                group["skipped_steps"] += 1
+                continue
+            self.engine.step_group(self, group, params)
+        return loss

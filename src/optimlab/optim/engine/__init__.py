@@ -1,0 +1,42 @@
+"""Execution engines: how a rule from :mod:`optimlab.optim.rules` is applied to a param group.
+
+An engine never contains math. It gathers a group's parameters, gradients and state, calls the
+optimizer's ``rule`` (and the shared L1 proximal step), and writes the results back in place.
+
+* :class:`EagerEngine` — parameter by parameter with ordinary torch ops; always available.
+* ``"fused"`` / ``"auto"`` — see :mod:`optimlab.optim.engine.fused`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol
+
+from optimlab.optim.engine.eager import EagerEngine
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+    from optimlab.optim.base import RuleOptimizer
+
+ENGINE_CHOICES: tuple[str, ...] = ("auto", "fused", "eager")
+
+
+class Engine(Protocol):
+    name: str
+
+    def step_group(self, optimizer: RuleOptimizer, group: dict[str, Any], params: list[Tensor]) -> None:
+        """Apply ``optimizer.rule`` to every parameter of ``params`` (all have gradients)."""
+        ...
+
+
+def resolve_engine(choice: str) -> Engine:
+    """The engine named ``choice`` (``"auto"``, ``"fused"`` or ``"eager"``)."""
+    if choice not in ENGINE_CHOICES:
+        raise ValueError(f"Invalid engine: {choice!r} (expected one of {ENGINE_CHOICES})")
+    if choice == "eager":
+        return EagerEngine()
+    # The fused engine arrives with issue 3; until then every choice runs eagerly.
+    return EagerEngine()
+
+
+__all__ = ["ENGINE_CHOICES", "EagerEngine", "Engine", "resolve_engine"]

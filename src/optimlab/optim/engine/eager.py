@@ -1,0 +1,54 @@
+"""The eager engine: the rule applied parameter by parameter with ordinary torch ops."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor
+
+from optimlab.optim.rules import l1_proximal
+
+if TYPE_CHECKING:
+    from optimlab.optim.base import RuleOptimizer
+
+
+def as_real(tensor: Tensor) -> Tensor:
+    """Complex tensors are updated through their real view, as torch.optim does."""
+    return torch.view_as_real(tensor) if tensor.is_complex() else tensor
+
+
+def apply_rule(
+    optimizer: RuleOptimizer, group: dict[str, Any], param: Tensor, hyper: dict[str, Any]
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Run the rule (and the L1 proximal step) for one parameter; return the new values."""
+    state = optimizer.ensure_state(param, group)
+    real_state = {key: as_real(value) for key, value in state.items()}
+    new_param, new_state = optimizer.rule(as_real(param), as_real(param.grad), real_state, **hyper)
+    if group["l1"] != 0:
+        new_param = l1_proximal(new_param, group["lr"] * group["l1"])
+    return new_param, new_state
+
+
+def write_back(optimizer: RuleOptimizer, param: Tensor, new_param: Tensor, new_state: dict[str, Tensor]) -> None:
+    as_real(param).copy_(new_param)
+    if not new_state:
+        return
+    state = optimizer.state[param]
+    for key, value in new_state.items():
+        if key in state:
+            as_real(state[key]).copy_(value)
+        else:  # state created by the rule itself (SGD's first momentum buffer)
+            state[key] = torch.view_as_complex(value) if param.is_complex() else value
+
+
+class EagerEngine:
+    """Applies the rule parameter by parameter; the reference path, exact to torch.optim."""
+
+    name = "eager"
+
+    def step_group(self, optimizer: RuleOptimizer, group: dict[str, Any], params: list[Tensor]) -> None:
+        hyper = optimizer.rule_hyperparameters(group)
+        for param in params:
+            new_param, new_state = apply_rule(optimizer, group, param, hyper)
+            write_back(optimizer, param, new_param, new_state)

@@ -1,0 +1,367 @@
+"""The update rules: one pure function per algorithm, the only place its math is written.
+
+Every rule has the signature ``rule(param, grad, state, **hyper) -> (new_param, new_state)``:
+
+* ``param``, ``grad`` and the tensors in ``state`` are real tensors of one shape (complex
+  parameters are passed as ``torch.view_as_real`` views by the caller);
+* ``state`` maps torch.optim's state keys to tensors (``step`` is a 0-d counter, incremented by
+  the rule); ``new_state`` has the same keys;
+* numeric hyperparameters may be Python numbers or 0-d tensors (the fused engine passes tensors
+  so that a scheduler never triggers recompilation; the lab's batched replicas pass one value per
+  replica under ``torch.vmap``);
+* a hyperparameter that is ``None`` switches its term off (``weight_decay=None`` means no weight
+  decay) and booleans are structural flags: both are static, everything else is data.
+
+Rules never mutate their arguments and never read a tensor's value on the host, so the eager
+path, the fused compiled path and the vmapped replicas all run the same code. Scalar bookkeeping
+(bias corrections, NAdam's momentum schedule, RAdam's rectification) is done in float64 like
+torch.optim's Python-float arithmetic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import Tensor
+
+State = Mapping[str, Tensor]
+Number = float | Tensor
+
+__all__ = [
+    "adadelta",
+    "adagrad",
+    "adam",
+    "adamax",
+    "l1_proximal",
+    "nadam",
+    "radam",
+    "rmsprop",
+    "sgd",
+]
+
+
+# --- shared pieces -------------------------------------------------------------------------
+
+
+def _scalar(step: Tensor) -> Tensor:
+    """The step counter as a float64 scalar, as torch.optim's ``_get_value(step)`` gives it."""
+    return step.to(torch.float64)
+
+
+def _direction(grad: Tensor, maximize: bool) -> Tensor:
+    """g ← −g when maximizing."""
+    return -grad if maximize else grad
+
+
+def _coupled_decay(grad: Tensor, param: Tensor, weight_decay: Number | None) -> Tensor:
+    """Coupled L2: g ← g + λ·θ."""
+    return grad if weight_decay is None else grad + weight_decay * param
+
+
+def _decoupled_decay(param: Tensor, lr: Number, weight_decay: Number | None) -> Tensor:
+    """Decoupled decay (Loshchilov & Hutter, 2019): θ ← θ·(1 − γλ)."""
+    return param if weight_decay is None else param * (1 - lr * weight_decay)
+
+
+def _ema(average: Tensor, value: Tensor, beta: Number) -> Tensor:
+    """Exponential moving average: a ← β·a + (1 − β)·v (torch's ``lerp``)."""
+    return torch.lerp(average, value, 1 - beta) if isinstance(beta, float) else average + (1 - beta) * (
+        value - average
+    )
+
+
+def l1_proximal(param: Tensor, threshold: Number) -> Tensor:
+    """Proximal step of τ‖θ‖₁ (soft-thresholding): θ ← sign(θ)·max(|θ| − τ, 0).
+
+    Applied after an optimizer's step with τ = γ·l1, it drives weights to exact zeros, which a
+    subgradient penalty τ·sign(θ) never does (it makes them oscillate around zero).
+    Reference: Parikh & Boyd, "Proximal Algorithms", 2014, §6.5.2.
+    """
+    return torch.sign(param) * torch.clamp_min(param.abs() - threshold, 0)
+
+
+# --- the algorithms ------------------------------------------------------------------------
+
+
+def sgd(
+    param: Tensor,
+    grad: Tensor,
+    state: State,
+    *,
+    lr: Number,
+    momentum: Number | None = None,
+    dampening: Number = 0.0,
+    weight_decay: Number | None = None,
+    nesterov: bool = False,
+    maximize: bool = False,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Stochastic gradient descent with optional (Nesterov) momentum.
+
+    g ← ∇ + λθ;  b ← μb + (1 − τ)g  (b₁ = g);  d ← g + μb if nesterov else b;  θ ← θ − γd.
+
+    Defaults (torch.optim.SGD): γ = 1e-3, μ = 0, τ = 0, λ = 0. State: ``momentum_buffer`` (only
+    with momentum; absent until the first step). References: Polyak 1964; Sutskever et al.,
+    "On the importance of initialization and momentum in deep learning", ICML 2013.
+    """
+    g = _coupled_decay(_direction(grad, maximize), param, weight_decay)
+    new_state: dict[str, Tensor] = {}
+    if momentum is not None:
+        previous = state.get("momentum_buffer")
+        buf = g.clone() if previous is None else momentum * previous + (1 - dampening) * g
+        new_state["momentum_buffer"] = buf
+        g = g + momentum * buf if nesterov else buf
+    return param - lr * g, new_state
+
+
+def adagrad(
+    param: Tensor,
+    grad: Tensor,
+    state: State,
+    *,
+    lr: Number,
+    lr_decay: Number = 0.0,
+    weight_decay: Number | None = None,
+    eps: Number = 1e-10,
+    maximize: bool = False,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Adagrad: per-coordinate steps shrinking with the sum of squared gradients.
+
+    t ← t + 1;  g ← ∇ + λθ;  γₜ = γ / (1 + (t − 1)η);  s ← s + g²;  θ ← θ − γₜ g / (√s + ε).
+
+    Defaults (torch.optim.Adagrad): γ = 1e-2, η (lr_decay) = 0, λ = 0, s₀ = 0, ε = 1e-10.
+    State: ``step``, ``sum``. Reference: Duchi, Hazan & Singer, JMLR 2011.
+    """
+    step = state["step"] + 1
+    g = _coupled_decay(_direction(grad, maximize), param, weight_decay)
+    clr = lr / (1 + (_scalar(step) - 1) * lr_decay)
+    total = state["sum"] + g * g
+    return param - clr * g / (total.sqrt() + eps), {"step": step, "sum": total}
+
+
+def rmsprop(
+    param: Tensor,
+    grad: Tensor,
+    state: State,
+    *,
+    lr: Number,
+    alpha: Number = 0.99,
+    eps: Number = 1e-8,
+    weight_decay: Number | None = None,
+    momentum: Number | None = None,
+    centered: bool = False,
+    maximize: bool = False,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """RMSprop: divide the gradient by a running root mean square.
+
+    g ← ∇ + λθ;  v ← αv + (1 − α)g²;  (centered: m ← αm + (1 − α)g, v̂ = v − m²);
+    b ← μb + g / (√v̂ + ε), θ ← θ − γb  (without momentum: θ ← θ − γ g / (√v̂ + ε)).
+
+    Defaults (torch.optim.RMSprop): γ = 1e-2, α = 0.99, ε = 1e-8, λ = 0, μ = 0.
+    State: ``step``, ``square_avg``, ``momentum_buffer`` (momentum > 0), ``grad_avg`` (centered).
+    Reference: Hinton, Neural Networks for ML, lecture 6e, 2012; Graves 2013 (centered).
+    """
+    step = state["step"] + 1
+    g = _coupled_decay(_direction(grad, maximize), param, weight_decay)
+    square_avg = alpha * state["square_avg"] + (1 - alpha) * g * g
+    new_state = {"step": step, "square_avg": square_avg}
+    if centered:
+        grad_avg = _ema(state["grad_avg"], g, alpha)
+        new_state["grad_avg"] = grad_avg
+        denom = (square_avg - grad_avg * grad_avg).sqrt() + eps
+    else:
+        denom = square_avg.sqrt() + eps
+    if momentum is not None:
+        buf = momentum * state["momentum_buffer"] + g / denom
+        new_state["momentum_buffer"] = buf
+        return param - lr * buf, new_state
+    return param - lr * g / denom, new_state
+
+
+def adadelta(
+    param: Tensor,
+    grad: Tensor,
+    state: State,
+    *,
+    lr: Number = 1.0,
+    rho: Number = 0.9,
+    eps: Number = 1e-6,
+    weight_decay: Number | None = None,
+    maximize: bool = False,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Adadelta: steps in units of the parameter, from two running averages.
+
+    g ← ∇ + λθ;  v ← ρv + (1 − ρ)g²;  Δ = √(u + ε) / √(v + ε) · g;  u ← ρu + (1 − ρ)Δ²;
+    θ ← θ − γΔ.
+
+    Defaults (torch.optim.Adadelta): γ = 1.0, ρ = 0.9, ε = 1e-6, λ = 0.
+    State: ``step``, ``square_avg`` (v), ``acc_delta`` (u). Reference: Zeiler, arXiv:1212.5701.
+    """
+    step = state["step"] + 1
+    g = _coupled_decay(_direction(grad, maximize), param, weight_decay)
+    square_avg = rho * state["square_avg"] + (1 - rho) * g * g
+    delta = (state["acc_delta"] + eps).sqrt() / (square_avg + eps).sqrt() * g
+    acc_delta = rho * state["acc_delta"] + (1 - rho) * delta * delta
+    return param - lr * delta, {"step": step, "square_avg": square_avg, "acc_delta": acc_delta}
+
+
+def adam(
+    param: Tensor,
+    grad: Tensor,
+    state: State,
+    *,
+    lr: Number = 1e-3,
+    beta1: Number = 0.9,
+    beta2: Number = 0.999,
+    eps: Number = 1e-8,
+    weight_decay: Number | None = None,
+    amsgrad: bool = False,
+    maximize: bool = False,
+    decoupled_weight_decay: bool = False,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Adam (and AdamW with ``decoupled_weight_decay``).
+
+    t ← t + 1;  g ← ∇ + λθ  (AdamW: θ ← θ(1 − γλ) instead);  m ← β₁m + (1 − β₁)g;
+    v ← β₂v + (1 − β₂)g²;  (amsgrad: v̂ ← max(v̂, v));
+    θ ← θ − γ/(1 − β₁ᵗ) · m / (√v̂ / √(1 − β₂ᵗ) + ε).
+
+    Defaults (torch.optim.Adam): γ = 1e-3, β = (0.9, 0.999), ε = 1e-8, λ = 0 (AdamW: 1e-2).
+    State: ``step``, ``exp_avg``, ``exp_avg_sq``, ``max_exp_avg_sq`` (amsgrad).
+    References: Kingma & Ba, ICLR 2015; Reddi et al., ICLR 2018 (AMSGrad); Loshchilov & Hutter,
+    ICLR 2019 (AdamW).
+    """
+    step = state["step"] + 1
+    t = _scalar(step)
+    g = _direction(grad, maximize)
+    if decoupled_weight_decay:
+        param = _decoupled_decay(param, lr, weight_decay)
+    else:
+        g = _coupled_decay(g, param, weight_decay)
+    exp_avg = _ema(state["exp_avg"], g, beta1)
+    exp_avg_sq = beta2 * state["exp_avg_sq"] + (1 - beta2) * g * g
+    new_state = {"step": step, "exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq}
+    second = exp_avg_sq
+    if amsgrad:
+        second = torch.maximum(state["max_exp_avg_sq"], exp_avg_sq)
+        new_state["max_exp_avg_sq"] = second
+    step_size = lr / (1 - beta1**t)
+    denom = second.sqrt() / (1 - beta2**t).sqrt() + eps
+    return param - step_size * exp_avg / denom, new_state
+
+
+def adamax(
+    param: Tensor,
+    grad: Tensor,
+    state: State,
+    *,
+    lr: Number = 2e-3,
+    beta1: Number = 0.9,
+    beta2: Number = 0.999,
+    eps: Number = 1e-8,
+    weight_decay: Number | None = None,
+    maximize: bool = False,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Adamax: Adam with the infinity norm in place of the second moment.
+
+    t ← t + 1;  g ← ∇ + λθ;  m ← β₁m + (1 − β₁)g;  u ← max(β₂u, |g| + ε);
+    θ ← θ − γ/(1 − β₁ᵗ) · m / u.
+
+    Defaults (torch.optim.Adamax): γ = 2e-3, β = (0.9, 0.999), ε = 1e-8, λ = 0.
+    State: ``step``, ``exp_avg``, ``exp_inf``. Reference: Kingma & Ba, ICLR 2015, §7.1.
+    """
+    step = state["step"] + 1
+    g = _coupled_decay(_direction(grad, maximize), param, weight_decay)
+    exp_avg = _ema(state["exp_avg"], g, beta1)
+    exp_inf = torch.maximum(beta2 * state["exp_inf"], g.abs() + eps)
+    clr = lr / (1 - beta1 ** _scalar(step))
+    return param - clr * exp_avg / exp_inf, {"step": step, "exp_avg": exp_avg, "exp_inf": exp_inf}
+
+
+def nadam(
+    param: Tensor,
+    grad: Tensor,
+    state: State,
+    *,
+    lr: Number = 2e-3,
+    beta1: Number = 0.9,
+    beta2: Number = 0.999,
+    eps: Number = 1e-8,
+    weight_decay: Number | None = None,
+    momentum_decay: Number = 4e-3,
+    decoupled_weight_decay: bool = False,
+    maximize: bool = False,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """NAdam: Adam with Nesterov momentum and Dozat's momentum schedule.
+
+    t ← t + 1;  μₜ = β₁(1 − ½·0.96^(tψ));  Πₜ = Πₜ₋₁μₜ;  g ← ∇ + λθ (or decoupled decay);
+    m ← β₁m + (1 − β₁)g;  v ← β₂v + (1 − β₂)g²;  d = √(v / (1 − β₂ᵗ)) + ε;
+    θ ← θ − γ(1 − μₜ)/(1 − Πₜ) · g/d − γμₜ₊₁/(1 − Πₜμₜ₊₁) · m/d.
+
+    Defaults (torch.optim.NAdam): γ = 2e-3, β = (0.9, 0.999), ε = 1e-8, λ = 0, ψ = 4e-3.
+    State: ``step``, ``mu_product`` (Π), ``exp_avg``, ``exp_avg_sq``.
+    Reference: Dozat, "Incorporating Nesterov Momentum into Adam", ICLR workshop 2016.
+    """
+    step = state["step"] + 1
+    t = _scalar(step)
+    g = _direction(grad, maximize)
+    if decoupled_weight_decay:
+        param = _decoupled_decay(param, lr, weight_decay)
+    else:
+        g = _coupled_decay(g, param, weight_decay)
+    mu = beta1 * (1.0 - 0.5 * 0.96 ** (t * momentum_decay))
+    mu_next = beta1 * (1.0 - 0.5 * 0.96 ** ((t + 1) * momentum_decay))
+    # Π is kept in the state's own precision (float32 by default), as torch.optim keeps it.
+    stored = state["mu_product"]
+    mu_product = stored * mu.to(stored.dtype)
+    product = _scalar(mu_product)
+    exp_avg = _ema(state["exp_avg"], g, beta1)
+    exp_avg_sq = beta2 * state["exp_avg_sq"] + (1 - beta2) * g * g
+    denom = (exp_avg_sq / (1 - beta2**t)).sqrt() + eps
+    grad_weight = lr * (1.0 - mu) / (1.0 - product)
+    avg_weight = lr * mu_next / (1.0 - product * mu_next)
+    new_param = param - grad_weight * g / denom - avg_weight * exp_avg / denom
+    return new_param, {"step": step, "mu_product": mu_product, "exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq}
+
+
+def radam(
+    param: Tensor,
+    grad: Tensor,
+    state: State,
+    *,
+    lr: Number = 1e-3,
+    beta1: Number = 0.9,
+    beta2: Number = 0.999,
+    eps: Number = 1e-8,
+    weight_decay: Number | None = None,
+    decoupled_weight_decay: bool = False,
+    maximize: bool = False,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """RAdam: Adam whose adaptive step is switched on once its variance is tractable.
+
+    t ← t + 1;  m, v as in Adam;  ρ∞ = 2/(1 − β₂) − 1;  ρₜ = ρ∞ − 2tβ₂ᵗ/(1 − β₂ᵗ);
+    if ρₜ > 5: rₜ = √((ρₜ−4)(ρₜ−2)ρ∞ / ((ρ∞−4)(ρ∞−2)ρₜ)),
+    θ ← θ − γ · m/(1 − β₁ᵗ) · rₜ √(1 − β₂ᵗ)/(√v + ε);  else θ ← θ − γ · m/(1 − β₁ᵗ).
+
+    Defaults (torch.optim.RAdam): γ = 1e-3, β = (0.9, 0.999), ε = 1e-8, λ = 0.
+    State: ``step``, ``exp_avg``, ``exp_avg_sq``. Reference: Liu et al., ICLR 2020.
+    """
+    step = state["step"] + 1
+    t = _scalar(step)
+    g = _direction(grad, maximize)
+    if decoupled_weight_decay:
+        param = _decoupled_decay(param, lr, weight_decay)
+    else:
+        g = _coupled_decay(g, param, weight_decay)
+    exp_avg = _ema(state["exp_avg"], g, beta1)
+    exp_avg_sq = beta2 * state["exp_avg_sq"] + (1 - beta2) * g * g
+    bias_correction1 = 1 - beta1**t
+    bias_correction2 = 1 - beta2**t
+    rho_inf = 2 / (1 - beta2) - 1
+    rho_t = rho_inf - 2 * t * beta2**t / bias_correction2
+    # Clamped so the unused branch of the `where` below stays finite while ρₜ ≤ 5.
+    rho_safe = torch.clamp_min(rho_t, 5.0)
+    rect = ((rho_safe - 4) * (rho_safe - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_safe)).sqrt()
+    adaptive = rect * bias_correction2**0.5 / (exp_avg_sq.sqrt() + eps)
+    update = exp_avg / bias_correction1 * lr
+    update = torch.where(rho_t > 5.0, update * adaptive, update)
+    return param - update, {"step": step, "exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq}
