@@ -364,3 +364,17 @@ def test_bad_input_is_one_clear_error() -> None:
         ReplicaSpec(0, "sgd", clip_norm=0.0)
     with pytest.raises(ValueError, match="epochs or steps"):
         train_batched(problem, replicas("sgd", [0]), epochs=1, steps=3)
+
+
+def test_lean_vmap_is_torch_func_vmap(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The engine's direct use of the functorch transform gives torch.func.vmap's numbers."""
+    from optimlab.lab import replicas as module
+
+    problem = Curve(dtype=torch.float32)
+    specs = MIXED[:12]
+    lean = train_batched(problem, specs, epochs=1)
+    monkeypatch.setattr(module, "LEAN_VMAP", False)
+    public = train_batched(problem, specs, epochs=1)
+    for a, b in zip(lean, public, strict=True):
+        assert a.losses == b.losses and a.evals == b.evals
+        assert all(torch.equal(a.params[k], b.params[k]) for k in a.params)

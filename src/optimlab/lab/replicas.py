@@ -51,6 +51,19 @@ from torch import Tensor, nn
 from torch.func import functional_call, vmap
 from torch.optim import Optimizer, lr_scheduler
 
+try:  # the functorch transform behind torch.func.vmap, called without its pytree layer
+    from torch._C._functorch import (
+        _add_batch_dim,
+        _remove_batch_dim,
+        _vmap_decrement_nesting,
+        _vmap_increment_nesting,
+    )
+    from torch._functorch.vmap import lazy_load_decompositions
+except ImportError:  # pragma: no cover - a torch without these internals: use torch.func.vmap
+    LEAN_VMAP = False
+else:
+    LEAN_VMAP = True
+
 from optimlab.optim import LBFGS, RuleOptimizer
 from optimlab.optim.functional import OPTIMIZERS
 from optimlab.optim.rules import l1_proximal
@@ -77,6 +90,8 @@ __all__ = [
 DEFAULT_MEMORY_BUDGET = 1 << 30
 #: a loss above this factor × max(|initial loss|, 1) counts as an explosion
 EXPLOSION_FACTOR = 1e4
+#: replicas per vmapped evaluation on the whole data set
+EVALUATION_CHUNK = 128
 
 Evaluation = Literal["full", "loss"]
 Mode = Literal["auto", "batched", "sequential"]
@@ -311,6 +326,26 @@ def can_batch(
 
 
 # --- shared run semantics -------------------------------------------------------------------
+
+
+def vmap_flat(
+    fn: Callable[..., Sequence[Tensor]], size: int, args: Sequence[Tensor], batched: Sequence[bool]
+) -> list[Tensor]:
+    """``torch.func.vmap(fn, in_dims=...)(*args)`` for a flat list of tensor arguments (``batched[i]``:
+    ``args[i]`` has the replica dimension first) and a list of tensor results (replica dimension first).
+
+    This is the transform torch.func.vmap applies — the same batching rules, so the same numbers —
+    entered directly: torch.func.vmap's flattening and checking of arbitrary argument trees costs
+    more than a small rule's arithmetic, and a batched step makes a dozen such calls. Falls back to
+    torch.func.vmap when ``LEAN_VMAP`` is off (or torch lacks the internals)."""
+    if not LEAN_VMAP:
+        return list(vmap(fn, in_dims=tuple(0 if b else None for b in batched))(*args))
+    level = _vmap_increment_nesting(size, "error")
+    try:
+        inputs = [_add_batch_dim(a, 0, level) if b else a for a, b in zip(args, batched, strict=True)]
+        return [_remove_batch_dim(out, level, size, 0) for out in fn(*inputs)]
+    finally:
+        _vmap_decrement_nesting()
 
 
 def _budget(problem: Any, epochs: int | None, steps: int | None) -> tuple[int, int]:
@@ -572,17 +607,28 @@ class _Group:
             key: torch.tensor(column, dtype=torch.float64, device=device)
             for key, column in self.values.items()
         }
-        self.has_l1 = "l1" in self.static or "l1" in self.dynamic
         self.state: dict[str, Tensor] = {}
-        self.step_fn = vmap(self._one)
+        self._out_keys: list[str] = []
 
-    def _one(self, param: Tensor, grad: Tensor, state: dict[str, Tensor], dynamic: dict[str, Tensor]) -> Any:
-        hyper = {**self.static, **dynamic}
-        l1 = hyper.pop("l1", None)
-        new_param, changed = self.rule(param, grad, state, **hyper)
-        if l1 is not None:
-            new_param = l1_proximal(new_param, hyper["lr"] * l1)
-        return new_param, {**state, **changed}
+    def step(self, param: Tensor, grad: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """The rule (and the L1 proximal step) for every replica of the group, vmapped."""
+        state_keys, dynamic_keys = list(self.state), list(self.dynamic)
+        n_state = len(state_keys)
+
+        def one(param: Tensor, grad: Tensor, *values: Tensor) -> list[Tensor]:
+            state = dict(zip(state_keys, values[:n_state], strict=True))
+            hyper = {**self.static, **dict(zip(dynamic_keys, values[n_state:], strict=True))}
+            l1 = hyper.pop("l1", None)
+            new_param, changed = self.rule(param, grad, state, **hyper)
+            if l1 is not None:
+                new_param = l1_proximal(new_param, hyper["lr"] * l1)
+            new_state = {**state, **changed}
+            self._out_keys = list(new_state)
+            return [new_param, *new_state.values()]
+
+        args = [param, grad, *self.state.values(), *self.dynamic.values()]
+        out = vmap_flat(one, self.stop - self.start, args, [True] * len(args))
+        return out[0], dict(zip(self._out_keys, out[1:], strict=True))
 
     def refresh(self, local: Sequence[int] | None = None) -> None:
         """Re-read the rule arguments of the stand-in optimizers (after a schedule changed them)."""
@@ -724,9 +770,19 @@ class _BatchedRun:
             )
 
         self.fast = _fast_data(problem)
-        self.loss_fn = vmap(self._replica_loss, in_dims=(0, 0, 0))
-        self.objective_fn = vmap(self._replica_loss, in_dims=(0, None, None))
         self.count = count
+        if LEAN_VMAP:
+            lazy_load_decompositions()
+
+    def _losses(self, flat: Tensor, inputs: Tensor, target: Tensor, shared_data: bool = False) -> Tensor:
+        """Every replica's loss on its own batch (``shared_data``: one batch for all)."""
+        size = flat.shape[0]
+        return vmap_flat(
+            lambda p, x, y: [self._replica_loss(p, x, y)],
+            size,
+            [flat, inputs, target],
+            [True, not shared_data, not shared_data],
+        )[0]
 
     # -- the per-replica functions (run under vmap) --
 
@@ -767,9 +823,14 @@ class _BatchedRun:
         if not positions:
             return []
         if self.evaluation == "loss" and _has_full_data(problem):
+            # in chunks of replicas, so that the activations on the whole data set stay in cache
+            x, y = problem.x, problem.y  # type: ignore[attr-defined]
+            values: list[float] = []
             with torch.no_grad():
-                values = self.objective_fn(self.flat[positions], problem.x, problem.y)  # type: ignore[attr-defined]
-            return [{"loss": float(v)} for v in values.tolist()]
+                for begin in range(0, len(positions), EVALUATION_CHUNK):
+                    chunk = self.flat[positions[begin : begin + EVALUATION_CHUNK]]
+                    values.extend(self._losses(chunk, x, y, shared_data=True).tolist())
+            return [{"loss": v} for v in values]
         holder = self.base
         results = []
         with torch.no_grad():
@@ -837,7 +898,7 @@ class _BatchedRun:
                     if skipped is None:
                         skipped = torch.zeros(self.count, dtype=torch.bool, device=self.device)
                     skipped[s:e] = ~finite & live
-            new_param, new_state = group.step_fn(param, grad, group.state, group.dynamic)
+            new_param, new_state = group.step(param, grad)
             if allowed is not None:
                 new_param = torch.where(allowed[:, None], new_param, param)
                 old = group.state
@@ -894,7 +955,7 @@ class _BatchedRun:
                 all_alive = all(alive_list)
                 lr_hist[step] = self.lr_all
                 point = self.flat.detach().requires_grad_()
-                losses = self.loss_fn(point, inputs, target)
+                losses = self._losses(point, inputs, target)
                 (grads,) = torch.autograd.grad(losses.sum(), point)
                 losses = losses.detach()
                 if self.clip is not None:
@@ -984,16 +1045,29 @@ def train_batched(
     explosion_factor: float = EXPLOSION_FACTOR,
     evaluation: Evaluation = "full",
     trajectory: bool = False,
+    threads: int | None = 1,
 ) -> list[ReplicaRun]:
     """All of ``specs`` in one batched run (no memory check: see :func:`train_replicas`).
 
     Every spec needs a first-order optimizer of :mod:`optimlab.optim`; results come back in the
-    order of ``specs``."""
+    order of ``specs``. ``threads``: torch's intra-op threads while training (restored after);
+    the default 1 suits the replicas' small tensors — more threads cost more than they give,
+    and many times more on a machine whose cores are busy; ``None`` keeps torch's setting."""
     if not specs:
         return []
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be ≥ 1, got {threads}")
     total_steps, epoch_count = _budget(problem, epochs, steps)
-    engine = _BatchedRun(problem, specs, total_steps, epoch_count, explosion_factor, evaluation, trajectory)
-    return engine.run()
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        engine = _BatchedRun(
+            problem, specs, total_steps, epoch_count, explosion_factor, evaluation, trajectory
+        )
+        return engine.run()
+    finally:
+        torch.set_num_threads(previous)
 
 
 def _activation_bytes(problem: ReplicaProblem, model: nn.Module, seed: int) -> int:
@@ -1031,6 +1105,7 @@ def train_replicas(
     explosion_factor: float = EXPLOSION_FACTOR,
     evaluation: Evaluation = "full",
     trajectory: bool = False,
+    threads: int | None = 1,
 ) -> list[ReplicaRun]:
     """Train every run of ``specs`` on ``problem``; results in the order of ``specs``.
 
@@ -1041,7 +1116,8 @@ def train_replicas(
 
     ``evaluation="full"`` records ``problem.evaluate(model)`` after each epoch (all its metrics);
     ``"loss"`` records only the full objective, computed for all replicas at once when the problem
-    has ``x`` and ``y``. ``trajectory`` records the parameter vector after every step.
+    has ``x`` and ``y``. ``trajectory`` records the parameter vector after every step. ``threads``
+    applies to the batched chunks (see :func:`train_batched`).
     """
     if mode not in ("auto", "batched", "sequential"):
         raise ValueError(f"mode must be 'auto', 'batched' or 'sequential', got {mode!r}")
@@ -1095,7 +1171,7 @@ def train_replicas(
             if size == 1 and mode == "auto":
                 results[chunk[0]] = train_sequential(problem, specs[chunk[0]], **options)  # type: ignore[arg-type]
                 continue
-            runs = train_batched(problem, [specs[i] for i in chunk], **options)  # type: ignore[arg-type]
+            runs = train_batched(problem, [specs[i] for i in chunk], threads=threads, **options)  # type: ignore[arg-type]
             for i, run in zip(chunk, runs, strict=True):
                 results[i] = run
     for i, spec in enumerate(specs):
