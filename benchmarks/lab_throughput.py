@@ -13,14 +13,15 @@ d × 10^((k − 4)/2), k = 0…7 (d/100 … 31.6·d), so the top ones diverge fo
 
 Both sides train exactly the same runs — same initialization (torch's default init after seeding
 the CPU generator with the run's seed), same data order (``torch.randperm`` from a generator
-seeded by (seed, epoch)), same hyperparameters — in one process, one after the other, with the
-same torch thread setting:
+seeded by (seed, epoch)), same hyperparameters — in one process, one after the other:
 
 * ``plain``: the seed's style — for each run build the model, a ``torch.optim`` optimizer, and loop
   over epochs and batches with ``zero_grad``/``backward``/``step``; the full-data loss at the end;
+  torch's default thread count (its tiny operations run on one thread either way);
 * ``lab``: ``optimlab.lab.replicas.train_replicas`` on all 720 specs at once (it batches them with
   torch.func and the rules of ``optimlab.optim``, and evaluates the full-data loss after every
-  epoch as the lab does — more work than the plain script's single final evaluation).
+  epoch as the lab does — more work than the plain script's single final evaluation), with the
+  engine's default of one intra-op thread (``--threads N`` sets N for both sides).
 
 It prints both times, the speed-up, and how far the per-run results agree: the diverged runs must
 be the same ones (the lab's rule: NaN/Inf or a loss above 1e4 × max(initial loss, 1), applied to
@@ -188,9 +189,7 @@ def relative(a: float, b: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    parser.add_argument(
-        "--threads", type=int, default=None, help="torch threads for both sides (default: torch's)"
-    )
+    parser.add_argument("--threads", type=int, default=None, help="torch threads for both sides")
     parser.add_argument(
         "--lbfgs", action="store_true", help="add the seed's L-BFGS (80 runs, sequential in both)"
     )
@@ -207,13 +206,14 @@ def main() -> None:
     torch.optim.SGD([torch.zeros(1, requires_grad=True)])
     print(
         f"{len(runs)} runs of parabola ({problem.epochs} epochs × {problem.steps_per_epoch} steps), "
-        f"{args.dtype}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"{args.dtype}, torch {torch.__version__}, threads: lab {args.threads or 1}, "
+        f"plain {torch.get_num_threads()}, "
         f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}",
         flush=True,
     )
 
     start = time.perf_counter()
-    lab = train_replicas(problem, specs, epochs=problem.epochs, evaluation="loss")
+    lab = train_replicas(problem, specs, epochs=problem.epochs, evaluation="loss", threads=args.threads or 1)
     lab_s = time.perf_counter() - start
     print(f"lab (batched replicas): {lab_s:8.2f} s", flush=True)
 
@@ -264,7 +264,8 @@ def main() -> None:
         "epochs": problem.epochs,
         "steps_per_run": problem.epochs * problem.steps_per_epoch,
         "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
+        "threads_lab": args.threads or 1,
+        "threads_plain": torch.get_num_threads(),
         "cpus": os.cpu_count(),
         "machine": platform.machine(),
         "load_average_1m": os.getloadavg()[0],
