@@ -9,9 +9,11 @@ needs a display.
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -24,6 +26,9 @@ from optimlab.reports import _prep
 from optimlab.reports.data import Curves, Sensitivity, Surface, color_map, mpl_text
 from optimlab.reports.lr_find import RULES, LRFindSummary
 from optimlab.reports.profile import Profile
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 __all__ = [
     "loss_png",
@@ -42,6 +47,18 @@ _SURFACE_CMAP = LinearSegmentedColormap.from_list(
 )
 
 
+def _quiet_overflow(draw: Callable[P, R]) -> Callable[P, R]:
+    """Astronomically large but finite values (a diverging run) overflow matplotlib's log-scale
+    arithmetic harmlessly; keep numpy quiet about it."""
+
+    @functools.wraps(draw)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        with np.errstate(over="ignore", invalid="ignore"):
+            return draw(*args, **kwargs)
+
+    return wrapper
+
+
 def _figure(width: float = 8.0, height: float = 4.6) -> Figure:
     fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
@@ -58,8 +75,7 @@ def _style(ax, *, grid: bool = True) -> None:
 def _save(fig: Figure, path: str | Path) -> Path:
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with np.errstate(over="ignore"):  # astronomically large (diverging) values on log axes
-        fig.savefig(out, dpi=DPI, facecolor="white")
+    fig.savefig(out, dpi=DPI, facecolor="white")
     return out
 
 
@@ -75,6 +91,7 @@ def _legend(ax, **kw) -> None:
         ax.legend(fontsize=8, frameon=False, **kw)
 
 
+@_quiet_overflow
 def loss_png(
     curves: Mapping[str, Curves],
     path: str | Path,
@@ -140,6 +157,7 @@ def loss_png(
     return _save(fig, path)
 
 
+@_quiet_overflow
 def lr_sensitivity_png(
     data: Mapping[str, Sensitivity],
     path: str | Path,
@@ -247,6 +265,7 @@ def _mark_points(ax, surface: Surface, start: tuple[float, float]) -> None:
     )
 
 
+@_quiet_overflow
 def surface_png(
     surface: Surface,
     trajectories: Mapping[str, ArrayLike],
@@ -293,6 +312,7 @@ def surface_png(
     return _save(fig, path)
 
 
+@_quiet_overflow
 def surface_gif(
     surface: Surface,
     trajectories: Mapping[str, ArrayLike],
@@ -384,6 +404,7 @@ def surface_gif(
     return out
 
 
+@_quiet_overflow
 def performance_profile_png(
     profile: Profile,
     path: str | Path,
@@ -428,6 +449,7 @@ def performance_profile_png(
     return _save(fig, path)
 
 
+@_quiet_overflow
 def schedule_png(
     schedules: Mapping[str, ArrayLike],
     path: str | Path,
@@ -476,6 +498,7 @@ def schedule_png(
     return _save(fig, path)
 
 
+@_quiet_overflow
 def lr_find_png(
     results: Mapping[str, LRFindSummary],
     path: str | Path,
