@@ -45,13 +45,21 @@ PLOTLY_CONFIG: dict = {
 _LOADER = """(function () {
   "use strict";
   var config = JSON.parse(document.getElementById("plotly-config").textContent);
+  var interrupted = 0;
+  // Pausing an animation makes Plotly reject the running animation's promise without a reason;
+  // that is the pause working, not an error.
+  window.addEventListener("unhandledrejection", function (event) {
+    if (event.reason === undefined && Date.now() - interrupted < 2000) { event.preventDefault(); }
+  });
   var nodes = document.querySelectorAll("script[data-figure]");
   Array.prototype.forEach.call(nodes, function (node) {
     var target = document.getElementById(node.getAttribute("data-figure"));
     try {
       var spec = JSON.parse(node.textContent);
       Plotly.newPlot(target, spec.data, spec.layout, config).then(function (gd) {
-        return spec.frames && spec.frames.length ? Plotly.addFrames(gd, spec.frames) : gd;
+        if (!spec.frames || !spec.frames.length) { return gd; }
+        gd.on("plotly_animationinterrupted", function () { interrupted = Date.now(); });
+        return Plotly.addFrames(gd, spec.frames);
       }).then(function () {
         target.setAttribute("data-rendered", "true");
       }).catch(function (err) {
