@@ -74,6 +74,17 @@ def test_loss_figure_without_optional_axes_or_lr():
         figures.loss_figure({})
 
 
+def test_log_axes_get_one_label_per_nice_number_of_decades():
+    steps = np.arange(1, 11)
+    wide = {"a": Curves(np.logspace(0, -270, 10)[None, :], steps=steps)}  # a loss falling 270 decades
+    fig = figures.loss_figure(wide)
+    assert fig.layout.yaxis.type == "log" and fig.layout.yaxis.dtick == 50
+    narrow = {"a": Curves(np.logspace(0, -3, 10)[None, :], steps=steps)}
+    assert figures.loss_figure(narrow).layout.yaxis.dtick == 1
+    linear = fig.layout.updatemenus[0].buttons[1].args[0]
+    assert linear["yaxis.type"] == "linear" and linear["yaxis.dtick"] is None  # back to automatic ticks
+
+
 def test_lr_sensitivity_marks_best_lr_and_divergence():
     lrs = [1e-3, 1e-2, 1e-1, 1.0]
     data = {

@@ -60,9 +60,12 @@ def auto_log(*arrays: ArrayLike, decades: float = 2.0) -> bool:
 
 
 def log_dtick(*arrays: ArrayLike, max_ticks: int = 8) -> int | str | None:
-    """Plotly ``dtick`` for a log axis over these values: a labelled tick every n decades (at most
-    ``max_ticks`` of them) when they span at least 1.5 decades, ``"D2"`` (labels at 1, 2, 5 × 10^k) for
-    0.7 to 1.5 decades, ``None`` (Plotly's choice) below or without positive values."""
+    """Plotly ``dtick`` for a log axis over these values.
+
+    A labelled tick every n decades (n = 1, 2, 3, 5, 10, 20, ...; about ``max_ticks`` ticks) when they
+    span at least 1.5 decades; ``"D2"`` (labels at 1, 2, 5 × 10^k) for 0.7 to 1.5 decades; ``None``
+    (Plotly's choice) below that or without positive values.
+    """
     vals = np.concatenate([np.asarray(a, dtype=float).ravel() for a in arrays]) if arrays else np.zeros(0)
     vals = vals[np.isfinite(vals) & (vals > 0)]
     if vals.size == 0:
@@ -72,7 +75,11 @@ def log_dtick(*arrays: ArrayLike, max_ticks: int = 8) -> int | str | None:
         return None
     if span < 1.5:
         return "D2"
-    return max(1, math.ceil(span / max_ticks))
+    want = span / max(1, max_ticks)
+    for nice in (1, 2, 3, 5, 10, 20, 25, 50, 100):
+        if nice >= want:
+            return nice
+    return 100
 
 
 def all_positive(*arrays: ArrayLike) -> bool:

@@ -278,11 +278,16 @@ def _build(out: Path, *, static: bool, steps: int, lrs: tuple[float, ...]) -> di
         "from real (tiny) runs of optimlab.optim.",
     )
 
-    def add(fig, name: str, caption: str, draw_png: Callable[[Path], Path] | None) -> None:
+    def add(
+        fig, name: str, caption: str, draw_png: Callable[[Path], Path] | None, gif: Callable | None = None
+    ):
         files = {}
         if static and draw_png is not None:
             written[name] = draw_png(figdir / f"{name}.png")
             files["PNG"] = f"figures/{name}.png"
+        if static and gif is not None:
+            written[f"{name}-gif"] = gif(figdir / f"{name}.gif")
+            files["GIF"] = f"figures/{name}.gif"
         page.figure(fig, caption=caption, files=files or None)
 
     page.section("Protocol")
@@ -400,11 +405,8 @@ def _build(out: Path, *, static: bool, steps: int, lrs: tuple[float, ...]) -> di
                 lambda p, s=surf, t=traj, n=name: png.surface_png(
                     s, t, p, title=f"{n}: trajectories", colors=colors
                 ),
+                gif=lambda p, s=surf, t=traj, n=name: png.surface_gif(s, t, p, title=n, colors=colors),
             )
-            if static:
-                written[f"{name}-gif"] = png.surface_gif(
-                    surf, traj, figdir / f"{name}-surface.gif", title=name, colors=colors
-                )
 
     profile = performance_profile(costs)
     page.section("Across problems")

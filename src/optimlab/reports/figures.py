@@ -231,6 +231,7 @@ def loss_figure(
         )
         track(ends)
     bottom = "xaxis2" if has_lr else "xaxis"
+    rescale = {f"{ax}.autorange": True for ax in (["xaxis", "xaxis2"] if has_lr else ["xaxis"])}
     height = height or (560 if has_lr else 440)
     _layout(fig, title, height, hovermode="x unified")
     medians = [s.median for s in series.values()]
@@ -257,16 +258,7 @@ def loss_figure(
                     {
                         "label": _prep.X_AXES[a].replace("gradient evaluations", "gradient evals"),
                         "method": "update",
-                        "args": [
-                            {"x": xs[a]},
-                            {
-                                f"{bottom}.title.text": _prep.X_AXES[a],
-                                "xaxis.autorange": True,
-                                "xaxis2.autorange": True,
-                            }
-                            if has_lr
-                            else {"xaxis.title.text": _prep.X_AXES[a], "xaxis.autorange": True},
-                        ],
+                        "args": [{"x": xs[a]}, {f"{bottom}.title.text": _prep.X_AXES[a]} | rescale],
                     }
                     for a in axes
                 ],
