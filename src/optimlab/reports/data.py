@@ -34,6 +34,7 @@ __all__ = [
     "plotly_text",
     "quantiles",
     "subsample",
+    "trajectory_array",
 ]
 
 # Colour-blind-friendly categorical palette (Okabe & Ito 2008, then Tableau's extras); the same label
