@@ -137,7 +137,7 @@ def assert_same_run(batched, sequential, rtol: float = 1e-10, atol: float = 1e-1
     assert len(batched.evals) == len(sequential.evals)
     for a, b in zip(batched.evals, sequential.evals, strict=True):
         assert a.keys() == b.keys()
-        assert [a["epoch"], a["step"]] == [b["epoch"], b["step"]]
+        assert [a["epoch"], a["step"], a["grad_evals"]] == [b["epoch"], b["step"], b["grad_evals"]]
         assert a["loss"] == pytest.approx(b["loss"], rel=rtol, abs=atol)
     assert batched.params.keys() == sequential.params.keys()
     for name in batched.params:
@@ -178,7 +178,7 @@ def test_every_optimizer_batched_equals_its_sequential_run() -> None:
     all in one batch: each replica equals its own optimlab run (float64, to rounding)."""
     runs = check_against_sequential(Curve(), MIXED, epochs=3)
     assert all(not run.diverged and run.steps == 9 for run in runs)
-    assert runs[0].evals[-1].keys() == {"epoch", "step", "loss", "max_error"}  # evaluation="full"
+    assert runs[0].evals[-1].keys() == {"epoch", "step", "grad_evals", "wall_s", "loss", "max_error"}
     assert len({run.losses[0] for run in runs}) > 10  # the seeds differ: different inits and batches
 
 
@@ -308,7 +308,7 @@ def test_train_replicas_dispatches_by_itself() -> None:
     runs = train_replicas(problem, specs, epochs=1, evaluation="loss")
     assert [run.batched for run in runs] == [True, True, True, False]
     assert runs[3].grad_evals > runs[3].steps  # L-BFGS evaluates several times per step
-    assert runs[0].evals[-1].keys() == {"epoch", "step", "loss"}
+    assert runs[0].evals[-1].keys() == {"epoch", "step", "grad_evals", "wall_s", "loss"}
     # a memory budget of two replicas' worth splits the batch; results stay the same
     per = replica_bytes(31, "adam", itemsize=8, steps=3)
     chunked = train_replicas(problem, specs[:3], epochs=1, evaluation="loss", memory_budget=2 * per + 4096)
@@ -376,5 +376,5 @@ def test_lean_vmap_is_torch_func_vmap(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(module, "LEAN_VMAP", False)
     public = train_batched(problem, specs, epochs=1)
     for a, b in zip(lean, public, strict=True):
-        assert a.losses == b.losses and a.evals == b.evals
+        assert a.losses == b.losses and [e["loss"] for e in a.evals] == [e["loss"] for e in b.evals]
         assert all(torch.equal(a.params[k], b.params[k]) for k in a.params)

@@ -41,6 +41,7 @@ of :mod:`optimlab.optim`, models without buffers or random layers), in chunks th
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -205,7 +206,8 @@ class ReplicaRun:
     """What one replica recorded (the same fields whether it ran batched or alone).
 
     ``losses[k]``/``lrs[k]``: the mini-batch loss of step k (before its update) and its lr;
-    ``evals``: ``{"epoch", "step", "loss", ...}`` before the first step and after each epoch;
+    ``evals``: ``{"epoch", "step", "grad_evals", "wall_s", "loss", ...}`` before the first step
+    and after each epoch (a batched run's ``wall_s`` is its batch's time divided by its size);
     ``params``: the final parameters by name; ``divergence``: ``"nan"``, ``"inf"``,
     ``"explosion"`` or ``None``; ``skipped_steps``: steps left out by ``nonfinite="skip"``.
     """
@@ -478,10 +480,12 @@ def train_sequential(
         path = [torch.cat([p.detach().reshape(-1) for p in params]).tolist()]
     grad_evals = 0
     step = 0
+    start = time.perf_counter()
 
     def evaluate() -> dict[str, float]:
         metrics = _evaluate_model(problem, model, evaluation)
-        evals.append({"epoch": len(evals), "step": step, **metrics})
+        wall = time.perf_counter() - start
+        evals.append({"epoch": len(evals), "step": step, "grad_evals": grad_evals, "wall_s": wall, **metrics})
         return metrics
 
     initial = evaluate()["loss"]
@@ -765,7 +769,9 @@ class _BatchedRun:
         self.clip = None
         if any(c is not None for c in clips):
             self.clip = (
-                torch.tensor([c if c is not None else math.inf for c in clips], dtype=torch.float64),
+                torch.tensor(
+                    [c if c is not None else math.inf for c in clips], dtype=torch.float64, device=self.device
+                ),
                 torch.tensor([c is not None for c in clips], device=self.device),
             )
 
@@ -875,7 +881,7 @@ class _BatchedRun:
             [torch.linalg.vector_norm(g, dim=1) for g in grads.split(self.sizes, dim=1)], dim=1
         )
         total = torch.linalg.vector_norm(norms, dim=1)
-        coef = torch.clamp(limit.to(total.dtype) / (total + 1e-6), max=1.0)
+        coef = torch.clamp(limit.to(total.dtype) / (total + 1e-6), max=1.0)  # clip_grad_norm_'s formula
         return torch.where(active[:, None], grads * coef[:, None], grads)
 
     def _update(self, grads: Tensor, alive: Tensor, all_alive: bool) -> Tensor | None:
@@ -920,11 +926,14 @@ class _BatchedRun:
         evals: list[list[dict[str, float]]] = [[] for _ in range(count)]
         path = [self.flat.clone()] if self.record_path else None
         alive_list = [True] * count
+        start = time.perf_counter()
 
         def evaluate(positions: list[int], step: int) -> list[dict[str, float]]:
             results = self._evaluate(positions)
+            wall = (time.perf_counter() - start) / count
             for position, metrics in zip(positions, results, strict=True):
-                evals[position].append({"epoch": len(evals[position]), "step": step, **metrics})
+                record = {"epoch": len(evals[position]), "step": step, "grad_evals": step, "wall_s": wall}
+                evals[position].append({**record, **metrics})
             return results
 
         initial = evaluate(list(range(count)), 0)
