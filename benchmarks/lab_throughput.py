@@ -252,6 +252,8 @@ def main() -> None:
             f" seed={worst[3]})"
         )
         print(f"every step's mini-batch loss, max relative difference: {max(step_diffs):.2e}")
+        counts = ", ".join(f"> {t:g}: {sum(d > t for d in final_diffs)}" for t in (1e-6, 1e-4, 1e-2))
+        print(f"runs whose final loss differs by (relative) {counts}")
     for item in mismatched_divergence[:10]:
         print("  divergence differs (optimizer, lr, seed, lab step, plain step):", item)
 
@@ -276,6 +278,8 @@ def main() -> None:
         "diverged": diverged,
         "divergence_mismatches": len(mismatched_divergence),
         "final_loss_max_rel_diff": max(final_diffs) if final_diffs else None,
+        "final_loss_rel_diff_over": {str(t): sum(d > t for d in final_diffs) for t in (1e-6, 1e-4, 1e-2)},
+        "worst_run": {"optimizer": worst[1], "lr": worst[2], "seed": worst[3]} if worst else None,
         "step_loss_max_rel_diff": max(step_diffs) if step_diffs else None,
     }
     args.out.write_text(json.dumps(record, indent=2) + "\n")
