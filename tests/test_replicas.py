@@ -212,16 +212,20 @@ def test_float32_replicas_agree_with_float32_runs() -> None:
         assert_same_run(run, train_sequential(problem, spec, epochs=2), rtol=1e-5, atol=1e-6)
 
 
-def test_data_order_is_the_problems_own() -> None:
+def test_data_order_is_the_problems_own(monkeypatch: pytest.MonkeyPatch) -> None:
     """The fast gather (epoch_order) and the generic path (each replica's own batches) feed the
     same data; a replica's result does not depend on who else is in the batch."""
+    from optimlab.lab import replicas as module
+
     problem = Curve(n=37, batch_size=8)  # a short last batch
     specs = replicas("sgd", [5, 6, 7], {"lr": 0.1, "momentum": 0.9})
     fast = train_batched(problem, specs, epochs=2)
     slow = train_batched(SlowCurve(problem), specs, epochs=2)
     alone = train_batched(problem, specs[1:2], epochs=2)[0]
-    for a, b in zip(fast, slow, strict=True):
-        assert a.losses == b.losses
+    monkeypatch.setattr(module, "EPOCH_GATHER_BYTES", 0)  # gather batch by batch
+    stepwise = train_batched(problem, specs, epochs=2)
+    for a, b, c in zip(fast, slow, stepwise, strict=True):
+        assert a.losses == b.losses == c.losses
     assert alone.losses == pytest.approx(fast[1].losses, rel=1e-12)
     reference = train_sequential(problem, specs[1], epochs=2)
     assert len(reference.losses) == 2 * 5

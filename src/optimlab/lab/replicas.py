@@ -93,6 +93,8 @@ DEFAULT_MEMORY_BUDGET = 1 << 30
 EXPLOSION_FACTOR = 1e4
 #: replicas per vmapped evaluation on the whole data set
 EVALUATION_CHUNK = 128
+#: the fast data path gathers a whole epoch for all replicas at once below this many bytes
+EPOCH_GATHER_BYTES = 32 << 20
 
 Evaluation = Literal["full", "loss"]
 Mode = Literal["auto", "batched", "sequential"]
@@ -810,9 +812,18 @@ class _BatchedRun:
                 orders.append(torch.arange(n) if order is None else order)
             stacked = torch.stack(orders).to(problem.x.device)  # type: ignore[attr-defined]
             size = problem.batch_size  # type: ignore[attr-defined]
-            for begin in range(0, n, size):
-                idx = stacked[:, begin : begin + size]
-                yield problem.x[idx], problem.y[idx]  # type: ignore[attr-defined]
+            x, y = problem.x, problem.y  # type: ignore[attr-defined]
+            epoch_bytes = stacked.numel() * (
+                x[0].numel() * x.element_size() + y[0].numel() * y.element_size()
+            )
+            if epoch_bytes <= EPOCH_GATHER_BYTES:  # the whole epoch at once; batches are views of it
+                inputs, targets = x[stacked], y[stacked]
+                for begin in range(0, n, size):
+                    yield inputs[:, begin : begin + size], targets[:, begin : begin + size]
+            else:
+                for begin in range(0, n, size):
+                    idx = stacked[:, begin : begin + size]
+                    yield x[idx], y[idx]
             return
         streams = [iter(problem.batches(spec.seed, epoch)) for spec in self.specs]
         while True:
