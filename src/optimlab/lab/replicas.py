@@ -11,9 +11,12 @@ stacked and stepped together:
   the eager optimizers run — applied with ``torch.vmap`` over the replicas of each optimizer
   structure, with per-replica hyperparameters (lr, weight decay, betas, …) passed as tensors of
   shape ``[R]`` (0-d under ``vmap``); values shared by a whole group stay Python numbers, so the
-  arithmetic is exactly the eager path's;
+  update's arithmetic is the eager path's (the gradients differ from a lone run's only by the
+  summation order of batched matrix products);
 * replicas of different optimizers share the forward and backward pass: each group of replicas
-  with one rule and one structure (e.g. Adam without AMSGrad) gets one vmapped rule call per step.
+  with one rule and one structure (e.g. Adam without AMSGrad) gets one vmapped rule call per step;
+* the vmap transform is entered directly (:func:`vmap_flat`), without torch.func.vmap's handling
+  of argument trees, which would otherwise cost more than a small rule's arithmetic.
 
 A run is defined by its :class:`ReplicaSpec` (seed, optimizer, hyperparameters, schedule, gradient
 clipping) and the problem. Everything random comes from the problem —
@@ -72,6 +75,7 @@ from optimlab.optim.rules import l1_proximal
 __all__ = [
     "DEFAULT_MEMORY_BUDGET",
     "EXPLOSION_FACTOR",
+    "LEAN_VMAP",
     "ReplicaProblem",
     "ReplicaRun",
     "ReplicaSpec",
@@ -85,6 +89,7 @@ __all__ = [
     "train_batched",
     "train_replicas",
     "train_sequential",
+    "vmap_flat",
 ]
 
 #: default memory budget of one batched chunk (parameters, state, activations, histories)
