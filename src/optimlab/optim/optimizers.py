@@ -154,7 +154,9 @@ class Adagrad(RuleOptimizer):
                 self.ensure_state(p, group)
 
     def init_state(self, param: Tensor, group: dict[str, Any]) -> dict[str, Tensor]:
-        value = group["initial_accumulator_value"]
+        # torch.optim.Adagrad fills ``sum`` with the constructor's value, ignoring a param group's
+        # own ``initial_accumulator_value``; so do we, to stay number for number the same.
+        value = self.defaults["initial_accumulator_value"]
         fill = complex(value, value) if param.is_complex() else value
         return {"step": _step(), "sum": torch.full_like(param, fill, memory_format=torch.preserve_format)}
 
