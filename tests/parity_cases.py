@@ -94,7 +94,13 @@ PARITY: dict[str, ParityEntry] = {
                 # even for a group that sets its own; the second group checks we do the same.
                 V(
                     "decay-wd-accumulator",
-                    {"lr": 0.05, "lr_decay": 0.01, "weight_decay": 0.01, "initial_accumulator_value": 0.1, "eps": 1e-8},
+                    {
+                        "lr": 0.05,
+                        "lr_decay": 0.01,
+                        "weight_decay": 0.01,
+                        "initial_accumulator_value": 0.1,
+                        "eps": 1e-8,
+                    },
                     {"lr_decay": 0.0, "weight_decay": 0.0, "initial_accumulator_value": 0.5},
                     ALL_DTYPES,
                 ),

@@ -1,4 +1,4 @@
-"""optimlab.optim is a drop-in for torch.optim: signatures, validation, flags, schedulers, hooks, GradScaler."""
+"""optimlab.optim as a drop-in for torch.optim: signatures, validation, flags, schedulers, hooks, scaler."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 import torch
-from parity_cases import PARITY
 
 import optimlab.optim as ol
+from parity_cases import PARITY
 
 OURS_EXTRA = ("l1", "nonfinite", "engine")
 PAIRS = [(entry.ours, entry.theirs) for entry in PARITY.values()] + [(ol.LBFGS, torch.optim.LBFGS)]
@@ -31,7 +31,9 @@ def test_subclass_and_same_signature(ours: type, theirs: type) -> None:
     theirs_params = list(inspect.signature(theirs.__init__).parameters.values())
     extra = [p for p in ours_params if p.name in OURS_EXTRA]
     shared = [p for p in ours_params if p.name not in OURS_EXTRA]
-    assert [(p.name, p.kind, p.default) for p in shared] == [(p.name, p.kind, p.default) for p in theirs_params]
+    assert [(p.name, p.kind, p.default) for p in shared] == [
+        (p.name, p.kind, p.default) for p in theirs_params
+    ]
     assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in extra)
     if ours is not ol.LBFGS:
         assert [p.name for p in extra] == list(OURS_EXTRA)
@@ -189,7 +191,9 @@ def test_unsupported_flags_raise_clear_value_error(cls: type) -> None:
     for flag in ("capturable", "differentiable"):
         if flag not in arguments:
             continue
-        with pytest.raises(ValueError, match=rf"{flag}=True .*not supported by optimlab\.optim\.{cls.__name__}"):
+        with pytest.raises(
+            ValueError, match=rf"{flag}=True .*not supported by optimlab\.optim\.{cls.__name__}"
+        ):
             cls([param()], **{flag: True})
 
 
@@ -331,7 +335,7 @@ def test_grad_scaler_on_cpu(name: str) -> None:
             scaler.update()
             scales.append(scaler.get_scale())
         runs.append((scales, opt))
-    (ours_scales, ours_opt), (theirs_scales, theirs_opt) = runs
+    (ours_scales, _), (theirs_scales, _) = runs
     assert ours_scales == theirs_scales
     assert ours_scales[3] < ours_scales[2]  # the overflowing step was detected and skipped
     for a, b in zip(ours_model.parameters(), theirs_model.parameters(), strict=True):

@@ -6,9 +6,9 @@ import inspect
 
 import pytest
 import torch
-from parity_cases import CASES, COMPLEX, FLOAT32, FLOAT64, PARITY, Variant
 
 from optimlab.optim.engine import ENGINE_CHOICES
+from parity_cases import CASES, COMPLEX, FLOAT32, FLOAT64, PARITY, Variant
 
 STEPS = 40
 SHAPES = [(3, 2), (4,), (5,)]  # p0, p1 in the first group; p2 in the second
@@ -31,7 +31,9 @@ def gradient(step: int, index: int, param: torch.Tensor) -> torch.Tensor | None:
     return 0.3 * param.detach() + noise
 
 
-def run(optimizer: torch.optim.Optimizer, params: list[torch.Tensor], steps: int = STEPS, start: int = 0) -> None:
+def run(
+    optimizer: torch.optim.Optimizer, params: list[torch.Tensor], steps: int = STEPS, start: int = 0
+) -> None:
     for step in range(start, start + steps):
         for index, p in enumerate(params):
             p.grad = gradient(step, index, p)
@@ -55,7 +57,9 @@ def assert_same_state(ours: torch.optim.Optimizer, theirs: torch.optim.Optimizer
         assert our_state.keys() == their_state.keys(), index
         for key, value in their_state.items():
             assert our_state[key].dtype == value.dtype, (index, key)
-            torch.testing.assert_close(our_state[key], value, rtol=rtol, atol=atol, msg=f"state {index}.{key}")
+            torch.testing.assert_close(
+                our_state[key], value, rtol=rtol, atol=atol, msg=f"state {index}.{key}"
+            )
 
 
 def check_parity(entry_name: str, variant: Variant, dtype_name: str, engine: str) -> None:
@@ -81,7 +85,9 @@ OTHER_DTYPE_CASES = [(n, v, d) for n, v in CASES for d in v.dtypes if d != FLOAT
 
 @pytest.mark.parametrize("engine", ENGINE_CHOICES)
 @pytest.mark.parametrize(
-    ("entry", "variant", "dtype"), OTHER_DTYPE_CASES, ids=[f"{n}-{v.name}-{d}" for n, v, d in OTHER_DTYPE_CASES]
+    ("entry", "variant", "dtype"),
+    OTHER_DTYPE_CASES,
+    ids=[f"{n}-{v.name}-{d}" for n, v, d in OTHER_DTYPE_CASES],
 )
 def test_parity_other_dtypes(entry: str, variant: Variant, dtype: str, engine: str) -> None:
     check_parity(entry, variant, dtype, engine)
@@ -100,9 +106,19 @@ def test_every_flag_is_switched_on_and_off() -> None:
                     value = values.get(key, defaults[key])
                     seen.add(bool(value) if key in FLAGS else float(value) == float(defaults[key]))
             assert len(seen) >= 2, f"{name}: {key} is never varied in the parity table"
-        assert any(isinstance(v.kwargs.get("lr"), torch.Tensor) for v in entry.variants), f"{name}: no tensor lr"
+        assert any(isinstance(v.kwargs.get("lr"), torch.Tensor) for v in entry.variants), (
+            f"{name}: no tensor lr"
+        )
         assert any(v.group for v in entry.variants), f"{name}: no second group with its own hyperparameters"
 
 
 FLAGS = {"nesterov", "maximize", "amsgrad", "centered", "decoupled_weight_decay"}
-TERMS = {"momentum", "dampening", "weight_decay", "lr_decay", "initial_accumulator_value", "momentum_decay", "eps"}
+TERMS = {
+    "momentum",
+    "dampening",
+    "weight_decay",
+    "lr_decay",
+    "initial_accumulator_value",
+    "momentum_decay",
+    "eps",
+}

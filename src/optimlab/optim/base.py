@@ -51,7 +51,7 @@ def check_tensor_lr(lr: Any) -> None:
 
 
 def check_nonnegative(value: Any, message: str) -> None:
-    if not 0.0 <= value:
+    if not value >= 0.0:
         raise ValueError(f"{message}: {value}")
 
 
@@ -91,7 +91,9 @@ class RuleOptimizer(Optimizer):
     ) -> None:
         check_nonnegative(l1, "Invalid l1 value")
         if nonfinite not in NONFINITE_POLICIES:
-            raise ValueError(f"Invalid nonfinite policy: {nonfinite!r} (expected one of {NONFINITE_POLICIES})")
+            raise ValueError(
+                f"Invalid nonfinite policy: {nonfinite!r} (expected one of {NONFINITE_POLICIES})"
+            )
         name = type(self).__name__
         if defaults.get("differentiable"):
             raise ValueError(

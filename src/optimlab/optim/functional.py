@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from optimlab.optim.base import RuleOptimizer
-from optimlab.optim.optimizers import SGD, Adadelta, Adagrad, Adam, AdamW, Adamax, NAdam, RAdam, RMSprop
+from optimlab.optim.optimizers import SGD, Adadelta, Adagrad, Adam, Adamax, AdamW, NAdam, RAdam, RMSprop
 from optimlab.optim.rules import l1_proximal
 
 #: rule-based optimizers by lower-case name
@@ -82,7 +82,9 @@ def update(
     new_params: dict[str, Tensor] = {}
     new_states: dict[str, dict[str, Tensor]] = {}
     for key, param in params.items():
-        state = dict(states[key]) if states is not None and key in states else optimizer.init_state(param, group)
+        state = (
+            dict(states[key]) if states is not None and key in states else optimizer.init_state(param, group)
+        )
         grad = grads.get(key)
         if grad is None:
             new_params[key], new_states[key] = param, state

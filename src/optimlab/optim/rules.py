@@ -66,8 +66,10 @@ def _decoupled_decay(param: Tensor, lr: Number, weight_decay: Number | None) -> 
 
 def _ema(average: Tensor, value: Tensor, beta: Number) -> Tensor:
     """Exponential moving average: a ← β·a + (1 − β)·v (torch's ``lerp``)."""
-    return torch.lerp(average, value, 1 - beta) if isinstance(beta, float) else average + (1 - beta) * (
-        value - average
+    return (
+        torch.lerp(average, value, 1 - beta)
+        if isinstance(beta, float)
+        else average + (1 - beta) * (value - average)
     )
 
 

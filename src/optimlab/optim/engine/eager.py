@@ -30,7 +30,9 @@ def apply_rule(
     return new_param, new_state
 
 
-def write_back(optimizer: RuleOptimizer, param: Tensor, new_param: Tensor, new_state: dict[str, Tensor]) -> None:
+def write_back(
+    optimizer: RuleOptimizer, param: Tensor, new_param: Tensor, new_state: dict[str, Tensor]
+) -> None:
     as_real(param).copy_(new_param)
     if not new_state:
         return
