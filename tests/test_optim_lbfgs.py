@@ -101,7 +101,7 @@ class Recorder:
         loss = rosenbrock([self.x])
         loss.backward()
         bad = len(self.points) + 1 >= self.bad_from
-        self.points.append((self.x.detach().clone(), float(loss) if not bad else math.nan))
+        self.points.append((self.x.detach().clone(), loss.item() if not bad else math.nan))
         if bad and self.kind == "nan-loss":
             return loss * math.nan
         if bad and self.kind == "inf-loss":
@@ -125,7 +125,7 @@ def test_nonfinite_evaluation_ends_the_step_at_a_finite_point(
     opt = ol.LBFGS([x], line_search_fn=line_search_fn)
     closure = Recorder(opt, x, bad_from, kind)
     first = opt.step(closure)
-    assert float(first) == closure.points[0][1]  # the step's first loss, as torch returns it
+    assert first.item() == closure.points[0][1]  # the step's first loss, as torch returns it
     assert len(closure.points) == bad_from  # the bad evaluation ended the step at once
     assert torch.isfinite(x).all()
     assert torch.equal(x.detach(), closure.best_finite())
@@ -142,7 +142,7 @@ def test_nonfinite_evaluation_ends_the_step_at_a_finite_point(
     fresh = torch.optim.LBFGS([y], line_search_fn=line_search_fn)
     fresh.step(closure_for(fresh, [y], rosenbrock))
     assert torch.equal(x.detach(), y.detach())
-    assert float(rosenbrock([x])) < float(rosenbrock([restored]))
+    assert rosenbrock([x]).item() < float(rosenbrock([restored]))
     assert opt.state[x]["nonfinite_stops"] == 1
 
 
