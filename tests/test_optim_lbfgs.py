@@ -166,7 +166,7 @@ def test_nonfinite_first_evaluation_restores_the_last_steps_best_point() -> None
     assert not torch.equal(x.detach(), best_of_first_step)  # without line search: last point unevaluated
     closure.bad_from = len(closure.points) + 1  # the very next evaluation is NaN
     loss = opt.step(closure)
-    assert math.isnan(float(loss))
+    assert math.isnan(loss.item())
     assert torch.equal(x.detach(), best_of_first_step)
     assert opt.state[x]["nonfinite_stops"] == 1
 
@@ -176,7 +176,7 @@ def test_nonfinite_first_evaluation_without_any_finite_point_leaves_params() -> 
     opt = ol.LBFGS([x])
     closure = Recorder(opt, x, bad_from=1)
     loss = opt.step(closure)
-    assert math.isnan(float(loss))
+    assert math.isnan(loss.item())
     assert torch.equal(x.detach(), torch.tensor([0.5, 0.5], dtype=torch.float64))
     assert opt.state[x]["func_evals"] == 1 and opt.state[x]["nonfinite_stops"] == 1
 
