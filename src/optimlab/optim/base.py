@@ -23,6 +23,7 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from optimlab.optim.engine import Engine, resolve_engine
+from optimlab.optim.engine.eager import dense_grad
 
 NonFinitePolicy = Literal["propagate", "skip", "raise"]
 NONFINITE_POLICIES: tuple[str, ...] = ("propagate", "skip", "raise")
@@ -77,8 +78,9 @@ class RuleOptimizer(Optimizer):
     """
 
     rule: ClassVar[Rule]
-    #: group keys that are implementation flags, not math (kept for state_dict parity with torch)
-    supports_capturable: ClassVar[bool] = False
+    #: torch.optim's error for a sparse gradient; ``None`` where torch.optim accepts sparse
+    #: gradients (SGD, Adagrad), whose rules are then applied to the densified gradient.
+    sparse_gradient_error: ClassVar[str | None] = "{name} does not support sparse gradients"
 
     def __init__(
         self,
@@ -143,8 +145,8 @@ class RuleOptimizer(Optimizer):
         for p in group["params"]:
             if p.grad is None:
                 continue
-            if p.grad.is_sparse:
-                raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
+            if p.grad.is_sparse and self.sparse_gradient_error is not None:
+                raise RuntimeError(self.sparse_gradient_error.format(name=type(self).__name__))
             params.append(p)
         return params
 
@@ -161,7 +163,7 @@ class RuleOptimizer(Optimizer):
         return state
 
     def _grads_finite(self, params: Iterable[Tensor]) -> bool:
-        flags = [torch.isfinite(p.grad).all() for p in params]
+        flags = [torch.isfinite(dense_grad(p)).all() for p in params]
         return bool(torch.stack([f.cpu() for f in flags]).all()) if flags else True
 
     @torch.no_grad()
@@ -171,18 +173,22 @@ class RuleOptimizer(Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        # Check every group before touching any: nonfinite="raise" must leave all of them as they were.
+        work = []
         for index, group in enumerate(self.param_groups):
             params = self.params_with_grad(group)
             if not params:
                 continue
-            policy = group["nonfinite"]
-            if policy != "propagate" and not self._grads_finite(params):
-                if policy == "raise":
-                    raise FloatingPointError(
-                        f"non-finite gradient in param group {index} of {type(self).__name__} "
-                        "(nonfinite='raise')"
-                    )
+            finite = group["nonfinite"] == "propagate" or self._grads_finite(params)
+            if not finite and group["nonfinite"] == "raise":
+                raise FloatingPointError(
+                    f"non-finite gradient in param group {index} of {type(self).__name__} "
+                    "(nonfinite='raise'); no parameter was updated"
+                )
+            work.append((group, params, finite))
+        for group, params, finite in work:
+            if finite:
+                self.engine.step_group(self, group, params)
+            else:  # nonfinite="skip": this group keeps its parameters and state for this step
                 group["skipped_steps"] += 1
-                continue
-            self.engine.step_group(self, group, params)
         return loss

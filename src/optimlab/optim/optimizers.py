@@ -54,6 +54,7 @@ class SGD(RuleOptimizer):
     """Stochastic gradient descent, optionally with (Nesterov) momentum — see :func:`rules.sgd`."""
 
     rule = staticmethod(rules.sgd)
+    sparse_gradient_error = None
 
     def __init__(
         self,
@@ -112,6 +113,7 @@ class Adagrad(RuleOptimizer):
     """Adagrad — see :func:`rules.adagrad`."""
 
     rule = staticmethod(rules.adagrad)
+    sparse_gradient_error = None
 
     def __init__(
         self,
@@ -159,6 +161,12 @@ class Adagrad(RuleOptimizer):
         value = self.defaults["initial_accumulator_value"]
         fill = complex(value, value) if param.is_complex() else value
         return {"step": _step(), "sum": torch.full_like(param, fill, memory_format=torch.preserve_format)}
+
+    def params_with_grad(self, group: dict[str, Any]) -> list[Tensor]:
+        params = super().params_with_grad(group)
+        if group["weight_decay"] != 0 and any(p.grad.is_sparse for p in params):
+            raise RuntimeError("weight_decay option is not compatible with sparse gradients")
+        return params
 
     def rule_hyperparameters(self, group: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -287,6 +295,7 @@ class Adam(RuleOptimizer):
     """Adam, with AMSGrad and decoupled weight decay as options — see :func:`rules.adam`."""
 
     rule = staticmethod(rules.adam)
+    sparse_gradient_error = "Adam does not support sparse gradients, please consider SparseAdam instead"
 
     def __init__(
         self,
