@@ -5,11 +5,12 @@ A concrete optimizer (see :mod:`optimlab.optim.optimizers`) declares only:
 * ``rule`` — its pure update rule from :mod:`optimlab.optim.rules`;
 * its constructor — torch.optim's arguments, defaults and validation;
 * ``init_state(param, group)`` — the state torch.optim would create for a parameter;
-* ``rule_hyperparameters(group)`` — how a param group's settings become the rule's arguments.
+* ``rule_hyperparameters(group)`` — how a param group's settings become the rule's arguments
+  (``"l1"`` included: each rule takes its L1 proximal step in its own metric).
 
-Everything else lives here once: the step loop, the regularization options shared by every
-optimizer (``l1`` proximal shrinkage and the non-finite gradient policy), checkpoint
-compatibility, and the choice of the execution engine that applies the rule.
+Everything else lives here once: the step loop, the options shared by every optimizer (``l1``
+and the non-finite gradient policy), checkpoint compatibility, and the choice of the execution
+engine that applies the rule.
 """
 
 from __future__ import annotations
@@ -66,12 +67,15 @@ class RuleOptimizer(Optimizer):
 
     Options shared by every first-order optimizer, beyond torch.optim's own arguments:
 
-    * ``l1`` (default 0): proximal L1 shrinkage after each step, θ ← sign(θ)·max(|θ| − γ·l1, 0),
-      which gives exact zeros (Parikh & Boyd, "Proximal Algorithms", 2014).
+    * ``l1`` (default 0): minimize f(θ) + l1·‖θ‖₁ — after each step, soft-thresholding
+      θ ← sign(θ)·max(|θ| − τ, 0) with τ = γ·l1 scaled by the optimizer's own per-coordinate
+      step size (τ = γ·l1 for plain SGD, γ·l1/(√v̂ + ε) for Adam); weights whose gradient stays
+      below l1 become exactly 0. See :func:`optimlab.optim.rules.l1_proximal`.
     * ``nonfinite`` (default ``"propagate"``): what to do when a group's gradient holds NaN or
       ±Inf: ``"propagate"`` does what torch.optim does (the update goes ahead), ``"skip"``
       leaves that group untouched for this step and counts it in ``group["skipped_steps"]``
-      (saved with ``state_dict``), ``"raise"`` raises ``FloatingPointError``.
+      (saved with ``state_dict``), ``"raise"`` raises ``FloatingPointError`` before any group
+      is updated.
     * ``engine`` (default ``None``: the ``OPTIMLAB_ENGINE`` environment variable, else
       ``"auto"``): ``"eager"`` applies the rule parameter by parameter with ordinary torch ops;
       ``"fused"`` runs it as one compiled kernel per (device, dtype) group; ``"auto"`` picks.

@@ -100,6 +100,7 @@ class SGD(RuleOptimizer):
 
     def rule_hyperparameters(self, group: dict[str, Any]) -> dict[str, Any]:
         return {
+            "l1": optional_term(group["l1"]),
             "lr": scalar_hyperparameter(group["lr"]),
             "momentum": optional_term(group["momentum"]),
             "dampening": group["dampening"],
@@ -170,6 +171,7 @@ class Adagrad(RuleOptimizer):
 
     def rule_hyperparameters(self, group: dict[str, Any]) -> dict[str, Any]:
         return {
+            "l1": optional_term(group["l1"]),
             "lr": scalar_hyperparameter(group["lr"]),
             "lr_decay": group["lr_decay"],
             "weight_decay": optional_term(group["weight_decay"]),
@@ -229,6 +231,7 @@ class RMSprop(RuleOptimizer):
 
     def rule_hyperparameters(self, group: dict[str, Any]) -> dict[str, Any]:
         return {
+            "l1": optional_term(group["l1"]),
             "lr": scalar_hyperparameter(group["lr"]),
             "alpha": group["alpha"],
             "eps": group["eps"],
@@ -283,6 +286,7 @@ class Adadelta(RuleOptimizer):
 
     def rule_hyperparameters(self, group: dict[str, Any]) -> dict[str, Any]:
         return {
+            "l1": optional_term(group["l1"]),
             "lr": scalar_hyperparameter(group["lr"]),
             "rho": group["rho"],
             "eps": group["eps"],
@@ -363,6 +367,7 @@ class Adam(RuleOptimizer):
 
     def rule_hyperparameters(self, group: dict[str, Any]) -> dict[str, Any]:
         return {
+            "l1": optional_term(group["l1"]),
             "lr": scalar_hyperparameter(group["lr"]),
             **_betas(group),
             "eps": group["eps"],
@@ -460,6 +465,7 @@ class Adamax(RuleOptimizer):
 
     def rule_hyperparameters(self, group: dict[str, Any]) -> dict[str, Any]:
         return {
+            "l1": optional_term(group["l1"]),
             "lr": scalar_hyperparameter(group["lr"]),
             **_betas(group),
             "eps": group["eps"],
@@ -520,6 +526,7 @@ class NAdam(RuleOptimizer):
 
     def rule_hyperparameters(self, group: dict[str, Any]) -> dict[str, Any]:
         return {
+            "l1": optional_term(group["l1"]),
             "lr": scalar_hyperparameter(group["lr"]),
             **_betas(group),
             "eps": group["eps"],
@@ -574,6 +581,7 @@ class RAdam(RuleOptimizer):
 
     def rule_hyperparameters(self, group: dict[str, Any]) -> dict[str, Any]:
         return {
+            "l1": optional_term(group["l1"]),
             "lr": scalar_hyperparameter(group["lr"]),
             **_betas(group),
             "eps": group["eps"],

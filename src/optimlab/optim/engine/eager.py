@@ -7,8 +7,6 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from optimlab.optim.rules import l1_proximal
-
 if TYPE_CHECKING:
     from optimlab.optim.base import RuleOptimizer
 
@@ -33,8 +31,6 @@ def apply_rule(
     real_state = {key: as_real(value) for key, value in state.items()}
     grad = as_real(dense_grad(param))
     new_param, new_state = optimizer.rule(as_real(param), grad, real_state, **hyper)
-    if group["l1"] != 0:
-        new_param = l1_proximal(new_param, group["lr"] * group["l1"])
     return new_param, new_state
 
 
