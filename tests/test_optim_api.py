@@ -341,3 +341,44 @@ def test_grad_scaler_on_cpu(name: str) -> None:
     for a, b in zip(ours_model.parameters(), theirs_model.parameters(), strict=True):
         assert torch.isfinite(a).all()
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+
+
+# --- sparse gradients: accepted where torch.optim accepts them, torch's error elsewhere -----------
+
+SPARSE_OK = [
+    ("SGD", {"lr": 0.1}),
+    ("SGD", {"lr": 0.1, "momentum": 0.9, "nesterov": True, "maximize": True}),
+    ("Adagrad", {"lr": 0.1, "lr_decay": 0.01}),
+]
+
+
+def embedding_run(module: Any, name: str, kwargs: dict[str, Any]) -> torch.Tensor | BaseException:
+    torch.manual_seed(0)
+    embedding = torch.nn.Embedding(10, 3, sparse=True).double()
+    opt = getattr(module, name)(embedding.parameters(), **kwargs)
+    try:
+        for step in range(4):
+            opt.zero_grad()
+            embedding(torch.tensor([[1, 2, 2, 5], [step, 7, 1, 1]])).pow(2).sum().backward()
+            opt.step()
+    except RuntimeError as error:
+        return error
+    return embedding.weight.detach()
+
+
+@pytest.mark.parametrize(("name", "kwargs"), SPARSE_OK, ids=[f"{n}-{len(k)}" for n, k in SPARSE_OK])
+def test_sparse_gradients_where_torch_accepts_them(name: str, kwargs: dict[str, Any]) -> None:
+    ours, theirs = embedding_run(ol, name, kwargs), embedding_run(torch.optim, name, kwargs)
+    assert isinstance(theirs, torch.Tensor) and isinstance(ours, torch.Tensor)
+    torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs"),
+    [("Adagrad", {"weight_decay": 0.1})]
+    + [(n, {}) for n in ("RMSprop", "Adadelta", "Adam", "AdamW", "Adamax", "NAdam", "RAdam")],
+)
+def test_sparse_gradients_raise_torch_error(name: str, kwargs: dict[str, Any]) -> None:
+    ours, theirs = embedding_run(ol, name, kwargs), embedding_run(torch.optim, name, kwargs)
+    assert isinstance(theirs, RuntimeError) and isinstance(ours, RuntimeError)
+    assert str(ours) == str(theirs)

@@ -80,3 +80,31 @@ TERMS = {
     "momentum_decay",
     "eps",
 }
+
+
+def _as_float32(value):
+    if isinstance(value, torch.Tensor):
+        return value.to(torch.float32)
+    if isinstance(value, tuple):
+        return tuple(_as_float32(v) for v in value)
+    return value
+
+
+TENSOR_CASES = [(n, v) for n, v in CASES if isinstance(v.kwargs.get("lr"), torch.Tensor)]
+
+
+@pytest.mark.parametrize(("entry", "variant"), TENSOR_CASES, ids=[f"{n}-{v.name}" for n, v in TENSOR_CASES])
+def test_float32_tensor_hyperparameters_on_float64_params(entry: str, variant: Variant) -> None:
+    """A known, deliberate difference: torch.optim evaluates bias corrections and step sizes in a
+    tensor hyperparameter's own dtype, optimlab's rules in float64. With torch's default float32
+    tensors (``lr=torch.tensor(0.01)``) on float64 parameters, results agree to float32 rounding
+    of the step size instead of 1e-9."""
+    variant = Variant(
+        variant.name,
+        {k: _as_float32(v) for k, v in variant.kwargs.items()},
+        {k: _as_float32(v) for k, v in variant.group.items()},
+    )
+    theirs, theirs_params, ours, ours_params = build_pair(entry, variant, torch.float64, "eager")
+    run(theirs, theirs_params)
+    run(ours, ours_params)
+    assert_same_params(ours_params, theirs_params, 1e-6, 1e-9)
