@@ -1,7 +1,8 @@
 """The parity table: every optimlab optimizer next to its torch.optim namesake, with its flag variants.
 
 One entry per optimizer. Each variant is a set of constructor arguments plus the overrides of a
-second param group (so every run also covers several groups with different hyperparameters).
+second param group (so every run also covers several groups with different hyperparameters);
+``invalid`` lists constructor arguments torch.optim rejects, which must fail the same way here.
 Across an entry's variants every algorithm flag appears switched on and off; the parity tests
 (tests/test_optim_parity.py, tests/test_optim_state_dict.py) run each variant against torch.optim
 and require the same parameters and state after 40 steps.
@@ -53,7 +54,11 @@ class Variant:
 class ParityEntry:
     ours: type[torch.optim.Optimizer]
     theirs: type[torch.optim.Optimizer]
+    #: flag variants, run against torch.optim for numerical parity (and checkpoint exchange)
     variants: tuple[Variant, ...]
+    #: constructor arguments that torch.optim rejects: optimlab must raise the same exception with
+    #: the same message (tests/test_optim_api.py adds the generic bad-params cases)
+    invalid: tuple[dict[str, Any], ...] = ()
 
     @property
     def name(self) -> str:
@@ -61,6 +66,19 @@ class ParityEntry:
 
 
 V = Variant
+
+BAD_LR_WD: tuple[dict[str, Any], ...] = (
+    {"lr": -1.0},
+    {"lr": torch.tensor([0.1, 0.2])},
+    {"lr": torch.tensor(-0.1)},
+    {"weight_decay": -1e-3},
+)
+BAD_BETAS: tuple[dict[str, Any], ...] = (
+    {"betas": (1.0, 0.999)},
+    {"betas": (-0.1, 0.999)},
+    {"betas": (0.9, 1.0)},
+    {"betas": (0.9, -0.5)},
+)
 
 PARITY: dict[str, ParityEntry] = {
     entry.name: entry
@@ -84,6 +102,13 @@ PARITY: dict[str, ParityEntry] = {
                 ),
                 V("tensor-lr-wd", {"lr": T(0.02), "momentum": 0.7, "weight_decay": T(0.05)}, {"lr": T(0.01)}),
             ),
+            invalid=(
+                *BAD_LR_WD,
+                {"momentum": -0.5},
+                {"nesterov": True},
+                {"nesterov": True, "momentum": 0.9, "dampening": 0.1},
+                {"fused": True, "foreach": True},
+            ),
         ),
         ParityEntry(
             ol.Adagrad,
@@ -106,6 +131,13 @@ PARITY: dict[str, ParityEntry] = {
                 ),
                 V("maximize-tensor-lr", {"lr": T(0.02), "maximize": True}, {"maximize": False}, ALL_DTYPES),
             ),
+            invalid=(
+                *BAD_LR_WD,
+                {"lr_decay": -1.0},
+                {"initial_accumulator_value": -0.1},
+                {"eps": -1e-10},
+                {"fused": True, "foreach": True},
+            ),
         ),
         ParityEntry(
             ol.RMSprop,
@@ -125,6 +157,7 @@ PARITY: dict[str, ParityEntry] = {
                     ALL_DTYPES,
                 ),
             ),
+            invalid=(*BAD_LR_WD, {"eps": -1.0}, {"momentum": -0.9}, {"alpha": -0.5}),
         ),
         ParityEntry(
             ol.Adadelta,
@@ -139,6 +172,7 @@ PARITY: dict[str, ParityEntry] = {
                 ),
                 V("tensor-lr", {"lr": T(0.8)}, {"lr": T(1.5)}),
             ),
+            invalid=(*BAD_LR_WD, {"rho": 1.1}, {"rho": -0.1}, {"eps": -1.0}),
         ),
         ParityEntry(
             ol.Adam,
@@ -159,6 +193,16 @@ PARITY: dict[str, ParityEntry] = {
                 ),
                 V("tensor-lr-betas", {"lr": T(0.01), "betas": (T(0.9), T(0.99))}, {"lr": T(0.005)}),
             ),
+            invalid=(
+                *BAD_LR_WD,
+                *BAD_BETAS,
+                {"eps": -1.0},
+                {"betas": (0.9, torch.tensor(0.999))},
+                {"betas": (torch.tensor([0.9, 0.8]), torch.tensor(0.999))},
+                {"betas": (torch.tensor(0.9), torch.tensor(0.999)), "foreach": True},
+                {"lr": torch.tensor(0.1), "foreach": True},
+                {"fused": True, "foreach": True},
+            ),
         ),
         ParityEntry(
             ol.AdamW,
@@ -173,6 +217,14 @@ PARITY: dict[str, ParityEntry] = {
                 ),
                 V("tensor-lr-eps", {"lr": T(0.01), "weight_decay": 0.1, "eps": 1e-6}, {"lr": T(0.02)}),
             ),
+            invalid=(
+                *BAD_LR_WD,
+                *BAD_BETAS,
+                {"eps": -1.0},
+                {"betas": (torch.tensor(0.9), 0.999)},
+                {"lr": torch.tensor(0.1), "foreach": True},
+                {"fused": True, "foreach": True},
+            ),
         ),
         ParityEntry(
             ol.Adamax,
@@ -186,6 +238,7 @@ PARITY: dict[str, ParityEntry] = {
                     ALL_DTYPES,
                 ),
             ),
+            invalid=(*BAD_LR_WD, *BAD_BETAS, {"eps": -1.0}),
         ),
         ParityEntry(
             ol.NAdam,
@@ -205,6 +258,7 @@ PARITY: dict[str, ParityEntry] = {
                     ALL_DTYPES,
                 ),
             ),
+            invalid=(*BAD_LR_WD, *BAD_BETAS, {"eps": -1.0}, {"momentum_decay": -1e-3}),
         ),
         ParityEntry(
             ol.RAdam,
@@ -224,6 +278,7 @@ PARITY: dict[str, ParityEntry] = {
                     ALL_DTYPES,
                 ),
             ),
+            invalid=(*BAD_LR_WD, *BAD_BETAS, {"eps": -1.0}),
         ),
     )
 }

@@ -67,58 +67,13 @@ def bad_params(kind: str) -> Any:
 
 PARAM_ERRORS = ["tensor", "empty", "not-tensors", "none", "duplicate-groups", "non-leaf"]
 
-BETAS = [
-    {"betas": (1.0, 0.999)},
-    {"betas": (-0.1, 0.999)},
-    {"betas": (0.9, 1.0)},
-    {"betas": (0.9, -0.5)},
-]
-COMMON = [{"lr": -1.0}, {"lr": torch.tensor([0.1, 0.2])}, {"lr": torch.tensor(-0.1)}, {"weight_decay": -1e-3}]
+LBFGS_INVALID: list[dict[str, Any]] = [{"lr": -1.0}, {"lr": torch.tensor([0.1, 0.2])}]
 
-BAD_KWARGS: dict[str, list[dict[str, Any]]] = {
-    "SGD": [
-        *COMMON,
-        {"momentum": -0.5},
-        {"nesterov": True},
-        {"nesterov": True, "momentum": 0.9, "dampening": 0.1},
-        {"fused": True, "foreach": True},
-    ],
-    "Adagrad": [
-        *COMMON,
-        {"lr_decay": -1.0},
-        {"initial_accumulator_value": -0.1},
-        {"eps": -1e-10},
-        {"fused": True, "foreach": True},
-    ],
-    "RMSprop": [*COMMON, {"eps": -1.0}, {"momentum": -0.9}, {"alpha": -0.5}],
-    "Adadelta": [*COMMON, {"rho": 1.1}, {"rho": -0.1}, {"eps": -1.0}],
-    "Adam": [
-        *COMMON,
-        *BETAS,
-        {"eps": -1.0},
-        {"betas": (0.9, torch.tensor(0.999))},
-        {"betas": (torch.tensor([0.9, 0.8]), torch.tensor(0.999))},
-        {"betas": (torch.tensor(0.9), torch.tensor(0.999)), "foreach": True},
-        {"lr": torch.tensor(0.1), "foreach": True},
-        {"fused": True, "foreach": True},
-    ],
-    "AdamW": [
-        *COMMON,
-        *BETAS,
-        {"eps": -1.0},
-        {"betas": (torch.tensor(0.9), 0.999)},
-        {"lr": torch.tensor(0.1), "foreach": True},
-        {"fused": True, "foreach": True},
-    ],
-    "Adamax": [*COMMON, *BETAS, {"eps": -1.0}],
-    "NAdam": [*COMMON, *BETAS, {"eps": -1.0}, {"momentum_decay": -1e-3}],
-    "RAdam": [*COMMON, *BETAS, {"eps": -1.0}],
-    "LBFGS": [{"lr": -1.0}, {"lr": torch.tensor([0.1, 0.2])}],
-}
-
-VALIDATION_CASES = [
-    (ours, theirs, kwargs, None) for ours, theirs in PAIRS for kwargs in BAD_KWARGS[ours.__name__]
-] + [(ours, theirs, {}, kind) for ours, theirs in PAIRS for kind in PARAM_ERRORS]
+VALIDATION_CASES = (
+    [(entry.ours, entry.theirs, kwargs, None) for entry in PARITY.values() for kwargs in entry.invalid]
+    + [(ol.LBFGS, torch.optim.LBFGS, kwargs, None) for kwargs in LBFGS_INVALID]
+    + [(ours, theirs, {}, kind) for ours, theirs in PAIRS for kind in PARAM_ERRORS]
+)
 
 
 def raised(build: Callable[[], Any]) -> BaseException:

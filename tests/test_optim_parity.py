@@ -7,6 +7,7 @@ import inspect
 import pytest
 import torch
 
+from optimlab.optim import optimizers
 from optimlab.optim.engine import ENGINE_CHOICES
 from parity_cases import (
     CASES,
@@ -52,7 +53,8 @@ def test_parity_other_dtypes(entry: str, variant: Variant, dtype: str, engine: s
 
 
 def test_every_flag_is_switched_on_and_off() -> None:
-    """The table covers each boolean flag and each optional term of every optimizer both ways."""
+    """The table covers each boolean flag and each optional term of every optimizer both ways,
+    a tensor lr, a second param group and invalid arguments; and it lists every optimizer."""
     for name, entry in PARITY.items():
         defaults = entry.theirs([torch.zeros(1)]).defaults
         arguments = inspect.signature(entry.theirs).parameters
@@ -68,6 +70,8 @@ def test_every_flag_is_switched_on_and_off() -> None:
             f"{name}: no tensor lr"
         )
         assert any(v.group for v in entry.variants), f"{name}: no second group with its own hyperparameters"
+        assert entry.invalid, f"{name}: no invalid constructor arguments listed"
+    assert set(PARITY) == set(optimizers.__all__), "every declared optimizer needs a parity entry"
 
 
 FLAGS = {"nesterov", "maximize", "amsgrad", "centered", "decoupled_weight_decay"}

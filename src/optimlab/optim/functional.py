@@ -23,12 +23,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from optimlab.optim import optimizers
 from optimlab.optim.base import RuleOptimizer
-from optimlab.optim.optimizers import SGD, Adadelta, Adagrad, Adam, Adamax, AdamW, NAdam, RAdam, RMSprop
 
-#: rule-based optimizers by lower-case name
+#: rule-based optimizers by lower-case name (every class declared in optimizers.py)
 OPTIMIZERS: dict[str, type[RuleOptimizer]] = {
-    cls.__name__.lower(): cls for cls in (SGD, Adagrad, RMSprop, Adadelta, Adam, AdamW, Adamax, NAdam, RAdam)
+    name.lower(): getattr(optimizers, name) for name in optimizers.__all__
 }
 
 
