@@ -42,7 +42,7 @@ def fresh(cls: type, variant: Variant, params: list[torch.Tensor], **extra: Any)
 def test_checkpoints_load_both_ways_mid_training(entry: str, variant: Variant, engine: str) -> None:
     """A checkpoint saved after 8 steps by torch.optim (then by optimlab) is loaded into a new
     optimlab optimizer and a new torch.optim one; both continue 8 steps and must agree with each
-    other and with a run that was never interrupted."""
+    other (and stay close to a run that was never interrupted)."""
     ours_cls, theirs_cls = PARITY[entry].ours, PARITY[entry].theirs
     reference, reference_params = fresh(theirs_cls, variant, initial_params(torch.float64))
     run(reference, reference_params, steps=16)
@@ -59,7 +59,9 @@ def test_checkpoints_load_both_ways_mid_training(entry: str, variant: Variant, e
 
         assert_same_params(ours_params, theirs_params, RTOL, ATOL)
         assert_same_state(ours, theirs, RTOL, ATOL)
-        assert_same_params(ours_params, reference_params, RTOL, ATOL)
+        # torch's load_state_dict casts floating state (not `step`) to the parameter's dtype, which
+        # can change later roundings (ASGD's float32 `eta`): the uninterrupted run is close, not equal.
+        assert_same_params(ours_params, reference_params, 1e-6, 1e-9)
         ours_groups, theirs_groups = ours.state_dict()["param_groups"], theirs.state_dict()["param_groups"]
         for ours_group, theirs_group in zip(ours_groups, theirs_groups, strict=True):
             assert set(ours_group) == set(theirs_group) | OUR_GROUP_KEYS
