@@ -15,10 +15,12 @@ from parity_cases import (
     FLOAT64,
     PARITY,
     TOLERANCE,
+    T,
     Variant,
     assert_same_params,
     assert_same_state,
     build_pair,
+    initial_params,
     run,
 )
 
@@ -112,3 +114,20 @@ def test_float32_tensor_hyperparameters_on_float64_params(entry: str, variant: V
     run(theirs, theirs_params)
     run(ours, ours_params)
     assert_same_params(ours_params, theirs_params, 1e-6, 1e-9)
+
+
+@pytest.mark.parametrize("engine", ENGINE_CHOICES)
+@pytest.mark.parametrize("entry", list(PARITY))
+def test_add_param_group_mid_training(entry: str, engine: str) -> None:
+    """A group added after some steps gets the constructor's defaults and lazily created state."""
+    runs = []
+    for cls, extra in ((PARITY[entry].theirs, {}), (PARITY[entry].ours, {"engine": engine})):
+        params = [p.requires_grad_() for p in initial_params(torch.float64)]
+        opt = cls(params[:2], lr=T(0.01) if entry == "Adadelta" else 0.01, **extra)
+        run(opt, params[:2], steps=5)
+        opt.add_param_group({"params": [params[2]], "lr": 0.02})
+        run(opt, params, steps=10, start=5)
+        runs.append((opt, params))
+    (theirs, theirs_params), (ours, ours_params) = runs
+    assert_same_params(ours_params, theirs_params, *TOLERANCE[FLOAT64])
+    assert_same_state(ours, theirs, *TOLERANCE[FLOAT64])

@@ -51,7 +51,9 @@ def _betas(group: dict[str, Any]) -> dict[str, Any]:
 
 
 class SGD(RuleOptimizer):
-    """Stochastic gradient descent, optionally with (Nesterov) momentum — see :func:`rules.sgd`."""
+    """Stochastic gradient descent, optionally with (Nesterov) momentum — see :func:`rules.sgd`.
+
+    Accepts sparse gradients like torch.optim.SGD (applied densely: the momentum buffer is dense)."""
 
     rule = staticmethod(rules.sgd)
     sparse_gradient_error = None
@@ -111,7 +113,11 @@ class SGD(RuleOptimizer):
 
 
 class Adagrad(RuleOptimizer):
-    """Adagrad — see :func:`rules.adagrad`."""
+    """Adagrad — see :func:`rules.adagrad`.
+
+    As in torch.optim, the state is created at construction, and ``sum`` starts at the
+    constructor's ``initial_accumulator_value`` for every param group, even one that sets its own.
+    Accepts sparse gradients (applied densely; ``weight_decay`` must then be 0, as in torch)."""
 
     rule = staticmethod(rules.adagrad)
     sparse_gradient_error = None
