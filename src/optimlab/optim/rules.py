@@ -16,7 +16,8 @@ Every rule has the signature ``rule(param, grad, state, **hyper) -> (new_param, 
 
 In the formulas γ is the learning rate, λ the weight decay, t the step count after the
 increment, and ∇ the gradient (its negative with ``maximize=True``). Defaults are torch.optim's
-(version 2.13), whose single-tensor code path the rules reproduce operation for operation.
+(version 2.13); the rules follow its single-tensor code path, so results agree to rounding
+(≤ 1e-9 relative after 40 float64 steps, checked by tests/test_optim_parity.py).
 
 Rules never mutate their arguments and never read a tensor's value on the host, so the eager
 path, the fused compiled path and the vmapped replicas all run the same code. Scalar bookkeeping
