@@ -321,6 +321,7 @@ def embedding_run(module: Any, name: str, kwargs: dict[str, Any]) -> torch.Tenso
     return embedding.weight.detach()
 
 
+@pytest.mark.filterwarnings("ignore:Sparse invariant checks:UserWarning")  # torch's own Adagrad
 @pytest.mark.parametrize(("name", "kwargs"), SPARSE_OK, ids=[f"{n}-{len(k)}" for n, k in SPARSE_OK])
 def test_sparse_gradients_where_torch_accepts_them(name: str, kwargs: dict[str, Any]) -> None:
     ours, theirs = embedding_run(ol, name, kwargs), embedding_run(torch.optim, name, kwargs)
