@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Callable
 from typing import Any
@@ -39,7 +38,10 @@ class LBFGS(TorchLBFGS):
             raise ValueError("LBFGS.step requires a closure that re-evaluates the model and returns the loss")
         params: list[Tensor] = self._params
         best: dict[str, Any] = {"loss": math.inf, "params": None, "first": None}
-        saved_state = copy.deepcopy(self.state[params[0]])
+        # only these two counters survive a non-finite stop; copying the whole state (the
+        # curvature history) every step would cost more than the step itself
+        current = self.state[params[0]]
+        saved_state = {key: current[key] for key in ("func_evals", "nonfinite_stops") if key in current}
 
         def guarded() -> Any:
             with torch.enable_grad():
