@@ -85,38 +85,105 @@ _MOMENTUM_SPACE = {**_SGD_SPACE, "momentum": SearchDim(0.5, 0.99)}
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in (
-        Preset("sgd", "plain (stochastic) gradient descent: θ ← θ − γ·g", optim.SGD,
-               seed={"lr": 0.01}, torch={}, search_space=_SGD_SPACE),
-        Preset("momentum", "SGD with heavy-ball momentum 0.9 (SGDM)", optim.SGD, fixed={"momentum": 0.9},
-               seed={"lr": 0.01}, search_space=_MOMENTUM_SPACE),
-        Preset("nesterov", "SGD with Nesterov momentum 0.9 (NAG)", optim.SGD,
-               fixed={"momentum": 0.9, "nesterov": True}, seed={"lr": 0.01}, search_space=_MOMENTUM_SPACE),
-        Preset("adagrad", "per-coordinate steps shrinking with the sum of squared gradients", optim.Adagrad,
-               seed={"lr": 0.01}, search_space={"lr": SearchDim(1e-4, 1.0, log=True)}),
-        Preset("rmsprop", "steps scaled by a moving average of squared gradients", optim.RMSprop,
-               seed={"lr": 0.01, "alpha": 0.9},
-               search_space={"lr": SearchDim(1e-5, 0.1, log=True), "alpha": SearchDim(0.8, 0.999)}),
-        Preset("adadelta", "RMSprop with a unit-correcting running average of updates", optim.Adadelta,
-               seed={"lr": 0.01},
-               search_space={"lr": SearchDim(1e-3, 10.0, log=True), "rho": SearchDim(0.8, 0.99)}),
-        Preset("adam", "momentum + RMSprop scaling with bias correction", optim.Adam,
-               seed=_ADAM_SEED, search_space=_ADAM_SPACE),
-        Preset("adamw", "Adam with decoupled weight decay (0.01)", optim.AdamW, seed=_ADAM_SEED,
-               search_space={**_ADAM_SPACE, "weight_decay": SearchDim(1e-5, 0.1, log=True)}),
-        Preset("adamax", "Adam with an infinity-norm second moment", optim.Adamax, seed=_ADAM_SEED,
-               search_space=_ADAM_SPACE),
-        Preset("nadam", "Adam with Nesterov momentum", optim.NAdam, seed=_ADAM_SEED, search_space=_ADAM_SPACE),
-        Preset("radam", "Adam with a rectified warm-up of the adaptive step", optim.RAdam, seed=_ADAM_SEED,
-               search_space=_ADAM_SPACE),
-        Preset("lbfgs", "limited-memory BFGS, several gradient evaluations per step", optim.LBFGS,
-               seed={"lr": 0.01, "max_iter": 10, "max_eval": 10},
-               search_space={"lr": SearchDim(1e-3, 1.0, log=True)}),
+        Preset(
+            "sgd",
+            "plain (stochastic) gradient descent: θ ← θ − γ·g",
+            optim.SGD,
+            seed={"lr": 0.01},
+            torch={},
+            search_space=_SGD_SPACE,
+        ),
+        Preset(
+            "momentum",
+            "SGD with heavy-ball momentum 0.9 (SGDM)",
+            optim.SGD,
+            fixed={"momentum": 0.9},
+            seed={"lr": 0.01},
+            search_space=_MOMENTUM_SPACE,
+        ),
+        Preset(
+            "nesterov",
+            "SGD with Nesterov momentum 0.9 (NAG)",
+            optim.SGD,
+            fixed={"momentum": 0.9, "nesterov": True},
+            seed={"lr": 0.01},
+            search_space=_MOMENTUM_SPACE,
+        ),
+        Preset(
+            "adagrad",
+            "per-coordinate steps shrinking with the sum of squared gradients",
+            optim.Adagrad,
+            seed={"lr": 0.01},
+            search_space={"lr": SearchDim(1e-4, 1.0, log=True)},
+        ),
+        Preset(
+            "rmsprop",
+            "steps scaled by a moving average of squared gradients",
+            optim.RMSprop,
+            seed={"lr": 0.01, "alpha": 0.9},
+            search_space={"lr": SearchDim(1e-5, 0.1, log=True), "alpha": SearchDim(0.8, 0.999)},
+        ),
+        Preset(
+            "adadelta",
+            "RMSprop with a unit-correcting running average of updates",
+            optim.Adadelta,
+            seed={"lr": 0.01},
+            search_space={"lr": SearchDim(1e-3, 10.0, log=True), "rho": SearchDim(0.8, 0.99)},
+        ),
+        Preset(
+            "adam",
+            "momentum + RMSprop scaling with bias correction",
+            optim.Adam,
+            seed=_ADAM_SEED,
+            search_space=_ADAM_SPACE,
+        ),
+        Preset(
+            "adamw",
+            "Adam with decoupled weight decay (0.01)",
+            optim.AdamW,
+            seed=_ADAM_SEED,
+            search_space={**_ADAM_SPACE, "weight_decay": SearchDim(1e-5, 0.1, log=True)},
+        ),
+        Preset(
+            "adamax",
+            "Adam with an infinity-norm second moment",
+            optim.Adamax,
+            seed=_ADAM_SEED,
+            search_space=_ADAM_SPACE,
+        ),
+        Preset(
+            "nadam", "Adam with Nesterov momentum", optim.NAdam, seed=_ADAM_SEED, search_space=_ADAM_SPACE
+        ),
+        Preset(
+            "radam",
+            "Adam with a rectified warm-up of the adaptive step",
+            optim.RAdam,
+            seed=_ADAM_SEED,
+            search_space=_ADAM_SPACE,
+        ),
+        Preset(
+            "lbfgs",
+            "limited-memory BFGS, several gradient evaluations per step",
+            optim.LBFGS,
+            seed={"lr": 0.01, "max_iter": 10, "max_eval": 10},
+            search_space={"lr": SearchDim(1e-3, 1.0, log=True)},
+        ),
     )
 }
 
 #: the optimizers of ``optimlab compare`` without options: the seed post's nine, nesterov and nadam
 SEED_OPTIMIZERS: tuple[str, ...] = (
-    "sgd", "momentum", "nesterov", "adagrad", "adadelta", "rmsprop", "adam", "adamax", "adamw", "nadam", "lbfgs",
+    "sgd",
+    "momentum",
+    "nesterov",
+    "adagrad",
+    "adadelta",
+    "rmsprop",
+    "adam",
+    "adamax",
+    "adamw",
+    "nadam",
+    "lbfgs",
 )
 
 
@@ -242,8 +309,10 @@ def make_config(
     hyper = {k: _plain(v) for k, v in PRESETS[preset].hyperparameters(defaults).items()}
     hyper.update(overrides)
     if label is None:
-        label = preset if not overrides else preset + ":" + ",".join(
-            f"{k}={_format(v)}" for k, v in overrides.items()
+        label = (
+            preset
+            if not overrides
+            else preset + ":" + ",".join(f"{k}={_format(v)}" for k, v in overrides.items())
         )
     config = OptimizerConfig(preset=preset, hyper=hyper, label=label)
     config.validate()
@@ -314,11 +383,26 @@ def load_config(path: str | Path) -> dict[str, Any]:
         raise ValueError(f"config file {str(path)!r} is malformed: {error}") from None
     if not isinstance(data, dict):
         raise ValueError(f"config file {str(path)!r} must hold a table of settings")
-    known = {"problems", "optimizers", "seeds", "lr_grid", "tune", "budget", "epochs", "steps", "schedule",
-             "weight_decay", "l1", "clip_norm", "defaults"}
+    known = {
+        "problems",
+        "optimizers",
+        "seeds",
+        "lr_grid",
+        "tune",
+        "budget",
+        "epochs",
+        "steps",
+        "schedule",
+        "weight_decay",
+        "l1",
+        "clip_norm",
+        "defaults",
+    }
     unknown = sorted(set(data) - known)
     if unknown:
-        raise ValueError(f"config file {str(path)!r}: unknown setting {unknown[0]!r}; known: {', '.join(sorted(known))}")
+        raise ValueError(
+            f"config file {str(path)!r}: unknown setting {unknown[0]!r}; known: {', '.join(sorted(known))}"
+        )
     return data
 
 
@@ -336,6 +420,8 @@ def optimizers_from_config(table: Any, defaults: str = "seed") -> list[Optimizer
         if not isinstance(settings, dict):
             raise ValueError(f"config optimizer {label!r} must be a table of hyperparameters")
         preset = str(settings.pop("preset", label)).lower()
-        configs.append(make_config(preset, settings, defaults, label=label if settings or label != preset else None))
+        configs.append(
+            make_config(preset, settings, defaults, label=label if settings or label != preset else None)
+        )
     check_unique(configs)
     return configs

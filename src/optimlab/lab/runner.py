@@ -184,12 +184,21 @@ def train(
 
     def evaluate(step: int) -> dict[str, float]:
         metrics = problem.evaluate(model)
-        evals.append({"epoch": len(evals), "step": step, "grad_evals": grad_evals,
-                      "wall_s": time.perf_counter() - start, **metrics})
+        evals.append(
+            {
+                "epoch": len(evals),
+                "step": step,
+                "grad_evals": grad_evals,
+                "wall_s": time.perf_counter() - start,
+                **metrics,
+            }
+        )
         return metrics
 
     initial = evaluate(0)
-    threshold = explosion_factor * max(abs(initial["loss"]), 1.0) if math.isfinite(initial["loss"]) else math.inf
+    threshold = (
+        explosion_factor * max(abs(initial["loss"]), 1.0) if math.isfinite(initial["loss"]) else math.inf
+    )
     divergence = _check(initial["loss"], math.inf)
     step = 0
     for epoch in range(epochs):
@@ -202,7 +211,9 @@ def train(
             if config.is_lbfgs:
                 count = [0]
 
-                def closure(inputs: Tensor = inputs, target: Tensor = target, count: list[int] = count) -> Tensor:
+                def closure(
+                    inputs: Tensor = inputs, target: Tensor = target, count: list[int] = count
+                ) -> Tensor:
                     count[0] += 1
                     opt.zero_grad(set_to_none=True)
                     loss = problem.loss(model(inputs), target)

@@ -56,26 +56,73 @@ SCHEDULES: dict[str, ScheduleKind] = {
     k.name: k
     for k in (
         ScheduleKind("constant", "no schedule: the optimizer's lr throughout", "epoch", {}),
-        ScheduleKind("step", "StepLR: lr × gamma every step_size epochs", "epoch",
-                     {"step_size": "epochs between decays (default epochs/3)", "gamma": "decay factor (0.1)"}),
-        ScheduleKind("multistep", "MultiStepLR: lr × gamma at each milestone epoch", "epoch",
-                     {"milestones": "epochs a/b/c (default 1/2 and 3/4 of the epochs)", "gamma": "factor (0.1)"}),
-        ScheduleKind("exponential", "ExponentialLR: lr × gamma every epoch", "epoch", {"gamma": "factor (0.9)"}),
-        ScheduleKind("cosine", "CosineAnnealingLR: half a cosine from lr to eta_min", "epoch",
-                     {"T_max": "epochs of the half cosine (default all)", "eta_min": "final lr (0)"}),
-        ScheduleKind("plateau", "ReduceLROnPlateau: lr × factor when the epoch's loss stalls", "epoch",
-                     {"factor": "0.1", "patience": "epochs without improvement (10)", "threshold": "1e-4",
-                      "cooldown": "0", "min_lr": "0", "mode": "min"}, needs_metric=True),
-        ScheduleKind("lambda", "LambdaLR: lr × f(epoch), f a safe arithmetic expression", "epoch",
-                     {"expression": "e.g. 0.95**epoch or min(1, (epoch+1)/5)"}),
-        ScheduleKind("onecycle", "OneCycleLR: warm up to max_lr, anneal far below (per step)", "step",
-                     {"max_lr": "peak lr (default the optimizer's lr)", "pct_start": "0.3",
-                      "anneal_strategy": "cos | linear", "div_factor": "25", "final_div_factor": "1e4",
-                      "three_phase": "false", "cycle_momentum": "false (true cycles momentum/beta1)"}),
-        ScheduleKind("warmup", "LinearLR warm-up from start_factor·lr to lr, then constant (per step)", "step",
-                     {"warmup_steps": "default 10% of the steps", "start_factor": "0.01"}),
-        ScheduleKind("warmup-cosine", "linear warm-up then cosine annealing, SequentialLR (per step)", "step",
-                     {"warmup_steps": "default 10% of the steps", "start_factor": "0.01", "eta_min": "0"}),
+        ScheduleKind(
+            "step",
+            "StepLR: lr × gamma every step_size epochs",
+            "epoch",
+            {"step_size": "epochs between decays (default epochs/3)", "gamma": "decay factor (0.1)"},
+        ),
+        ScheduleKind(
+            "multistep",
+            "MultiStepLR: lr × gamma at each milestone epoch",
+            "epoch",
+            {"milestones": "epochs a/b/c (default 1/2 and 3/4 of the epochs)", "gamma": "factor (0.1)"},
+        ),
+        ScheduleKind(
+            "exponential", "ExponentialLR: lr × gamma every epoch", "epoch", {"gamma": "factor (0.9)"}
+        ),
+        ScheduleKind(
+            "cosine",
+            "CosineAnnealingLR: half a cosine from lr to eta_min",
+            "epoch",
+            {"T_max": "epochs of the half cosine (default all)", "eta_min": "final lr (0)"},
+        ),
+        ScheduleKind(
+            "plateau",
+            "ReduceLROnPlateau: lr × factor when the epoch's loss stalls",
+            "epoch",
+            {
+                "factor": "0.1",
+                "patience": "epochs without improvement (10)",
+                "threshold": "1e-4",
+                "cooldown": "0",
+                "min_lr": "0",
+                "mode": "min",
+            },
+            needs_metric=True,
+        ),
+        ScheduleKind(
+            "lambda",
+            "LambdaLR: lr × f(epoch), f a safe arithmetic expression",
+            "epoch",
+            {"expression": "e.g. 0.95**epoch or min(1, (epoch+1)/5)"},
+        ),
+        ScheduleKind(
+            "onecycle",
+            "OneCycleLR: warm up to max_lr, anneal far below (per step)",
+            "step",
+            {
+                "max_lr": "peak lr (default the optimizer's lr)",
+                "pct_start": "0.3",
+                "anneal_strategy": "cos | linear",
+                "div_factor": "25",
+                "final_div_factor": "1e4",
+                "three_phase": "false",
+                "cycle_momentum": "false (true cycles momentum/beta1)",
+            },
+        ),
+        ScheduleKind(
+            "warmup",
+            "LinearLR warm-up from start_factor·lr to lr, then constant (per step)",
+            "step",
+            {"warmup_steps": "default 10% of the steps", "start_factor": "0.01"},
+        ),
+        ScheduleKind(
+            "warmup-cosine",
+            "linear warm-up then cosine annealing, SequentialLR (per step)",
+            "step",
+            {"warmup_steps": "default 10% of the steps", "start_factor": "0.01", "eta_min": "0"},
+        ),
     )
 }
 
@@ -83,17 +130,32 @@ SCHEDULES: dict[str, ScheduleKind] = {
 # --- the safe lambda expression ---------------------------------------------------------------
 
 _BINARY: dict[type, Callable[[float, float], float]] = {
-    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
-    ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow,
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
+    ast.Pow: operator.pow,
 }
 _UNARY: dict[type, Callable[[float], float]] = {ast.UAdd: operator.pos, ast.USub: operator.neg}
 _COMPARE: dict[type, Callable[[float, float], bool]] = {
-    ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt, ast.GtE: operator.ge,
-    ast.Eq: operator.eq, ast.NotEq: operator.ne,
+    ast.Lt: operator.lt,
+    ast.LtE: operator.le,
+    ast.Gt: operator.gt,
+    ast.GtE: operator.ge,
+    ast.Eq: operator.eq,
+    ast.NotEq: operator.ne,
 }
 _FUNCTIONS: dict[str, Callable[..., float]] = {
-    "min": min, "max": max, "abs": abs, "exp": math.exp, "log": math.log, "sqrt": math.sqrt,
-    "cos": math.cos, "sin": math.sin,
+    "min": min,
+    "max": max,
+    "abs": abs,
+    "exp": math.exp,
+    "log": math.log,
+    "sqrt": math.sqrt,
+    "cos": math.cos,
+    "sin": math.sin,
 }
 _VARIABLES = ("epoch",)
 
@@ -123,7 +185,9 @@ class SafeExpression:
     def _check(self, node: ast.AST) -> None:
         if isinstance(node, ast.Constant):
             if isinstance(node.value, bool) or not isinstance(node.value, int | float):
-                raise ValueError(f"lambda expression {self.text!r}: only numbers are allowed, not {node.value!r}")
+                raise ValueError(
+                    f"lambda expression {self.text!r}: only numbers are allowed, not {node.value!r}"
+                )
         elif isinstance(node, ast.Name):
             if node.id not in _VARIABLES:
                 raise ValueError(f"lambda expression {self.text!r}: unknown name {node.id!r} (use epoch)")
@@ -224,7 +288,9 @@ class ScheduleSpec:
     def __str__(self) -> str:
         return self.text
 
-    def build(self, optimizer: Optimizer, *, epochs: int, steps_per_epoch: int) -> lr_scheduler.LRScheduler | None:
+    def build(
+        self, optimizer: Optimizer, *, epochs: int, steps_per_epoch: int
+    ) -> lr_scheduler.LRScheduler | None:
         """The torch scheduler for ``optimizer`` over a run of ``epochs`` × ``steps_per_epoch`` steps
         (``None`` for ``constant``). Raises ``ValueError`` for parameters torch rejects."""
         try:
@@ -239,7 +305,9 @@ class ScheduleSpec:
         probe = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1, momentum=0.9)
         self.build(probe, epochs=epochs, steps_per_epoch=steps_per_epoch)
 
-    def _build(self, optimizer: Optimizer, epochs: int, steps_per_epoch: int) -> lr_scheduler.LRScheduler | None:
+    def _build(
+        self, optimizer: Optimizer, epochs: int, steps_per_epoch: int
+    ) -> lr_scheduler.LRScheduler | None:
         p = dict(self.params)
         total_steps = epochs * steps_per_epoch
         if self.kind == "constant":
@@ -264,9 +332,13 @@ class ScheduleSpec:
             return lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, total_steps=total_steps, **p)
         warmup = int(p.pop("warmup_steps", max(1, total_steps // 10)))
         if warmup < 1 or warmup >= total_steps:
-            raise ValueError(f"warmup_steps must be between 1 and {total_steps - 1} (the run has {total_steps} steps)")
+            raise ValueError(
+                f"warmup_steps must be between 1 and {total_steps - 1} (the run has {total_steps} steps)"
+            )
         start_factor = float(p.pop("start_factor", 0.01))
-        linear = lr_scheduler.LinearLR(optimizer, start_factor=start_factor, end_factor=1.0, total_iters=warmup)
+        linear = lr_scheduler.LinearLR(
+            optimizer, start_factor=start_factor, end_factor=1.0, total_iters=warmup
+        )
         if self.kind == "warmup":
             if p:
                 raise ValueError(f"unexpected parameter {next(iter(p))!r}")
@@ -295,7 +367,9 @@ def parse_schedule(spec: str | None) -> ScheduleSpec | None:
     kind, _, rest = text.partition(":")
     kind = kind.strip().lower()
     if kind not in SCHEDULES:
-        raise ValueError(f"unknown schedule {kind!r}; schedules: {', '.join(k for k in SCHEDULES if k != 'constant')}")
+        raise ValueError(
+            f"unknown schedule {kind!r}; schedules: {', '.join(k for k in SCHEDULES if k != 'constant')}"
+        )
     if kind == "lambda":
         if not rest.strip():
             raise ValueError("schedule 'lambda' needs an expression, e.g. lambda:0.95**epoch")

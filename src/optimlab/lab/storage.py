@@ -13,8 +13,9 @@ database or a corrupt file raises :class:`StorageError` with one clear line, and
 changed.
 
 Tables: ``runs`` (one row per run: key, identifying columns, headline numbers, and the full
-:class:`~optimlab.lab.runner.RunResult` as JSON) and ``comparisons`` (one row per ``optimlab
-compare`` invocation plan: its settings and the keys of its runs, so reports can load it later).
+:class:`~optimlab.lab.runner.RunResult` as JSON) and ``comparisons`` (one row per distinct ``optimlab
+compare`` setting: the settings and the plan — which runs answer which question — so reports can
+load it later without training anything).
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ CREATE TABLE comparisons (
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL,
     settings TEXT NOT NULL,
-    run_keys TEXT NOT NULL
+    plan TEXT NOT NULL
 );
 """
 
@@ -140,8 +141,9 @@ class Store:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as error:
-                raise StorageError(f"cannot create the database folder {str(self.path.parent)!r}: "
-                                   f"{error.strerror or error}") from None
+                raise StorageError(
+                    f"cannot create the database folder {str(self.path.parent)!r}: {error.strerror or error}"
+                ) from None
         try:
             self.conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
         except sqlite3.Error as error:
@@ -160,7 +162,9 @@ class Store:
             with self.path.open("rb") as handle:
                 header = handle.read(16)
         except OSError as error:
-            raise StorageError(f"cannot read database {str(self.path)!r}: {error.strerror or error}") from None
+            raise StorageError(
+                f"cannot read database {str(self.path)!r}: {error.strerror or error}"
+            ) from None
         if header and header != b"SQLite format 3\x00":
             raise StorageError(f"{str(self.path)!r} is not an optimlab database (not SQLite, or corrupt)")
 
@@ -217,7 +221,9 @@ class Store:
         for start in range(0, len(keys), 500):
             chunk = keys[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            found.update(row[0] for row in self.conn.execute(f"SELECT key FROM runs WHERE key IN ({marks})", chunk))
+            found.update(
+                row[0] for row in self.conn.execute(f"SELECT key FROM runs WHERE key IN ({marks})", chunk)
+            )
         return found
 
     def put(self, key: str, spec: Mapping[str, Any], preset: str, result: RunResult) -> None:
@@ -227,14 +233,26 @@ class Store:
             with self.conn:  # BEGIN … COMMIT (ROLLBACK on error)
                 self.conn.execute("BEGIN IMMEDIATE")
                 self.conn.execute(
-                    "INSERT OR IGNORE INTO runs (key, problem, optimizer, preset, seed, spec, final_loss, diverged,"
-                    " divergence, steps, grad_evals, wall_s, steps_to_target, evals_to_target, result, created_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT OR IGNORE INTO runs (key, problem, optimizer, preset, seed, spec, final_loss,"
+                    " diverged, divergence, steps, grad_evals, wall_s, steps_to_target, evals_to_target,"
+                    " result, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
-                        key, result.problem, result.optimizer, preset, result.seed, canonical_json(spec),
-                        _finite_or_none(result.final_loss), int(result.diverged), result.divergence,
-                        result.steps, result.grad_evals, result.wall_s, _finite_or_none(result.steps_to_target),
-                        _finite_or_none(result.evals_to_target), payload, time.time(),
+                        key,
+                        result.problem,
+                        result.optimizer,
+                        preset,
+                        result.seed,
+                        canonical_json(spec),
+                        _finite_or_none(result.final_loss),
+                        int(result.diverged),
+                        result.divergence,
+                        result.steps,
+                        result.grad_evals,
+                        result.wall_s,
+                        _finite_or_none(result.steps_to_target),
+                        _finite_or_none(result.evals_to_target),
+                        payload,
+                        time.time(),
                     ),
                 )
         except sqlite3.Error as error:
@@ -272,30 +290,34 @@ class Store:
 
     # -- comparisons -----------------------------------------------------------------------------
 
-    def save_comparison(self, comparison_id: str, settings: Mapping[str, Any], run_keys: Sequence[str]) -> None:
-        """Record (or update) a comparison: its settings and the keys of its runs, in order."""
+    def save_comparison(
+        self, comparison_id: str, settings: Mapping[str, Any], plan: Mapping[str, Any]
+    ) -> None:
+        """Record (or update) a comparison: its settings and its plan (which stored runs answer
+        which question; see :mod:`optimlab.lab.results`)."""
         now = time.time()
         try:
             with self.conn:
                 self.conn.execute("BEGIN IMMEDIATE")
                 self.conn.execute(
-                    "INSERT INTO comparisons (id, created_at, updated_at, settings, run_keys) VALUES (?, ?, ?, ?, ?)"
+                    "INSERT INTO comparisons (id, created_at, updated_at, settings, plan)"
+                    " VALUES (?, ?, ?, ?, ?)"
                     " ON CONFLICT(id) DO UPDATE SET updated_at = excluded.updated_at,"
-                    " settings = excluded.settings, run_keys = excluded.run_keys",
-                    (comparison_id, now, now, canonical_json(settings), json.dumps(list(run_keys))),
+                    " settings = excluded.settings, plan = excluded.plan",
+                    (comparison_id, now, now, canonical_json(settings), canonical_json(plan)),
                 )
         except sqlite3.Error as error:
             raise StorageError(f"cannot write to database {str(self.path)!r}: {error}") from None
 
-    def comparison(self, comparison_id: str | None = None) -> tuple[str, dict[str, Any], list[str]]:
-        """``(id, settings, run_keys)`` of a comparison (the latest one when ``comparison_id`` is None)."""
+    def comparison(self, comparison_id: str | None = None) -> tuple[str, dict[str, Any], dict[str, Any]]:
+        """``(id, settings, plan)`` of a comparison (the latest one when ``comparison_id`` is None)."""
         if comparison_id is None:
             row = self.conn.execute(
-                "SELECT id, settings, run_keys FROM comparisons ORDER BY updated_at DESC LIMIT 1"
+                "SELECT id, settings, plan FROM comparisons ORDER BY updated_at DESC LIMIT 1"
             ).fetchone()
         else:
             row = self.conn.execute(
-                "SELECT id, settings, run_keys FROM comparisons WHERE id = ?", (comparison_id,)
+                "SELECT id, settings, plan FROM comparisons WHERE id = ?", (comparison_id,)
             ).fetchone()
         if row is None:
             what = "no comparison" if comparison_id is None else f"no comparison {comparison_id!r}"
@@ -310,4 +332,6 @@ class Store:
 
 def _stored(row: tuple[str, str, str, str]) -> StoredRun:
     key, spec, preset, payload = row
-    return StoredRun(key=key, spec=json.loads(spec), preset=preset, result=RunResult.from_dict(json.loads(payload)))
+    return StoredRun(
+        key=key, spec=json.loads(spec), preset=preset, result=RunResult.from_dict(json.loads(payload))
+    )

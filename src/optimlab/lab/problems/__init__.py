@@ -209,8 +209,17 @@ def _user_problem(module_name: str, factory_name: str, options: dict[str, Any], 
         raise ValueError(f"problem factory {module_name}:{factory_name} failed: {error}") from None
     missing = [
         attr
-        for attr in ("name", "description", "target_loss", "default_budget", "steps_per_epoch",
-                     "build_model", "batches", "loss", "evaluate")
+        for attr in (
+            "name",
+            "description",
+            "target_loss",
+            "default_budget",
+            "steps_per_epoch",
+            "build_model",
+            "batches",
+            "loss",
+            "evaluate",
+        )
         if not hasattr(problem, attr)
     ]
     if missing:

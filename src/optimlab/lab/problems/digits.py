@@ -21,7 +21,10 @@ from torch import Tensor, nn
 from optimlab.lab.problems.base import Budget, TensorProblem, check_options, generator, parse_batch
 from optimlab.lab.problems.parabola import _int_option
 
-OPTIONS = {"batch": "full | 1 | N (default 32)", "split_seed": "seed of the train/validation split (default 0)"}
+OPTIONS = {
+    "batch": "full | 1 | N (default 32)",
+    "split_seed": "seed of the train/validation split (default 0)",
+}
 
 
 @cache

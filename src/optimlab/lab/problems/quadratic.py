@@ -49,7 +49,9 @@ class Quadratic100D(TensorProblem):
         data_seed = _int_option(self.name, self.options, "data_seed", 0, minimum=0)
         g = generator("quadratic", data_seed)
         n_big = max(1, dim // 10)
-        eigenvalues = torch.cat([torch.rand(dim - n_big, generator=g), 30 + 30 * torch.rand(n_big, generator=g)])
+        eigenvalues = torch.cat(
+            [torch.rand(dim - n_big, generator=g), 30 + 30 * torch.rand(n_big, generator=g)]
+        )
         q, _ = torch.linalg.qr(torch.randn(dim, dim, generator=g))
         self.hessian = q.T @ torch.diag(eigenvalues) @ q
         self.hessian = 0.5 * (self.hessian + self.hessian.T)
