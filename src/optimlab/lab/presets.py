@@ -253,6 +253,11 @@ class OptimizerConfig:
                     f"{self.cls.__name__} accepts {', '.join(accepted)}"
                 )
             _check_type(self.label, key, value, accepted[key].default)
+        if self.is_lbfgs and self.hyper.get("line_search_fn") not in (None, "strong_wolfe"):
+            raise ValueError(
+                f"optimizer {self.label!r}: line_search_fn must be strong_wolfe or none, "
+                f"got {self.hyper['line_search_fn']!r}"
+            )
         try:
             self.build([torch.zeros(1, requires_grad=True)])
         except (ValueError, TypeError, RuntimeError) as error:

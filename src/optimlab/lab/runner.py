@@ -21,7 +21,9 @@ What a run records:
 Regularization: ``weight_decay`` is the optimizer's own argument (coupled L2, decoupled for
 AdamW), ``l1`` the optimizer's proximal ``l1`` option (exact zeros), ``clip_norm`` clips the
 gradient's global norm with ``torch.nn.utils.clip_grad_norm_`` before each step. L-BFGS has no
-proximal step: for it ``l1`` and ``weight_decay`` are added to the objective (λ₁‖θ‖₁ and ½λ₂‖θ‖²).
+proximal step: for it ``l1`` and ``weight_decay`` are added to the objective (λ₁‖θ‖₁ and ½λ₂‖θ‖²),
+and ``clip_norm`` does not apply (its line search and curvature pairs need the true gradient;
+clipped gradients make it diverge).
 """
 
 from __future__ import annotations
@@ -220,8 +222,6 @@ def train(
                     if penalty is not None:
                         loss = loss + penalty()
                     loss.backward()
-                    if clip is not None:
-                        torch.nn.utils.clip_grad_norm_(params, clip)
                     return loss.detach()
 
                 loss = opt.step(closure)

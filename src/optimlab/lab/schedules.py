@@ -317,6 +317,8 @@ class ScheduleSpec:
         if self.kind == "multistep":
             milestones = p.pop("milestones", (max(1, epochs // 2), max(1, 3 * epochs // 4)))
             milestones = [int(m) for m in (milestones if isinstance(milestones, tuple) else (milestones,))]
+            if milestones != sorted(set(milestones)):
+                raise ValueError(f"milestones must increase, got {'/'.join(map(str, milestones))}")
             return lr_scheduler.MultiStepLR(optimizer, milestones=milestones, **p)
         if self.kind == "exponential":
             return lr_scheduler.ExponentialLR(optimizer, gamma=float(p.pop("gamma", 0.9)), **p)

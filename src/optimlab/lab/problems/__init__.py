@@ -186,8 +186,8 @@ def get_problem(spec: str) -> Problem:
     name, _, rest = spec.partition(":")
     if name in PROBLEMS:
         return PROBLEMS[name].factory(parse_options(rest, spec))
-    if "." in name and rest:
-        factory_name, _, option_text = rest.partition(":")
+    factory_name, _, option_text = rest.partition(":")
+    if all(part.isidentifier() for part in name.split(".")) and factory_name.isidentifier():
         return _user_problem(name, factory_name, parse_options(option_text, spec), spec)
     raise ValueError(
         f"unknown problem {name!r}; built-in problems: {', '.join(PROBLEMS)} "
