@@ -20,8 +20,20 @@ from optimlab.lab.presets import (
 
 
 def test_every_preset_builds_its_optimlab_optimizer() -> None:
-    assert set(PRESETS) == {"sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adadelta", "adam", "adamw",
-                            "adamax", "nadam", "radam", "lbfgs"}
+    assert set(PRESETS) == {
+        "sgd",
+        "momentum",
+        "nesterov",
+        "adagrad",
+        "rmsprop",
+        "adadelta",
+        "adam",
+        "adamw",
+        "adamax",
+        "nadam",
+        "radam",
+        "lbfgs",
+    }
     param = torch.zeros(3, requires_grad=True)
     for name in PRESETS:
         for profile in ("seed", "torch"):
@@ -33,8 +45,19 @@ def test_every_preset_builds_its_optimlab_optimizer() -> None:
 
 def test_seed_profile_is_the_seed_post_and_torch_profile_is_torch() -> None:
     seed = {c.label: c for c in parse_optimizers(",".join(SEED_OPTIMIZERS))}
-    assert list(seed) == ["sgd", "momentum", "nesterov", "adagrad", "adadelta", "rmsprop", "adam", "adamax",
-                          "adamw", "nadam", "lbfgs"]
+    assert list(seed) == [
+        "sgd",
+        "momentum",
+        "nesterov",
+        "adagrad",
+        "adadelta",
+        "rmsprop",
+        "adam",
+        "adamax",
+        "adamw",
+        "nadam",
+        "lbfgs",
+    ]
     assert all(c.lr == 0.01 for c in seed.values())
     assert seed["rmsprop"].hyper["alpha"] == 0.9
     for name in ("adam", "adamax", "adamw", "nadam"):
@@ -49,13 +72,24 @@ def test_seed_profile_is_the_seed_post_and_torch_profile_is_torch() -> None:
 
 
 def test_overrides_reach_the_optimizer() -> None:
-    configs = parse_optimizers("sgd,adam:lr=0.02,betas=0.8/0.9,amsgrad=true,lbfgs:line_search_fn=strong_wolfe")
-    assert [c.label for c in configs] == ["sgd", "adam:lr=0.02,betas=0.8/0.9,amsgrad=true",
-                                          "lbfgs:line_search_fn=strong_wolfe"]
+    configs = parse_optimizers(
+        "sgd,adam:lr=0.02,betas=0.8/0.9,amsgrad=true,lbfgs:line_search_fn=strong_wolfe"
+    )
+    assert [c.label for c in configs] == [
+        "sgd",
+        "adam:lr=0.02,betas=0.8/0.9,amsgrad=true",
+        "lbfgs:line_search_fn=strong_wolfe",
+    ]
     group = configs[1].build([torch.zeros(1, requires_grad=True)]).param_groups[0]
     assert group["lr"] == 0.02 and group["betas"] == (0.8, 0.9) and group["amsgrad"] is True
-    assert configs[2].build([torch.zeros(1, requires_grad=True)]).param_groups[0]["line_search_fn"] == "strong_wolfe"
-    assert configs[1].canonical() == {"class": "Adam", "hyper": {"amsgrad": True, "betas": (0.8, 0.9), "lr": 0.02}}
+    assert (
+        configs[2].build([torch.zeros(1, requires_grad=True)]).param_groups[0]["line_search_fn"]
+        == "strong_wolfe"
+    )
+    assert configs[1].canonical() == {
+        "class": "Adam",
+        "hyper": {"amsgrad": True, "betas": (0.8, 0.9), "lr": 0.02},
+    }
 
 
 def test_parse_value() -> None:

@@ -149,8 +149,15 @@ def test_quadratic_minimum_and_sparse_regression_metrics() -> None:
     assert metrics["loss"] < 0.02
 
 
-@pytest.mark.parametrize(("spec", "steps"), [("parabola:batch=full", 1), ("parabola:batch=1", 1000),
-                                             ("parabola", 32), ("sparse-regression:batch=50", 4)])
+@pytest.mark.parametrize(
+    ("spec", "steps"),
+    [
+        ("parabola:batch=full", 1),
+        ("parabola:batch=1", 1000),
+        ("parabola", 32),
+        ("sparse-regression:batch=50", 4),
+    ],
+)
 def test_batch_regimes(spec: str, steps: int) -> None:
     problem = get_problem(spec)
     assert problem.steps_per_epoch == steps
@@ -177,7 +184,8 @@ def test_bad_problem_specs_are_one_clear_value_error(spec: str, message: str) ->
 
 
 def test_a_users_problem_is_loaded_by_module_path(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
-    (tmp_path / "my_lab_problem.py").write_text(textwrap.dedent('''
+    (tmp_path / "my_lab_problem.py").write_text(
+        textwrap.dedent("""
         import torch
         from torch import nn
         from optimlab.lab.problems import Budget, TensorProblem
@@ -203,7 +211,8 @@ def test_a_users_problem_is_loaded_by_module_path(tmp_path, monkeypatch: pytest.
 
         def broken(**options):
             return object()
-    '''))
+    """)
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     problem = get_problem("my_lab_problem:make_problem:slope=2")
     assert problem.spec == "my_lab_problem:make_problem:slope=2"

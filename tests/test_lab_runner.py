@@ -72,14 +72,29 @@ def test_runs_are_reproducible_and_seeds_differ() -> None:
 
 def test_schedule_drives_the_recorded_lr() -> None:
     problem = get_problem("parabola:n=64")  # 2 steps per epoch
-    result = train(problem, make_config("sgd", {"lr": 0.1}), 0, Budget(epochs=4),
-                   schedule=parse_schedule("step:step_size=2,gamma=0.5"))
+    result = train(
+        problem,
+        make_config("sgd", {"lr": 0.1}),
+        0,
+        Budget(epochs=4),
+        schedule=parse_schedule("step:step_size=2,gamma=0.5"),
+    )
     assert result.lrs == pytest.approx([0.1] * 4 + [0.05] * 4)
-    per_step = train(problem, make_config("sgd", {"lr": 0.1}), 0, Budget(epochs=2),
-                     schedule=parse_schedule("warmup:warmup_steps=3,start_factor=0.1"))
+    per_step = train(
+        problem,
+        make_config("sgd", {"lr": 0.1}),
+        0,
+        Budget(epochs=2),
+        schedule=parse_schedule("warmup:warmup_steps=3,start_factor=0.1"),
+    )
     assert per_step.lrs == pytest.approx([0.01, 0.04, 0.07, 0.1])
-    plateau = train(get_problem("booth"), make_config("sgd", {"lr": 1e-6}), 0, Budget(steps=60),
-                    schedule=parse_schedule("plateau:patience=0,factor=0.5,threshold=0.5"))
+    plateau = train(
+        get_problem("booth"),
+        make_config("sgd", {"lr": 1e-6}),
+        0,
+        Budget(steps=60),
+        schedule=parse_schedule("plateau:patience=0,factor=0.5,threshold=0.5"),
+    )
     assert plateau.lrs[-1] < 1e-6  # no 50 % improvement per epoch: the lr was cut
 
 
@@ -100,8 +115,13 @@ def test_gradient_clipping_bounds_the_first_step() -> None:
     clipped = train(problem, config, 0, Budget(steps=1), regularization=Regularization(clip_norm=0.5))
     moved = torch.tensor(clipped.trajectory[1]) - torch.tensor(clipped.trajectory[0])
     assert float(moved.norm()) == pytest.approx(0.5, rel=1e-4)
-    lbfgs = train(problem, make_config("lbfgs", {"lr": 1.0}), 0, Budget(steps=3),
-                  regularization=Regularization(l1=0.1, weight_decay=0.1, clip_norm=1.0))
+    lbfgs = train(
+        problem,
+        make_config("lbfgs", {"lr": 1.0}),
+        0,
+        Budget(steps=3),
+        regularization=Regularization(l1=0.1, weight_decay=0.1, clip_norm=1.0),
+    )
     assert not lbfgs.diverged
 
 

@@ -68,7 +68,9 @@ def test_safe_expression_evaluates_arithmetic_of_epoch() -> None:
     expr = SafeExpression("min(1, (epoch + 1) / 5) * 0.9 ** max(0, epoch - 5) if epoch < 100 else 0")
     assert expr(0) == pytest.approx(0.2) and expr(4) == 1.0 and expr(7) == pytest.approx(0.81)
     assert expr(150) == 0.0
-    assert SafeExpression("exp(-epoch) + sqrt(4) - abs(-1) + cos(0) - sin(0) + log(1)")(0) == pytest.approx(3.0)
+    assert SafeExpression("exp(-epoch) + sqrt(4) - abs(-1) + cos(0) - sin(0) + log(1)")(0) == pytest.approx(
+        3.0
+    )
 
 
 @pytest.mark.parametrize(
