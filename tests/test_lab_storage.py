@@ -140,7 +140,7 @@ def test_corrupt_file_is_a_clear_error_and_left_untouched(tmp_path: Path) -> Non
     data = bytearray(damaged.read_bytes())
     data[5000:12000] = b"\xff" * 7000
     damaged.write_bytes(bytes(data))
-    with pytest.raises(StorageError, match="corrupt|not a usable") as info:
+    with pytest.raises(StorageError, match=r"corrupt|not a usable") as info:
         Store(damaged)
     assert "\n" not in str(info.value) and damaged.read_bytes() == bytes(data)
 
