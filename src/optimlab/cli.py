@@ -253,8 +253,11 @@ def compare(
         ):
             bar = progress.add_task(f"{comparison.protocol} comparison", total=total)
 
+            counts = {"done": 0, "reused": 0}
+
             def on_event(event: str, task: Any, result: Any) -> None:
                 if event in ("done", "reused"):
+                    counts[event] += 1
                     progress.advance(bar)
                     note = " (stored)" if event == "reused" else ""
                     progress.update(bar, description=f"{task.problem} · {task.config.label}{note}")
