@@ -297,8 +297,14 @@ def _problem_html(
     # diverging runs climb to huge losses before they are stopped: keep them from squashing the axis
     y_max = 10 * max(abs(v) for v in starts) if starts else None
     charts = [
-        line_chart(series, title=f"{problem.spec}: median loss over seeds", x_label="step", y_label="loss",
-                   y_max=y_max, colors=colors)
+        line_chart(
+            series,
+            title=f"{problem.spec}: median loss over seeds",
+            x_label="step",
+            y_label="loss",
+            y_max=y_max,
+            colors=colors,
+        )
     ]
     step_series = []
     for label, o in by_label.items():

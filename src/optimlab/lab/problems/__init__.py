@@ -35,6 +35,9 @@ of one problem at once with ``torch.func``).
     for the final loss and steps-to-target) and may contain ``val_loss``, ``val_accuracy``, ….
 ``trajectory_point(model) -> list[float] | None`` (optional)
     the point to record after each step (2-D surfaces record θ = (x, y)).
+``deterministic: bool`` (optional, default False)
+    True when every seed gives the same run (a noiseless surface from a fixed start); the lab then
+    runs one seed instead of repeating identical numbers.
 
 A minimal problem of your own (``mypkg/problems.py``)::
 
