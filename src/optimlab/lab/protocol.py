@@ -259,9 +259,9 @@ def run_comparison(
     """Run ``comparison``, storing every run in ``store``; returns the comparison's id.
 
     Runs already stored are reused, so an interrupted comparison resumes where it stopped.
-    ``progress(event, task, result)`` is called with ``"total"`` (task = None, result = None, the
-    planned count in ``progress.total`` is not needed: see :func:`planned_runs`), ``"start"``,
-    ``"done"`` and ``"reused"``.
+    ``progress(event, task, result)`` is called with ``"start"`` (sequential runs only), ``"done"``
+    (a run trained and stored) and ``"reused"`` (a run found in the store); :func:`planned_runs`
+    gives the total for a progress bar. ``jobs > 1`` trains in that many worker processes.
     """
     problems = {p.spec: p for p in comparison.problems}
     executor = Executor(store, problems, jobs, progress)

@@ -64,12 +64,15 @@ A minimal problem of your own (``mypkg/problems.py``)::
     def make_problem(**options):
         return Line(**options)
 
-and then ``optimlab compare --problem mypkg.problems:make_problem``.
+and then ``optimlab compare --problem mypkg.problems:make_problem`` (the current folder is searched
+for the module too).
 """
 
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol, runtime_checkable
 
@@ -199,6 +202,9 @@ def get_problem(spec: str) -> Problem:
 
 
 def _user_problem(module_name: str, factory_name: str, options: dict[str, Any], spec: str) -> Problem:
+    cwd = os.getcwd()
+    if cwd not in sys.path:  # `optimlab compare -p myproblems:make` from the folder that holds it
+        sys.path.append(cwd)
     try:
         module = importlib.import_module(module_name)
     except ImportError as error:
