@@ -177,13 +177,13 @@ def compare(
             help="comma-separated presets with overrides, e.g. sgd,adam:lr=0.01,betas=0.9/0.99",
         ),
     ] = None,
-    seeds: Annotated[int | None, typer.Option(help="seeds per configuration [default: 5]", min=1)] = None,
+    seeds: Annotated[int | None, typer.Option(help="seeds per configuration (default 5)", min=1)] = None,
     lr_grid: Annotated[
         int | None, typer.Option("--lr-grid", help="tune: N log-spaced lrs per optimizer", min=1)
     ] = None,
-    tune: Annotated[Tune | None, typer.Option(help="tuning: none or optuna [default: none]")] = None,
+    tune: Annotated[Tune | None, typer.Option(help="tuning: none or optuna (default none)")] = None,
     budget: Annotated[
-        int | None, typer.Option(help="Optuna trials per optimizer [default: 20]", min=1)
+        int | None, typer.Option(help="Optuna trials per optimizer (default 20)", min=1)
     ] = None,
     epochs: Annotated[int | None, typer.Option(help="epochs per run (default: the problem's)", min=1)] = None,
     steps: Annotated[int | None, typer.Option(help="steps per run instead of epochs", min=1)] = None,
@@ -196,7 +196,7 @@ def compare(
     defaults: Annotated[
         Defaults | None,
         typer.Option(
-            help="default hyperparameters: seed (the post's) or torch (torch.optim's) [default: seed]"
+            help="default hyperparameters: seed (the post's) or torch (torch.optim's) (default seed)"
         ),
     ] = None,
     config: Annotated[
