@@ -239,6 +239,7 @@ def compare(
     started = time.perf_counter()
     total = planned_runs(comparison)
     workers = jobs or default_jobs()
+    counts = {"done": 0, "reused": 0}
     try:
         with (
             store,
@@ -252,8 +253,6 @@ def compare(
             ) as progress,
         ):
             bar = progress.add_task(f"{comparison.protocol} comparison", total=total)
-
-            counts = {"done": 0, "reused": 0}
 
             def on_event(event: str, task: Any, result: Any) -> None:
                 if event in ("done", "reused"):
@@ -284,8 +283,8 @@ def compare(
         console.print(f"  {summary['tuned_command']}", markup=False, highlight=False)
     elapsed = time.perf_counter() - started
     console.print(
-        f"{total} runs in {elapsed:.1f} s ({workers} worker{'s' if workers > 1 else ''}); "
-        f"results in {db}; wrote {summary_path} and {report_path}",
+        f"{counts['done']} runs trained, {counts['reused']} reused from {db}, in {elapsed:.1f} s "
+        f"({workers} worker{'s' if workers > 1 else ''}); wrote {summary_path} and {report_path}",
         markup=False,
         highlight=False,
     )
