@@ -194,3 +194,56 @@ def test_list_shows_problems_optimizers_and_schedules() -> None:
         "warmup-cosine",
     ):
         assert word in result.stdout
+
+
+def test_the_default_comparison_is_the_seed_experiment() -> None:
+    from optimlab.cli import _build_comparison
+
+    comparison = _build_comparison(*([None] * 14))
+    assert [p.spec for p in comparison.problems] == ["parabola", "rosenbrock"]
+    assert [c.label for c in comparison.optimizers] == [
+        "sgd",
+        "momentum",
+        "nesterov",
+        "adagrad",
+        "adadelta",
+        "rmsprop",
+        "adam",
+        "adamax",
+        "adamw",
+        "nadam",
+        "lbfgs",
+    ]
+    assert comparison.seeds == 5 and comparison.protocol == "one-shot" and comparison.budget is None
+    assert comparison.schedule is None and comparison.regularization is None
+    assert comparison.problems[0].default_budget.epochs == 12 and comparison.problems[0].steps_per_epoch == 32
+
+
+def test_summary_is_strict_json_even_with_diverged_runs(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app,
+        [
+            "compare",
+            "-p",
+            "goldstein-price",
+            "-o",
+            "sgd,adam",
+            "--steps",
+            "30",
+            "--jobs",
+            "1",
+            "--db",
+            str(tmp_path / "lab.db"),
+            "--out",
+            str(tmp_path),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+
+    def reject(constant: str) -> None:
+        raise AssertionError(f"summary.json holds {constant}")
+
+    summary = json.loads((tmp_path / "summary.json").read_text(), parse_constant=reject)
+    sgd = summary["problems"]["goldstein-price"]["optimizers"]["sgd"]
+    assert sgd["diverged"] == 1.0 and sgd["final_loss"]["median"] is None and sgd["rank"] == 2
+    assert "<svg" in (tmp_path / "report.html").read_text()
