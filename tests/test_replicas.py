@@ -17,6 +17,7 @@ from optimlab.lab.replicas import (
     replica_bytes,
     replica_chunks,
     replicas,
+    spec_for,
     train_batched,
     train_replicas,
     train_sequential,
@@ -382,3 +383,79 @@ def test_lean_vmap_is_torch_func_vmap(monkeypatch: pytest.MonkeyPatch) -> None:
     for a, b in zip(lean, public, strict=True):
         assert a.losses == b.losses and [e["loss"] for e in a.evals] == [e["loss"] for e in b.evals]
         assert all(torch.equal(a.params[k], b.params[k]) for k in a.params)
+
+
+# --- against the lab's own runner, problems and schedule specs ----------------------------------
+
+
+def assert_same_as_runner(run, result, rtol: float) -> None:
+    """A ReplicaRun against the lab runner's RunResult of the same run."""
+    assert run.batched
+    assert (run.steps, run.grad_evals, run.divergence) == (result.steps, result.grad_evals, result.divergence)
+    assert run.lrs == pytest.approx(result.lrs, rel=1e-12)
+    assert run.losses == pytest.approx(result.losses, rel=rtol, abs=rtol)
+    assert len(run.evals) == len(result.evals)
+    for a, b in zip(run.evals, result.evals, strict=True):
+        assert a.keys() == b.keys()
+        for key in a:
+            if key != "wall_s":
+                assert a[key] == pytest.approx(b[key], rel=rtol, abs=rtol), key
+    assert run.final_loss == pytest.approx(result.final_loss, rel=rtol)
+    if result.trajectory is not None:
+        flat = [x for point in run.trajectory for x in point]
+        assert flat == pytest.approx([x for point in result.trajectory for x in point], rel=rtol, abs=rtol)
+
+
+def test_batched_replicas_reproduce_the_lab_runner() -> None:
+    """The lab's parabola (float32) with seed-profile presets, per-replica regularization and the
+    lab's schedule specs (plateau on the evaluated loss, per-step warm-up): every replica equals
+    ``optimlab.lab.runner.train`` of the same run, evaluations (val_loss included) too."""
+    from optimlab.lab.presets import make_config
+    from optimlab.lab.problems import Budget, get_problem
+    from optimlab.lab.runner import Regularization, train
+    from optimlab.lab.schedules import parse_schedule
+
+    problem = get_problem("parabola:n=200")
+    budget = Budget(epochs=3)
+    plateau = parse_schedule("plateau:factor=0.5,patience=0,threshold=0.5")
+    warmup = parse_schedule("warmup:warmup_steps=5")
+    runs = [
+        (make_config("adam"), 0, None, None),
+        (make_config("adam", {"lr": 0.05}), 1, plateau, None),
+        (make_config("momentum"), 2, warmup, Regularization(weight_decay=1e-3, clip_norm=1.0)),
+        (make_config("rmsprop"), 3, None, Regularization(l1=1e-3)),
+        (make_config("adadelta"), 4, plateau, None),
+        (make_config("nesterov", {"lr": 50.0}), 5, None, None),  # diverges
+    ]
+    specs = [spec_for(config, seed, schedule, reg) for config, seed, schedule, reg in runs]
+    batched = train_replicas(problem, specs, epochs=3, mode="batched")
+    for run, (config, seed, schedule, reg) in zip(batched, runs, strict=True):
+        result = train(problem, config, seed, budget, schedule, reg)
+        assert_same_as_runner(run, result, rtol=2e-5)
+    assert batched[-1].diverged and not any(run.diverged for run in batched[:-1])
+    assert len(set(batched[1].lrs)) > 1
+
+
+def test_lab_surfaces_batch_like_the_runner() -> None:
+    from optimlab.lab.presets import make_config
+    from optimlab.lab.problems import Budget, get_problem
+    from optimlab.lab.runner import train
+
+    problem = get_problem("rosenbrock:noisy=true")
+    configs = [make_config("adam", {"lr": 0.05}), make_config("sgd", {"lr": 1e-3}), make_config("nadam")]
+    specs = [spec_for(config, seed) for seed, config in enumerate(configs)]
+    batched = train_replicas(problem, specs, steps=40, trajectory=True)
+    for run, spec, config in zip(batched, specs, configs, strict=True):
+        assert_same_as_runner(run, train(problem, config, spec.seed, Budget(steps=40)), rtol=1e-5)
+    assert "distance_to_minimum" in batched[0].evals[-1]
+
+
+def test_spec_for_refuses_penalised_lbfgs() -> None:
+    from optimlab.lab.presets import make_config
+    from optimlab.lab.runner import Regularization
+
+    spec = spec_for(make_config("adamw"), 3, None, Regularization(weight_decay=0.1, l1=0.01, clip_norm=2.0))
+    assert spec.hyperparameters["weight_decay"] == 0.1 and spec.hyperparameters["l1"] == 0.01
+    assert spec.clip_norm == 2.0 and spec.seed == 3
+    with pytest.raises(ValueError, match="L-BFGS"):
+        spec_for(make_config("lbfgs"), 0, None, Regularization(l1=0.01))

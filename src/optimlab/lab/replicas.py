@@ -70,7 +70,6 @@ else:
 
 from optimlab.optim import LBFGS, RuleOptimizer
 from optimlab.optim.functional import OPTIMIZERS
-from optimlab.optim.rules import l1_proximal
 
 __all__ = [
     "DEFAULT_MEMORY_BUDGET",
@@ -86,6 +85,7 @@ __all__ = [
     "replica_bytes",
     "replica_chunks",
     "replicas",
+    "spec_for",
     "train_batched",
     "train_replicas",
     "train_sequential",
@@ -174,6 +174,23 @@ class ReplicaSpec:
     def __post_init__(self) -> None:
         if self.clip_norm is not None and not (self.clip_norm > 0 and math.isfinite(self.clip_norm)):
             raise ValueError(f"clip_norm must be a finite number > 0, got {self.clip_norm!r}")
+
+
+def spec_for(config: Any, seed: int, schedule: Any = None, regularization: Any = None) -> ReplicaSpec:
+    """The :class:`ReplicaSpec` of the lab runner's ``train(problem, config, seed, budget, schedule,
+    regularization)`` (an ``OptimizerConfig`` and a ``Regularization`` of :mod:`optimlab.lab`):
+    weight decay and L1 become the optimizer's own arguments, ``clip_norm`` the spec's.
+
+    L-BFGS with an L1 or weight-decay penalty is refused: the lab's runner adds that penalty to the
+    objective, which only its own sequential loop does."""
+    from optimlab.lab.runner import apply_regularization
+
+    penalised = regularization is not None and (regularization.l1 or regularization.weight_decay)
+    if getattr(config, "is_lbfgs", False) and penalised:
+        raise ValueError("L-BFGS with an l1/weight-decay penalty runs in the lab's runner, not here")
+    config = apply_regularization(config, regularization)
+    clip = regularization.clip_norm if regularization is not None else None
+    return ReplicaSpec(int(seed), config.cls, dict(config.hyper), schedule, clip)
 
 
 def replicas(
@@ -622,17 +639,14 @@ class _Group:
         self._out_keys: list[str] = []
 
     def step(self, param: Tensor, grad: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        """The rule (and the L1 proximal step) for every replica of the group, vmapped."""
+        """The rule (its L1 proximal step included) for every replica of the group, vmapped."""
         state_keys, dynamic_keys = list(self.state), list(self.dynamic)
         n_state = len(state_keys)
 
         def one(param: Tensor, grad: Tensor, *values: Tensor) -> list[Tensor]:
             state = dict(zip(state_keys, values[:n_state], strict=True))
             hyper = {**self.static, **dict(zip(dynamic_keys, values[n_state:], strict=True))}
-            l1 = hyper.pop("l1", None)
             new_param, changed = self.rule(param, grad, state, **hyper)
-            if l1 is not None:
-                new_param = l1_proximal(new_param, hyper["lr"] * l1)
             new_state = {**state, **changed}
             self._out_keys = list(new_state)
             return [new_param, *new_state.values()]
@@ -662,11 +676,7 @@ class _Group:
 
 
 def _rule_arguments(opt: RuleOptimizer) -> dict[str, Any]:
-    group = opt.param_groups[0]
-    hyper = dict(opt.rule_hyperparameters(group))
-    if group["l1"] != 0:
-        hyper["l1"] = group["l1"]
-    return hyper
+    return dict(opt.rule_hyperparameters(opt.param_groups[0]))
 
 
 class _BatchedRun:
