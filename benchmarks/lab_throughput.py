@@ -1,27 +1,30 @@
 """The 720-run sweep of issue 6 through the lab's batched replicas vs a plain sequential torch.optim script.
 
-The sweep: the seed problem ``parabola`` (1000 points x evenly spaced on [−1, 1], y = x² + N(0, 0.1²),
-MLP 1-10-1 ReLU, MSE, mini-batches of 32 in a fresh seeded order each epoch, 12 epochs = 384 steps)
-trained by 9 optimizers × 8 learning rates × 10 seeds = 720 runs.
+The sweep: the lab's seed problem ``parabola`` (1000 points x evenly spaced on [−1, 1],
+y = x² + N(0, 0.1²), MLP 1-10-1 ReLU, MSE, mini-batches of 32 in a fresh seeded order each epoch,
+12 epochs = 384 steps) trained by 9 optimizers × 8 learning rates × 10 seeds = 720 runs.
 
-The 9 optimizers are the seed script's 8 first-order ones with its settings — SGD, Momentum (SGD,
-momentum 0.9), Adagrad, Adadelta, RMSprop (α = 0.9), Adam, Adamax and AdamW (betas (0.9, 0.99)) —
-plus Nesterov (SGD, Nesterov momentum 0.9) in place of the seed's L-BFGS, which is a closure-based
-method the lab runs sequentially (``--lbfgs`` adds its 80 runs to both sides, run one by one by the
-lab too). The 8 learning rates are log-spaced around each optimizer's torch.optim default d:
-d × 10^((k − 4)/2), k = 0…7 (d/100 … 31.6·d), so the top ones diverge for some optimizers.
+The 9 optimizers are the lab's presets of the seed script's first-order optimizers with its
+settings (``defaults="seed"``) — sgd, momentum (0.9), adagrad, adadelta, rmsprop (α = 0.9), adam,
+adamax and adamw (betas (0.9, 0.99)) — plus nesterov (Nesterov momentum 0.9) in place of the seed's
+L-BFGS, a closure-based method the lab runs sequentially (``--lbfgs`` adds its 80 runs to both
+sides, one by one on the lab's side too). The 8 learning rates are log-spaced around each
+optimizer's torch.optim default d: d × 10^((k − 4)/2), k = 0…7 (d/100 … 31.6·d).
 
-Both sides train exactly the same runs — same initialization (torch's default init after seeding
-the CPU generator with the run's seed), same data order (``torch.randperm`` from a generator
-seeded by (seed, epoch)), same hyperparameters — in one process, one after the other:
+Both sides train exactly the same runs — the lab problem's initialization (torch's default init
+with the CPU generator seeded by ``mix_seed("init", seed)``), data order (``torch.randperm`` from
+``generator("batches", seed, epoch)``) and data, same hyperparameters — in one process, one after
+the other:
 
-* ``plain``: the seed's style — for each run build the model, a ``torch.optim`` optimizer, and loop
-  over epochs and batches with ``zero_grad``/``backward``/``step``; the full-data loss at the end;
-  torch's default thread count (its tiny operations run on one thread either way);
-* ``lab``: ``optimlab.lab.replicas.train_replicas`` on all 720 specs at once (it batches them with
-  torch.func and the rules of ``optimlab.optim``, and evaluates the full-data loss after every
-  epoch as the lab does — more work than the plain script's single final evaluation), with the
-  engine's default of one intra-op thread (``--threads N`` sets N for both sides).
+* ``plain``: the seed's style — for each run seed torch, build the model and a ``torch.optim``
+  optimizer, and loop over epochs and batches with ``zero_grad``/``backward``/``step``; the
+  full-data loss at the end; torch's default thread count (its tiny operations run on one thread
+  either way);
+* ``lab``: ``optimlab.lab.replicas.train_replicas`` on the 720 runs at once (``spec_for`` of each
+  preset configuration; it batches them with torch.func and the rules of ``optimlab.optim``, and
+  evaluates the full-data loss after every epoch as the lab's runner does — more work than the
+  plain script's single final evaluation), on the engine's default of one intra-op thread
+  (``--threads N`` sets N for both sides).
 
 It prints both times, the speed-up, and how far the per-run results agree: the diverged runs must
 be the same ones (the lab's rule: NaN/Inf or a loss above 1e4 × max(initial loss, 1), applied to
@@ -50,104 +53,58 @@ from torch.optim import Optimizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from optimlab.lab.replicas import EXPLOSION_FACTOR, ReplicaSpec, train_replicas
+from optimlab.lab.presets import make_config
+from optimlab.lab.problems import get_problem
+from optimlab.lab.problems.base import generator, mix_seed
+from optimlab.lab.problems.parabola import Parabola
+from optimlab.lab.replicas import EXPLOSION_FACTOR, spec_for, train_replicas
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-#: label → (torch.optim class name, fixed settings, torch.optim's default lr)
-PRESETS: dict[str, tuple[str, dict, float]] = {
-    "SGD": ("SGD", {}, 1e-3),
-    "Momentum": ("SGD", {"momentum": 0.9}, 1e-3),
-    "Nesterov": ("SGD", {"momentum": 0.9, "nesterov": True}, 1e-3),
-    "Adagrad": ("Adagrad", {}, 1e-2),
-    "Adadelta": ("Adadelta", {}, 1.0),
-    "RMSprop": ("RMSprop", {"alpha": 0.9}, 1e-2),
-    "Adam": ("Adam", {"betas": (0.9, 0.99)}, 1e-3),
-    "Adamax": ("Adamax", {"betas": (0.9, 0.99)}, 2e-3),
-    "AdamW": ("AdamW", {"betas": (0.9, 0.99)}, 1e-3),
-}
-LBFGS = ("LBFGS", {"max_iter": 10, "max_eval": 10}, 1.0)
+EPOCHS = 12
+PRESETS = ("sgd", "momentum", "nesterov", "adagrad", "adadelta", "rmsprop", "adam", "adamax", "adamw")
 
 
-class Parabola:
-    """The seed problem, following the lab's problem protocol (with the fast ``epoch_order``)."""
+class Parabola64(Parabola):
+    """The lab's parabola in double precision (data and model), for the agreement check."""
 
-    epochs = 12
-
-    def __init__(self, dtype: torch.dtype = torch.float32, n: int = 1000, batch_size: int = 32) -> None:
-        noise = torch.Generator().manual_seed(0)
-        self.x = torch.linspace(-1, 1, n, dtype=dtype).unsqueeze(1)
-        self.y = self.x.pow(2) + 0.1 * torch.randn(self.x.shape, generator=noise, dtype=dtype)
-        self.batch_size = batch_size
-        self.dtype = dtype
-
-    @property
-    def steps_per_epoch(self) -> int:
-        return math.ceil(len(self.x) / self.batch_size)
+    def __init__(self) -> None:
+        super().__init__()
+        self.x, self.y = self.x.double(), self.y.double()
+        self.x_val, self.y_val = self.x_val.double(), self.y_val.double()  # type: ignore[union-attr]
 
     def make_model(self) -> nn.Module:
-        return nn.Sequential(nn.Linear(1, 10), nn.ReLU(), nn.Linear(10, 1)).to(self.dtype)
-
-    def build_model(self, seed: int) -> nn.Module:
-        with torch.random.fork_rng(devices=[]):
-            torch.default_generator.manual_seed(seed)  # = torch.manual_seed on CPU, without CUDA hooks
-            return self.make_model()
-
-    def epoch_order(self, seed: int, epoch: int) -> Tensor:
-        return torch.randperm(len(self.x), generator=torch.Generator().manual_seed(data_seed(seed, epoch)))
-
-    def batches(self, seed: int, epoch: int):
-        order = self.epoch_order(seed, epoch)
-        for start in range(0, len(self.x), self.batch_size):
-            idx = order[start : start + self.batch_size]
-            yield self.x[idx], self.y[idx]
-
-    def loss(self, output: Tensor, target: Tensor) -> Tensor:
-        return nn.functional.mse_loss(output, target)
-
-    @torch.no_grad()
-    def evaluate(self, model: nn.Module) -> dict[str, float]:
-        return {"loss": float(self.loss(model(self.x), self.y))}
+        return super().make_model().double()
 
 
-def data_seed(seed: int, epoch: int) -> int:
-    return seed * 100_003 + epoch
-
-
-def sweep(lbfgs: bool) -> list[tuple[str, str, dict, int]]:
-    """(label, class name, constructor kwargs, seed) of every run."""
+def sweep(lbfgs: bool) -> list[tuple[str, object, int]]:
+    """(preset, lab configuration, seed) of every run."""
     runs = []
-    presets = dict(PRESETS)
-    if lbfgs:
-        presets["LBFGS"] = LBFGS
-    for label, (cls, fixed, default_lr) in presets.items():
+    for preset in PRESETS + (("lbfgs",) if lbfgs else ()):
+        default_lr = make_config(preset, defaults="torch").lr
         for k in range(8):
-            lr = default_lr * 10 ** ((k - 4) / 2)
-            for seed in range(10):
-                runs.append((label, cls, {**fixed, "lr": lr}, seed))
+            config = make_config(preset, {"lr": default_lr * 10 ** ((k - 4) / 2)})
+            runs.extend((preset, config, seed) for seed in range(10))
     return runs
 
 
-def plain_script(problem: Parabola, runs: list[tuple[str, str, dict, int]]) -> list[dict]:
-    """The seed's way: one run after another with torch.optim."""
+def plain_script(problem: Parabola, runs: list[tuple[str, object, int]]) -> list[dict]:
+    """The seed's way: one run after another with torch.optim, on the lab problem's conventions."""
     results = []
     loss_fn = nn.MSELoss()
     x_all, y_all = problem.x, problem.y
-    for _label, cls_name, kwargs, seed in runs:
-        torch.manual_seed(seed)
-        model = nn.Sequential(nn.Linear(1, 10), nn.ReLU(), nn.Linear(10, 1)).to(problem.dtype)
-        optimizer = getattr(torch.optim, cls_name)(model.parameters(), **kwargs)
+    for _preset, config, seed in runs:
+        torch.manual_seed(mix_seed("init", seed))
+        model = nn.Sequential(nn.Linear(1, 10), nn.ReLU(), nn.Linear(10, 1)).to(x_all.dtype)
+        optimizer = getattr(torch.optim, config.cls.__name__)(model.parameters(), **config.hyper)
         with torch.no_grad():
             initial = loss_fn(model(x_all), y_all).item()
         losses = []
-        for epoch in range(problem.epochs):
-            order = torch.randperm(
-                len(x_all), generator=torch.Generator().manual_seed(data_seed(seed, epoch))
-            )
+        for epoch in range(EPOCHS):
+            order = torch.randperm(len(x_all), generator=generator("batches", seed, epoch))
             for start in range(0, len(x_all), problem.batch_size):
                 idx = order[start : start + problem.batch_size]
                 x, y = x_all[idx], y_all[idx]
-                if cls_name == "LBFGS":
+                if config.is_lbfgs:
 
                     def closure(
                         x: Tensor = x,
@@ -197,15 +154,15 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    dtype = getattr(torch, args.dtype)
-    problem = Parabola(dtype)
+    problem = get_problem("parabola") if args.dtype == "float32" else Parabola64()
+    assert problem.steps_per_epoch == 32 and len(problem.x) == 1000
     runs = sweep(args.lbfgs)
-    specs = [ReplicaSpec(seed, cls, kwargs) for _label, cls, kwargs, seed in runs]
+    specs = [spec_for(config, seed) for _preset, config, seed in runs]
 
     # Warm-up outside the timings: torch.optim's first optimizer imports torch._dynamo (seconds).
     torch.optim.SGD([torch.zeros(1, requires_grad=True)])
     print(
-        f"{len(runs)} runs of parabola ({problem.epochs} epochs × {problem.steps_per_epoch} steps), "
+        f"{len(runs)} runs of parabola ({EPOCHS} epochs × {problem.steps_per_epoch} steps), "
         f"{args.dtype}, torch {torch.__version__}, threads: lab {args.threads or 1}, "
         f"plain {torch.get_num_threads()}, "
         f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}",
@@ -213,7 +170,7 @@ def main() -> None:
     )
 
     start = time.perf_counter()
-    lab = train_replicas(problem, specs, epochs=problem.epochs, evaluation="loss", threads=args.threads or 1)
+    lab = train_replicas(problem, specs, epochs=EPOCHS, evaluation="loss", threads=args.threads or 1)
     lab_s = time.perf_counter() - start
     print(f"lab (batched replicas): {lab_s:8.2f} s", flush=True)
 
@@ -226,18 +183,18 @@ def main() -> None:
     final_diffs: list[float] = []
     step_diffs: list[float] = []
     worst = None
-    for (label, _cls, kwargs, seed), run, ref in zip(runs, lab, plain, strict=True):
+    for (label, config, seed), run, ref in zip(runs, lab, plain, strict=True):
         ref_diverged = first_divergence(ref["initial"], ref["losses"])
         lab_diverged = run.steps - 1 if run.diverged else None
         if ref_diverged != lab_diverged:
-            mismatched_divergence.append((label, kwargs["lr"], seed, lab_diverged, ref_diverged))
+            mismatched_divergence.append((label, config.lr, seed, lab_diverged, ref_diverged))
             continue
         if run.diverged:
             continue
         diff = relative(run.final_loss, ref["final"])
         final_diffs.append(diff)
         if worst is None or diff > worst[0]:
-            worst = (diff, label, kwargs["lr"], seed)
+            worst = (diff, label, config.lr, seed)
         step_diffs.append(max(relative(a, b) for a, b in zip(run.losses, ref["losses"], strict=True)))
 
     diverged = sum(run.diverged for run in lab)
@@ -261,10 +218,10 @@ def main() -> None:
     record = {
         "benchmark": "lab_throughput",
         "runs": len(runs),
-        "optimizers": list(PRESETS) + (["LBFGS (sequential)"] if args.lbfgs else []),
+        "optimizers": list(PRESETS) + (["lbfgs (sequential)"] if args.lbfgs else []),
         "dtype": args.dtype,
-        "epochs": problem.epochs,
-        "steps_per_run": problem.epochs * problem.steps_per_epoch,
+        "epochs": EPOCHS,
+        "steps_per_run": EPOCHS * problem.steps_per_epoch,
         "torch": torch.__version__,
         "threads_lab": args.threads or 1,
         "threads_plain": torch.get_num_threads(),

@@ -371,6 +371,27 @@ def test_bad_input_is_one_clear_error() -> None:
         train_batched(problem, replicas("sgd", [0]), epochs=1, steps=3)
 
 
+def test_fast_data_path_only_when_batches_come_from_epoch_order() -> None:
+    from optimlab.lab import replicas as module
+
+    class Reversed(Curve):  # batches() overridden below epoch_order: its own order must be used
+        def batches(self, seed: int, epoch: int):
+            for x, y in super().batches(seed, epoch):
+                yield x.flip(0), y.flip(0)
+
+    class Shifted(Curve):  # epoch_order overridden: batches() follows it
+        def epoch_order(self, seed: int, epoch: int) -> Tensor:
+            return super().epoch_order(seed, epoch).roll(3)
+
+    assert module._fast_data(Curve()) and module._fast_data(Shifted())
+    assert not module._fast_data(Reversed()) and not module._fast_data(SlowCurve(Curve()))
+    for problem in (Reversed(), Shifted()):
+        spec = replicas("sgd", [1], {"lr": 0.1})[0]
+        assert_same_run(
+            train_batched(problem, [spec], epochs=2)[0], train_sequential(problem, spec, epochs=2)
+        )
+
+
 def test_lean_vmap_is_torch_func_vmap(monkeypatch: pytest.MonkeyPatch) -> None:
     """The engine's direct use of the functorch transform gives torch.func.vmap's numbers."""
     from optimlab.lab import replicas as module

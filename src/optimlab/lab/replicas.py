@@ -438,13 +438,23 @@ def _cycles_momentum(scheduler: Any) -> bool:
     return any(_cycles_momentum(s) for s in getattr(scheduler, "_schedulers", ()))
 
 
+def _owner(cls: type, name: str) -> int | None:
+    """The position in ``cls``'s MRO of the class that defines ``name``."""
+    return next((i for i, base in enumerate(cls.__mro__) if name in vars(base)), None)
+
+
 def _fast_data(problem: Any) -> bool:
-    return (
+    """Whether the problem's batches are its ``epoch_order`` cut into ``batch_size`` slices of
+    ``x``/``y``: it has them all, and ``batches`` is not overridden below ``epoch_order``."""
+    if not (
         callable(getattr(problem, "epoch_order", None))
         and isinstance(getattr(problem, "x", None), Tensor)
         and isinstance(getattr(problem, "y", None), Tensor)
         and isinstance(getattr(problem, "batch_size", None), int)
-    )
+    ):
+        return False
+    order, batches = _owner(type(problem), "epoch_order"), _owner(type(problem), "batches")
+    return order is not None and batches is not None and batches >= order
 
 
 def _has_full_data(problem: Any) -> bool:
