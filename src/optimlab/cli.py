@@ -214,7 +214,8 @@ def compare(
     from optimlab.lab.storage import StorageError, Store
     from optimlab.reports import write_report, write_summary
 
-    torch.set_num_threads(1)  # tiny models: one thread per process is fastest (benchmarks/compare_settings.py)
+    # tiny models: one thread per process is fastest (benchmarks/compare_settings.py)
+    torch.set_num_threads(1)
     try:
         comparison = _build_comparison(
             problem,
