@@ -14,9 +14,11 @@ A problem whose runs do not depend on the seed (a noiseless surface from a fixed
 one seed only: more seeds would repeat identical numbers.
 
 :func:`run_comparison` executes a :class:`Comparison` against a :class:`~optimlab.lab.storage.Store`:
-it trains only the runs the store does not hold (in worker processes when ``jobs > 1``), commits
-each finished run at once, and records the comparison's plan so that
-:func:`optimlab.lab.results.load_comparison` can rebuild every table without training.
+it trains only the runs the store does not hold — the first-order runs of each problem together
+as batched replicas (:func:`optimlab.lab.runner.train_batch`), L-BFGS alone, and in worker
+processes too when ``jobs > 1`` — commits each run as soon as its batch finishes, and records
+the comparison's plan so that :func:`optimlab.lab.results.load_comparison` can rebuild every
+table without training.
 """
 
 from __future__ import annotations
@@ -34,7 +36,16 @@ import numpy as np
 
 from optimlab.lab.presets import PRESETS, OptimizerConfig, SearchDim
 from optimlab.lab.problems import Budget, Problem, get_problem
-from optimlab.lab.runner import Regularization, RunResult, train
+from optimlab.lab.replicas import DEFAULT_MEMORY_BUDGET
+from optimlab.lab.runner import (
+    Regularization,
+    RunArgs,
+    RunResult,
+    batchable,
+    problem_batchable,
+    train,
+    train_batch,
+)
 from optimlab.lab.schedules import ScheduleSpec
 from optimlab.lab.stats import median, quantile
 from optimlab.lab.storage import Store, canonical_json, run_key, run_spec
@@ -130,6 +141,13 @@ def lr_grid(lr: float, n: int, decades: float = LR_GRID_DECADES) -> list[float]:
 
 # --- execution ----------------------------------------------------------------------------------
 
+#: how the lab trains the runs of one problem: ``"auto"`` batches the first-order runs as replicas
+#: (:func:`optimlab.lab.runner.train_batch`), ``"off"`` trains every run alone (:func:`train`)
+Replicas = Literal["auto", "off"]
+#: at most this many runs in one batch: a batch is stored when it ends, so big sweeps still store
+#: (and show progress) every few seconds, and several batches can share the worker processes
+MAX_BATCH = 256
+
 
 @dataclass(frozen=True)
 class Task:
@@ -143,6 +161,10 @@ class Task:
     regularization: Regularization | None
     key: str
     spec: dict[str, Any] = field(compare=False, hash=False)
+
+    @property
+    def args(self) -> RunArgs:
+        return (self.config, self.seed, self.schedule, self.regularization)
 
 
 ProgressFn = Callable[[str, "Task | None", "RunResult | None"], None]
@@ -161,21 +183,65 @@ def _worker_init() -> None:
     torch.set_num_threads(1)
 
 
-def _worker_train(task: Task) -> dict[str, Any]:
-    problem = _WORKER_PROBLEMS.get(task.problem)
+def _train_unit(problem: Problem, tasks: Sequence[Task], memory_budget: int) -> list[RunResult]:
+    """Train one unit of work: one run alone, or several runs of one problem and budget batched."""
+    if len(tasks) == 1:
+        task = tasks[0]
+        return [train(problem, task.config, task.seed, task.budget, task.schedule, task.regularization)]
+    return train_batch(problem, [t.args for t in tasks], tasks[0].budget, memory_budget=memory_budget)
+
+
+def _worker_unit(tasks: list[Task], memory_budget: int) -> list[dict[str, Any]]:
+    spec = tasks[0].problem
+    problem = _WORKER_PROBLEMS.get(spec)
     if problem is None:
-        problem = _WORKER_PROBLEMS[task.problem] = get_problem(task.problem)
-    return train(problem, task.config, task.seed, task.budget, task.schedule, task.regularization).to_dict()
+        problem = _WORKER_PROBLEMS[spec] = get_problem(spec)
+    return [result.to_dict() for result in _train_unit(problem, tasks, memory_budget)]
+
+
+def _unit_cost(tasks: Sequence[Task], problem: Problem) -> float:
+    """A rough cost of a unit of work (for starting the longest first): steps × per-step cost,
+    where an L-BFGS step costs up to max_iter evaluations and a batched step a fixed part per
+    optimizer class plus a small part per run."""
+    steps = tasks[0].budget.total_steps(problem.steps_per_epoch)
+    if len(tasks) == 1:
+        config = tasks[0].config
+        return steps * (0.6 * float(config.hyper.get("max_iter", 20)) if config.is_lbfgs else 1.0)
+    classes = len({t.config.cls for t in tasks})
+    return steps * (0.35 * classes + 0.015 * len(tasks))
 
 
 class Executor:
-    """Trains tasks that the store does not hold and stores each result as soon as it finishes."""
+    """Trains the tasks that the store does not hold and stores each result as soon as its unit of
+    work finishes (one transaction per run).
 
-    def __init__(self, store: Store, problems: dict[str, Problem], jobs: int, progress: ProgressFn) -> None:
+    The missing runs are cut into units: with ``replicas="auto"`` the first-order runs of each
+    problem and budget form batches (up to :data:`MAX_BATCH` runs, trained together by
+    :func:`~optimlab.lab.runner.train_batch`) and every other run (L-BFGS, models that cannot be
+    batched) is a unit of its own; ``"off"`` makes every run its own unit. With ``jobs > 1``,
+    ``jobs − 1`` worker processes take units from the costliest down while this process takes
+    them from the cheapest up (the costliest start first, and no core waits for a process to
+    start). A unit's composition never depends on ``jobs``, so the numbers do not either."""
+
+    def __init__(
+        self,
+        store: Store,
+        problems: dict[str, Problem],
+        jobs: int,
+        progress: ProgressFn,
+        replicas: Replicas = "auto",
+        memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    ) -> None:
+        if replicas not in ("auto", "off"):
+            raise ValueError(f"replicas must be 'auto' or 'off', got {replicas!r}")
+        if memory_budget < 1:
+            raise ValueError(f"memory_budget must be ≥ 1 byte, got {memory_budget!r}")
         self.store, self.problems, self.jobs, self.progress = store, problems, max(1, jobs), progress
+        self.replicas, self.memory_budget = replicas, memory_budget
         self.trained = 0
         self.reused = 0
         self._pool: futures.ProcessPoolExecutor | None = None
+        self._batchable: dict[str, bool] = {}
 
     def task(self, problem: Problem, config: OptimizerConfig, seed: int, comparison: Comparison) -> Task:
         budget = comparison.budget_for(problem)
@@ -196,6 +262,31 @@ class Executor:
         self.trained += 1
         self.progress("done", task, result)
 
+    def units(self, tasks: Sequence[Task]) -> list[list[Task]]:
+        """``tasks`` cut into units of work (see the class docstring), the costliest first."""
+        units: list[list[Task]] = []
+        groups: dict[tuple[str, Budget], list[Task]] = {}
+        for task in tasks:
+            if self.replicas == "auto" and batchable(task.config) and self._problem_batchable(task.problem):
+                groups.setdefault((task.problem, task.budget), []).append(task)
+            else:
+                units.append([task])
+        for group in groups.values():
+            pieces = math.ceil(len(group) / MAX_BATCH)
+            size, extra = divmod(len(group), pieces)
+            begin = 0
+            for piece in range(pieces):
+                end = begin + size + (1 if piece < extra else 0)
+                units.append(group[begin:end])
+                begin = end
+        units.sort(key=lambda unit: -_unit_cost(unit, self.problems[unit[0].problem]))
+        return units
+
+    def _problem_batchable(self, spec: str) -> bool:
+        if spec not in self._batchable:
+            self._batchable[spec] = problem_batchable(self.problems[spec])
+        return self._batchable[spec]
+
     def run(self, tasks: Sequence[Task]) -> None:
         """Make sure every task's run is stored (training the missing ones)."""
         stored = self.store.existing(t.key for t in tasks)
@@ -211,36 +302,49 @@ class Executor:
             missing.append(task)
         if not missing:
             return
-        # the slowest runs first, so that the last worker does not finish long after the others
-        missing.sort(key=lambda t: (not t.config.is_lbfgs,))
-        if self.jobs == 1 or len(missing) == 1:
-            for task in missing:
-                self.progress("start", task, None)
-                result = train(
-                    self.problems[task.problem],
-                    task.config,
-                    task.seed,
-                    task.budget,
-                    task.schedule,
-                    task.regularization,
-                )
-                self._store(task, result)
+        units = self.units(missing)
+        if self.jobs == 1 or len(units) == 1:
+            for unit in units:
+                self._train_here(unit)
             return
+        # jobs − 1 worker processes take the units from the costliest down; this process trains
+        # too, from the cheapest up, each unit that no worker has started yet
         pool = self._get_pool()
-        pending = {pool.submit(_worker_train, task): task for task in missing}
+        submitted = [(pool.submit(_worker_unit, unit, self.memory_budget), unit) for unit in units]
+        pending = dict(submitted)
         try:
-            for future in futures.as_completed(pending):
-                task = pending[future]
-                self._store(task, RunResult.from_dict(future.result()))
+            for future, unit in reversed(submitted):
+                self._collect(pending)
+                if future.cancel():
+                    del pending[future]
+                    self._train_here(unit)
+            for _done in futures.as_completed(list(pending)):
+                self._collect(pending)
         except BaseException:
             for future in pending:
                 future.cancel()
             raise
 
+    def _train_here(self, unit: list[Task]) -> None:
+        for task in unit:
+            self.progress("start", task, None)
+        results = _train_unit(self.problems[unit[0].problem], unit, self.memory_budget)
+        for task, result in zip(unit, results, strict=True):
+            self._store(task, result)
+
+    def _collect(self, pending: dict[futures.Future[list[dict[str, Any]]], list[Task]]) -> None:
+        """Store the results of the workers' finished units (raising a worker's error)."""
+        for future in [f for f in pending if f.done()]:
+            unit = pending.pop(future)
+            for task, data in zip(unit, future.result(), strict=True):
+                self._store(task, RunResult.from_dict(data))
+
     def _get_pool(self) -> futures.ProcessPoolExecutor:
         if self._pool is None:
             context = multiprocessing.get_context("spawn")
-            self._pool = futures.ProcessPoolExecutor(self.jobs, mp_context=context, initializer=_worker_init)
+            self._pool = futures.ProcessPoolExecutor(
+                self.jobs - 1, mp_context=context, initializer=_worker_init
+            )
         return self._pool
 
     def close(self, cancel: bool = False) -> None:
@@ -254,23 +358,62 @@ def _final_loss(store: Store, keys: Sequence[str]) -> list[float]:
 
 
 def run_comparison(
-    comparison: Comparison, store: Store, *, jobs: int = 1, progress: ProgressFn = _noop
+    comparison: Comparison,
+    store: Store,
+    *,
+    jobs: int = 1,
+    progress: ProgressFn = _noop,
+    replicas: Replicas = "auto",
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
 ) -> str:
     """Run ``comparison``, storing every run in ``store``; returns the comparison's id.
 
     Runs already stored are reused, so an interrupted comparison resumes where it stopped.
-    ``progress(event, task, result)`` is called with ``"start"`` (sequential runs only), ``"done"``
-    (a run trained and stored) and ``"reused"`` (a run found in the store); :func:`planned_runs`
-    gives the total for a progress bar. ``jobs > 1`` trains in that many worker processes.
+    ``progress(event, task, result)`` is called with ``"start"`` (runs trained in this process),
+    ``"done"`` (a run trained and stored) and ``"reused"`` (a run found in the store);
+    :func:`planned_runs` gives the total for a progress bar. ``jobs > 1`` trains in this process
+    and ``jobs − 1`` worker processes.
+
+    Every run the protocol needs is known before training — all of them for one-shot and the lr
+    grid, one trial per optimizer at a time for Optuna (each optimizer's study is its own, so
+    asking all of them before telling any changes nothing) — so the runs of all optimizers are
+    trained together: ``replicas="auto"`` batches the first-order runs of each problem as
+    replicas (chunks within ``memory_budget`` bytes; each result equals the sequential run up to
+    float rounding) and trains L-BFGS alone; ``"off"`` trains every run alone. A run's key does
+    not depend on how it was trained.
     """
     problems = {p.spec: p for p in comparison.problems}
-    executor = Executor(store, problems, jobs, progress)
+    executor = Executor(store, problems, jobs, progress, replicas, memory_budget)
     plan: dict[str, Any] = {"problems": []}
     try:
+        tuned: dict[tuple[str, str], tuple[OptimizerConfig, list[dict[str, Any]]]] = {}
+        if comparison.tune == "optuna":
+            tuned = _tune_optuna(comparison, executor)
+        elif comparison.lr_grid:
+            executor.run(
+                [
+                    executor.task(problem, config.with_hyper(lr=lr), seed, comparison)
+                    for problem in comparison.problems
+                    for config in comparison.optimizers
+                    for lr in lr_grid(config.lr, comparison.lr_grid)
+                    for seed in comparison.seeds_for(problem)
+                ]
+            )
+        if not comparison.lr_grid:
+            # one-shot: every run; Optuna: the chosen configurations on every seed (the lr grid's
+            # chosen runs are part of the grid, already stored)
+            final = [
+                executor.task(problem, chosen, seed, comparison)
+                for problem in comparison.problems
+                for config in comparison.optimizers
+                for chosen in [tuned[problem.spec, config.label][0] if tuned else config]
+                for seed in comparison.seeds_for(problem)
+            ]
+            executor.run(final)
         for problem in comparison.problems:
             entry = _problem_entry(problem, comparison)
             for config in comparison.optimizers:
-                entry["optimizers"].append(_run_optimizer(problem, config, comparison, executor))
+                entry["optimizers"].append(_optimizer_entry(problem, config, comparison, executor, tuned))
             plan["problems"].append(entry)
     finally:
         executor.close(cancel=True)
@@ -306,41 +449,33 @@ def _problem_entry(problem: Problem, comparison: Comparison) -> dict[str, Any]:
     }
 
 
-def _run_optimizer(
-    problem: Problem, config: OptimizerConfig, comparison: Comparison, executor: Executor
+def _optimizer_entry(
+    problem: Problem,
+    config: OptimizerConfig,
+    comparison: Comparison,
+    executor: Executor,
+    tuned: dict[tuple[str, str], tuple[OptimizerConfig, list[dict[str, Any]]]],
 ) -> dict[str, Any]:
+    """The plan's entry of one optimizer on one problem (its runs are stored by now)."""
     seeds = comparison.seeds_for(problem)
     entry: dict[str, Any] = {"label": config.label, "preset": config.preset}
     if comparison.tune == "optuna":
-        best, trials = _tune_optuna(problem, config, comparison, executor)
-        entry["trials"] = trials
-        config = best
+        config, entry["trials"] = tuned[problem.spec, config.label]
     elif comparison.lr_grid:
         grid = []
         for lr in lr_grid(config.lr, comparison.lr_grid):
             candidate = config.with_hyper(lr=lr)
-            tasks = [executor.task(problem, candidate, seed, comparison) for seed in seeds]
-            executor.run(tasks)
-            losses = _final_loss(executor.store, [t.key for t in tasks])
-            grid.append(
-                {
-                    "lr": lr,
-                    "hyper": candidate.canonical()["hyper"],
-                    "keys": [t.key for t in tasks],
-                    "median": median(losses),
-                    "q75": quantile(losses, 0.75),
-                }
-            )
+            keys = [executor.task(problem, candidate, seed, comparison).key for seed in seeds]
+            losses = _final_loss(executor.store, keys)
+            grid.append({"lr": lr, "keys": keys, "median": median(losses), "q75": quantile(losses, 0.75)})
         # the lowest median final loss; ties broken by the upper quartile, then the smaller lr
         chosen = min(grid, key=lambda g: (g["median"], g["q75"], g["lr"]))
         entry["grid"] = [{"lr": g["lr"], "keys": g["keys"]} for g in grid]
         config = config.with_hyper(lr=chosen["lr"])
-    tasks = [executor.task(problem, config, seed, comparison) for seed in seeds]
-    executor.run(tasks)
     entry["hyper"] = config.canonical()["hyper"]
     entry["class"] = config.cls.__name__
     entry["best_lr"] = config.lr
-    entry["keys"] = [t.key for t in tasks]
+    entry["keys"] = [executor.task(problem, config, seed, comparison).key for seed in seeds]
     return entry
 
 
@@ -348,54 +483,85 @@ def _suggest(trial: Any, name: str, dim: SearchDim) -> float:
     return float(trial.suggest_float(name, dim.low, dim.high, log=dim.log))
 
 
-def _tune_optuna(
-    problem: Problem, config: OptimizerConfig, comparison: Comparison, executor: Executor
-) -> tuple[OptimizerConfig, list[dict[str, Any]]]:
-    """K trials of TPE over the preset's search space on the tuning seed; returns the best config."""
-    try:
-        import optuna
-    except ImportError as error:  # pragma: no cover - optuna is in the lab extra
-        raise ValueError("--tune optuna needs Optuna (pip install 'optimlab[lab]')") from error
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    space = PRESETS[config.preset].search_space
-    sampler_seed = int(hashlib.sha256(f"{problem.spec}|{config.label}".encode()).hexdigest()[:8], 16)
-    study = optuna.create_study(
-        direction="minimize",
-        sampler=optuna.samplers.TPESampler(seed=sampler_seed),
-        pruner=optuna.pruners.NopPruner(),
-    )
-    tuning_seed = 0 if getattr(problem, "deterministic", False) else TUNING_SEED
-    trials: list[dict[str, Any]] = []
-    candidates: dict[int, OptimizerConfig] = {}
-    for number in range(comparison.trials):
-        trial = study.ask()
-        params = {name: _suggest(trial, name, dim) for name, dim in space.items()}
+class _Study:
+    """The Optuna study of one optimizer on one problem: TPE seeded by (problem, label), no pruning."""
+
+    def __init__(self, optuna: Any, problem: Problem, config: OptimizerConfig) -> None:
+        self.problem, self.config = problem, config
+        self.space = PRESETS[config.preset].search_space
+        sampler_seed = int(hashlib.sha256(f"{problem.spec}|{config.label}".encode()).hexdigest()[:8], 16)
+        self.study = optuna.create_study(
+            direction="minimize",
+            sampler=optuna.samplers.TPESampler(seed=sampler_seed),
+            pruner=optuna.pruners.NopPruner(),
+        )
+        self.trials: list[dict[str, Any]] = []
+        self.candidates: dict[int, OptimizerConfig] = {}
+
+    def ask(self) -> tuple[Any, dict[str, float], OptimizerConfig]:
+        trial = self.study.ask()
+        params = {name: _suggest(trial, name, dim) for name, dim in self.space.items()}
         changes = {k: v for k, v in params.items() if k not in ("beta1", "beta2")}
         if "beta1" in params or "beta2" in params:
-            betas = tuple(config.hyper.get("betas", (0.9, 0.999)))
+            betas = tuple(self.config.hyper.get("betas", (0.9, 0.999)))
             changes["betas"] = (params.get("beta1", betas[0]), params.get("beta2", betas[1]))
         changes = {k: float(f"{v:.6g}") if isinstance(v, float) else v for k, v in changes.items()}
         if "betas" in changes:
             changes["betas"] = tuple(float(f"{b:.6g}") for b in changes["betas"])
-        candidate = config.with_hyper(**changes)
-        task = executor.task(problem, candidate, tuning_seed, comparison)
-        executor.run([task])
-        stored = executor.store.get(task.key)
-        value = stored.result.final_loss if stored else math.inf
-        study.tell(trial, value if math.isfinite(value) else float("inf"))
-        candidates[number] = candidate
-        trials.append(
+        return trial, params, self.config.with_hyper(**changes)
+
+    def tell(
+        self, trial: Any, params: dict[str, float], candidate: OptimizerConfig, task: Task, value: float
+    ) -> None:
+        finite = math.isfinite(value)
+        self.study.tell(trial, value if finite else float("inf"))
+        number = len(self.trials)
+        self.candidates[number] = candidate
+        self.trials.append(
             {
                 "number": number,
                 "params": params,
                 "hyper": candidate.canonical()["hyper"],
                 "key": task.key,
-                "value": value if math.isfinite(value) else None,
+                "value": value if finite else None,
             }
         )
-    finite = [t for t in trials if t["value"] is not None]
-    best_number = min(finite, key=lambda t: t["value"])["number"] if finite else 0
-    return candidates[best_number], trials
+
+    def best(self) -> OptimizerConfig:
+        finite = [t for t in self.trials if t["value"] is not None]
+        return self.candidates[min(finite, key=lambda t: t["value"])["number"] if finite else 0]
+
+
+def _tune_optuna(
+    comparison: Comparison, executor: Executor
+) -> dict[tuple[str, str], tuple[OptimizerConfig, list[dict[str, Any]]]]:
+    """K trials of TPE over each preset's search space on the tuning seed, for every problem and
+    optimizer; returns the best configuration and the trials of each (problem spec, label).
+
+    Trial k of every study is asked, then all of them are trained together (batched), then told:
+    the studies are independent, so this gives the trials one study after another would."""
+    try:
+        import optuna
+    except ImportError as error:  # pragma: no cover - optuna is in the lab extra
+        raise ValueError("--tune optuna needs Optuna (pip install 'optimlab[lab]')") from error
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    studies = [
+        _Study(optuna, problem, config) for problem in comparison.problems for config in comparison.optimizers
+    ]
+    for _ in range(comparison.trials):
+        asked = []
+        for study in studies:
+            trial, params, candidate = study.ask()
+            problem = study.problem
+            tuning_seed = 0 if getattr(problem, "deterministic", False) else TUNING_SEED
+            asked.append(
+                (study, trial, params, candidate, executor.task(problem, candidate, tuning_seed, comparison))
+            )
+        executor.run([task for *_, task in asked])
+        for study, trial, params, candidate, task in asked:
+            stored = executor.store.get(task.key)
+            study.tell(trial, params, candidate, task, stored.result.final_loss if stored else math.inf)
+    return {(s.problem.spec, s.config.label): (s.best(), s.trials) for s in studies}
 
 
 def default_jobs() -> int:

@@ -79,6 +79,7 @@ __all__ = [
     "ReplicaRun",
     "ReplicaSpec",
     "Schedule",
+    "batchable_optimizer",
     "can_batch",
     "model_batchable",
     "optimizer_for",
@@ -273,7 +274,9 @@ def optimizer_for(optimizer: str | type[Optimizer]) -> type[Optimizer]:
     return cls
 
 
-def _batchable_optimizer(optimizer: str | type[Optimizer]) -> bool:
+def batchable_optimizer(optimizer: str | type[Optimizer]) -> bool:
+    """Whether runs of ``optimizer`` can be batched: a first-order optimizer of :mod:`optimlab.optim`
+    (L-BFGS, which needs closures, and foreign classes run one after another)."""
     cls = optimizer_for(optimizer)
     return issubclass(cls, RuleOptimizer) and not issubclass(cls, LBFGS)
 
@@ -345,7 +348,7 @@ def can_batch(
     """Whether ``replicas`` runs of ``optimizer`` on a model of ``n_params`` parameters should be
     batched: a first-order optimizer of :mod:`optimlab.optim` (L-BFGS and foreign classes run
     sequentially), at least two replicas, and at least two per chunk within the memory budget."""
-    if replicas < 2 or not _batchable_optimizer(optimizer):
+    if replicas < 2 or not batchable_optimizer(optimizer):
         return False
     per = replica_bytes(n_params, optimizer, itemsize=itemsize, activation_bytes=activation_bytes)
     return max(replica_chunks(replicas, per, memory_budget_bytes)) >= 2
@@ -715,7 +718,7 @@ class _BatchedRun:
         hypers: list[dict[str, Any]] = []
         for spec in specs:
             cls = optimizer_for(spec.optimizer)
-            if not _batchable_optimizer(cls):
+            if not batchable_optimizer(cls):
                 raise ValueError(
                     f"{cls.__name__} cannot be batched (it needs closures); run it with train_sequential"
                 )
@@ -1182,7 +1185,7 @@ def train_replicas(
         return [train_sequential(problem, spec, **options) for spec in specs]  # type: ignore[arg-type]
 
     probe = problem.build_model(specs[0].seed)
-    batchable = [i for i, spec in enumerate(specs) if _batchable_optimizer(spec.optimizer)]
+    batchable = [i for i, spec in enumerate(specs) if batchable_optimizer(spec.optimizer)]
     if mode == "batched":
         if len(batchable) != len(specs):
             other = optimizer_for(

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -39,6 +39,14 @@ from torch import Tensor, nn
 
 from optimlab.lab.presets import OptimizerConfig
 from optimlab.lab.problems import Budget, Problem
+from optimlab.lab.replicas import (
+    DEFAULT_MEMORY_BUDGET,
+    ReplicaRun,
+    batchable_optimizer,
+    model_batchable,
+    spec_for,
+    train_replicas,
+)
 from optimlab.lab.schedules import ScheduleSpec, step_scheduler
 
 #: a loss above this factor × max(|initial loss|, 1) counts as an explosion
@@ -217,7 +225,8 @@ def train(
                     inputs: Tensor = inputs, target: Tensor = target, count: list[int] = count
                 ) -> Tensor:
                     count[0] += 1
-                    opt.zero_grad(set_to_none=True)
+                    for p in params:  # zero_grad(set_to_none=True) without its profiler scope
+                        p.grad = None
                     loss = problem.loss(model(inputs), target)
                     if penalty is not None:
                         loss = loss + penalty()
@@ -227,7 +236,8 @@ def train(
                 loss = opt.step(closure)
                 grad_evals += count[0]
             else:
-                opt.zero_grad(set_to_none=True)
+                for p in params:
+                    p.grad = None
                 loss = problem.loss(model(inputs), target)
                 loss.backward()
                 if clip is not None:
@@ -255,7 +265,39 @@ def train(
         if step >= total_steps:
             break
 
-    wall = time.perf_counter() - start
+    return make_result(
+        problem,
+        optimizer,
+        seed,
+        losses=losses,
+        lrs=lrs,
+        evals=evals,
+        grad_evals=grad_evals,
+        steps=step,
+        wall_s=time.perf_counter() - start,
+        divergence=divergence,
+        trajectory=trajectory,
+    )
+
+
+def make_result(
+    problem: Problem,
+    optimizer: OptimizerConfig,
+    seed: int,
+    *,
+    losses: list[float],
+    lrs: list[float],
+    evals: list[dict[str, float]],
+    grad_evals: int,
+    steps: int,
+    wall_s: float,
+    divergence: str | None,
+    trajectory: list[list[float]] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> RunResult:
+    """The :class:`RunResult` of what a run recorded, however it was trained (:func:`train` or a
+    batched replica): the final loss (+∞ when diverged) and metrics from the last evaluation, and
+    steps/gradient evaluations to the target from the first evaluation at or below it."""
     target = float(problem.target_loss)
     reached = next((e for e in evals if math.isfinite(e["loss"]) and e["loss"] <= target), None)
     final_metrics = {k: v for k, v in evals[-1].items() if k not in ("epoch", "step", "grad_evals", "wall_s")}
@@ -269,12 +311,143 @@ def train(
         lrs=lrs,
         evals=evals,
         grad_evals=grad_evals,
-        steps=step,
-        wall_s=wall,
+        steps=steps,
+        wall_s=wall_s,
         diverged=divergence is not None,
         divergence=divergence,
         target_loss=target,
         steps_to_target=math.inf if reached is None else float(reached["step"]),
         evals_to_target=math.inf if reached is None else float(reached["grad_evals"]),
         trajectory=trajectory,
+        extra=dict(extra or {}),
     )
+
+
+# --- many runs of one problem at once ----------------------------------------------------------
+
+#: one run of :func:`train_batch`: (configuration, seed, schedule, regularization)
+RunArgs = tuple[OptimizerConfig, int, "ScheduleSpec | None", "Regularization | None"]
+
+
+def batchable(config: OptimizerConfig) -> bool:
+    """Whether runs of ``config`` can train as batched replicas: a first-order optimizer of
+    :mod:`optimlab.optim` (L-BFGS needs closures and trains alone)."""
+    return batchable_optimizer(config.cls)
+
+
+def problem_batchable(problem: Problem) -> bool:
+    """Whether replicas of ``problem``'s model can share a vmapped pass
+    (:func:`optimlab.lab.replicas.model_batchable`: no buffers, no random layers)."""
+    return model_batchable(problem.build_model(0))
+
+
+def train_batch(
+    problem: Problem,
+    runs: Sequence[RunArgs],
+    budget: Budget | None = None,
+    *,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    explosion_factor: float = EXPLOSION_FACTOR,
+) -> list[RunResult]:
+    """Train several runs of ``problem`` — ``(config, seed, schedule, regularization)`` each — and
+    return their results in order; each equals :func:`train` of the same run up to float rounding.
+
+    The first-order runs (two or more, on a model that allows it) train together as batched
+    replicas (:func:`optimlab.lab.replicas.train_replicas`, in chunks within ``memory_budget``
+    bytes); the others — L-BFGS, models with buffers or dropout — one after another with
+    :func:`train`. A batched run's ``wall_s`` (and its evaluations' ``wall_s``) is the batch's wall
+    time divided by its number of runs, and its ``extra`` holds ``{"batched": True}``.
+    """
+    budget = budget or problem.default_budget
+    together = [i for i, run in enumerate(runs) if batchable(run[0])]
+    if len(together) < 2 or not problem_batchable(problem):
+        together = []
+    results: list[RunResult | None] = [None] * len(runs)
+    if together:
+        subset = [runs[i] for i in together]
+        batched = _train_replicas(problem, subset, budget, memory_budget, explosion_factor)
+        for i, result in zip(together, batched, strict=True):
+            results[i] = result
+    for i, (config, seed, schedule, regularization) in enumerate(runs):
+        if results[i] is None:
+            results[i] = train(
+                problem, config, seed, budget, schedule, regularization, explosion_factor=explosion_factor
+            )
+    return results  # type: ignore[return-value]
+
+
+def _train_replicas(
+    problem: Problem, runs: Sequence[RunArgs], budget: Budget, memory_budget: int, explosion_factor: float
+) -> list[RunResult]:
+    specs = [spec_for(config, seed, schedule, reg) for config, seed, schedule, reg in runs]
+    record_point = getattr(problem, "trajectory_point", None)
+    model = problem.build_model(specs[0].seed)
+    wants_trajectory = record_point is not None and record_point(model) is not None
+    start = time.perf_counter()
+    replica_runs = train_replicas(
+        problem,  # type: ignore[arg-type]
+        specs,
+        steps=budget.total_steps(problem.steps_per_epoch),
+        mode="auto",
+        memory_budget=memory_budget,
+        explosion_factor=explosion_factor,
+        evaluation="full",
+        trajectory=wants_trajectory,
+    )
+    wall = (time.perf_counter() - start) / len(specs)
+    return [
+        result_from_replica(problem, config, seed, run, wall_s=wall, model=model)
+        for (config, seed, _, _), run in zip(runs, replica_runs, strict=True)
+    ]
+
+
+def result_from_replica(
+    problem: Problem,
+    optimizer: OptimizerConfig,
+    seed: int,
+    run: ReplicaRun,
+    *,
+    wall_s: float,
+    model: nn.Module | None = None,
+) -> RunResult:
+    """The :class:`RunResult` of a run trained by :mod:`optimlab.lab.replicas` (see :func:`make_result`).
+
+    A recorded parameter path becomes the problem's ``trajectory_point`` of each point (loaded into
+    ``model``, a model of the problem, built when not given)."""
+    trajectory = None
+    if run.trajectory is not None:
+        record_point = getattr(problem, "trajectory_point", None)
+        if record_point is not None:
+            holder = model if model is not None else problem.build_model(seed)
+            trajectory = _trajectory_points(holder, record_point, run.trajectory)
+    return make_result(
+        problem,
+        optimizer,
+        seed,
+        losses=run.losses,
+        lrs=run.lrs,
+        evals=run.evals,
+        grad_evals=run.grad_evals,
+        steps=run.steps,
+        wall_s=wall_s,
+        divergence=run.divergence,
+        trajectory=trajectory,
+        extra={"batched": True} if run.batched else None,
+    )
+
+
+@torch.no_grad()
+def _trajectory_points(
+    model: nn.Module, record_point: Callable[[nn.Module], Any], path: Sequence[Sequence[float]]
+) -> list[list[float]]:
+    params = list(model.parameters())
+    saved = torch.nn.utils.parameters_to_vector(params).clone()
+    dtype = saved.dtype
+    try:
+        points = []
+        for flat in path:
+            torch.nn.utils.vector_to_parameters(torch.tensor(flat, dtype=dtype), params)
+            points.append(record_point(model))
+        return points
+    finally:
+        torch.nn.utils.vector_to_parameters(saved, params)

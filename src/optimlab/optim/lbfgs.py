@@ -23,6 +23,15 @@ def _as_float(loss: Any) -> float:
     return float(loss.detach()) if isinstance(loss, Tensor) else float(loss)
 
 
+def _all_finite(tensors: list[Tensor]) -> bool:
+    """Whether every element of ``tensors`` is finite (one check over all of them)."""
+    if not tensors:
+        return True
+    if len(tensors) == 1:
+        return bool(torch.isfinite(tensors[0]).all())
+    return bool(torch.isfinite(torch.cat([t.reshape(-1) for t in tensors])).all())
+
+
 class LBFGS(TorchLBFGS):
     """Limited-memory BFGS with optional strong-Wolfe line search.
 
@@ -70,20 +79,17 @@ class LBFGS(TorchLBFGS):
             if progress["first"] is None:
                 progress["first"] = loss
             value = _as_float(loss)
-            grads = [p.grad for p in params if p.grad is not None]
-            finite = math.isfinite(value) and (
-                not grads or bool(torch.stack([torch.isfinite(g).all() for g in grads]).all())
-            )
-            if not finite:
-                raise _NonFiniteEvaluation
-            if value < progress["best"]:
-                progress["best"] = value
-                if point is None:
-                    point = [p.detach().clone() for p in params]
-                    self._finite_point = point
-                else:
-                    for kept, p in zip(point, params, strict=True):
-                        kept.copy_(p)
+            # torch calls the closure with gradients enabled: the bookkeeping must not be recorded
+            with torch.no_grad():
+                if not (math.isfinite(value) and _all_finite([p.grad for p in params if p.grad is not None])):
+                    raise _NonFiniteEvaluation
+                if value < progress["best"]:
+                    progress["best"] = value
+                    if point is None:
+                        point = [p.detach().clone() for p in params]
+                        self._finite_point = point
+                    else:
+                        torch._foreach_copy_(point, params)
             return loss
 
         # torch's own step, without the hook wrapper torch.optim installs on LBFGS.step: the hooks
