@@ -41,6 +41,11 @@ class Defaults(StrEnum):
     torch = "torch"
 
 
+class Replicas(StrEnum):
+    auto = "auto"
+    off = "off"
+
+
 def fail(message: str, code: int = 2) -> typer.Exit:
     """Print ``error: message`` as one line on stderr; the caller raises the returned Exit."""
     err_console.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
@@ -204,7 +209,11 @@ def compare(
     ] = None,
     db: Annotated[Path, typer.Option(help="SQLite file of all runs")] = Path("runs/optimlab.db"),
     out: Annotated[Path, typer.Option(help="folder for summary.json and report.html")] = Path("runs"),
-    jobs: Annotated[int, typer.Option(help="worker processes (0: one per CPU core)", min=0)] = 0,
+    jobs: Annotated[int, typer.Option(help="processes that train (0: one per CPU core)", min=0)] = 0,
+    replicas: Annotated[
+        Replicas,
+        typer.Option(help="auto: train the first-order runs of a problem together, batched; off: one by one"),
+    ] = Replicas.auto,
 ) -> None:
     """Compare optimizers on problems under a fair protocol; keep every run; write a report."""
     import torch
@@ -262,7 +271,9 @@ def compare(
                     note = " (stored)" if event == "reused" else ""
                     progress.update(bar, description=f"{task.problem} · {task.config.label}{note}")
 
-            comparison_id = run_comparison(comparison, store, jobs=workers, progress=on_event)
+            comparison_id = run_comparison(
+                comparison, store, jobs=workers, progress=on_event, replicas=replicas.value
+            )
             data = load_comparison(store, comparison_id)
         summary = summarize(data)
         summary_path = write_summary(summary, out)

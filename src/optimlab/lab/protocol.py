@@ -23,11 +23,13 @@ table without training.
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures as futures
 import hashlib
 import math
 import multiprocessing
 import os
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -307,22 +309,45 @@ class Executor:
             for unit in units:
                 self._train_here(unit)
             return
-        # jobs − 1 worker processes take the units from the costliest down; this process trains
-        # too, from the cheapest up, each unit that no worker has started yet
+        # jobs − 1 worker processes take the units from the costliest down, each worker the next
+        # one as soon as it is free (a done-callback hands it over, even while this process is
+        # busy); this process trains too, from the cheapest up, until none is left
         pool = self._get_pool()
-        submitted = [(pool.submit(_worker_unit, unit, self.memory_budget), unit) for unit in units]
-        pending = dict(submitted)
+        queue = collections.deque(units)
+        pending: dict[futures.Future[list[dict[str, Any]]], list[Task]] = {}
+        lock = threading.Lock()
+
+        def feed(_finished: futures.Future[Any] | None = None) -> None:
+            with lock:
+                if not queue:
+                    return
+                unit = queue.popleft()
+                future = pool.submit(_worker_unit, unit, self.memory_budget)
+                pending[future] = unit
+            future.add_done_callback(feed)
+
         try:
-            for future, unit in reversed(submitted):
-                self._collect(pending)
-                if future.cancel():
-                    del pending[future]
-                    self._train_here(unit)
-            for _done in futures.as_completed(list(pending)):
-                self._collect(pending)
+            for _ in range(min(self.jobs - 1, len(units))):
+                feed()
+            while True:
+                with lock:
+                    unit = queue.pop() if queue else None
+                if unit is None:
+                    break
+                self._collect(pending, lock)
+                self._train_here(unit)
+            while True:
+                with lock:
+                    waiting = list(pending)
+                if not waiting:
+                    break
+                futures.wait(waiting, return_when=futures.FIRST_COMPLETED)
+                self._collect(pending, lock)
         except BaseException:
-            for future in pending:
-                future.cancel()
+            with lock:
+                queue.clear()
+                for future in pending:
+                    future.cancel()
             raise
 
     def _train_here(self, unit: list[Task]) -> None:
@@ -332,10 +357,13 @@ class Executor:
         for task, result in zip(unit, results, strict=True):
             self._store(task, result)
 
-    def _collect(self, pending: dict[futures.Future[list[dict[str, Any]]], list[Task]]) -> None:
+    def _collect(
+        self, pending: dict[futures.Future[list[dict[str, Any]]], list[Task]], lock: threading.Lock
+    ) -> None:
         """Store the results of the workers' finished units (raising a worker's error)."""
-        for future in [f for f in pending if f.done()]:
-            unit = pending.pop(future)
+        with lock:
+            finished = [(f, pending.pop(f)) for f in list(pending) if f.done()]
+        for future, unit in finished:
             for task, data in zip(unit, future.result(), strict=True):
                 self._store(task, RunResult.from_dict(data))
 

@@ -1,0 +1,154 @@
+"""The lab batches by itself: a comparison trained as batched replicas stores what the sequential
+runs store (same keys, same numbers up to float rounding), resumes after an interruption, and
+keeps L-BFGS and models that cannot be batched sequential."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+from torch import nn
+
+from optimlab.lab.presets import parse_optimizers
+from optimlab.lab.problems import Budget, get_problem
+from optimlab.lab.problems.parabola import Parabola
+from optimlab.lab.protocol import MAX_BATCH, Comparison, Executor, planned_runs, run_comparison
+from optimlab.lab.runner import RunResult
+from optimlab.lab.schedules import parse_schedule
+from optimlab.lab.storage import Store
+
+RTOL = 2e-5
+
+
+def _comparison() -> Comparison:
+    # parabola: 4 steps per epoch, 6 epochs; rosenbrock: 10 steps per epoch, 3 epochs (the last
+    # partial). nesterov at lr 50 explodes on the parabola; sgd, momentum and nesterov blow up
+    # on rosenbrock at their default lr. The plateau schedule gives each run its own lr curve.
+    return Comparison(
+        problems=[get_problem("parabola:n=128"), get_problem("rosenbrock")],
+        optimizers=parse_optimizers("sgd,momentum,nesterov:lr=50,adagrad,rmsprop,adam,adamw,nadam,lbfgs"),
+        seeds=2,
+        budget=Budget(steps=24),
+        schedule=parse_schedule("plateau:factor=0.5,patience=0,threshold=0.2"),
+    )
+
+
+def _stored(path: Path, comparison: Comparison, replicas: str) -> dict[str, RunResult]:
+    with Store(path) as store:
+        run_comparison(comparison, store, replicas=replicas)  # type: ignore[arg-type]
+        return {run.key: run.result for run in store.runs()}
+
+
+def _assert_close(a: float, b: float) -> None:
+    if math.isinf(a) or math.isinf(b):
+        assert a == b
+    else:
+        assert a == pytest.approx(b, rel=RTOL, abs=1e-7)
+
+
+def test_a_batched_comparison_stores_what_the_sequential_one_stores(tmp_path: Path) -> None:
+    comparison = _comparison()
+    sequential = _stored(tmp_path / "off.db", comparison, "off")
+    batched = _stored(tmp_path / "auto.db", comparison, "auto")
+    assert batched.keys() == sequential.keys() and len(batched) == planned_runs(comparison) == 9 * 2 + 9
+    diverged = set()
+    for key, seq in sequential.items():
+        run = batched[key]
+        assert run.extra.get("batched", False) == (seq.optimizer != "lbfgs"), seq.optimizer
+        assert "batched" not in seq.extra
+        assert (run.diverged, run.divergence) == (seq.diverged, seq.divergence), (seq.problem, seq.optimizer)
+        assert run.steps == seq.steps and run.grad_evals == seq.grad_evals
+        assert run.steps_to_target == seq.steps_to_target and run.evals_to_target == seq.evals_to_target
+        _assert_close(run.final_loss, seq.final_loss)
+        assert run.lrs == pytest.approx(seq.lrs, rel=1e-12)
+        assert len(run.losses) == len(seq.losses)
+        for a, b in zip(run.losses, seq.losses, strict=True):
+            _assert_close(a, b)
+        assert [e["step"] for e in run.evals] == [e["step"] for e in seq.evals]
+        for ours, theirs in zip(run.evals, seq.evals, strict=True):
+            assert ours.keys() == theirs.keys()
+            for metric in ours.keys() - {"wall_s"}:
+                _assert_close(ours[metric], theirs[metric])
+        assert run.final_metrics.keys() == seq.final_metrics.keys()
+        if seq.trajectory is not None:
+            assert run.trajectory is not None and len(run.trajectory) == len(seq.trajectory)
+            flat = [x for point in run.trajectory for x in point]
+            assert flat == pytest.approx([x for point in seq.trajectory for x in point], rel=RTOL, abs=1e-6)
+        if seq.diverged:
+            diverged.add((seq.problem, seq.optimizer))
+    # the comparison covers divergence on both problems and per-run plateau schedules
+    assert ("parabola:n=128", "nesterov:lr=50") in diverged and ("rosenbrock", "sgd") in diverged
+    assert any(len(set(r.lrs)) > 1 for r in batched.values() if r.extra.get("batched"))
+
+
+def test_an_interrupted_batch_keeps_what_was_committed_and_resumes(tmp_path: Path) -> None:
+    comparison = Comparison(
+        problems=[get_problem("parabola:n=64")],
+        optimizers=parse_optimizers("sgd,adam,lbfgs"),
+        seeds=2,
+        budget=Budget(epochs=2),
+    )
+    done: list[str] = []
+
+    def interrupt(event: str, task: object, result: object) -> None:
+        if event == "done":
+            done.append(event)
+            if len(done) == 3:
+                raise KeyboardInterrupt
+
+    with Store(tmp_path / "lab.db") as store:
+        with pytest.raises(KeyboardInterrupt):
+            run_comparison(comparison, store, progress=interrupt)
+        # the L-BFGS runs (the costliest units, first) and the first run of the sgd/adam batch
+        # were committed before the interruption; they are kept, the rest of the batch is not
+        assert store.count() == 3
+        assert sorted(bool(r.result.extra.get("batched")) for r in store.runs()) == [False, False, True]
+        events: list[str] = []
+        run_comparison(comparison, store, progress=lambda e, t, r: events.append(e))
+        assert events.count("reused") == 3 and events.count("done") == 3 and store.count() == 6
+
+
+class _NormedParabola(Parabola):
+    """A parabola whose model keeps running statistics (a buffer): replicas cannot share it."""
+
+    def make_model(self) -> nn.Module:
+        return nn.Sequential(nn.Linear(1, 4), nn.BatchNorm1d(4), nn.ReLU(), nn.Linear(4, 1))
+
+
+def test_units_batch_first_order_runs_per_problem_and_keep_the_rest_alone(tmp_path: Path) -> None:
+    parabola, normed = get_problem("parabola:n=64"), _NormedParabola({"n": 64})
+    normed.name = "normed-parabola"
+    comparison = Comparison(
+        problems=[parabola, normed], optimizers=parse_optimizers("sgd,adam,lbfgs"), seeds=3
+    )
+    with Store(tmp_path / "lab.db") as store:
+        problems = {p.spec: p for p in comparison.problems}
+        tasks = [
+            Executor(store, problems, 1, lambda *a: None).task(p, c, s, comparison)
+            for p in comparison.problems
+            for c in comparison.optimizers
+            for s in range(3)
+        ]
+        units = Executor(store, problems, 1, lambda *a: None).units(tasks)
+        batched = [u for u in units if len(u) > 1]
+        assert len(batched) == 1 and {(t.problem, t.config.label) for t in batched[0]} == {
+            ("parabola:n=64", "sgd"),
+            ("parabola:n=64", "adam"),
+        }
+        assert sum(len(u) == 1 for u in units) == 3 + 9  # parabola's L-BFGS; every normed run
+        assert all(len(u) == 1 for u in Executor(store, problems, 1, lambda *a: None, "off").units(tasks))
+        many = [tasks[0]] * (MAX_BATCH + 1)
+        assert [len(u) for u in Executor(store, problems, 1, lambda *a: None).units(many)] == [
+            (MAX_BATCH + 2) // 2,
+            (MAX_BATCH + 1) // 2,
+        ]
+        with pytest.raises(ValueError, match="replicas"):
+            Executor(store, problems, 1, lambda *a: None, "sometimes")  # type: ignore[arg-type]
+        # a model that cannot be batched still trains (sequentially) through the comparison
+        small = Comparison(
+            problems=[normed], optimizers=parse_optimizers("adam"), seeds=2, budget=Budget(epochs=1)
+        )
+        run_comparison(small, store)
+        assert store.count() == 2
+        assert not any(r.result.extra for r in store.runs(problem=normed.spec))
