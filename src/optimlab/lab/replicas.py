@@ -923,13 +923,19 @@ class _BatchedRun:
         coef = torch.clamp(limit.to(total.dtype) / (total + 1e-6), max=1.0)  # clip_grad_norm_'s formula
         return torch.where(active[:, None], grads * coef[:, None], grads)
 
-    def _update(self, grads: Tensor, alive: Tensor, all_alive: bool) -> Tensor | None:
-        """Apply every group's rule; returns the per-replica 'skipped' mask (nonfinite='skip')."""
+    def _update(self, grads: Tensor, alive: Tensor, alive_list: list[bool]) -> Tensor | None:
+        """Apply every group's rule; returns the per-replica 'skipped' mask (nonfinite='skip').
+
+        A group whose replicas have all diverged is left as it is (what masking every one of
+        them would give), and a group whose replicas are all alive needs no mask."""
         skipped = None
         for group in self.groups:
             s, e = group.start, group.stop
+            live_list = alive_list[s:e]
+            if not any(live_list):
+                continue
             param, grad = self.flat[s:e], grads[s:e]
-            allowed = None if all_alive else alive[s:e]
+            allowed = None if all(live_list) else alive[s:e]
             if group.nonfinite != "propagate":
                 finite = torch.isfinite(grad).all(dim=1)
                 live = alive[s:e]
@@ -1000,7 +1006,6 @@ class _BatchedRun:
             for inputs, target in self._epoch_batches(epoch):
                 if step >= total:
                     break
-                all_alive = all(alive_list)
                 lr_hist[step] = self.lr_all
                 point = self.flat.detach().requires_grad_()
                 losses = self._losses(point, inputs, target)
@@ -1009,7 +1014,7 @@ class _BatchedRun:
                 if self.clip is not None:
                     grads = self._clip(grads)
                 with torch.no_grad():
-                    skip = self._update(grads, alive, all_alive)
+                    skip = self._update(grads, alive, alive_list)
                 if skip is not None:
                     skipped += skip
                 loss_hist[step] = losses
