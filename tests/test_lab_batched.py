@@ -152,3 +152,35 @@ def test_units_batch_first_order_runs_per_problem_and_keep_the_rest_alone(tmp_pa
         run_comparison(small, store)
         assert store.count() == 2
         assert not any(r.result.extra for r in store.runs(problem=normed.spec))
+
+
+def test_compare_replicas_option(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from optimlab.cli import app
+
+    args = [
+        "compare",
+        "-p",
+        "parabola:n=64",
+        "-o",
+        "sgd,adam",
+        "--seeds",
+        "2",
+        "--epochs",
+        "1",
+        "--jobs",
+        "1",
+    ]
+    args += ["--db", str(tmp_path / "lab.db"), "--out", str(tmp_path / "out")]
+    runner = CliRunner()
+    alone = runner.invoke(app, [*args, "--replicas", "off"])
+    assert alone.exit_code == 0, alone.output
+    assert "4 runs trained, 0 reused" in alone.stdout
+    with Store(tmp_path / "lab.db") as store:
+        assert not any(run.result.extra for run in store.runs())
+    # the same runs under the same keys: batching finds them all stored
+    batched = runner.invoke(app, [*args, "--replicas", "auto"])
+    assert batched.exit_code == 0 and "0 runs trained, 4 reused" in batched.stdout
+    bad = runner.invoke(app, [*args, "--replicas", "sometimes"])
+    assert bad.exit_code == 2
