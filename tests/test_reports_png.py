@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from optimlab.lab.lr_find import range_test, summarize
+from optimlab.lab.stats import performance_profile
 from optimlab.reports import png
 from optimlab.reports.data import Curves, Sensitivity, grid_surface
-from optimlab.reports.lr_find import range_test, summarize
-from optimlab.reports.profile import performance_profile
 
 ODD = "$cost_{1}$ <b>_x"  # mathtext dollars, a leading-underscore-like piece, HTML
 

@@ -6,8 +6,6 @@ Reports read results (:mod:`optimlab.lab.results`); they never train.
 * :mod:`~optimlab.reports.figures` — interactive Plotly figures; :mod:`~optimlab.reports.png` — their
   matplotlib PNG twins and the animated GIF;
 * :mod:`~optimlab.reports.page` — the offline HTML page (Plotly's JavaScript embedded once);
-* :mod:`~optimlab.reports.profile` — performance profiles and scores;
-* :mod:`~optimlab.reports.lr_find` — the learning-rate range test;
 * :mod:`~optimlab.reports.report` — ``report.html`` of a stored comparison (:func:`write_report`);
   :mod:`~optimlab.reports.summary` — its ``summary.json`` (:func:`write_summary`).
 """

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
+from optimlab.lab.lr_find import LRFindSummary
 from optimlab.reports.data import Curves, Sensitivity, Surface, subsample, trajectory_array
-from optimlab.reports.lr_find import LRFindSummary
 
 X_AXES: dict[str, str] = {"steps": "steps", "grad_evals": "gradient evaluations", "seconds": "seconds"}
 RULE_DASH: dict[str, str] = {"steepest": "dash", "valley": "solid", "minimum/10": "dot"}

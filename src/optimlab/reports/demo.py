@@ -30,11 +30,11 @@ import torch
 
 import optimlab
 import optimlab.optim as optim
+from optimlab.lab.lr_find import LRFindResult, range_test, summarize
+from optimlab.lab.stats import performance_profile, quantiles
 from optimlab.reports import figures, png
-from optimlab.reports.data import Curves, Sensitivity, color_map, grid_surface, quantiles
-from optimlab.reports.lr_find import LRFindResult, range_test, summarize
+from optimlab.reports.data import Curves, Sensitivity, color_map, grid_surface
 from optimlab.reports.page import Page, format_spread
-from optimlab.reports.profile import performance_profile
 
 STEPS = 300
 SEEDS = 3

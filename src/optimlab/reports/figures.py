@@ -17,10 +17,10 @@ import plotly.graph_objects as go
 from numpy.typing import ArrayLike
 from plotly.subplots import make_subplots
 
+from optimlab.lab.lr_find import RULES, LRFindSummary
+from optimlab.lab.stats import Profile
 from optimlab.reports import _prep
 from optimlab.reports.data import Curves, Sensitivity, Surface, color_map, finite_list, plotly_text
-from optimlab.reports.lr_find import RULES, LRFindSummary
-from optimlab.reports.profile import Profile
 
 __all__ = [
     "FONT",

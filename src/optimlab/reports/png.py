@@ -22,10 +22,10 @@ from matplotlib.figure import Figure
 from numpy.typing import ArrayLike
 from PIL import Image
 
+from optimlab.lab.lr_find import RULES, LRFindSummary
+from optimlab.lab.stats import Profile
 from optimlab.reports import _prep
 from optimlab.reports.data import Curves, Sensitivity, Surface, color_map, mpl_text
-from optimlab.reports.lr_find import RULES, LRFindSummary
-from optimlab.reports.profile import Profile
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from optimlab.reports.lr_find import (
+from optimlab.lab.lr_find import (
     lr_ramp,
     range_test,
     smooth,

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import ArrayLike
 
-from optimlab.reports.data import quantiles
+from optimlab.lab.stats import quantiles
 
 __all__ = [
     "RULES",
