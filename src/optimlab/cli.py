@@ -129,37 +129,19 @@ def _build_comparison(
 
 
 def _ranked_tables(summary: dict[str, Any]) -> None:
-    from optimlab.reports.report import _num
+    """Each problem's ranked table, with the same columns and numbers as the report's."""
+    from optimlab.reports.page import format_number
+    from optimlab.reports.report import ranked_table_rows
 
     for spec, info in summary["problems"].items():
         runs = "1 run each (deterministic)" if info["deterministic"] else f"{len(info['seeds'])} seeds"
-        table = Table(title=f"{spec} — target loss {_num(info['target_loss'])}, {runs}", title_justify="left")
-        for column in (
-            "#",
-            "optimizer",
-            "lr",
-            "final loss",
-            "IQR",
-            "diverged",
-            "steps→target",
-            "evals→target",
-            "s/run",
-        ):
+        title = f"{spec} — target loss {format_number(float(info['target_loss']))}, {runs}"
+        table = Table(title=title, title_justify="left")
+        columns, rows = ranked_table_rows(summary, spec, compact=True)
+        for column in columns:
             table.add_column(column, justify="left" if column == "optimizer" else "right", no_wrap=True)
-        for label in info["ranking"]:
-            o = info["optimizers"][label]
-            fl = o["final_loss"]
-            table.add_row(
-                str(o["rank"]),
-                label,
-                _num(o["best_lr"], 3),
-                _num(fl["median"]),
-                f"[{_num(fl['q25'], 3)}, {_num(fl['q75'], 3)}]",
-                f"{o['diverged_runs']}/{o['runs']}",
-                _num(o["steps_to_target"]),
-                _num(o["evals_to_target"]),
-                _num(o["wall_s"], 2),
-            )
+        for row in rows:
+            table.add_row(*(c if isinstance(c, str) else format_number(c) for c in row))
         console.print(table)
 
 
@@ -205,6 +187,12 @@ def compare(
     db: Annotated[Path, typer.Option(help="SQLite file of all runs")] = Path("runs/optimlab.db"),
     out: Annotated[Path, typer.Option(help="folder for summary.json and report.html")] = Path("runs"),
     jobs: Annotated[int, typer.Option(help="worker processes (0: one per CPU core)", min=0)] = 0,
+    gif: Annotated[
+        bool, typer.Option("--gif", help="also write the 2-D surfaces' animations as animated GIFs")
+    ] = False,
+    png: Annotated[
+        bool, typer.Option("--png/--no-png", help="write every figure as a PNG under OUT/figures")
+    ] = True,
 ) -> None:
     """Compare optimizers on problems under a fair protocol; keep every run; write a report."""
     import torch
@@ -265,7 +253,7 @@ def compare(
             data = load_comparison(store, comparison_id)
         summary = summarize(data)
         summary_path = write_summary(summary, out)
-        report_path = write_report(data, out, summary)
+        report_path = write_report(data, out, summary, gif=gif, static=png)
     except KeyboardInterrupt:
         raise fail(
             f"interrupted; every finished run is kept in {db} — run the same command to resume", 130

@@ -82,6 +82,20 @@ def log_dtick(*arrays: ArrayLike, max_ticks: int = 8) -> int | str | None:
     return 100
 
 
+def lr_axis(*lrs: ArrayLike) -> tuple[bool, tuple[float, float] | None]:
+    """How to draw learning rates: ``(log, range)`` — log when they span more than 1.3 decades, else a
+    linear axis from 0 to a little above the largest (a constant lr is not drawn as the middle of an
+    arbitrary range around it)."""
+    if auto_log(*lrs, decades=1.3):
+        return True, None
+    vals = np.concatenate([np.asarray(a, dtype=float).ravel() for a in lrs]) if lrs else np.zeros(0)
+    vals = vals[np.isfinite(vals)]
+    if vals.size == 0 or np.any(vals < 0):
+        return False, None
+    top = float(vals.max())
+    return False, (0.0, top * 1.15 if top > 0 else 1.0)
+
+
 def all_positive(*arrays: ArrayLike) -> bool:
     vals = np.concatenate([np.asarray(a, dtype=float).ravel() for a in arrays])
     vals = vals[np.isfinite(vals)]

@@ -148,8 +148,11 @@ def loss_png(
     bottom = top
     if low is not None:
         lrs = [s.lr for s in series.values() if s.lr is not None]
-        if lrs and _prep.auto_log(*lrs, decades=1.3):
+        lr_log, lr_range = _prep.lr_axis(*lrs) if lrs else (False, None)
+        if lr_log:
             low.set_yscale("log")
+        elif lr_range is not None:
+            low.set_ylim(*lr_range)
         low.set_ylabel("lr")
         _style(low)
         bottom = low
@@ -165,6 +168,7 @@ def lr_sensitivity_png(
     title: str = "",
     colors: Mapping[str, str] | None = None,
     log_y: bool | None = None,
+    lines: bool = True,
 ) -> Path:
     """PNG twin of :func:`~optimlab.reports.figures.lr_sensitivity_figure`."""
     if not data:
@@ -188,7 +192,7 @@ def lr_sensitivity_png(
             s.lrs,
             _finite(s.median),
             color=color,
-            linewidth=1.8,
+            linewidth=1.8 if lines else 0.0,
             marker="o",
             markersize=4,
             label=mpl_text(label),
