@@ -61,8 +61,8 @@ def _value(value: Any) -> str:
 
 
 def describe_config(cls: str, hyper: Mapping[str, Any]) -> str:
-    """``Adam(lr=0.01, betas=(0.9, 0.99))``: the class and its explicit hyperparameters."""
-    return f"{cls}(" + ", ".join(f"{k}={_value(v)}" for k, v in hyper.items()) + ")"
+    """``Adam(betas=(0.9, 0.99), lr=0.01)``: the class and its explicit hyperparameters (sorted)."""
+    return f"{cls}(" + ", ".join(f"{k}={_value(hyper[k])}" for k in sorted(hyper)) + ")"
 
 
 def software_versions(*, optuna: bool = False) -> dict[str, str]:
