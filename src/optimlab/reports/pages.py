@@ -18,7 +18,13 @@ from optimlab.reports import adapt, figures, png
 from optimlab.reports.data import color_map
 from optimlab.reports.output import Output
 from optimlab.reports.page import Page, format_number
-from optimlab.reports.report import cell, describe_config, software_versions
+from optimlab.reports.report import (
+    add_loss_figure,
+    add_surface_figure,
+    cell,
+    describe_config,
+    software_versions,
+)
 
 __all__ = [
     "lr_find_rows",
@@ -105,32 +111,18 @@ def write_surface_page(
     )
     columns, rows = surface_rows(results, configs)
     page.table(columns, rows, numeric=[c != "optimizer" for c in columns], highlight=[0])
-    surface = adapt.problem_surface(problem)
-    paths = adapt.trajectories(results)
-    start = tuple(problem.start)
-    title = f"{spec}: trajectories"
-    if paths:
-        out.figure(
-            figures.surface_figure(surface, paths, title=title, colors=colors, start=start),
-            out.name(spec, "surface"),
-            caption="Filled contours of f (log-spaced levels when f spans decades), ★ the known minima, ○ "
-            "the start; each line is one optimizer's path. ▶ plays the runs step by step, the slider "
-            "scrubs through them; points outside the window are cut off.",
-            png=lambda path: png.surface_png(surface, paths, path, title=title, colors=colors, start=start),
-            gif=lambda path: png.surface_gif(surface, paths, path, title=title, colors=colors, start=start),
-        )
-    curves = {label: c for label, r in results.items() if (c := adapt.eval_curves([r])) is not None}
-    if curves:
-        loss_title = f"{spec}: f along the way"
-        target = float(problem.target_loss)
-        out.figure(
-            figures.loss_figure(curves, title=loss_title, colors=colors, target=target),
-            out.name(spec, "loss"),
-            caption="f (without noise) at the start and every "
-            f"{problem.steps_per_epoch} steps; the lower panel shows the learning rate. Buttons switch the "
-            "x axis between steps, gradient evaluations (L-BFGS evaluates several per step) and seconds.",
-            png=lambda path: png.loss_png(curves, path, title=loss_title, colors=colors, target=target),
-        )
+    add_surface_figure(out, problem, results, title=f"{spec}: trajectories", colors=colors)
+    add_loss_figure(
+        out,
+        {label: c for label, r in results.items() if (c := adapt.eval_curves([r])) is not None},
+        out.name(spec, "loss"),
+        title=f"{spec}: f along the way",
+        caption="f (without noise) at the start and every "
+        f"{problem.steps_per_epoch} steps; the lower panel shows the learning rate. Buttons switch the "
+        "x axis between steps, gradient evaluations (L-BFGS evaluates several per step) and seconds.",
+        colors=colors,
+        target=float(problem.target_loss),
+    )
     page.section("Settings")
     page.key_values(
         {

@@ -32,13 +32,22 @@ from optimlab.lab.results import (
     summarize,
     summary_profile,
 )
+from optimlab.lab.runner import RunResult
 from optimlab.lab.stats import Profile
 from optimlab.reports import adapt, figures, png
 from optimlab.reports.data import Curves, color_map
 from optimlab.reports.output import Output
 from optimlab.reports.page import Page, format_number, format_spread
 
-__all__ = ["cell", "describe_config", "ranked_table_rows", "software_versions", "write_report"]
+__all__ = [
+    "add_loss_figure",
+    "add_surface_figure",
+    "cell",
+    "describe_config",
+    "ranked_table_rows",
+    "software_versions",
+    "write_report",
+]
 
 _PROTOCOL_NAMES = {"one-shot": "one-shot", "lr-grid": "learning-rate grid", "optuna": "Optuna tuning"}
 _DIVERGENCE = (
@@ -323,70 +332,86 @@ def _problem_section(
         _surface_figure(out, problem, obj, colors)
 
 
+def add_loss_figure(
+    out: Output,
+    curves: Mapping[str, Curves],
+    name: str,
+    *,
+    title: str,
+    caption: str,
+    colors: Mapping[str, str],
+    target: float | None = None,
+) -> None:
+    """Add a loss figure (median and IQR band per optimizer, the lr beside it) and its PNG."""
+    if not curves:
+        return
+    out.figure(
+        figures.loss_figure(curves, title=title, colors=colors, target=target),
+        name,
+        caption=caption,
+        png=lambda path: png.loss_png(curves, path, title=title, colors=colors, target=target),
+    )
+
+
+def _curves(problem: ProblemData, make: Any) -> dict[str, Curves]:
+    """``label -> make(runs)`` for the optimizers that have something to draw."""
+    return {o.label: c for o in problem.optimizers if (c := make(o.runs)) is not None}
+
+
 def _loss_figures(out: Output, problem: ProblemData, colors: Mapping[str, str], *, per_step: bool) -> None:
     """The evaluated loss; with ``per_step``, also the training loss of every step (not for surfaces,
     whose per-step loss is the evaluated curve, only denser)."""
     spec = problem.spec
-    curves: dict[str, Curves] = {}
-    for o in problem.optimizers:
-        c = adapt.eval_curves(o.runs)
-        if c is not None:
-            curves[o.label] = c
-    if curves:
-        title = f"{spec}: loss at each evaluation"
-        target = problem.target_loss
-        out.figure(
-            figures.loss_figure(curves, title=title, colors=colors, target=target),
-            out.name(spec, "loss"),
-            caption="The full training objective at the start and after every epoch: the median across "
-            "seeds (line) and the inter-quartile band; the lower panel shows the learning rate in force. "
-            "Buttons switch the x axis between steps, gradient evaluations and seconds, and the loss "
-            "axis between log and linear; a legend entry says how many seeds diverged.",
-            png=lambda path: png.loss_png(curves, path, title=title, colors=colors, target=target),
-        )
-    if not per_step:
-        return
-    steps: dict[str, Curves] = {}
-    for o in problem.optimizers:
-        c = adapt.step_curves(o.runs)
-        if c is not None:
-            steps[o.label] = c
-    if steps:
-        title = f"{spec}: training loss per step"
-        out.figure(
-            figures.loss_figure(steps, title=title, colors=colors),
+    add_loss_figure(
+        out,
+        _curves(problem, adapt.eval_curves),
+        out.name(spec, "loss"),
+        title=f"{spec}: loss at each evaluation",
+        caption="The full training objective at the start and after every epoch: the median across "
+        "seeds (line) and the inter-quartile band; the lower panel shows the learning rate in force. "
+        "Buttons switch the x axis between steps, gradient evaluations and seconds, and the loss "
+        "axis between log and linear; a legend entry says how many seeds diverged.",
+        colors=colors,
+        target=problem.target_loss,
+    )
+    if per_step:
+        add_loss_figure(
+            out,
+            _curves(problem, adapt.step_curves),
             out.name(spec, "train-loss"),
+            title=f"{spec}: training loss per step",
             caption="The mini-batch loss each step saw (before its update) and the learning rate it used: "
             "median across seeds and inter-quartile band.",
-            png=lambda path: png.loss_png(steps, path, title=title, colors=colors),
+            colors=colors,
         )
 
 
 def _sensitivity_figure(out: Output, problem: ProblemData, colors: Mapping[str, str]) -> None:
+    """Final loss against lr: every lr of the grid (with seeds as spread), or every Optuna trial."""
     spec = problem.spec
     grid = {o.label: adapt.grid_sensitivity(o.grid) for o in problem.optimizers if o.grid}
-    grid = {k: v for k, v in grid.items() if v is not None}
-    if grid:
-        title = f"{spec}: final loss against learning rate"
-        out.figure(
-            figures.lr_sensitivity_figure(grid, title=title, colors=colors),
-            out.name(spec, "lr-sensitivity"),
-            caption="Every lr of the grid: each dot is one seed's final loss, the line the median, the band "
-            "the inter-quartile range; ★ marks the lr chosen, ✕ an lr where seeds diverged.",
-            png=lambda path: png.lr_sensitivity_png(grid, path, title=title, colors=colors),
-        )
-        return
     trials = {o.label: adapt.trial_sensitivity(o.trials) for o in problem.optimizers if o.trials}
-    trials = {k: v for k, v in trials.items() if v is not None}
-    if trials:
-        title = f"{spec}: Optuna trials, final loss against learning rate"
-        out.figure(
-            figures.lr_sensitivity_figure(trials, title=title, colors=colors, lines=False),
-            out.name(spec, "lr-sensitivity"),
-            caption="Every Optuna trial (one run on the tuning seed; the other tuned hyperparameters vary "
-            "too, so the points are not a curve); ★ marks the best trial's lr, ✕ a diverged trial.",
-            png=lambda path: png.lr_sensitivity_png(trials, path, title=title, colors=colors, lines=False),
+    if any(v is not None for v in grid.values()):
+        data, lines, title = grid, True, f"{spec}: final loss against learning rate"
+        caption = (
+            "Every lr of the grid: each dot is one seed's final loss, the line the median, the band the "
+            "inter-quartile range; ★ marks the lr chosen, ✕ an lr where seeds diverged."
         )
+    else:
+        data, lines, title = trials, False, f"{spec}: Optuna trials, final loss against learning rate"
+        caption = (
+            "Every Optuna trial (one run on the tuning seed; the other tuned hyperparameters vary too, so "
+            "the points are not a curve); ★ marks the best trial's lr, ✕ a diverged trial."
+        )
+    shown = {label: v for label, v in data.items() if v is not None}
+    if not shown:
+        return
+    out.figure(
+        figures.lr_sensitivity_figure(shown, title=title, colors=colors, lines=lines),
+        out.name(spec, "lr-sensitivity"),
+        caption=caption,
+        png=lambda path: png.lr_sensitivity_png(shown, path, title=title, colors=colors, lines=lines),
+    )
 
 
 def _problem_object(problem: ProblemData) -> Any:
@@ -398,15 +423,16 @@ def _problem_object(problem: ProblemData) -> Any:
         return None
 
 
-def _surface_figure(out: Output, problem: ProblemData, obj: Any, colors: Mapping[str, str]) -> None:
-    first = {o.label: (o.runs[0] if o.runs else None) for o in problem.optimizers}
-    paths = adapt.trajectories(first)
+def add_surface_figure(
+    out: Output, problem: Any, runs: Mapping[str, RunResult | None], *, title: str, colors: Mapping[str, str]
+) -> None:
+    """Add the contour of the 2-D ``problem`` with each run's trajectory and its animation, the PNG of
+    the finished paths and (when the output asks for it) the animated GIF."""
+    paths = adapt.trajectories(runs)
     if not paths:
         return
-    surface = adapt.problem_surface(obj)
-    seed = next(iter(r.seed for r in first.values() if r is not None), 0)
-    title = f"{problem.spec}: trajectories (seed {seed})"
-    start = tuple(obj.start)
+    surface = adapt.problem_surface(problem)
+    start = tuple(problem.start)
     out.figure(
         figures.surface_figure(surface, paths, title=title, colors=colors, start=start),
         out.name(problem.spec, "surface"),
@@ -416,6 +442,12 @@ def _surface_figure(out: Output, problem: ProblemData, obj: Any, colors: Mapping
         png=lambda path: png.surface_png(surface, paths, path, title=title, colors=colors, start=start),
         gif=lambda path: png.surface_gif(surface, paths, path, title=title, colors=colors, start=start),
     )
+
+
+def _surface_figure(out: Output, problem: ProblemData, obj: Any, colors: Mapping[str, str]) -> None:
+    first = {o.label: (o.runs[0] if o.runs else None) for o in problem.optimizers}
+    seed = next(iter(r.seed for r in first.values() if r is not None), 0)
+    add_surface_figure(out, obj, first, title=f"{problem.spec}: trajectories (seed {seed})", colors=colors)
 
 
 def _profiles(summary: Mapping[str, Any]) -> dict[str, Profile]:
