@@ -213,6 +213,8 @@ def _seed_range(values: np.ndarray) -> str:
     v = values[np.isfinite(values)]
     if v.size == 0:
         return "–"
+    if v.size == 1:
+        return f"{format_number(float(v[0]), 3)} (1 seed)"
     return f"{format_number(float(v.min()), 3)} – {format_number(float(v.max()), 3)} ({v.size} seeds)"
 
 
