@@ -82,7 +82,7 @@ html { -webkit-text-size-adjust: 100%; }
 body { margin: 0; background: var(--bg); color: var(--ink);
        font: 15px/1.55 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif; }
 header.top { background: #1f2937; color: #f9fafb; padding: 22px 0 18px; }
-header.top .wrap, main.wrap, footer .wrap { max-width: 1180px; margin: 0 auto; padding: 0 24px; }
+header.top .wrap, main.wrap, footer .wrap { max-width: 1280px; margin: 0 auto; padding: 0 24px; }
 header.top h1 { margin: 0; font-size: 26px; font-weight: 650; letter-spacing: -0.01em; }
 header.top p { margin: 6px 0 0; color: #d1d5db; }
 nav.toc { margin-top: 14px; display: flex; flex-wrap: wrap; gap: 6px 8px; }
@@ -104,7 +104,8 @@ figcaption b { color: var(--ink); font-weight: 600; }
 figcaption a { color: var(--accent); }
 .table-wrap { overflow-x: auto; margin: 6px 0 18px; }
 table { border-collapse: collapse; font-size: 14px; min-width: 40%; }
-caption { caption-side: top; text-align: left; color: var(--muted); font-size: 13.5px; padding: 0 0 6px; }
+p.table-caption { color: var(--muted); font-size: 13.5px; margin: 10px 0 6px; max-width: 110ch; }
+p.table-caption + .table-wrap { margin-top: 0; }
 th, td { padding: 6px 10px; border-bottom: 1px solid var(--line); vertical-align: top; }
 th { background: #f3f4f6; text-align: left; font-weight: 600; vertical-align: bottom; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
@@ -277,9 +278,8 @@ class Page:
         elif len(numeric) != len(cols):
             raise ValueError(f"numeric has {len(numeric)} entries but there are {len(cols)} columns")
         marked = set(highlight)
-        out = ['<div class="table-wrap"><table>']
-        if caption:
-            out.append(f"<caption>{_esc(caption)}</caption>")
+        out = [f'<p class="table-caption">{_esc(caption)}</p>' if caption else ""]
+        out.append('<div class="table-wrap"><table>')  # the caption stays put when a wide table scrolls
         out.append("<thead><tr>")
         out.extend(
             f'<th{" class=num" if numeric[j] else ""} scope="col">{_esc(c)}</th>' for j, c in enumerate(cols)
@@ -297,9 +297,8 @@ class Page:
     def key_values(self, items: Mapping[str, object], *, caption: str | None = None) -> None:
         """A two-column table of settings (e.g. the protocol): a mapping value is shown one entry per
         line (its key in grey), a list compactly on one line."""
-        out = ['<div class="table-wrap"><table class="kv">']
-        if caption:
-            out.append(f"<caption>{_esc(caption)}</caption>")
+        out = [f'<p class="table-caption">{_esc(caption)}</p>' if caption else ""]
+        out.append('<div class="table-wrap"><table class="kv">')
         out.append("<tbody>")
         for key, value in items.items():
             if isinstance(value, Mapping) and value:  # one line per entry

@@ -257,10 +257,14 @@ def _ranked_rows(
             row["IQR"] = "–" if o["runs"] == 1 else f"[{cell(fl['q25'], 3)}, {cell(fl['q75'], 3)}]"
         elif o["runs"] == 1:  # one run: no spread to show
             row["final loss: median [IQR]"] = cell(fl["median"])
-            row["95 % CI of the median"] = "–"
+            row["95 % CI"] = "–"
         else:
-            row["final loss: median [IQR]"] = format_spread(fl["median"], fl["q25"], fl["q75"], digits=3)
-            row["95 % CI of the median"] = f"[{cell(ci[0], 3)}, {cell(ci[1], 3)}]"
+            row["final loss: median [IQR]"] = (
+                cell(fl["median"])
+                if math.isinf(fl["median"]) and math.isinf(fl["q25"])
+                else format_spread(fl["median"], fl["q25"], fl["q75"], digits=3)
+            )
+            row["95 % CI"] = f"[{cell(ci[0], 3)}, {cell(ci[1], 3)}]"
         if not compact:
             row["lr"] = cell(o["best_lr"], 3)
         row["diverged"] = f"{o['diverged_runs']}/{o['runs']}"
@@ -268,7 +272,7 @@ def _ranked_rows(
         row["steps→target" if compact else f"steps to {target}"] = cell(o["steps_to_target"]) + reached
         if show_evals:
             row["evals→target" if compact else f"grad evals to {target}"] = cell(o["evals_to_target"])
-        row["s/run" if compact else "wall s / run"] = cell(o["wall_s"], 3 if not compact else 2)
+        row["s/run" if compact else "s / run"] = cell(o["wall_s"], 3 if not compact else 2)
         for m in metric_names:
             value = o["metrics"].get(m)
             row[m.replace("_", " ")] = "–" if value is None else cell(value, 4)
@@ -300,9 +304,10 @@ def _problem_section(
     page.table(
         columns,
         rows,
-        caption="Ranked by median final loss, then median steps to target. Spread: the inter-quartile "
-        "range across seeds; ∞ = diverged, or target never reached (in brackets: the seeds that reached "
-        "it, where only some did). Extra columns: the problem's own final metrics (median).",
+        caption="Ranked by median final loss, then median steps to target. IQR: the inter-quartile range "
+        "across seeds; 95 % CI: bootstrap interval of the median; ∞ = diverged, or target never reached "
+        "(in brackets: the seeds that reached it, where only some did); s / run: median wall time. Extra "
+        "columns: the problem's own final metrics (median over the runs that did not diverge).",
         numeric=numeric,
         highlight=[0],
     )
