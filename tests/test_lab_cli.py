@@ -39,6 +39,8 @@ def test_compare_writes_summary_and_report_and_reuses_stored_runs(tmp_path: Path
     result = _compare(tmp_path)
     assert result.exit_code == 0, result.output
     assert "booth" in result.stdout and "One-shot comparison" in result.stdout
+    printed = " ".join(result.stdout.split())
+    assert f"its figures in {tmp_path / 'out' / 'figures'}" in printed
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     for spec in ("booth", "parabola:n=64"):
         for preset in ("sgd", "adam", "lbfgs"):

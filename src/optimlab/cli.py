@@ -202,6 +202,7 @@ def compare(
     from optimlab.lab.results import load_comparison, summarize
     from optimlab.lab.storage import StorageError, Store
     from optimlab.reports import write_report, write_summary
+    from optimlab.reports.output import FIGURES
 
     torch.set_num_threads(1)  # tiny models: one thread per process is fastest (benchmarks/lab_throughput.py)
     try:
@@ -273,7 +274,8 @@ def compare(
     elapsed = time.perf_counter() - started
     console.print(
         f"{counts['done']} runs trained, {counts['reused']} reused from {db}, in {elapsed:.1f} s "
-        f"({workers} worker{'s' if workers > 1 else ''}); wrote {summary_path} and {report_path}",
+        f"({workers} worker{'s' if workers > 1 else ''}); wrote {summary_path} and {report_path}"
+        + (f", its figures in {report_path.parent / FIGURES}" if png or gif else ""),
         markup=False,
         highlight=False,
     )
