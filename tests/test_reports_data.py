@@ -103,3 +103,10 @@ def test_subsample_and_finite_list():
     np.testing.assert_array_equal(subsample(5, 50), np.arange(5))
     assert subsample(0, 10).size == 0
     assert finite_list([1.23456789, np.nan, np.inf, -2.0]) == [1.23457, None, None, -2.0]
+
+
+def test_sensitivity_marks_the_lr_a_protocol_chose():
+    s = Sensitivity([0.1, 0.01], [[1.0, 2.0], [1.5, 1.5]])  # equal medians
+    assert s.best_lr() == 0.01  # the lowest median, the first (smaller) lr on a tie
+    assert Sensitivity([0.1, 0.01], [[1.0, 2.0], [1.5, 1.5]], chosen=0.1).best_lr() == 0.1
+    assert Sensitivity([0.1, 0.01], [[1.0], [2.0]], chosen=0.5).best_lr() == 0.1  # not on the grid

@@ -125,6 +125,9 @@ def test_an_lr_grid_draws_the_sensitivity_and_gif_writes_the_animation(tmp_path:
     sensitivity = _figures(html)["parabola:n=64: final loss against learning rate"]
     medians = [t for t in sensitivity["data"] if t.get("mode") == "lines+markers"]
     assert [t["name"] for t in medians] == ["sgd", "adam"]
+    stars = [t for t in sensitivity["data"] if t.get("marker", {}).get("symbol") == "star"]
+    chosen = {o.label: o.best_lr for o in data.problems[1].optimizers}
+    assert {t["name"]: t["x"][0] for t in stars} == chosen  # ★ = the lr the protocol chose
     assert "lr ∈ {0.000316, 0.316}" in _section(html, "Protocol")  # the grid, in the configuration table
     with Image.open(tmp_path / "out" / "figures" / "booth-surface.gif") as gif:
         assert gif.is_animated and gif.n_frames > 2

@@ -127,7 +127,9 @@ def sensitivity_series(s: Sensitivity) -> SensitivitySeries:
     ok = ~s.diverged
     counts = s.diverged.sum(axis=1)
     best = s.best_lr()
-    best_loss = float(med[int(np.argmin(med))]) if best is not None else None
+    best_loss = float(med[int(np.argmin(np.abs(s.lrs - best)))]) if best is not None else None
+    if best_loss is not None and not np.isfinite(best_loss):
+        best, best_loss = None, None  # a chosen lr whose median diverged: nothing to star
     return SensitivitySeries(
         s.lrs,
         q25,

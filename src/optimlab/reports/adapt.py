@@ -87,8 +87,11 @@ def step_curves(runs: Sequence[RunResult]) -> Curves | None:
     return Curves(loss, steps=np.arange(1, n + 1), lr=lr if np.isfinite(lr).any() else None)
 
 
-def grid_sensitivity(grid: Sequence[tuple[float, Sequence[RunResult]]]) -> Sensitivity | None:
-    """Final loss against lr over an lr grid (every lr on the same seeds); ``None`` for an empty grid."""
+def grid_sensitivity(
+    grid: Sequence[tuple[float, Sequence[RunResult]]], chosen: float | None = None
+) -> Sensitivity | None:
+    """Final loss against lr over an lr grid (every lr on the same seeds), ``chosen`` the lr the
+    protocol selected; ``None`` for an empty grid."""
     grid = [(lr, runs) for lr, runs in grid if runs and lr > 0]
     if not grid:
         return None
@@ -99,12 +102,12 @@ def grid_sensitivity(grid: Sequence[tuple[float, Sequence[RunResult]]]) -> Sensi
         final[i, : len(runs)] = [r.final_loss for r in runs]
         diverged[i, : len(runs)] = [r.diverged for r in runs]
         diverged[i, len(runs) :] = True  # a missing run counts as the worst
-    return Sensitivity([lr for lr, _ in grid], final, diverged)
+    return Sensitivity([lr for lr, _ in grid], final, diverged, chosen=chosen)
 
 
-def trial_sensitivity(trials: Sequence[Mapping[str, Any]]) -> Sensitivity | None:
-    """Final loss against lr of Optuna's trials (one run each; ``value`` ``None`` = diverged); ``None``
-    when no trial tuned the lr."""
+def trial_sensitivity(trials: Sequence[Mapping[str, Any]], chosen: float | None = None) -> Sensitivity | None:
+    """Final loss against lr of Optuna's trials (one run each; ``value`` ``None`` = diverged), ``chosen``
+    the lr of the configuration selected; ``None`` when no trial tuned the lr."""
     points = [
         (float(t["params"]["lr"]), math.inf if t.get("value") is None else float(t["value"]))
         for t in trials
@@ -112,7 +115,7 @@ def trial_sensitivity(trials: Sequence[Mapping[str, Any]]) -> Sensitivity | None
     ]
     if not points:
         return None
-    return Sensitivity([p[0] for p in points], [[p[1]] for p in points])
+    return Sensitivity([p[0] for p in points], [[p[1]] for p in points], chosen=chosen)
 
 
 def is_surface(problem: Any) -> bool:

@@ -188,11 +188,13 @@ class Curves:
 class Sensitivity:
     """Final loss against learning rate for one optimizer: ``final_loss[i, s]`` is seed ``s`` at
     ``lrs[i]`` (non-finite = diverged). ``diverged`` optionally flags runs as diverged although their
-    number is finite (e.g. stopped by a loss threshold); it is OR-ed with non-finiteness."""
+    number is finite (e.g. stopped by a loss threshold); it is OR-ed with non-finiteness. ``chosen``: the
+    lr a protocol selected (e.g. the lab's lr grid), marked as the best instead of the lowest median."""
 
     lrs: np.ndarray
     final_loss: np.ndarray
     diverged: np.ndarray | None = None
+    chosen: float | None = None
 
     def __post_init__(self) -> None:
         lrs = _float_array(self.lrs, "lrs")
@@ -222,7 +224,12 @@ class Sensitivity:
         return q25, med, q75
 
     def best_lr(self) -> float | None:
-        """The lr with the lowest median final loss (``None`` when every lr diverged)."""
+        """``chosen`` when it is one of the lrs, else the lr with the lowest median final loss (``None``
+        when every lr diverged)."""
+        if self.chosen is not None:
+            match = np.flatnonzero(np.isclose(self.lrs, self.chosen, rtol=1e-9, atol=0.0))
+            if match.size:
+                return float(self.lrs[match[0]])
         med = self.band()[1]
         if not np.any(np.isfinite(med)):
             return None

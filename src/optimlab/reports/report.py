@@ -394,19 +394,19 @@ def _loss_figures(out: Output, problem: ProblemData, colors: Mapping[str, str], 
 def _sensitivity_figure(out: Output, problem: ProblemData, colors: Mapping[str, str]) -> None:
     """Final loss against lr: every lr of the grid (with seeds as spread), or every Optuna trial."""
     spec = problem.spec
-    grid = {o.label: adapt.grid_sensitivity(o.grid) for o in problem.optimizers if o.grid}
-    trials = {o.label: adapt.trial_sensitivity(o.trials) for o in problem.optimizers if o.trials}
+    grid = {o.label: adapt.grid_sensitivity(o.grid, o.best_lr) for o in problem.optimizers if o.grid}
+    trials = {o.label: adapt.trial_sensitivity(o.trials, o.best_lr) for o in problem.optimizers if o.trials}
     if any(v is not None for v in grid.values()):
         data, lines, title = grid, True, f"{spec}: final loss against learning rate"
         caption = (
             "Every lr of the grid: each dot is one seed's final loss, the line the median, the band the "
-            "inter-quartile range; ★ marks the lr chosen, ✕ an lr where seeds diverged."
+            "inter-quartile range; ★ marks the lr the protocol chose, ✕ an lr where seeds diverged."
         )
     else:
         data, lines, title = trials, False, f"{spec}: Optuna trials, final loss against learning rate"
         caption = (
             "Every Optuna trial (one run on the tuning seed; the other tuned hyperparameters vary too, so "
-            "the points are not a curve); ★ marks the best trial's lr, ✕ a diverged trial."
+            "the points are not a curve); ★ marks the chosen configuration's lr, ✕ a diverged trial."
         )
     shown = {label: v for label, v in data.items() if v is not None}
     if not shown:
