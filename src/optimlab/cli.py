@@ -204,7 +204,8 @@ def compare(
     from optimlab.reports import write_report, write_summary
     from optimlab.reports.output import FIGURES
 
-    torch.set_num_threads(1)  # tiny models: one thread per process is fastest (benchmarks/lab_throughput.py)
+    # tiny models: one thread per process is fastest (benchmarks/compare_settings.py)
+    torch.set_num_threads(1)
     try:
         comparison = _build_comparison(
             problem,

@@ -67,7 +67,9 @@ def seeded_module(seed: int, factory: Callable[[], nn.Module]) -> nn.Module:
     """``factory()`` with torch's global RNG seeded by ``seed`` (restored afterwards), so the
     default initializations of ``nn`` layers are reproducible per seed."""
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(mix_seed("init", seed))
+        # the CPU generator only (what fork_rng restores): torch.manual_seed would also reseed
+        # every CUDA generator for good, and costs a millisecond of lazy-call bookkeeping per model
+        torch.default_generator.manual_seed(mix_seed("init", seed))
         return factory()
 
 
@@ -136,13 +138,20 @@ class TensorProblem:
     def make_model(self) -> nn.Module:
         raise NotImplementedError
 
+    def epoch_order(self, seed: int, epoch: int) -> Tensor | None:
+        """The order of the samples in epoch ``epoch`` of seed ``seed`` (``None``: the natural order,
+        for full-batch training); :meth:`batches` cuts it into batches, and the lab's batched
+        replicas gather every replica's batch from it at once."""
+        if self.batch_size >= len(self.x):
+            return None
+        return torch.randperm(len(self.x), generator=generator("batches", seed, epoch))
+
     def batches(self, seed: int, epoch: int) -> Iterator[Batch]:
-        n = len(self.x)
-        if self.batch_size >= n:
+        order = self.epoch_order(seed, epoch)
+        if order is None:
             yield self.x, self.y
             return
-        order = torch.randperm(n, generator=generator("batches", seed, epoch))
-        for start in range(0, n, self.batch_size):
+        for start in range(0, len(self.x), self.batch_size):
             idx = order[start : start + self.batch_size]
             yield self.x[idx], self.y[idx]
 
