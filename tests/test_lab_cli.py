@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from pathlib import Path
 
@@ -38,6 +39,8 @@ def test_compare_writes_summary_and_report_and_reuses_stored_runs(tmp_path: Path
     result = _compare(tmp_path)
     assert result.exit_code == 0, result.output
     assert "booth" in result.stdout and "One-shot comparison" in result.stdout
+    printed = " ".join(result.stdout.split())
+    assert f"its figures in {tmp_path / 'out' / 'figures'}" in printed
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     for spec in ("booth", "parabola:n=64"):
         for preset in ("sgd", "adam", "lbfgs"):
@@ -49,12 +52,22 @@ def test_compare_writes_summary_and_report_and_reuses_stored_runs(tmp_path: Path
     assert summary["problems"]["booth"]["optimizers"]["adam"]["runs"] == 1  # deterministic
     assert set(summary["performance_profile"]["steps"]["score"]) == {"sgd", "adam", "lbfgs"}
     report = (tmp_path / "out" / "report.html").read_text()
-    assert "one-shot comparison" in report and "<svg" in report and "--lr-grid" in report
-    assert "http://" not in report.replace('xmlns="http://www.w3.org/2000/svg"', "")  # self-contained
+    assert "one-shot comparison" in report and "--lr-grid" in report
+    assert report.count("data-figure=") >= 5  # per problem: loss (+ per step, surface); the profile
+    markup = re.sub(r"<script\b[^>]*>.*?</script>", "", report, flags=re.S)  # the page without its scripts
+    assert not re.search(r"\b(src|href)\s*=\s*[\"']?(https?:|//)", markup)  # nothing loaded from elsewhere
+    assert {p.name for p in (tmp_path / "out" / "figures").iterdir()} >= {
+        "booth-loss.png",
+        "booth-surface.png",
+        "parabola-n-64-loss.png",
+        "parabola-n-64-train-loss.png",
+        "performance-profile-steps.png",
+    }
+    assert not list((tmp_path / "out" / "figures").glob("*.gif"))  # only with --gif
     with sqlite3.connect(tmp_path / "lab.db") as conn:
         created = conn.execute("SELECT key, created_at FROM runs ORDER BY key").fetchall()
     assert len(created) == 3 * 2 + 3 * 1  # parabola: 3 optimizers × 2 seeds; booth is deterministic
-    again = _compare(tmp_path)
+    again = _compare(tmp_path, "--no-png")
     assert again.exit_code == 0
     with sqlite3.connect(tmp_path / "lab.db") as conn:
         assert conn.execute("SELECT key, created_at FROM runs ORDER BY key").fetchall() == created
@@ -246,4 +259,4 @@ def test_summary_is_strict_json_even_with_diverged_runs(tmp_path: Path) -> None:
     summary = json.loads((tmp_path / "summary.json").read_text(), parse_constant=reject)
     sgd = summary["problems"]["goldstein-price"]["optimizers"]["sgd"]
     assert sgd["diverged"] == 1.0 and sgd["final_loss"]["median"] is None and sgd["rank"] == 2
-    assert "<svg" in (tmp_path / "report.html").read_text()
+    assert "data-figure=" in (tmp_path / "report.html").read_text()

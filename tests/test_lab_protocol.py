@@ -10,9 +10,9 @@ import pytest
 from optimlab.lab.presets import make_config, parse_optimizers
 from optimlab.lab.problems import Budget, get_problem
 from optimlab.lab.protocol import Comparison, lr_grid, planned_runs, run_comparison
-from optimlab.lab.results import aggregate, load_comparison, summarize
+from optimlab.lab.results import aggregate, load_comparison, summarize, summary_profile
 from optimlab.lab.runner import train
-from optimlab.lab.stats import bootstrap_ci, performance_profile, quantile, summary
+from optimlab.lab.stats import bootstrap_ci, quantile, summary
 from optimlab.lab.storage import Store
 
 INF = math.inf
@@ -34,22 +34,25 @@ def test_bootstrap_ci_brackets_the_median_and_is_deterministic() -> None:
     assert bootstrap_ci([1.0, 2.0, INF, INF, INF])[1] == INF
 
 
-def test_performance_profile_and_score() -> None:
-    costs = {
-        "p1": {"a": 10, "b": 20, "c": INF},
-        "p2": {"a": 40, "b": 10, "c": INF},
-        "p3": {"a": INF, "b": INF},
+def test_summary_profile_reads_steps_to_target_with_null_as_a_miss() -> None:
+    def entry(steps: float | None, evals: float | None) -> dict:
+        return {"steps_to_target": steps, "evals_to_target": evals}
+
+    problems = {
+        "p1": {"optimizers": {"a": entry(10, 10), "b": entry(20, 20), "c": entry(None, None)}},
+        "p2": {"optimizers": {"a": entry(40, 40), "b": entry(10, 100), "c": entry(None, None)}},
+        "p3": {"optimizers": {"a": entry(0, 0), "b": entry(None, None), "c": entry(2, 2)}},
     }
-    profile = performance_profile(costs, tau_max=4.0, points=4)
-    assert profile.taus == [1.0, 2.0, 3.0, 4.0]
-    assert profile.ratios["a"] == {"p1": 1.0, "p2": 4.0, "p3": INF}
-    assert profile.rho["a"] == pytest.approx([1 / 3, 1 / 3, 1 / 3, 2 / 3])
-    assert profile.rho["b"] == pytest.approx([1 / 3, 2 / 3, 2 / 3, 2 / 3])
-    assert profile.rho["c"] == [0, 0, 0, 0]  # missing from p3 counts as a miss
+    steps = summary_profile(problems, "steps")
+    assert steps is not None and steps.solvers == ("a", "b", "c")
+    # p3: a met the target before the first step, which costs one step (ratio c = 2)
+    assert steps.ratio_table()["a"] == {"p1": 1.0, "p2": 4.0, "p3": 1.0}
+    assert steps.ratio_table()["c"] == {"p1": INF, "p2": INF, "p3": 2.0}
     # score = mean over problems of (τmax − r)/(τmax − 1) for r ≤ τmax
-    assert profile.score["a"] == pytest.approx((1 + 0) / 3)
-    assert profile.score["b"] == pytest.approx((2 / 3 + 1) / 3)
-    assert profile.score["c"] == 0
+    assert steps.scores == pytest.approx({"a": (1 + 0 + 1) / 3, "b": (2 / 3 + 1) / 3, "c": (2 / 3) / 3})
+    evals = summary_profile(problems, "grad_evals")
+    assert evals is not None and evals.ratio_table()["b"]["p2"] == pytest.approx(2.5)
+    assert summary_profile({}, "steps") is None
 
 
 def test_lr_grid_is_log_spaced_around_the_default() -> None:

@@ -7,6 +7,7 @@ written; an interrupted comparison exits with 130 and keeps every finished run.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
@@ -134,37 +135,19 @@ def _build_comparison(
 
 
 def _ranked_tables(summary: dict[str, Any]) -> None:
-    from optimlab.reports.report import _num
+    """Each problem's ranked table, with the same columns and numbers as the report's."""
+    from optimlab.reports.page import format_number
+    from optimlab.reports.report import ranked_table_rows
 
     for spec, info in summary["problems"].items():
         runs = "1 run each (deterministic)" if info["deterministic"] else f"{len(info['seeds'])} seeds"
-        table = Table(title=f"{spec} — target loss {_num(info['target_loss'])}, {runs}", title_justify="left")
-        for column in (
-            "#",
-            "optimizer",
-            "lr",
-            "final loss",
-            "IQR",
-            "diverged",
-            "steps→target",
-            "evals→target",
-            "s/run",
-        ):
+        title = f"{spec} — target loss {format_number(float(info['target_loss']))}, {runs}"
+        table = Table(title=title, title_justify="left")
+        columns, rows = ranked_table_rows(summary, spec, compact=True)
+        for column in columns:
             table.add_column(column, justify="left" if column == "optimizer" else "right", no_wrap=True)
-        for label in info["ranking"]:
-            o = info["optimizers"][label]
-            fl = o["final_loss"]
-            table.add_row(
-                str(o["rank"]),
-                label,
-                _num(o["best_lr"], 3),
-                _num(fl["median"]),
-                f"[{_num(fl['q25'], 3)}, {_num(fl['q75'], 3)}]",
-                f"{o['diverged_runs']}/{o['runs']}",
-                _num(o["steps_to_target"]),
-                _num(o["evals_to_target"]),
-                _num(o["wall_s"], 2),
-            )
+        for row in rows:
+            table.add_row(*(c if isinstance(c, str) else format_number(c) for c in row))
         console.print(table)
 
 
@@ -214,6 +197,12 @@ def compare(
         Replicas,
         typer.Option(help="auto: train the first-order runs of a problem together, batched; off: one by one"),
     ] = Replicas.auto,
+    gif: Annotated[
+        bool, typer.Option("--gif", help="also write the 2-D surfaces' animations as animated GIFs")
+    ] = False,
+    png: Annotated[
+        bool, typer.Option("--png/--no-png", help="write every figure as a PNG under OUT/figures")
+    ] = True,
 ) -> None:
     """Compare optimizers on problems under a fair protocol; keep every run; write a report."""
     import torch
@@ -222,6 +211,7 @@ def compare(
     from optimlab.lab.results import load_comparison, summarize
     from optimlab.lab.storage import StorageError, Store
     from optimlab.reports import write_report, write_summary
+    from optimlab.reports.output import FIGURES
 
     # tiny models: one thread per process is fastest (benchmarks/compare_settings.py)
     torch.set_num_threads(1)
@@ -277,7 +267,7 @@ def compare(
             data = load_comparison(store, comparison_id)
         summary = summarize(data)
         summary_path = write_summary(summary, out)
-        report_path = write_report(data, out, summary)
+        report_path = write_report(data, out, summary, gif=gif, static=png)
     except KeyboardInterrupt:
         raise fail(
             f"interrupted; every finished run is kept in {db} — run the same command to resume", 130
@@ -296,10 +286,237 @@ def compare(
     elapsed = time.perf_counter() - started
     console.print(
         f"{counts['done']} runs trained, {counts['reused']} reused from {db}, in {elapsed:.1f} s "
-        f"({workers} worker{'s' if workers > 1 else ''}); wrote {summary_path} and {report_path}",
+        f"({workers} worker{'s' if workers > 1 else ''}); wrote {summary_path} and {report_path}"
+        + (f", its figures in {report_path.parent / FIGURES}" if png or gif else ""),
         markup=False,
         highlight=False,
     )
+
+
+def _print_written(paths: list[Path]) -> None:
+    """Where a command wrote its files: the page, then its figures."""
+    page, figures = paths[-1], paths[:-1]
+    console.print(f"wrote {page}", markup=False, highlight=False, soft_wrap=True)
+    if figures:
+        names = ", ".join(p.name for p in figures)
+        console.print(f"  and in {figures[0].parent}: {names}", markup=False, highlight=False, soft_wrap=True)
+
+
+def _table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
+    from optimlab.reports.page import format_number
+
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("optimizer", "rule") else "right", no_wrap=True)
+    for row in rows:
+        table.add_row(*(c if isinstance(c, str) else format_number(c) for c in row))
+    return table
+
+
+SURFACE_OPTIMIZERS = "sgd,momentum,nesterov,adagrad,rmsprop,adam"
+
+
+@app.command()
+def surface(
+    name: Annotated[
+        str, typer.Argument(help="a 2-D surface with options, e.g. rosenbrock or ravine:condition=1000")
+    ],
+    optimizers: Annotated[
+        str,
+        typer.Option(
+            "--optimizers", "-o", help="comma-separated presets with overrides, e.g. sgd,adam:lr=0.1"
+        ),
+    ] = SURFACE_OPTIMIZERS,
+    steps: Annotated[
+        int | None, typer.Option(help="steps per optimizer (default: the surface's)", min=1)
+    ] = None,
+    noisy: Annotated[
+        bool, typer.Option("--noisy", help="stochastic gradients ∇f + σε at the surface's noise level")
+    ] = False,
+    lr: Annotated[
+        float | None, typer.Option(help="one learning rate for every optimizer (default: each one's own)")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="the seed of the gradient noise (with --noisy)", min=0)] = 0,
+    defaults: Annotated[
+        Defaults | None,
+        typer.Option(help="default hyperparameters: seed (the post's) or torch (default seed)"),
+    ] = None,
+    out: Annotated[Path, typer.Option(help="folder for surface.html and figures/")] = Path("runs"),
+    gif: Annotated[bool, typer.Option("--gif/--no-gif", help="write the animation as a GIF")] = True,
+) -> None:
+    """Trajectories of several optimizers on one 2-D surface: an animated contour plot (HTML, PNG, GIF)."""
+    import torch
+
+    from optimlab.lab.presets import parse_optimizers
+    from optimlab.lab.problems import Budget, get_problem
+    from optimlab.lab.runner import train
+    from optimlab.reports.adapt import is_surface
+    from optimlab.reports.pages import surface_rows, write_surface_page
+
+    torch.set_num_threads(1)
+    try:
+        spec = name.strip()
+        if noisy:
+            spec += ",noisy=true" if ":" in spec else ":noisy=true"
+        problem = get_problem(spec)
+        if not is_surface(problem):
+            from optimlab.lab.problems.surfaces import SURFACES
+
+            raise ValueError(f"problem {name!r} is not a 2-D surface; surfaces: {', '.join(SURFACES)}")
+        configs = parse_optimizers(optimizers, defaults.value if defaults else "seed")
+        if lr is not None:
+            if not (math.isfinite(lr) and lr > 0):
+                raise ValueError(f"--lr must be a positive number, got {lr!r}")
+            configs = [c.with_hyper(lr=lr) for c in configs]
+        _check_out_dir(out)
+    except ValueError as error:
+        raise fail(str(error)) from None
+    budget = Budget(steps=steps) if steps is not None else None
+    results = {c.label: train(problem, c, seed, budget) for c in configs}
+    by_label = {c.label: c for c in configs}
+    try:
+        written = write_surface_page(problem, results, by_label, out, gif=gif)
+    except OSError as error:
+        raise fail(f"cannot write the page: {error.strerror or error}") from None
+    columns, rows = surface_rows(results, by_label)
+    console.print(_table(f"{problem.spec} — target f ≤ {problem.target_loss:g}", columns, rows))
+    _print_written(written)
+
+
+@app.command()
+def schedule(
+    specs: Annotated[
+        list[str],
+        typer.Argument(
+            help="schedules, e.g. step:step_size=4,gamma=0.5 multistep:milestones=8/24/28,gamma=0.5 "
+            "exponential:gamma=0.5 cosine:T_max=32,eta_min=1e-4 plateau:factor=0.1,patience=5 "
+            "lambda:0.95**epoch onecycle warmup-cosine",
+            show_default=False,
+        ),
+    ],
+    steps: Annotated[int, typer.Option(help="scheduler steps to draw", min=2)] = 40,
+    lr: Annotated[float, typer.Option(help="the initial learning rate")] = 0.1,
+    out: Annotated[Path, typer.Option(help="folder for schedule.html and figures/")] = Path("runs"),
+) -> None:
+    """The learning rate over steps for torch's schedulers, several overlaid in one figure (HTML, PNG).
+
+    plateau (ReduceLROnPlateau) is driven by a real run: SGD on parabola, one scheduler step per epoch
+    on the epoch's loss."""
+    import torch
+
+    from optimlab.lab.presets import make_config
+    from optimlab.lab.problems import Budget, get_problem
+    from optimlab.lab.runner import train
+    from optimlab.lab.schedules import lr_curve, parse_schedule
+    from optimlab.reports.pages import write_schedule_page
+
+    torch.set_num_threads(1)
+    try:
+        if not (math.isfinite(lr) and lr > 0):
+            raise ValueError(f"--lr must be a positive number, got {lr!r}")
+        parsed = {}
+        for text in specs:
+            spec = parse_schedule(text)
+            if spec is None:
+                raise ValueError(f"{text!r} is a constant learning rate, not a schedule")
+            if text.strip() in parsed:
+                raise ValueError(f"schedule {text.strip()!r} is listed twice")
+            spec.check_for(steps, 1)
+            parsed[text.strip()] = spec
+        _check_out_dir(out)
+    except ValueError as error:
+        raise fail(str(error)) from None
+    curves: dict[str, list[float]] = {}
+    plateau: dict[str, tuple[list[float], list[float], str]] = {}
+    for text, spec in parsed.items():
+        if spec.needs_metric:
+            problem = get_problem("parabola")
+            run = train(problem, make_config("sgd", {"lr": lr}), 0, Budget(epochs=steps), spec)
+            per_epoch = run.lrs[:: problem.steps_per_epoch]
+            metric = [float(e["loss"]) for e in run.evals[1 : len(per_epoch) + 1]]
+            source = (
+                f"The real run: SGD (lr {lr:g}) on parabola, seed 0, {len(per_epoch)} epochs of "
+                f"{problem.steps_per_epoch} mini-batches"
+                + (f" (it diverged after {run.steps} steps)" if run.diverged else "")
+            )
+            curves[text] = per_epoch
+            plateau[text] = (per_epoch, metric, source)
+        else:
+            curves[text] = lr_curve(spec, lr, steps, 1)
+    try:
+        written = write_schedule_page(curves, out, lr=lr, steps=steps, plateau=plateau)
+    except OSError as error:
+        raise fail(f"cannot write the page: {error.strerror or error}") from None
+    _print_written(written)
+
+
+@app.command("lr-find")
+def lr_find(
+    problem: Annotated[
+        str, typer.Option("--problem", "-p", help="problem spec, e.g. parabola", show_default=False)
+    ],
+    optimizer: Annotated[
+        str,
+        typer.Option(
+            "--optimizer",
+            "-o",
+            help="optimizer preset with overrides (several: comma-separated)",
+            show_default=False,
+        ),
+    ],
+    seeds: Annotated[int, typer.Option(help="runs of the test, one per seed", min=1)] = 3,
+    min_lr: Annotated[float, typer.Option("--min-lr", help="the ramp's first learning rate")] = 1e-7,
+    max_lr: Annotated[float, typer.Option("--max-lr", help="the ramp's last learning rate")] = 10.0,
+    steps: Annotated[int, typer.Option(help="steps of the ramp (one batch each)", min=2)] = 100,
+    defaults: Annotated[
+        Defaults | None,
+        typer.Option(help="default hyperparameters: seed (the post's) or torch (default seed)"),
+    ] = None,
+    out: Annotated[Path, typer.Option(help="folder for lr_find.html and figures/")] = Path("runs"),
+) -> None:
+    """The learning-rate range test: loss against an exponentially growing lr, with suggested lrs."""
+    import torch
+
+    from optimlab.lab.lr_find import lr_ramp, problem_range_test, summarize
+    from optimlab.lab.presets import parse_optimizers
+    from optimlab.lab.problems import get_problem
+    from optimlab.reports.pages import lr_find_rows, write_lr_find_page
+
+    torch.set_num_threads(1)
+    try:
+        lr_ramp(min_lr, max_lr, steps)
+        task = get_problem(problem)
+        configs = parse_optimizers(optimizer, defaults.value if defaults else "seed")
+        _check_out_dir(out)
+    except ValueError as error:
+        raise fail(str(error)) from None
+    seed_list = list(range(seeds))
+    summaries = {}
+    stopped = {}
+    for config in configs:
+        results = [
+            problem_range_test(task, config, seed, min_lr=min_lr, max_lr=max_lr, steps=steps)
+            for seed in seed_list
+        ]
+        stopped[config.label] = sum(r.diverged for r in results)
+        summaries[config.label] = summarize(results)
+    try:
+        written = write_lr_find_page(
+            task,
+            summaries,
+            {c.label: c for c in configs},
+            out,
+            min_lr=min_lr,
+            max_lr=max_lr,
+            steps=steps,
+            seeds=seed_list,
+            stopped=stopped,
+        )
+    except OSError as error:
+        raise fail(f"cannot write the page: {error.strerror or error}") from None
+    columns, rows = lr_find_rows(summaries)
+    console.print(_table(f"{task.spec} — suggested learning rates ({seeds} seeds)", columns, rows))
+    _print_written(written)
 
 
 @app.command("list")

@@ -28,9 +28,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from optimlab import __version__
 from optimlab.lab.runner import RunResult
-from optimlab.lab.stats import bootstrap_ci, median, performance_profile, quantile, summary
+from optimlab.lab.stats import Profile, bootstrap_ci, median, performance_profile, quantile, summary
 from optimlab.lab.storage import Store
 
 
@@ -195,11 +197,29 @@ def tuned_command(data: ComparisonData) -> str:
     return " ".join(parts)
 
 
+#: the costs of the performance profiles: summary key -> the optimizer entry's field
+PROFILE_COSTS: dict[str, str] = {"steps": "steps_to_target", "grad_evals": "evals_to_target"}
+#: τ values at which ``summary.json`` tabulates each profile (1 … τ_max)
+PROFILE_POINTS = 61
+
+
+def summary_profile(problems: dict[str, Any], cost: str = "steps") -> Profile | None:
+    """The performance profile of ``cost`` (a key of :data:`PROFILE_COSTS`) over the ``problems``
+    of a summary (``summary["problems"]``); ``None`` without problems. A target met before the
+    first step costs one step."""
+    field_name = PROFILE_COSTS[cost]
+    costs = {
+        spec: {label: entry[field_name] for label, entry in info["optimizers"].items()}
+        for spec, info in problems.items()
+    }
+    if not costs or not any(costs.values()):
+        return None
+    return performance_profile(costs, floor=1.0)
+
+
 def summarize(data: ComparisonData) -> dict[str, Any]:
     """The plain-data summary of a comparison (what ``summary.json`` holds)."""
     problems: dict[str, Any] = {}
-    steps_costs: dict[str, dict[str, float]] = {}
-    evals_costs: dict[str, dict[str, float]] = {}
     for problem in data.problems:
         entries = []
         for opt in problem.optimizers:
@@ -238,23 +258,21 @@ def summarize(data: ComparisonData) -> dict[str, Any]:
             "ranking": [e["label"] for e in entries],
             "optimizers": {e.pop("label"): e for e in entries},
         }
-        steps_costs[problem.spec] = {
-            label: math.inf if e["steps_to_target"] is None else e["steps_to_target"]
-            for label, e in problems[problem.spec]["optimizers"].items()
-        }
-        evals_costs[problem.spec] = {
-            label: math.inf if e["evals_to_target"] is None else e["evals_to_target"]
-            for label, e in problems[problem.spec]["optimizers"].items()
-        }
     profiles = {}
-    for cost, costs in (("steps", steps_costs), ("grad_evals", evals_costs)):
-        profile = performance_profile(costs, cost=cost)
+    for cost in PROFILE_COSTS:
+        profile = summary_profile(problems, cost)
+        if profile is None:
+            continue
+        taus = np.linspace(1.0, profile.tau_max, PROFILE_POINTS)
+        rho = profile.rho(taus)
         profiles[cost] = {
             "tau_max": profile.tau_max,
-            "taus": profile.taus,
-            "rho": profile.rho,
-            "score": profile.score,
-            "ratios": {s: {p: _json_number(r) for p, r in rs.items()} for s, rs in profile.ratios.items()},
+            "taus": [float(t) for t in taus],
+            "rho": {s: rho[j].tolist() for j, s in enumerate(profile.solvers)},
+            "score": profile.scores,
+            "ratios": {
+                s: {p: _json_number(r) for p, r in rs.items()} for s, rs in profile.ratio_table().items()
+            },
         }
     return {
         "optimlab_version": __version__,

@@ -1,8 +1,24 @@
 """Statistics of a comparison: robust summaries over seeds and performance profiles.
 
+The one implementation of each statistic in optimlab: ``summary.json``, the command line and the
+report all call these.
+
 Infinite values are first-class: a diverged run's final loss and a missed target's steps are +∞,
 and every summary here treats them as the worst possible value instead of dropping them
-(dropping would make a diverging optimizer look good).
+(dropping would make a diverging optimizer look good). NaN counts as +∞ too (a diverged run).
+
+Performance profiles (Dolan & Moré 2002) and their area score (AlgoPerf, Dahl et al. 2023): for
+problems ``p`` and solvers (optimizers) ``s`` with a cost ``t[p, s] > 0`` (steps, gradient
+evaluations or seconds to reach the problem's target; ``inf`` when the target was never reached):
+
+* performance ratio ``r[p, s] = t[p, s] / min_s t[p, s]`` (``inf`` when ``s`` failed, or when every
+  solver failed on ``p``);
+* profile ``rho_s(tau) = |{p : r[p, s] <= tau}| / n_problems`` — the fraction of problems that ``s``
+  solves within a factor ``tau`` of the best solver; ``rho_s(1)`` is the fraction it wins (ties count
+  for every tied solver), ``rho_s(inf)`` the fraction it solves at all;
+* score ``B_s = 1 / (tau_max - 1) * integral_1^tau_max rho_s(tau) dtau`` — the normalized area under
+  the profile up to ``tau_max`` (AlgoPerf uses ``tau_max = 4``), in [0, 1], 1 = fastest on every problem.
+  For a step function the integral is exact: ``B_s = mean_p max(0, tau_max - r[p, s]) / (tau_max - 1)``.
 """
 
 from __future__ import annotations
@@ -12,24 +28,55 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
+
+__all__ = [
+    "Profile",
+    "bootstrap_ci",
+    "median",
+    "performance_profile",
+    "performance_ratios",
+    "profile_scores",
+    "profile_values",
+    "quantile",
+    "quantiles",
+    "summary",
+]
+
+
+def quantiles(values: ArrayLike, qs: Sequence[float] = (0.25, 0.5, 0.75), axis: int = 0) -> list[np.ndarray]:
+    """Quantiles along ``axis`` with non-finite entries counted as ``+inf`` (diverged = worst).
+
+    Matches ``numpy.quantile(..., method="linear")`` on finite data; a quantile that interpolates
+    towards a diverged entry is ``inf`` (never NaN). Raises ``ValueError`` on an empty axis.
+    """
+    v = np.asarray(values, dtype=float)
+    if v.shape[axis] == 0:
+        raise ValueError("quantiles of an empty set of values")
+    v = np.where(np.isfinite(v), v, np.inf)
+    s = np.sort(v, axis=axis)
+    n = s.shape[axis]
+    out = []
+    for q in qs:
+        if not 0.0 <= q <= 1.0:
+            raise ValueError(f"quantile must be in [0, 1], got {q}")
+        pos = q * (n - 1)
+        lo, hi = math.floor(pos), math.ceil(pos)
+        frac = pos - lo
+        a = np.take(s, lo, axis=axis)
+        b = np.take(s, hi, axis=axis)
+        with np.errstate(invalid="ignore"):
+            mixed = a + frac * (b - a)
+        val = np.where(np.isinf(b), np.inf, mixed) if frac > 0 else a
+        out.append(np.where(a == b, a, val))
+    return out
 
 
 def quantile(values: Sequence[float], q: float) -> float:
-    """The ``q``-quantile (linear interpolation, numpy's default) of values that may hold +∞.
-
-    Interpolating towards +∞ gives +∞ (never NaN). Empty input gives NaN."""
-    data = sorted(float(v) for v in values)
-    if not data:
+    """The ``q``-quantile of ``values`` (see :func:`quantiles`); NaN for no values."""
+    if len(values) == 0:
         return math.nan
-    position = q * (len(data) - 1)
-    low = math.floor(position)
-    high = min(low + 1, len(data) - 1)
-    weight = position - low
-    if weight == 0 or data[low] == data[high]:
-        return data[low]
-    if math.isinf(data[high]):
-        return math.inf
-    return data[low] + weight * (data[high] - data[low])
+    return float(quantiles(np.asarray(values, dtype=float), (q,))[0])
 
 
 def median(values: Sequence[float]) -> float:
@@ -37,8 +84,11 @@ def median(values: Sequence[float]) -> float:
 
 
 def summary(values: Sequence[float]) -> dict[str, float]:
-    """``{"median", "q25", "q75"}`` (the interquartile range is q75 − q25)."""
-    return {"median": median(values), "q25": quantile(values, 0.25), "q75": quantile(values, 0.75)}
+    """``{"median", "q25", "q75"}`` (the interquartile range is q75 − q25); NaN for no values."""
+    if len(values) == 0:
+        return {"median": math.nan, "q25": math.nan, "q75": math.nan}
+    q25, med, q75 = (float(v) for v in quantiles(np.asarray(values, dtype=float), (0.25, 0.5, 0.75)))
+    return {"median": med, "q25": q25, "q75": q75}
 
 
 def bootstrap_ci(
@@ -50,60 +100,147 @@ def bootstrap_ci(
     data = np.asarray([float(v) for v in values], dtype=np.float64)
     if data.size == 0:
         return (math.nan, math.nan)
+    data = np.where(np.isfinite(data), data, np.inf)
     if data.size == 1 or np.all(data == data[0]):
         return (float(data[0]), float(data[0]))
     rng = np.random.default_rng(seed)
     samples = data[rng.integers(0, data.size, size=(resamples, data.size))]
-    medians = [median(row) for row in samples] if np.isinf(data).any() else np.median(samples, axis=1)
+    medians = quantiles(samples, (0.5,), axis=1)[0]
     alpha = (1 - confidence) / 2
-    return (quantile(list(medians), alpha), quantile(list(medians), 1 - alpha))
+    low, high = quantiles(medians, (alpha, 1 - alpha))
+    return (float(low), float(high))
+
+
+# --- performance profiles ----------------------------------------------------------------------
+
+
+def performance_ratios(costs: ArrayLike) -> np.ndarray:
+    """Ratios ``r[p, s]`` from costs ``t[p, s]`` ([problems, solvers]); ``nan``/``inf`` cost = failure."""
+    t = np.asarray(costs, dtype=float)
+    if t.ndim != 2 or t.shape[0] == 0 or t.shape[1] == 0:
+        raise ValueError(f"costs must be a non-empty [problems, solvers] array, got shape {t.shape}")
+    t = np.where(np.isnan(t), np.inf, t)
+    if np.any(t <= 0):
+        p, s = np.argwhere(t <= 0)[0]
+        raise ValueError(f"costs must be positive; got {t[p, s]} for problem {p}, solver {s}")
+    best = t.min(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore"):
+        r = t / best
+    return np.where(np.isfinite(best) & np.isfinite(t), r, np.inf)
+
+
+def profile_values(ratios: ArrayLike, taus: ArrayLike) -> np.ndarray:
+    """``rho[s, k]``: fraction of problems with ``r[p, s] <= taus[k]``."""
+    r = np.asarray(ratios, dtype=float)
+    tau = np.asarray(taus, dtype=float)
+    return (r[:, :, None] <= tau[None, None, :]).mean(axis=0)
+
+
+def profile_scores(ratios: ArrayLike, tau_max: float = 4.0) -> np.ndarray:
+    """Exact normalized area under each solver's profile on ``[1, tau_max]`` (AlgoPerf score)."""
+    if not tau_max > 1:
+        raise ValueError(f"tau_max must be greater than 1, got {tau_max}")
+    r = np.asarray(ratios, dtype=float)
+    with np.errstate(invalid="ignore"):
+        gain = np.where(np.isfinite(r), np.clip(tau_max - r, 0.0, None), 0.0)
+    return gain.mean(axis=0) / (tau_max - 1.0)
 
 
 @dataclass(frozen=True)
-class PerformanceProfile:
-    """A performance profile (Dolan & Moré, 2002) of solvers over problems, with AlgoPerf's score.
+class Profile:
+    """A performance profile: ratios [problems, solvers] plus names and the score window."""
 
-    ``ratios[solver][problem]`` = cost / best cost on that problem (∞ for a miss, or when no
-    solver reached the target); ``rho[solver][i]`` = the fraction of problems with ratio ≤
-    ``taus[i]``; ``score[solver]`` = (1/(τ_max − 1))·∫₁^τ_max ρ(τ) dτ ∈ [0, 1], computed exactly
-    (Dahl et al., "Benchmarking Neural Network Training Algorithms", 2023: τ_max = 4).
-    """
+    solvers: tuple[str, ...]
+    problems: tuple[str, ...]
+    ratios: np.ndarray
+    tau_max: float = 4.0
 
-    cost: str
-    tau_max: float
-    problems: list[str]
-    taus: list[float]
-    ratios: dict[str, dict[str, float]]
-    rho: dict[str, list[float]]
-    score: dict[str, float]
+    @property
+    def scores(self) -> dict[str, float]:
+        """Solver -> AlgoPerf score in [0, 1]."""
+        return dict(zip(self.solvers, profile_scores(self.ratios, self.tau_max).tolist(), strict=True))
+
+    def rho(self, taus: ArrayLike) -> np.ndarray:
+        """``rho[s, k]`` at the given ``taus``."""
+        return profile_values(self.ratios, taus)
+
+    def ratio_table(self) -> dict[str, dict[str, float]]:
+        """``{solver: {problem: ratio}}`` (``inf`` for a miss)."""
+        return {
+            s: {p: float(self.ratios[i, j]) for i, p in enumerate(self.problems)}
+            for j, s in enumerate(self.solvers)
+        }
+
+    def steps(self, solver: str, tau_end: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The profile of ``solver`` as a right-continuous step function for drawing with ``hv`` steps:
+        ``(taus, rho)`` starting at ``tau = 1`` and ending at ``tau_end`` (default: :meth:`tau_end`)."""
+        j = self.solvers.index(solver)
+        end = self.tau_end() if tau_end is None else float(tau_end)
+        r = self.ratios[:, j]
+        jumps = np.unique(r[np.isfinite(r) & (r > 1.0) & (r <= end)])
+        taus = np.concatenate([[1.0], jumps, [end]])
+        return taus, profile_values(self.ratios[:, [j]], taus)[0]
+
+    def tau_end(self) -> float:
+        """Where to end the drawing: past the largest finite ratio and past ``tau_max``."""
+        finite = self.ratios[np.isfinite(self.ratios)]
+        largest = float(finite.max()) if finite.size else 1.0
+        return max(self.tau_max, largest) * 1.25
 
 
 def performance_profile(
-    costs: Mapping[str, Mapping[str, float]], *, cost: str = "steps", tau_max: float = 4.0, points: int = 61
-) -> PerformanceProfile:
-    """The profile of ``costs[problem][solver]`` (lower is better, ∞ = target missed).
+    costs: Mapping[str, Mapping[str, float | None]] | ArrayLike,
+    *,
+    solvers: Sequence[str] | None = None,
+    problems: Sequence[str] | None = None,
+    tau_max: float = 4.0,
+    floor: float | None = None,
+) -> Profile:
+    """Build a :class:`Profile`.
 
-    Solvers missing from a problem count as misses there. Costs below 1 are raised to 1 (a
-    target met before the first step costs one step), so ratios are well defined.
+    ``costs`` is either ``{problem: {solver: cost}}`` (``None``, ``nan`` or ``inf`` = target not reached;
+    every problem must list every solver) or a [problems, solvers] array with ``solvers``/``problems``
+    naming its columns/rows. ``floor`` raises smaller costs to it: with steps or gradient evaluations,
+    ``floor=1`` makes a target met before the first step cost one step (ratios stay defined).
     """
-    if tau_max <= 1:
-        raise ValueError(f"tau_max must be > 1, got {tau_max}")
-    problems = list(costs)
-    solvers: list[str] = []
-    for per_problem in costs.values():
-        solvers.extend(s for s in per_problem if s not in solvers)
-    ratios: dict[str, dict[str, float]] = {s: {} for s in solvers}
-    for problem, per_problem in costs.items():
-        values = {s: max(float(per_problem.get(s, math.inf)), 1.0) for s in solvers}
-        best = min(values.values(), default=math.inf)
-        for s in solvers:
-            ratios[s][problem] = math.inf if math.isinf(best) or math.isinf(values[s]) else values[s] / best
-    taus = [float(t) for t in np.linspace(1.0, tau_max, points)]
-    n = max(len(problems), 1)
-    rho = {s: [sum(r <= tau for r in ratios[s].values()) / n for tau in taus] for s in solvers}
-    score = {
-        s: sum((tau_max - r) / (tau_max - 1) for r in ratios[s].values() if r <= tau_max) / n for s in solvers
-    }
-    return PerformanceProfile(
-        cost=cost, tau_max=tau_max, problems=problems, taus=taus, ratios=ratios, rho=rho, score=score
-    )
+    if not tau_max > 1 or not math.isfinite(tau_max):
+        raise ValueError(f"tau_max must be a finite number greater than 1, got {tau_max}")
+    if isinstance(costs, Mapping):
+        problem_names = tuple(costs)
+        if not problem_names:
+            raise ValueError("performance profile needs at least one problem")
+        solver_names = (
+            tuple(solvers)
+            if solvers is not None
+            else tuple(dict.fromkeys(name for row in costs.values() for name in row))
+        )
+        table = np.empty((len(problem_names), len(solver_names)))
+        for i, p in enumerate(problem_names):
+            row = costs[p]
+            missing = [s for s in solver_names if s not in row]
+            if missing:
+                raise ValueError(f"problem {p!r} has no cost for solver(s) {', '.join(map(repr, missing))}")
+            table[i] = [math.inf if row[s] is None else float(row[s]) for s in solver_names]
+    else:
+        table = np.asarray(costs, dtype=float)
+        if table.ndim != 2:
+            raise ValueError(f"costs must be a [problems, solvers] array, got shape {table.shape}")
+        solver_names = (
+            tuple(solvers) if solvers is not None else tuple(f"solver {j}" for j in range(table.shape[1]))
+        )
+        problem_names = (
+            tuple(problems) if problems is not None else tuple(f"problem {i}" for i in range(table.shape[0]))
+        )
+        if len(solver_names) != table.shape[1] or len(problem_names) != table.shape[0]:
+            raise ValueError(
+                f"costs has shape {table.shape} but {len(problem_names)} problem and "
+                f"{len(solver_names)} solver names were given"
+            )
+    if len(set(solver_names)) != len(solver_names):
+        raise ValueError("solver names must be unique")
+    if floor is not None:
+        if not floor > 0:
+            raise ValueError(f"floor must be positive, got {floor}")
+        with np.errstate(invalid="ignore"):
+            table = np.where(table < floor, floor, table)
+    return Profile(solver_names, problem_names, performance_ratios(table), float(tau_max))
