@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from optimlab.optim.engine.eager import EagerEngine, as_real
+from optimlab.optim.engine.eager import EagerEngine
 from optimlab.optim.rules import l1_proximal
 
 if TYPE_CHECKING:
@@ -79,9 +79,18 @@ def _update(
     scalar_state: dict[str, Tensor],
     hyper: dict[str, Tensor],
     l1: Tensor | None,
+    upcast: bool,
 ) -> dict[str, Tensor]:
-    """One step of ``rule`` over flat buffers, written back in place; returns the new scalar state."""
-    new_param, new_state = rule(param, grad, {**state, **scalar_state}, **hyper, **static)
+    """One step of ``rule`` over flat buffers, written back in place; returns the new scalar state.
+
+    With ``upcast`` (bfloat16/float16 buffers) the rule computes in float32 and each result is
+    rounded once when stored, as torch's fused kernels do; the buffers stay in their dtype.
+    """
+    if upcast:
+        inputs = {**{k: v.float() for k, v in state.items()}, **scalar_state}
+        new_param, new_state = rule(param.float(), grad.float(), inputs, **hyper, **static)
+    else:
+        new_param, new_state = rule(param, grad, {**state, **scalar_state}, **hyper, **static)
     if l1 is not None:
         new_param = l1_proximal(new_param, hyper["lr"] * l1)
     param.copy_(new_param)
@@ -123,13 +132,11 @@ def _hoist_scalars(gm: torch.fx.GraphModule) -> None:
     gm.recompile()
 
 
-def _backend(gm: torch.fx.GraphModule, example_inputs: list[Any], *, low_precision: bool) -> Any:
+def _backend(gm: torch.fx.GraphModule, example_inputs: list[Any]) -> Any:
     from torch._inductor.compile_fx import compile_fx
 
     _hoist_scalars(gm)
-    # Round every intermediate to the parameter dtype, as eager (and torch.optim) does in bf16/fp16.
-    patches = {"emulate_precision_casts": True} if low_precision else {}
-    return compile_fx(gm, example_inputs, config_patches=patches)
+    return compile_fx(gm, example_inputs)
 
 
 _KERNELS: dict[tuple[Any, ...], Callable[..., Any]] = {}
@@ -137,7 +144,7 @@ _FAILED: dict[tuple[Any, ...], str] = {}
 _counter = itertools.count()
 
 
-def _kernel(key: tuple[Any, ...], low_precision: bool) -> Callable[..., Any]:
+def _kernel(key: tuple[Any, ...]) -> Callable[..., Any]:
     """The compiled ``_update`` for one configuration, with a code object of its own.
 
     torch.compile caches on the code object and gives up after a few recompilations of it; one
@@ -148,8 +155,7 @@ def _kernel(key: tuple[Any, ...], low_precision: bool) -> Callable[..., Any]:
         name = f"_fused_update_{next(_counter)}"
         code = _update.__code__.replace(co_name=name, co_qualname=name)
         function = types.FunctionType(code, _update.__globals__, name)
-        backend = functools.partial(_backend, low_precision=low_precision)
-        kernel = torch.compile(function, backend=backend, dynamic=True, fullgraph=True)
+        kernel = torch.compile(function, backend=_backend, dynamic=True, fullgraph=True)
         _KERNELS[key] = kernel
     return kernel
 
@@ -436,7 +442,9 @@ class FusedEngine:
         if plan is None or not self._still_valid(plan, optimizer, group, grad_ids, static):
             plan = self._build(optimizer, group, params, hyper, static)
         eager_now = [p for p in plan.eager if p.grad is not None]
-        l1_on = group["l1"] != 0
+        # Rules that take ``l1`` themselves get it as a hyperparameter; otherwise the engine applies
+        # the shared proximal step after the rule, as the eager engine does.
+        l1_on = "l1" not in hyper and group["l1"] != 0
         for bucket in plan.buckets:
             if bucket.failed:
                 eager_now.extend(p for p in bucket.members if p.grad is not None)
@@ -444,7 +452,9 @@ class FusedEngine:
             runs = self._runs(plan, bucket)
             if not runs:
                 continue
-            self._gather_grads(bucket, runs)
+            if not self._gather_grads(bucket, runs):  # a sparse gradient: this bucket steps eagerly
+                eager_now.extend(p for p in bucket.members if p.grad is not None)
+                continue
             hyper_device = plan.hyper.get(bucket.device)
             if hyper_device is None:
                 hyper_device = plan.hyper[bucket.device] = _Hyper(bucket.device)
@@ -572,8 +582,11 @@ class FusedEngine:
         bucket.runs = runs
         return runs
 
-    def _gather_grads(self, bucket: _Bucket, runs: list[tuple[int, int]]) -> None:
-        """Point every gradient of the runs at its view of the flat gradient buffer."""
+    def _gather_grads(self, bucket: _Bucket, runs: list[tuple[int, int]]) -> bool:
+        """Point every gradient of the runs at its view of the flat gradient buffer (one copy of
+        the gradients autograd allocated afresh after ``zero_grad(set_to_none=True)``).
+
+        Returns False, gathering nothing, when a gradient is sparse (those stay as they are)."""
         views, grads, owners = [], [], []
         for start, end in runs:
             for index in range(start, end):
@@ -581,14 +594,17 @@ class FusedEngine:
                 view = bucket.grad_views[index]
                 grad = p.grad
                 if grad is not view:
+                    if grad.layout != torch.strided:
+                        return False
                     views.append(view)
                     grads.append(grad)
                     owners.append(p)
         if not views:
-            return
+            return True
         torch._foreach_copy_(views, grads)
         for p, view in zip(owners, views, strict=True):
             p.grad = view
+        return True
 
     def _run_kernels(
         self,
@@ -617,11 +633,10 @@ class FusedEngine:
                 plan.dirty = True
                 continue
             scalar_keys = tuple(k for k in probe.scalar_keys if k in present)
-            low = bucket.dtype in _LOW_PRECISION
             key = (rule, static, l1_on, tensor_keys, scalar_keys, bucket.dtype, bucket.device.type)
             if key in _FAILED:
                 return False
-            kernel = _kernel(key, low)
+            kernel = _kernel(key)
             begin, stop = offsets[start], offsets[end]
             state_in = {k: bucket.flat_state[k][begin:stop] for k in tensor_keys}
             scalar_in = {k: bucket.scalar_state[k][start] for k in scalar_keys}
@@ -635,6 +650,7 @@ class FusedEngine:
                     scalar_in,
                     hyper,
                     l1,
+                    bucket.dtype in _LOW_PRECISION,
                 )
             except Exception as error:  # no working compiler, unsupported op, …
                 _FAILED[key] = repr(error)
@@ -649,7 +665,7 @@ class FusedEngine:
             for k, value in new_scalars.items():
                 buffer = bucket.scalar_state.get(k)
                 if buffer is None:
-                    raise RuntimeError(f"fused engine: rule {rule.__name__} returned unknown scalar state {k!r}")
+                    raise RuntimeError(f"fused engine: {rule.__name__} returned unknown scalar state {k!r}")
                 buffer[start:end].copy_(value)
         return True
 
