@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import operator
 import types
 import warnings
 from collections.abc import Callable
@@ -132,9 +133,16 @@ def _hoist_scalars(gm: torch.fx.GraphModule) -> None:
     gm.recompile()
 
 
+#: how many graphs this process has compiled for the fused engine (tests check that a scheduler
+#: or an edit of param_groups does not add any)
+compilations = 0
+
+
 def _backend(gm: torch.fx.GraphModule, example_inputs: list[Any]) -> Any:
     from torch._inductor.compile_fx import compile_fx
 
+    global compilations
+    compilations += 1
     _hoist_scalars(gm)
     return compile_fx(gm, example_inputs)
 
@@ -211,6 +219,10 @@ def _fusable(param: Tensor) -> bool:
         and param.layout == torch.strided
         and _dense(param)
     )
+
+
+_data_ptr = Tensor.data_ptr
+_grad_of = operator.attrgetter("grad")
 
 
 def _real_dtype(param: Tensor) -> torch.dtype:
@@ -302,8 +314,27 @@ class _Bucket:
     scalar_state: dict[str, Tensor]  # key -> 1-D buffer, one element per member
     state_dicts: list[dict[str, Any] | None]  # expected optimizer.state[p] of each member
     state_views: list[dict[str, Tensor]]  # expected tensors in it
+    #: the same expectations per state key, for checks at C speed: (key, dicts, tensors)
+    checks: list[tuple[str, list[dict[str, Any]], list[Tensor]]] = field(default_factory=list)
     failed: bool = False
     runs: list[tuple[int, int]] | None = field(default=None)  # member ranges when all have grads
+    #: per run: the kernel's tensor arguments (param, grad, state, scalar state)
+    run_inputs: dict[tuple[int, int], tuple[Any, ...]] = field(default_factory=dict)
+
+    def inputs(self, start: int, end: int, tensor_keys: tuple[str, ...], scalar_keys: tuple[str, ...]):
+        """Slices of the buffers for members ``start:end``, detached from their base: torch.compile
+        guards on the base of a view input, and would recompile for every run otherwise."""
+        cached = self.run_inputs.get((start, end))
+        if cached is None:
+            begin, stop = self.offsets[start], self.offsets[end]
+            cached = self.run_inputs[start, end] = (
+                self.flat_param[begin:stop].detach(),
+                self.flat_grad[begin:stop].detach(),
+                {k: self.flat_state[k][begin:stop].detach() for k in tensor_keys},
+                {k: self.scalar_state[k][start].detach() for k in scalar_keys},
+                {k: self.scalar_state[k][start:end] for k in scalar_keys},
+            )
+        return cached
 
 
 def _allocate_bucket(
@@ -354,6 +385,10 @@ def _allocate_bucket(
                     state[key] = expected[key] = buffer[index]
         state_dicts.append(state)
         state_views.append(expected)
+    checks = []
+    for key in (*flat_state, *scalar_state):
+        holders = [(d, views[key]) for d, views in zip(state_dicts, state_views, strict=True) if key in views]
+        checks.append((key, [d for d, _ in holders], [v for _, v in holders]))
     return _Bucket(
         device=device,
         dtype=dtype,
@@ -367,6 +402,7 @@ def _allocate_bucket(
         scalar_state=scalar_state,
         state_dicts=state_dicts,
         state_views=state_views,
+        checks=checks,
     )
 
 
@@ -485,20 +521,21 @@ class FusedEngine:
             plan.grad_ids = grad_ids
             for bucket in plan.buckets:
                 bucket.runs = None
-        state = optimizer.state
+        # Parameters still in their slots (not reassigned, moved or converted), their state dicts
+        # and state tensors still the ones that are views of the buffers: C-speed loops.
+        get_state = optimizer.state.get
+        same = operator.is_
         for bucket in plan.buckets:
-            for p, pointer, expected_state, views in zip(
-                bucket.members, bucket.pointers, bucket.state_dicts, bucket.state_views, strict=True
-            ):
-                if p.data_ptr() != pointer:
-                    return False
-                current = state.get(p)
-                if current is not expected_state:
-                    return False
-                if current is not None:
-                    for key, view in views.items():
-                        if current.get(key) is not view:
-                            return False
+            if list(map(_data_ptr, bucket.members)) != bucket.pointers:
+                return False
+            if not all(map(same, map(get_state, bucket.members), bucket.state_dicts)):
+                return False
+            try:
+                for key, dicts, views in bucket.checks:
+                    if not all(map(same, map(operator.itemgetter(key), dicts), views)):
+                        return False
+            except KeyError:
+                return False
         return True
 
     def _build(
@@ -587,6 +624,8 @@ class FusedEngine:
         the gradients autograd allocated afresh after ``zero_grad(set_to_none=True)``).
 
         Returns False, gathering nothing, when a gradient is sparse (those stay as they are)."""
+        if all(map(operator.is_, map(_grad_of, bucket.members), bucket.grad_views)):
+            return True  # backward accumulated into the views (zero_grad(set_to_none=False))
         views, grads, owners = [], [], []
         for start, end in runs:
             for index in range(start, end):
@@ -623,7 +662,6 @@ class FusedEngine:
         hyper = {k: v for k, v in tensors.items() if k != "_l1"}
         l1 = tensors["_l1"] if l1_on else None
         static_dict = dict(static)
-        offsets = bucket.offsets
         for start, end in runs:
             present = bucket.state_views[start]
             tensor_keys = tuple(k for k in probe.tensor_keys if k in present)
@@ -637,15 +675,13 @@ class FusedEngine:
             if key in _FAILED:
                 return False
             kernel = _kernel(key)
-            begin, stop = offsets[start], offsets[end]
-            state_in = {k: bucket.flat_state[k][begin:stop] for k in tensor_keys}
-            scalar_in = {k: bucket.scalar_state[k][start] for k in scalar_keys}
+            param, grad, state_in, scalar_in, scalar_out = bucket.inputs(start, end, tensor_keys, scalar_keys)
             try:
                 new_scalars = kernel(
                     rule,
                     static_dict,
-                    bucket.flat_param[begin:stop],
-                    bucket.flat_grad[begin:stop],
+                    param,
+                    grad,
                     state_in,
                     scalar_in,
                     hyper,
@@ -663,10 +699,10 @@ class FusedEngine:
                     raise  # part of the bucket already stepped: cannot redo it eagerly
                 return False
             for k, value in new_scalars.items():
-                buffer = bucket.scalar_state.get(k)
-                if buffer is None:
+                target = scalar_out.get(k)
+                if target is None:
                     raise RuntimeError(f"fused engine: {rule.__name__} returned unknown scalar state {k!r}")
-                buffer[start:end].copy_(value)
+                target.copy_(value)
         return True
 
 
