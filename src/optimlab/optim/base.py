@@ -5,11 +5,12 @@ A concrete optimizer (see :mod:`optimlab.optim.optimizers`) declares only:
 * ``rule`` — its pure update rule from :mod:`optimlab.optim.rules`;
 * its constructor — torch.optim's arguments, defaults and validation;
 * ``init_state(param, group)`` — the state torch.optim would create for a parameter;
-* ``rule_hyperparameters(group)`` — how a param group's settings become the rule's arguments.
+* ``rule_hyperparameters(group)`` — how a param group's settings become the rule's arguments
+  (``"l1"`` included: each rule takes its L1 proximal step in its own metric).
 
-Everything else lives here once: the step loop, the regularization options shared by every
-optimizer (``l1`` proximal shrinkage and the non-finite gradient policy), checkpoint
-compatibility, and the choice of the execution engine that applies the rule.
+Everything else lives here once: the step loop, the options shared by every optimizer (``l1``
+and the non-finite gradient policy), checkpoint compatibility, and the choice of the execution
+engine that applies the rule.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from optimlab.optim.engine import Engine, resolve_engine
+from optimlab.optim.engine.eager import dense_grad
 
 NonFinitePolicy = Literal["propagate", "skip", "raise"]
 NONFINITE_POLICIES: tuple[str, ...] = ("propagate", "skip", "raise")
@@ -51,7 +53,7 @@ def check_tensor_lr(lr: Any) -> None:
 
 
 def check_nonnegative(value: Any, message: str) -> None:
-    if not 0.0 <= value:
+    if not value >= 0.0:
         raise ValueError(f"{message}: {value}")
 
 
@@ -65,20 +67,24 @@ class RuleOptimizer(Optimizer):
 
     Options shared by every first-order optimizer, beyond torch.optim's own arguments:
 
-    * ``l1`` (default 0): proximal L1 shrinkage after each step, θ ← sign(θ)·max(|θ| − γ·l1, 0),
-      which gives exact zeros (Parikh & Boyd, "Proximal Algorithms", 2014).
+    * ``l1`` (default 0): minimize f(θ) + l1·‖θ‖₁ — after each step, soft-thresholding
+      θ ← sign(θ)·max(|θ| − τ, 0) with τ = γ·l1 scaled by the optimizer's own per-coordinate
+      step size (τ = γ·l1 for plain SGD, γ·l1/(√v̂ + ε) for Adam); weights whose gradient stays
+      below l1 become exactly 0. See :func:`optimlab.optim.rules.l1_proximal`.
     * ``nonfinite`` (default ``"propagate"``): what to do when a group's gradient holds NaN or
       ±Inf: ``"propagate"`` does what torch.optim does (the update goes ahead), ``"skip"``
       leaves that group untouched for this step and counts it in ``group["skipped_steps"]``
-      (saved with ``state_dict``), ``"raise"`` raises ``FloatingPointError``.
+      (saved with ``state_dict``), ``"raise"`` raises ``FloatingPointError`` before any group
+      is updated.
     * ``engine`` (default ``None``: the ``OPTIMLAB_ENGINE`` environment variable, else
       ``"auto"``): ``"eager"`` applies the rule parameter by parameter with ordinary torch ops;
       ``"fused"`` runs it as one compiled kernel per (device, dtype) group; ``"auto"`` picks.
     """
 
     rule: ClassVar[Rule]
-    #: group keys that are implementation flags, not math (kept for state_dict parity with torch)
-    supports_capturable: ClassVar[bool] = False
+    #: torch.optim's error for a sparse gradient; ``None`` where torch.optim accepts sparse
+    #: gradients (SGD, Adagrad), whose rules are then applied to the densified gradient.
+    sparse_gradient_error: ClassVar[str | None] = "{name} does not support sparse gradients"
 
     def __init__(
         self,
@@ -91,7 +97,9 @@ class RuleOptimizer(Optimizer):
     ) -> None:
         check_nonnegative(l1, "Invalid l1 value")
         if nonfinite not in NONFINITE_POLICIES:
-            raise ValueError(f"Invalid nonfinite policy: {nonfinite!r} (expected one of {NONFINITE_POLICIES})")
+            raise ValueError(
+                f"Invalid nonfinite policy: {nonfinite!r} (expected one of {NONFINITE_POLICIES})"
+            )
         name = type(self).__name__
         if defaults.get("differentiable"):
             raise ValueError(
@@ -149,8 +157,8 @@ class RuleOptimizer(Optimizer):
         for p in group["params"]:
             if p.grad is None:
                 continue
-            if p.grad.is_sparse:
-                raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
+            if p.grad.is_sparse and self.sparse_gradient_error is not None:
+                raise RuntimeError(self.sparse_gradient_error.format(name=type(self).__name__))
             params.append(p)
         return params
 
@@ -167,7 +175,7 @@ class RuleOptimizer(Optimizer):
         return state
 
     def _grads_finite(self, params: Iterable[Tensor]) -> bool:
-        flags = [torch.isfinite(p.grad).all() for p in params]
+        flags = [torch.isfinite(dense_grad(p)).all() for p in params]
         return bool(torch.stack([f.cpu() for f in flags]).all()) if flags else True
 
     @torch.no_grad()
@@ -177,18 +185,22 @@ class RuleOptimizer(Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        # Check every group before touching any: nonfinite="raise" must leave all of them as they were.
+        work = []
         for index, group in enumerate(self.param_groups):
             params = self.params_with_grad(group)
             if not params:
                 continue
-            policy = group["nonfinite"]
-            if policy != "propagate" and not self._grads_finite(params):
-                if policy == "raise":
-                    raise FloatingPointError(
-                        f"non-finite gradient in param group {index} of {type(self).__name__} "
-                        "(nonfinite='raise')"
-                    )
+            finite = group["nonfinite"] == "propagate" or self._grads_finite(params)
+            if not finite and group["nonfinite"] == "raise":
+                raise FloatingPointError(
+                    f"non-finite gradient in param group {index} of {type(self).__name__} "
+                    "(nonfinite='raise'); no parameter was updated"
+                )
+            work.append((group, params, finite))
+        for group, params, finite in work:
+            if finite:
+                self.engine.step_group(self, group, params)
+            else:  # nonfinite="skip": this group keeps its parameters and state for this step
                 group["skipped_steps"] += 1
-                continue
-            self.engine.step_group(self, group, params)
         return loss

@@ -17,19 +17,18 @@ math is the class's rule from :mod:`optimlab.optim.rules`.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from functools import cache
+from functools import lru_cache
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from optimlab.optim import optimizers
 from optimlab.optim.base import RuleOptimizer
-from optimlab.optim.optimizers import SGD, Adadelta, Adagrad, Adam, AdamW, Adamax, NAdam, RAdam, RMSprop
-from optimlab.optim.rules import l1_proximal
 
-#: rule-based optimizers by lower-case name
+#: rule-based optimizers by lower-case name (every class declared in optimizers.py)
 OPTIMIZERS: dict[str, type[RuleOptimizer]] = {
-    cls.__name__.lower(): cls for cls in (SGD, Adagrad, RMSprop, Adadelta, Adam, AdamW, Adamax, NAdam, RAdam)
+    name.lower(): getattr(optimizers, name) for name in optimizers.__all__
 }
 
 
@@ -43,7 +42,7 @@ def optimizer_class(name: str | type[RuleOptimizer]) -> type[RuleOptimizer]:
     return cls
 
 
-@cache
+@lru_cache(maxsize=128)
 def _declaration(cls: type[RuleOptimizer], frozen: tuple[tuple[str, Any], ...]) -> RuleOptimizer:
     return cls([torch.empty(0)], engine="eager", **dict(frozen))
 
@@ -52,11 +51,32 @@ def declared(name: str | type[RuleOptimizer], **hyperparameters: Any) -> tuple[R
     """A validated (optimizer, param group) pair holding ``hyperparameters`` over the defaults."""
     cls = optimizer_class(name)
     frozen = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in hyperparameters.items()))
+    has_tensor = any(
+        isinstance(v, Tensor) or (isinstance(v, tuple) and any(isinstance(x, Tensor) for x in v))
+        for _, v in frozen
+    )
     try:
+        if has_tensor:  # tensors hash by identity: caching them would only grow the cache
+            raise TypeError
         optimizer = _declaration(cls, frozen)
-    except TypeError:  # unhashable values (tensors): validate without caching
+    except TypeError:  # unhashable or tensor values: validate without caching
         optimizer = cls([torch.empty(0)], engine="eager", **hyperparameters)
     return optimizer, optimizer.param_groups[0]
+
+
+def _apply(
+    optimizer: RuleOptimizer, param: Tensor, grad: Tensor, state: dict[str, Tensor], hyper: dict[str, Any]
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """The rule on one tensor; complex tensors go through their real views, as in the engines."""
+    if grad.is_sparse:
+        grad = grad.to_dense()
+    if not param.is_complex():
+        return optimizer.rule(param, grad, state, **hyper)
+    real_state = {k: torch.view_as_real(v) if v.is_complex() else v for k, v in state.items()}
+    real = torch.view_as_real(param)
+    new_param, changed = optimizer.rule(real, torch.view_as_real(grad), real_state, **hyper)
+    changed = {k: torch.view_as_complex(v) if v.shape == real.shape else v for k, v in changed.items()}
+    return torch.view_as_complex(new_param), changed
 
 
 def init(name: str | type[RuleOptimizer], param: Tensor, **hyperparameters: Any) -> dict[str, Tensor]:
@@ -82,14 +102,14 @@ def update(
     new_params: dict[str, Tensor] = {}
     new_states: dict[str, dict[str, Tensor]] = {}
     for key, param in params.items():
-        state = dict(states[key]) if states is not None and key in states else optimizer.init_state(param, group)
+        state = (
+            dict(states[key]) if states is not None and key in states else optimizer.init_state(param, group)
+        )
         grad = grads.get(key)
         if grad is None:
             new_params[key], new_states[key] = param, state
             continue
-        new_param, changed = optimizer.rule(param.detach(), grad, state, **hyper)
-        if group["l1"] != 0:
-            new_param = l1_proximal(new_param, group["lr"] * group["l1"])
+        new_param, changed = _apply(optimizer, param.detach(), grad, state, hyper)
         new_params[key], new_states[key] = new_param, {**state, **changed}
     return new_params, new_states
 

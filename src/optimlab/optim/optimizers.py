@@ -51,9 +51,12 @@ def _betas(group: dict[str, Any]) -> dict[str, Any]:
 
 
 class SGD(RuleOptimizer):
-    """Stochastic gradient descent, optionally with (Nesterov) momentum — see :func:`rules.sgd`."""
+    """Stochastic gradient descent, optionally with (Nesterov) momentum — see :func:`rules.sgd`.
+
+    Accepts sparse gradients like torch.optim.SGD (applied densely: the momentum buffer is dense)."""
 
     rule = staticmethod(rules.sgd)
+    sparse_gradient_error = None
 
     def __init__(
         self,
@@ -99,6 +102,7 @@ class SGD(RuleOptimizer):
 
     def rule_hyperparameters(self, group: dict[str, Any]) -> dict[str, Any]:
         return {
+            "l1": optional_term(group["l1"]),
             "lr": scalar_hyperparameter(group["lr"]),
             "momentum": optional_term(group["momentum"]),
             "dampening": group["dampening"],
@@ -109,9 +113,14 @@ class SGD(RuleOptimizer):
 
 
 class Adagrad(RuleOptimizer):
-    """Adagrad — see :func:`rules.adagrad`."""
+    """Adagrad — see :func:`rules.adagrad`.
+
+    As in torch.optim, the state is created at construction, and ``sum`` starts at the
+    constructor's ``initial_accumulator_value`` for every param group, even one that sets its own.
+    Accepts sparse gradients (applied densely; ``weight_decay`` must then be 0, as in torch)."""
 
     rule = staticmethod(rules.adagrad)
+    sparse_gradient_error = None
 
     def __init__(
         self,
@@ -154,12 +163,21 @@ class Adagrad(RuleOptimizer):
                 self.ensure_state(p, group)
 
     def init_state(self, param: Tensor, group: dict[str, Any]) -> dict[str, Tensor]:
-        value = group["initial_accumulator_value"]
+        # torch.optim.Adagrad fills ``sum`` with the constructor's value, ignoring a param group's
+        # own ``initial_accumulator_value``; so do we, to stay number for number the same.
+        value = self.defaults["initial_accumulator_value"]
         fill = complex(value, value) if param.is_complex() else value
         return {"step": _step(), "sum": torch.full_like(param, fill, memory_format=torch.preserve_format)}
 
+    def params_with_grad(self, group: dict[str, Any]) -> list[Tensor]:
+        params = super().params_with_grad(group)
+        if group["weight_decay"] != 0 and any(p.grad.is_sparse for p in params):
+            raise RuntimeError("weight_decay option is not compatible with sparse gradients")
+        return params
+
     def rule_hyperparameters(self, group: dict[str, Any]) -> dict[str, Any]:
         return {
+            "l1": optional_term(group["l1"]),
             "lr": scalar_hyperparameter(group["lr"]),
             "lr_decay": group["lr_decay"],
             "weight_decay": optional_term(group["weight_decay"]),
@@ -219,6 +237,7 @@ class RMSprop(RuleOptimizer):
 
     def rule_hyperparameters(self, group: dict[str, Any]) -> dict[str, Any]:
         return {
+            "l1": optional_term(group["l1"]),
             "lr": scalar_hyperparameter(group["lr"]),
             "alpha": group["alpha"],
             "eps": group["eps"],
@@ -273,6 +292,7 @@ class Adadelta(RuleOptimizer):
 
     def rule_hyperparameters(self, group: dict[str, Any]) -> dict[str, Any]:
         return {
+            "l1": optional_term(group["l1"]),
             "lr": scalar_hyperparameter(group["lr"]),
             "rho": group["rho"],
             "eps": group["eps"],
@@ -285,6 +305,7 @@ class Adam(RuleOptimizer):
     """Adam, with AMSGrad and decoupled weight decay as options — see :func:`rules.adam`."""
 
     rule = staticmethod(rules.adam)
+    sparse_gradient_error = "Adam does not support sparse gradients, please consider SparseAdam instead"
 
     def __init__(
         self,
@@ -352,6 +373,7 @@ class Adam(RuleOptimizer):
 
     def rule_hyperparameters(self, group: dict[str, Any]) -> dict[str, Any]:
         return {
+            "l1": optional_term(group["l1"]),
             "lr": scalar_hyperparameter(group["lr"]),
             **_betas(group),
             "eps": group["eps"],
@@ -449,6 +471,7 @@ class Adamax(RuleOptimizer):
 
     def rule_hyperparameters(self, group: dict[str, Any]) -> dict[str, Any]:
         return {
+            "l1": optional_term(group["l1"]),
             "lr": scalar_hyperparameter(group["lr"]),
             **_betas(group),
             "eps": group["eps"],
@@ -509,6 +532,7 @@ class NAdam(RuleOptimizer):
 
     def rule_hyperparameters(self, group: dict[str, Any]) -> dict[str, Any]:
         return {
+            "l1": optional_term(group["l1"]),
             "lr": scalar_hyperparameter(group["lr"]),
             **_betas(group),
             "eps": group["eps"],
@@ -563,6 +587,7 @@ class RAdam(RuleOptimizer):
 
     def rule_hyperparameters(self, group: dict[str, Any]) -> dict[str, Any]:
         return {
+            "l1": optional_term(group["l1"]),
             "lr": scalar_hyperparameter(group["lr"]),
             **_betas(group),
             "eps": group["eps"],

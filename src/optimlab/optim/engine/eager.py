@@ -7,8 +7,6 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from optimlab.optim.rules import l1_proximal
-
 if TYPE_CHECKING:
     from optimlab.optim.base import RuleOptimizer
 
@@ -18,19 +16,27 @@ def as_real(tensor: Tensor) -> Tensor:
     return torch.view_as_real(tensor) if tensor.is_complex() else tensor
 
 
+def dense_grad(param: Tensor) -> Tensor:
+    """``param.grad``, densified when sparse: torch.optim's SGD and Adagrad accept sparse gradients,
+    and the rule applied to the dense gradient gives their numbers (zero entries change nothing)."""
+    grad = param.grad
+    return grad.to_dense() if grad.is_sparse else grad
+
+
 def apply_rule(
     optimizer: RuleOptimizer, group: dict[str, Any], param: Tensor, hyper: dict[str, Any]
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Run the rule (and the L1 proximal step) for one parameter; return the new values."""
     state = optimizer.ensure_state(param, group)
     real_state = {key: as_real(value) for key, value in state.items()}
-    new_param, new_state = optimizer.rule(as_real(param), as_real(param.grad), real_state, **hyper)
-    if group["l1"] != 0:
-        new_param = l1_proximal(new_param, group["lr"] * group["l1"])
+    grad = as_real(dense_grad(param))
+    new_param, new_state = optimizer.rule(as_real(param), grad, real_state, **hyper)
     return new_param, new_state
 
 
-def write_back(optimizer: RuleOptimizer, param: Tensor, new_param: Tensor, new_state: dict[str, Tensor]) -> None:
+def write_back(
+    optimizer: RuleOptimizer, param: Tensor, new_param: Tensor, new_state: dict[str, Tensor]
+) -> None:
     as_real(param).copy_(new_param)
     if not new_state:
         return

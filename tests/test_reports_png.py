@@ -1,0 +1,93 @@
+"""The matplotlib twins: every figure kind writes a real PNG; the surface animation a looping GIF."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from optimlab.reports import png
+from optimlab.reports.data import Curves, Sensitivity, grid_surface
+from optimlab.reports.lr_find import range_test, summarize
+from optimlab.reports.profile import performance_profile
+
+ODD = "$cost_{1}$ <b>_x"  # mathtext dollars, a leading-underscore-like piece, HTML
+
+
+def _check_png(path, min_side=300):
+    assert path.exists() and path.stat().st_size > 5_000
+    with Image.open(path) as im:
+        im.verify()
+    with Image.open(path) as im:
+        assert im.format == "PNG"
+        assert min(im.size) >= min_side
+        # not a blank canvas: a real drawing has many distinct colours
+        assert len(im.convert("RGB").getcolors(maxcolors=1_000_000) or []) > 20
+
+
+@pytest.fixture(scope="module")
+def surface():
+    return grid_surface(
+        lambda x, y: (1 - x) ** 2 + 100 * (y - x**2) ** 2, (-2, 2), (-1, 3), n=60, minima=[(1, 1)]
+    )
+
+
+@pytest.fixture(scope="module")
+def trajectories():
+    t = np.linspace(0, 1, 121)[:, None]
+    return {
+        "GD": np.hstack([-1.2 + 2.2 * t, 1.0 + 0.0 * t]),
+        ODD: np.hstack([-1.2 + 1.5 * t, 1.0 - 0.8 * np.sin(3 * t)]),
+    }
+
+
+def test_loss_png(tmp_path):
+    steps = np.arange(1, 41)
+    loss = np.exp(-steps / 8.0) * (1 + 0.1 * np.random.default_rng(0).random((3, 40)))
+    curves = {"a": Curves(loss, lr=0.1 * np.ones(40)), ODD: Curves(2 * loss, lr=0.01 * np.ones(40))}
+    out = png.loss_png(curves, tmp_path / "sub" / "loss.png", title=ODD, target=0.01)
+    _check_png(out)
+    with pytest.raises(ValueError, match="seconds"):
+        png.loss_png(curves, tmp_path / "x.png", x="seconds")
+
+
+def test_lr_sensitivity_png(tmp_path):
+    data = {
+        "a": Sensitivity([1e-3, 1e-2, 1e-1], [[1.0, 1.2], [0.3, 0.2], [np.nan, 1e300]]),
+        ODD: Sensitivity([1e-3, 1e-2, 1e-1], [[2.0, 2.2], [1.0, 0.9], [0.5, 0.4]]),
+    }
+    _check_png(png.lr_sensitivity_png(data, tmp_path / "sens.png", title=ODD))
+
+
+def test_surface_png(tmp_path, surface, trajectories):
+    _check_png(png.surface_png(surface, trajectories, tmp_path / "surface.png", title=ODD))
+
+
+def test_surface_gif_is_small_animated_and_loops(tmp_path, surface, trajectories):
+    out = png.surface_gif(surface, trajectories, tmp_path / "surface.gif", frames=20, size_px=400, title=ODD)
+    with Image.open(out) as im:
+        assert im.format == "GIF"
+        assert im.size[0] == 400 and im.size[1] <= 400
+        assert 5 <= im.n_frames <= 20
+        assert im.info.get("loop") == 0
+        first = np.asarray(im.convert("RGB")).copy()
+        im.seek(im.n_frames - 1)
+        last = np.asarray(im.convert("RGB"))
+        assert np.any(first != last)  # the paths grow
+    with pytest.raises(ValueError):
+        png.surface_gif(surface, trajectories, tmp_path / "x.gif", frames=1)
+
+
+def test_profile_schedule_and_lr_find_png(tmp_path):
+    profile = performance_profile({"p1": {"A": 10, ODD: 20}, "p2": {"A": 30, ODD: 15}})
+    _check_png(png.performance_profile_png(profile, tmp_path / "profile.png", title=ODD))
+    sched = {"step": [0.1] * 5 + [0.01] * 5, ODD: list(0.1 * 0.7 ** np.arange(10))}
+    _check_png(
+        png.schedule_png(sched, tmp_path / "sched.png", metric=("loss", np.linspace(1, 0.2, 10)), log_y=True)
+    )
+    rng = np.random.default_rng(0)
+    res = [
+        range_test(
+            lambda lr: 1 / (1 + 50 * lr) + lr**2 + 0.01 * rng.random(), min_lr=1e-4, max_lr=10, steps=60
+        )
+        for _ in range(3)
+    ]
+    _check_png(png.lr_find_png({ODD: summarize(res)}, tmp_path / "lrfind.png", title=ODD))
