@@ -14,13 +14,13 @@ float32 parameter), so the fastest step touches every byte once. For each param 
 * the scalar state (``step``, NAdam's ``mu_product``) of the bucket's parameters as 0-d views
   into one small buffer per key.
 
-The optimizer's rule from :mod:`optimlab.optim.rules` (unchanged, with
-:func:`~optimlab.optim.rules.l1_proximal` when ``l1`` ≠ 0) is compiled by ``torch.compile``
+The optimizer's rule from :mod:`optimlab.optim.rules` (unchanged, ``l1`` included) is compiled by
+``torch.compile``
 (inductor: C++/OpenMP on CPU, Triton on GPU) over the flat buffers, with the results copied back
 into them inside the compiled region, so inductor writes in place: one loop over memory, no
 parameter-sized temporary. Numeric hyperparameters enter as 0-d float64 tensors refreshed in
 place, so learning-rate schedulers and ``param_groups`` edits never recompile; only structural
-flags (booleans, ``None``-ness of optional terms, ``l1`` on/off), the state keys, the dtype and
+flags (booleans, ``None``-ness of optional terms such as ``l1``), the state keys, the dtype and
 the device type select a compiled kernel. Sizes are dynamic: one compilation serves every model.
 Inductor caches compiled kernels on disk, so a configuration compiles once per machine.
 
@@ -55,7 +55,6 @@ import torch
 from torch import Tensor
 
 from optimlab.optim.engine.eager import EagerEngine
-from optimlab.optim.rules import l1_proximal
 
 if TYPE_CHECKING:
     from optimlab.optim.base import RuleOptimizer
@@ -79,7 +78,6 @@ def _update(
     state: dict[str, Tensor],
     scalar_state: dict[str, Tensor],
     hyper: dict[str, Tensor],
-    l1: Tensor | None,
     upcast: bool,
 ) -> dict[str, Tensor]:
     """One step of ``rule`` over flat buffers, written back in place; returns the new scalar state.
@@ -92,8 +90,6 @@ def _update(
         new_param, new_state = rule(param.float(), grad.float(), inputs, **hyper, **static)
     else:
         new_param, new_state = rule(param, grad, {**state, **scalar_state}, **hyper, **static)
-    if l1 is not None:
-        new_param = l1_proximal(new_param, hyper["lr"] * l1)
     param.copy_(new_param)
     scalars = {}
     for key, value in new_state.items():
@@ -478,9 +474,6 @@ class FusedEngine:
         if plan is None or not self._still_valid(plan, optimizer, group, grad_ids, static):
             plan = self._build(optimizer, group, params, hyper, static)
         eager_now = [p for p in plan.eager if p.grad is not None]
-        # Rules that take ``l1`` themselves get it as a hyperparameter; otherwise the engine applies
-        # the shared proximal step after the rule, as the eager engine does.
-        l1_on = "l1" not in hyper and group["l1"] != 0
         for bucket in plan.buckets:
             if bucket.failed:
                 eager_now.extend(p for p in bucket.members if p.grad is not None)
@@ -494,9 +487,8 @@ class FusedEngine:
             hyper_device = plan.hyper.get(bucket.device)
             if hyper_device is None:
                 hyper_device = plan.hyper[bucket.device] = _Hyper(bucket.device)
-            numeric_all = {**numeric, "_l1": group["l1"]} if l1_on else numeric
-            tensors = hyper_device.refresh(numeric_all)
-            ok = self._run_kernels(optimizer, group, plan, bucket, runs, static, tensors, l1_on, eager_now)
+            tensors = hyper_device.refresh(numeric)
+            ok = self._run_kernels(optimizer, plan, bucket, runs, static, tensors, eager_now)
             if not ok:
                 eager_now.extend(p for p in bucket.members if p.grad is not None)
         if eager_now:
@@ -648,19 +640,15 @@ class FusedEngine:
     def _run_kernels(
         self,
         optimizer: RuleOptimizer,
-        group: dict[str, Any],
         plan: _Plan,
         bucket: _Bucket,
         runs: list[tuple[int, int]],
         static: tuple[tuple[str, Any], ...],
-        tensors: dict[str, Tensor],
-        l1_on: bool,
+        hyper: dict[str, Tensor],
         eager_now: list[Tensor],
     ) -> bool:
         rule = type(optimizer).rule
         probe = plan.probe
-        hyper = {k: v for k, v in tensors.items() if k != "_l1"}
-        l1 = tensors["_l1"] if l1_on else None
         static_dict = dict(static)
         for start, end in runs:
             present = bucket.state_views[start]
@@ -671,7 +659,7 @@ class FusedEngine:
                 plan.dirty = True
                 continue
             scalar_keys = tuple(k for k in probe.scalar_keys if k in present)
-            key = (rule, static, l1_on, tensor_keys, scalar_keys, bucket.dtype, bucket.device.type)
+            key = (rule, static, tensor_keys, scalar_keys, bucket.dtype, bucket.device.type)
             if key in _FAILED:
                 return False
             kernel = _kernel(key)
@@ -685,7 +673,6 @@ class FusedEngine:
                     state_in,
                     scalar_in,
                     hyper,
-                    l1,
                     bucket.dtype in _LOW_PRECISION,
                 )
             except Exception as error:  # no working compiler, unsupported op, …
