@@ -145,6 +145,7 @@ def _backend(gm: torch.fx.GraphModule, example_inputs: list[Any]) -> Any:
 
 _KERNELS: dict[tuple[Any, ...], Callable[..., Any]] = {}
 _FAILED: dict[tuple[Any, ...], str] = {}
+_CALLED: set[tuple[Any, ...]] = set()  # kernels that have run (compiled) at least once
 _counter = itertools.count()
 
 
@@ -492,7 +493,8 @@ class FusedEngine:
             if not ok:
                 eager_now.extend(p for p in bucket.members if p.grad is not None)
         if eager_now:
-            self._eager.step_group(optimizer, group, eager_now)
+            unique = list({id(p): p for p in eager_now}.values())
+            self._eager.step_group(optimizer, group, unique)
 
     def _still_valid(
         self,
@@ -664,17 +666,17 @@ class FusedEngine:
                 return False
             kernel = _kernel(key)
             param, grad, state_in, scalar_in, scalar_out = bucket.inputs(start, end, tensor_keys, scalar_keys)
+            upcast = bucket.dtype in _LOW_PRECISION
+            arguments = (rule, static_dict, param, grad, state_in, scalar_in, hyper, upcast)
             try:
-                new_scalars = kernel(
-                    rule,
-                    static_dict,
-                    param,
-                    grad,
-                    state_in,
-                    scalar_in,
-                    hyper,
-                    bucket.dtype in _LOW_PRECISION,
-                )
+                if key in _CALLED:
+                    new_scalars = kernel(*arguments)
+                else:  # compiling: torch's internals warn (deprecations) in ways users need not see
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", DeprecationWarning)
+                        warnings.simplefilter("ignore", FutureWarning)
+                        new_scalars = kernel(*arguments)
+                    _CALLED.add(key)
             except Exception as error:  # no working compiler, unsupported op, …
                 _FAILED[key] = repr(error)
                 _warn_once(
