@@ -18,6 +18,7 @@ second run shows the cached cost). Prints a table and writes JSON.
 
     python benchmarks/step_throughput.py                      # 1M, 16M, 64M; every optimizer
     python benchmarks/step_throughput.py --sizes 1M --optimizers adam,nadam --repeat 5
+    python benchmarks/step_throughput.py --device cuda     # GPU (Triton); not measured by us yet
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+os.environ.setdefault("KINETO_LOG_LEVEL", "99")  # keep the profiler's start/stop lines out of the table
 
 import torch
 from torch.profiler import ProfilerActivity, profile
@@ -96,9 +99,24 @@ def state_tensors_per_param(optimizer: torch.optim.Optimizer) -> int:
     return sum(1 for v in state.values() if torch.is_tensor(v) and v.numel() == p.numel() and p.numel() > 1)
 
 
-def peak_step_bytes(optimizer: torch.optim.Optimizer, before: Callable[[], None]) -> int:
-    """The most memory one step holds beyond what existed before it (torch.profiler events)."""
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def peak_step_bytes(
+    optimizer: torch.optim.Optimizer, before: Callable[[], None], device: torch.device
+) -> int:
+    """The most memory one step holds beyond what existed before it (torch.profiler's allocation
+    events on CPU, the caching allocator's peak on CUDA)."""
     before()
+    if device.type == "cuda":
+        synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        baseline = torch.cuda.memory_allocated(device)
+        optimizer.step()
+        synchronize(device)
+        return torch.cuda.max_memory_allocated(device) - baseline
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         optimizer.step()
     events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
@@ -109,31 +127,39 @@ def peak_step_bytes(optimizer: torch.optim.Optimizer, before: Callable[[], None]
     return peak
 
 
-def median_ms(function: Callable[[], Any], repeat: int, before: Callable[[], None] | None = None) -> float:
+def median_ms(
+    function: Callable[[], Any],
+    repeat: int,
+    device: torch.device,
+    before: Callable[[], None] | None = None,
+) -> float:
     times = []
     for _ in range(repeat):
         if before is not None:
             before()
+        synchronize(device)
         start = time.perf_counter()
         function()
+        synchronize(device)
         times.append(time.perf_counter() - start)
     return 1e3 * statistics.median(times)
 
 
-def bandwidth(numel: int, repeat: int) -> dict[str, float]:
+def bandwidth(numel: int, repeat: int, device: torch.device) -> dict[str, float]:
     """In-place a += s·b over one flat float32 buffer: 12 bytes moved per element."""
-    a = torch.randn(numel)
-    b = torch.randn(numel)
+    a = torch.randn(numel, device=device)
+    b = torch.randn(numel, device=device)
     for _ in range(3):
         a.add_(b, alpha=1e-3)
-    ms = median_ms(lambda: a.add_(b, alpha=1e-3), max(repeat, 5))
+    ms = median_ms(lambda: a.add_(b, alpha=1e-3), max(repeat, 5), device)
     return {"ms": ms, "gb_per_s": 12 * numel / ms / 1e6}
 
 
 def measure(name: str, mode: str, shapes: list[tuple[int, ...]], args: argparse.Namespace) -> dict[str, Any]:
     gen = torch.Generator().manual_seed(0)
-    params = [torch.nn.Parameter(torch.randn(s, generator=gen)) for s in shapes]
-    grads = [torch.randn(s, generator=gen) * 1e-2 for s in shapes]
+    device = args.device
+    params = [torch.nn.Parameter(torch.randn(s, generator=gen).to(device)) for s in shapes]
+    grads = [(torch.randn(s, generator=gen) * 1e-2).to(device) for s in shapes]
     for p, g in zip(params, grads, strict=True):
         p.grad = g.clone()
     optimizer = make_optimizer(name, mode, params)
@@ -144,13 +170,15 @@ def measure(name: str, mode: str, shapes: list[tuple[int, ...]], args: argparse.
             for p, g in zip(params, grads, strict=True):
                 p.grad = g.clone()
 
+    synchronize(device)
     start = time.perf_counter()
     optimizer.step()
+    synchronize(device)
     first_s = time.perf_counter() - start
     for _ in range(args.warmup):
         fresh_grads()
         optimizer.step()
-    ms = median_ms(optimizer.step, args.repeat, fresh_grads if fresh else None)
+    ms = median_ms(optimizer.step, args.repeat, device, fresh_grads if fresh else None)
     engine = getattr(optimizer, "engine", None)
     result = {
         "ms": ms,
@@ -159,7 +187,7 @@ def measure(name: str, mode: str, shapes: list[tuple[int, ...]], args: argparse.
         "engine": None if engine is None else _engine_used(optimizer),
     }
     if args.memory:
-        result["peak_step_bytes"] = peak_step_bytes(optimizer, fresh_grads)
+        result["peak_step_bytes"] = peak_step_bytes(optimizer, fresh_grads, device)
     return result
 
 
@@ -179,16 +207,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "processor": platform.processor(),
             "cpu_count": os.cpu_count(),
             "torch_threads": torch.get_num_threads(),
+            "device": str(args.device),
+            "gpu": torch.cuda.get_device_name(args.device) if args.device.type == "cuda" else None,
             "torch": torch.__version__,
             "python": platform.python_version(),
         },
-        "arguments": {k: v for k, v in vars(args).items() if k != "out"},
+        "arguments": {k: str(v) if k == "device" else v for k, v in vars(args).items() if k != "out"},
         "sizes": [],
     }
     for size in args.sizes:
         shapes = model_shapes(size)
         numel = sum(math.prod(s) for s in shapes)
-        bw = bandwidth(numel, args.repeat)
+        bw = bandwidth(numel, args.repeat, args.device)
         entry: dict[str, Any] = {
             "target": size,
             "numel": numel,
@@ -250,6 +280,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeat", type=int, default=10, help="timed steps per measurement (median)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps after the first")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.add_argument("--no-memory", dest="memory", action="store_false", help="skip peak-memory profiling")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON output path")
     args = parser.parse_args(argv)
@@ -262,6 +293,7 @@ def main(argv: list[str] | None = None) -> None:
     for mode in args.modes:
         if mode not in MODES:
             parser.error(f"unknown mode {mode!r}; expected some of {', '.join(MODES)}")
+    args.device = torch.device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
     results = run(args)
