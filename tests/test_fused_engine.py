@@ -158,6 +158,29 @@ def test_parameters_replaced_after_construction() -> None:
     assert model[0].weight.data_ptr() != new_weight.data_ptr()  # back in a flat buffer
 
 
+def test_param_groups_edited_mid_training() -> None:
+    """A parameter removed from its group stops being stepped; a group added later is fused too."""
+    (model, ours), (their_model, theirs) = pair("Adam", lr=1e-2)
+    for _ in range(2):
+        train_step(model, ours)
+        train_step(their_model, theirs)
+    for optimizer in (ours, theirs):
+        bias = optimizer.param_groups[0]["params"].pop()  # the last layer's bias
+    frozen_bias = bias.detach().clone()
+    for _ in range(2):
+        train_step(model, ours)
+        train_step(their_model, theirs)
+    assert_same(model, their_model)
+    torch.testing.assert_close(model[2].bias.detach(), frozen_bias, rtol=0, atol=0)
+    ours.add_param_group({"params": [model[2].bias], "lr": 0.1})
+    theirs.add_param_group({"params": [their_model[2].bias], "lr": 0.1})
+    for _ in range(2):
+        train_step(model, ours)
+        train_step(their_model, theirs)
+    assert_same(model, their_model)
+    assert plan_of(ours, 1).buckets
+
+
 def test_model_converted_to_another_dtype() -> None:
     (model, ours), (their_model, theirs) = pair("Adam", lr=1e-2)
     model.double()  # before any step, as torch.optim supports

@@ -426,6 +426,7 @@ class _Plan:
     group: dict[str, Any]
     state: Any  # optimizer.state when built (load_state_dict replaces it)
     grad_ids: tuple[int, ...]  # ids of the params that had gradients when last checked
+    grad_set: set[int]  # the same, as a set
     known_ids: set[int]  # members of the buckets and params left to the eager path
     buckets: list[_Bucket]
     eager: list[Tensor]  # params this engine leaves to the eager path
@@ -474,16 +475,16 @@ class FusedEngine:
         grad_ids = tuple(map(id, params))
         if plan is None or not self._still_valid(plan, optimizer, group, grad_ids, static):
             plan = self._build(optimizer, group, params, hyper, static)
-        eager_now = [p for p in plan.eager if p.grad is not None]
+        eager_now = [p for p in plan.eager if id(p) in plan.grad_set]
         for bucket in plan.buckets:
             if bucket.failed:
-                eager_now.extend(p for p in bucket.members if p.grad is not None)
+                eager_now.extend(p for p in bucket.members if id(p) in plan.grad_set)
                 continue
             runs = self._runs(plan, bucket)
             if not runs:
                 continue
             if not self._gather_grads(bucket, runs):  # a sparse gradient: this bucket steps eagerly
-                eager_now.extend(p for p in bucket.members if p.grad is not None)
+                eager_now.extend(p for p in bucket.members if id(p) in plan.grad_set)
                 continue
             hyper_device = plan.hyper.get(bucket.device)
             if hyper_device is None:
@@ -491,7 +492,7 @@ class FusedEngine:
             tensors = hyper_device.refresh(numeric)
             ok = self._run_kernels(optimizer, plan, bucket, runs, static, tensors, eager_now)
             if not ok:
-                eager_now.extend(p for p in bucket.members if p.grad is not None)
+                eager_now.extend(p for p in bucket.members if id(p) in plan.grad_set)
         if eager_now:
             unique = list({id(p): p for p in eager_now}.values())
             self._eager.step_group(optimizer, group, unique)
@@ -511,8 +512,11 @@ class FusedEngine:
         if grad_ids != plan.grad_ids:
             known = plan.known_ids
             if not all(i in known for i in grad_ids):
-                return False
+                return False  # a parameter with its first gradient, or a new one in the group
+            if not known <= set(map(id, group["params"])):
+                return False  # a parameter left the group
             plan.grad_ids = grad_ids
+            plan.grad_set = set(grad_ids)
             for bucket in plan.buckets:
                 bucket.runs = None
         # Parameters still in their slots (not reassigned, moved or converted), their state dicts
@@ -576,6 +580,7 @@ class FusedEngine:
             group=group,
             state=state,
             grad_ids=tuple(map(id, params)),
+            grad_set=with_grad,
             known_ids={id(p) for bucket in buckets for p in bucket.members} | {id(p) for p in eager},
             buckets=buckets,
             eager=eager,
@@ -591,11 +596,12 @@ class FusedEngine:
         if bucket.runs is not None:
             return bucket.runs
         members = bucket.members
+        with_grad = plan.grad_set
         scalars = {key: buffer.tolist() for key, buffer in bucket.scalar_state.items()}
         runs: list[tuple[int, int]] = []
         start, start_key = None, None
         for index, p in enumerate(members):
-            if p.grad is None:
+            if id(p) not in with_grad:
                 key = None
             else:
                 views = bucket.state_views[index]
