@@ -433,3 +433,18 @@ def test_no_compiler_means_eager(monkeypatch: pytest.MonkeyPatch) -> None:
     train_step(their_model, theirs)
     assert_same(model, their_model)
     assert not plan_of(ours).buckets
+
+
+def test_optimizer_step_inside_torch_compile() -> None:
+    """torch.compile of a function calling optimizer.step() (as torch's tutorials suggest) leaves
+    the engine's bookkeeping untraced and still runs its compiled kernel."""
+    (model, ours), (their_model, theirs) = pair("Adam", lr=1e-2)
+    compiled_step = torch.compile(ours.step)
+    for _ in range(3):
+        for m in (model, their_model):
+            m.zero_grad()
+            ((m(DATA) - TARGET) ** 2).mean().backward()
+        compiled_step()
+        theirs.step()
+    assert_same(model, their_model)
+    assert plan_of(ours).buckets and not plan_of(ours).buckets[0].failed

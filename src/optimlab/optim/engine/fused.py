@@ -454,6 +454,7 @@ class FusedEngine:
         self.name = mode
         self._eager = EagerEngine()
         self._plans: dict[int, _Plan] = {}
+        self._fused_step: Callable[..., None] | None = None
 
     # -- choosing -----------------------------------------------------------------------------
 
@@ -467,10 +468,17 @@ class FusedEngine:
     # -- stepping -----------------------------------------------------------------------------
 
     def step_group(self, optimizer: RuleOptimizer, group: dict[str, Any], params: list[Tensor]) -> None:
-        plan = self._plans.get(id(group))
-        if plan is None and self.name == "auto" and not self._worth_fusing(optimizer):
+        if id(group) not in self._plans and self.name == "auto" and not self._worth_fusing(optimizer):
             self._eager.step_group(optimizer, group, params)
             return
+        if self._fused_step is None:
+            # torch.compile of a training step that calls optimizer.step() must not trace the
+            # engine's bookkeeping: it runs as it is, calling its own compiled kernels.
+            self._fused_step = torch.compiler.disable(self._step_fused, recursive=True)
+        self._fused_step(optimizer, group, params)
+
+    def _step_fused(self, optimizer: RuleOptimizer, group: dict[str, Any], params: list[Tensor]) -> None:
+        plan = self._plans.get(id(group))
         hyper = optimizer.rule_hyperparameters(group)
         static, numeric = _split_hyper(hyper)
         grad_ids = tuple(map(id, params))
