@@ -340,13 +340,24 @@ def _allocate_bucket(
 ) -> _Bucket:
     align = max(1, _ALIGN_BYTES // dtype.itemsize)
     offsets = [0]
+    gaps = []  # the padding after each slot
     for p in members:
         real_numel = p.numel() * (2 if p.is_complex() else 1)
         offsets.append(offsets[-1] + -(-real_numel // align) * align)
-    total = offsets[-1]
-    flat_param = torch.zeros(total, dtype=dtype, device=device)
-    flat_grad = torch.zeros(total, dtype=dtype, device=device)
-    flat_state = {key: torch.zeros(total, dtype=dtype, device=device) for key in probe.tensor_keys}
+        gaps.append((offsets[-2] + real_numel, offsets[-1]))
+
+    def flat() -> Tensor:
+        # Left uninitialized, so pages are committed as the slots are filled while the members'
+        # old storage is freed one by one: the first step does not need twice the memory.
+        buffer = torch.empty(offsets[-1], dtype=dtype, device=device)
+        for start, stop in gaps:
+            if stop > start:
+                buffer[start:stop].zero_()
+        return buffer
+
+    flat_param = flat()
+    flat_grad = flat()
+    flat_state = {key: flat() for key in probe.tensor_keys}
     states = [optimizer.state.get(p) for p in members]
     scalar_state: dict[str, Tensor] = {}
     for key in probe.scalar_keys:
@@ -365,22 +376,26 @@ def _allocate_bucket(
         p.data = view
         pointers.append(p.data_ptr())
         grad_view = _view(flat_grad, p, offset)
-        if p.grad is not None:
+        if p.grad is not None and p.grad.layout == torch.strided:
             grad_view.copy_(p.grad)
             p.grad = grad_view
+        else:  # filled when a gradient arrives
+            grad_view.zero_()
         grad_views.append(grad_view)
         state = states[index]
         expected: dict[str, Tensor] = {}
+        for key, buffer in flat_state.items():
+            state_view = _view(buffer, p, offset)
+            if state is not None and key in state:
+                state_view.copy_(state[key])
+                state[key] = expected[key] = state_view
+            else:  # created by the rule later (SGD's momentum buffer)
+                state_view.zero_()
         if state is not None:
-            for key, flat in flat_state.items():
+            for key, scalars in scalar_state.items():
                 if key in state:
-                    state_view = _view(flat, p, offset)
-                    state_view.copy_(state[key])
-                    state[key] = expected[key] = state_view
-            for key, buffer in scalar_state.items():
-                if key in state:
-                    buffer[index].copy_(state[key])
-                    state[key] = expected[key] = buffer[index]
+                    scalars[index].copy_(state[key])
+                    state[key] = expected[key] = scalars[index]
         state_dicts.append(state)
         state_views.append(expected)
     checks = []
