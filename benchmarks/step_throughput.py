@@ -9,13 +9,15 @@ it times ``optimizer.step()`` for
   the fused engine when every step's gradients are fresh tensors (what autograd produces after
   ``zero_grad(set_to_none=True)``: the engine gathers them with one extra copy);
 
-measures the memory bandwidth of the same machine in the same run (in-place ``a += s·b`` over
-one flat buffer, 12 bytes per float32 element), reports each step's effective bandwidth (the
-bytes an ideal single pass moves: parameter and each state tensor read and written, gradient
-read) as a fraction of it, the peak memory a step adds (torch.profiler's allocation events),
-and the start-up time (the first two steps: flattening and compilation for the fused engine;
-inductor caches compiled kernels on disk, so a second run shows the cached cost; run with
-``TORCHINDUCTOR_CACHE_DIR=$(mktemp -d)`` to see a cold compilation). Prints a table, writes JSON.
+interleaves the modes' timed steps (one step of each in turn, so that a change in the machine's
+load hits all of them alike) whenever they fit together in a quarter of the memory, and measures
+in the same run the machine's memory bandwidth (in-place ``a += s·b`` over one flat buffer, 12
+bytes per float32 element), each step's effective bandwidth (the bytes an ideal single pass
+moves: parameter and each state tensor read and written, gradient read) as a fraction of it, the
+peak memory a step adds (torch.profiler's allocation events) and the start-up time (the first two
+steps: flattening and compilation for the fused engine; inductor caches compiled kernels on disk,
+so a second run shows the cached cost, and ``TORCHINDUCTOR_CACHE_DIR=$(mktemp -d)`` a cold one).
+Prints a table and writes JSON.
 
     python benchmarks/step_throughput.py                      # 1M, 16M, 64M; every optimizer
     python benchmarks/step_throughput.py --sizes 1M --optimizers adam,nadam --repeat 5
@@ -156,44 +158,89 @@ def bandwidth(numel: int, repeat: int, device: torch.device) -> dict[str, float]
     return {"ms": ms, "gb_per_s": 12 * numel / ms / 1e6}
 
 
-def measure(name: str, mode: str, shapes: list[tuple[int, ...]], args: argparse.Namespace) -> dict[str, Any]:
-    gen = torch.Generator().manual_seed(0)
-    device = args.device
-    params = [torch.nn.Parameter(torch.randn(s, generator=gen).to(device)) for s in shapes]
-    grads = [(torch.randn(s, generator=gen) * 1e-2).to(device) for s in shapes]
-    for p, g in zip(params, grads, strict=True):
-        p.grad = g.clone()
-    optimizer = make_optimizer(name, mode, params)
-    fresh = mode == "optimlab-fused-fresh-grads"
+class Contestant:
+    """One optimizer (torch.optim or optimlab, in one mode) on its own copy of the parameters."""
 
-    def fresh_grads() -> None:  # what backward() hands over after zero_grad(set_to_none=True)
-        if fresh:
-            for p, g in zip(params, grads, strict=True):
+    def __init__(self, name: str, mode: str, shapes: list[tuple[int, ...]], grads: list[torch.Tensor]):
+        gen = torch.Generator().manual_seed(0)
+        device = grads[0].device
+        self.mode = mode
+        self.params = [torch.nn.Parameter(torch.randn(s, generator=gen).to(device)) for s in shapes]
+        self.grads = grads
+        for p, g in zip(self.params, grads, strict=True):
+            p.grad = g.clone()
+        self.optimizer = make_optimizer(name, mode, self.params)
+        self.fresh = mode == "optimlab-fused-fresh-grads"
+        self.times: list[float] = []
+
+    def before_step(self) -> None:
+        """Fresh gradients, as backward() hands them over after zero_grad(set_to_none=True)."""
+        if self.fresh:
+            for p, g in zip(self.params, self.grads, strict=True):
                 p.grad = g.clone()
 
-    # Start-up: the first two steps (the fused engine flattens and compiles; SGD's momentum buffer
-    # is created on the first step, so its kernel is compiled on the second).
-    synchronize(device)
-    start = time.perf_counter()
-    for _ in range(2):
-        fresh_grads()
-        optimizer.step()
-    synchronize(device)
-    startup_s = time.perf_counter() - start
-    for _ in range(args.warmup):
-        fresh_grads()
-        optimizer.step()
-    ms = median_ms(optimizer.step, args.repeat, device, fresh_grads if fresh else None)
-    engine = getattr(optimizer, "engine", None)
-    result = {
-        "ms": ms,
-        "startup_s": startup_s,
-        "state_tensors": state_tensors_per_param(optimizer),
-        "engine": None if engine is None else _engine_used(optimizer),
-    }
-    if args.memory:
-        result["peak_step_bytes"] = peak_step_bytes(optimizer, fresh_grads, device)
-    return result
+    def start(self, warmup: int, device: torch.device) -> float:
+        """The start-up time: the first two steps (the fused engine flattens and compiles; SGD's
+        momentum buffer is created on the first step, so its kernel is compiled on the second)."""
+        synchronize(device)
+        begin = time.perf_counter()
+        for _ in range(2):
+            self.before_step()
+            self.optimizer.step()
+        synchronize(device)
+        startup = time.perf_counter() - begin
+        for _ in range(warmup):
+            self.before_step()
+            self.optimizer.step()
+        return startup
+
+    def timed_step(self, device: torch.device) -> None:
+        self.before_step()
+        synchronize(device)
+        begin = time.perf_counter()
+        self.optimizer.step()
+        synchronize(device)
+        self.times.append(time.perf_counter() - begin)
+
+
+def footprint(numel: int, modes: list[str]) -> int:
+    """Rough bytes for every mode alive at once: parameters, gradients and up to 3 state tensors."""
+    return 4 * numel * (1 + len(modes) * 5)
+
+
+def measure(name: str, shapes: list[tuple[int, ...]], args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """Every mode of one optimizer. Interleaved (one timed step of each mode in turn, so that a
+    change of the machine's load hits them alike) when they fit in memory together, else one mode
+    after the other."""
+    device = args.device
+    modes = [m for m in args.modes if m != "torch-fused" or name in TORCH_FUSED]
+    gen = torch.Generator().manual_seed(1)
+    grads = [(torch.randn(s, generator=gen) * 1e-2).to(device) for s in shapes]
+    numel = sum(math.prod(s) for s in shapes)
+    together = args.interleave and footprint(numel, modes) <= args.memory_budget
+    groups = [modes] if together else [[m] for m in modes]
+    rows: dict[str, dict[str, Any]] = {}
+    for group in groups:
+        contestants = [Contestant(name, mode, shapes, grads) for mode in group]
+        startup = {c.mode: c.start(args.warmup, device) for c in contestants}
+        for _ in range(args.repeat):
+            for contestant in contestants:
+                contestant.timed_step(device)
+        for c in contestants:
+            engine = getattr(c.optimizer, "engine", None)
+            row = {
+                "ms": 1e3 * statistics.median(c.times),
+                "startup_s": startup[c.mode],
+                "state_tensors": state_tensors_per_param(c.optimizer),
+                "engine": None if engine is None else _engine_used(c.optimizer),
+                "interleaved": together,
+            }
+            if args.memory:
+                row["peak_step_bytes"] = peak_step_bytes(c.optimizer, c.before_step, device)
+            rows[c.mode] = row
+        del contestants
+        gc.collect()
+    return {mode: rows[mode] for mode in modes}
 
 
 def _engine_used(optimizer: Any) -> str:
@@ -237,12 +284,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             flush=True,
         )
         for name in args.optimizers:
-            rows = {}
-            for mode in args.modes:
-                if mode == "torch-fused" and name not in TORCH_FUSED:
-                    continue
-                rows[mode] = measure(name, mode, shapes, args)
-                gc.collect()  # free this mode's parameters and state before the next one
+            rows = measure(name, shapes, args)
             state_tensors = max(r["state_tensors"] for r in rows.values())
             nominal = 4 * numel * (3 + 2 * state_tensors)  # bytes of one ideal pass
             torch_best = min((r["ms"] for m, r in rows.items() if m.startswith("torch")), default=None)
@@ -288,6 +330,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.add_argument("--no-memory", dest="memory", action="store_false", help="skip peak-memory profiling")
+    parser.add_argument(
+        "--sequential",
+        dest="interleave",
+        action="store_false",
+        help="time one mode after the other (default: interleave the modes' steps when they fit in "
+        "a quarter of the machine's memory)",
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON output path")
     args = parser.parse_args(argv)
     args.sizes = [parse_size(s) for s in args.sizes.split(",") if s]
@@ -300,6 +349,10 @@ def main(argv: list[str] | None = None) -> None:
         if mode not in MODES:
             parser.error(f"unknown mode {mode!r}; expected some of {', '.join(MODES)}")
     args.device = torch.device(args.device)
+    if args.device.type == "cuda":
+        args.memory_budget = torch.cuda.get_device_properties(args.device).total_memory // 4
+    else:
+        args.memory_budget = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4
     if args.threads:
         torch.set_num_threads(args.threads)
     results = run(args)
