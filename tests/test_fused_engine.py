@@ -338,6 +338,8 @@ def test_state_dict_both_directions_with_torch_mid_training() -> None:
         train_step(model, ours)
         train_step(their_model, theirs)
     assert_same(model, their_model)
+    # the plan of the replaced param group went with it (its buffers are not kept alive)
+    assert list(ours.engine._plans) == [id(ours.param_groups[0])]
 
 
 def test_deepcopy_and_pickle_keep_the_engine() -> None:

@@ -569,6 +569,10 @@ class FusedEngine:
         static: tuple[tuple[str, Any], ...],
     ) -> _Plan:
         old = self._plans.pop(id(group), None)
+        # Plans of groups the optimizer no longer has (load_state_dict replaces every group dict)
+        # go too, or their buffers would stay alive.
+        current = {id(g) for g in optimizer.param_groups}
+        stale = [self._plans.pop(key) for key in list(self._plans) if key not in current]
         for p in params:
             optimizer.ensure_state(p, group)
         with_grad = {id(p) for p in params}
@@ -596,9 +600,9 @@ class FusedEngine:
             # Parameters sharing their scalar state (step, …) next to each other: one run each.
             ordered = sorted(bucket_members, key=lambda p: _scalar_key(state.get(p), probe))
             buckets.append(_allocate_bucket(optimizer, ordered, probe, device, dtype))
-        if old is not None:
-            keep = {id(p) for bucket in buckets for p in bucket.members}
-            for bucket in old.buckets:
+        keep = {id(p) for bucket in buckets for p in bucket.members}
+        for previous in ([old] if old is not None else []) + stale:
+            for bucket in previous.buckets:
                 _release(bucket, keep, optimizer)
         plan = _Plan(
             group=group,
