@@ -351,8 +351,10 @@ def main(argv: list[str] | None = None) -> None:
     args.device = torch.device(args.device)
     if args.device.type == "cuda":
         args.memory_budget = torch.cuda.get_device_properties(args.device).total_memory // 4
-    else:
+    elif hasattr(os, "sysconf"):
         args.memory_budget = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4
+    else:
+        args.memory_budget = 2 * 1024**3
     if args.threads:
         torch.set_num_threads(args.threads)
     results = run(args)
