@@ -38,6 +38,7 @@ lint: $(VENV)/.dev-installed
 
 bench: $(VENV)/.lab-installed
 	$(PY) benchmarks/step_throughput.py
+	$(PY) benchmarks/compare_settings.py
 	$(PY) benchmarks/lab_throughput.py
 
 clean:

@@ -1,8 +1,10 @@
-"""The report as a person sees it: opened from disk in headless Chromium.
+"""The pages as a person sees them: opened from disk in headless Chromium.
 
-Checks that every figure rendered, the console shows no errors (Content-Security-Policy violations
-included), the page requests nothing but its own file, the controls (axis switch, log toggle, play)
-work, and user-given text is shown literally and never runs.
+The real ``report.html`` of a tiny ``optimlab compare`` (parabola and rosenbrock, two optimizers — one
+of them labelled with HTML — two seeds, an lr grid of two) and the pages of ``optimlab surface``,
+``schedule`` and ``lr-find``: every figure rendered, the console shows no errors (Content-Security-Policy
+violations included), the page requests nothing but its own file, every PNG/GIF link resolves, the
+controls (axis switch, log toggle, play) work, and user-given text is shown literally and never runs.
 
 Needs Debian's ``chromium`` and the ``playwright`` Python package; skipped without them unless the
 environment variable ``CI`` is set, where their absence is a failure.
@@ -16,8 +18,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
-from optimlab.reports import demo, figures
+from optimlab.cli import app
+from optimlab.reports import figures
 from optimlab.reports.data import Curves, grid_surface
 from optimlab.reports.page import Page
 
@@ -63,10 +67,38 @@ def browser():
         b.close()
 
 
+PAGES = ("report.html", "surface.html", "schedule.html", "lr_find.html")
+
+
 @pytest.fixture(scope="module")
-def demo_report(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("demo")
-    return demo.build(out, static=False, steps=60, lrs=(1e-3, 1e-2, 1e-1, 1.0))["report"]
+def lab_pages(tmp_path_factory) -> Path:
+    """The four pages, written by the commands a person would run."""
+    out = tmp_path_factory.mktemp("lab")
+    config = out / "lab.toml"
+    config.write_text(
+        f'[optimizers.sgd]\npreset = "sgd"\n[optimizers."{HOSTILE}"]\npreset = "adam"\n', encoding="utf-8"
+    )
+    runner = CliRunner()
+    commands = [
+        [
+            *("compare", "-p", "parabola", "-p", "rosenbrock", "--config", str(config), "--seeds", "2"),
+            *("--lr-grid", "2", "--epochs", "2", "--jobs", "1", "--db", str(out / "lab.db"), "--gif"),
+        ],
+        ["surface", "rosenbrock", "-o", "sgd:lr=0.001,adam:lr=0.05", "--steps", "60"],
+        [
+            "schedule",
+            "step:step_size=4,gamma=0.5",
+            "plateau:factor=0.1,patience=2",
+            "onecycle",
+            "--steps",
+            "12",
+        ],
+        ["lr-find", "-p", "parabola:n=64", "-o", "adam", "--seeds", "2", "--steps", "40"],
+    ]
+    for args in commands:
+        result = runner.invoke(app, [*args, "--out", str(out)])
+        assert result.exit_code == 0, (args, result.output)
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -118,17 +150,19 @@ class Opened:
 
 
 @pytest.fixture(scope="module")
-def opened_demo(browser, demo_report):
-    o = Opened(browser, demo_report)
-    yield o
-    o.close()
+def opened(browser, lab_pages):
+    pages = {name: Opened(browser, lab_pages / name) for name in PAGES}
+    yield pages
+    for page in pages.values():
+        page.close()
 
 
-def test_every_figure_rendered(opened_demo):
-    page = opened_demo.page
-    assert opened_demo.figures >= 10  # every figure kind of the report
-    blocks = page.locator("script[data-figure]").count()
-    assert blocks == opened_demo.figures
+@pytest.mark.parametrize("name", PAGES)
+def test_every_figure_rendered(opened, name):
+    o = opened[name]
+    page = o.page
+    assert o.figures >= {"report.html": 7, "surface.html": 2, "schedule.html": 2, "lr_find.html": 1}[name]
+    assert page.locator("script[data-figure]").count() == o.figures
     drawn = page.eval_on_selector_all(
         "div.plot",
         """els => els.map(e => ({
@@ -143,30 +177,64 @@ def test_every_figure_rendered(opened_demo):
         assert fig["svg"] > 0 and fig["traces"] > 0 and fig["ticks"] > 0 and not fig["error"], fig
 
 
-def test_no_console_errors_and_no_requests_beyond_the_file(opened_demo, demo_report):
-    assert opened_demo.errors == []
-    own = demo_report.as_uri()
-    outside = [u for u in opened_demo.requests if not u.startswith((own, "data:", "blob:", "about:"))]
+@pytest.mark.parametrize("name", PAGES)
+def test_no_console_errors_no_requests_beyond_the_file_and_every_link_resolves(opened, lab_pages, name):
+    o = opened[name]
+    assert o.errors == []
+    assert o.dialogs == []
+    own = (lab_pages / name).as_uri()
+    outside = [u for u in o.requests if not u.startswith((own, "data:", "blob:", "about:"))]
     assert outside == []
+    links = o.page.eval_on_selector_all("figcaption a", "els => els.map(e => e.getAttribute('href'))")
+    assert len(links) >= o.figures  # a PNG for every figure (and the GIF of the surface)
+    for href in links:
+        assert not href.startswith(("http:", "https:", "//", "javascript:")), href
+        assert (lab_pages / href).is_file(), href
 
 
-def test_controls_work(opened_demo):
-    page = opened_demo.page
-    # fig-1 is the first loss figure: switch its x axis to seconds and its y axis to linear
+def test_the_report_states_the_protocol_and_ranks_every_problem(opened):
+    page = opened["report.html"].page
+    headings = page.eval_on_selector_all("h2", "els => els.map(e => e.textContent)")
+    assert headings == ["Protocol", "parabola", "rosenbrock", "Across problems"]
+    protocol = page.inner_text("section.card >> nth=0")
+    for words in ("learning-rate grid", "2 epochs = 64 steps", "2 seeds (0, 1)", "torch", "python"):
+        assert words in protocol
+    ranked = page.locator("section.card >> nth=1").locator("table >> nth=0")
+    assert ranked.locator("tbody tr").count() == 2
+    assert HOSTILE in ranked.inner_text()
+
+
+def test_controls_work(opened):
+    o = opened["report.html"]
+    page = o.page
+    # fig-1 is parabola's loss figure: switch its x axis to seconds and its y axis to linear
     page.locator("#fig-1 .updatemenu-button", has_text="seconds").click()
     page.wait_for_function("document.getElementById('fig-1').layout.xaxis2.title.text === 'seconds'")
     page.locator("#fig-1 .updatemenu-button", has_text="linear y").click()
     page.wait_for_function("document.getElementById('fig-1').layout.yaxis.type === 'linear'")
     # the surface figure opens on the finished paths; play starts from the first step
-    sid = page.evaluate(
-        "() => Array.from(document.querySelectorAll('div.plot')).find("
-        "e => e._transitionData && e._transitionData._frames.length > 0).id"
-    )
-    full = page.evaluate(f"document.getElementById('{sid}')._fullData[1].x.length")
-    page.locator(f"#{sid} .updatemenu-button", has_text="play").click()
-    page.wait_for_function(f"document.getElementById('{sid}')._fullData[1].x.length < {full}", timeout=10_000)
-    page.locator(f"#{sid} .updatemenu-button", has_text="pause").click()
-    assert opened_demo.errors == []
+    for o in (opened["report.html"], opened["surface.html"]):
+        page = o.page
+        sid = page.evaluate(
+            "() => Array.from(document.querySelectorAll('div.plot')).find("
+            "e => e._transitionData && e._transitionData._frames.length > 0).id"
+        )
+        full = page.evaluate(f"document.getElementById('{sid}')._fullData[1].x.length")
+        page.locator(f"#{sid} .updatemenu-button", has_text="play").click()
+        page.wait_for_function(
+            f"document.getElementById('{sid}')._fullData[1].x.length < {full}", timeout=10_000
+        )
+        page.locator(f"#{sid} .updatemenu-button", has_text="pause").click()
+        assert o.errors == []
+
+
+def test_a_hostile_optimizer_label_is_shown_literally_in_the_real_report(opened):
+    o = opened["report.html"]
+    page = o.page
+    assert o.dialogs == [] and page.locator("img").count() == 0
+    legends = page.eval_on_selector_all(".legendtext", "els => els.map(e => e.textContent)")
+    assert any(HOSTILE in text for text in legends)
+    assert HOSTILE in page.inner_text("main")
 
 
 def test_user_text_is_shown_literally_and_never_runs(browser, hostile_report):

@@ -1,4 +1,4 @@
-"""Plain-data containers and the statistics the report figures share."""
+"""Plain-data containers the report figures are drawn from."""
 
 import math
 
@@ -15,26 +15,8 @@ from optimlab.reports.data import (
     grid_surface,
     mpl_text,
     plotly_text,
-    quantiles,
     subsample,
 )
-
-
-def test_quantiles_match_numpy_on_finite_data():
-    rng = np.random.default_rng(1)
-    v = rng.normal(size=(7, 13))
-    for q, got in zip((0.1, 0.25, 0.5, 0.75, 1.0), quantiles(v, (0.1, 0.25, 0.5, 0.75, 1.0)), strict=True):
-        np.testing.assert_allclose(got, np.quantile(v, q, axis=0))
-
-
-def test_quantiles_count_diverged_seeds_as_worst():
-    v = np.array([[1.0, 1.0], [2.0, np.nan], [np.inf, -np.inf]])  # column 1: two of three diverged
-    q25, med, q75 = quantiles(v)
-    np.testing.assert_allclose(q25, [1.5, np.inf])
-    np.testing.assert_allclose(med, [2.0, np.inf])
-    assert q75[0] == np.inf  # interpolating towards a diverged seed is diverged
-    with pytest.raises(ValueError):
-        quantiles(np.zeros((0, 3)))
 
 
 def test_curves_normalize_shapes():
@@ -121,3 +103,10 @@ def test_subsample_and_finite_list():
     np.testing.assert_array_equal(subsample(5, 50), np.arange(5))
     assert subsample(0, 10).size == 0
     assert finite_list([1.23456789, np.nan, np.inf, -2.0]) == [1.23457, None, None, -2.0]
+
+
+def test_sensitivity_marks_the_lr_a_protocol_chose():
+    s = Sensitivity([0.1, 0.01], [[1.0, 2.0], [1.5, 1.5]])  # equal medians
+    assert s.best_lr() == 0.01  # the lowest median, the first (smaller) lr on a tie
+    assert Sensitivity([0.1, 0.01], [[1.0, 2.0], [1.5, 1.5]], chosen=0.1).best_lr() == 0.1
+    assert Sensitivity([0.1, 0.01], [[1.0], [2.0]], chosen=0.5).best_lr() == 0.1  # not on the grid

@@ -6,10 +6,10 @@ import numpy as np
 import plotly.io as pio
 import pytest
 
+from optimlab.lab.lr_find import range_test, summarize
+from optimlab.lab.stats import performance_profile
 from optimlab.reports import figures
 from optimlab.reports.data import Curves, Sensitivity, color_map, grid_surface
-from optimlab.reports.lr_find import range_test, summarize
-from optimlab.reports.profile import performance_profile
 
 HOSTILE = "<script>alert(1)</script>"
 

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from optimlab.lab.lr_find import range_test, summarize
+from optimlab.lab.stats import performance_profile
 from optimlab.reports import png
-from optimlab.reports.data import Curves, Sensitivity, grid_surface
-from optimlab.reports.lr_find import range_test, summarize
-from optimlab.reports.profile import performance_profile
+from optimlab.reports.data import Curves, Sensitivity, color_map, grid_surface
 
 ODD = "$cost_{1}$ <b>_x"  # mathtext dollars, a leading-underscore-like piece, HTML
 
@@ -72,6 +72,10 @@ def test_surface_gif_is_small_animated_and_loops(tmp_path, surface, trajectories
         im.seek(im.n_frames - 1)
         last = np.asarray(im.convert("RGB"))
         assert np.any(first != last)  # the paths grow
+        # every optimizer keeps its own colour (a palette cut from the greys alone merges blue and green)
+        drawn = {tuple(c) for c in last.reshape(-1, 3).tolist()}
+        for color in color_map(trajectories).values():
+            assert tuple(int(color[i : i + 2], 16) for i in (1, 3, 5)) in drawn, color
     with pytest.raises(ValueError):
         png.surface_gif(surface, trajectories, tmp_path / "x.gif", frames=1)
 

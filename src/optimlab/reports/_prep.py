@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
+from optimlab.lab.lr_find import LRFindSummary
 from optimlab.reports.data import Curves, Sensitivity, Surface, subsample, trajectory_array
-from optimlab.reports.lr_find import LRFindSummary
 
 X_AXES: dict[str, str] = {"steps": "steps", "grad_evals": "gradient evaluations", "seconds": "seconds"}
 RULE_DASH: dict[str, str] = {"steepest": "dash", "valley": "solid", "minimum/10": "dot"}
@@ -82,6 +82,20 @@ def log_dtick(*arrays: ArrayLike, max_ticks: int = 8) -> int | str | None:
     return 100
 
 
+def lr_axis(*lrs: ArrayLike) -> tuple[bool, tuple[float, float] | None]:
+    """How to draw learning rates: ``(log, range)`` — log when they span more than 1.3 decades, else a
+    linear axis from 0 to a little above the largest (a constant lr is not drawn as the middle of an
+    arbitrary range around it)."""
+    if auto_log(*lrs, decades=1.3):
+        return True, None
+    vals = np.concatenate([np.asarray(a, dtype=float).ravel() for a in lrs]) if lrs else np.zeros(0)
+    vals = vals[np.isfinite(vals)]
+    if vals.size == 0 or np.any(vals < 0):
+        return False, None
+    top = float(vals.max())
+    return False, (0.0, top * 1.15 if top > 0 else 1.0)
+
+
 def all_positive(*arrays: ArrayLike) -> bool:
     vals = np.concatenate([np.asarray(a, dtype=float).ravel() for a in arrays])
     vals = vals[np.isfinite(vals)]
@@ -113,7 +127,9 @@ def sensitivity_series(s: Sensitivity) -> SensitivitySeries:
     ok = ~s.diverged
     counts = s.diverged.sum(axis=1)
     best = s.best_lr()
-    best_loss = float(med[int(np.argmin(med))]) if best is not None else None
+    best_loss = float(med[int(np.argmin(np.abs(s.lrs - best)))]) if best is not None else None
+    if best_loss is not None and not np.isfinite(best_loss):
+        best, best_loss = None, None  # a chosen lr whose median diverged: nothing to star
     return SensitivitySeries(
         s.lrs,
         q25,

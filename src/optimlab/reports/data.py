@@ -1,4 +1,4 @@
-"""Plain data the report figures are drawn from, and the small statistics they share.
+"""Plain data the report figures are drawn from.
 
 Everything here works on numpy arrays; nothing knows about the lab's storage. A lab result is turned
 into these containers by a thin adapter, and the same container feeds the interactive Plotly figure
@@ -6,8 +6,9 @@ into these containers by a thin adapter, and the same container feeds the intera
 
 Conventions
 -----------
-* A non-finite loss (``nan``, ``±inf``) means the run diverged. Statistics treat it as ``+inf`` (worse
-  than any finite value), so a median is finite only while at most half of the seeds have diverged.
+* A non-finite loss (``nan``, ``±inf``) means the run diverged. Statistics
+  (:func:`optimlab.lab.stats.quantiles`) treat it as ``+inf`` (worse than any finite value), so a median
+  is finite only while at most half of the seeds have diverged.
 * The spread across seeds is the inter-quartile range (25th to 75th percentile, numpy's "linear" rule).
 """
 
@@ -21,6 +22,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import ArrayLike
 
+from optimlab.lab.stats import quantiles
+
 __all__ = [
     "PALETTE",
     "ContourLevels",
@@ -32,7 +35,6 @@ __all__ = [
     "grid_surface",
     "mpl_text",
     "plotly_text",
-    "quantiles",
     "subsample",
     "trajectory_array",
 ]
@@ -107,34 +109,6 @@ def subsample(n: int, max_points: int) -> np.ndarray:
     if n <= max_points:
         return np.arange(n)
     return np.unique(np.round(np.linspace(0, n - 1, max_points)).astype(int))
-
-
-def quantiles(values: ArrayLike, qs: Sequence[float] = (0.25, 0.5, 0.75), axis: int = 0) -> list[np.ndarray]:
-    """Quantiles along ``axis`` with non-finite entries counted as ``+inf`` (diverged = worst).
-
-    Matches ``numpy.quantile(..., method="linear")`` on finite data; a quantile that reaches a diverged
-    entry is ``inf``.
-    """
-    v = np.asarray(values, dtype=float)
-    if v.shape[axis] == 0:
-        raise ValueError("quantiles of an empty set of seeds")
-    v = np.where(np.isfinite(v), v, np.inf)
-    s = np.sort(v, axis=axis)
-    n = s.shape[axis]
-    out = []
-    for q in qs:
-        if not 0.0 <= q <= 1.0:
-            raise ValueError(f"quantile must be in [0, 1], got {q}")
-        pos = q * (n - 1)
-        lo, hi = math.floor(pos), math.ceil(pos)
-        frac = pos - lo
-        a = np.take(s, lo, axis=axis)
-        b = np.take(s, hi, axis=axis)
-        with np.errstate(invalid="ignore"):
-            mixed = a + frac * (b - a)
-        val = np.where(np.isinf(b), np.inf, mixed) if frac > 0 else a
-        out.append(np.where(a == b, a, val))
-    return out
 
 
 def _float_array(value: ArrayLike, name: str) -> np.ndarray:
@@ -214,11 +188,13 @@ class Curves:
 class Sensitivity:
     """Final loss against learning rate for one optimizer: ``final_loss[i, s]`` is seed ``s`` at
     ``lrs[i]`` (non-finite = diverged). ``diverged`` optionally flags runs as diverged although their
-    number is finite (e.g. stopped by a loss threshold); it is OR-ed with non-finiteness."""
+    number is finite (e.g. stopped by a loss threshold); it is OR-ed with non-finiteness. ``chosen``: the
+    lr a protocol selected (e.g. the lab's lr grid), marked as the best instead of the lowest median."""
 
     lrs: np.ndarray
     final_loss: np.ndarray
     diverged: np.ndarray | None = None
+    chosen: float | None = None
 
     def __post_init__(self) -> None:
         lrs = _float_array(self.lrs, "lrs")
@@ -248,7 +224,12 @@ class Sensitivity:
         return q25, med, q75
 
     def best_lr(self) -> float | None:
-        """The lr with the lowest median final loss (``None`` when every lr diverged)."""
+        """``chosen`` when it is one of the lrs, else the lr with the lowest median final loss (``None``
+        when every lr diverged)."""
+        if self.chosen is not None:
+            match = np.flatnonzero(np.isclose(self.lrs, self.chosen, rtol=1e-9, atol=0.0))
+            if match.size:
+                return float(self.lrs[match[0]])
         med = self.band()[1]
         if not np.any(np.isfinite(med)):
             return None

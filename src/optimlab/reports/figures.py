@@ -17,10 +17,10 @@ import plotly.graph_objects as go
 from numpy.typing import ArrayLike
 from plotly.subplots import make_subplots
 
+from optimlab.lab.lr_find import RULES, LRFindSummary
+from optimlab.lab.stats import Profile
 from optimlab.reports import _prep
 from optimlab.reports.data import Curves, Sensitivity, Surface, color_map, finite_list, plotly_text
-from optimlab.reports.lr_find import RULES, LRFindSummary
-from optimlab.reports.profile import Profile
 
 __all__ = [
     "FONT",
@@ -238,12 +238,15 @@ def loss_figure(
     fig.update_yaxes(title_text="loss", hoverformat=".4g", row=1, col=1, **_y_scale(log_y, *medians))
     if has_lr:
         lrs = [s.lr for s in series.values() if s.lr is not None]
+        lr_log, lr_range = _prep.lr_axis(*lrs)
         fig.update_yaxes(
             title_text="lr",
             hoverformat=".3g",
             row=2,
             col=1,
-            **_y_scale(_prep.auto_log(*lrs, decades=1.3), *lrs, max_ticks=3),
+            rangemode="tozero" if not lr_log else "normal",
+            range=list(lr_range) if lr_range is not None else None,
+            **_y_scale(lr_log, *lrs, max_ticks=3),
         )
     fig.update_xaxes(title_text=_prep.X_AXES[x], row=rows, col=1)
     menus = [_scale_menu(log_y, *medians)]
@@ -274,11 +277,13 @@ def lr_sensitivity_figure(
     title: str = "",
     colors: Mapping[str, str] | None = None,
     log_y: bool | None = None,
+    lines: bool = True,
     height: int = 460,
 ) -> go.Figure:
     """Final loss against learning rate (log x): per optimizer the median across seeds (line), the IQR
     band, every seed as a faint dot, a star at the best lr, and an ✕ above the curves for every lr
-    where a seed diverged (hover: how many)."""
+    where a seed diverged (hover: how many). ``lines=False`` draws the medians as markers only (for
+    points that are not a curve, e.g. tuning trials that also vary other hyperparameters)."""
     if not data:
         raise ValueError("lr_sensitivity_figure needs data for at least one optimizer")
     labels = list(data)
@@ -312,7 +317,7 @@ def lr_sensitivity_figure(
             go.Scatter(
                 x=x,
                 y=finite_list(s.median),
-                mode="lines+markers",
+                mode="lines+markers" if lines else "markers",
                 name=name,
                 legendgroup=group,
                 line={"color": color, "width": 2},

@@ -21,6 +21,7 @@ import hashlib
 import html
 import json
 import math
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -81,7 +82,7 @@ html { -webkit-text-size-adjust: 100%; }
 body { margin: 0; background: var(--bg); color: var(--ink);
        font: 15px/1.55 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif; }
 header.top { background: #1f2937; color: #f9fafb; padding: 22px 0 18px; }
-header.top .wrap, main.wrap, footer .wrap { max-width: 1180px; margin: 0 auto; padding: 0 24px; }
+header.top .wrap, main.wrap, footer .wrap { max-width: 1280px; margin: 0 auto; padding: 0 24px; }
 header.top h1 { margin: 0; font-size: 26px; font-weight: 650; letter-spacing: -0.01em; }
 header.top p { margin: 6px 0 0; color: #d1d5db; }
 nav.toc { margin-top: 14px; display: flex; flex-wrap: wrap; gap: 6px 8px; }
@@ -103,14 +104,22 @@ figcaption b { color: var(--ink); font-weight: 600; }
 figcaption a { color: var(--accent); }
 .table-wrap { overflow-x: auto; margin: 6px 0 18px; }
 table { border-collapse: collapse; font-size: 14px; min-width: 40%; }
-caption { caption-side: top; text-align: left; color: var(--muted); font-size: 13.5px; padding: 0 0 6px; }
-th, td { padding: 6px 12px; border-bottom: 1px solid var(--line); vertical-align: top; }
-th { background: #f3f4f6; text-align: left; font-weight: 600; white-space: nowrap; }
+p.table-caption { color: var(--muted); font-size: 13.5px; margin: 10px 0 6px; max-width: 110ch; }
+p.table-caption + .table-wrap { margin-top: 0; }
+th, td { padding: 6px 10px; border-bottom: 1px solid var(--line); vertical-align: top; }
+th { background: #f3f4f6; text-align: left; font-weight: 600; vertical-align: bottom; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 tbody tr:nth-child(even) td { background: #fafbfc; }
 tbody tr.best td { background: #eef6fc; font-weight: 600; }
 table.kv th { background: transparent; width: 1%; color: var(--muted); font-weight: 500; }
+table.kv th { white-space: nowrap; vertical-align: top; }
 table.kv td { font-variant-numeric: tabular-nums; }
+table.kv td .item { display: block; }
+table.kv td .item .key { color: var(--muted); margin-right: 0.4em; }
+.callout { background: #fff8e6; border: 1px solid #f1d48a; border-left: 4px solid #e0a100;
+           border-radius: 8px; padding: 12px 16px; margin: 8px 0 16px; max-width: 100ch; }
+pre.cmd { margin: 8px 0 2px; padding: 8px 12px; background: #1f2937; color: #f9fafb; border-radius: 6px;
+          overflow-x: auto; white-space: pre-wrap; word-break: break-word; }
 code, .mono { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, "Liberation Mono", monospace;
               font-size: 13px; }
 footer { color: var(--muted); font-size: 13px; padding: 0 0 30px; }
@@ -233,6 +242,18 @@ class Page:
         cls = ' class="note"' if note else ""
         self._blocks.append(f"<p{cls}>{_esc(text)}</p>")
 
+    def callout(self, text: str, *, title: str | None = None, code: str | None = None) -> None:
+        """A highlighted box: an optional bold ``title``, the ``text`` and an optional line of ``code``
+        (e.g. a command to run); all escaped."""
+        parts = ['<div class="callout">']
+        if title:
+            parts.append(f"<b>{_esc(title)}</b> ")
+        parts.append(_esc(text))
+        if code:
+            parts.append(f'<pre class="cmd"><code>{_esc(code)}</code></pre>')
+        parts.append("</div>")
+        self._blocks.append("".join(parts))
+
     def table(
         self,
         columns: Sequence[str],
@@ -257,9 +278,8 @@ class Page:
         elif len(numeric) != len(cols):
             raise ValueError(f"numeric has {len(numeric)} entries but there are {len(cols)} columns")
         marked = set(highlight)
-        out = ['<div class="table-wrap"><table>']
-        if caption:
-            out.append(f"<caption>{_esc(caption)}</caption>")
+        out = [f'<p class="table-caption">{_esc(caption)}</p>' if caption else ""]
+        out.append('<div class="table-wrap"><table>')  # the caption stays put when a wide table scrolls
         out.append("<thead><tr>")
         out.extend(
             f'<th{" class=num" if numeric[j] else ""} scope="col">{_esc(c)}</th>' for j, c in enumerate(cols)
@@ -275,13 +295,20 @@ class Page:
         self._blocks.append("".join(out))
 
     def key_values(self, items: Mapping[str, object], *, caption: str | None = None) -> None:
-        """A two-column table of settings (e.g. the protocol); lists and dicts are shown compactly."""
-        out = ['<div class="table-wrap"><table class="kv">']
-        if caption:
-            out.append(f"<caption>{_esc(caption)}</caption>")
+        """A two-column table of settings (e.g. the protocol): a mapping value is shown one entry per
+        line (its key in grey), a list compactly on one line."""
+        out = [f'<p class="table-caption">{_esc(caption)}</p>' if caption else ""]
+        out.append('<div class="table-wrap"><table class="kv">')
         out.append("<tbody>")
         for key, value in items.items():
-            out.append(f'<tr><th scope="row">{_esc(key)}</th><td>{_esc(_compact(value))}</td></tr>')
+            if isinstance(value, Mapping) and value:  # one line per entry
+                text = "".join(
+                    f'<span class="item"><span class="key">{_esc(k)}</span>{_esc(_compact(v))}</span>'
+                    for k, v in value.items()
+                )
+            else:
+                text = _esc(_compact(value))
+            out.append(f'<tr><th scope="row">{_esc(key)}</th><td>{text}</td></tr>')
         out.append("</tbody></table></div>")
         self._blocks.append("".join(out))
 
@@ -363,10 +390,13 @@ class Page:
         return "\n".join([*head, *self._blocks, *tail]) + "\n"
 
     def write(self, path: str | Path) -> Path:
-        """Render to ``path`` (parent folders are created); returns the path."""
+        """Render to ``path`` (parent folders are created; written to a temporary file that is then
+        renamed, so a reader never sees half a page); returns the path."""
         out = Path(path)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(self.render(), encoding="utf-8")
+        tmp = out.with_name(f".{out.name}.tmp")
+        tmp.write_text(self.render(), encoding="utf-8")
+        os.replace(tmp, out)
         return out
 
 

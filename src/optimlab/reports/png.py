@@ -22,10 +22,10 @@ from matplotlib.figure import Figure
 from numpy.typing import ArrayLike
 from PIL import Image
 
+from optimlab.lab.lr_find import RULES, LRFindSummary
+from optimlab.lab.stats import Profile
 from optimlab.reports import _prep
 from optimlab.reports.data import Curves, Sensitivity, Surface, color_map, mpl_text
-from optimlab.reports.lr_find import RULES, LRFindSummary
-from optimlab.reports.profile import Profile
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -148,8 +148,11 @@ def loss_png(
     bottom = top
     if low is not None:
         lrs = [s.lr for s in series.values() if s.lr is not None]
-        if lrs and _prep.auto_log(*lrs, decades=1.3):
+        lr_log, lr_range = _prep.lr_axis(*lrs) if lrs else (False, None)
+        if lr_log:
             low.set_yscale("log")
+        elif lr_range is not None:
+            low.set_ylim(*lr_range)
         low.set_ylabel("lr")
         _style(low)
         bottom = low
@@ -165,6 +168,7 @@ def lr_sensitivity_png(
     title: str = "",
     colors: Mapping[str, str] | None = None,
     log_y: bool | None = None,
+    lines: bool = True,
 ) -> Path:
     """PNG twin of :func:`~optimlab.reports.figures.lr_sensitivity_figure`."""
     if not data:
@@ -188,7 +192,7 @@ def lr_sensitivity_png(
             s.lrs,
             _finite(s.median),
             color=color,
-            linewidth=1.8,
+            linewidth=1.8 if lines else 0.0,
             marker="o",
             markersize=4,
             label=mpl_text(label),
@@ -312,6 +316,26 @@ def surface_png(
     return _save(fig, path)
 
 
+def _gif_palette(image: Image.Image, exact: Sequence[str]) -> Image.Image:
+    """A 256-colour palette for the GIF's frames: the ``exact`` colours (the optimizers' lines, the
+    markers) as they are and two lighter tints of each line colour (its anti-aliased edges), the rest
+    chosen by median cut from ``image`` (the contour's greys). A
+    palette cut from the picture alone gives its many greys the entries and lets thin lines of
+    similar hues (blue and green) collapse into one colour."""
+    fixed = [*exact, "#fde047", "#111827", "#ffffff"]
+    base = [tuple(int(c.lstrip("#")[i : i + 2], 16) for i in (0, 2, 4)) for c in dict.fromkeys(fixed)]
+    # and each line colour blended with the light background, as its anti-aliased edges are
+    tints = [
+        tuple(round(a + t * (250 - a)) for a in color) for color in base[: len(exact)] for t in (0.4, 0.7)
+    ]
+    rgb = list(dict.fromkeys([*base, *tints]))
+    rest = image.quantize(colors=256 - len(rgb), method=Image.Quantize.MEDIANCUT).getpalette() or []
+    flat = [v for color in rgb for v in color] + rest[: 3 * (256 - len(rgb))]
+    palette = Image.new("P", (1, 1))
+    palette.putpalette(flat + [0] * (768 - len(flat)))
+    return palette
+
+
 @_quiet_overflow
 def surface_gif(
     surface: Surface,
@@ -394,7 +418,7 @@ def surface_gif(
         counter.set_text(f"step {k}")
         ax.draw_artist(counter)
         images.append(Image.fromarray(np.asarray(canvas.buffer_rgba())[..., :3].copy()))
-    palette = images[-1].quantize(colors=255, method=Image.Quantize.MEDIANCUT)
+    palette = _gif_palette(images[-1], [cmap[label] for label in p.labels])
     frames_p = [im.quantize(palette=palette, dither=Image.Dither.NONE) for im in images]
     step_ms = max(20, round(1000 / fps))
     durations = [step_ms] * (len(frames_p) - 1) + [step_ms + round(1000 * hold_s)]

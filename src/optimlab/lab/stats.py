@@ -1,6 +1,14 @@
-"""Performance profiles (Dolan & Moré 2002) and their area score (AlgoPerf, Dahl et al. 2023).
+"""Statistics of a comparison: robust summaries over seeds and performance profiles.
 
-For problems ``p`` and solvers (optimizers) ``s`` with a cost ``t[p, s] > 0`` (steps, gradient
+The one implementation of each statistic in optimlab: ``summary.json``, the command line and the
+report all call these.
+
+Infinite values are first-class: a diverged run's final loss and a missed target's steps are +∞,
+and every summary here treats them as the worst possible value instead of dropping them
+(dropping would make a diverging optimizer look good). NaN counts as +∞ too (a diverged run).
+
+Performance profiles (Dolan & Moré 2002) and their area score (AlgoPerf, Dahl et al. 2023): for
+problems ``p`` and solvers (optimizers) ``s`` with a cost ``t[p, s] > 0`` (steps, gradient
 evaluations or seconds to reach the problem's target; ``inf`` when the target was never reached):
 
 * performance ratio ``r[p, s] = t[p, s] / min_s t[p, s]`` (``inf`` when ``s`` failed, or when every
@@ -22,7 +30,88 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-__all__ = ["Profile", "performance_profile", "performance_ratios", "profile_scores", "profile_values"]
+__all__ = [
+    "Profile",
+    "bootstrap_ci",
+    "median",
+    "performance_profile",
+    "performance_ratios",
+    "profile_scores",
+    "profile_values",
+    "quantile",
+    "quantiles",
+    "summary",
+]
+
+
+def quantiles(values: ArrayLike, qs: Sequence[float] = (0.25, 0.5, 0.75), axis: int = 0) -> list[np.ndarray]:
+    """Quantiles along ``axis`` with non-finite entries counted as ``+inf`` (diverged = worst).
+
+    Matches ``numpy.quantile(..., method="linear")`` on finite data; a quantile that interpolates
+    towards a diverged entry is ``inf`` (never NaN). Raises ``ValueError`` on an empty axis.
+    """
+    v = np.asarray(values, dtype=float)
+    if v.shape[axis] == 0:
+        raise ValueError("quantiles of an empty set of values")
+    v = np.where(np.isfinite(v), v, np.inf)
+    s = np.sort(v, axis=axis)
+    n = s.shape[axis]
+    out = []
+    for q in qs:
+        if not 0.0 <= q <= 1.0:
+            raise ValueError(f"quantile must be in [0, 1], got {q}")
+        pos = q * (n - 1)
+        lo, hi = math.floor(pos), math.ceil(pos)
+        frac = pos - lo
+        a = np.take(s, lo, axis=axis)
+        b = np.take(s, hi, axis=axis)
+        with np.errstate(invalid="ignore"):
+            mixed = a + frac * (b - a)
+        val = np.where(np.isinf(b), np.inf, mixed) if frac > 0 else a
+        out.append(np.where(a == b, a, val))
+    return out
+
+
+def quantile(values: Sequence[float], q: float) -> float:
+    """The ``q``-quantile of ``values`` (see :func:`quantiles`); NaN for no values."""
+    if len(values) == 0:
+        return math.nan
+    return float(quantiles(np.asarray(values, dtype=float), (q,))[0])
+
+
+def median(values: Sequence[float]) -> float:
+    return quantile(values, 0.5)
+
+
+def summary(values: Sequence[float]) -> dict[str, float]:
+    """``{"median", "q25", "q75"}`` (the interquartile range is q75 − q25); NaN for no values."""
+    if len(values) == 0:
+        return {"median": math.nan, "q25": math.nan, "q75": math.nan}
+    q25, med, q75 = (float(v) for v in quantiles(np.asarray(values, dtype=float), (0.25, 0.5, 0.75)))
+    return {"median": med, "q25": q25, "q75": q75}
+
+
+def bootstrap_ci(
+    values: Sequence[float], confidence: float = 0.95, resamples: int = 2000, seed: int = 0
+) -> tuple[float, float]:
+    """A percentile-bootstrap confidence interval of the median (Efron & Tibshirani, 1993).
+
+    Deterministic (seeded). With one value the interval is that value."""
+    data = np.asarray([float(v) for v in values], dtype=np.float64)
+    if data.size == 0:
+        return (math.nan, math.nan)
+    data = np.where(np.isfinite(data), data, np.inf)
+    if data.size == 1 or np.all(data == data[0]):
+        return (float(data[0]), float(data[0]))
+    rng = np.random.default_rng(seed)
+    samples = data[rng.integers(0, data.size, size=(resamples, data.size))]
+    medians = quantiles(samples, (0.5,), axis=1)[0]
+    alpha = (1 - confidence) / 2
+    low, high = quantiles(medians, (alpha, 1 - alpha))
+    return (float(low), float(high))
+
+
+# --- performance profiles ----------------------------------------------------------------------
 
 
 def performance_ratios(costs: ArrayLike) -> np.ndarray:
@@ -75,6 +164,13 @@ class Profile:
         """``rho[s, k]`` at the given ``taus``."""
         return profile_values(self.ratios, taus)
 
+    def ratio_table(self) -> dict[str, dict[str, float]]:
+        """``{solver: {problem: ratio}}`` (``inf`` for a miss)."""
+        return {
+            s: {p: float(self.ratios[i, j]) for i, p in enumerate(self.problems)}
+            for j, s in enumerate(self.solvers)
+        }
+
     def steps(self, solver: str, tau_end: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The profile of ``solver`` as a right-continuous step function for drawing with ``hv`` steps:
         ``(taus, rho)`` starting at ``tau = 1`` and ending at ``tau_end`` (default: :meth:`tau_end`)."""
@@ -98,12 +194,14 @@ def performance_profile(
     solvers: Sequence[str] | None = None,
     problems: Sequence[str] | None = None,
     tau_max: float = 4.0,
+    floor: float | None = None,
 ) -> Profile:
     """Build a :class:`Profile`.
 
     ``costs`` is either ``{problem: {solver: cost}}`` (``None``, ``nan`` or ``inf`` = target not reached;
     every problem must list every solver) or a [problems, solvers] array with ``solvers``/``problems``
-    naming its columns/rows.
+    naming its columns/rows. ``floor`` raises smaller costs to it: with steps or gradient evaluations,
+    ``floor=1`` makes a target met before the first step cost one step (ratios stay defined).
     """
     if not tau_max > 1 or not math.isfinite(tau_max):
         raise ValueError(f"tau_max must be a finite number greater than 1, got {tau_max}")
@@ -140,4 +238,9 @@ def performance_profile(
             )
     if len(set(solver_names)) != len(solver_names):
         raise ValueError("solver names must be unique")
+    if floor is not None:
+        if not floor > 0:
+            raise ValueError(f"floor must be positive, got {floor}")
+        with np.errstate(invalid="ignore"):
+            table = np.where(table < floor, floor, table)
     return Profile(solver_names, problem_names, performance_ratios(table), float(tau_max))

@@ -1,11 +1,15 @@
-"""The learning-rate range test (Smith 2017, "Cyclical Learning Rates", section 3.3) on plain callables.
+"""The learning-rate range test (Smith 2017, "Cyclical Learning Rates", section 3.3).
+
+:func:`range_test` runs it on any ``step(lr) -> loss`` callable; :func:`problem_range_test` on a lab
+problem with an optimizer configuration (what ``optimlab lr-find`` runs), one seed per call.
 
 Train for ``steps`` steps while the learning rate grows exponentially from ``min_lr`` to ``max_lr``
 (``lr_i = min_lr * (max_lr / min_lr) ** (i / (steps - 1))``), record the loss after each step, smooth it
 with a bias-corrected exponential moving average and read learning rates off the curve:
 
 * ``steepest``: where the smoothed loss falls fastest per decade of lr (most negative
-  ``d loss / d log10 lr``), looked for before the curve's minimum;
+  ``d loss / d log10 lr``, taken over a twentieth of the points either side), looked for before the
+  curve's minimum;
 * ``valley``: inside the longest stretch over which the smoothed loss keeps descending (it may wobble by
   at most ``tolerance`` of the curve's range above its running minimum), the first lr by which two thirds
   of that stretch's descent is done — late enough to be past the flat start, early enough to stay clear
@@ -13,26 +17,37 @@ with a bias-corrected exponential moving average and read learning rates off the
 * ``minimum/10``: the lr of the smoothed minimum divided by 10 (the minimum itself is already too large:
   the loss is about to blow up there).
 
+Both pass over the first :data:`WARMUP` points, where the moving average still averages too few
+losses to have a meaningful slope (real mini-batch curves often start with a spike there).
+
 Across seeds (:func:`summarize`) the smoothed curves give a median and an inter-quartile band; a seed
 that stopped (diverged) counts as ``+inf`` from there on, so the median ends when half the seeds have.
+
+On a problem the test trains ``problem.build_model(seed)`` on ``problem.batches(seed, epoch)`` (epoch after
+epoch for as many steps as the ramp has), each step at the ramp's next lr, and records the training loss
+the step saw (before its update); L-BFGS steps with a closure, as in training.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+import torch
 from numpy.typing import ArrayLike
 
-from optimlab.reports.data import quantiles
+from optimlab.lab.stats import quantiles
 
 __all__ = [
     "RULES",
     "LRFindResult",
     "LRFindSummary",
     "lr_ramp",
+    "problem_range_test",
+    "problem_step",
     "range_test",
     "smooth",
     "suggest",
@@ -136,22 +151,43 @@ def _usable(lrs: ArrayLike, smoothed: ArrayLike) -> tuple[np.ndarray, np.ndarray
     return lr[:end], s[:end]
 
 
-def suggest_steepest(lrs: ArrayLike, smoothed: ArrayLike) -> float | None:
-    """The lr of the most negative slope ``d loss / d log10 lr`` before the smoothed minimum."""
+#: points at the start of a curve that the steepest and valley rules pass over: there the bias-corrected
+#: moving average (β = 0.9) still averages fewer than 1 / (1 − β) = 10 losses, so its slope is noise
+WARMUP = 10
+
+
+def _skip(n: int, skip: int) -> int:
+    """``skip`` points, or none on a curve too short to spare them."""
+    return skip if n > 3 * skip else 0
+
+
+def suggest_steepest(lrs: ArrayLike, smoothed: ArrayLike, skip: int = WARMUP) -> float | None:
+    """The lr of the most negative slope ``d loss / d log10 lr`` before the smoothed minimum, past the
+    first ``skip`` points; the slope at point ``i`` is taken across ``i ± k`` (``k`` = a twentieth of the
+    points), so the noise of single mini-batches does not pass for the descent."""
     lr, s = _usable(lrs, smoothed)
     if s.size < 3:
         return None
+    first = _skip(s.size, skip)
     stop = int(np.argmin(s)) + 1
-    if stop < 2:
+    if stop - first < 2:
         return None
-    slope = np.gradient(s, np.log10(lr))[:stop]
+    u = np.log10(lr)
+    k = max(1, s.size // 20)
+    idx = np.arange(first, stop)
+    lo = np.maximum(idx - k, first)
+    hi = np.minimum(idx + k, s.size - 1)
+    slope = (s[hi] - s[lo]) / (u[hi] - u[lo])
     if not slope.min() < 0:
         return None
-    return float(lr[int(np.argmin(slope))])
+    return float(lr[int(idx[np.argmin(slope)])])
 
 
-def suggest_valley(lrs: ArrayLike, smoothed: ArrayLike, tolerance: float = 0.05) -> float | None:
-    """The lr two thirds of the way down (in loss) the longest descending stretch of the curve.
+def suggest_valley(
+    lrs: ArrayLike, smoothed: ArrayLike, tolerance: float = 0.05, skip: int = WARMUP
+) -> float | None:
+    """The lr two thirds of the way down (in loss) the longest descending stretch of the curve past its
+    first ``skip`` points.
 
     A stretch continues while the loss stays within ``tolerance`` × (the curve's descent, from its highest
     point before the minimum down to the minimum) of the stretch's running minimum; the longest stretch
@@ -160,6 +196,8 @@ def suggest_valley(lrs: ArrayLike, smoothed: ArrayLike, tolerance: float = 0.05)
     lr, s = _usable(lrs, smoothed)
     if s.size < 3:
         return None
+    first = _skip(s.size, skip)
+    lr, s = lr[first:], s[first:]
     span = float(s[: int(np.argmin(s)) + 1].max() - s.min())  # the descent, not the blow-up after it
     if span <= 0:
         return None
@@ -236,3 +274,69 @@ def summarize(results: Sequence[LRFindResult]) -> LRFindSummary:
     med, q25, q75 = med[:end], q25[:end], q75[:end]
     per_seed = {rule: np.array([r.suggestions.get(rule, np.nan) for r in results]) for rule in RULES}
     return LRFindSummary(lrs, med, q25, q75, len(results), suggest(lrs, med), per_seed)
+
+
+def _endless_batches(problem: Any, seed: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    epoch = 0
+    while True:
+        empty = True
+        for batch in problem.batches(seed, epoch):
+            empty = False
+            yield batch
+        if empty:
+            raise ValueError(f"problem {problem.spec!r} yields no batches")
+        epoch += 1
+
+
+def problem_step(problem: Any, config: Any, seed: int) -> Callable[[float], float]:
+    """``step(lr) -> loss``: one training step of ``config``'s optimizer (an
+    :class:`~optimlab.lab.presets.OptimizerConfig`) on ``problem``'s model of ``seed`` at learning rate
+    ``lr``, on the next batch; returns the loss the step saw."""
+    model = problem.build_model(seed)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = config.build(params)
+    batches = _endless_batches(problem, seed)
+    lbfgs = isinstance(opt, torch.optim.LBFGS)
+
+    def step(lr: float) -> float:
+        for group in opt.param_groups:
+            group["lr"] = lr
+        inputs, target = next(batches)
+
+        def closure() -> torch.Tensor:
+            opt.zero_grad(set_to_none=True)
+            loss = problem.loss(model(inputs), target)
+            loss.backward()
+            return loss.detach()
+
+        if lbfgs:
+            return float(opt.step(closure))
+        loss = closure()
+        opt.step()
+        return float(loss)
+
+    return step
+
+
+def problem_range_test(
+    problem: Any,
+    config: Any,
+    seed: int,
+    *,
+    min_lr: float = 1e-7,
+    max_lr: float = 10.0,
+    steps: int = 100,
+    beta: float = 0.9,
+    diverge_factor: float = 4.0,
+) -> LRFindResult:
+    """The range test of ``config`` on ``problem`` from ``seed`` (see the module docstring); the ramp's
+    arguments are checked before anything trains."""
+    lr_ramp(min_lr, max_lr, steps)
+    return range_test(
+        problem_step(problem, config, seed),
+        min_lr=min_lr,
+        max_lr=max_lr,
+        steps=steps,
+        beta=beta,
+        diverge_factor=diverge_factor,
+    )

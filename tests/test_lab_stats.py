@@ -1,15 +1,17 @@
-"""Performance profiles (Dolan & Moré 2002) and their AlgoPerf-style score, on a hand-made example."""
+"""The one implementation of each statistic: quantiles with diverged runs as +∞, and performance profiles
+(Dolan & Moré 2002) with their AlgoPerf-style score, on hand-made examples."""
 
 import math
 
 import numpy as np
 import pytest
 
-from optimlab.reports.profile import (
+from optimlab.lab.stats import (
     performance_profile,
     performance_ratios,
     profile_scores,
     profile_values,
+    quantiles,
 )
 
 INF = math.inf
@@ -93,3 +95,28 @@ def test_bad_tau_max_and_shapes():
         performance_profile(np.ones((2, 2)), solvers=["a"])
     with pytest.raises(ValueError, match="problems, solvers"):
         performance_ratios(np.ones(3))
+
+
+def test_quantiles_match_numpy_on_finite_data():
+    rng = np.random.default_rng(1)
+    v = rng.normal(size=(7, 13))
+    for q, got in zip((0.1, 0.25, 0.5, 0.75, 1.0), quantiles(v, (0.1, 0.25, 0.5, 0.75, 1.0)), strict=True):
+        np.testing.assert_allclose(got, np.quantile(v, q, axis=0))
+
+
+def test_quantiles_count_diverged_seeds_as_worst():
+    v = np.array([[1.0, 1.0], [2.0, np.nan], [np.inf, -np.inf]])  # column 1: two of three diverged
+    q25, med, q75 = quantiles(v)
+    np.testing.assert_allclose(q25, [1.5, np.inf])
+    np.testing.assert_allclose(med, [2.0, np.inf])
+    assert q75[0] == np.inf  # interpolating towards a diverged seed is diverged
+    with pytest.raises(ValueError):
+        quantiles(np.zeros((0, 3)))
+
+
+def test_floor_raises_small_costs_so_a_target_met_at_the_start_costs_one_step():
+    p = performance_profile({"p": {"A": 0.0, "B": 4.0}}, floor=1.0)
+    np.testing.assert_array_equal(p.ratios, [[1.0, 4.0]])
+    assert p.ratio_table() == {"A": {"p": 1.0}, "B": {"p": 4.0}}
+    with pytest.raises(ValueError, match="floor"):
+        performance_profile(COSTS, floor=0.0)

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from optimlab.reports.lr_find import (
+from optimlab.lab.lr_find import (
     lr_ramp,
     range_test,
     smooth,
@@ -85,6 +85,22 @@ def test_range_test_stops_on_non_finite_loss_and_runs_to_the_end_otherwise():
     assert r.diverged and not math.isfinite(r.losses[-1]) and r.lrs[-1] > 1e-2
     r = range_test(lambda lr: 1.0 / (1.0 + lr), min_lr=1e-4, max_lr=1.0, steps=20)
     assert not r.diverged and r.lrs.size == 20
+
+
+def test_a_spike_at_the_start_and_mini_batch_noise_do_not_pass_for_the_descent():
+    """Real curves: the first mini-batches' losses are high and the plateau is noisy; the bias-corrected
+    average follows the spike down over its first points. Steepest and valley still find the descent."""
+    rng = np.random.default_rng(3)
+    noise = iter(0.02 * rng.standard_normal(100))
+
+    def step(lr):
+        loss = float(curve(np.array([lr]))[0]) + next(noise)
+        return loss + (0.6 if lr < 2e-6 else 0.0)  # the first three losses of the ramp
+
+    r = range_test(step, min_lr=1e-6, max_lr=10.0, steps=100)
+    assert r.smoothed[0] > r.smoothed[15] + 0.3  # the spike is in the curve ...
+    assert 3e-4 < r.suggestions["steepest"] < 3e-3  # ... but not in the answers
+    assert r.suggestions["steepest"] < r.suggestions["valley"] < TRUE_MIN
 
 
 def test_flat_curve_gives_no_steepest_or_valley():

@@ -1,0 +1,93 @@
+"""Compare settings: how fast the default ``optimlab compare`` runs, and why its settings are what they are.
+
+Measures, side by side in one process tree:
+
+1. one ``parabola`` run (Adam, the seed settings) and one short ``digits-cnn`` run with
+   ``torch.set_num_threads(1)`` against torch's default thread count — the lab's models are tiny,
+   so extra threads only add synchronization (and oversubscribe a shared CPU);
+2. the default comparison (``parabola`` × 5 seeds + ``rosenbrock``, 11 optimizers) with one worker
+   process against one per core, each into a fresh database.
+
+Prints the ratios and writes ``benchmarks/results/compare_settings.json``. Run: ``make bench`` or
+``PYTHONPATH=src python benchmarks/compare_settings.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from optimlab.lab.presets import SEED_OPTIMIZERS, make_config, parse_optimizers
+from optimlab.lab.problems import Budget, get_problem
+from optimlab.lab.protocol import Comparison, default_jobs, run_comparison
+from optimlab.lab.runner import train
+from optimlab.lab.storage import Store
+
+
+def _best_of(fn, repeats: int = 3) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+DEFAULT_THREADS = torch.get_num_threads()  # torch's own choice, before anything changes it
+
+
+def threads() -> dict[str, float]:
+    parabola, cnn = get_problem("parabola"), get_problem("digits-cnn")
+    adam = make_config("adam")
+    default_threads = DEFAULT_THREADS
+    out: dict[str, float] = {"default_threads": default_threads}
+    for n in (1, default_threads):
+        torch.set_num_threads(n)
+        out[f"parabola_s_{n}_threads"] = _best_of(lambda: train(parabola, adam, 0))
+        out[f"digits_cnn_s_{n}_threads"] = _best_of(lambda: train(cnn, adam, 0, Budget(epochs=1)), repeats=1)
+    torch.set_num_threads(1)
+    return out
+
+
+def default_compare(jobs: int) -> float:
+    comparison = Comparison(
+        problems=[get_problem("parabola"), get_problem("rosenbrock")],
+        optimizers=parse_optimizers(",".join(SEED_OPTIMIZERS)),
+        seeds=5,
+    )
+    with tempfile.TemporaryDirectory() as tmp, Store(Path(tmp) / "bench.db") as store:
+        start = time.perf_counter()
+        run_comparison(comparison, store, jobs=jobs)
+        return time.perf_counter() - start
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    results: dict[str, object] = {"cpus": os.cpu_count(), "load_average": os.getloadavg()}
+    results.update(threads())
+    n = results["default_threads"]
+    for name, what in (("parabola", "parabola run"), ("digits_cnn", "digits-cnn epoch")):
+        one, many = results[f"{name}_s_1_threads"], results[f"{name}_s_{n}_threads"]
+        print(
+            f"{what}: 1 thread {one:.3f} s, {n} threads {many:.3f} s (1 thread is ×{many / one:.2f} faster)"
+        )
+    jobs = default_jobs()
+    serial = default_compare(1)
+    parallel = default_compare(jobs) if jobs > 1 else serial
+    results.update({"compare_s_1_worker": serial, "compare_workers": jobs, "compare_s_workers": parallel})
+    print(
+        f"default compare (66 runs): 1 worker {serial:.1f} s, {jobs} workers {parallel:.1f} s "
+        f"(×{serial / parallel:.2f}); the target is < 60 s on 2 cores"
+    )
+    out = Path(__file__).parent / "results"
+    out.mkdir(exist_ok=True)
+    (out / "compare_settings.json").write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,247 @@
+"""The 720-run sweep of issue 6 through the lab's batched replicas vs a plain sequential torch.optim script.
+
+The sweep: the lab's seed problem ``parabola`` (1000 points x evenly spaced on [−1, 1],
+y = x² + N(0, 0.1²), MLP 1-10-1 ReLU, MSE, mini-batches of 32 in a fresh seeded order each epoch,
+12 epochs = 384 steps) trained by 9 optimizers × 8 learning rates × 10 seeds = 720 runs.
+
+The 9 optimizers are the lab's presets of the seed script's first-order optimizers with its
+settings (``defaults="seed"``) — sgd, momentum (0.9), adagrad, adadelta, rmsprop (α = 0.9), adam,
+adamax and adamw (betas (0.9, 0.99)) — plus nesterov (Nesterov momentum 0.9) in place of the seed's
+L-BFGS, a closure-based method the lab runs sequentially (``--lbfgs`` adds its 80 runs to both
+sides, one by one on the lab's side too). The 8 learning rates are log-spaced around each
+optimizer's torch.optim default d: d × 10^((k − 4)/2), k = 0…7 (d/100 … 31.6·d).
+
+Both sides train exactly the same runs — the lab problem's initialization (torch's default init
+with the CPU generator seeded by ``mix_seed("init", seed)``), data order (``torch.randperm`` from
+``generator("batches", seed, epoch)``) and data, same hyperparameters — in one process, one after
+the other:
+
+* ``plain``: the seed's style — for each run seed torch, build the model and a ``torch.optim``
+  optimizer, and loop over epochs and batches with ``zero_grad``/``backward``/``step``; the
+  full-data loss at the end; torch's default thread count (its tiny operations run on one thread
+  either way);
+* ``lab``: ``optimlab.lab.replicas.train_replicas`` on the 720 runs at once (``spec_for`` of each
+  preset configuration; it batches them with torch.func and the rules of ``optimlab.optim``, and
+  evaluates the full-data loss after every epoch as the lab's runner does — more work than the
+  plain script's single final evaluation), on the engine's default of one intra-op thread
+  (``--threads N`` sets N for both sides).
+
+It prints both times, the speed-up, and how far the per-run results agree: the diverged runs must
+be the same ones (the lab's rule: NaN/Inf or a loss above 1e4 × max(initial loss, 1), applied to
+the plain script's recorded losses after the fact), and for the others the maximum relative
+difference of the final full-data loss and of every step's mini-batch loss. Results go to
+``benchmarks/results/lab_throughput.json``.
+
+    python benchmarks/lab_throughput.py                 # float32, the issue's figure
+    python benchmarks/lab_throughput.py --dtype float64 # the agreement check at double precision
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from torch.optim import Optimizer
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from optimlab.lab.presets import make_config
+from optimlab.lab.problems import get_problem
+from optimlab.lab.problems.base import generator, mix_seed
+from optimlab.lab.problems.parabola import Parabola
+from optimlab.lab.replicas import EXPLOSION_FACTOR, spec_for, train_replicas
+
+RESULTS = Path(__file__).resolve().parent / "results"
+EPOCHS = 12
+PRESETS = ("sgd", "momentum", "nesterov", "adagrad", "adadelta", "rmsprop", "adam", "adamax", "adamw")
+
+
+class Parabola64(Parabola):
+    """The lab's parabola in double precision (data and model), for the agreement check."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.x, self.y = self.x.double(), self.y.double()
+        self.x_val, self.y_val = self.x_val.double(), self.y_val.double()  # type: ignore[union-attr]
+
+    def make_model(self) -> nn.Module:
+        return super().make_model().double()
+
+
+def sweep(lbfgs: bool) -> list[tuple[str, object, int]]:
+    """(preset, lab configuration, seed) of every run."""
+    runs = []
+    for preset in PRESETS + (("lbfgs",) if lbfgs else ()):
+        default_lr = make_config(preset, defaults="torch").lr
+        for k in range(8):
+            config = make_config(preset, {"lr": default_lr * 10 ** ((k - 4) / 2)})
+            runs.extend((preset, config, seed) for seed in range(10))
+    return runs
+
+
+def plain_script(problem: Parabola, runs: list[tuple[str, object, int]]) -> list[dict]:
+    """The seed's way: one run after another with torch.optim, on the lab problem's conventions."""
+    results = []
+    loss_fn = nn.MSELoss()
+    x_all, y_all = problem.x, problem.y
+    for _preset, config, seed in runs:
+        torch.manual_seed(mix_seed("init", seed))
+        model = nn.Sequential(nn.Linear(1, 10), nn.ReLU(), nn.Linear(10, 1)).to(x_all.dtype)
+        optimizer = getattr(torch.optim, config.cls.__name__)(model.parameters(), **config.hyper)
+        with torch.no_grad():
+            initial = loss_fn(model(x_all), y_all).item()
+        losses = []
+        for epoch in range(EPOCHS):
+            order = torch.randperm(len(x_all), generator=generator("batches", seed, epoch))
+            for start in range(0, len(x_all), problem.batch_size):
+                idx = order[start : start + problem.batch_size]
+                x, y = x_all[idx], y_all[idx]
+                if config.is_lbfgs:
+
+                    def closure(
+                        x: Tensor = x,
+                        y: Tensor = y,
+                        model: nn.Module = model,
+                        optimizer: Optimizer = optimizer,
+                    ) -> Tensor:
+                        optimizer.zero_grad()
+                        loss = loss_fn(model(x), y)
+                        loss.backward()
+                        return loss
+
+                    loss = optimizer.step(closure)
+                else:
+                    loss = loss_fn(model(x), y)
+                    optimizer.zero_grad()
+                    loss.backward()
+                    optimizer.step()
+                losses.append(loss.detach())
+        with torch.no_grad():
+            final = loss_fn(model(x_all), y_all).item()
+        results.append({"initial": initial, "losses": torch.stack(losses).tolist(), "final": final})
+    return results
+
+
+def first_divergence(initial: float, losses: list[float]) -> int | None:
+    """The lab's divergence rule applied to a recorded loss sequence: the first bad step."""
+    threshold = EXPLOSION_FACTOR * max(abs(initial), 1.0) if math.isfinite(initial) else math.inf
+    for step, value in enumerate(losses):
+        if not math.isfinite(value) or value > threshold:
+            return step
+    return None
+
+
+def relative(a: float, b: float) -> float:
+    return abs(a - b) / max(abs(a), abs(b), 1e-30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads for both sides")
+    parser.add_argument(
+        "--lbfgs", action="store_true", help="add the seed's L-BFGS (80 runs, sequential in both)"
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS / "lab_throughput.json")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    problem = get_problem("parabola") if args.dtype == "float32" else Parabola64()
+    assert problem.steps_per_epoch == 32 and len(problem.x) == 1000
+    runs = sweep(args.lbfgs)
+    specs = [spec_for(config, seed) for _preset, config, seed in runs]
+
+    # Warm-up outside the timings: torch.optim's first optimizer imports torch._dynamo (seconds).
+    torch.optim.SGD([torch.zeros(1, requires_grad=True)])
+    print(
+        f"{len(runs)} runs of parabola ({EPOCHS} epochs × {problem.steps_per_epoch} steps), "
+        f"{args.dtype}, torch {torch.__version__}, threads: lab {args.threads or 1}, "
+        f"plain {torch.get_num_threads()}, "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}",
+        flush=True,
+    )
+
+    start = time.perf_counter()
+    lab = train_replicas(problem, specs, epochs=EPOCHS, evaluation="loss", threads=args.threads or 1)
+    lab_s = time.perf_counter() - start
+    print(f"lab (batched replicas): {lab_s:8.2f} s", flush=True)
+
+    start = time.perf_counter()
+    plain = plain_script(problem, runs)
+    plain_s = time.perf_counter() - start
+    print(f"plain torch.optim script: {plain_s:8.2f} s", flush=True)
+
+    mismatched_divergence = []
+    final_diffs: list[float] = []
+    step_diffs: list[float] = []
+    worst = None
+    for (label, config, seed), run, ref in zip(runs, lab, plain, strict=True):
+        ref_diverged = first_divergence(ref["initial"], ref["losses"])
+        lab_diverged = run.steps - 1 if run.diverged else None
+        if ref_diverged != lab_diverged:
+            mismatched_divergence.append((label, config.lr, seed, lab_diverged, ref_diverged))
+            continue
+        if run.diverged:
+            continue
+        diff = relative(run.final_loss, ref["final"])
+        final_diffs.append(diff)
+        if worst is None or diff > worst[0]:
+            worst = (diff, label, config.lr, seed)
+        step_diffs.append(max(relative(a, b) for a, b in zip(run.losses, ref["losses"], strict=True)))
+
+    diverged = sum(run.diverged for run in lab)
+    speedup = plain_s / lab_s
+    print(f"speed-up: {speedup:.1f}×")
+    print(f"diverged runs: {diverged} (lab) — {len(mismatched_divergence)} disagree with the plain script")
+    if final_diffs:
+        print(
+            f"final full-data loss, max relative difference over {len(final_diffs)} runs: "
+            f"{max(final_diffs):.2e}"
+            f" (median {sorted(final_diffs)[len(final_diffs) // 2]:.1e}; worst: {worst[1]} lr={worst[2]:.3g}"
+            f" seed={worst[3]})"
+        )
+        print(f"every step's mini-batch loss, max relative difference: {max(step_diffs):.2e}")
+        counts = ", ".join(f"> {t:g}: {sum(d > t for d in final_diffs)}" for t in (1e-6, 1e-4, 1e-2))
+        print(f"runs whose final loss differs by (relative) {counts}")
+    for item in mismatched_divergence[:10]:
+        print("  divergence differs (optimizer, lr, seed, lab step, plain step):", item)
+
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    record = {
+        "benchmark": "lab_throughput",
+        "runs": len(runs),
+        "optimizers": list(PRESETS) + (["lbfgs (sequential)"] if args.lbfgs else []),
+        "dtype": args.dtype,
+        "epochs": EPOCHS,
+        "steps_per_run": EPOCHS * problem.steps_per_epoch,
+        "torch": torch.__version__,
+        "threads_lab": args.threads or 1,
+        "threads_plain": torch.get_num_threads(),
+        "cpus": os.cpu_count(),
+        "machine": platform.machine(),
+        "load_average_1m": os.getloadavg()[0],
+        "lab_s": lab_s,
+        "plain_s": plain_s,
+        "plain_s_per_run": plain_s / len(runs),
+        "speedup": speedup,
+        "diverged": diverged,
+        "divergence_mismatches": len(mismatched_divergence),
+        "final_loss_max_rel_diff": max(final_diffs) if final_diffs else None,
+        "final_loss_rel_diff_over": {str(t): sum(d > t for d in final_diffs) for t in (1e-6, 1e-4, 1e-2)},
+        "worst_run": {"optimizer": worst[1], "lr": worst[2], "seed": worst[3]} if worst else None,
+        "step_loss_max_rel_diff": max(step_diffs) if step_diffs else None,
+    }
+    args.out.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

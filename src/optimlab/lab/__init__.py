@@ -1,0 +1,1 @@
+"""The optimizer lab: problems, runs, batched replicas and storage (see the README)."""

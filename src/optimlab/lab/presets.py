@@ -1,0 +1,432 @@
+"""Optimizer presets for the lab, hyperparameter overrides, and comparison config files.
+
+A *preset* names an optimizer of :mod:`optimlab.optim` with fixed structural settings
+(``momentum`` = SGD with momentum 0.9, ``nesterov`` = SGD with Nesterov momentum 0.9, …) and two
+sets of default hyperparameters:
+
+* ``seed`` — the seed experiment's settings: lr 0.01 for every optimizer, RMSprop α = 0.9, betas
+  (0.9, 0.99) for the Adam family, L-BFGS max_iter = max_eval = 10 (the default of ``optimlab
+  compare``);
+* ``torch`` — torch.optim's own defaults (lr 1e-3 for SGD and Adam, 1.0 for Adadelta, …).
+
+Overrides use the syntax ``preset:key=value,key=value`` with ``/`` separating tuple items::
+
+    parse_optimizers("sgd,adam:lr=0.01,betas=0.9/0.99,lbfgs:line_search_fn=strong_wolfe")
+
+Keys are the optimizer's own constructor arguments (plus ``l1`` and ``nonfinite`` for the
+first-order ones); values are checked by the optimizer's own validation. Each preset also declares
+the search space that ``--tune optuna`` samples (:attr:`Preset.search_space`).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.optim import Optimizer
+
+import optimlab.optim as optim
+
+DEFAULTS_PROFILES: tuple[str, ...] = ("seed", "torch")
+
+#: constructor arguments that are implementation switches, not hyperparameters
+_IMPLEMENTATION_FLAGS = frozenset({"params", "foreach", "fused", "differentiable", "capturable", "engine"})
+
+
+@dataclass(frozen=True)
+class SearchDim:
+    """One dimension of a tuning search space: ``low``–``high``, log-uniform when ``log``."""
+
+    low: float
+    high: float
+    log: bool = False
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named optimizer configuration (see the module docstring)."""
+
+    name: str
+    description: str
+    cls: type[Optimizer]
+    fixed: Mapping[str, Any] = field(default_factory=dict)
+    seed: Mapping[str, Any] = field(default_factory=dict)
+    torch: Mapping[str, Any] = field(default_factory=dict)
+    search_space: Mapping[str, SearchDim] = field(default_factory=dict)
+
+    def hyperparameters(self, defaults: str = "seed") -> dict[str, Any]:
+        """The constructor arguments of this preset under the ``defaults`` profile."""
+        if defaults not in DEFAULTS_PROFILES:
+            raise ValueError(f"unknown defaults profile {defaults!r}; expected one of {DEFAULTS_PROFILES}")
+        return {**self.fixed, **(self.seed if defaults == "seed" else self.torch)}
+
+    def parameters(self) -> dict[str, inspect.Parameter]:
+        """The hyperparameters this preset's optimizer accepts (name → signature entry)."""
+        signature = inspect.signature(self.cls.__init__)
+        return {
+            name: p
+            for name, p in signature.parameters.items()
+            if name not in _IMPLEMENTATION_FLAGS and name != "self" and p.kind is not p.VAR_KEYWORD
+        }
+
+
+_ADAM_SEED = {"lr": 0.01, "betas": (0.9, 0.99)}
+_ADAM_SPACE = {"lr": SearchDim(1e-5, 0.3, log=True), "beta1": SearchDim(0.5, 0.99)}
+_SGD_SPACE = {"lr": SearchDim(1e-4, 1.0, log=True)}
+_MOMENTUM_SPACE = {**_SGD_SPACE, "momentum": SearchDim(0.5, 0.99)}
+
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in (
+        Preset(
+            "sgd",
+            "plain (stochastic) gradient descent: θ ← θ − γ·g",
+            optim.SGD,
+            seed={"lr": 0.01},
+            torch={},
+            search_space=_SGD_SPACE,
+        ),
+        Preset(
+            "momentum",
+            "SGD with heavy-ball momentum 0.9 (SGDM)",
+            optim.SGD,
+            fixed={"momentum": 0.9},
+            seed={"lr": 0.01},
+            search_space=_MOMENTUM_SPACE,
+        ),
+        Preset(
+            "nesterov",
+            "SGD with Nesterov momentum 0.9 (NAG)",
+            optim.SGD,
+            fixed={"momentum": 0.9, "nesterov": True},
+            seed={"lr": 0.01},
+            search_space=_MOMENTUM_SPACE,
+        ),
+        Preset(
+            "adagrad",
+            "per-coordinate steps shrinking with the sum of squared gradients",
+            optim.Adagrad,
+            seed={"lr": 0.01},
+            search_space={"lr": SearchDim(1e-4, 1.0, log=True)},
+        ),
+        Preset(
+            "rmsprop",
+            "steps scaled by a moving average of squared gradients",
+            optim.RMSprop,
+            seed={"lr": 0.01, "alpha": 0.9},
+            search_space={"lr": SearchDim(1e-5, 0.1, log=True), "alpha": SearchDim(0.8, 0.999)},
+        ),
+        Preset(
+            "adadelta",
+            "RMSprop with a unit-correcting running average of updates",
+            optim.Adadelta,
+            seed={"lr": 0.01},
+            search_space={"lr": SearchDim(1e-3, 10.0, log=True), "rho": SearchDim(0.8, 0.99)},
+        ),
+        Preset(
+            "adam",
+            "momentum + RMSprop scaling with bias correction",
+            optim.Adam,
+            seed=_ADAM_SEED,
+            search_space=_ADAM_SPACE,
+        ),
+        Preset(
+            "adamw",
+            "Adam with decoupled weight decay (0.01)",
+            optim.AdamW,
+            seed=_ADAM_SEED,
+            search_space={**_ADAM_SPACE, "weight_decay": SearchDim(1e-5, 0.1, log=True)},
+        ),
+        Preset(
+            "adamax",
+            "Adam with an infinity-norm second moment",
+            optim.Adamax,
+            seed=_ADAM_SEED,
+            search_space=_ADAM_SPACE,
+        ),
+        Preset(
+            "nadam", "Adam with Nesterov momentum", optim.NAdam, seed=_ADAM_SEED, search_space=_ADAM_SPACE
+        ),
+        Preset(
+            "radam",
+            "Adam with a rectified warm-up of the adaptive step",
+            optim.RAdam,
+            seed=_ADAM_SEED,
+            search_space=_ADAM_SPACE,
+        ),
+        Preset(
+            "lbfgs",
+            "limited-memory BFGS, several gradient evaluations per step",
+            optim.LBFGS,
+            seed={"lr": 0.01, "max_iter": 10, "max_eval": 10},
+            search_space={"lr": SearchDim(1e-3, 1.0, log=True)},
+        ),
+    )
+}
+
+#: the optimizers of ``optimlab compare`` without options: the seed post's nine, nesterov and nadam
+SEED_OPTIMIZERS: tuple[str, ...] = (
+    "sgd",
+    "momentum",
+    "nesterov",
+    "adagrad",
+    "adadelta",
+    "rmsprop",
+    "adam",
+    "adamax",
+    "adamw",
+    "nadam",
+    "lbfgs",
+)
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-friendly, hashable form of a hyperparameter value (tuples stay tuples)."""
+    if isinstance(value, list | tuple):
+        return tuple(_plain(v) for v in value)
+    if isinstance(value, torch.Tensor):
+        return value.item()
+    return value
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    """A preset with its hyperparameters resolved: everything needed to build the optimizer.
+
+    ``hyper`` holds the constructor arguments given explicitly (preset + profile + overrides);
+    torch.optim's defaults fill in the rest. ``label`` names the configuration in tables and
+    summaries (the preset's name unless overrides were given).
+    """
+
+    preset: str
+    hyper: Mapping[str, Any]
+    label: str
+
+    @property
+    def cls(self) -> type[Optimizer]:
+        return PRESETS[self.preset].cls
+
+    @property
+    def lr(self) -> float:
+        """The learning rate (the class default when not set)."""
+        if "lr" in self.hyper:
+            return float(self.hyper["lr"])
+        return float(PRESETS[self.preset].parameters()["lr"].default)
+
+    @property
+    def is_lbfgs(self) -> bool:
+        return issubclass(self.cls, torch.optim.LBFGS)
+
+    def canonical(self) -> dict[str, Any]:
+        """What identifies this configuration in a stored run's key (class + explicit arguments)."""
+        return {"class": self.cls.__name__, "hyper": {k: _plain(self.hyper[k]) for k in sorted(self.hyper)}}
+
+    def with_hyper(self, label: str | None = None, **changes: Any) -> OptimizerConfig:
+        """A copy with ``changes`` applied (validated); ``label`` is kept unless given."""
+        hyper = {**self.hyper, **{k: _plain(v) for k, v in changes.items()}}
+        config = replace(self, hyper=hyper, label=label or self.label)
+        config.validate()
+        return config
+
+    def build(self, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]]) -> Optimizer:
+        """The optimizer over ``params`` (first-order ones run on the eager engine: the lab's
+        models are tiny and must not pay for kernel compilation)."""
+        kwargs = dict(self.hyper)
+        if issubclass(self.cls, optim.RuleOptimizer):
+            kwargs["engine"] = "eager"
+        return self.cls(params, **kwargs)
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the problem if the hyperparameters are not accepted."""
+        accepted = PRESETS[self.preset].parameters()
+        for key, value in self.hyper.items():
+            if key not in accepted:
+                raise ValueError(
+                    f"optimizer {self.label!r}: unknown hyperparameter {key!r}; "
+                    f"{self.cls.__name__} accepts {', '.join(accepted)}"
+                )
+            _check_type(self.label, key, value, accepted[key].default)
+        if self.is_lbfgs and self.hyper.get("line_search_fn") not in (None, "strong_wolfe"):
+            raise ValueError(
+                f"optimizer {self.label!r}: line_search_fn must be strong_wolfe or none, "
+                f"got {self.hyper['line_search_fn']!r}"
+            )
+        try:
+            self.build([torch.zeros(1, requires_grad=True)])
+        except (ValueError, TypeError, RuntimeError) as error:
+            raise ValueError(f"optimizer {self.label!r}: {error}") from None
+
+
+def _check_type(label: str, key: str, value: Any, default: Any) -> None:
+    def fail(expected: str) -> None:
+        raise ValueError(f"optimizer {label!r}: {key} must be {expected}, got {value!r}")
+
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            fail("true or false")
+    elif isinstance(default, int | float):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            fail("a number")
+        if not math.isfinite(value):
+            fail("a finite number")
+    elif isinstance(default, tuple):
+        if not isinstance(value, tuple) or len(value) != len(default):
+            fail(f"{len(default)} numbers separated by '/' (e.g. 0.9/0.99)")
+        if any(isinstance(v, bool) or not isinstance(v, int | float) for v in value):
+            fail("numbers")
+
+
+def parse_value(text: str) -> Any:
+    """A command-line hyperparameter value: number, ``true``/``false``, ``none``, ``a/b`` (a tuple),
+    or else the text itself (``strong_wolfe``)."""
+    text = text.strip()
+    if "/" in text:
+        return tuple(parse_value(part) for part in text.split("/"))
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("none", "null"):
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def make_config(
+    preset: str, overrides: Mapping[str, Any] | None = None, defaults: str = "seed", label: str | None = None
+) -> OptimizerConfig:
+    """The validated configuration of ``preset`` under ``defaults`` with ``overrides`` applied."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown optimizer {preset!r}; presets: {', '.join(PRESETS)}")
+    overrides = {k: _plain(v) for k, v in (overrides or {}).items()}
+    hyper = {k: _plain(v) for k, v in PRESETS[preset].hyperparameters(defaults).items()}
+    hyper.update(overrides)
+    if label is None:
+        label = (
+            preset
+            if not overrides
+            else preset + ":" + ",".join(f"{k}={_format(v)}" for k, v in overrides.items())
+        )
+    config = OptimizerConfig(preset=preset, hyper=hyper, label=label)
+    config.validate()
+    return config
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, tuple):
+        return "/".join(_format(v) for v in value)
+    if isinstance(value, bool):
+        return str(value).lower()
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def parse_optimizers(spec: str, defaults: str = "seed") -> list[OptimizerConfig]:
+    """Parse ``"sgd,adam:lr=0.01,betas=0.9/0.99,lbfgs"`` into configurations.
+
+    Items are separated by commas; an item with ``=`` but no ``:`` continues the previous
+    optimizer's overrides. Raises ``ValueError`` for an unknown preset, a malformed item, an
+    unknown or invalid hyperparameter, or a label given twice.
+    """
+    entries: list[tuple[str, dict[str, Any]]] = []
+    for raw in spec.split(","):
+        item = raw.strip()
+        if not item:
+            raise ValueError(f"empty item in optimizer list {spec!r}")
+        name, colon, assignment = item.partition(":")
+        if "=" in name and not colon:  # key=value continuing the previous optimizer
+            if not entries:
+                raise ValueError(f"hyperparameter {item!r} comes before any optimizer in {spec!r}")
+            assignment, name = item, ""
+        else:
+            entries.append((name.strip().lower(), {}))
+        if assignment:
+            key, eq, value = assignment.partition("=")
+            if not eq or not key.strip() or not value.strip():
+                raise ValueError(f"malformed hyperparameter {assignment!r} in {spec!r}: expected key=value")
+            entries[-1][1][key.strip()] = parse_value(value)
+    configs = [make_config(name, overrides, defaults) for name, overrides in entries]
+    check_unique(configs)
+    return configs
+
+
+def check_unique(configs: Iterable[OptimizerConfig]) -> None:
+    seen: set[str] = set()
+    for config in configs:
+        if config.label in seen:
+            raise ValueError(f"optimizer {config.label!r} is listed twice")
+        seen.add(config.label)
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Read a comparison config file (TOML, or JSON for a ``.json`` name) into a dict.
+
+    Recognized keys (all optional; command-line options win): ``problems`` (list of specs),
+    ``optimizers`` (a table ``{label = {preset = "adam", lr = 0.01, betas = [0.9, 0.99]}}``;
+    ``preset`` defaults to the label), ``seeds``, ``lr_grid``, ``tune``, ``budget``, ``epochs``,
+    ``steps``, ``schedule``, ``weight_decay``, ``l1``, ``clip_norm``, ``defaults``.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ValueError(f"cannot read config file {str(path)!r}: {error.strerror or error}") from None
+    try:
+        data = json.loads(text) if path.suffix.lower() == ".json" else tomllib.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as error:
+        raise ValueError(f"config file {str(path)!r} is malformed: {error}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"config file {str(path)!r} must hold a table of settings")
+    known = {
+        "problems",
+        "optimizers",
+        "seeds",
+        "lr_grid",
+        "tune",
+        "budget",
+        "epochs",
+        "steps",
+        "schedule",
+        "weight_decay",
+        "l1",
+        "clip_norm",
+        "defaults",
+    }
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(
+            f"config file {str(path)!r}: unknown setting {unknown[0]!r}; known: {', '.join(sorted(known))}"
+        )
+    return data
+
+
+def optimizers_from_config(table: Any, defaults: str = "seed") -> list[OptimizerConfig]:
+    """Configurations from a config file's ``optimizers`` entry (a table, or a list of names/specs)."""
+    if isinstance(table, str):
+        return parse_optimizers(table, defaults)
+    if isinstance(table, list):
+        return parse_optimizers(",".join(str(item) for item in table), defaults)
+    if not isinstance(table, dict):
+        raise ValueError("config 'optimizers' must be a table, a list or a string")
+    configs = []
+    for label, settings in table.items():
+        settings = dict(settings or {})
+        if not isinstance(settings, dict):
+            raise ValueError(f"config optimizer {label!r} must be a table of hyperparameters")
+        preset = str(settings.pop("preset", label)).lower()
+        configs.append(
+            make_config(preset, settings, defaults, label=label if settings or label != preset else None)
+        )
+    check_unique(configs)
+    return configs

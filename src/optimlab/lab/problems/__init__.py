@@ -1,0 +1,256 @@
+"""Problems for the optimizer lab: a registry of built-in problems and the protocol of your own.
+
+A problem is named by a *spec*: ``name`` or ``name:key=value,...`` for a built-in one
+(``ravine:condition=1000``, ``parabola:batch=full``, ``rosenbrock:noisy=true``), or
+``package.module:factory`` (optionally ``package.module:factory:key=value,...``) for your own, where
+``factory(**options)`` returns an object that follows :class:`Problem`. :func:`get_problem` turns a
+spec into a problem, :func:`problem_names` lists the built-in ones.
+
+The Problem protocol
+--------------------
+Training is functional: everything a run needs comes from the problem and the run's seed, so the
+same run gives the same numbers in any process (and the lab's batched replicas can train many seeds
+of one problem at once with ``torch.func``).
+
+``name: str``, ``description: str``
+    a short name and a one-line description (shown by ``optimlab list``).
+``spec: str``
+    the canonical spec with its options; part of every stored run's key.
+``version: str``
+    bump it when you change the problem's data or model, so stored results are not reused.
+``target_loss: float``
+    the loss that counts as "solved" (steps-to-target, performance profiles).
+``default_budget: Budget``
+    how long a run trains unless ``--epochs``/``--steps`` says otherwise.
+``steps_per_epoch: int``
+    the number of batches :meth:`batches` yields per epoch; the lab evaluates once per epoch.
+``build_model(seed) -> nn.Module``
+    the model with its initial parameters, reproducible from ``seed`` alone.
+``batches(seed, epoch) -> Iterable[(inputs, target)]``
+    one epoch's batches, reproducible from ``(seed, epoch)`` alone (use a ``torch.Generator``).
+``loss(output, target) -> Tensor``
+    the scalar training loss of ``model(inputs)``.
+``evaluate(model) -> dict[str, float]``
+    metrics after each epoch, without gradients; must contain ``"loss"`` (the full objective, used
+    for the final loss and steps-to-target) and may contain ``val_loss``, ``val_accuracy``, ….
+``trajectory_point(model) -> list[float] | None`` (optional)
+    the point to record after each step (2-D surfaces record θ = (x, y)).
+``deterministic: bool`` (optional, default False)
+    True when every seed gives the same run (a noiseless surface from a fixed start); the lab then
+    runs one seed instead of repeating identical numbers.
+
+A minimal problem of your own (``mypkg/problems.py``)::
+
+    import torch
+    from torch import nn
+    from optimlab.lab.problems import Budget, TensorProblem
+
+    class Line(TensorProblem):
+        name, description, target_loss = "line", "fit y = 3x", 1e-3
+        default_budget = Budget(epochs=5)
+
+        def __init__(self, **options):
+            super().__init__(options)
+            self.x = torch.linspace(-1, 1, 256).unsqueeze(1)
+            self.y = 3 * self.x
+            self.batch_size = 32
+
+        def make_model(self):
+            return nn.Linear(1, 1)
+
+        def loss(self, output, target):
+            return nn.functional.mse_loss(output, target)
+
+    def make_problem(**options):
+        return Line(**options)
+
+and then ``optimlab compare --problem mypkg.problems:make_problem`` (the current folder is searched
+for the module too).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol, runtime_checkable
+
+from torch import Tensor, nn
+
+from optimlab.lab.problems.base import Batch, Budget, TensorProblem, format_spec, mix_seed, seeded_module
+from optimlab.lab.problems.digits import DigitsCNN, DigitsMLP
+from optimlab.lab.problems.parabola import Parabola
+from optimlab.lab.problems.quadratic import Quadratic100D
+from optimlab.lab.problems.sparse import SparseRegression
+from optimlab.lab.problems.surfaces import SURFACES, Surface, SurfaceProblem
+
+__all__ = [
+    "PROBLEMS",
+    "Batch",
+    "Budget",
+    "Problem",
+    "ProblemInfo",
+    "Surface",
+    "SurfaceProblem",
+    "TensorProblem",
+    "format_spec",
+    "get_problem",
+    "mix_seed",
+    "parse_options",
+    "problem_names",
+    "seeded_module",
+]
+
+
+@runtime_checkable
+class Problem(Protocol):
+    """What the lab needs from a problem (see the module docstring)."""
+
+    name: str
+    description: str
+    target_loss: float
+    default_budget: Budget
+    version: str
+
+    @property
+    def spec(self) -> str: ...
+
+    @property
+    def steps_per_epoch(self) -> int: ...
+
+    def build_model(self, seed: int) -> nn.Module: ...
+
+    def batches(self, seed: int, epoch: int) -> Iterable[Batch]: ...
+
+    def loss(self, output: Tensor, target: Tensor) -> Tensor: ...
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]: ...
+
+
+class ProblemInfo:
+    """A registry entry: a name, a one-line description, its options and a factory."""
+
+    def __init__(self, name: str, description: str, factory: Callable[..., Problem], options: dict[str, str]):
+        self.name, self.description, self.factory, self.options = name, description, factory, options
+
+
+def _surface_factory(surface: Surface) -> Callable[..., Problem]:
+    return lambda options: SurfaceProblem(surface, options)
+
+
+def _registry() -> dict[str, ProblemInfo]:
+    from optimlab.lab.problems import digits, parabola, quadratic, sparse, surfaces
+
+    entries = [
+        ProblemInfo("parabola", Parabola.description, Parabola, parabola.OPTIONS),
+        *(
+            ProblemInfo(s.name, s.description, _surface_factory(s), {**surfaces._COMMON_OPTIONS, **s.options})
+            for s in SURFACES.values()
+        ),
+        ProblemInfo("digits-mlp", DigitsMLP.description, DigitsMLP, digits.OPTIONS),
+        ProblemInfo("digits-cnn", DigitsCNN.description, DigitsCNN, digits.OPTIONS),
+        ProblemInfo("quadratic-100d", Quadratic100D.description, Quadratic100D, quadratic.OPTIONS),
+        ProblemInfo("sparse-regression", SparseRegression.description, SparseRegression, sparse.OPTIONS),
+    ]
+    return {entry.name: entry for entry in entries}
+
+
+#: the built-in problems by name
+PROBLEMS: dict[str, ProblemInfo] = _registry()
+
+
+def problem_names() -> list[str]:
+    """The names of the built-in problems, in the order ``optimlab list`` shows them."""
+    return list(PROBLEMS)
+
+
+def parse_options(text: str, what: str) -> dict[str, Any]:
+    """``"a=1,b=x"`` → ``{"a": "1", "b": "x"}`` (values stay strings; each problem converts them)."""
+    options: dict[str, Any] = {}
+    if not text:
+        return options
+    for item in text.split(","):
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if key and not sep:  # a bare flag: noisy → noisy=true
+            options[key] = "true"
+            continue
+        if not key or not value.strip():
+            raise ValueError(f"malformed option {item!r} in {what!r}: expected key=value")
+        options[key] = value.strip()
+    return options
+
+
+def get_problem(spec: str) -> Problem:
+    """The problem for ``spec`` (``name[:options]`` or ``module.path:factory[:options]``).
+
+    Raises ``ValueError`` with one clear line for an unknown name, bad options, or a user
+    factory that cannot be imported or does not return a :class:`Problem`.
+    """
+    spec = spec.strip()
+    name, _, rest = spec.partition(":")
+    if name in PROBLEMS:
+        return PROBLEMS[name].factory(parse_options(rest, spec))
+    factory_name, _, option_text = rest.partition(":")
+    if all(part.isidentifier() for part in name.split(".")) and factory_name.isidentifier():
+        return _user_problem(name, factory_name, parse_options(option_text, spec), spec)
+    raise ValueError(
+        f"unknown problem {name!r}; built-in problems: {', '.join(PROBLEMS)} "
+        "(or your own as package.module:factory)"
+    )
+
+
+def _user_problem(module_name: str, factory_name: str, options: dict[str, Any], spec: str) -> Problem:
+    cwd = os.getcwd()
+    if cwd not in sys.path:  # `optimlab compare -p myproblems:make` from the folder that holds it
+        sys.path.append(cwd)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ValueError(f"cannot import problem module {module_name!r}: {error}") from None
+    factory = getattr(module, factory_name, None)
+    if not callable(factory):
+        raise ValueError(f"module {module_name!r} has no callable {factory_name!r} (problem spec {spec!r})")
+    try:
+        problem = factory(**options)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"problem factory {module_name}:{factory_name} failed: {error}") from None
+    missing = [
+        attr
+        for attr in (
+            "name",
+            "description",
+            "target_loss",
+            "default_budget",
+            "steps_per_epoch",
+            "build_model",
+            "batches",
+            "loss",
+            "evaluate",
+        )
+        if not hasattr(problem, attr)
+    ]
+    if missing:
+        raise ValueError(
+            f"{module_name}:{factory_name} returned an object without {', '.join(missing)} "
+            "(see the Problem protocol in optimlab.lab.problems)"
+        )
+    if not isinstance(problem.default_budget, Budget):
+        raise ValueError(f"{module_name}:{factory_name}: default_budget must be an optimlab Budget")
+    # the stored key must name the user's factory and options, whatever the object calls itself
+    user_spec = f"{module_name}:{factory_name}" + (":" + format_spec("", options)[1:] if options else "")
+    return UserProblem(problem, user_spec)
+
+
+class UserProblem:
+    """A user's problem object with the spec it was loaded by (``module:factory[:options]``);
+    every other attribute is the object's own."""
+
+    def __init__(self, problem: Any, spec: str) -> None:
+        self._problem = problem
+        self.spec = spec
+        self.version = str(getattr(problem, "version", "1"))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._problem, name)

@@ -1,0 +1,292 @@
+"""Results of a stored comparison: load them, aggregate them, rank them — never train.
+
+:func:`load_comparison` rebuilds a :class:`ComparisonData` from a :class:`~optimlab.lab.storage.Store`
+(the comparison's settings, its problems, and for every optimizer the runs that answer it: the final
+runs on the evaluation seeds, the whole lr grid, the Optuna trials). :func:`summarize` turns it into
+the plain dict written as ``summary.json``; reports (:mod:`optimlab.reports`) read both.
+
+Aggregates per problem and optimizer, over the evaluation seeds of its final configuration:
+
+* ``final_loss``: median, q25, q75 and a 95 % bootstrap CI of the median (a diverged run counts
+  as +∞, written ``null`` in JSON);
+* ``diverged``: the fraction of runs that diverged (``diverged_runs`` the count);
+* ``steps_to_target`` / ``evals_to_target``: the median over seeds (a miss is ∞ → ``null``),
+  with ``target_reached`` the number of seeds that reached the target;
+* ``wall_s``: the median wall time of a run; ``grad_evals``: the median gradient evaluations;
+* ``best_lr``: the learning rate used (chosen by the lr grid or Optuna when tuned);
+* ``metrics``: the median of each final evaluated metric (``val_accuracy``, ``zero_fraction``, …);
+* ``rank``: 1 = best, by median final loss, then median steps to target.
+
+Across problems, a performance profile (:func:`optimlab.lab.stats.performance_profile`) of the
+steps and of the gradient evaluations to target, with AlgoPerf's score.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from optimlab import __version__
+from optimlab.lab.runner import RunResult
+from optimlab.lab.stats import Profile, bootstrap_ci, median, performance_profile, quantile, summary
+from optimlab.lab.storage import Store
+
+
+@dataclass
+class OptimizerData:
+    """One optimizer on one problem: its final configuration and runs, plus tuning evidence."""
+
+    label: str
+    preset: str
+    cls: str
+    hyper: dict[str, Any]
+    best_lr: float
+    runs: list[RunResult]
+    grid: list[tuple[float, list[RunResult]]] = field(default_factory=list)
+    trials: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class ProblemData:
+    spec: str
+    name: str
+    description: str
+    target_loss: float
+    budget: dict[str, int]
+    total_steps: int
+    steps_per_epoch: int
+    deterministic: bool
+    seeds: list[int]
+    optimizers: list[OptimizerData]
+
+
+@dataclass
+class ComparisonData:
+    """Everything a report needs about one comparison, read from the store."""
+
+    id: str
+    settings: dict[str, Any]
+    problems: list[ProblemData]
+    db_path: str = ""
+
+    @property
+    def one_shot(self) -> bool:
+        return self.settings.get("protocol") == "one-shot"
+
+
+def load_comparison(store: Store, comparison_id: str | None = None) -> ComparisonData:
+    """The comparison ``comparison_id`` (default: the latest) with its runs loaded from ``store``."""
+    cid, settings, plan = store.comparison(comparison_id)
+    problems = []
+    for p in plan["problems"]:
+        optimizers = []
+        for o in p["optimizers"]:
+            runs = [stored.result for stored in store.runs(o["keys"])]
+            grid = [(float(g["lr"]), [s.result for s in store.runs(g["keys"])]) for g in o.get("grid", [])]
+            optimizers.append(
+                OptimizerData(
+                    label=o["label"],
+                    preset=o["preset"],
+                    cls=o.get("class", ""),
+                    hyper=o.get("hyper", {}),
+                    best_lr=float(o["best_lr"]),
+                    runs=runs,
+                    grid=grid,
+                    trials=o.get("trials", []),
+                )
+            )
+        problems.append(
+            ProblemData(
+                spec=p["spec"],
+                name=p["name"],
+                description=p["description"],
+                target_loss=float(p["target_loss"]),
+                budget=p["budget"],
+                total_steps=int(p["total_steps"]),
+                steps_per_epoch=int(p["steps_per_epoch"]),
+                deterministic=bool(p["deterministic"]),
+                seeds=list(p["seeds"]),
+                optimizers=optimizers,
+            )
+        )
+    return ComparisonData(id=cid, settings=settings, problems=problems, db_path=str(store.path))
+
+
+def _json_number(value: float) -> float | None:
+    """+∞/NaN as ``null`` (JSON has no infinity); finite values unchanged."""
+    return value if isinstance(value, int | float) and math.isfinite(value) else None
+
+
+def aggregate(runs: Sequence[RunResult]) -> dict[str, Any]:
+    """The statistics of one optimizer's runs on one problem (see the module docstring)."""
+    finals = [r.final_loss for r in runs]
+    steps = [r.steps_to_target for r in runs]
+    evals = [r.evals_to_target for r in runs]
+    low, high = bootstrap_ci(finals)
+    metric_names = sorted({k for r in runs for k in r.final_metrics if k != "loss"})
+    metrics = {
+        name: _json_number(
+            median([r.final_metrics.get(name, math.nan) for r in runs if not r.diverged] or [math.nan])
+        )
+        for name in metric_names
+    }
+    stats = summary(finals)
+    return {
+        "runs": len(runs),
+        "final_loss": {
+            **{k: _json_number(v) for k, v in stats.items()},
+            "ci95": [_json_number(low), _json_number(high)],
+        },
+        "diverged": (sum(r.diverged for r in runs) / len(runs)) if runs else None,
+        "diverged_runs": sum(r.diverged for r in runs),
+        "divergence": sorted({r.divergence for r in runs if r.divergence}),
+        "steps_to_target": _json_number(median(steps)) if runs else None,
+        "evals_to_target": _json_number(median(evals)) if runs else None,
+        "target_reached": sum(math.isfinite(s) for s in steps),
+        "wall_s": median([r.wall_s for r in runs]) if runs else None,
+        "wall_s_total": sum(r.wall_s for r in runs),
+        "grad_evals": median([float(r.grad_evals) for r in runs]) if runs else None,
+        "steps": median([float(r.steps) for r in runs]) if runs else None,
+        "metrics": metrics,
+    }
+
+
+def median_curve(runs: Sequence[RunResult], metric: str = "loss") -> dict[str, list[float | None]]:
+    """The median (and quartiles) over runs of an evaluated metric at each evaluation step.
+
+    Runs that stopped early (divergence) count as +∞ from then on."""
+    if not runs:
+        return {"steps": [], "median": [], "q25": [], "q75": []}
+    longest = max(runs, key=lambda r: len(r.evals))
+    steps = [int(e["step"]) for e in longest.evals]
+    columns: list[list[float]] = [[] for _ in steps]
+    for run in runs:
+        values = [float(e.get(metric, math.nan)) for e in run.evals]
+        for i in range(len(steps)):
+            columns[i].append(values[i] if i < len(values) and not math.isnan(values[i]) else math.inf)
+    return {
+        "steps": steps,
+        "median": [_json_number(median(c)) for c in columns],
+        "q25": [_json_number(quantile(c, 0.25)) for c in columns],
+        "q75": [_json_number(quantile(c, 0.75)) for c in columns],
+    }
+
+
+def _rank_key(entry: dict[str, Any]) -> tuple[float, float, str]:
+    loss = entry["final_loss"]["median"]
+    steps = entry["steps_to_target"]
+    return (math.inf if loss is None else loss, math.inf if steps is None else steps, entry["label"])
+
+
+def tuned_command(data: ComparisonData) -> str:
+    """The command that runs this comparison tuned (lr grid of 7 on the same problems and seeds)."""
+    settings = data.settings
+    parts = ["optimlab compare"]
+    for spec in settings.get("problems", []):
+        parts.append(f"--problem {spec}")
+    labels = [o["label"] for o in settings.get("optimizers", [])]
+    if labels:
+        parts.append("--optimizers " + ",".join(labels))
+    parts.append(f"--seeds {settings.get('seeds', 5)} --lr-grid 7")
+    if settings.get("defaults", "seed") != "seed":
+        parts.append(f"--defaults {settings['defaults']}")
+    return " ".join(parts)
+
+
+#: the costs of the performance profiles: summary key -> the optimizer entry's field
+PROFILE_COSTS: dict[str, str] = {"steps": "steps_to_target", "grad_evals": "evals_to_target"}
+#: τ values at which ``summary.json`` tabulates each profile (1 … τ_max)
+PROFILE_POINTS = 61
+
+
+def summary_profile(problems: dict[str, Any], cost: str = "steps") -> Profile | None:
+    """The performance profile of ``cost`` (a key of :data:`PROFILE_COSTS`) over the ``problems``
+    of a summary (``summary["problems"]``); ``None`` without problems. A target met before the
+    first step costs one step."""
+    field_name = PROFILE_COSTS[cost]
+    costs = {
+        spec: {label: entry[field_name] for label, entry in info["optimizers"].items()}
+        for spec, info in problems.items()
+    }
+    if not costs or not any(costs.values()):
+        return None
+    return performance_profile(costs, floor=1.0)
+
+
+def summarize(data: ComparisonData) -> dict[str, Any]:
+    """The plain-data summary of a comparison (what ``summary.json`` holds)."""
+    problems: dict[str, Any] = {}
+    for problem in data.problems:
+        entries = []
+        for opt in problem.optimizers:
+            entry = {
+                "label": opt.label,
+                "preset": opt.preset,
+                "class": opt.cls,
+                "hyper": opt.hyper,
+                "best_lr": opt.best_lr,
+                **aggregate(opt.runs),
+            }
+            if opt.grid:
+                entry["lr_sensitivity"] = [
+                    {
+                        "lr": lr,
+                        **{k: _json_number(v) for k, v in summary([r.final_loss for r in runs]).items()},
+                        "diverged": sum(r.diverged for r in runs) / max(len(runs), 1),
+                    }
+                    for lr, runs in opt.grid
+                ]
+            if opt.trials:
+                entry["trials"] = opt.trials
+            entry["curve"] = median_curve(opt.runs)
+            entries.append(entry)
+        entries.sort(key=_rank_key)
+        for rank, entry in enumerate(entries, start=1):
+            entry["rank"] = rank
+        problems[problem.spec] = {
+            "name": problem.name,
+            "description": problem.description,
+            "target_loss": problem.target_loss,
+            "budget": problem.budget,
+            "total_steps": problem.total_steps,
+            "deterministic": problem.deterministic,
+            "seeds": problem.seeds,
+            "ranking": [e["label"] for e in entries],
+            "optimizers": {e.pop("label"): e for e in entries},
+        }
+    profiles = {}
+    for cost in PROFILE_COSTS:
+        profile = summary_profile(problems, cost)
+        if profile is None:
+            continue
+        taus = np.linspace(1.0, profile.tau_max, PROFILE_POINTS)
+        rho = profile.rho(taus)
+        profiles[cost] = {
+            "tau_max": profile.tau_max,
+            "taus": [float(t) for t in taus],
+            "rho": {s: rho[j].tolist() for j, s in enumerate(profile.solvers)},
+            "score": profile.scores,
+            "ratios": {
+                s: {p: _json_number(r) for p, r in rs.items()} for s, rs in profile.ratio_table().items()
+            },
+        }
+    return {
+        "optimlab_version": __version__,
+        "comparison": data.id,
+        "protocol": data.settings.get("protocol"),
+        "one_shot": data.one_shot,
+        "settings": data.settings,
+        "tuned_command": tuned_command(data) if data.one_shot else None,
+        "notes": {
+            "null": "null stands for +∞: a diverged run's loss, or a target never reached",
+            "final_loss": "the full training objective after the last step, over the evaluation seeds",
+            "steps_to_target": "median over seeds of the first evaluated step with loss ≤ target_loss",
+            "diverged": "fraction of runs with a NaN/Inf loss or a loss above 1e4 × max(|initial loss|, 1)",
+        },
+        "problems": problems,
+        "performance_profile": profiles,
+    }
