@@ -134,8 +134,16 @@ class RuleOptimizer(Optimizer):
 
     # --- shared machinery ---------------------------------------------------------------------
 
+    def __getstate__(self) -> dict[str, Any]:
+        # torch.optim pickles only defaults, state and param_groups; keep the engine choice too.
+        return {**super().__getstate__(), "engine": self.engine.name}
+
     def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        engine = state.pop("engine", None)
         super().__setstate__(state)
+        if engine is not None or "engine" not in self.__dict__:  # unpickled or deep-copied
+            self.engine = resolve_engine(engine or os.environ.get(ENGINE_ENV, "auto"))
         for group in self.param_groups:
             for key, value in self.defaults.items():
                 group.setdefault(key, value)

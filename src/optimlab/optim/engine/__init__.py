@@ -4,7 +4,10 @@ An engine never contains math. It gathers a group's parameters, gradients and st
 optimizer's ``rule`` (and the shared L1 proximal step), and writes the results back in place.
 
 * :class:`EagerEngine` — parameter by parameter with ordinary torch ops; always available.
-* ``"fused"`` / ``"auto"`` — see :mod:`optimlab.optim.engine.fused`.
+* :class:`FusedEngine` — ``"fused"``: one compiled in-place pass per (device, dtype) bucket of a
+  group over flat buffers; ``"auto"``: fused for models of at least
+  :data:`~optimlab.optim.engine.fused.AUTO_MIN_NUMEL` elements when a compiler is available,
+  eager otherwise. See :mod:`optimlab.optim.engine.fused`.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 from optimlab.optim.engine.eager import EagerEngine
+from optimlab.optim.engine.fused import AUTO_MIN_NUMEL, FusedEngine
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -35,8 +39,7 @@ def resolve_engine(choice: str) -> Engine:
         raise ValueError(f"Invalid engine: {choice!r} (expected one of {ENGINE_CHOICES})")
     if choice == "eager":
         return EagerEngine()
-    # The fused engine arrives with issue 3; until then every choice runs eagerly.
-    return EagerEngine()
+    return FusedEngine(choice)
 
 
-__all__ = ["ENGINE_CHOICES", "EagerEngine", "Engine", "resolve_engine"]
+__all__ = ["AUTO_MIN_NUMEL", "ENGINE_CHOICES", "EagerEngine", "Engine", "FusedEngine", "resolve_engine"]

@@ -1,0 +1,367 @@
+"""Optimizer step throughput: optimlab's engines next to torch.optim's implementations.
+
+For each optimizer and model size (a transformer-like mix of matrices, biases and norm vectors)
+it times ``optimizer.step()`` for
+
+* torch.optim: the for-loop (``foreach=False``), ``foreach=True`` and ``fused=True`` where torch
+  has a fused kernel (SGD, Adagrad, Adam, AdamW);
+* optimlab: default construction (``engine="auto"``), ``engine="fused"``, ``engine="eager"``, and
+  the fused engine when every step's gradients are fresh tensors (what autograd produces after
+  ``zero_grad(set_to_none=True)``: the engine gathers them with one extra copy);
+
+interleaves the modes' timed steps (one step of each in turn, so that a change in the machine's
+load hits all of them alike) whenever they fit together in a quarter of the memory, and measures
+in the same run the machine's memory bandwidth (in-place ``a += s·b`` over one flat buffer, 12
+bytes per float32 element), each step's effective bandwidth (the bytes an ideal single pass
+moves: parameter and each state tensor read and written, gradient read) as a fraction of it, the
+peak memory a step adds (torch.profiler's allocation events) and the start-up time (the first two
+steps: flattening and compilation for the fused engine; inductor caches compiled kernels on disk,
+so a second run shows the cached cost, and ``TORCHINDUCTOR_CACHE_DIR=$(mktemp -d)`` a cold one).
+Prints a table and writes JSON.
+
+    python benchmarks/step_throughput.py                      # 1M, 16M, 64M; every optimizer
+    python benchmarks/step_throughput.py --sizes 1M --optimizers adam,nadam --repeat 5
+    python benchmarks/step_throughput.py --device cuda     # GPU (Triton); not measured by us yet
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("KINETO_LOG_LEVEL", "99")  # keep the profiler's start/stop lines out of the table
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+import optimlab.optim as ol
+
+OPTIMIZERS = ("sgd", "adagrad", "rmsprop", "adadelta", "adam", "adamw", "adamax", "nadam", "radam")
+TORCH_FUSED = {"sgd", "adagrad", "adam", "adamw"}  # torch.optim optimizers with fused=True
+#: constructor arguments: SGD with momentum (the common use), everything else at its defaults
+ARGUMENTS: dict[str, dict[str, Any]] = {"sgd": {"lr": 1e-3, "momentum": 0.9}}
+MODES = (
+    "torch-loop",
+    "torch-foreach",
+    "torch-fused",
+    "optimlab-default",
+    "optimlab-fused",
+    "optimlab-fused-fresh-grads",
+    "optimlab-eager",
+)
+DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "step_throughput.json"
+
+
+def parse_size(text: str) -> int:
+    text = text.strip().upper()
+    scale = {"K": 10**3, "M": 10**6, "G": 10**9}.get(text[-1:], 1)
+    return int(float(text.rstrip("KMG")) * scale)
+
+
+def model_shapes(target: int, layers: int = 16) -> list[tuple[int, ...]]:
+    """A transformer-like parameter list of about ``target`` elements (≈ 12·layers + 3 tensors):
+    an embedding (4d × d), per layer qkv (3d × d), output (d × d), MLP (4d × d, d × 4d) with
+    biases and two norm layers, and a final norm; d is the multiple of 8 that fits ``target``."""
+    per_d2 = 12 * layers + 4  # d² coefficient: 12 per layer + the 4d × d embedding
+    d = max(8, 8 * round(math.sqrt(target / per_d2) / 8))
+    shapes: list[tuple[int, ...]] = [(4 * d, d)]
+    for _ in range(layers):
+        shapes += [(3 * d, d), (3 * d,), (d, d), (d,), (d,), (d,)]
+        shapes += [(4 * d, d), (4 * d,), (d, 4 * d), (d,), (d,), (d,)]
+    shapes += [(d,), (d,)]
+    return shapes
+
+
+def make_optimizer(name: str, mode: str, params: list[torch.Tensor]) -> torch.optim.Optimizer:
+    kwargs = dict(ARGUMENTS.get(name, {}))
+    if mode.startswith("torch"):
+        cls = {n.lower(): getattr(torch.optim, n) for n in dir(torch.optim)}[name]
+        option = {"torch-loop": {"foreach": False}, "torch-foreach": {"foreach": True}}
+        return cls(params, **kwargs, **option.get(mode, {"fused": True}))
+    cls = {n.lower(): getattr(ol, n) for n in ol.__all__}[name]
+    engine = {"optimlab-default": None, "optimlab-eager": "eager"}.get(mode, "fused")
+    return cls(params, **kwargs, engine=engine)
+
+
+def state_tensors_per_param(optimizer: torch.optim.Optimizer) -> int:
+    """How many parameter-sized state tensors the optimizer keeps (2 for Adam)."""
+    p = optimizer.param_groups[0]["params"][0]
+    state = optimizer.state.get(p, {})
+    return sum(1 for v in state.values() if torch.is_tensor(v) and v.numel() == p.numel() and p.numel() > 1)
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def peak_step_bytes(
+    optimizer: torch.optim.Optimizer, before: Callable[[], None], device: torch.device
+) -> int:
+    """The most memory one step holds beyond what existed before it (torch.profiler's allocation
+    events on CPU, the caching allocator's peak on CUDA)."""
+    before()
+    if device.type == "cuda":
+        synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        baseline = torch.cuda.memory_allocated(device)
+        optimizer.step()
+        synchronize(device)
+        return torch.cuda.max_memory_allocated(device) - baseline
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        optimizer.step()
+    events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
+    current = peak = 0
+    for event in sorted(events, key=lambda e: e.start_ns()):
+        current += event.nbytes()
+        peak = max(peak, current)
+    return peak
+
+
+def median_ms(
+    function: Callable[[], Any],
+    repeat: int,
+    device: torch.device,
+    before: Callable[[], None] | None = None,
+) -> float:
+    times = []
+    for _ in range(repeat):
+        if before is not None:
+            before()
+        synchronize(device)
+        start = time.perf_counter()
+        function()
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+    return 1e3 * statistics.median(times)
+
+
+def bandwidth(numel: int, repeat: int, device: torch.device) -> dict[str, float]:
+    """In-place a += s·b over one flat float32 buffer: 12 bytes moved per element."""
+    a = torch.randn(numel, device=device)
+    b = torch.randn(numel, device=device)
+    for _ in range(3):
+        a.add_(b, alpha=1e-3)
+    ms = median_ms(lambda: a.add_(b, alpha=1e-3), max(repeat, 5), device)
+    return {"ms": ms, "gb_per_s": 12 * numel / ms / 1e6}
+
+
+class Contestant:
+    """One optimizer (torch.optim or optimlab, in one mode) on its own copy of the parameters."""
+
+    def __init__(self, name: str, mode: str, shapes: list[tuple[int, ...]], grads: list[torch.Tensor]):
+        gen = torch.Generator().manual_seed(0)
+        device = grads[0].device
+        self.mode = mode
+        self.params = [torch.nn.Parameter(torch.randn(s, generator=gen).to(device)) for s in shapes]
+        self.grads = grads
+        for p, g in zip(self.params, grads, strict=True):
+            p.grad = g.clone()
+        self.optimizer = make_optimizer(name, mode, self.params)
+        self.fresh = mode == "optimlab-fused-fresh-grads"
+        self.times: list[float] = []
+
+    def before_step(self) -> None:
+        """Fresh gradients, as backward() hands them over after zero_grad(set_to_none=True)."""
+        if self.fresh:
+            for p, g in zip(self.params, self.grads, strict=True):
+                p.grad = g.clone()
+
+    def start(self, warmup: int, device: torch.device) -> float:
+        """The start-up time: the first two steps (the fused engine flattens and compiles; SGD's
+        momentum buffer is created on the first step, so its kernel is compiled on the second)."""
+        synchronize(device)
+        begin = time.perf_counter()
+        for _ in range(2):
+            self.before_step()
+            self.optimizer.step()
+        synchronize(device)
+        startup = time.perf_counter() - begin
+        for _ in range(warmup):
+            self.before_step()
+            self.optimizer.step()
+        return startup
+
+    def timed_step(self, device: torch.device) -> None:
+        self.before_step()
+        synchronize(device)
+        begin = time.perf_counter()
+        self.optimizer.step()
+        synchronize(device)
+        self.times.append(time.perf_counter() - begin)
+
+
+def footprint(numel: int, modes: list[str]) -> int:
+    """Rough bytes for every mode alive at once: parameters, gradients and up to 3 state tensors."""
+    return 4 * numel * (1 + len(modes) * 5)
+
+
+def measure(name: str, shapes: list[tuple[int, ...]], args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """Every mode of one optimizer. Interleaved (one timed step of each mode in turn, so that a
+    change of the machine's load hits them alike) when they fit in memory together, else one mode
+    after the other."""
+    device = args.device
+    modes = [m for m in args.modes if m != "torch-fused" or name in TORCH_FUSED]
+    gen = torch.Generator().manual_seed(1)
+    grads = [(torch.randn(s, generator=gen) * 1e-2).to(device) for s in shapes]
+    numel = sum(math.prod(s) for s in shapes)
+    together = args.interleave and footprint(numel, modes) <= args.memory_budget
+    groups = [modes] if together else [[m] for m in modes]
+    rows: dict[str, dict[str, Any]] = {}
+    for group in groups:
+        contestants = [Contestant(name, mode, shapes, grads) for mode in group]
+        startup = {c.mode: c.start(args.warmup, device) for c in contestants}
+        for _ in range(args.repeat):
+            for contestant in contestants:
+                contestant.timed_step(device)
+        for c in contestants:
+            engine = getattr(c.optimizer, "engine", None)
+            row = {
+                "ms": 1e3 * statistics.median(c.times),
+                "startup_s": startup[c.mode],
+                "state_tensors": state_tensors_per_param(c.optimizer),
+                "engine": None if engine is None else _engine_used(c.optimizer),
+                "interleaved": together,
+            }
+            if args.memory:
+                row["peak_step_bytes"] = peak_step_bytes(c.optimizer, c.before_step, device)
+            rows[c.mode] = row
+        del contestants
+        gc.collect()
+    return {mode: rows[mode] for mode in modes}
+
+
+def _engine_used(optimizer: Any) -> str:
+    """What the optimlab optimizer actually ran: "fused" when the engine holds flat buckets."""
+    engine = optimizer.engine
+    plans = getattr(engine, "_plans", {})
+    if any(plan.buckets and not any(b.failed for b in plan.buckets) for plan in plans.values()):
+        return "fused"
+    return "eager"
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    results: dict[str, Any] = {
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "device": str(args.device),
+            "gpu": torch.cuda.get_device_name(args.device) if args.device.type == "cuda" else None,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+        },
+        "arguments": {k: str(v) if k == "device" else v for k, v in vars(args).items() if k != "out"},
+        "sizes": [],
+    }
+    for size in args.sizes:
+        shapes = model_shapes(size)
+        numel = sum(math.prod(s) for s in shapes)
+        bw = bandwidth(numel, args.repeat, args.device)
+        entry: dict[str, Any] = {
+            "target": size,
+            "numel": numel,
+            "tensors": len(shapes),
+            "bandwidth": bw,
+            "optimizers": {},
+        }
+        print(
+            f"\n== {numel / 1e6:.1f}M float32 parameters in {len(shapes)} tensors; "
+            f"in-place add: {bw['ms']:.2f} ms = {bw['gb_per_s']:.1f} GB/s",
+            flush=True,
+        )
+        for name in args.optimizers:
+            rows = measure(name, shapes, args)
+            state_tensors = max(r["state_tensors"] for r in rows.values())
+            nominal = 4 * numel * (3 + 2 * state_tensors)  # bytes of one ideal pass
+            torch_best = min((r["ms"] for m, r in rows.items() if m.startswith("torch")), default=None)
+            for row in rows.values():
+                row["gb_per_s"] = nominal / row["ms"] / 1e6
+                row["fraction_of_add_bandwidth"] = row["gb_per_s"] / bw["gb_per_s"]
+                row["vs_torch_best"] = row["ms"] / torch_best if torch_best else None
+            entry["optimizers"][name] = {
+                "bytes_per_step": nominal,
+                "torch_best_ms": torch_best,
+                "modes": rows,
+            }
+            print_rows(name, rows, args.memory)
+        results["sizes"].append(entry)
+    return results
+
+
+def print_rows(name: str, rows: dict[str, dict[str, Any]], memory: bool) -> None:
+    header = f"{name:<9} {'mode':<27} {'ms/step':>9} {'GB/s':>7} {'of add':>7} {'vs torch best':>14}"
+    header += f" {'startup s':>9}" + (f" {'peak MB':>8}" if memory else "")
+    print(header)
+    for mode, row in rows.items():
+        versus = "-" if row["vs_torch_best"] is None else f"{row['vs_torch_best']:.2f}x"
+        line = (
+            f"{'':<9} {mode:<27} {row['ms']:>9.2f} {row['gb_per_s']:>7.1f} "
+            f"{100 * row['fraction_of_add_bandwidth']:>6.0f}% {versus:>14} "
+            f"{row['startup_s']:>9.2f}"
+        )
+        if memory:
+            line += f" {row['peak_step_bytes'] / 1e6:>8.1f}"
+        if row.get("engine") and mode == "optimlab-default":
+            line += f"  (auto ran: {row['engine']})"
+        print(line, flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="1M,16M,64M", help="comma-separated sizes, e.g. 1M,16M")
+    parser.add_argument("--optimizers", default=",".join(OPTIMIZERS), help="comma-separated names")
+    parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, of {', '.join(MODES)}")
+    parser.add_argument("--repeat", type=int, default=10, help="timed steps per measurement (median)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps after the first")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser.add_argument("--no-memory", dest="memory", action="store_false", help="skip peak-memory profiling")
+    parser.add_argument(
+        "--sequential",
+        dest="interleave",
+        action="store_false",
+        help="time one mode after the other (default: interleave the modes' steps when they fit in "
+        "a quarter of the machine's memory)",
+    )
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON output path")
+    args = parser.parse_args(argv)
+    args.sizes = [parse_size(s) for s in args.sizes.split(",") if s]
+    args.optimizers = [o.strip().lower() for o in args.optimizers.split(",") if o.strip()]
+    args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    for name in args.optimizers:
+        if name not in OPTIMIZERS:
+            parser.error(f"unknown optimizer {name!r}; expected some of {', '.join(OPTIMIZERS)}")
+    for mode in args.modes:
+        if mode not in MODES:
+            parser.error(f"unknown mode {mode!r}; expected some of {', '.join(MODES)}")
+    args.device = torch.device(args.device)
+    if args.device.type == "cuda":
+        args.memory_budget = torch.cuda.get_device_properties(args.device).total_memory // 4
+    elif hasattr(os, "sysconf"):
+        args.memory_budget = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4
+    else:
+        args.memory_budget = 2 * 1024**3
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    results = run(args)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2))
+    print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
