@@ -349,7 +349,7 @@ def surface(
 
     from optimlab.lab.presets import parse_optimizers
     from optimlab.lab.problems import Budget, get_problem
-    from optimlab.lab.runner import train
+    from optimlab.lab.runner import train_batch
     from optimlab.reports.adapt import is_surface
     from optimlab.reports.pages import surface_rows, write_surface_page
 
@@ -372,7 +372,9 @@ def surface(
     except ValueError as error:
         raise fail(str(error)) from None
     budget = Budget(steps=steps) if steps is not None else None
-    results = {c.label: train(problem, c, seed, budget) for c in configs}
+    # first-order optimizers train together as batched replicas; L-BFGS on its own
+    trained = train_batch(problem, [(c, seed, None, None) for c in configs], budget)
+    results = {c.label: result for c, result in zip(configs, trained, strict=True)}
     by_label = {c.label: c for c in configs}
     try:
         written = write_surface_page(problem, results, by_label, out, gif=gif)
