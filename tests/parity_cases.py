@@ -311,9 +311,9 @@ DTYPES = {FLOAT64: torch.float64, FLOAT32: torch.float32, COMPLEX: torch.complex
 TOLERANCE = {FLOAT64: (1e-9, 1e-12), COMPLEX: (1e-9, 1e-12), FLOAT32: (2e-5, 1e-6)}
 
 
-def initial_params(dtype: torch.dtype) -> list[torch.Tensor]:
+def initial_params(dtype: torch.dtype, device: str = "cpu") -> list[torch.Tensor]:
     gen = torch.Generator().manual_seed(0)
-    return [torch.randn(shape, generator=gen, dtype=dtype) for shape in SHAPES]
+    return [torch.randn(shape, generator=gen, dtype=dtype).to(device) for shape in SHAPES]
 
 
 def gradient(step: int, index: int, param: torch.Tensor) -> torch.Tensor | None:
@@ -321,7 +321,7 @@ def gradient(step: int, index: int, param: torch.Tensor) -> torch.Tensor | None:
     if (index == 1 and step % 4 == 1) or (index == 2 and (step == 0 or step % 7 == 3)):
         return None
     gen = torch.Generator().manual_seed(1000 * step + index)
-    noise = torch.randn(param.shape, generator=gen, dtype=param.dtype)
+    noise = torch.randn(param.shape, generator=gen, dtype=param.dtype).to(param.device)
     return 0.3 * param.detach() + noise
 
 
@@ -334,10 +334,10 @@ def run(
         optimizer.step()
 
 
-def build_pair(entry_name: str, variant: Variant, dtype: torch.dtype, engine: str):
+def build_pair(entry_name: str, variant: Variant, dtype: torch.dtype, engine: str, device: str = "cpu"):
     entry = PARITY[entry_name]
-    theirs_params = [p.requires_grad_() for p in initial_params(dtype)]
-    ours_params = [p.requires_grad_() for p in initial_params(dtype)]
+    theirs_params = [p.requires_grad_() for p in initial_params(dtype, device)]
+    ours_params = [p.requires_grad_() for p in initial_params(dtype, device)]
     theirs = variant.build(entry.theirs, [theirs_params[:2], theirs_params[2:]])
     ours = variant.build(entry.ours, [ours_params[:2], ours_params[2:]], engine=engine)
     return theirs, theirs_params, ours, ours_params

@@ -158,6 +158,39 @@ def test_parameters_replaced_after_construction() -> None:
     assert model[0].weight.data_ptr() != new_weight.data_ptr()  # back in a flat buffer
 
 
+def test_state_replaced_by_hand_and_state_added_elsewhere() -> None:
+    """A state dict or state tensor replaced by hand is picked up (the engine rebuilds); state
+    created for another group's parameters leaves this group's buffers alone."""
+    (model, ours), (their_model, theirs) = pair("Adam", lr=1e-2)
+    for _ in range(2):
+        train_step(model, ours)
+        train_step(their_model, theirs)
+    first_plan = plan_of(ours)
+    for optimizer, m in ((ours, model), (theirs, their_model)):
+        state = optimizer.state[m[0].weight]
+        optimizer.state[m[0].weight] = {
+            k: v.clone() * (1.5 if k == "exp_avg" else 1) for k, v in state.items()
+        }
+        optimizer.state[m[2].bias]["exp_avg_sq"] = optimizer.state[m[2].bias]["exp_avg_sq"] * 2
+    train_step(model, ours)
+    train_step(their_model, theirs)
+    assert_same(model, their_model)
+    assert plan_of(ours) is not first_plan  # rebuilt around the new state
+    rebuilt = plan_of(ours)
+    extra, their_extra = nn.Parameter(torch.ones(3)), nn.Parameter(torch.ones(3))
+    ours.add_param_group({"params": [extra]})
+    theirs.add_param_group({"params": [their_extra]})
+    for _ in range(2):
+        for p in (extra, their_extra):
+            p.grad = torch.full((3,), 0.5)
+        train_step(model, ours, zero="model")  # leaves the extra parameters' gradients alone
+        train_step(their_model, theirs, zero="model")
+    assert_same(model, their_model)
+    assert_same([extra], [their_extra])
+    assert extra.detach().lt(1).all() and ours.state[extra]["step"] == 2
+    assert plan_of(ours) is rebuilt  # the new group's state did not invalidate the first group
+
+
 def test_param_groups_edited_mid_training() -> None:
     """A parameter removed from its group stops being stepped; a group added later is fused too."""
     (model, ours), (their_model, theirs) = pair("Adam", lr=1e-2)
@@ -450,3 +483,52 @@ def test_optimizer_step_inside_torch_compile() -> None:
         theirs.step()
     assert_same(model, their_model)
     assert plan_of(ours).buckets and not plan_of(ours).buckets[0].failed
+
+
+# --- CUDA (Triton); these run where a GPU is present ---------------------------------------------
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@needs_cuda
+@pytest.mark.parametrize(
+    "name", ["SGD", "Adagrad", "RMSprop", "Adadelta", "Adam", "AdamW", "Adamax", "NAdam", "RAdam"]
+)
+def test_cuda_training_loop_matches_torch(name: str) -> None:
+    """Every optimizer's rule compiled by Triton, against torch.optim's CUDA for-loop, with
+    parameters moved to the GPU after construction (``model.to()``: the engine rebuilds)."""
+    kwargs = {"lr": 1e-2, **({"momentum": 0.9} if name == "SGD" else {})}
+    (model, ours), (their_model, theirs) = pair(name, **kwargs)
+    data, target = DATA.cuda(), TARGET.cuda()
+    for m in (model, their_model):
+        m.cuda()
+    for step in range(6):
+        for m, o in ((model, ours), (their_model, theirs)):
+            o.zero_grad(set_to_none=step % 2 == 0)
+            ((m(data) - target) ** 2).mean().backward()
+            o.step()
+    assert_same(model, their_model)
+    buckets = plan_of(ours).buckets
+    assert buckets and all(b.device.type == "cuda" and not b.failed for b in buckets)
+
+
+@needs_cuda
+def test_cuda_and_cpu_parameters_in_one_group() -> None:
+    """A group with parameters on two devices gets one bucket (and one kernel) per device."""
+    torch.manual_seed(7)
+    initial = [torch.randn(4, 3), torch.randn(5).cuda(), torch.randn(6, dtype=torch.bfloat16).cuda()]
+    ours_params = [nn.Parameter(t.clone()) for t in initial]
+    theirs_params = [nn.Parameter(t.clone()) for t in initial]
+    ours = ol.AdamW(ours_params, lr=0.02, engine="fused")
+    theirs = torch.optim.AdamW(theirs_params, lr=0.02, foreach=False)
+    for _ in range(5):
+        for a, b in zip(ours_params, theirs_params, strict=True):
+            g = torch.randn_like(a)
+            a.grad, b.grad = g.clone(), g.clone()
+        ours.step()
+        theirs.step()
+    for a, b in zip(ours_params, theirs_params, strict=True):
+        tolerance = {"rtol": 0.02, "atol": 0.02} if a.dtype == torch.bfloat16 else F32
+        torch.testing.assert_close(a.detach(), b.detach(), **tolerance)
+    kinds = sorted((b.device.type, str(b.dtype)) for b in plan_of(ours).buckets)
+    assert kinds == [("cpu", "torch.float32"), ("cuda", "torch.bfloat16"), ("cuda", "torch.float32")]

@@ -25,10 +25,12 @@ from parity_cases import (
 )
 
 
-def check_parity(entry_name: str, variant: Variant, dtype_name: str, engine: str) -> None:
+def check_parity(
+    entry_name: str, variant: Variant, dtype_name: str, engine: str, device: str = "cpu"
+) -> None:
     dtype = DTYPES[dtype_name]
     rtol, atol = TOLERANCE[dtype_name]
-    theirs, theirs_params, ours, ours_params = build_pair(entry_name, variant, dtype, engine)
+    theirs, theirs_params, ours, ours_params = build_pair(entry_name, variant, dtype, engine, device)
     run(theirs, theirs_params)
     run(ours, ours_params)
     assert_same_params(ours_params, theirs_params, rtol, atol)
@@ -52,6 +54,19 @@ OTHER_DTYPE_CASES = [(n, v, d) for n, v in CASES for d in v.dtypes if d != FLOAT
 )
 def test_parity_other_dtypes(entry: str, variant: Variant, dtype: str, engine: str) -> None:
     check_parity(entry, variant, dtype, engine)
+
+
+ALL_DTYPE_CASES = [(n, v, d) for n, v in CASES for d in v.dtypes]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("engine", ENGINE_CHOICES)
+@pytest.mark.parametrize(
+    ("entry", "variant", "dtype"), ALL_DTYPE_CASES, ids=[f"{n}-{v.name}-{d}" for n, v, d in ALL_DTYPE_CASES]
+)
+def test_parity_cuda(entry: str, variant: Variant, dtype: str, engine: str) -> None:
+    """The whole table on a GPU against torch.optim's CUDA for-loop (the fused engine runs Triton)."""
+    check_parity(entry, variant, dtype, engine, "cuda")
 
 
 def test_every_flag_is_switched_on_and_off() -> None:

@@ -15,6 +15,7 @@ engine that applies the rule.
 
 from __future__ import annotations
 
+import operator
 import os
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, Literal
@@ -31,6 +32,8 @@ NONFINITE_POLICIES: tuple[str, ...] = ("propagate", "skip", "raise")
 ENGINE_ENV = "OPTIMLAB_ENGINE"
 
 Rule = Callable[..., tuple[Tensor, dict[str, Tensor]]]
+
+_grad_of = operator.attrgetter("grad")
 
 
 def scalar_hyperparameter(value: Any) -> Any:
@@ -153,13 +156,11 @@ class RuleOptimizer(Optimizer):
                 param_state["step"] = torch.tensor(float(step), dtype=torch.get_default_dtype())
 
     def params_with_grad(self, group: dict[str, Any]) -> list[Tensor]:
-        params = []
-        for p in group["params"]:
-            if p.grad is None:
-                continue
-            if p.grad.is_sparse and self.sparse_gradient_error is not None:
-                raise RuntimeError(self.sparse_gradient_error.format(name=type(self).__name__))
-            params.append(p)
+        params = group["params"]
+        grads = list(map(_grad_of, params))  # one attribute read per parameter: this runs every step
+        params = [p for p, g in zip(params, grads, strict=True) if g is not None]
+        if self.sparse_gradient_error is not None and any(g is not None and g.is_sparse for g in grads):
+            raise RuntimeError(self.sparse_gradient_error.format(name=type(self).__name__))
         return params
 
     def ensure_state(self, param: Tensor, group: dict[str, Any]) -> dict[str, Any]:

@@ -130,6 +130,12 @@ def _hoist_scalars(gm: torch.fx.GraphModule) -> None:
     gm.recompile()
 
 
+#: Inductor settings for the engine's kernels. ``dynamic_threads``: the C++ kernel asks OpenMP for
+#: the thread count when it runs instead of baking in ``torch.get_num_threads()`` at compile time,
+#: so one compiled kernel serves every thread count (inductor's on-disk cache had served kernels
+#: compiled under one thread, serial, to processes running with more).
+_INDUCTOR_CONFIG: dict[str, Any] = {"cpp.dynamic_threads": True}
+
 #: how many graphs this process has compiled for the fused engine (tests check that a scheduler
 #: or an edit of param_groups does not add any)
 compilations = 0
@@ -141,7 +147,7 @@ def _backend(gm: torch.fx.GraphModule, example_inputs: list[Any]) -> Any:
     global compilations
     compilations += 1
     _hoist_scalars(gm)
-    return compile_fx(gm, example_inputs)
+    return compile_fx(gm, example_inputs, config_patches=_INDUCTOR_CONFIG)
 
 
 _KERNELS: dict[tuple[Any, ...], Callable[..., Any]] = {}
@@ -450,6 +456,9 @@ class _Plan:
     static: tuple[tuple[str, Any], ...]
     hyper: dict[torch.device, _Hyper]
     dirty: bool = False  # set when an eager step changed the state's structure
+    #: ``optimizer.state``'s values when last found consistent: while they are the same objects
+    #: in the same order, no member's state dict was replaced (checked without hashing tensors)
+    state_values: tuple[Any, ...] = ()
 
 
 # --- the engine ----------------------------------------------------------------------------
@@ -545,12 +554,19 @@ class FusedEngine:
                 bucket.runs = None
         # Parameters still in their slots (not reassigned, moved or converted), their state dicts
         # and state tensors still the ones that are views of the buffers: C-speed loops.
-        get_state = optimizer.state.get
         same = operator.is_
+        state_values = optimizer.state.values()
+        if len(state_values) != len(plan.state_values) or not all(
+            map(same, state_values, plan.state_values)
+        ):
+            # Some state dict was added or replaced (perhaps another group's): look up ours.
+            get_state = optimizer.state.get
+            for bucket in plan.buckets:
+                if not all(map(same, map(get_state, bucket.members), bucket.state_dicts)):
+                    return False
+            plan.state_values = tuple(state_values)
         for bucket in plan.buckets:
             if list(map(_data_ptr, bucket.members)) != bucket.pointers:
-                return False
-            if not all(map(same, map(get_state, bucket.members), bucket.state_dicts)):
                 return False
             try:
                 for key, dicts, views in bucket.checks:
@@ -615,6 +631,7 @@ class FusedEngine:
             probe=probe,
             static=static,
             hyper=old.hyper if old is not None else {},
+            state_values=tuple(state.values()),
         )
         self._plans[id(group)] = plan
         return plan
