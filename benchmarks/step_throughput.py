@@ -5,9 +5,12 @@ it times ``optimizer.step()`` for
 
 * torch.optim: the for-loop (``foreach=False``), ``foreach=True`` and ``fused=True`` where torch
   has a fused kernel (SGD, Adagrad, Adam, AdamW);
-* optimlab: default construction (``engine="auto"``), ``engine="fused"``, ``engine="eager"``, and
-  the fused engine when every step's gradients are fresh tensors (what autograd produces after
-  ``zero_grad(set_to_none=True)``: the engine gathers them with one extra copy);
+* optimlab: default construction (``engine="auto"``), ``engine="fused"`` and ``engine="eager"``;
+* the ``-fresh-grads`` modes (torch's for-loop and fused kernel, optimlab's fused engine): every
+  step gets freshly allocated gradients, as autograd hands them over after
+  ``zero_grad(set_to_none=True)`` (torch's default), and the time is that of the whole iteration,
+  allocating the gradients and freeing the previous ones included (the fused engine gathers
+  them into its buffer with one extra copy); they are compared with torch's best fresh-grads mode;
 
 interleaves the modes' timed steps (one step of each in turn, so that a change in the machine's
 load hits all of them alike) whenever they fit together in a quarter of the memory, and measures
@@ -58,9 +61,12 @@ MODES = (
     "torch-fused",
     "optimlab-default",
     "optimlab-fused",
-    "optimlab-fused-fresh-grads",
     "optimlab-eager",
+    "torch-loop-fresh-grads",
+    "torch-fused-fresh-grads",
+    "optimlab-fused-fresh-grads",
 )
+FRESH = "-fresh-grads"
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "step_throughput.json"
 
 
@@ -89,7 +95,7 @@ def make_optimizer(name: str, mode: str, params: list[torch.Tensor]) -> torch.op
     if mode.startswith("torch"):
         cls = {n.lower(): getattr(torch.optim, n) for n in dir(torch.optim)}[name]
         option = {"torch-loop": {"foreach": False}, "torch-foreach": {"foreach": True}}
-        return cls(params, **kwargs, **option.get(mode, {"fused": True}))
+        return cls(params, **kwargs, **option.get(mode.removesuffix(FRESH), {"fused": True}))
     cls = {n.lower(): getattr(ol, n) for n in ol.__all__}[name]
     engine = {"optimlab-default": None, "optimlab-eager": "eager"}.get(mode, "fused")
     return cls(params, **kwargs, engine=engine)
@@ -170,7 +176,7 @@ class Contestant:
         for p, g in zip(self.params, grads, strict=True):
             p.grad = g.clone()
         self.optimizer = make_optimizer(name, mode, self.params)
-        self.fresh = mode == "optimlab-fused-fresh-grads"
+        self.fresh = mode.endswith(FRESH)
         self.times: list[float] = []
 
     def before_step(self) -> None:
@@ -195,9 +201,13 @@ class Contestant:
         return startup
 
     def timed_step(self, device: torch.device) -> None:
-        self.before_step()
+        """One step; with fresh gradients the whole iteration (new gradients, the old ones freed)."""
+        if not self.fresh:
+            self.before_step()
         synchronize(device)
         begin = time.perf_counter()
+        if self.fresh:
+            self.before_step()
         self.optimizer.step()
         synchronize(device)
         self.times.append(time.perf_counter() - begin)
@@ -213,7 +223,7 @@ def measure(name: str, shapes: list[tuple[int, ...]], args: argparse.Namespace) 
     change of the machine's load hits them alike) when they fit in memory together, else one mode
     after the other."""
     device = args.device
-    modes = [m for m in args.modes if m != "torch-fused" or name in TORCH_FUSED]
+    modes = [m for m in args.modes if not m.startswith("torch-fused") or name in TORCH_FUSED]
     gen = torch.Generator().manual_seed(1)
     grads = [(torch.randn(s, generator=gen) * 1e-2).to(device) for s in shapes]
     numel = sum(math.prod(s) for s in shapes)
@@ -287,14 +297,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             rows = measure(name, shapes, args)
             state_tensors = max(r["state_tensors"] for r in rows.values())
             nominal = 4 * numel * (3 + 2 * state_tensors)  # bytes of one ideal pass
-            torch_best = min((r["ms"] for m, r in rows.items() if m.startswith("torch")), default=None)
-            for row in rows.values():
+            # each mode against torch's best mode of the same kind (gradients in place or fresh)
+            torch_rows = [(m.endswith(FRESH), r["ms"]) for m, r in rows.items() if m.startswith("torch")]
+            best = {
+                fresh: min((ms for kind, ms in torch_rows if kind == fresh), default=None)
+                for fresh in (False, True)
+            }
+            torch_best = best[False]
+            for mode, row in rows.items():
                 row["gb_per_s"] = nominal / row["ms"] / 1e6
                 row["fraction_of_add_bandwidth"] = row["gb_per_s"] / bw["gb_per_s"]
-                row["vs_torch_best"] = row["ms"] / torch_best if torch_best else None
+                reference = best[mode.endswith(FRESH)]
+                row["vs_torch_best"] = row["ms"] / reference if reference else None
             entry["optimizers"][name] = {
                 "bytes_per_step": nominal,
                 "torch_best_ms": torch_best,
+                "torch_best_fresh_grads_ms": best[True],
                 "modes": rows,
             }
             print_rows(name, rows, args.memory)

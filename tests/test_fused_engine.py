@@ -113,6 +113,24 @@ def test_auto_fuses_large_models(monkeypatch: pytest.MonkeyPatch) -> None:
     assert_same(model, their_model)
 
 
+def test_auto_fuses_a_small_model_once_its_eager_steps_add_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rent or buy: "auto" steps a small model eagerly until those steps have cost about what a
+    compilation costs, then fuses it, carrying its state over, with torch's numbers throughout."""
+    monkeypatch.setattr(fused, "AUTO_EAGER_SECONDS", 1e-9)  # any eager step exceeds it
+    (model, _), (their_model, theirs) = pair("Adam")
+    ours = ol.Adam(model.parameters())
+    train_step(model, ours)
+    train_step(their_model, theirs)
+    assert ours.engine._plans == {} and ours.engine.eager_seconds > 0  # the first step ran eagerly
+    for _ in range(3):
+        train_step(model, ours)
+        train_step(their_model, theirs)
+    assert plan_of(ours).buckets and not plan_of(ours).buckets[0].failed
+    assert_same(model, their_model)
+    for p, q in zip(model.parameters(), their_model.parameters(), strict=True):
+        assert float(ours.state[p]["step"]) == float(theirs.state[q]["step"]) == 4
+
+
 # --- training loops ------------------------------------------------------------------------------
 
 

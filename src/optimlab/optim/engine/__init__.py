@@ -6,8 +6,9 @@ optimizer's ``rule`` (and the shared L1 proximal step), and writes the results b
 * :class:`EagerEngine` — parameter by parameter with ordinary torch ops; always available.
 * :class:`FusedEngine` — ``"fused"``: one compiled in-place pass per (device, dtype) bucket of a
   group over flat buffers; ``"auto"``: fused for models of at least
-  :data:`~optimlab.optim.engine.fused.AUTO_MIN_NUMEL` elements when a compiler is available,
-  eager otherwise. See :mod:`optimlab.optim.engine.fused`.
+  :data:`~optimlab.optim.engine.fused.AUTO_MIN_NUMEL` elements, and for smaller ones once their
+  eager steps have taken :data:`~optimlab.optim.engine.fused.AUTO_EAGER_SECONDS`, when a
+  compiler is available; eager otherwise. See :mod:`optimlab.optim.engine.fused`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 from optimlab.optim.engine.eager import EagerEngine
-from optimlab.optim.engine.fused import AUTO_MIN_NUMEL, FusedEngine
+from optimlab.optim.engine.fused import AUTO_EAGER_SECONDS, AUTO_MIN_NUMEL, FusedEngine
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -42,4 +43,12 @@ def resolve_engine(choice: str) -> Engine:
     return FusedEngine(choice)
 
 
-__all__ = ["AUTO_MIN_NUMEL", "ENGINE_CHOICES", "EagerEngine", "Engine", "FusedEngine", "resolve_engine"]
+__all__ = [
+    "AUTO_EAGER_SECONDS",
+    "AUTO_MIN_NUMEL",
+    "ENGINE_CHOICES",
+    "EagerEngine",
+    "Engine",
+    "FusedEngine",
+    "resolve_engine",
+]

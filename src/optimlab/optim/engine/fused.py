@@ -29,11 +29,13 @@ behind the engine's back — ``p.data`` reassigned, ``model.to()``, a replaced s
 Parameters whose scalar state differs (some had no gradient on some steps) are stepped as
 separate runs of the same kernel.
 
-``engine="auto"`` (the default) fuses an optimizer's param groups when they hold at least
-:data:`AUTO_MIN_NUMEL` elements in all and a compiler is available; smaller models stay eager,
-where a compilation could never pay for itself. Anything that cannot be compiled (no C++
-compiler, no Triton, an unsupported dtype or memory layout) runs eagerly, with one warning when
-``"fused"`` was asked for explicitly.
+``engine="auto"`` (the default) fuses an optimizer's param groups at once when they hold at least
+:data:`AUTO_MIN_NUMEL` elements in all and a compiler is available. A smaller model starts eager
+and is fused once its eager steps have taken :data:`AUTO_EAGER_SECONDS` in all (the rent-or-buy
+rule: a first compilation costs about that much, so a training loop never pays much more than
+twice what the better choice would have cost, and short runs never compile). Anything that cannot
+be compiled (no C++ compiler, no Triton, an unsupported dtype or memory layout) runs eagerly, with
+one warning when ``"fused"`` was asked for explicitly.
 
 bfloat16/float16 buffers are computed in float32 and rounded once per stored value, as torch's
 fused kernels do (torch's for-loop rounds after every operation; the two agree within a few ulps).
@@ -46,6 +48,7 @@ from __future__ import annotations
 import functools
 import itertools
 import operator
+import time
 import types
 import warnings
 from collections.abc import Callable
@@ -60,8 +63,11 @@ from optimlab.optim.engine.eager import EagerEngine
 if TYPE_CHECKING:
     from optimlab.optim.base import RuleOptimizer
 
-#: "auto" fuses an optimizer whose param groups hold at least this many elements in all.
+#: "auto" fuses an optimizer whose param groups hold at least this many elements in all ...
 AUTO_MIN_NUMEL = 1 << 19
+#: ... and a smaller one once its eager steps have taken this many seconds in all (about what
+#: compiling a configuration costs the first time on a machine).
+AUTO_EAGER_SECONDS = 2.0
 
 _ALIGN_BYTES = 64  # every slot starts on a cache line (and on a complex element)
 _FUSABLE_DTYPES = frozenset({torch.float16, torch.bfloat16, torch.float32, torch.float64})
@@ -468,8 +474,9 @@ class FusedEngine:
     """Runs each param group's rule as compiled in-place passes over flat buffers.
 
     ``mode="fused"`` always fuses (eager only where compiling is impossible, with a warning);
-    ``mode="auto"`` fuses when the optimizer holds at least :data:`AUTO_MIN_NUMEL` elements and a
-    compiler is available, and otherwise is exactly the eager engine.
+    ``mode="auto"`` fuses when the optimizer holds at least :data:`AUTO_MIN_NUMEL` elements, or
+    once its eager steps have taken :data:`AUTO_EAGER_SECONDS`, and a compiler is available;
+    until then it is exactly the eager engine.
     """
 
     def __init__(self, mode: str = "fused") -> None:
@@ -479,21 +486,30 @@ class FusedEngine:
         self._eager = EagerEngine()
         self._plans: dict[int, _Plan] = {}
         self._fused_step: Callable[..., None] | None = None
+        self._fusing = mode == "fused"
+        self.eager_seconds = 0.0  # time "auto" has spent in eager steps so far
 
     # -- choosing -----------------------------------------------------------------------------
 
-    def _worth_fusing(self, optimizer: RuleOptimizer) -> bool:
-        total = 0
-        for group in optimizer.param_groups:
-            for p in group["params"]:
-                total += p.numel()
-        return total >= AUTO_MIN_NUMEL
+    def _auto_fuses(self, optimizer: RuleOptimizer) -> bool:
+        """Whether "auto" fuses from now on (a decision it never takes back)."""
+        if self.eager_seconds >= AUTO_EAGER_SECONDS:
+            self._fusing = True
+        else:
+            total = 0
+            for group in optimizer.param_groups:
+                for p in group["params"]:
+                    total += p.numel()
+            self._fusing = total >= AUTO_MIN_NUMEL
+        return self._fusing
 
     # -- stepping -----------------------------------------------------------------------------
 
     def step_group(self, optimizer: RuleOptimizer, group: dict[str, Any], params: list[Tensor]) -> None:
-        if id(group) not in self._plans and self.name == "auto" and not self._worth_fusing(optimizer):
+        if not self._fusing and not self._auto_fuses(optimizer):
+            start = time.perf_counter()
             self._eager.step_group(optimizer, group, params)
+            self.eager_seconds += time.perf_counter() - start
             return
         if self._fused_step is None:
             # torch.compile of a training step that calls optimizer.step() must not trace the
@@ -756,4 +772,4 @@ def _scalar_key(state: dict[str, Any] | None, probe: _Probe) -> tuple[Any, ...]:
     )
 
 
-__all__ = ["AUTO_MIN_NUMEL", "FusedEngine", "compiler_available"]
+__all__ = ["AUTO_EAGER_SECONDS", "AUTO_MIN_NUMEL", "FusedEngine", "compiler_available"]
