@@ -5,7 +5,10 @@ Every rule has the signature ``rule(param, grad, state, **hyper) -> (new_param, 
 * ``param``, ``grad`` and the tensors in ``state`` are real tensors of one shape (complex
   parameters are passed as ``torch.view_as_real`` views by the caller);
 * ``state`` maps torch.optim's state keys to tensors (``step`` is a 0-d counter, incremented by
-  the rule); ``new_state`` has the same keys;
+  the rule); ``new_state`` has the same keys. ``step`` may also be a Python number: the eager
+  engine passes the counter's value, as torch.optim's for-loop reads it with ``.item()``, so that
+  the scalar bookkeeping (bias corrections, ...) is host arithmetic rather than a string of tiny
+  tensor operations;
 * numeric hyperparameters may be Python numbers or 0-d tensors (the fused engine passes tensors
   so that a scheduler never triggers recompilation; the lab's batched replicas pass one value per
   replica under ``torch.vmap``);
@@ -27,6 +30,7 @@ torch.optim's Python-float arithmetic.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import torch
@@ -51,9 +55,20 @@ __all__ = [
 # --- shared pieces -------------------------------------------------------------------------
 
 
-def _scalar(step: Tensor) -> Tensor:
+def _scalar(step: Tensor | float) -> Tensor | float:
     """The step counter as a float64 scalar, as torch.optim's ``_get_value(step)`` gives it."""
-    return step.to(torch.float64)
+    return step.to(torch.float64) if isinstance(step, Tensor) else float(step)
+
+
+def _sqrt(value: Number) -> Number:
+    return value.sqrt() if isinstance(value, Tensor) else math.sqrt(value)
+
+
+def _select(condition: Tensor | bool, if_true: Number, if_false: Number) -> Number:
+    """``torch.where`` that also takes a host condition (the eager path's bookkeeping)."""
+    if isinstance(condition, Tensor):
+        return torch.where(condition, if_true, if_false)
+    return if_true if condition else if_false
 
 
 def _direction(grad: Tensor, maximize: bool) -> Tensor:
@@ -291,7 +306,7 @@ def adam(
         second = torch.maximum(state["max_exp_avg_sq"], exp_avg_sq)
         new_state["max_exp_avg_sq"] = second
     step_size = lr / (1 - beta1**t)
-    denom = second.sqrt() / (1 - beta2**t).sqrt() + eps
+    denom = second.sqrt() / _sqrt(1 - beta2**t) + eps
     return _l1_step(param - step_size * exp_avg / denom, l1, lr / denom), new_state
 
 
@@ -365,7 +380,7 @@ def nadam(
     mu_next = beta1 * (1.0 - 0.5 * 0.96 ** ((t + 1) * momentum_decay))
     # Π is kept in the state's own precision (float32 by default), as torch.optim keeps it.
     stored = state["mu_product"]
-    mu_product = stored * mu.to(stored.dtype)
+    mu_product = stored * (mu.to(stored.dtype) if isinstance(mu, Tensor) else mu)
     product = _scalar(mu_product)
     exp_avg = _ema(state["exp_avg"], g, beta1)
     exp_avg_sq = beta2 * state["exp_avg_sq"] + (1 - beta2) * g * g
@@ -416,13 +431,11 @@ def radam(
     rho_inf = 2 / (1 - beta2) - 1
     rho_t = rho_inf - 2 * t * beta2**t / bias_correction2
     # Clamped so the unused branch of the `where` below stays finite while ρₜ ≤ 5.
-    rho_safe = torch.clamp_min(rho_t, 5.0)
-    rect = ((rho_safe - 4) * (rho_safe - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_safe)).sqrt()
+    rho_safe = torch.clamp_min(rho_t, 5.0) if isinstance(rho_t, Tensor) else max(rho_t, 5.0)
+    rect = _sqrt((rho_safe - 4) * (rho_safe - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_safe))
     adaptive = rect * bias_correction2**0.5 / (exp_avg_sq.sqrt() + eps)
     update = exp_avg / bias_correction1 * lr
     rectified = rho_t > 5.0
-    update = torch.where(rectified, update * adaptive, update)
-    new_param = _l1_step(
-        param - update, l1, lr * torch.where(rectified, adaptive, 1.0) if l1 is not None else 0
-    )
+    update = _select(rectified, update * adaptive, update)
+    new_param = _l1_step(param - update, l1, lr * _select(rectified, adaptive, 1.0) if l1 is not None else 0)
     return new_param, {"step": step, "exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq}

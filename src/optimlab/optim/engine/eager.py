@@ -29,6 +29,11 @@ def apply_rule(
     """Run the rule (and the L1 proximal step) for one parameter; return the new values."""
     state = optimizer.ensure_state(param, group)
     real_state = {key: as_real(value) for key, value in state.items()}
+    step = real_state.get("step")
+    if step is not None and step.dim() == 0:
+        # The counter's value on the host, as torch.optim's for-loop reads it: the rule's scalar
+        # bookkeeping is then Python arithmetic instead of a dozen tiny tensor operations.
+        real_state["step"] = step.item()
     grad = as_real(dense_grad(param))
     new_param, new_state = optimizer.rule(as_real(param), grad, real_state, **hyper)
     return new_param, new_state
@@ -42,7 +47,9 @@ def write_back(
         return
     state = optimizer.state[param]
     for key, value in new_state.items():
-        if key in state:
+        if not isinstance(value, Tensor):  # the step counter, advanced on the host
+            state[key].fill_(value)
+        elif key in state:
             as_real(state[key]).copy_(value)
         else:  # state created by the rule itself (SGD's first momentum buffer)
             state[key] = torch.view_as_complex(value) if param.is_complex() else value

@@ -138,8 +138,8 @@ def _hoist_scalars(gm: torch.fx.GraphModule) -> None:
 
 #: Inductor settings for the engine's kernels. ``dynamic_threads``: the C++ kernel asks OpenMP for
 #: the thread count when it runs instead of baking in ``torch.get_num_threads()`` at compile time,
-#: so one compiled kernel serves every thread count (inductor's on-disk cache had served kernels
-#: compiled under one thread, serial, to processes running with more).
+#: so one compiled kernel serves every thread count (with the baked-in count we saw serial kernels,
+#: compiled while a run used one thread, come back from inductor's caches into 2-thread processes).
 _INDUCTOR_CONFIG: dict[str, Any] = {"cpp.dynamic_threads": True}
 
 #: how many graphs this process has compiled for the fused engine (tests check that a scheduler
@@ -572,9 +572,7 @@ class FusedEngine:
         # and state tensors still the ones that are views of the buffers: C-speed loops.
         same = operator.is_
         state_values = optimizer.state.values()
-        if len(state_values) != len(plan.state_values) or not all(
-            map(same, state_values, plan.state_values)
-        ):
+        if len(state_values) != len(plan.state_values) or not all(map(same, state_values, plan.state_values)):
             # Some state dict was added or replaced (perhaps another group's): look up ours.
             get_state = optimizer.state.get
             for bucket in plan.buckets:
