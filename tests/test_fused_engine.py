@@ -61,6 +61,13 @@ def assert_same(ours: nn.Module | list, theirs: nn.Module | list, **tolerance) -
         torch.testing.assert_close(x.detach(), y.detach(), **(tolerance or F32))
 
 
+def same_random_gradients(ours: list[torch.Tensor], theirs: list[torch.Tensor]) -> None:
+    """Give each pair of parameters the same random gradient."""
+    for a, b in zip(ours, theirs, strict=True):
+        g = torch.randn_like(a)
+        a.grad, b.grad = g.clone(), g.clone()
+
+
 def plan_of(optimizer: torch.optim.Optimizer, group: int = 0):
     return optimizer.engine._plans[id(optimizer.param_groups[group])]
 
@@ -290,9 +297,7 @@ def test_mixed_dtypes_complex_groups_and_a_scheduler_do_not_recompile() -> None:
     theirs_schedule = torch.optim.lr_scheduler.OneCycleLR(theirs, max_lr=[0.05, 0.1], total_steps=12)
     compiled = None
     for step in range(12):
-        for a, b in zip(ours_params, theirs_params, strict=True):
-            g = torch.randn_like(a)
-            a.grad, b.grad = g.clone(), g.clone()
+        same_random_gradients(ours_params, theirs_params)
         ours.step()
         theirs.step()
         ours_schedule.step()
@@ -540,9 +545,7 @@ def test_cuda_and_cpu_parameters_in_one_group() -> None:
     ours = ol.AdamW(ours_params, lr=0.02, engine="fused")
     theirs = torch.optim.AdamW(theirs_params, lr=0.02, foreach=False)
     for _ in range(5):
-        for a, b in zip(ours_params, theirs_params, strict=True):
-            g = torch.randn_like(a)
-            a.grad, b.grad = g.clone(), g.clone()
+        same_random_gradients(ours_params, theirs_params)
         ours.step()
         theirs.step()
     for a, b in zip(ours_params, theirs_params, strict=True):
