@@ -260,3 +260,58 @@ def test_summary_is_strict_json_even_with_diverged_runs(tmp_path: Path) -> None:
     sgd = summary["problems"]["goldstein-price"]["optimizers"]["sgd"]
     assert sgd["diverged"] == 1.0 and sgd["final_loss"]["median"] is None and sgd["rank"] == 2
     assert "data-figure=" in (tmp_path / "report.html").read_text()
+
+
+FAILING_PROBLEM = """
+import torch
+from torch import nn
+from optimlab.lab.problems import Budget, TensorProblem
+
+class Failing(TensorProblem):
+    name, description, target_loss = "failing", "raises on its fourth loss", 1e-3
+    default_budget = Budget(epochs=2)
+
+    def __init__(self):
+        super().__init__({})
+        self.x = torch.linspace(-1, 1, 64).unsqueeze(1)
+        self.y = 2 * self.x
+        self.batch_size = 16
+        self.calls = 0
+
+    def make_model(self):
+        return nn.Linear(1, 1)
+
+    def loss(self, output, target):
+        self.calls += 1
+        if self.calls > 3:
+            raise RuntimeError("boom:\\nsensor offline")
+        return nn.functional.mse_loss(output, target)
+
+def make():
+    return Failing()
+"""
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_users_problem_that_raises_is_one_line_and_stored_runs_stay(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, jobs: str
+) -> None:
+    (tmp_path / "failing_problem.py").write_text(FAILING_PROBLEM)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)  # spawned workers find the module from the working directory
+    db = tmp_path / "lab.db"
+    first = runner.invoke(app, ["compare", *TINY[:2], "--db", str(db), "--out", str(tmp_path / "a")])
+    assert first.exit_code == 0, first.output
+    stored = sqlite3.connect(db).execute("select count(*) from runs").fetchone()[0]
+    args = ["compare", "-p", "failing_problem:make", "-o", "sgd,adam", "--seeds", "2", "--jobs", jobs]
+    result = runner.invoke(app, [*args, "--replicas", "off", "--db", str(db), "--out", str(tmp_path / "b")])
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "error: problem failing_problem:make raised RuntimeError: boom: sensor offline\n"
+    ), result.output
+    assert sqlite3.connect(db).execute("select count(*) from runs").fetchone()[0] == stored
+    lr_find = runner.invoke(
+        app, ["lr-find", "-p", "failing_problem:make", "-o", "adam", "--out", str(tmp_path / "c")]
+    )
+    assert lr_find.exit_code == 2 and "raised RuntimeError: boom" in lr_find.stderr
+    assert "Traceback" not in result.output + lr_find.output

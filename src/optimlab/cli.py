@@ -207,6 +207,7 @@ def compare(
     """Compare optimizers on problems under a fair protocol; keep every run; write a report."""
     import torch
 
+    from optimlab.lab.problems import ProblemError
     from optimlab.lab.protocol import default_jobs, planned_runs, run_comparison
     from optimlab.lab.results import load_comparison, summarize
     from optimlab.lab.storage import StorageError, Store
@@ -272,7 +273,7 @@ def compare(
         raise fail(
             f"interrupted; every finished run is kept in {db} — run the same command to resume", 130
         ) from None
-    except StorageError as error:
+    except (StorageError, ProblemError) as error:  # every finished run stays stored
         raise fail(str(error)) from None
     except OSError as error:
         raise fail(f"cannot write the report: {error.strerror or error}") from None
@@ -481,7 +482,7 @@ def lr_find(
 
     from optimlab.lab.lr_find import lr_ramp, problem_range_test, summarize
     from optimlab.lab.presets import parse_optimizers
-    from optimlab.lab.problems import get_problem
+    from optimlab.lab.problems import ProblemError, get_problem, reporting_user_errors
     from optimlab.reports.pages import lr_find_rows, write_lr_find_page
 
     torch.set_num_threads(1)
@@ -495,13 +496,17 @@ def lr_find(
     seed_list = list(range(seeds))
     summaries = {}
     stopped = {}
-    for config in configs:
-        results = [
-            problem_range_test(task, config, seed, min_lr=min_lr, max_lr=max_lr, steps=steps)
-            for seed in seed_list
-        ]
-        stopped[config.label] = sum(r.diverged for r in results)
-        summaries[config.label] = summarize(results)
+    try:
+        with reporting_user_errors(task):
+            for config in configs:
+                results = [
+                    problem_range_test(task, config, seed, min_lr=min_lr, max_lr=max_lr, steps=steps)
+                    for seed in seed_list
+                ]
+                stopped[config.label] = sum(r.diverged for r in results)
+                summaries[config.label] = summarize(results)
+    except ProblemError as error:
+        raise fail(str(error)) from None
     try:
         written = write_lr_find_page(
             task,

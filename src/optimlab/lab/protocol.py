@@ -37,7 +37,7 @@ from typing import Any, Literal
 import numpy as np
 
 from optimlab.lab.presets import PRESETS, OptimizerConfig, SearchDim
-from optimlab.lab.problems import Budget, Problem, get_problem
+from optimlab.lab.problems import Budget, Problem, get_problem, reporting_user_errors
 from optimlab.lab.replicas import DEFAULT_MEMORY_BUDGET
 from optimlab.lab.runner import (
     Regularization,
@@ -186,11 +186,13 @@ def _worker_init() -> None:
 
 
 def _train_unit(problem: Problem, tasks: Sequence[Task], memory_budget: int) -> list[RunResult]:
-    """Train one unit of work: one run alone, or several runs of one problem and budget batched."""
-    if len(tasks) == 1:
-        task = tasks[0]
-        return [train(problem, task.config, task.seed, task.budget, task.schedule, task.regularization)]
-    return train_batch(problem, [t.args for t in tasks], tasks[0].budget, memory_budget=memory_budget)
+    """Train one unit of work: one run alone, or several runs of one problem and budget batched.
+    A user's problem that raises becomes one :class:`ProblemError` (also out of a worker)."""
+    with reporting_user_errors(problem):
+        if len(tasks) == 1:
+            task = tasks[0]
+            return [train(problem, task.config, task.seed, task.budget, task.schedule, task.regularization)]
+        return train_batch(problem, [t.args for t in tasks], tasks[0].budget, memory_budget=memory_budget)
 
 
 def _worker_unit(tasks: list[Task], memory_budget: int) -> list[dict[str, Any]]:

@@ -70,10 +70,11 @@ for the module too).
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol, runtime_checkable
 
 from torch import Tensor, nn
@@ -90,6 +91,7 @@ __all__ = [
     "Batch",
     "Budget",
     "Problem",
+    "ProblemError",
     "ProblemInfo",
     "Surface",
     "SurfaceProblem",
@@ -99,6 +101,7 @@ __all__ = [
     "mix_seed",
     "parse_options",
     "problem_names",
+    "reporting_user_errors",
     "seeded_module",
 ]
 
@@ -241,6 +244,26 @@ def _user_problem(module_name: str, factory_name: str, options: dict[str, Any], 
     # the stored key must name the user's factory and options, whatever the object calls itself
     user_spec = f"{module_name}:{factory_name}" + (":" + format_spec("", options)[1:] if options else "")
     return UserProblem(problem, user_spec)
+
+
+class ProblemError(ValueError):
+    """A user's problem raised while the lab trained it (the message names the problem)."""
+
+
+@contextlib.contextmanager
+def reporting_user_errors(problem: Any) -> Iterator[None]:
+    """Turn an exception raised by a user's problem code into one :class:`ProblemError` line; the
+    lab's own problems raise as they are (an error there is the lab's bug, with its traceback)."""
+    if not isinstance(problem, UserProblem):
+        yield
+        return
+    try:
+        yield
+    except Exception as error:
+        if isinstance(error, ProblemError):
+            raise
+        message = " ".join(str(error).split())  # one line, whatever the user's message holds
+        raise ProblemError(f"problem {problem.spec} raised {type(error).__name__}: {message}") from error
 
 
 class UserProblem:
