@@ -323,6 +323,23 @@ def test_train_replicas_dispatches_by_itself() -> None:
     assert not any(run.batched for run in sequential)
 
 
+def test_lbfgs_gets_the_true_gradient_whatever_clip_norm_says() -> None:
+    """As lab runs document: clipping is for first-order steps; L-BFGS's line search and curvature
+    pairs need the true gradient, so a clip_norm leaves its run unchanged (one shared loop)."""
+    problem = Curve()
+    plain, clipped = (
+        train_sequential(
+            problem, ReplicaSpec(0, "lbfgs", {"lr": 0.5, "max_iter": 3}, clip_norm=clip), epochs=1
+        )
+        for clip in (None, 1e-6)
+    )
+    assert plain.losses == clipped.losses and plain.grad_evals == clipped.grad_evals > plain.steps
+    first_order = train_sequential(problem, ReplicaSpec(0, "sgd", {"lr": 0.1}, clip_norm=1e-6), epochs=1)
+    assert (
+        first_order.losses != train_sequential(problem, ReplicaSpec(0, "sgd", {"lr": 0.1}), epochs=1).losses
+    )
+
+
 def test_models_that_cannot_be_batched_run_sequentially() -> None:
     assert model_batchable(nn.Linear(2, 1))
     assert not model_batchable(nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2)))

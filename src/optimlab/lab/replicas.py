@@ -53,7 +53,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
-from torch.optim import Optimizer, lr_scheduler
+from torch.optim import Optimizer
 
 try:  # the functorch transform behind torch.func.vmap, called without its pytree layer
     from torch._C._functorch import (
@@ -68,6 +68,10 @@ except ImportError:  # pragma: no cover - a torch without these internals: use t
 else:
     LEAN_VMAP = True
 
+from optimlab.lab.loop import divergence as _divergence
+from optimlab.lab.loop import explosion_threshold as _threshold
+from optimlab.lab.loop import run_steps
+from optimlab.lab.loop import step_scheduler as _step_scheduler
 from optimlab.optim import LBFGS, RuleOptimizer
 from optimlab.optim.functional import OPTIMIZERS
 
@@ -400,30 +404,6 @@ def _budget(problem: Any, epochs: int | None, steps: int | None) -> tuple[int, i
     return total, math.ceil(total / spe)
 
 
-def _divergence(value: float, threshold: float) -> str | None:
-    if math.isnan(value):
-        return "nan"
-    if math.isinf(value):
-        return "inf"
-    if value > threshold:
-        return "explosion"
-    return None
-
-
-def _threshold(initial_loss: float, explosion_factor: float) -> float:
-    return explosion_factor * max(abs(initial_loss), 1.0) if math.isfinite(initial_loss) else math.inf
-
-
-def _step_scheduler(scheduler: Any, metric: float | None = None) -> None:
-    """Advance a scheduler one interval (ReduceLROnPlateau gets ``metric``, +∞ if not finite)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        if isinstance(scheduler, lr_scheduler.ReduceLROnPlateau):
-            scheduler.step(metric if metric is not None and math.isfinite(metric) else math.inf)
-        else:
-            scheduler.step()
-
-
 def _build_scheduler(spec: ReplicaSpec, optimizer: Optimizer, epochs: int, steps_per_epoch: int) -> Any:
     if spec.schedule is None:
         return None
@@ -504,95 +484,35 @@ def train_sequential(
     except TypeError as error:
         raise ValueError(f"optimizer {cls.__name__}: {error}") from None
     scheduler = _build_scheduler(spec, opt, epoch_count, spe)
-    per_step = scheduler is not None and spec.schedule.interval == "step"
-    closure_based = isinstance(opt, torch.optim.LBFGS)
-    group = opt.param_groups[0]
-    clip = spec.clip_norm
-
-    losses: list[float] = []
-    lrs: list[float] = []
-    evals: list[dict[str, float]] = []
-    path: list[list[float]] | None = None
-    if trajectory:
-        path = [torch.cat([p.detach().reshape(-1) for p in params]).tolist()]
-    grad_evals = 0
-    step = 0
-    start = time.perf_counter()
-
-    def evaluate() -> dict[str, float]:
-        metrics = _evaluate_model(problem, model, evaluation)
-        wall = time.perf_counter() - start
-        evals.append({"epoch": len(evals), "step": step, "grad_evals": grad_evals, "wall_s": wall, **metrics})
-        return metrics
-
-    initial = evaluate()["loss"]
-    threshold = _threshold(initial, explosion_factor)
-    divergence = _divergence(initial, math.inf)
-    for epoch in range(epoch_count):
-        if divergence:
-            break
-        for inputs, target in problem.batches(spec.seed, epoch):
-            if step >= total_steps:
-                break
-            lrs.append(float(group["lr"]))
-            if closure_based:
-                count = [0]
-
-                def closure(
-                    inputs: Tensor = inputs, target: Tensor = target, count: list[int] = count
-                ) -> Tensor:
-                    count[0] += 1
-                    opt.zero_grad(set_to_none=True)
-                    value = problem.loss(model(inputs), target)
-                    value.backward()
-                    if clip is not None:
-                        torch.nn.utils.clip_grad_norm_(params, clip)
-                    return value
-
-                loss = opt.step(closure)
-                grad_evals += count[0]
-            else:
-                opt.zero_grad(set_to_none=True)
-                loss = problem.loss(model(inputs), target)
-                loss.backward()
-                if clip is not None:
-                    torch.nn.utils.clip_grad_norm_(params, clip)
-                opt.step()
-                grad_evals += 1
-            value = float(loss.detach())
-            losses.append(value)
-            step += 1
-            if path is not None:
-                path.append(torch.cat([p.detach().reshape(-1) for p in params]).tolist())
-            divergence = _divergence(value, threshold)
-            if divergence:
-                break
-            if per_step:
-                _step_scheduler(scheduler)
-        if divergence:
-            break
-        metrics = evaluate()
-        divergence = _divergence(metrics["loss"], threshold)
-        if divergence is None and not all(bool(torch.isfinite(p).all()) for p in params):
-            divergence = "nan"
-        if scheduler is not None and not per_step and not divergence:
-            _step_scheduler(scheduler, metrics["loss"])
-        if step >= total_steps:
-            break
-
+    record = run_steps(
+        problem,
+        model,
+        opt,
+        spec.seed,
+        total_steps=total_steps,
+        epochs=epoch_count,
+        evaluate=lambda m: _evaluate_model(problem, m, evaluation),
+        explosion_factor=explosion_factor,
+        scheduler=scheduler,
+        per_step=scheduler is not None and spec.schedule.interval == "step",
+        clip_norm=spec.clip_norm,
+        trajectory_point=(lambda m: torch.cat([p.detach().reshape(-1) for p in params]).tolist())
+        if trajectory
+        else None,
+    )
     return ReplicaRun(
         spec=spec,
-        losses=losses,
-        lrs=lrs,
-        evals=evals,
+        losses=record.losses,
+        lrs=record.lrs,
+        evals=record.evals,
         params={name: p.detach().clone() for name, p in model.named_parameters()},
-        steps=step,
-        grad_evals=grad_evals,
-        diverged=divergence is not None,
-        divergence=divergence,
+        steps=record.steps,
+        grad_evals=record.grad_evals,
+        diverged=record.divergence is not None,
+        divergence=record.divergence,
         skipped_steps=sum(int(g.get("skipped_steps", 0)) for g in opt.param_groups),
         batched=False,
-        trajectory=path,
+        trajectory=record.trajectory,
     )
 
 

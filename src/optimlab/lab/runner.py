@@ -37,6 +37,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from optimlab.lab.loop import run_steps
 from optimlab.lab.presets import OptimizerConfig
 from optimlab.lab.problems import Budget, Problem
 from optimlab.lab.replicas import (
@@ -47,7 +48,7 @@ from optimlab.lab.replicas import (
     spec_for,
     train_replicas,
 )
-from optimlab.lab.schedules import ScheduleSpec, step_scheduler
+from optimlab.lab.schedules import ScheduleSpec
 
 #: a loss above this factor × max(|initial loss|, 1) counts as an explosion
 EXPLOSION_FACTOR = 1e4
@@ -145,16 +146,6 @@ def _penalty(model: nn.Module, regularization: Regularization | None) -> Callabl
     return penalty
 
 
-def _check(value: float, threshold: float) -> str | None:
-    if math.isnan(value):
-        return "nan"
-    if math.isinf(value):
-        return "inf"
-    if value > threshold:
-        return "explosion"
-    return None
-
-
 def train(
     problem: Problem,
     optimizer: OptimizerConfig,
@@ -169,114 +160,38 @@ def train(
     problem's own) and return what was recorded. Never raises for a diverging run."""
     budget = budget or problem.default_budget
     steps_per_epoch = problem.steps_per_epoch
-    total_steps = budget.total_steps(steps_per_epoch)
     epochs = budget.epochs_needed(steps_per_epoch)
     config = apply_regularization(optimizer, regularization)
     model = problem.build_model(seed)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = config.build(params)
+    opt = config.build([p for p in model.parameters() if p.requires_grad])
     scheduler = schedule.build(opt, epochs=epochs, steps_per_epoch=steps_per_epoch) if schedule else None
-    per_step = scheduler is not None and schedule is not None and schedule.interval == "step"
-    penalty = _penalty(model, regularization) if config.is_lbfgs else None
-    clip = regularization.clip_norm if regularization else None
-    record_point = getattr(problem, "trajectory_point", None)
-    group = opt.param_groups[0]
-
-    losses: list[float] = []
-    lrs: list[float] = []
-    evals: list[dict[str, float]] = []
-    trajectory: list[list[float]] | None = None
-    if record_point is not None and record_point(model) is not None:
-        trajectory = [record_point(model)]
-    grad_evals = 0
-    divergence: str | None = None
-    start = time.perf_counter()
-
-    def evaluate(step: int) -> dict[str, float]:
-        metrics = problem.evaluate(model)
-        evals.append(
-            {
-                "epoch": len(evals),
-                "step": step,
-                "grad_evals": grad_evals,
-                "wall_s": time.perf_counter() - start,
-                **metrics,
-            }
-        )
-        return metrics
-
-    initial = evaluate(0)
-    threshold = (
-        explosion_factor * max(abs(initial["loss"]), 1.0) if math.isfinite(initial["loss"]) else math.inf
+    record = run_steps(
+        problem,
+        model,
+        opt,
+        seed,
+        total_steps=budget.total_steps(steps_per_epoch),
+        epochs=epochs,
+        evaluate=problem.evaluate,
+        explosion_factor=explosion_factor,
+        scheduler=scheduler,
+        per_step=scheduler is not None and schedule is not None and schedule.interval == "step",
+        clip_norm=regularization.clip_norm if regularization else None,
+        penalty=_penalty(model, regularization) if config.is_lbfgs else None,
+        trajectory_point=getattr(problem, "trajectory_point", None),
     )
-    divergence = _check(initial["loss"], math.inf)
-    step = 0
-    for epoch in range(epochs):
-        if divergence:
-            break
-        for inputs, target in problem.batches(seed, epoch):
-            if step >= total_steps:
-                break
-            lrs.append(float(group["lr"]))
-            if config.is_lbfgs:
-                count = [0]
-
-                def closure(
-                    inputs: Tensor = inputs, target: Tensor = target, count: list[int] = count
-                ) -> Tensor:
-                    count[0] += 1
-                    for p in params:  # zero_grad(set_to_none=True) without its profiler scope
-                        p.grad = None
-                    loss = problem.loss(model(inputs), target)
-                    if penalty is not None:
-                        loss = loss + penalty()
-                    loss.backward()
-                    return loss.detach()
-
-                loss = opt.step(closure)
-                grad_evals += count[0]
-            else:
-                for p in params:
-                    p.grad = None
-                loss = problem.loss(model(inputs), target)
-                loss.backward()
-                if clip is not None:
-                    torch.nn.utils.clip_grad_norm_(params, clip)
-                opt.step()
-                grad_evals += 1
-            value = float(loss.detach())
-            losses.append(value)
-            step += 1
-            if trajectory is not None and record_point is not None:
-                trajectory.append(record_point(model))
-            divergence = _check(value, threshold)
-            if divergence:
-                break
-            if per_step:
-                step_scheduler(scheduler)
-        if divergence:
-            break
-        metrics = evaluate(step)
-        divergence = _check(metrics["loss"], threshold)
-        if divergence is None and not all(bool(torch.isfinite(p).all()) for p in params):
-            divergence = "nan"
-        if scheduler is not None and not per_step and not divergence:
-            step_scheduler(scheduler, metrics["loss"])
-        if step >= total_steps:
-            break
-
     return make_result(
         problem,
         optimizer,
         seed,
-        losses=losses,
-        lrs=lrs,
-        evals=evals,
-        grad_evals=grad_evals,
-        steps=step,
-        wall_s=time.perf_counter() - start,
-        divergence=divergence,
-        trajectory=trajectory,
+        losses=record.losses,
+        lrs=record.lrs,
+        evals=record.evals,
+        grad_evals=record.grad_evals,
+        steps=record.steps,
+        wall_s=record.wall_s,
+        divergence=record.divergence,
+        trajectory=record.trajectory,
     )
 
 

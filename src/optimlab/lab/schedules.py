@@ -36,6 +36,7 @@ from typing import Any, Literal
 import torch
 from torch.optim import Optimizer, lr_scheduler
 
+from optimlab.lab.loop import step_scheduler
 from optimlab.lab.presets import parse_value
 
 Interval = Literal["epoch", "step"]
@@ -396,16 +397,6 @@ def parse_schedule(spec: str | None) -> ScheduleSpec | None:
     probe = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1, momentum=0.9)
     spec_obj.build(probe, epochs=1000, steps_per_epoch=1000)
     return spec_obj
-
-
-def step_scheduler(scheduler: Any, metric: float | None = None) -> None:
-    """Advance ``scheduler`` by one interval (``metric`` for ReduceLROnPlateau)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        if isinstance(scheduler, lr_scheduler.ReduceLROnPlateau):
-            scheduler.step(metric if metric is not None and math.isfinite(metric) else math.inf)
-        else:
-            scheduler.step()
 
 
 def lr_curve(

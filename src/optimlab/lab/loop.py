@@ -1,0 +1,188 @@
+"""The step-by-step training loop of one run, written once.
+
+:func:`optimlab.lab.runner.train` (the lab's runs) and
+:func:`optimlab.lab.replicas.train_sequential` (the batched engine's sequential reference and the
+path of L-BFGS and of foreign optimizer classes) both set up a model, an optimizer and a scheduler
+and hand them to :func:`run_steps`, which records what the lab records of a run:
+
+* the training loss of every step (the mini-batch loss before the update) and its learning rate;
+* an evaluation before the first step and after every epoch, with the step count, gradient
+  evaluations and wall time so far;
+* gradient evaluations: one per step for first-order optimizers, one per closure call for
+  closure-based ones (L-BFGS);
+* divergence as a result, never an exception: a NaN or ±Inf loss or evaluation (``"nan"``,
+  ``"inf"``), a non-finite parameter (``"nan"``), or a loss above
+  ``explosion_factor × max(|initial loss|, 1)`` (``"explosion"``) ends the run.
+
+``clip_norm`` clips the gradient's global norm (``torch.nn.utils.clip_grad_norm_``) before each
+first-order step; closure-based optimizers get the true gradient (their line search and curvature
+pairs need it), and their regularization comes in as a ``penalty`` added to the objective.
+The batched replicas (lab/replicas.py) follow the same protocol on stacked models.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.optim import Optimizer, lr_scheduler
+
+
+def divergence(value: float, threshold: float) -> str | None:
+    """Why a loss ends a run (``"nan"``, ``"inf"``, ``"explosion"`` above ``threshold``), or None."""
+    if math.isnan(value):
+        return "nan"
+    if math.isinf(value):
+        return "inf"
+    if value > threshold:
+        return "explosion"
+    return None
+
+
+def explosion_threshold(initial_loss: float, explosion_factor: float) -> float:
+    """``explosion_factor × max(|initial loss|, 1)`` (+∞ when the initial loss is not finite)."""
+    return explosion_factor * max(abs(initial_loss), 1.0) if math.isfinite(initial_loss) else math.inf
+
+
+def step_scheduler(scheduler: Any, metric: float | None = None) -> None:
+    """Advance ``scheduler`` by one interval (``metric`` for ReduceLROnPlateau, +∞ if not finite)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        if isinstance(scheduler, lr_scheduler.ReduceLROnPlateau):
+            scheduler.step(metric if metric is not None and math.isfinite(metric) else math.inf)
+        else:
+            scheduler.step()
+
+
+@dataclass
+class StepRecord:
+    """What :func:`run_steps` recorded of one run."""
+
+    losses: list[float]
+    lrs: list[float]
+    evals: list[dict[str, float]]
+    grad_evals: int
+    steps: int
+    divergence: str | None
+    trajectory: list[list[float]] | None
+    wall_s: float
+
+
+def run_steps(
+    problem: Any,
+    model: nn.Module,
+    optimizer: Optimizer,
+    seed: int,
+    *,
+    total_steps: int,
+    epochs: int,
+    evaluate: Callable[[nn.Module], dict[str, float]],
+    explosion_factor: float,
+    scheduler: Any = None,
+    per_step: bool = False,
+    clip_norm: float | None = None,
+    penalty: Callable[[], Tensor] | None = None,
+    trajectory_point: Callable[[nn.Module], list[float] | None] | None = None,
+) -> StepRecord:
+    """Train ``model`` on ``problem.batches(seed, epoch)`` with ``optimizer`` for at most
+    ``total_steps`` steps over ``epochs`` epochs; ``evaluate(model)`` gives the metrics recorded
+    before the first step and after each epoch (``"loss"`` among them), ``scheduler`` steps per
+    step or per epoch (``per_step``), ``trajectory_point(model)`` (when it gives a point) records
+    the path."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    closure_based = isinstance(optimizer, torch.optim.LBFGS)
+    group = optimizer.param_groups[0]
+    losses: list[float] = []
+    lrs: list[float] = []
+    evals: list[dict[str, float]] = []
+    path: list[list[float]] | None = None
+    if trajectory_point is not None:
+        first = trajectory_point(model)
+        path = [first] if first is not None else None
+    grad_evals = 0
+    step = 0
+    start = time.perf_counter()
+
+    def record_evaluation() -> float:
+        metrics = evaluate(model)
+        wall_s = time.perf_counter() - start
+        evals.append(
+            {"epoch": len(evals), "step": step, "grad_evals": grad_evals, "wall_s": wall_s, **metrics}
+        )
+        return metrics["loss"]
+
+    initial = record_evaluation()
+    threshold = explosion_threshold(initial, explosion_factor)
+    stop = divergence(initial, math.inf)
+    for epoch in range(epochs):
+        if stop:
+            break
+        for inputs, target in problem.batches(seed, epoch):
+            if step >= total_steps:
+                break
+            lrs.append(float(group["lr"]))
+            if closure_based:
+                count = [0]
+
+                def closure(
+                    inputs: Tensor = inputs, target: Tensor = target, count: list[int] = count
+                ) -> Tensor:
+                    count[0] += 1
+                    for p in params:  # zero_grad(set_to_none=True) without its profiler scope
+                        p.grad = None
+                    loss = problem.loss(model(inputs), target)
+                    if penalty is not None:
+                        loss = loss + penalty()
+                    loss.backward()
+                    return loss.detach()
+
+                loss = optimizer.step(closure)
+                grad_evals += count[0]
+            else:
+                for p in params:
+                    p.grad = None
+                loss = problem.loss(model(inputs), target)
+                loss.backward()
+                if clip_norm is not None:
+                    torch.nn.utils.clip_grad_norm_(params, clip_norm)
+                optimizer.step()
+                grad_evals += 1
+            value = float(loss.detach())
+            losses.append(value)
+            step += 1
+            if path is not None and trajectory_point is not None:
+                path.append(trajectory_point(model))  # type: ignore[arg-type]
+            stop = divergence(value, threshold)
+            if stop:
+                break
+            if per_step:
+                step_scheduler(scheduler)
+        if stop:
+            break
+        loss_now = record_evaluation()
+        stop = divergence(loss_now, threshold)
+        if stop is None and not all(bool(torch.isfinite(p).all()) for p in params):
+            stop = "nan"
+        if scheduler is not None and not per_step and not stop:
+            step_scheduler(scheduler, loss_now)
+        if step >= total_steps:
+            break
+    return StepRecord(
+        losses=losses,
+        lrs=lrs,
+        evals=evals,
+        grad_evals=grad_evals,
+        steps=step,
+        divergence=stop,
+        trajectory=path,
+        wall_s=time.perf_counter() - start,
+    )
+
+
+__all__ = ["StepRecord", "divergence", "explosion_threshold", "run_steps", "step_scheduler"]
