@@ -138,6 +138,34 @@ def test_auto_fuses_a_small_model_once_its_eager_steps_add_up(monkeypatch: pytes
         assert float(ours.state[p]["step"]) == float(theirs.state[q]["step"]) == 4
 
 
+def test_eager_engine_passes_the_step_on_the_host_only_to_rules_declared_for_it() -> None:
+    """``host_step = True`` (the built-in rules): the eager engine hands the rule the counter's
+    value, as torch's for-loop reads it; a rule declared without it always gets the tensor."""
+    seen: list[type] = []
+
+    def spy(param, grad, state, **hyper):
+        seen.append(type(state["step"]))
+        return ol.Adam.rule(param, grad, state, **hyper)
+
+    class TensorStepAdam(ol.Adam):
+        rule = staticmethod(spy)
+        host_step = False
+
+    class HostStepAdam(TensorStepAdam):
+        host_step = True
+
+    results = []
+    for cls in (TensorStepAdam, HostStepAdam):
+        seen.clear()
+        (model, _), _ = pair("Adam")
+        optimizer = cls(model.parameters(), lr=0.01, engine="eager")
+        for _ in range(3):
+            train_step(model, optimizer)
+        results.append(model)
+        assert set(seen) == ({torch.Tensor} if cls is TensorStepAdam else {float})
+    assert_same(results[0], results[1], rtol=1e-6, atol=1e-8)
+
+
 # --- training loops ------------------------------------------------------------------------------
 
 

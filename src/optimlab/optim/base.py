@@ -85,6 +85,10 @@ class RuleOptimizer(Optimizer):
     """
 
     rule: ClassVar[Rule]
+    #: the rule also accepts ``step`` as a Python number (through ``rules._scalar`` and friends):
+    #: the eager engine then passes the counter's value, as torch.optim's for-loop reads it, and
+    #: the rule's scalar bookkeeping is host arithmetic instead of a string of tiny tensor ops
+    host_step: ClassVar[bool] = False
     #: torch.optim's error for a sparse gradient; ``None`` where torch.optim accepts sparse
     #: gradients (SGD, Adagrad), whose rules are then applied to the densified gradient.
     sparse_gradient_error: ClassVar[str | None] = "{name} does not support sparse gradients"

@@ -56,6 +56,7 @@ class SGD(RuleOptimizer):
     Accepts sparse gradients like torch.optim.SGD (applied densely: the momentum buffer is dense)."""
 
     rule = staticmethod(rules.sgd)
+    host_step = True
     sparse_gradient_error = None
 
     def __init__(
@@ -120,6 +121,7 @@ class Adagrad(RuleOptimizer):
     Accepts sparse gradients (applied densely; ``weight_decay`` must then be 0, as in torch)."""
 
     rule = staticmethod(rules.adagrad)
+    host_step = True
     sparse_gradient_error = None
 
     def __init__(
@@ -190,6 +192,7 @@ class RMSprop(RuleOptimizer):
     """RMSprop, optionally centered and with momentum — see :func:`rules.rmsprop`."""
 
     rule = staticmethod(rules.rmsprop)
+    host_step = True
 
     def __init__(
         self,
@@ -252,6 +255,7 @@ class Adadelta(RuleOptimizer):
     """Adadelta — see :func:`rules.adadelta`."""
 
     rule = staticmethod(rules.adadelta)
+    host_step = True
 
     def __init__(
         self,
@@ -305,6 +309,7 @@ class Adam(RuleOptimizer):
     """Adam, with AMSGrad and decoupled weight decay as options — see :func:`rules.adam`."""
 
     rule = staticmethod(rules.adam)
+    host_step = True
     sparse_gradient_error = "Adam does not support sparse gradients, please consider SparseAdam instead"
 
     def __init__(
@@ -433,6 +438,7 @@ class Adamax(RuleOptimizer):
     """Adamax — see :func:`rules.adamax`."""
 
     rule = staticmethod(rules.adamax)
+    host_step = True
 
     def __init__(
         self,
@@ -484,6 +490,7 @@ class NAdam(RuleOptimizer):
     """NAdam — see :func:`rules.nadam`."""
 
     rule = staticmethod(rules.nadam)
+    host_step = True
 
     def __init__(
         self,
@@ -547,6 +554,7 @@ class RAdam(RuleOptimizer):
     """RAdam — see :func:`rules.radam`."""
 
     rule = staticmethod(rules.radam)
+    host_step = True
 
     def __init__(
         self,

@@ -5,10 +5,10 @@ Every rule has the signature ``rule(param, grad, state, **hyper) -> (new_param, 
 * ``param``, ``grad`` and the tensors in ``state`` are real tensors of one shape (complex
   parameters are passed as ``torch.view_as_real`` views by the caller);
 * ``state`` maps torch.optim's state keys to tensors (``step`` is a 0-d counter, incremented by
-  the rule); ``new_state`` has the same keys. ``step`` may also be a Python number: the eager
-  engine passes the counter's value, as torch.optim's for-loop reads it with ``.item()``, so that
-  the scalar bookkeeping (bias corrections, ...) is host arithmetic rather than a string of tiny
-  tensor operations;
+  the rule); ``new_state`` has the same keys. The rules here also take ``step`` as a Python
+  number (their declarations say ``host_step = True``): the eager engine then passes the counter's
+  value, as torch.optim's for-loop reads it with ``.item()``, so that the scalar bookkeeping (bias
+  corrections, ...) is host arithmetic rather than a string of tiny tensor operations;
 * numeric hyperparameters may be Python numbers or 0-d tensors (the fused engine passes tensors
   so that a scheduler never triggers recompilation; the lab's batched replicas pass one value per
   replica under ``torch.vmap``);

@@ -30,7 +30,7 @@ def apply_rule(
     state = optimizer.ensure_state(param, group)
     real_state = {key: as_real(value) for key, value in state.items()}
     step = real_state.get("step")
-    if step is not None and step.dim() == 0:
+    if optimizer.host_step and step is not None and step.dim() == 0:
         # The counter's value on the host, as torch.optim's for-loop reads it: the rule's scalar
         # bookkeeping is then Python arithmetic instead of a dozen tiny tensor operations.
         real_state["step"] = step.item()
