@@ -171,7 +171,8 @@ class Contestant:
         gen = torch.Generator().manual_seed(0)
         device = grads[0].device
         self.mode = mode
-        self.params = [torch.nn.Parameter(torch.randn(s, generator=gen).to(device)) for s in shapes]
+        dtype = grads[0].dtype
+        self.params = [torch.nn.Parameter(torch.randn(s, generator=gen).to(device, dtype)) for s in shapes]
         self.grads = grads
         for p, g in zip(self.params, grads, strict=True):
             p.grad = g.clone()
@@ -225,7 +226,7 @@ def measure(name: str, shapes: list[tuple[int, ...]], args: argparse.Namespace) 
     device = args.device
     modes = [m for m in args.modes if not m.startswith("torch-fused") or name in TORCH_FUSED]
     gen = torch.Generator().manual_seed(1)
-    grads = [(torch.randn(s, generator=gen) * 1e-2).to(device) for s in shapes]
+    grads = [(torch.randn(s, generator=gen) * 1e-2).to(device, args.dtype) for s in shapes]
     numel = sum(math.prod(s) for s in shapes)
     together = args.interleave and footprint(numel, modes) <= args.memory_budget
     groups = [modes] if together else [[m] for m in modes]
@@ -274,7 +275,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "torch": torch.__version__,
             "python": platform.python_version(),
         },
-        "arguments": {k: str(v) if k == "device" else v for k, v in vars(args).items() if k != "out"},
+        "arguments": {
+            k: str(v) if k in ("device", "dtype") else v for k, v in vars(args).items() if k != "out"
+        },
         "sizes": [],
     }
     for size in args.sizes:
@@ -288,15 +291,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "bandwidth": bw,
             "optimizers": {},
         }
+        dtype_name = str(args.dtype).removeprefix("torch.")
         print(
-            f"\n== {numel / 1e6:.1f}M float32 parameters in {len(shapes)} tensors; "
+            f"\n== {numel / 1e6:.1f}M {dtype_name} parameters in {len(shapes)} tensors; "
             f"in-place add: {bw['ms']:.2f} ms = {bw['gb_per_s']:.1f} GB/s",
             flush=True,
         )
         for name in args.optimizers:
             rows = measure(name, shapes, args)
             state_tensors = max(r["state_tensors"] for r in rows.values())
-            nominal = 4 * numel * (3 + 2 * state_tensors)  # bytes of one ideal pass
+            # bytes of one ideal pass (state in the parameters' dtype, as torch.optim keeps it)
+            nominal = args.dtype.itemsize * numel * (3 + 2 * state_tensors)
             # each mode against torch's best mode of the same kind (gradients in place or fresh)
             torch_rows = [(m.endswith(FRESH), r["ms"]) for m, r in rows.items() if m.startswith("torch")]
             best = {
@@ -347,6 +352,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps after the first")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser.add_argument(
+        "--dtype",
+        default="float32",
+        choices=["float32", "bfloat16", "float16"],
+        help="the parameters' dtype (the bandwidth reference stays float32)",
+    )
     parser.add_argument("--no-memory", dest="memory", action="store_false", help="skip peak-memory profiling")
     parser.add_argument(
         "--sequential",
@@ -367,6 +378,7 @@ def main(argv: list[str] | None = None) -> None:
         if mode not in MODES:
             parser.error(f"unknown mode {mode!r}; expected some of {', '.join(MODES)}")
     args.device = torch.device(args.device)
+    args.dtype = getattr(torch, args.dtype)
     if args.device.type == "cuda":
         args.memory_budget = torch.cuda.get_device_properties(args.device).total_memory // 4
     elif hasattr(os, "sysconf"):
