@@ -343,19 +343,23 @@ def test_mixed_dtypes_complex_groups_and_a_scheduler_do_not_recompile() -> None:
     assert ours.state[ours_params[2]]["exp_avg"].dtype == torch.complex64
 
 
+@pytest.mark.parametrize(
+    ("name", "kwargs"), [("Adam", {"lr": 1e-2, "eps": 1e-3}), ("SGD", {"lr": 0.1, "momentum": 0.9})]
+)
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_half_precision_close_to_torch(dtype: torch.dtype) -> None:
+def test_half_precision_close_to_torch(dtype: torch.dtype, name: str, kwargs: dict) -> None:
     """bf16/fp16: computed in float32 and rounded once when stored, like torch's fused kernels:
-    within a few ulps of torch's for-loop (which rounds after every operation) and on average at
-    least as close as it to the same run in float32."""
+    within a few ulps of torch's for-loop (which rounds after every operation) and on average about
+    as close as it (within 25%) to the same run in float32. (torch 2.13's own fused SGD is not: it skips
+    the update of full vector blocks in these dtypes, pytorch/pytorch#191763.)"""
     torch.manual_seed(5)
     initial = [torch.randn(64).to(dtype), torch.randn(8, 8).to(dtype)]
     ours_params = [nn.Parameter(t.clone()) for t in initial]
     theirs_params = [nn.Parameter(t.clone()) for t in initial]
     exact_params = [nn.Parameter(t.float()) for t in initial]
-    ours = ol.Adam(ours_params, lr=1e-2, eps=1e-3, engine="fused")
-    theirs = torch.optim.Adam(theirs_params, lr=1e-2, eps=1e-3, foreach=False)
-    exact = torch.optim.Adam(exact_params, lr=1e-2, eps=1e-3, foreach=False)
+    ours = getattr(ol, name)(ours_params, engine="fused", **kwargs)
+    theirs = getattr(torch.optim, name)(theirs_params, foreach=False, **kwargs)
+    exact = getattr(torch.optim, name)(exact_params, foreach=False, **kwargs)
     for _ in range(10):
         for a, b, c in zip(ours_params, theirs_params, exact_params, strict=True):
             g = torch.randn_like(a)
@@ -368,8 +372,8 @@ def test_half_precision_close_to_torch(dtype: torch.dtype) -> None:
         torch.testing.assert_close(a.detach().float(), b.detach().float(), rtol=8 * ulp, atol=8 * ulp)
         ours_error = (a.detach().float() - c.detach()).abs().mean()
         theirs_error = (b.detach().float() - c.detach()).abs().mean()
-        assert ours_error <= theirs_error * 1.1
-    assert ours.state[ours_params[0]]["exp_avg"].dtype == dtype
+        assert ours_error <= theirs_error * 1.25
+    assert all(v.dtype == dtype for v in ours.state[ours_params[0]].values() if v.dim() > 0)
 
 
 def test_scalar_state_and_state_created_by_the_rule() -> None:
