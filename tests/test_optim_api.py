@@ -141,15 +141,43 @@ def test_implementation_flags_are_accepted(cls: type) -> None:
 
 
 @pytest.mark.parametrize("cls", FLAG_CLASSES, ids=lambda c: c.__name__)
-def test_unsupported_flags_raise_clear_value_error(cls: type) -> None:
-    arguments = inspect.signature(cls).parameters
-    for flag in ("capturable", "differentiable"):
-        if flag not in arguments:
-            continue
-        with pytest.raises(
-            ValueError, match=rf"{flag}=True .*not supported by optimlab\.optim\.{cls.__name__}"
-        ):
-            cls([param()], **{flag: True})
+def test_capturable_raises_a_clear_value_error(cls: type) -> None:
+    if "capturable" not in inspect.signature(cls).parameters:
+        pytest.skip(f"torch.optim.{cls.__name__} has no capturable flag")
+    with pytest.raises(
+        ValueError, match=rf"capturable=True .*not supported by optimlab\.optim\.{cls.__name__}"
+    ):
+        cls([param()], capturable=True)
+
+
+@pytest.mark.parametrize("cls", FLAG_CLASSES, ids=lambda c: c.__name__)
+def test_fused_refuses_what_torch_refuses(cls: type) -> None:
+    """fused=True: torch.optim's errors, at torch.optim's moments (differentiable and foreach at
+    construction; parameters on a device or of a dtype without fused kernels at the first step,
+    before any state exists); engine="fused" cannot differentiate either."""
+    if "fused" not in inspect.signature(cls).parameters:
+        pytest.skip(f"torch.optim.{cls.__name__} has no fused flag")
+    for extra, message in (
+        ({"differentiable": True}, "does not support `differentiable`"),
+        ({"foreach": True}, "cannot be `True` together"),
+    ):
+        for make in (cls, getattr(torch.optim, cls.__name__)):
+            with pytest.raises(RuntimeError, match=message):
+                make([param()], fused=True, **extra)
+    with pytest.raises(ValueError, match="engine='fused' cannot differentiate"):
+        cls([param()], engine="fused", differentiable=True)
+    for make in (cls, getattr(torch.optim, cls.__name__)):
+        meta = torch.nn.Parameter(torch.zeros(3, device="meta"))
+        optimizer = make([meta], fused=True)  # constructing is fine, as in torch.optim
+        created = [sorted(s) for s in optimizer.state.values() if s]  # Adagrad's, made at construction
+        meta.grad = torch.zeros(3, device="meta")
+        with pytest.raises(RuntimeError, match="`fused=True` requires all the params to be floating point"):
+            optimizer.step()
+        assert [sorted(s) for s in optimizer.state.values() if s] == created  # refused before any state
+        complex_param = torch.nn.Parameter(torch.zeros(3, dtype=torch.complex64))
+        complex_param.grad = torch.ones(3, dtype=torch.complex64)
+        with pytest.raises(RuntimeError, match="`fused=True` requires all the params to be floating point"):
+            make([complex_param], fused=True).step()
 
 
 # --- torch's machinery works unchanged: schedulers, hooks, GradScaler ---------------------------

@@ -17,15 +17,16 @@ from __future__ import annotations
 
 import operator
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
+from optimlab.optim.distributed import all_ranks_agree, local
 from optimlab.optim.engine import Engine, resolve_engine
-from optimlab.optim.engine.eager import dense_grad
+from optimlab.optim.engine.eager import dense
 
 NonFinitePolicy = Literal["propagate", "skip", "raise"]
 NONFINITE_POLICIES: tuple[str, ...] = ("propagate", "skip", "raise")
@@ -34,6 +35,19 @@ ENGINE_ENV = "OPTIMLAB_ENGINE"
 Rule = Callable[..., tuple[Tensor, dict[str, Tensor]]]
 
 _grad_of = operator.attrgetter("grad")
+
+
+def _check_fused_device(param: Tensor) -> None:
+    """``fused=True`` takes floating-point tensors on devices torch has fused kernels for, with
+    torch.optim's error (raised at the first step, as torch.optim raises it) otherwise."""
+    from torch.optim.optimizer import _get_fused_kernels_supported_devices
+
+    supported = _get_fused_kernels_supported_devices()
+    if not (param.device.type in supported and torch.is_floating_point(param)):
+        raise RuntimeError(
+            "`fused=True` requires all the params to be floating point Tensors of "
+            f"supported devices: {supported} but {param.dtype} and {param.device.type}"
+        )
 
 
 def scalar_hyperparameter(value: Any) -> Any:
@@ -81,7 +95,12 @@ class RuleOptimizer(Optimizer):
       is updated.
     * ``engine`` (default ``None``: the ``OPTIMLAB_ENGINE`` environment variable, else
       ``"auto"``): ``"eager"`` applies the rule parameter by parameter with ordinary torch ops;
-      ``"fused"`` runs it as one compiled kernel per (device, dtype) group; ``"auto"`` picks.
+      ``"fused"`` runs it as one compiled in-place kernel per parameter; ``"auto"`` picks.
+      Every engine writes parameters in their own storage, only reads gradients and keeps the
+      state in torch.optim's per-parameter format.
+
+    ``differentiable=True`` makes the step differentiable, as torch.optim's: autograd records it
+    (parameters, gradients, state and tensor hyperparameters), which always runs eagerly.
     """
 
     rule: ClassVar[Rule]
@@ -89,6 +108,10 @@ class RuleOptimizer(Optimizer):
     #: the eager engine then passes the counter's value, as torch.optim's for-loop reads it, and
     #: the rule's scalar bookkeeping is host arithmetic instead of a string of tiny tensor ops
     host_step: ClassVar[bool] = False
+    #: the rule treats every element on its own (given the scalar state): the fused engine may
+    #: then run it over any dense run of memory and on the local shards of DTensor parameters.
+    #: Off by default, so a rule with a norm or a matrix product (LAMB, Muon) is never sliced.
+    elementwise: ClassVar[bool] = False
     #: torch.optim's error for a sparse gradient; ``None`` where torch.optim accepts sparse
     #: gradients (SGD, Adagrad), whose rules are then applied to the densified gradient.
     sparse_gradient_error: ClassVar[str | None] = "{name} does not support sparse gradients"
@@ -108,26 +131,29 @@ class RuleOptimizer(Optimizer):
                 f"Invalid nonfinite policy: {nonfinite!r} (expected one of {NONFINITE_POLICIES})"
             )
         name = type(self).__name__
-        if defaults.get("differentiable"):
-            raise ValueError(
-                f"differentiable=True is not supported by optimlab.optim.{name}; "
-                f"use torch.optim.{name} to differentiate through optimizer steps"
-            )
         if defaults.get("capturable"):
             raise ValueError(
                 f"capturable=True (CUDA graph capture) is not supported by optimlab.optim.{name}; "
-                "its fused engine already runs one kernel per step"
+                "its fused engine already runs one kernel per parameter"
             )
-        if defaults.get("fused") and defaults.get("foreach"):
-            raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
         choice = engine if engine is not None else os.environ.get(ENGINE_ENV, "auto")
         if defaults.get("fused") is True and engine is None:
             choice = "fused"
         elif defaults.get("fused") is False and engine is None:
             choice = "eager"
+        if engine == "fused" and defaults.get("differentiable"):
+            raise ValueError(
+                "engine='fused' cannot differentiate through a step: use differentiable=True with "
+                "engine='eager' or 'auto' (which step eagerly while autograd records)"
+            )
         self.engine: Engine = resolve_engine(choice)
         defaults = {**defaults, "l1": l1, "nonfinite": nonfinite, "skipped_steps": 0}
         super().__init__(params, defaults)
+        if defaults.get("fused"):  # torch.optim's checks, after its base class's, as torch.optim orders them
+            if defaults.get("differentiable"):
+                raise RuntimeError("`fused` does not support `differentiable`")
+            if defaults.get("foreach"):
+                raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
 
     # --- declaration hooks (overridden by each optimizer) ---------------------------------
 
@@ -159,13 +185,14 @@ class RuleOptimizer(Optimizer):
             if step is not None and not torch.is_tensor(step):
                 param_state["step"] = torch.tensor(float(step), dtype=torch.get_default_dtype())
 
-    def params_with_grad(self, group: dict[str, Any]) -> list[Tensor]:
+    def params_with_grad(self, group: dict[str, Any]) -> tuple[list[Tensor], list[Tensor]]:
+        """The group's parameters that have a gradient, and their gradients."""
         params = group["params"]
         grads = list(map(_grad_of, params))  # one attribute read per parameter: this runs every step
-        params = [p for p, g in zip(params, grads, strict=True) if g is not None]
-        if self.sparse_gradient_error is not None and any(g is not None and g.is_sparse for g in grads):
+        with_grad = [(p, g) for p, g in zip(params, grads, strict=True) if g is not None]
+        if self.sparse_gradient_error is not None and any(g.is_sparse for _, g in with_grad):
             raise RuntimeError(self.sparse_gradient_error.format(name=type(self).__name__))
-        return params
+        return [p for p, _ in with_grad], [g for _, g in with_grad]
 
     def ensure_state(self, param: Tensor, group: dict[str, Any]) -> dict[str, Any]:
         """``param``'s state, created on first use; optimizers with no state (SGD without
@@ -179,33 +206,60 @@ class RuleOptimizer(Optimizer):
             state.update(initial)
         return state
 
-    def _grads_finite(self, params: Iterable[Tensor]) -> bool:
-        flags = [torch.isfinite(dense_grad(p)).all() for p in params]
-        return bool(torch.stack([f.cpu() for f in flags]).all()) if flags else True
+    def _grads_finite(self, grads: list[Tensor]) -> bool:
+        """Whether every gradient is finite, on every rank that holds a shard of one (DTensor
+        gradients: the decision is reduced over their meshes, so all ranks take the same one)."""
+        flags = [torch.isfinite(dense(local(g))).all() for g in grads]
+        finite = bool(torch.stack([f.cpu() for f in flags]).all()) if flags else True
+        return all_ranks_agree(finite, grads)
 
-    @torch.no_grad()
+    @torch.compiler.disable
     def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
-        """Perform one optimization step (``closure`` re-evaluates the model and returns the loss)."""
+        """Perform one optimization step (``closure`` re-evaluates the model and returns the loss).
+
+        ``torch.compile`` does not trace into it (a graph break): the engine runs as it is, calling
+        its own compiled kernels. Autograd records the step only with ``differentiable=True``."""
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        with torch.set_grad_enabled(bool(self.defaults.get("differentiable"))):
+            self._step_groups()
+        return loss
+
+    def _step_groups(self) -> None:
         # Check every group before touching any: nonfinite="raise" must leave all of them as they were.
+        # With fused=True torch.optim's kernels take a gradient scale and an inf flag set on the
+        # optimizer (``grad_scale``, ``found_inf``): skip the step on an inf, divide the scale out.
+        # (GradScaler itself does not hand them over here: it unscales the gradients, in place, as
+        # for any optimizer, so that they read the same after its step as with torch.optim.)
+        fused = bool(self.defaults.get("fused"))
+        grad_scale = getattr(self, "grad_scale", None) if fused else None
+        found_inf = getattr(self, "found_inf", None) if fused else None
         work = []
         for index, group in enumerate(self.param_groups):
-            params = self.params_with_grad(group)
+            params, grads = self.params_with_grad(group)
             if not params:
                 continue
-            finite = group["nonfinite"] == "propagate" or self._grads_finite(params)
+            if group.get("fused"):
+                for param in params:
+                    _check_fused_device(param)
+            if grad_scale is not None:  # GradScaler's scale: divided out here, never in place
+                grads = [g / grad_scale.to(g.device) for g in grads]
+            finite = group["nonfinite"] == "propagate" or self._grads_finite(grads)
             if not finite and group["nonfinite"] == "raise":
                 raise FloatingPointError(
                     f"non-finite gradient in param group {index} of {type(self).__name__} "
                     "(nonfinite='raise'); no parameter was updated"
                 )
-            work.append((group, params, finite))
-        for group, params, finite in work:
+            work.append((group, params, grads, finite))
+        if found_inf is not None and bool(found_inf):  # GradScaler found an inf: a skipped step
+            for group, params, _, _ in work:
+                for param in params:
+                    self.ensure_state(param, group)
+            return
+        for group, params, grads, finite in work:
             if finite:
-                self.engine.step_group(self, group, params)
+                self.engine.step_group(self, group, params, grads)
             else:  # nonfinite="skip": this group keeps its parameters and state for this step
                 group["skipped_steps"] += 1
-        return loss

@@ -26,13 +26,19 @@ from optimlab.optim.base import (
 __all__ = ["SGD", "Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop"]
 
 
-def _scalar_dtype() -> torch.dtype:
-    """torch.optim's dtype for ``step`` and other scalar state."""
+def _scalar_dtype(group: dict[str, Any] | None = None) -> torch.dtype:
+    """torch.optim's dtype for ``step`` and other scalar state (float32 with ``fused=True``)."""
+    if group is not None and group.get("fused"):
+        return torch.float32
     return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
 
 
-def _step() -> Tensor:
-    return torch.tensor(0.0, dtype=_scalar_dtype())
+def _step(group: dict[str, Any], param: Tensor) -> Tensor:
+    """A new step counter: on the host, or with ``fused=True`` on the parameter's device (torch.optim's
+    places for it)."""
+    if group.get("fused"):
+        return torch.zeros((), dtype=_scalar_dtype(group), device=param.device)
+    return torch.tensor(0.0, dtype=_scalar_dtype(group))
 
 
 def _zeros(param: Tensor) -> Tensor:
@@ -57,6 +63,7 @@ class SGD(RuleOptimizer):
 
     rule = staticmethod(rules.sgd)
     host_step = True
+    elementwise = True
     sparse_gradient_error = None
 
     def __init__(
@@ -122,6 +129,7 @@ class Adagrad(RuleOptimizer):
 
     rule = staticmethod(rules.adagrad)
     host_step = True
+    elementwise = True
     sparse_gradient_error = None
 
     def __init__(
@@ -169,13 +177,16 @@ class Adagrad(RuleOptimizer):
         # own ``initial_accumulator_value``; so do we, to stay number for number the same.
         value = self.defaults["initial_accumulator_value"]
         fill = complex(value, value) if param.is_complex() else value
-        return {"step": _step(), "sum": torch.full_like(param, fill, memory_format=torch.preserve_format)}
+        return {
+            "step": _step(group, param),
+            "sum": torch.full_like(param, fill, memory_format=torch.preserve_format),
+        }
 
-    def params_with_grad(self, group: dict[str, Any]) -> list[Tensor]:
-        params = super().params_with_grad(group)
-        if group["weight_decay"] != 0 and any(p.grad.is_sparse for p in params):
+    def params_with_grad(self, group: dict[str, Any]) -> tuple[list[Tensor], list[Tensor]]:
+        params, grads = super().params_with_grad(group)
+        if group["weight_decay"] != 0 and any(g.is_sparse for g in grads):
             raise RuntimeError("weight_decay option is not compatible with sparse gradients")
-        return params
+        return params, grads
 
     def rule_hyperparameters(self, group: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -193,6 +204,7 @@ class RMSprop(RuleOptimizer):
 
     rule = staticmethod(rules.rmsprop)
     host_step = True
+    elementwise = True
 
     def __init__(
         self,
@@ -231,7 +243,7 @@ class RMSprop(RuleOptimizer):
         super().__init__(params, defaults, l1=l1, nonfinite=nonfinite, engine=engine)
 
     def init_state(self, param: Tensor, group: dict[str, Any]) -> dict[str, Tensor]:
-        state = {"step": _step(), "square_avg": _zeros(param)}
+        state = {"step": _step(group, param), "square_avg": _zeros(param)}
         if group["momentum"] > 0:
             state["momentum_buffer"] = _zeros(param)
         if group["centered"]:
@@ -256,6 +268,7 @@ class Adadelta(RuleOptimizer):
 
     rule = staticmethod(rules.adadelta)
     host_step = True
+    elementwise = True
 
     def __init__(
         self,
@@ -292,7 +305,7 @@ class Adadelta(RuleOptimizer):
         super().__init__(params, defaults, l1=l1, nonfinite=nonfinite, engine=engine)
 
     def init_state(self, param: Tensor, group: dict[str, Any]) -> dict[str, Tensor]:
-        return {"step": _step(), "square_avg": _zeros(param), "acc_delta": _zeros(param)}
+        return {"step": _step(group, param), "square_avg": _zeros(param), "acc_delta": _zeros(param)}
 
     def rule_hyperparameters(self, group: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -310,6 +323,7 @@ class Adam(RuleOptimizer):
 
     rule = staticmethod(rules.adam)
     host_step = True
+    elementwise = True
     sparse_gradient_error = "Adam does not support sparse gradients, please consider SparseAdam instead"
 
     def __init__(
@@ -371,7 +385,7 @@ class Adam(RuleOptimizer):
         super().__init__(params, defaults, l1=l1, nonfinite=nonfinite, engine=engine)
 
     def init_state(self, param: Tensor, group: dict[str, Any]) -> dict[str, Tensor]:
-        state = {"step": _step(), "exp_avg": _zeros(param), "exp_avg_sq": _zeros(param)}
+        state = {"step": _step(group, param), "exp_avg": _zeros(param), "exp_avg_sq": _zeros(param)}
         if group["amsgrad"]:
             state["max_exp_avg_sq"] = _zeros(param)
         return state
@@ -439,6 +453,7 @@ class Adamax(RuleOptimizer):
 
     rule = staticmethod(rules.adamax)
     host_step = True
+    elementwise = True
 
     def __init__(
         self,
@@ -473,7 +488,7 @@ class Adamax(RuleOptimizer):
         super().__init__(params, defaults, l1=l1, nonfinite=nonfinite, engine=engine)
 
     def init_state(self, param: Tensor, group: dict[str, Any]) -> dict[str, Tensor]:
-        return {"step": _step(), "exp_avg": _zeros(param), "exp_inf": _zeros(param)}
+        return {"step": _step(group, param), "exp_avg": _zeros(param), "exp_inf": _zeros(param)}
 
     def rule_hyperparameters(self, group: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -491,6 +506,7 @@ class NAdam(RuleOptimizer):
 
     rule = staticmethod(rules.nadam)
     host_step = True
+    elementwise = True
 
     def __init__(
         self,
@@ -531,8 +547,8 @@ class NAdam(RuleOptimizer):
 
     def init_state(self, param: Tensor, group: dict[str, Any]) -> dict[str, Tensor]:
         return {
-            "step": _step(),
-            "mu_product": torch.tensor(1.0, dtype=_scalar_dtype()),
+            "step": _step(group, param),
+            "mu_product": torch.tensor(1.0, dtype=_scalar_dtype(group)),
             "exp_avg": _zeros(param),
             "exp_avg_sq": _zeros(param),
         }
@@ -555,6 +571,7 @@ class RAdam(RuleOptimizer):
 
     rule = staticmethod(rules.radam)
     host_step = True
+    elementwise = True
 
     def __init__(
         self,
@@ -591,7 +608,7 @@ class RAdam(RuleOptimizer):
         super().__init__(params, defaults, l1=l1, nonfinite=nonfinite, engine=engine)
 
     def init_state(self, param: Tensor, group: dict[str, Any]) -> dict[str, Tensor]:
-        return {"step": _step(), "exp_avg": _zeros(param), "exp_avg_sq": _zeros(param)}
+        return {"step": _step(group, param), "exp_avg": _zeros(param), "exp_avg_sq": _zeros(param)}
 
     def rule_hyperparameters(self, group: dict[str, Any]) -> dict[str, Any]:
         return {

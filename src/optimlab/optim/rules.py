@@ -151,7 +151,9 @@ def sgd(
     new_state: dict[str, Tensor] = {}
     if momentum is not None:
         previous = state.get("momentum_buffer")
-        buf = g.clone() if previous is None else momentum * previous + (1 - dampening) * g
+        # The first buffer is a detached copy of g, as torch.optim makes it: with differentiable=True
+        # that step's update carries no gradient back to g (torch's semantics, kept for parity).
+        buf = g.detach().clone() if previous is None else momentum * previous + (1 - dampening) * g
         new_state["momentum_buffer"] = buf
         g = g + momentum * buf if nesterov else buf
     # A steady gradient g moves θ by γ(1 − τ)/(1 − μ)·g once the momentum buffer has filled.

@@ -1,11 +1,15 @@
 """Execution engines: how a rule from :mod:`optimlab.optim.rules` is applied to a param group.
 
-An engine never contains math. It gathers a group's parameters, gradients and state, calls the
-optimizer's ``rule`` (and the shared L1 proximal step), and writes the results back in place.
+An engine never contains math. It reads each parameter's gradient and state, calls the optimizer's
+``rule`` (which includes the L1 proximal step), and writes the parameter and the state back in
+place. No engine takes storage it does not own: parameters stay in their own storage, gradients
+are only read, and ``optimizer.state`` holds torch.optim's per-parameter tensors.
 
-* :class:`EagerEngine` — parameter by parameter with ordinary torch ops; always available.
-* :class:`FusedEngine` — ``"fused"``: one compiled in-place pass per (device, dtype) bucket of a
-  group over flat buffers; ``"auto"``: fused for models of at least
+* :class:`EagerEngine` — ``"eager"``: parameter by parameter with ordinary torch ops; always
+  available, exact to torch.optim's for-loop, and the only engine autograd can record
+  (``differentiable=True``).
+* :class:`FusedEngine` — ``"fused"``: each parameter in one compiled in-place pass
+  (:mod:`~optimlab.optim.engine.kernels`); ``"auto"`` (the default): fused for models of at least
   :data:`~optimlab.optim.engine.fused.AUTO_MIN_NUMEL` elements, and for smaller ones once their
   eager steps have taken :data:`~optimlab.optim.engine.fused.AUTO_EAGER_SECONDS`, when a
   compiler is available; eager otherwise. See :mod:`optimlab.optim.engine.fused`.
@@ -29,8 +33,10 @@ ENGINE_CHOICES: tuple[str, ...] = ("auto", "fused", "eager")
 class Engine(Protocol):
     name: str
 
-    def step_group(self, optimizer: RuleOptimizer, group: dict[str, Any], params: list[Tensor]) -> None:
-        """Apply ``optimizer.rule`` to every parameter of ``params`` (all have gradients)."""
+    def step_group(
+        self, optimizer: RuleOptimizer, group: dict[str, Any], params: list[Tensor], grads: list[Tensor]
+    ) -> None:
+        """Apply ``optimizer.rule`` to every parameter of ``params``, whose gradients are ``grads``."""
         ...
 
 

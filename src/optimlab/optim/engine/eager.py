@@ -1,4 +1,12 @@
-"""The eager engine: the rule applied parameter by parameter with ordinary torch ops."""
+"""The eager engine: the rule applied parameter by parameter with ordinary torch ops.
+
+It is the reference path, exact to torch.optim's for-loop, and the one every other path falls back
+to. It reads each parameter's gradient and state where they are and writes the parameter and the
+state back in place (``copy_``), so it works on any tensor the rule's ops work on: complex
+parameters through their real views, sparse gradients densified, DTensor parameters through their
+local shards (for elementwise rules), and — with ``differentiable=True`` — tensors in an autograd
+graph, whose in-place updates autograd records.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
+
+from optimlab.optim.distributed import local, same_layout
 
 if TYPE_CHECKING:
     from optimlab.optim.base import RuleOptimizer
@@ -16,33 +26,62 @@ def as_real(tensor: Tensor) -> Tensor:
     return torch.view_as_real(tensor) if tensor.is_complex() else tensor
 
 
-def dense_grad(param: Tensor) -> Tensor:
-    """``param.grad``, densified when sparse: torch.optim's SGD and Adagrad accept sparse gradients,
-    and the rule applied to the dense gradient gives their numbers (zero entries change nothing)."""
-    grad = param.grad
+def dense(grad: Tensor) -> Tensor:
+    """A gradient, densified when sparse: torch.optim's SGD and Adagrad accept sparse gradients
+    (uncoalesced ones too), and the rule applied to the dense gradient gives their numbers (zero
+    entries change nothing)."""
     return grad.to_dense() if grad.is_sparse else grad
 
 
+def shards(optimizer: RuleOptimizer, param: Tensor, grad: Tensor, state: dict[str, Any]) -> bool:
+    """Whether the rule may run on the local shards of a (DTensor) parameter, its gradient and its
+    state: the rule is elementwise and all of them are distributed alike."""
+    if not optimizer.elementwise:
+        return False
+    return same_layout(param, grad) and all(
+        same_layout(param, value) for value in state.values() if isinstance(value, Tensor) and value.dim() > 0
+    )
+
+
 def apply_rule(
-    optimizer: RuleOptimizer, group: dict[str, Any], param: Tensor, hyper: dict[str, Any]
-) -> tuple[Tensor, dict[str, Tensor]]:
-    """Run the rule (and the L1 proximal step) for one parameter; return the new values."""
+    optimizer: RuleOptimizer,
+    group: dict[str, Any],
+    param: Tensor,
+    grad: Tensor,
+    hyper: dict[str, Any],
+) -> tuple[bool, Tensor, dict[str, Tensor]]:
+    """Run the rule (and the L1 proximal step) for one parameter. Returns whether it ran on the
+    local shards (see :func:`shards`) and the new parameter and state values."""
     state = optimizer.ensure_state(param, group)
-    real_state = {key: as_real(value) for key, value in state.items()}
+    on_shards = shards(optimizer, param, grad, state)
+    real_state = {key: as_real(local(value) if on_shards else value) for key, value in state.items()}
     step = real_state.get("step")
-    if optimizer.host_step and step is not None and step.dim() == 0:
+    if optimizer.host_step and step is not None and step.dim() == 0 and not step.requires_grad:
         # The counter's value on the host, as torch.optim's for-loop reads it: the rule's scalar
         # bookkeeping is then Python arithmetic instead of a dozen tiny tensor operations.
         real_state["step"] = step.item()
-    grad = as_real(dense_grad(param))
-    new_param, new_state = optimizer.rule(as_real(param), grad, real_state, **hyper)
-    return new_param, new_state
+    if on_shards:
+        param, grad = local(param), local(grad)
+    param = as_real(param)
+    if torch.is_grad_enabled():
+        # Autograd records the step (differentiable=True): the rule's graph must keep the values it
+        # read, not the tensors that write_back is about to overwrite in place.
+        param = param.clone()
+        real_state = {k: v.clone() if isinstance(v, Tensor) else v for k, v in real_state.items()}
+    new_param, new_state = optimizer.rule(param, as_real(dense(grad)), real_state, **hyper)
+    return on_shards, new_param, new_state
 
 
 def write_back(
-    optimizer: RuleOptimizer, param: Tensor, new_param: Tensor, new_state: dict[str, Tensor]
+    optimizer: RuleOptimizer, param: Tensor, on_shards: bool, new_param: Tensor, new_state: dict[str, Tensor]
 ) -> None:
-    as_real(param).copy_(new_param)
+    """Copy the rule's results into the parameter and its state (their local shards if the rule
+    ran on them); state the rule created (SGD's first momentum buffer) gets the parameter's layout."""
+
+    def target(tensor: Tensor) -> Tensor:
+        return as_real(local(tensor) if on_shards else tensor)
+
+    target(param).copy_(new_param)
     if not new_state:
         return
     state = optimizer.state[param]
@@ -50,9 +89,11 @@ def write_back(
         if not isinstance(value, Tensor):  # the step counter, advanced on the host
             state[key].fill_(value)
         elif key in state:
-            as_real(state[key]).copy_(value)
-        else:  # state created by the rule itself (SGD's first momentum buffer)
-            state[key] = torch.view_as_complex(value) if param.is_complex() else value
+            target(state[key]).copy_(value)
+        else:  # created by the rule itself: a tensor like the parameter (a DTensor for a DTensor)
+            holder = torch.empty_like(param, memory_format=torch.preserve_format)
+            target(holder).copy_(value)
+            state[key] = holder
 
 
 class EagerEngine:
@@ -60,8 +101,11 @@ class EagerEngine:
 
     name = "eager"
 
-    def step_group(self, optimizer: RuleOptimizer, group: dict[str, Any], params: list[Tensor]) -> None:
+    def step_group(
+        self, optimizer: RuleOptimizer, group: dict[str, Any], params: list[Tensor], grads: list[Tensor]
+    ) -> None:
+        """Step ``params`` with their gradients ``grads``."""
         hyper = optimizer.rule_hyperparameters(group)
-        for param in params:
-            new_param, new_state = apply_rule(optimizer, group, param, hyper)
-            write_back(optimizer, param, new_param, new_state)
+        for param, grad in zip(params, grads, strict=True):
+            on_shards, new_param, new_state = apply_rule(optimizer, group, param, grad, hyper)
+            write_back(optimizer, param, on_shards, new_param, new_state)

@@ -1,0 +1,327 @@
+"""A rule compiled into an in-place kernel: one pass over one parameter's memory.
+
+An optimizer step is memory-bound (Adam reads θ, ∇, m, v and writes θ, m, v: 28 bytes per float32
+parameter), so the fastest step touches each byte once. A :class:`Kernel` is an optimizer's pure
+rule from :mod:`optimlab.optim.rules`, unchanged, for one configuration — the rule, its structural
+flags, its state keys, the dtypes and the device — compiled by ``torch.compile`` (inductor: C++ and
+OpenMP on CPU, Triton on GPU) into a single loop that reads the parameter, its gradient and its
+state where they are and writes the parameter and the state back in place. The gradient is only
+read. Sizes are dynamic, so one compilation serves every tensor of every model; numeric
+hyperparameters enter as 0-d float64 tensors, so schedulers never recompile; inductor caches the
+generated code on disk, so a configuration compiles once per machine.
+
+Calling a ``torch.compile``-d function costs about 25 µs of guards and wrappers, as much as the
+whole step of a 100k-element tensor. So the kernel compiles once on a small probe of its own and
+then calls inductor's generated ``call`` directly, with the caller's tensors in the order of the
+graph's inputs and the element count as the size: the C++/Triton code only reads each tensor's
+data pointer, so any dense tensors whose strides agree (a parameter, its gradient and its state)
+are one flat run of memory to it. Before it is trusted, that direct call is checked on the probe
+against the compiled function's own result, bit for bit; a configuration where anything differs or
+cannot be matched up keeps calling the compiled function on flat views (guarded, slower, exact).
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import operator
+import types
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+#: Inductor settings for the kernels. ``dynamic_threads``: the C++ kernel asks OpenMP for the thread
+#: count when it runs instead of baking in ``torch.get_num_threads()`` at compile time (with the
+#: baked-in count, serial kernels compiled while a run used one thread came back from inductor's
+#: caches into 2-thread processes). ``size_asserts``: the generated wrapper does not insist on the
+#: probe's 1-D shape, so the direct call can pass the caller's tensors as they are (the element
+#: count is the size; layouts are checked by the engine).
+_INDUCTOR_CONFIG: dict[str, Any] = {"cpp.dynamic_threads": True, "size_asserts": False}
+
+#: how many graphs this process has compiled for the kernels (tests check that a scheduler or an
+#: edit of param_groups does not add any)
+compilations = 0
+
+_PROBE_NUMEL = 37  # an element count no hyperparameter or state value is mistaken for
+
+
+@dataclass(frozen=True)
+class KernelKey:
+    """Everything that selects a compiled kernel; numeric hyperparameters and sizes do not."""
+
+    rule: Callable[..., Any]
+    static: tuple[tuple[str, Any], ...]  # structural flags and ``None`` terms
+    state_keys: tuple[str, ...]  # the parameter-shaped state, in this order
+    scalar_keys: tuple[str, ...]  # the 0-d state (``step``, ...), in this order
+    scalar_dtypes: tuple[torch.dtype, ...]
+    hyper_names: tuple[str, ...]  # numeric hyperparameters, 0-d float64 tensors
+    dtype: torch.dtype  # of the parameter, its gradient and its state (real)
+    device: torch.device
+
+    @property
+    def upcast(self) -> bool:
+        """bfloat16/float16 are computed in float32 and rounded once when stored, as torch's fused
+        kernels do (torch's for-loop rounds after every operation)."""
+        return self.dtype in (torch.float16, torch.bfloat16)
+
+
+def _update_source(param: Tensor, grad: Tensor, *operands: Tensor, key: KernelKey) -> None:
+    """The body every kernel compiles: the rule, and its results copied back into the operands.
+
+    Scalar state and hyperparameters arrive as one-element 1-D tensors and are read as 0-d views:
+    torch 2.13's compiled code drops in-place writes to 0-d float64 inputs (a float64 ``step`` or
+    NAdam's ``mu_product`` after a checkpoint load would silently stop advancing)."""
+    n_state, n_scalar = len(key.state_keys), len(key.scalar_keys)
+    states = dict(zip(key.state_keys, operands[:n_state], strict=True))
+    scalars = dict(zip(key.scalar_keys, operands[n_state : n_state + n_scalar], strict=True))
+    hyper = {k: v.reshape(()) for k, v in zip(key.hyper_names, operands[n_state + n_scalar :], strict=True)}
+    inputs = {k: v.reshape(()) for k, v in scalars.items()}
+    static = dict(key.static)
+    if key.upcast:
+        inputs.update({k: v.float() for k, v in states.items()})
+        new_param, new_state = key.rule(param.float(), grad.float(), inputs, **hyper, **static)
+    else:
+        inputs.update(states)
+        new_param, new_state = key.rule(param, grad, inputs, **hyper, **static)
+    param.copy_(new_param)
+    for name, tensor in states.items():
+        tensor.copy_(new_state[name])
+    for name, tensor in scalars.items():
+        tensor.copy_(new_state[name].reshape(1))
+
+
+def _hoist_scalars(gm: torch.fx.GraphModule) -> None:
+    """Make every 0-d value that feeds a tensor computation a buffer of its own.
+
+    Inductor inlines scalar arithmetic (Adam's ``β₁ᵗ``, ``√(1 − β₂ᵗ)``) into the consumer's loop
+    and, on CPU, recomputes it for every vector of elements: ``pow`` per element made a step ten
+    times slower than memory. ``as_strided`` forces its input to be realized, so the scalars are
+    computed once per call and the main loop only loads them.
+    """
+    for node in list(gm.graph.nodes):
+        if node.op not in ("call_function", "call_method"):
+            continue
+        value = node.meta.get("example_value")
+        if not isinstance(value, Tensor) or value.dim() != 0:
+            continue
+        consumers = [
+            user
+            for user in node.users
+            if isinstance(user.meta.get("example_value"), Tensor) and user.meta["example_value"].dim() > 0
+        ]
+        if not consumers:
+            continue
+        with gm.graph.inserting_after(node):
+            realized = gm.graph.call_function(torch.as_strided, (node, (), ()))
+        realized.meta["example_value"] = value
+        for user in consumers:
+            user.replace_input_with(node, realized)
+    gm.recompile()
+
+
+@dataclass
+class _Capture:
+    """What the backend saw when the probe compiled: the graph's inputs and inductor's output."""
+
+    #: per graph input, the value dynamo took it from (a tensor the probe passed, or a size); read
+    #: while compiling, as dynamo lets go of them afterwards
+    inputs: list[Any] | None = None
+    compiled: Any = None  # inductor's OutputCode; ``current_callable`` is the generated ``call``
+
+
+def _backend(capture: _Capture, gm: torch.fx.GraphModule, example_inputs: list[Any]) -> Any:
+    from torch._inductor.compile_fx import compile_fx, compile_fx_inner
+
+    global compilations
+    compilations += 1
+    _hoist_scalars(gm)
+    try:
+        capture.inputs = [node.meta["grapharg"].example for node in gm.graph.find_nodes(op="placeholder")]
+    except (KeyError, AttributeError, AssertionError):
+        capture.inputs = None
+
+    def inner(*args: Any, **kwargs: Any) -> Any:
+        capture.compiled = compile_fx_inner(*args, **kwargs)
+        return capture.compiled
+
+    # AOTAutograd's own cache would skip ``inner`` on a hit; inductor's FX graph cache (inside
+    # ``compile_fx_inner``) still makes a known configuration cheap.
+    with torch._functorch.config.patch(enable_autograd_cache=False):
+        return compile_fx(gm, example_inputs, inner_compile=inner, config_patches=_INDUCTOR_CONFIG)
+
+
+_counter = itertools.count()
+
+
+def _compiled_function(key: KernelKey, capture: _Capture) -> Callable[..., None]:
+    """``_update_source`` for ``key``, compiled, with a code object of its own: torch.compile caches
+    on the code object and gives up after a few recompilations of it."""
+    name = f"_optimlab_kernel_{next(_counter)}"
+    code = _update_source.__code__.replace(co_name=name, co_qualname=name)
+    function = types.FunctionType(code, _update_source.__globals__, name)
+    function.__kwdefaults__ = {"key": key}
+    return torch.compile(function, backend=functools.partial(_backend, capture), dynamic=True, fullgraph=True)
+
+
+def _probe_operands(key: KernelKey, generator: torch.Generator) -> list[Tensor]:
+    """Inputs for a compilation and its checks, every one different from every other (so that any
+    two operands mixed up would show): positive elements (square averages must be), a step count of
+    3, other scalar state and the hyperparameters at distinct values in (0, 1)."""
+
+    def element() -> Tensor:
+        values = torch.rand(_PROBE_NUMEL, generator=generator, dtype=torch.float64) + 0.5
+        return values.to(device=key.device, dtype=key.dtype)
+
+    def one(value: float, dtype: torch.dtype) -> Tensor:
+        return torch.full((1,), value, dtype=dtype, device=key.device)
+
+    operands = [element() for _ in range(2 + len(key.state_keys))]
+    operands += [
+        one(3.0 if name == "step" else 0.6 + 0.05 * i, dtype)
+        for i, (name, dtype) in enumerate(zip(key.scalar_keys, key.scalar_dtypes, strict=True))
+    ]
+    n = len(key.hyper_names)
+    operands += [one(0.05 + 0.9 * (i + 1) / (n + 2), torch.float64) for i in range(n)]
+    return operands
+
+
+def _eager_reference(key: KernelKey, probe: list[Tensor]) -> list[Tensor]:
+    """The rule run with ordinary torch ops on ``probe`` (in float32 for half precision, rounded
+    once, as the kernel computes): what the kernel's outputs must be, up to rounding."""
+    n_state, n_scalar = len(key.state_keys), len(key.scalar_keys)
+    param, grad, *rest = (t.float() if key.upcast and i < 2 + n_state else t for i, t in enumerate(probe))
+    scalars = rest[n_state : n_state + n_scalar]
+    state = {
+        **dict(zip(key.state_keys, rest[:n_state], strict=True)),
+        **{k: v.reshape(()) for k, v in zip(key.scalar_keys, scalars, strict=True)},
+    }
+    hyper = {k: v.reshape(()) for k, v in zip(key.hyper_names, rest[n_state + n_scalar :], strict=True)}
+    new_param, new_state = key.rule(param, grad, state, **hyper, **dict(key.static))
+    outputs = [new_param, grad, *(new_state[k] for k in key.state_keys)]
+    outputs = [t.to(key.dtype) for t in outputs]
+    for name, dtype in zip(key.scalar_keys, key.scalar_dtypes, strict=True):
+        outputs.append(new_state[name].reshape(1).to(dtype))
+    return outputs
+
+
+def _close(a: Tensor, b: Tensor) -> bool:
+    """Equal up to a few roundings of the tensors' dtype (the kernel fuses, the eager ops round each)."""
+    eps = torch.finfo(a.dtype).eps
+    a, b = a.double(), b.double()
+    both_nan = a.isnan() & b.isnan()
+    return bool((((a - b).abs() <= 16 * eps * (1 + b.abs())) | both_nan).all())
+
+
+def _same(a: Tensor, b: Tensor) -> bool:
+    return bool(((a == b) | (a.isnan() & b.isnan())).all())
+
+
+class Kernel:
+    """``key``'s rule as one in-place pass; ``kernel(operands, numel)`` steps one parameter.
+
+    ``operands`` are ``[param, grad, *state (key.state_keys), *scalar state (key.scalar_keys),
+    *hyperparameters (key.hyper_names)]``: the first ones dense tensors of ``key.dtype`` with one
+    and the same layout (the caller checks), the scalar state one-element 1-D views of the 0-d
+    state tensors, the hyperparameters one-element 1-D float64 tensors. The parameter, the state
+    and the scalar state are written in place.
+
+    Before it is used, the compiled kernel's result on its probe is checked against the rule run
+    eagerly (to rounding); one that disagrees raises, and the engine steps eagerly instead.
+    """
+
+    def __init__(self, key: KernelKey) -> None:
+        self.key = key
+        self._capture = _Capture()
+        self._compiled = _compiled_function(key, self._capture)
+        self._n_elementwise = 2 + len(key.state_keys)
+        #: inductor's ``call`` and the order of its arguments (indices into the operands, the last
+        #: index meaning the element count), or ``None`` while only the compiled function is trusted
+        self.direct: Callable[[list[Any]], Any] | None = None
+        self._arguments: Callable[[Sequence[Any]], tuple[Any, ...]] | None = None
+        self._compile()
+
+    def _compile(self) -> None:
+        probe = _probe_operands(self.key, torch.Generator().manual_seed(0))
+        compiling = [t.clone() for t in probe]  # kept alive: the graph's inputs are found by identity
+        with torch.no_grad(), warnings.catch_warnings():
+            # torch's internals warn (deprecations) while compiling in ways users need not see
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", FutureWarning)
+            self._compiled(*compiling)
+            expected = _eager_reference(self.key, probe)
+        mutable = self._n_elementwise + len(self.key.scalar_keys)
+        wrong = [i for i in range(mutable) if not _close(compiling[i], expected[i])]
+        if wrong:
+            raise RuntimeError(
+                f"the compiled {self.key.rule.__name__} disagrees with the rule run eagerly on its probe "
+                f"(operands {wrong}): not used"
+            )
+        self.direct, self._arguments = self._trusted_direct_call(probe, compiling)
+
+    def _trusted_direct_call(self, probe: list[Tensor], compiling: list[Tensor]) -> tuple[Any, Any]:
+        """Inductor's ``call`` and a map from our operands to its arguments, if the captured graph's
+        inputs are exactly our tensors and the element count and calling it gives the compiled
+        function's results bit for bit; ``(None, None)`` otherwise."""
+        inputs, compiled = self._capture.inputs, self._capture.compiled
+        self._capture.inputs = None  # no references to the probe kept
+        call = getattr(compiled, "current_callable", None)
+        if inputs is None or call is None:
+            return None, None
+        count = len(probe)  # the index that stands for the element count
+        position = {id(t): i for i, t in enumerate(compiling)}
+        order = []
+        for example in inputs:
+            if isinstance(example, Tensor) and id(example) in position:
+                order.append(position[id(example)])
+            elif isinstance(example, int | torch.SymInt) and int(example) == _PROBE_NUMEL:
+                order.append(count)
+            else:
+                return None, None
+        if sorted(i for i in order if i < count) != list(range(count)):
+            return None, None  # every operand exactly once
+        arguments = operator.itemgetter(*order)
+        direct = [t.clone() for t in probe]
+        reference = [t.clone() for t in probe]
+        try:
+            with torch.no_grad():
+                self._compiled(*reference)
+                result = call(list(arguments([*direct, _PROBE_NUMEL])))
+        except Exception:
+            return None, None
+        if result not in ((), [], None):
+            return None, None  # outputs the skipped wrappers would have had to apply
+        if not all(map(_same, direct, reference)) or _same(direct[0], probe[0]):
+            return None, None  # different results, or the parameter did not move at all
+        return call, arguments
+
+    def __call__(self, operands: list[Tensor], numel: int) -> None:
+        if self.direct is not None:
+            self.direct(list(self._arguments([*operands, numel])))  # type: ignore[misc]
+            return
+        flat = [
+            t.as_strided((numel,), (1,), t.storage_offset()) if i < self._n_elementwise else t
+            for i, t in enumerate(operands)
+        ]
+        self._compiled(*flat)
+
+
+@functools.cache
+def compiler_available(device_type: str) -> bool:
+    """Whether torch.compile can generate kernels for ``device_type`` here (C++ / Triton)."""
+    try:
+        if device_type == "cpu":
+            from torch._inductor.cpp_builder import get_cpp_compiler
+
+            get_cpp_compiler()
+            return True
+        if device_type in ("cuda", "xpu"):
+            from torch.utils._triton import has_triton
+
+            return bool(has_triton())
+    except Exception:
+        return False
+    return False
