@@ -1,0 +1,384 @@
+"""What tests/test_distributed.py runs inside its processes: optimlab.optim in distributed tools.
+
+Two ranks (gloo on 127.0.0.1, one CPU thread each) are started once; each runs every scenario for
+every configuration in :data:`CONFIGS` and writes what it measured (largest difference from a
+one-process torch.optim run, or the error) to ``rank<r>.json``. Both ranks train on the same batch,
+so averaged gradients are exactly one process's and every scenario must match torch.optim to float64
+rounding: FSDP2 (DTensor parameters), its distributed checkpoints saved on 2 ranks and loaded in one
+process and back, FSDP1 (flat parameters, and the original parameters as views of them),
+ZeroRedundancyOptimizer with and without bucket views, DDP, and the ``nonfinite`` decision when
+only one rank sees a NaN. Hogwild (``share_memory()``) runs in a child of its own.
+"""
+
+from __future__ import annotations
+
+import gc
+import io
+import json
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+import torch
+import torch.distributed as dist
+from torch import nn
+
+import optimlab.optim as ol
+
+STEPS = 5
+SAVED_AT = 3  # distributed checkpoints: saved after this many steps, training continues to STEPS
+#: (name, optimizer, constructor arguments, engine): the fused engine and the eager engine, an
+#: optimizer whose rule creates state on its first step, and one with scalar state besides step
+CONFIGS: list[tuple[str, str, dict[str, Any], str]] = [
+    ("adam-fused", "Adam", {"lr": 0.01, "weight_decay": 0.1}, "fused"),
+    ("adam-eager", "Adam", {"lr": 0.01, "weight_decay": 0.1}, "eager"),
+    ("sgd-fused", "SGD", {"lr": 0.05, "momentum": 0.9, "nesterov": True}, "fused"),
+    ("nadam-fused", "NAdam", {"lr": 0.01, "decoupled_weight_decay": True, "weight_decay": 0.1}, "fused"),
+]
+HOGWILD_CONFIGS = ("adam-fused", "sgd-fused")
+
+
+def config(name: str) -> tuple[str, dict[str, Any], str]:
+    for config_name, optimizer, kwargs, engine in CONFIGS:
+        if config_name == name:
+            return optimizer, kwargs, engine
+    raise KeyError(name)
+
+
+def make_model(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 3)).double()
+
+
+def ours(name: str, params: Any) -> torch.optim.Optimizer:
+    optimizer, kwargs, engine = config(name)
+    return getattr(ol, optimizer)(params, engine=engine, **kwargs)
+
+
+def theirs(name: str, params: Any) -> torch.optim.Optimizer:
+    optimizer, kwargs, _ = config(name)
+    return getattr(torch.optim, optimizer)(params, foreach=False, **kwargs)
+
+
+def batch(step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(1000 + step)
+    return (
+        torch.randn(8, 8, generator=generator, dtype=torch.float64),
+        torch.randn(8, 3, generator=generator, dtype=torch.float64),
+    )
+
+
+def train(model: nn.Module, optimizer: torch.optim.Optimizer, start: int, stop: int) -> None:
+    for step in range(start, stop):
+        x, y = batch(step)
+        optimizer.zero_grad()
+        ((model(x) - y) ** 2).mean().backward()
+        optimizer.step()
+
+
+def full_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
+    """Parameters and optimizer state, whole and keyed by parameter name, however they are split."""
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        get_model_state_dict,
+        get_optimizer_state_dict,
+    )
+
+    options = StateDictOptions(full_state_dict=True)
+    return get_model_state_dict(model, options=options), get_optimizer_state_dict(
+        model, optimizer, options=options
+    )
+
+
+def reference(name: str, steps: int = STEPS) -> tuple[dict, dict]:
+    """torch.optim in one process: what every scenario must reproduce."""
+    model = make_model()
+    optimizer = theirs(name, model.parameters())
+    train(model, optimizer, 0, steps)
+    return full_state(model, optimizer)
+
+
+def _whole(value: Any) -> Any:
+    return value.full_tensor() if hasattr(value, "full_tensor") else value
+
+
+def difference(got: tuple[dict, dict], expected: tuple[dict, dict]) -> float:
+    """Largest difference between two (parameters, optimizer state) pairs; torch.optim's keys must
+    all be there with equal non-tensor values (optimlab's own group keys are ignored)."""
+    params, optim = got
+    expected_params, expected_optim = expected
+    largest = 0.0
+
+    def compare(a: Any, b: Any, where: str) -> None:
+        nonlocal largest
+        a, b = _whole(a), _whole(b)
+        if isinstance(b, torch.Tensor):
+            a = torch.as_tensor(a)
+            if a.shape != b.shape:
+                raise AssertionError(f"{where}: shape {tuple(a.shape)} != {tuple(b.shape)}")
+            if b.numel():
+                largest = max(largest, (a.double() - b.double()).abs().max().item())
+        elif a != b:
+            raise AssertionError(f"{where}: {a!r} != {b!r}")
+
+    assert params.keys() == expected_params.keys(), (sorted(params), sorted(expected_params))
+    for key, value in expected_params.items():
+        compare(params[key], value, key)
+    assert optim["state"].keys() == expected_optim["state"].keys()
+    for key, state in expected_optim["state"].items():
+        assert optim["state"][key].keys() == state.keys(), (key, sorted(optim["state"][key]), sorted(state))
+        for name, value in state.items():
+            compare(optim["state"][key][name], value, f"state {key}.{name}")
+    for group, expected_group in zip(optim["param_groups"], expected_optim["param_groups"], strict=True):
+        for name, value in expected_group.items():
+            if name not in ("foreach", "fused"):
+                compare(group[name], value, f"param_groups.{name}")
+    return largest
+
+
+# --- the scenarios (each runs on both ranks; returns the largest difference) -----------------
+
+
+def fully_shard_model(model: nn.Module, mesh: Any, reshard_after_forward: bool = True) -> nn.Module:
+    from torch.distributed.fsdp import fully_shard
+
+    for layer in model:
+        if isinstance(layer, nn.Linear):
+            fully_shard(layer, mesh=mesh, reshard_after_forward=reshard_after_forward)
+    return fully_shard(model, mesh=mesh, reshard_after_forward=reshard_after_forward)
+
+
+def fsdp2(name: str, world: int, reshard_after_forward: bool) -> float:
+    from torch.distributed.device_mesh import init_device_mesh
+
+    model = fully_shard_model(make_model(), init_device_mesh("cpu", (world,)), reshard_after_forward)
+    optimizer = ours(name, model.parameters())
+    train(model, optimizer, 0, STEPS)
+    return difference(full_state(model, optimizer), reference(name))
+
+
+def fsdp1(name: str, use_orig_params: bool) -> float:
+    from torch.distributed.fsdp import FullyShardedDataParallel
+    from torch.distributed.fsdp.wrap import ModuleWrapPolicy
+
+    model = FullyShardedDataParallel(
+        make_model(),
+        device_id=torch.device("cpu"),
+        use_orig_params=use_orig_params,
+        auto_wrap_policy=ModuleWrapPolicy({nn.Linear}),
+    )
+    optimizer = ours(name, model.parameters())
+    train(model, optimizer, 0, STEPS)
+    return difference(full_state(model, optimizer), reference(name))
+
+
+def zero(name: str, rank: int, bucket_view: bool) -> float:
+    from torch.distributed.optim import ZeroRedundancyOptimizer
+    from torch.nn.parallel import DistributedDataParallel
+
+    optimizer_name, kwargs, engine = config(name)
+    model = DistributedDataParallel(make_model())
+    optimizer = ZeroRedundancyOptimizer(
+        model.parameters(),
+        optimizer_class=getattr(ol, optimizer_name),
+        parameters_as_bucket_view=bucket_view,
+        engine=engine,
+        **kwargs,
+    )
+    train(model, optimizer, 0, STEPS)
+    expected_params, expected_optim = reference(name)
+    params = {k: v.detach() for k, v in model.module.state_dict().items()}
+    largest = difference((params, expected_optim), (expected_params, expected_optim))
+    optimizer.consolidate_state_dict(to=0)
+    if rank == 0:  # the consolidated state, renamed by parameter name
+        names = [n for n, _ in model.module.named_parameters()]
+        saved = optimizer.state_dict()
+        optim = {
+            "state": {names[i]: s for i, s in saved["state"].items()},
+            "param_groups": [{**g, "params": [names[i] for i in g["params"]]} for g in saved["param_groups"]],
+        }
+        largest = max(largest, difference((params, optim), (expected_params, expected_optim)))
+    return largest
+
+
+def ddp(name: str) -> float:
+    from torch.nn.parallel import DistributedDataParallel
+
+    model = DistributedDataParallel(make_model())
+    optimizer = ours(name, model.parameters())
+    train(model, optimizer, 0, STEPS)
+    return difference(full_state(model, optimizer), reference(name))
+
+
+def nonfinite(name: str, rank: int, world: int, policy: str) -> dict[str, Any]:
+    """Only rank 1's shard of one gradient holds a NaN: every rank must decide alike."""
+    from torch.distributed.device_mesh import init_device_mesh
+
+    model = fully_shard_model(make_model(), init_device_mesh("cpu", (world,)))
+    optimizer = ours(name, model.parameters())
+    optimizer.param_groups[0]["nonfinite"] = policy
+    train(model, optimizer, 0, 2)
+    before = {k: v.full_tensor() for k, v in model.state_dict().items()}
+    x, y = batch(2)
+    optimizer.zero_grad()
+    ((model(x) - y) ** 2).mean().backward()
+    weight = model[0].weight
+    if rank == 1:
+        weight.grad._local_tensor.view(-1)[0] = float("nan")
+    raised = False
+    try:
+        optimizer.step()
+    except FloatingPointError:
+        raised = True
+    after = {k: v.full_tensor() for k, v in model.state_dict().items()}
+    moved = {k: bool((after[k] != before[k]).any()) for k in before}
+    return {"raised": raised, "moved": moved, "skipped_steps": optimizer.param_groups[0]["skipped_steps"]}
+
+
+def checkpoint_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_optimizer_state_dict
+
+    # On a fresh optimizer this steps once with zero gradients and lr 0 to create the state.
+    return {"model": get_model_state_dict(model), "optim": get_optimizer_state_dict(model, optimizer)}
+
+
+def save_checkpoint(model: nn.Module, optimizer: torch.optim.Optimizer, path: str) -> None:
+    import torch.distributed.checkpoint as dcp
+
+    dcp.save(checkpoint_state(model, optimizer), checkpoint_id=path, no_dist=not dist.is_initialized())
+
+
+def load_checkpoint(model: nn.Module, optimizer: torch.optim.Optimizer, path: str) -> None:
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import set_model_state_dict, set_optimizer_state_dict
+
+    state = checkpoint_state(model, optimizer)
+    dcp.load(state, checkpoint_id=path, no_dist=not dist.is_initialized())
+    set_model_state_dict(model, state["model"])
+    set_optimizer_state_dict(model, optimizer, state["optim"])
+
+
+def save_in_one_process(name: str, path: str) -> None:
+    """A plain model trained SAVED_AT steps in one process, saved (before the ranks start)."""
+    model = make_model()
+    optimizer = ours(name, model.parameters())
+    train(model, optimizer, 0, SAVED_AT)
+    save_checkpoint(model, optimizer, path)
+
+
+def checkpoint_two_ranks(name: str, world: int, folder: str) -> float:
+    """Save after SAVED_AT steps on 2 ranks (for the one-process load later), and load the
+    one-process checkpoint into a differently initialised sharded model: training then continues
+    exactly as without the round trip."""
+    from torch.distributed.device_mesh import init_device_mesh
+
+    mesh = init_device_mesh("cpu", (world,))
+    model = fully_shard_model(make_model(), mesh)
+    optimizer = ours(name, model.parameters())
+    train(model, optimizer, 0, SAVED_AT)
+    save_checkpoint(model, optimizer, os.path.join(folder, f"{name}-2ranks"))
+    model = fully_shard_model(make_model(seed=123), mesh)
+    optimizer = ours(name, model.parameters())
+    load_checkpoint(model, optimizer, os.path.join(folder, f"{name}-1process"))
+    train(model, optimizer, SAVED_AT, STEPS)
+    return difference(full_state(model, optimizer), reference(name))
+
+
+def checkpoint_one_process(name: str, folder: str) -> dict[str, float]:
+    """The 2-rank checkpoint loaded in one process — a plain model with no process group, and a
+    one-rank FSDP2 mesh — then trained on: the same as training without the round trip."""
+    from torch.distributed.device_mesh import init_device_mesh
+
+    path = os.path.join(folder, f"{name}-2ranks")
+    results = {}
+    model = make_model(seed=123)
+    optimizer = ours(name, model.parameters())
+    load_checkpoint(model, optimizer, path)
+    train(model, optimizer, SAVED_AT, STEPS)
+    results["plain"] = difference(full_state(model, optimizer), reference(name))
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        model = fully_shard_model(make_model(seed=123), init_device_mesh("cpu", (1,)))
+        optimizer = ours(name, model.parameters())
+        load_checkpoint(model, optimizer, path)
+        train(model, optimizer, SAVED_AT, STEPS)
+        results["fsdp2-mesh-1"] = difference(full_state(model, optimizer), reference(name))
+    finally:
+        gc.collect()
+        dist.destroy_process_group()
+    return results
+
+
+# --- processes -------------------------------------------------------------------------------
+
+
+def _attempt(results: dict[str, Any], key: str, work: Callable[[], Any]) -> None:
+    try:
+        results[key] = work()
+    except Exception:  # recorded for the test to report, so one failure does not hide the others
+        results[key] = {"error": traceback.format_exc(limit=6)}
+
+
+def rank_main(rank: int, world: int, folder: str) -> None:
+    """One rank: every scenario for every configuration; results to ``folder/rank<rank>.json``.
+    The ranks meet through a file in ``folder`` (no port to pick) and talk over loopback."""
+    torch.set_num_threads(1)
+    os.environ["GLOO_SOCKET_IFNAME"] = "lo"
+    dist.init_process_group(
+        "gloo",
+        rank=rank,
+        world_size=world,
+        init_method=f"file://{folder}/rendezvous",
+        timeout=timedelta(seconds=120),
+    )
+    results: dict[str, Any] = {}
+    for name, *_ in CONFIGS:
+        for reshard in (True, False):
+            _attempt(results, f"fsdp2/{name}/reshard={reshard}", lambda n=name, r=reshard: fsdp2(n, world, r))
+        for use_orig in (False, True):
+            _attempt(
+                results, f"fsdp1/{name}/use_orig_params={use_orig}", lambda n=name, u=use_orig: fsdp1(n, u)
+            )
+        for bucket_view in (False, True):
+            _attempt(
+                results,
+                f"zero/{name}/bucket_view={bucket_view}",
+                lambda n=name, b=bucket_view: zero(n, rank, b),
+            )
+        _attempt(results, f"ddp/{name}", lambda n=name: ddp(n))
+        _attempt(
+            results,
+            f"checkpoint/{name}/1process-to-2ranks",
+            lambda n=name: checkpoint_two_ranks(n, world, folder),
+        )
+    for policy in ("skip", "raise", "propagate"):
+        _attempt(results, f"nonfinite/{policy}", lambda p=policy: nonfinite("adam-fused", rank, world, p))
+    gc.collect()  # distributed objects in reference cycles must not outlive the process group
+    dist.destroy_process_group()
+    gc.collect()
+    if rank == 0:
+        for name, *_ in CONFIGS:
+            _attempt(
+                results,
+                f"checkpoint/{name}/2ranks-to-1process",
+                lambda n=name: checkpoint_one_process(n, folder),
+            )
+    Path(folder, f"rank{rank}.json").write_text(json.dumps(results))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)  # skip interpreter teardown: gloo's threads can abort it after every check passed
+
+
+def hogwild_child(name: str, model: nn.Module, queue: Any) -> None:
+    """Trains the shared model in place; the parent must see the result."""
+    torch.set_num_threads(1)
+    optimizer = ours(name, model.parameters())
+    train(model, optimizer, 0, STEPS)
+    buffer = io.BytesIO()
+    torch.save(full_state(model, optimizer)[1], buffer)
+    queue.put((all(p.is_shared() for p in model.parameters()), buffer.getvalue()))
