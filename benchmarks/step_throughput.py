@@ -1,29 +1,30 @@
 """Optimizer step throughput: optimlab's engines next to torch.optim's implementations.
 
-For each optimizer and model size (a transformer-like mix of matrices, biases and norm vectors)
-it times ``optimizer.step()`` for
+Two measurements per optimizer, each in one run with every mode side by side:
 
-* torch.optim: the for-loop (``foreach=False``), ``foreach=True`` and ``fused=True`` where torch
-  has a fused kernel (SGD, Adagrad, Adam, AdamW);
-* optimlab: default construction (``engine="auto"``), ``engine="fused"`` and ``engine="eager"``;
-* the ``-fresh-grads`` modes (torch's for-loop and fused kernel, optimlab's fused engine): every
-  step gets freshly allocated gradients, as autograd hands them over after
-  ``zero_grad(set_to_none=True)`` (torch's default), and the time is that of the whole iteration,
-  allocating the gradients and freeing the previous ones included (the fused engine gathers
-  them into its buffer with one extra copy); they are compared with torch's best fresh-grads mode;
+* the **bare step** — ``optimizer.step()`` with the gradients in place, on a transformer-like mix
+  of matrices, biases and norm vectors (``--sizes``): what the engines cost per step;
+* the **whole iteration** — ``zero_grad()`` (torch's default, ``set_to_none=True``), forward,
+  ``backward()`` and ``step()`` of a real model, an MLP of ``--iteration-layers`` square layers
+  (``--iteration-sizes``, batch ``--batch``): what users pay, fresh gradients from autograd and
+  all.
 
-interleaves the modes' timed steps (one step of each in turn, so that a change in the machine's
-load hits all of them alike) whenever they fit together in a quarter of the memory, and measures
-in the same run the machine's memory bandwidth (in-place ``a += s·b`` over one flat buffer, 12
-bytes per float32 element), each step's effective bandwidth (the bytes an ideal single pass
-moves: parameter and each state tensor read and written, gradient read) as a fraction of it, the
-peak memory a step adds (torch.profiler's allocation events) and the start-up time (the first two
-steps: flattening and compilation for the fused engine; inductor caches compiled kernels on disk,
-so a second run shows the cached cost, and ``TORCHINDUCTOR_CACHE_DIR=$(mktemp -d)`` a cold one).
-Prints a table and writes JSON.
+Modes: torch.optim's for-loop (``foreach=False``), ``foreach=True`` and ``fused=True`` where torch
+has a fused kernel (SGD, Adagrad, Adam, AdamW); optimlab's default construction (``engine="auto"``),
+``engine="fused"`` and ``engine="eager"``. Every mode is compared with torch's best mode of the same
+run. The modes' timed steps are interleaved (one of each in turn, so that a change in the machine's
+load hits all of them alike) whenever they fit together in a quarter of the memory.
 
-    python benchmarks/step_throughput.py                      # 1M, 16M, 64M; every optimizer
-    python benchmarks/step_throughput.py --sizes 1M --optimizers adam,nadam --repeat 5
+The bare step also reports the machine's memory bandwidth (in-place ``a += s·b`` over one flat
+buffer, 12 bytes per float32 element), each step's effective bandwidth (the bytes an ideal single
+pass moves: parameter and each state tensor read and written, gradient read) as a fraction of it,
+the peak memory a step adds (torch.profiler's allocation events) and the start-up time (the first
+two steps: compilation for the fused engine; inductor caches compiled kernels on disk, so a second
+run shows the cached cost, and ``TORCHINDUCTOR_CACHE_DIR=$(mktemp -d)`` a cold one). It prints
+tables and writes JSON.
+
+    python benchmarks/step_throughput.py                      # 1M, 16M, 64M and the 16M MLP
+    python benchmarks/step_throughput.py --sizes 1M --iteration-sizes '' --optimizers adam,nadam
     python benchmarks/step_throughput.py --device cuda     # GPU (Triton); not measured by us yet
 """
 
@@ -56,19 +57,31 @@ OPTIMIZERS = ("sgd", "adagrad", "rmsprop", "adadelta", "adam", "adamw", "adamax"
 TORCH_FUSED = {"sgd", "adagrad", "adam", "adamw"}  # torch.optim optimizers with fused=True
 #: constructor arguments: SGD with momentum (the common use), everything else at its defaults
 ARGUMENTS: dict[str, dict[str, Any]] = {"sgd": {"lr": 1e-3, "momentum": 0.9}}
-MODES = (
-    "torch-loop",
-    "torch-foreach",
-    "torch-fused",
-    "optimlab-default",
-    "optimlab-fused",
-    "optimlab-eager",
-    "torch-loop-fresh-grads",
-    "torch-fused-fresh-grads",
-    "optimlab-fused-fresh-grads",
-)
-FRESH = "-fresh-grads"
+MODES = ("torch-loop", "torch-foreach", "torch-fused", "optimlab-default", "optimlab-fused", "optimlab-eager")
+#: whole iterations also time the iteration without its step: what no optimizer can make faster
+BASELINE = "no-step"
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "step_throughput.json"
+
+
+def keep_freed_memory() -> bool:
+    """Ask glibc's malloc to keep freed memory in the process instead of returning it to the system
+    (as torch's caching allocator does on a GPU). With glibc's defaults every large tensor a step or
+    a backward allocates — each iteration's fresh gradients, torch's for-loop temporaries — is
+    mapped anew and page-faulted in, at a cost that depends on what the other interleaved modes
+    freed just before: whole iterations then varied by ±30 % between identical runs here.
+    Returns whether it applied (Linux with glibc only)."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if not name or platform.system() != "Linux":
+        return False
+    libc = ctypes.CDLL(name)
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    # 32 MiB is the largest mmap threshold glibc accepts on 64-bit: only bigger tensors are still
+    # mapped anew each time; everything else stays in the heap, which is never trimmed below 1 GiB
+    ok = libc.mallopt(m_mmap_threshold, 32 * 1024 * 1024) == 1
+    return ok and libc.mallopt(m_trim_threshold, 1 << 30) == 1
 
 
 def parse_size(text: str) -> int:
@@ -107,7 +120,7 @@ def make_optimizer(name: str, mode: str, params: list[torch.Tensor]) -> torch.op
     if mode.startswith("torch"):
         cls = {n.lower(): getattr(torch.optim, n) for n in dir(torch.optim)}[name]
         option = {"torch-loop": {"foreach": False}, "torch-foreach": {"foreach": True}}
-        return cls(params, **kwargs, **option.get(mode.removesuffix(FRESH), {"fused": True}))
+        return cls(params, **kwargs, **option.get(mode, {"fused": True}))
     cls = {n.lower(): getattr(ol, n) for n in ol.__all__}[name]
     engine = {"optimlab-default": None, "optimlab-eager": "eager"}.get(mode, "fused")
     return cls(params, **kwargs, engine=engine)
@@ -177,7 +190,8 @@ def bandwidth(numel: int, repeat: int, device: torch.device) -> dict[str, float]
 
 
 class Contestant:
-    """One optimizer (torch.optim or optimlab, in one mode) on its own copy of the parameters."""
+    """One optimizer (torch.optim or optimlab, in one mode) on its own copy of the parameters,
+    stepped with the same gradients every time (the bare step)."""
 
     def __init__(self, name: str, mode: str, shapes: list[tuple[int, ...]], grads: list[torch.Tensor]):
         gen = torch.Generator().manual_seed(0)
@@ -185,45 +199,65 @@ class Contestant:
         self.mode = mode
         dtype = grads[0].dtype
         self.params = [torch.nn.Parameter(torch.randn(s, generator=gen).to(device, dtype)) for s in shapes]
-        self.grads = grads
         for p, g in zip(self.params, grads, strict=True):
             p.grad = g.clone()
         self.optimizer = make_optimizer(name, mode, self.params)
-        self.fresh = mode.endswith(FRESH)
         self.times: list[float] = []
 
-    def before_step(self) -> None:
-        """Fresh gradients, as backward() hands them over after zero_grad(set_to_none=True)."""
-        if self.fresh:
-            for p, g in zip(self.params, self.grads, strict=True):
-                p.grad = g.clone()
+    def iterate(self) -> None:
+        self.optimizer.step()
 
     def start(self, warmup: int, device: torch.device) -> float:
-        """The start-up time: the first two steps (the fused engine flattens and compiles; SGD's
-        momentum buffer is created on the first step, so its kernel is compiled on the second)."""
+        """The start-up time: the first two steps (the fused engine compiles; SGD's momentum
+        buffer is created on the first step, so its kernel is compiled on the second)."""
         synchronize(device)
         begin = time.perf_counter()
         for _ in range(2):
-            self.before_step()
-            self.optimizer.step()
+            self.iterate()
         synchronize(device)
         startup = time.perf_counter() - begin
         for _ in range(warmup):
-            self.before_step()
-            self.optimizer.step()
+            self.iterate()
         return startup
 
-    def timed_step(self, device: torch.device) -> None:
-        """One step; with fresh gradients the whole iteration (new gradients, the old ones freed)."""
-        if not self.fresh:
-            self.before_step()
+    def timed(self, device: torch.device) -> None:
         synchronize(device)
         begin = time.perf_counter()
-        if self.fresh:
-            self.before_step()
-        self.optimizer.step()
+        self.iterate()
         synchronize(device)
         self.times.append(time.perf_counter() - begin)
+
+
+def mlp_width(target: int, layers: int) -> int:
+    """The width (a multiple of 128) of an MLP of ``layers`` square layers with about ``target``
+    parameters (16.8M and 4 layers: 2048)."""
+    return max(128, 128 * round(math.sqrt(target / layers) / 128))
+
+
+class IterationContestant(Contestant):
+    """The whole iteration of a real model: ``zero_grad()`` with its default (the gradients are
+    freed and autograd allocates new ones), forward, ``backward()``, ``step()``."""
+
+    def __init__(self, name: str, mode: str, width: int, layers: int, batch: int, args: argparse.Namespace):
+        torch.manual_seed(0)
+        self.mode = mode
+        self.model = torch.nn.Sequential(*[torch.nn.Linear(width, width) for _ in range(layers)])
+        self.model.to(args.device, args.dtype)
+        self.x = torch.randn(batch, width, generator=torch.Generator().manual_seed(1)).to(
+            args.device, args.dtype
+        )
+        # the baseline: the same iteration without an optimizer step (zero_grad as torch.optim's)
+        baseline = mode == BASELINE
+        self.optimizer = make_optimizer(
+            name, "torch-loop" if baseline else mode, list(self.model.parameters())
+        )
+        self.step = (lambda: None) if baseline else self.optimizer.step
+        self.times = []
+
+    def iterate(self) -> None:
+        self.optimizer.zero_grad()
+        self.model(self.x).float().square().mean().backward()
+        self.step()
 
 
 def footprint(numel: int, modes: list[str]) -> int:
@@ -231,12 +265,24 @@ def footprint(numel: int, modes: list[str]) -> int:
     return 4 * numel * (1 + len(modes) * 5)
 
 
+def usable_modes(name: str, args: argparse.Namespace) -> list[str]:
+    return [m for m in args.modes if m != "torch-fused" or torch_fused_valid(name, args.dtype)]
+
+
+def race(contestants: list[Contestant], args: argparse.Namespace) -> dict[str, float]:
+    """Start every contestant, then time them in turn; returns each one's start-up time."""
+    startup = {c.mode: c.start(args.warmup, args.device) for c in contestants}
+    for _ in range(args.repeat):
+        for contestant in contestants:
+            contestant.timed(args.device)
+    return startup
+
+
 def measure(name: str, shapes: list[tuple[int, ...]], args: argparse.Namespace) -> dict[str, dict[str, Any]]:
-    """Every mode of one optimizer. Interleaved (one timed step of each mode in turn, so that a
-    change of the machine's load hits them alike) when they fit in memory together, else one mode
-    after the other."""
+    """The bare step in every mode of one optimizer. Interleaved (one timed step of each mode in
+    turn) when they fit in memory together, else one mode after the other."""
     device = args.device
-    modes = [m for m in args.modes if not m.startswith("torch-fused") or torch_fused_valid(name, args.dtype)]
+    modes = usable_modes(name, args)
     gen = torch.Generator().manual_seed(1)
     grads = [(torch.randn(s, generator=gen) * 1e-2).to(device, args.dtype) for s in shapes]
     numel = sum(math.prod(s) for s in shapes)
@@ -245,10 +291,7 @@ def measure(name: str, shapes: list[tuple[int, ...]], args: argparse.Namespace) 
     rows: dict[str, dict[str, Any]] = {}
     for group in groups:
         contestants = [Contestant(name, mode, shapes, grads) for mode in group]
-        startup = {c.mode: c.start(args.warmup, device) for c in contestants}
-        for _ in range(args.repeat):
-            for contestant in contestants:
-                contestant.timed_step(device)
+        startup = race(contestants, args)
         for c in contestants:
             engine = getattr(c.optimizer, "engine", None)
             row = {
@@ -259,20 +302,50 @@ def measure(name: str, shapes: list[tuple[int, ...]], args: argparse.Namespace) 
                 "interleaved": together,
             }
             if args.memory:
-                row["peak_step_bytes"] = peak_step_bytes(c.optimizer, c.before_step, device)
+                row["peak_step_bytes"] = peak_step_bytes(c.optimizer, lambda: None, device)
             rows[c.mode] = row
         del contestants
         gc.collect()
     return {mode: rows[mode] for mode in modes}
 
 
+def measure_iterations(name: str, size: int, args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """Whole iterations of the MLP in every mode of one optimizer, interleaved when they fit."""
+    width = mlp_width(size, args.iteration_layers)
+    numel = args.iteration_layers * (width * width + width)
+    modes = [BASELINE, *usable_modes(name, args)]
+    together = args.interleave and footprint(numel, modes) <= args.memory_budget
+    groups = [modes] if together else [[m] for m in modes]
+    rows: dict[str, dict[str, Any]] = {}
+    for group in groups:
+        contestants = [
+            IterationContestant(name, mode, width, args.iteration_layers, args.batch, args) for mode in group
+        ]
+        race(contestants, args)
+        for c in contestants:
+            engine = getattr(c.optimizer, "engine", None)
+            rows[c.mode] = {
+                "ms": 1e3 * statistics.median(c.times),
+                "engine": None if engine is None else _engine_used(c.optimizer),
+                "interleaved": together,
+            }
+        del contestants
+        gc.collect()
+    best = min(r["ms"] for m, r in rows.items() if m.startswith("torch"))
+    baseline = rows[BASELINE]["ms"]
+    best_step = best - baseline
+    for mode, row in rows.items():
+        row["vs_torch_best"] = row["ms"] / best
+        # the step's share: the iteration minus the same iteration without a step
+        row["step_ms"] = row["ms"] - baseline
+        row["step_vs_torch_best"] = row["step_ms"] / best_step if mode != BASELINE and best_step > 0 else None
+    return {mode: rows[mode] for mode in modes}
+
+
 def _engine_used(optimizer: Any) -> str:
-    """What the optimlab optimizer actually ran: "fused" when the engine holds flat buckets."""
-    engine = optimizer.engine
-    plans = getattr(engine, "_plans", {})
-    if any(plan.buckets and not any(b.failed for b in plan.buckets) for plan in plans.values()):
-        return "fused"
-    return "eager"
+    """What the optimlab optimizer actually ran: "fused" when any parameter went through a kernel."""
+    counts = getattr(optimizer.engine, "counts", None)
+    return "fused" if counts and counts["fused"] else "eager"
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -282,6 +355,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "processor": platform.processor(),
             "cpu_count": os.cpu_count(),
             "torch_threads": torch.get_num_threads(),
+            "allocator_keeps_freed_memory": args.kept_freed_memory,
             "device": str(args.device),
             "gpu": torch.cuda.get_device_name(args.device) if args.device.type == "cuda" else None,
             "torch": torch.__version__,
@@ -314,26 +388,40 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             state_tensors = max(r["state_tensors"] for r in rows.values())
             # bytes of one ideal pass (state in the parameters' dtype, as torch.optim keeps it)
             nominal = args.dtype.itemsize * numel * (3 + 2 * state_tensors)
-            # each mode against torch's best mode of the same kind (gradients in place or fresh)
-            torch_rows = [(m.endswith(FRESH), r["ms"]) for m, r in rows.items() if m.startswith("torch")]
-            best = {
-                fresh: min((ms for kind, ms in torch_rows if kind == fresh), default=None)
-                for fresh in (False, True)
-            }
-            torch_best = best[False]
-            for mode, row in rows.items():
+            torch_best = min(r["ms"] for m, r in rows.items() if m.startswith("torch"))
+            for row in rows.values():
                 row["gb_per_s"] = nominal / row["ms"] / 1e6
                 row["fraction_of_add_bandwidth"] = row["gb_per_s"] / bw["gb_per_s"]
-                reference = best[mode.endswith(FRESH)]
-                row["vs_torch_best"] = row["ms"] / reference if reference else None
+                row["vs_torch_best"] = row["ms"] / torch_best
             entry["optimizers"][name] = {
                 "bytes_per_step": nominal,
                 "torch_best_ms": torch_best,
-                "torch_best_fresh_grads_ms": best[True],
                 "modes": rows,
             }
             print_rows(name, rows, args.memory)
         results["sizes"].append(entry)
+    results["iterations"] = []
+    for size in args.iteration_sizes:
+        width = mlp_width(size, args.iteration_layers)
+        numel = args.iteration_layers * (width * width + width)
+        print(
+            f"\n== whole iterations (glibc {'keeps' if args.kept_freed_memory else 'returns'} freed memory): "
+            f"MLP of {args.iteration_layers} layers {width} wide "
+            f"({numel / 1e6:.1f}M parameters), batch {args.batch}: zero_grad(), forward, backward(), step()",
+            flush=True,
+        )
+        entry = {
+            "target": size,
+            "numel": numel,
+            "width": width,
+            "layers": args.iteration_layers,
+            "optimizers": {},
+        }
+        for name in args.optimizers:
+            rows = measure_iterations(name, size, args)
+            entry["optimizers"][name] = {"modes": rows}
+            print_iteration_rows(name, rows)
+        results["iterations"].append(entry)
     return results
 
 
@@ -355,9 +443,30 @@ def print_rows(name: str, rows: dict[str, dict[str, Any]], memory: bool) -> None
         print(line, flush=True)
 
 
+def print_iteration_rows(name: str, rows: dict[str, dict[str, Any]]) -> None:
+    columns = f"{'ms/iteration':>12} {'vs torch best':>14} {'its step ms':>12} {'vs torch':>9}"
+    print(f"{name:<9} {'mode':<18} {columns}")
+    for mode, row in rows.items():
+        versus = "" if row["step_vs_torch_best"] is None else f"{row['step_vs_torch_best']:.2f}x"
+        line = (
+            f"{'':<9} {mode:<18} {row['ms']:>12.2f} {row['vs_torch_best']:>13.2f}x "
+            f"{row['step_ms']:>12.2f} {versus:>9}"
+        )
+        if row.get("engine") and mode == "optimlab-default":
+            line += f"  (auto ran: {row['engine']})"
+        print(line, flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", default="1M,16M,64M", help="comma-separated sizes, e.g. 1M,16M")
+    parser.add_argument("--sizes", default="1M,16M,64M", help="bare step: comma-separated sizes, e.g. 1M,16M")
+    parser.add_argument(
+        "--iteration-sizes",
+        default="16.8M",
+        help="whole iterations: MLP sizes, comma-separated ('' for none)",
+    )
+    parser.add_argument("--iteration-layers", type=int, default=4, help="square layers of the MLP")
+    parser.add_argument("--batch", type=int, default=2, help="the MLP's batch size")
     parser.add_argument("--optimizers", default=",".join(OPTIMIZERS), help="comma-separated names")
     parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, of {', '.join(MODES)}")
     parser.add_argument("--repeat", type=int, default=10, help="timed steps per measurement (median)")
@@ -378,9 +487,17 @@ def main(argv: list[str] | None = None) -> None:
         help="time one mode after the other (default: interleave the modes' steps when they fit in "
         "a quarter of the machine's memory)",
     )
+    parser.add_argument(
+        "--allocator",
+        default="keep",
+        choices=["keep", "system"],
+        help="keep: glibc keeps freed memory in the process (stable whole-iteration timings; default); "
+        "system: glibc's defaults",
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON output path")
     args = parser.parse_args(argv)
     args.sizes = [parse_size(s) for s in args.sizes.split(",") if s]
+    args.iteration_sizes = [parse_size(s) for s in args.iteration_sizes.split(",") if s]
     args.optimizers = [o.strip().lower() for o in args.optimizers.split(",") if o.strip()]
     args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     for name in args.optimizers:
@@ -399,6 +516,7 @@ def main(argv: list[str] | None = None) -> None:
         args.memory_budget = 2 * 1024**3
     if args.threads:
         torch.set_num_threads(args.threads)
+    args.kept_freed_memory = args.allocator == "keep" and keep_freed_memory()
     results = run(args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))

@@ -405,6 +405,37 @@ def test_layouts_that_differ_between_a_parameter_and_its_gradient_step_eagerly()
     assert ours.engine.counts == {"fused": 0, "eager": 4}
 
 
+class Observed(torch.Tensor):
+    """A tensor subclass that sees every operation on it (as quantization and logging wrappers do)."""
+
+    seen = 0
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        Observed.seen += 1
+        return super().__torch_function__(func, types, args, kwargs or {})
+
+
+def test_tensor_subclasses_with_their_own_ops_are_stepped_by_their_ops() -> None:
+    """A kernel writes through data pointers, past a subclass's ``__torch_function__`` or
+    ``__torch_dispatch__``: such parameters are stepped eagerly, through their own operations."""
+    torch.manual_seed(9)
+    initial = torch.randn(6, 4)
+    ours_param = torch.Tensor._make_subclass(Observed, initial.clone(), True)  # a leaf, like a parameter
+    theirs_param = nn.Parameter(initial.clone())
+    ours = ol.Adam([ours_param], lr=0.05, engine="fused")
+    theirs = torch.optim.Adam([theirs_param], lr=0.05, foreach=False)
+    for _ in range(3):
+        g = torch.randn(6, 4)
+        ours_param.grad, theirs_param.grad = g.clone(), g.clone()
+        Observed.seen = 0
+        ours.step()
+        assert Observed.seen > 0
+        theirs.step()
+    torch.testing.assert_close(ours_param.detach().as_subclass(torch.Tensor), theirs_param.detach(), **F32)
+    assert ours.engine.counts == {"fused": 0, "eager": 3}
+
+
 @pytest.mark.parametrize(
     ("name", "kwargs"), [("Adam", {"lr": 1e-2, "eps": 1e-3}), ("SGD", {"lr": 0.1, "momentum": 0.9})]
 )

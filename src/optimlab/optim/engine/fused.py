@@ -209,14 +209,20 @@ class FusedEngine:
         get_tensors = operator.itemgetter(*tensor_keys) if tensor_keys else None
         hyper_by_device: dict[torch.device, list[Tensor]] = {}
         eager_params, eager_grads, written = [], [], []
+        state_of, ensure_state = optimizer.state.get, optimizer.ensure_state
         for param, grad in zip(params, grads, strict=True):
-            state = optimizer.ensure_state(param, group)
-            prepared = _prepare(param, grad, state, get_tensors, len(tensor_keys), scalar_keys)
-            if prepared is None:
-                eager_params.append(param)
-                eager_grads.append(grad)
-                continue
-            operands, numel, device, dtype, scalar_dtypes = prepared
+            state = state_of(param) or ensure_state(param, group)
+            plain = _plain_cpu_operands(param, grad, state, tensor_keys, scalar_keys)
+            if plain is not None:  # the common case, checked with as few reads as possible
+                operands, dtype, scalar_dtypes = plain
+                device, numel = _CPU, param.numel()
+            else:
+                prepared = _prepare(param, grad, state, get_tensors, len(tensor_keys), scalar_keys)
+                if prepared is None:
+                    eager_params.append(param)
+                    eager_grads.append(grad)
+                    continue
+                operands, numel, device, dtype, scalar_dtypes = prepared
             kernel = self._kernel(config, rule, device, dtype, scalar_dtypes)
             if kernel is None:
                 eager_params.append(param)
@@ -228,7 +234,8 @@ class FusedEngine:
                 if cache is None:
                     cache = config.hyper[device] = _Hyper(device)
                 hyper = hyper_by_device[device] = cache.refresh(values)
-            kernel([*operands, *hyper], numel)
+            operands.extend(hyper)
+            kernel(operands, numel)
             written.append(param)
             if param is not operands[0]:
                 written.append(operands[0])
@@ -293,6 +300,63 @@ class FusedEngine:
         return kernel
 
 
+_DEFAULT_TORCH_FUNCTIONS = (Tensor.__torch_function__, torch._C._disabled_torch_function_impl)
+
+
+def _plain_memory(tensor: Tensor) -> bool:
+    """Whether ``tensor`` is its memory: a tensor or parameter (FSDP1's flat parameters included)
+    without a ``__torch_dispatch__`` or ``__torch_function__`` of its own — which a kernel writing
+    through data pointers would bypass."""
+    cls = type(tensor)
+    return cls is Tensor or (
+        cls.__torch_dispatch__ is Tensor.__torch_dispatch__
+        and cls.__torch_function__ in _DEFAULT_TORCH_FUNCTIONS
+    )
+
+
+_CPU = torch.device("cpu")
+_PLAIN_TYPES = (Tensor, torch.nn.Parameter)
+
+
+def _plain_cpu_operands(
+    param: Tensor, grad: Tensor, state: dict[str, Any], tensor_keys: tuple[str, ...], scalar_keys: tuple[str, ...]
+) -> tuple[list[Tensor], torch.dtype, tuple[torch.dtype, ...]] | None:
+    """:func:`_prepare`'s answer for the common case — plain contiguous real CPU tensors whose state
+    is all there — with as few reads as possible; ``None`` for anything else (``_prepare`` decides)."""
+    if type(param) not in _PLAIN_TYPES or type(grad) is not Tensor or not (param.is_cpu and grad.is_cpu):
+        return None
+    dtype, shape = param.dtype, param.shape
+    if (
+        dtype not in _FUSABLE_DTYPES
+        or grad.dtype is not dtype
+        or grad.shape != shape
+        or not param.is_contiguous()
+        or not grad.is_contiguous()
+        or param.numel() < 2
+    ):
+        return None
+    operands = [param, grad]
+    for key in tensor_keys:
+        tensor = state.get(key)
+        if (
+            type(tensor) is not Tensor
+            or tensor.dtype is not dtype
+            or tensor.shape != shape
+            or not tensor.is_contiguous()
+            or not tensor.is_cpu
+        ):
+            return None
+        operands.append(tensor)
+    scalar_dtypes = []
+    for key in scalar_keys:
+        scalar = state.get(key)
+        if type(scalar) is not Tensor or scalar.dim() != 0 or not scalar.is_cpu or scalar.requires_grad:
+            return None
+        operands.append(scalar)
+        scalar_dtypes.append(scalar.dtype)
+    return operands, dtype, tuple(scalar_dtypes)
+
+
 def _prepare(
     param: Tensor,
     grad: Tensor,
@@ -321,6 +385,8 @@ def _prepare(
             return None
         param, grad = local(param), local(grad)
         tensors = tuple(map(local, tensors))
+    if not all(map(_plain_memory, (param, grad, *tensors, *scalars))):
+        return None  # a tensor subclass whose ops mean more than its memory: its own ops, eagerly
     if param.is_complex():
         if not (grad.is_complex() and all(t.is_complex() for t in tensors)):
             return None
@@ -348,7 +414,7 @@ def _prepare(
                 return None
             scalars[index] = state[scalar_keys[index]] = scalar.to(device)
     scalar_dtypes = tuple(s.dtype for s in scalars)
-    return [param, grad, *tensors, *(s.view(1) for s in scalars)], numel, device, dtype, scalar_dtypes
+    return [param, grad, *tensors, *scalars], numel, device, dtype, scalar_dtypes
 
 
 __all__ = ["AUTO_EAGER_SECONDS", "AUTO_MIN_NUMEL", "FusedEngine", "compiler_available"]

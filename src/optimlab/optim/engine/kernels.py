@@ -225,9 +225,8 @@ class Kernel:
 
     ``operands`` are ``[param, grad, *state (key.state_keys), *scalar state (key.scalar_keys),
     *hyperparameters (key.hyper_names)]``: the first ones dense tensors of ``key.dtype`` with one
-    and the same layout (the caller checks), the scalar state one-element 1-D views of the 0-d
-    state tensors, the hyperparameters one-element 1-D float64 tensors. The parameter, the state
-    and the scalar state are written in place.
+    and the same layout (the caller checks), the scalar state its 0-d tensors, the hyperparameters
+    one-element float64 tensors. The parameter, the state and the scalar state are written in place.
 
     Before it is used, the compiled kernel's result on its probe is checked against the rule run
     eagerly (to rounding); one that disagrees raises, and the engine steps eagerly instead.
@@ -299,14 +298,12 @@ class Kernel:
         return call, arguments
 
     def __call__(self, operands: list[Tensor], numel: int) -> None:
-        if self.direct is not None:
+        if self.direct is not None:  # the generated code reads data pointers only: any shape will do
             self.direct(list(self._arguments([*operands, numel])))  # type: ignore[misc]
             return
-        flat = [
-            t.as_strided((numel,), (1,), t.storage_offset()) if i < self._n_elementwise else t
-            for i, t in enumerate(operands)
-        ]
-        self._compiled(*flat)
+        n = self._n_elementwise
+        flat = [t.as_strided((numel,), (1,), t.storage_offset()) for t in operands[:n]]
+        self._compiled(*flat, *(t.reshape(1) for t in operands[n:]))
 
 
 @functools.cache
