@@ -80,33 +80,20 @@ def assert_matches_torch(records: dict[str, Any], key: str, tolerance: float = T
         assert difference <= tolerance, f"rank {rank}, {key}: {difference:.3e} from torch.optim"
 
 
-@pytest.mark.parametrize("name", CONFIG_NAMES)
-@pytest.mark.parametrize("reshard", [True, False])
-def test_fsdp2_dtensor_parameters_match_one_process(
-    records: dict[str, Any], name: str, reshard: bool
-) -> None:
-    assert_matches_torch(records, f"fsdp2/{name}/reshard={reshard}")
+TRAINING = [
+    *(f"fsdp2/{n}/reshard={r}" for n in CONFIG_NAMES for r in (True, False)),
+    *(f"fsdp1/{n}/use_orig_params={u}" for n in CONFIG_NAMES for u in (False, True)),
+    *(f"zero/{n}/bucket_view={b}" for n in CONFIG_NAMES for b in (False, True)),
+    *(f"ddp/{n}" for n in CONFIG_NAMES),
+]
 
 
-@pytest.mark.parametrize("name", CONFIG_NAMES)
-@pytest.mark.parametrize("use_orig_params", [False, True])
-def test_fsdp1_flat_parameters_match_one_process(
-    records: dict[str, Any], name: str, use_orig_params: bool
-) -> None:
-    assert_matches_torch(records, f"fsdp1/{name}/use_orig_params={use_orig_params}")
-
-
-@pytest.mark.parametrize("name", CONFIG_NAMES)
-@pytest.mark.parametrize("bucket_view", [False, True])
-def test_zero_redundancy_optimizer_matches_one_process(
-    records: dict[str, Any], name: str, bucket_view: bool
-) -> None:
-    assert_matches_torch(records, f"zero/{name}/bucket_view={bucket_view}")
-
-
-@pytest.mark.parametrize("name", CONFIG_NAMES)
-def test_ddp_matches_one_process(records: dict[str, Any], name: str) -> None:
-    assert_matches_torch(records, f"ddp/{name}")
+@pytest.mark.parametrize("key", TRAINING)
+def test_distributed_training_matches_one_process(records: dict[str, Any], key: str) -> None:
+    """FSDP2 (DTensor parameters, resharded after forward or not), FSDP1 (flat parameters, and the
+    original parameters as views of them), ZeroRedundancyOptimizer with and without bucket views
+    (each rank steps its shard), DDP: parameters and optimizer state as one torch.optim process."""
+    assert_matches_torch(records, key)
 
 
 @pytest.mark.parametrize("name", CONFIG_NAMES)

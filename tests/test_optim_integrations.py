@@ -48,6 +48,12 @@ def loss_of(model: nn.Module) -> torch.Tensor:
     return ((out - Y[:, : out.shape[1]]) ** 2).mean()
 
 
+def plain_step(model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    optimizer.zero_grad()
+    loss_of(model).backward()
+    optimizer.step()
+
+
 def assert_same(a: nn.Module, b: nn.Module) -> None:
     for p, q in zip(a.parameters(), b.parameters(), strict=True):
         torch.testing.assert_close(p.detach(), q.detach(), rtol=1e-5, atol=1e-6)
@@ -91,9 +97,7 @@ def test_compiled_training_step_gives_torch_numbers(name: str, engine: str, same
 
     for _ in range(4):
         compiled_step()
-        theirs.zero_grad()
-        loss_of(their_model).backward()
-        theirs.step()
+        plain_step(their_model, theirs)
     assert_same(model, their_model)
 
 
@@ -125,9 +129,7 @@ def test_inductor_compiled_training_step_with_the_fused_engine() -> None:
 
     for _ in range(4):
         compiled_step()
-        theirs.zero_grad()
-        loss_of(their_model).backward()
-        theirs.step()
+        plain_step(their_model, theirs)
     assert_same(model, their_model)
     assert ours.engine.counts["fused"] == 16
 
@@ -143,10 +145,8 @@ def test_safetensors_saves_and_loads_a_trained_model(engine: str, tmp_path: Path
 
     model, ours, their_model, theirs = pair("Adam", engine)
     for _ in range(3):
-        for m, o in ((model, ours), (their_model, theirs)):
-            o.zero_grad()
-            loss_of(m).backward()
-            o.step()
+        plain_step(model, ours)
+        plain_step(their_model, theirs)
     save_model(model, str(tmp_path / "model.safetensors"))
     restored = twin_layers(seed=1)
     missing, unexpected = load_model(restored, str(tmp_path / "model.safetensors"))
@@ -193,8 +193,6 @@ def test_accelerate_saves_every_tensor_and_resumes_exactly(tmp_path: Path) -> No
     uninterrupted = twin_layers()
     reference = torch.optim.AdamW(uninterrupted.parameters(), lr=0.01, foreach=False)
     for _ in range(6):
-        reference.zero_grad()
-        loss_of(uninterrupted).backward()
-        reference.step()
+        plain_step(uninterrupted, reference)
     assert_same(resumed, uninterrupted)
     AcceleratorState._reset_state(reset_partial_state=True)

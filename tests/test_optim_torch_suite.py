@@ -129,23 +129,24 @@ def make(name: str, params: Any, kwargs: dict[str, Any], module: Any = ol) -> to
     return getattr(module, name)(params, **materialize(kwargs))
 
 
-def linear_problem(seed: int = 0, contiguous: bool = True) -> tuple[nn.Parameter, nn.Parameter, Any]:
-    """(weight, bias, closure-maker): PyTorch's ``(W·x + b)²`` right-direction problem."""
+def linear_problem(seed: int = 0, contiguous: bool = True) -> tuple[nn.Parameter, nn.Parameter, torch.Tensor]:
+    """(weight, bias, x) of PyTorch's ``(W·x + b)²`` right-direction problem."""
     torch.manual_seed(seed)
     weight = nn.Parameter(torch.randn(2, 3) if contiguous else torch.randn(3, 2).t())
     bias = nn.Parameter(torch.randn(2))
-    x = torch.randn(3)
+    return weight, bias, torch.randn(3)
 
-    def closure_for(optimizer: torch.optim.Optimizer):
-        def closure() -> torch.Tensor:
-            optimizer.zero_grad()
-            loss = (weight.mv(x) + bias).pow(2).sum()
-            loss.backward()
-            return loss
 
-        return closure
+def make_closure(optimizer: torch.optim.Optimizer, weight: torch.Tensor, bias: torch.Tensor, x: torch.Tensor):
+    """The closure ``optimizer.step`` takes: zero the gradients, evaluate ``(W·x + b)²``, backward."""
 
-    return weight, bias, closure_for
+    def evaluate() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = (weight.mv(x) + bias).pow(2).sum()
+        loss.backward()
+        return loss
+
+    return evaluate
 
 
 # --- going the right way ------------------------------------------------------------------------
@@ -156,10 +157,10 @@ def linear_problem(seed: int = 0, contiguous: bool = True) -> tuple[nn.Parameter
 def test_for_loop_goes_right_direction(name: str, kwargs: dict[str, Any], contiguous: bool) -> None:
     """20 steps lower (or, maximizing, raise) the loss, with and without a scheduler driving lr."""
     for scheduled in (False, True):
-        weight, bias, closure_for = linear_problem(contiguous=contiguous)
+        weight, bias, x = linear_problem(contiguous=contiguous)
         optimizer = make(name, [weight, bias], {**kwargs, "foreach": False})
         scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=5, gamma=0.9) if scheduled else None
-        closure = closure_for(optimizer)
+        closure = make_closure(optimizer, weight, bias, x)
         initial = closure().item()
         for _ in range(20):
             optimizer.step(closure)
@@ -171,13 +172,13 @@ def test_for_loop_goes_right_direction(name: str, kwargs: dict[str, Any], contig
 
 @pytest.mark.parametrize("name", NAMES)
 def test_param_group_with_scheduler_goes_right_direction(name: str) -> None:
-    weight, bias, closure_for = linear_problem()
+    weight, bias, x = linear_problem()
     optimizer = getattr(ol, name)([{"params": [weight]}, {"params": [bias], "lr": 0.01}])
     schedulers = [
         torch.optim.lr_scheduler.StepLR(optimizer, step_size=10, gamma=0.9),
         torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer),
     ]
-    closure = closure_for(optimizer)
+    closure = make_closure(optimizer, weight, bias, x)
     initial = closure().item()
     for _ in range(20):
         loss = optimizer.step(closure)
@@ -196,12 +197,12 @@ def test_tensor_lr_of_any_shape_equals_float_lr(name: str, kwargs: dict[str, Any
     for dims in (0, 1, 2):
         runs = []
         for tensor_lr in (False, True):
-            weight, bias, closure_for = linear_problem()
+            weight, bias, x = linear_problem()
             lr = kwargs.get("lr", 1e-3)
             lr = 1e-3 if lr == "tensor" else lr
             arguments = {**kwargs, "lr": torch.tensor(lr).reshape([1] * dims) if tensor_lr else lr}
             optimizer = make(name, [weight, bias], arguments)
-            closure = closure_for(optimizer)
+            closure = make_closure(optimizer, weight, bias, x)
             runs.append([])
             for _ in range(5):
                 optimizer.step(closure)
@@ -456,13 +457,13 @@ def test_fused_on_meta_parameters_refuses_then_works_once_materialized() -> None
 def test_param_groups_weight_decay_and_lr(name: str, kwargs: dict[str, Any]) -> None:
     """A group with the config and one without weight decay both go the right way; with the outer lr
     at 1e-28, a group of its own that keeps that lr does not move."""
-    weight, bias, closure_for = linear_problem()
+    weight, bias, x = linear_problem()
     group_kwargs = {k: v for k, v in materialize(kwargs).items() if k not in ("fused",)}
     optimizer = getattr(ol, name)(
         [{"params": [weight], **group_kwargs}, {"params": [bias], **group_kwargs, "weight_decay": 0}],
         **({"fused": True} if kwargs.get("fused") else {}),
     )
-    closure = closure_for(optimizer)
+    closure = make_closure(optimizer, weight, bias, x)
     initial = closure().item()
     for _ in range(20):
         optimizer.step(closure)
@@ -470,7 +471,7 @@ def test_param_groups_weight_decay_and_lr(name: str, kwargs: dict[str, Any]) -> 
     assert final > initial if kwargs.get("maximize") else final < initial
     irrelevant = nn.Parameter(torch.randn(2, 2))
     before = irrelevant.detach().clone()
-    weight, bias, closure_for = linear_problem()
+    weight, bias, x = linear_problem()
     lr_free = {k: v for k, v in group_kwargs.items() if k != "lr"}
     optimizer = getattr(ol, name)(
         [
@@ -482,7 +483,7 @@ def test_param_groups_weight_decay_and_lr(name: str, kwargs: dict[str, Any]) -> 
     )
     for _ in range(5):
         irrelevant.grad = torch.rand_like(irrelevant)
-        optimizer.step(closure_for(optimizer))
+        optimizer.step(make_closure(optimizer, weight, bias, x))
     torch.testing.assert_close(irrelevant.detach(), before)
 
 
@@ -536,15 +537,15 @@ def test_gradients_are_never_written_into(name: str, kwargs: dict[str, Any]) -> 
 )
 def test_state_dict_is_deterministic(name: str, kwargs: dict[str, Any]) -> None:
     """A state dict loaded into a twin optimizer continues the run identically, and saves the same."""
-    weight, bias, closure_for = linear_problem()
+    weight, bias, x = linear_problem()
     optimizer = make(name, [weight, bias], kwargs)
-    closure = closure_for(optimizer)
+    closure = make_closure(optimizer, weight, bias, x)
     for _ in range(10):
         optimizer.step(closure)
     twin_weight, twin_bias = nn.Parameter(weight.detach().clone()), nn.Parameter(bias.detach().clone())
     twin = make(name, [twin_weight, twin_bias], kwargs)
     twin.load_state_dict(copy.deepcopy(optimizer.state_dict()))
-    twin_closure = _closure_on(twin, twin_weight, twin_bias, closure_for)
+    twin_closure = make_closure(twin, twin_weight, twin_bias, x)
     for _ in range(10):
         optimizer.step(closure)
         twin.step(twin_closure)
@@ -555,21 +556,6 @@ def test_state_dict_is_deterministic(name: str, kwargs: dict[str, Any]) -> None:
     for key in ours["state"]:
         for name_ in ours["state"][key]:
             torch.testing.assert_close(ours["state"][key][name_], theirs["state"][key][name_])
-
-
-def _closure_on(optimizer, weight, bias, closure_for):
-    torch.manual_seed(0)
-    torch.randn(2, 3)
-    torch.randn(2)
-    x = torch.randn(3)
-
-    def closure() -> torch.Tensor:
-        optimizer.zero_grad()
-        loss = (weight.mv(x) + bias).pow(2).sum()
-        loss.backward()
-        return loss
-
-    return closure
 
 
 def _groups_close(a: dict, b: dict) -> bool:
@@ -637,10 +623,10 @@ def test_older_and_plainer_state_dicts_load(name: str, kwargs: dict[str, Any]) -
 def test_copies_state_and_references(name: str) -> None:
     """A deepcopy keeps every public attribute; no state entry is ever empty; dropping an optimizer
     with a scheduler leaves no reference cycle behind."""
-    weight, bias, closure_for = linear_problem()
+    weight, bias, x = linear_problem()
     optimizer = getattr(ol, name)([weight, bias])
     for _ in range(3):
-        optimizer.step(closure_for(optimizer))
+        optimizer.step(make_closure(optimizer, weight, bias, x))
     clone = copy.deepcopy(optimizer)
     public = {k for k in optimizer.__dict__ if not k.startswith("_")}
     assert public == {k for k in clone.__dict__ if not k.startswith("_")}
@@ -651,7 +637,7 @@ def test_copies_state_and_references(name: str) -> None:
     assert all(sparse_state.state.values()), "an empty state entry"
     optimizer = getattr(ol, name)([weight, bias], lr=0.1)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1)
-    optimizer.step(closure_for(optimizer))
+    optimizer.step(make_closure(optimizer, weight, bias, x))
     scheduler.step()
     alive = weakref.ref(optimizer)
     gc.disable()  # freed by reference counting alone, or there is a cycle

@@ -244,7 +244,7 @@ class RuleOptimizer(Optimizer):
             if group.get("fused"):
                 for param in params:
                     _check_fused_device(param)
-            if grad_scale is not None:  # GradScaler's scale: divided out here, never in place
+            if grad_scale is not None:  # divided out of new tensors: the gradients stay as they are
                 grads = [g / grad_scale.to(g.device) for g in grads]
             finite = group["nonfinite"] == "propagate" or self._grads_finite(grads)
             if not finite and group["nonfinite"] == "raise":
@@ -253,7 +253,7 @@ class RuleOptimizer(Optimizer):
                     "(nonfinite='raise'); no parameter was updated"
                 )
             work.append((group, params, grads, finite))
-        if found_inf is not None and bool(found_inf):  # GradScaler found an inf: a skipped step
+        if found_inf is not None and bool(found_inf):  # an inf was found: a skipped step
             for group, params, _, _ in work:
                 for param in params:
                     self.ensure_state(param, group)

@@ -319,7 +319,11 @@ _PLAIN_TYPES = (Tensor, torch.nn.Parameter)
 
 
 def _plain_cpu_operands(
-    param: Tensor, grad: Tensor, state: dict[str, Any], tensor_keys: tuple[str, ...], scalar_keys: tuple[str, ...]
+    param: Tensor,
+    grad: Tensor,
+    state: dict[str, Any],
+    tensor_keys: tuple[str, ...],
+    scalar_keys: tuple[str, ...],
 ) -> tuple[list[Tensor], torch.dtype, tuple[torch.dtype, ...]] | None:
     """:func:`_prepare`'s answer for the common case — plain contiguous real CPU tensors whose state
     is all there — with as few reads as possible; ``None`` for anything else (``_prepare`` decides)."""

@@ -173,7 +173,7 @@ def _probe_operands(key: KernelKey, generator: torch.Generator) -> list[Tensor]:
     3, other scalar state and the hyperparameters at distinct values in (0, 1)."""
 
     def element() -> Tensor:
-        values = torch.rand(_PROBE_NUMEL, generator=generator, dtype=torch.float64) + 0.5
+        values = torch.rand(_PROBE_NUMEL, generator=generator, dtype=torch.float64, device="cpu") + 0.5
         return values.to(device=key.device, dtype=key.dtype)
 
     def one(value: float, dtype: torch.dtype) -> Tensor:
@@ -282,7 +282,7 @@ class Kernel:
                 return None, None
         if sorted(i for i in order if i < count) != list(range(count)):
             return None, None  # every operand exactly once
-        arguments = operator.itemgetter(*order)
+        arguments = operator.itemgetter(*order)  # every kernel has at least param, grad, lr and a size
         direct = [t.clone() for t in probe]
         reference = [t.clone() for t in probe]
         try:
