@@ -240,6 +240,30 @@ def nonfinite(name: str, rank: int, world: int, policy: str) -> dict[str, Any]:
     return {"raised": raised, "moved": moved, "skipped_steps": optimizer.param_groups[0]["skipped_steps"]}
 
 
+def differentiable_on_dtensors(world: int) -> float:
+    """``differentiable=True`` with DTensor parameters: the step, the gradient through it with
+    respect to the initial parameters and a tensor learning rate, as torch.optim's (a local shard
+    is outside the DTensor's graph, so these steps use DTensor ops)."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import Shard, distribute_tensor
+
+    mesh = init_device_mesh("cpu", (world,))
+    results = []
+    for module in (ol, torch.optim):
+        lr = torch.tensor(0.1, dtype=torch.float64, requires_grad=True)
+        w0 = distribute_tensor(
+            torch.linspace(1, 2, 8, dtype=torch.float64), mesh, [Shard(0)]
+        ).requires_grad_()
+        w = w0 * 1.0
+        optimizer = module.SGD([w], lr=lr, weight_decay=0.5, differentiable=True)
+        for step in range(2):
+            w.grad = distribute_tensor(torch.full((8,), 2.0 + step, dtype=torch.float64), mesh, [Shard(0)])
+            optimizer.step()
+        grad_w0, grad_lr = torch.autograd.grad((w.full_tensor() ** 2).sum(), (w0, lr))
+        results.append([w.full_tensor().detach(), grad_w0.full_tensor(), _whole(grad_lr)])
+    return max((a - b).abs().max().item() for a, b in zip(*results, strict=True))
+
+
 def checkpoint_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
     from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_optimizer_state_dict
 
@@ -356,6 +380,7 @@ def rank_main(rank: int, world: int, folder: str) -> None:
             f"checkpoint/{name}/1process-to-2ranks",
             lambda n=name: checkpoint_two_ranks(n, world, folder),
         )
+    _attempt(results, "differentiable/dtensor", lambda: differentiable_on_dtensors(world))
     for policy in ("skip", "raise", "propagate"):
         _attempt(results, f"nonfinite/{policy}", lambda p=policy: nonfinite("adam-fused", rank, world, p))
     gc.collect()  # distributed objects in reference cycles must not outlive the process group

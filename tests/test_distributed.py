@@ -108,6 +108,11 @@ def test_distributed_checkpoints_round_trip_between_two_ranks_and_one_process(
         assert difference <= CHECKPOINT_TOLERANCE, f"{variant}: {difference:.3e} from torch.optim"
 
 
+def test_differentiable_steps_on_dtensor_parameters(records: dict[str, Any]) -> None:
+    """Hypergradients through steps of sharded parameters (d/dw₀ and d/dlr) are torch.optim's."""
+    assert_matches_torch(records, "differentiable/dtensor")
+
+
 def test_nonfinite_decision_is_the_same_on_every_rank(records: dict[str, Any]) -> None:
     """A NaN in rank 1's shard only: with "skip" both ranks skip (nothing moves, both count it),
     with "raise" both raise, with "propagate" both step (as torch.optim would)."""

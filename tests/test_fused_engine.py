@@ -690,6 +690,130 @@ def test_a_kernel_that_disagrees_with_the_eager_rule_is_never_used(monkeypatch: 
     assert ours.engine.counts == {"fused": 0, "eager": 12}
 
 
+@pytest.mark.filterwarnings(
+    "ignore:`torch.jit.script` is deprecated:DeprecationWarning"
+)  # torch's own imports
+def test_watched_steps_are_taken_by_ops_that_are_seen() -> None:
+    """A kernel writes through data pointers, past anything watching the step's ops: under a
+    dispatch mode (make_fx, FlopCounterMode) or forward-mode AD the engine steps with the eager
+    engine's ops, which are recorded (and give torch.optim's tangents)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Recorder(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.ops: list[str] = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.ops.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    (model, ours), _ = pair("Adam", lr=1e-2)
+    train_step(model, ours)  # compiled outside the mode
+    recorder = Recorder()
+    with recorder:
+        ours.step()
+    assert any("copy_" in op for op in recorder.ops), "the update never showed in the mode"
+    assert ours.engine.counts == {"fused": 4, "eager": 4}
+    import torch.autograd.forward_ad as forward_ad
+
+    tangents = []
+    for make in (
+        lambda p: ol.SGD(p, lr=0.5, weight_decay=0.5, engine="fused"),
+        lambda p: torch.optim.SGD(p, lr=0.5, weight_decay=0.5, foreach=False),
+    ):
+        with forward_ad.dual_level():
+            param = forward_ad.make_dual(torch.ones(8), torch.ones(8))
+            optimizer = make([param])
+            param.grad = torch.ones(8)
+            optimizer.step()
+            tangents.append(forward_ad.unpack_dual(param).tangent.clone())
+    torch.testing.assert_close(*tangents)
+
+
+def test_gradients_that_are_not_their_memory_and_legacy_none_state() -> None:
+    """A gradient with a lazy negation bit or a ZeroTensor is not what its memory holds, and torch
+    1.x saved SGD's ``momentum_buffer`` as None: all are stepped as torch.optim steps them."""
+    for make_grad in (lambda g: torch._neg_view(-g), lambda g: torch._efficientzerotensor(g.shape)):
+        ours_param, theirs_param = nn.Parameter(torch.ones(16)), nn.Parameter(torch.ones(16))
+        ours = ol.SGD([ours_param], lr=0.5, momentum=0.9, engine="fused")
+        theirs = torch.optim.SGD([theirs_param], lr=0.5, momentum=0.9, foreach=False)
+        for _ in range(3):
+            g = torch.randn(16)
+            ours_param.grad, theirs_param.grad = make_grad(g), make_grad(g)
+            ours.step()
+            theirs.step()
+        assert_same([ours_param], [theirs_param])
+    for momentum in (0.0, 0.9):
+        for engine in ENGINE_CHOICES:
+            ours_param, theirs_param = nn.Parameter(torch.ones(16)), nn.Parameter(torch.ones(16))
+            ours = ol.SGD([ours_param], lr=0.1, momentum=momentum, engine=engine)
+            theirs = torch.optim.SGD([theirs_param], lr=0.1, momentum=momentum, foreach=False)
+            ours.state[ours_param]["momentum_buffer"] = None
+            theirs.state[theirs_param]["momentum_buffer"] = None
+            for _ in range(3):
+                ours_param.grad, theirs_param.grad = torch.full((16,), 0.5), torch.full((16,), 0.5)
+                ours.step()
+                theirs.step()
+            assert_same([ours_param], [theirs_param])
+
+
+def test_state_versions_advance_and_numpy_hyperparameters_are_numbers() -> None:
+    """A fused step bumps the version of every tensor it writes (the state too, as in-place ops
+    would); a NumPy scalar learning rate (LambdaLR returning np.float32) is a number: it never
+    recompiles and gives torch.optim's parameters."""
+    import numpy as np
+
+    (model, ours), (their_model, theirs) = pair("Adam", lr=1e-2)
+    train_step(model, ours)
+    train_step(their_model, theirs)
+    weight = model[0].weight
+    versions = {k: v._version for k, v in ours.state[weight].items()}
+    train_step(model, ours)
+    train_step(their_model, theirs)
+    assert all(ours.state[weight][k]._version > v for k, v in versions.items())
+    schedules = [
+        torch.optim.lr_scheduler.LambdaLR(o, lambda epoch: np.float32(0.9) ** epoch) for o in (ours, theirs)
+    ]
+    compiled = kernels.compilations
+    for _ in range(4):
+        train_step(model, ours)
+        train_step(their_model, theirs)
+        for schedule in schedules:
+            schedule.step()
+    assert isinstance(ours.param_groups[0]["lr"], np.floating)
+    assert kernels.compilations == compiled
+    assert_same(model, their_model)
+
+
+def test_tensors_too_large_for_32_bit_indexing_take_the_guarded_route(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Generated code may index with 32-bit integers below 2³¹ elements (Triton): larger tensors
+    are stepped through the compiled function, whose guards recompile for them."""
+    monkeypatch.setattr(kernels, "_INT32_LIMIT", 40)  # so that a 48-element tensor counts as large
+    monkeypatch.setattr(fused, "_KERNELS", {})
+    calls = []
+    (model, ours), (their_model, theirs) = pair("Adam", lr=1e-2)
+    for _ in range(3):
+        train_step(model, ours)
+        train_step(their_model, theirs)
+        for kernel in fused._KERNELS.values():
+            if kernel.direct is not None and not isinstance(kernel.direct, _Spy):
+                kernel.direct = _Spy(kernel.direct, calls)
+    assert_same(model, their_model)
+    assert calls and max(calls) < 40  # the direct call never saw the 48-element weight
+
+
+class _Spy:
+    def __init__(self, call, calls: list[int]) -> None:
+        self.call, self.calls = call, calls
+
+    def __call__(self, arguments: list) -> None:
+        self.calls.append(max(a for a in arguments if isinstance(a, int)))
+        self.call(arguments)
+
+
 def test_compile_failure_falls_back_to_eager_with_one_warning(monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(capture, gm, example_inputs):
         raise RuntimeError("no compiler here")

@@ -145,3 +145,33 @@ def test_lbfgs_checkpoints_load_both_ways(line_search_fn: str | None) -> None:
         assert (
             loaded.state_dict()["state"][0]["func_evals"] == reference.state_dict()["state"][0]["func_evals"]
         )
+
+
+def test_plain_number_step_counters_load_as_torch_loads_them() -> None:
+    """A checkpoint with Python-number step counters (older torch versions) loads them as float32
+    tensors whatever the default dtype but float64 — never as a half-precision counter that would
+    stop at 256, as a bfloat16 default would make it."""
+    previous = torch.get_default_dtype()
+    try:
+        for default in (torch.bfloat16, torch.float32, torch.float64):
+            torch.set_default_dtype(default)
+            runs = []
+            for cls in (ol.Adam, torch.optim.Adam):
+                param = torch.nn.Parameter(torch.ones(3, dtype=torch.float32))
+                optimizer = cls([param], lr=0.01)
+                param.grad = torch.ones(3, dtype=torch.float32)
+                optimizer.step()
+                saved = optimizer.state_dict()
+                saved["state"][0]["step"] = 300
+                optimizer.load_state_dict(saved)
+                for _ in range(3):
+                    optimizer.step()
+                runs.append(optimizer.state[param]["step"])
+            assert (
+                runs[0].dtype
+                == runs[1].dtype
+                == (torch.float64 if default == torch.float64 else torch.float32)
+            )
+            assert float(runs[0]) == float(runs[1]) == 303
+    finally:
+        torch.set_default_dtype(previous)

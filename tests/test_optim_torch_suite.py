@@ -375,17 +375,19 @@ def test_fused_matches_for_loop(name: str, kwargs: dict[str, Any], dtype: torch.
 
 @pytest.mark.parametrize("name", sorted(FUSED))
 def test_fused_skips_the_step_when_an_inf_was_found(name: str) -> None:
-    """fused=True honours the ``grad_scale`` and ``found_inf`` a caller sets on the optimizer, as
-    torch's fused kernels do: an inf means no change at all (a new step counter stays at float32
-    zero); a scale is divided out of the gradients (without writing into them, where torch's
-    kernels unscale them in place)."""
+    """fused=True takes the gradient scale and inf flag GradScaler sets on the optimizer
+    (``grad_scale``, ``found_inf``), as torch's fused kernels do: an inf means no change at all (a
+    new step counter stays at float32 zero, and ``nonfinite="raise"`` does not raise: there is
+    nothing to step); a scale is divided out of the gradients, in place as torch's kernels do."""
     for scale in (None, torch.ones(1)):
         param = nn.Parameter(torch.randn(5))
         param.grad = torch.randn(5)
         before = param.detach().clone()
-        optimizer = getattr(ol, name)([param], lr=0.1, fused=True)
+        optimizer = getattr(ol, name)([param], lr=0.1, fused=True, nonfinite="raise")
+        assert optimizer._step_supports_amp_scaling
         optimizer.grad_scale = scale
         optimizer.found_inf = torch.ones(())
+        param.grad[0] = float("inf")
         optimizer.step()
         torch.testing.assert_close(param.detach(), before, rtol=0, atol=0)
         if "step" in optimizer.state[param]:
@@ -401,10 +403,32 @@ def test_fused_skips_the_step_when_an_inf_was_found(name: str) -> None:
         optimizer.grad_scale = torch.full((1,), 4.0)
         optimizer.found_inf = torch.zeros(())
         optimizer.step()
-        results.append(param.detach())
-        if module is ol:
-            torch.testing.assert_close(param.grad, grad * 4, rtol=0, atol=0)
-    torch.testing.assert_close(*results)
+        results.append((param.detach(), param.grad))
+    for ours, theirs in zip(*results, strict=True):
+        torch.testing.assert_close(ours, theirs)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)
+@pytest.mark.parametrize("name", sorted(FUSED - {"SGD"}))
+def test_fused_grad_scaler_takes_half_precision_parameters(name: str, dtype: torch.dtype) -> None:
+    """With fused=True GradScaler hands the scale to the step (no in-place unscaling it would refuse
+    for float16 gradients), and training matches torch.optim's fused kernels."""
+    results = []
+    for module in (ol, torch.optim):
+        torch.manual_seed(0)
+        model = nn.Linear(8, 4).to(dtype)
+        optimizer = getattr(module, name)(model.parameters(), lr=1e-2, fused=True, eps=1e-3)
+        scaler = torch.amp.GradScaler("cpu")
+        for _ in range(3):
+            optimizer.zero_grad()
+            scaler.scale(model(torch.randn(2, 8).to(dtype)).float().sum()).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        results.append((list(model.parameters()), [p.grad for p in model.parameters()]))
+    (ours, ours_grads), (theirs, theirs_grads) = results
+    tolerance = {"rtol": 2e-3, "atol": 2e-3} if dtype == torch.float16 else {}
+    for a, b in zip(ours + ours_grads, theirs + theirs_grads, strict=True):
+        torch.testing.assert_close(a, b, **tolerance)
 
 
 @pytest.mark.parametrize("name", sorted(FUSED))

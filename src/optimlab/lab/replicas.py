@@ -609,7 +609,7 @@ class _Group:
 
 
 def _rule_arguments(opt: RuleOptimizer) -> dict[str, Any]:
-    return dict(opt.rule_hyperparameters(opt.param_groups[0]))
+    return dict(opt.hyperparameters(opt.param_groups[0]))
 
 
 class _BatchedRun:

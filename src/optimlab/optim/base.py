@@ -15,6 +15,7 @@ engine that applies the rule.
 
 from __future__ import annotations
 
+import numbers
 import operator
 import os
 from collections.abc import Callable
@@ -24,7 +25,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from optimlab.optim.distributed import all_ranks_agree, local
+from optimlab.optim.distributed import all_ranks_agree, is_distributed, local
 from optimlab.optim.engine import Engine, resolve_engine
 from optimlab.optim.engine.eager import dense
 
@@ -35,6 +36,16 @@ ENGINE_ENV = "OPTIMLAB_ENGINE"
 Rule = Callable[..., tuple[Tensor, dict[str, Tensor]]]
 
 _grad_of = operator.attrgetter("grad")
+
+
+def _plain_number(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | float | Tensor | str):
+        return value
+    if isinstance(value, numbers.Real) or (
+        hasattr(value, "__float__") and getattr(value, "shape", None) == ()
+    ):
+        return float(value)
+    return value
 
 
 def _check_fused_device(param: Tensor) -> None:
@@ -165,6 +176,12 @@ class RuleOptimizer(Optimizer):
         """The rule's keyword arguments for ``group`` (``None`` switches a term off)."""
         raise NotImplementedError
 
+    def hyperparameters(self, group: dict[str, Any]) -> dict[str, Any]:
+        """:meth:`rule_hyperparameters` with every number a Python number or a tensor: a NumPy scalar
+        or 0-d array (a ``LambdaLR`` returning ``np.float32``, say) becomes a ``float``, as torch.optim
+        reads it, so that it is data for the rules and the kernels, never a structural flag."""
+        return {name: _plain_number(value) for name, value in self.rule_hyperparameters(group).items()}
+
     # --- shared machinery ---------------------------------------------------------------------
 
     def __getstate__(self) -> dict[str, Any]:
@@ -180,10 +197,13 @@ class RuleOptimizer(Optimizer):
         for group in self.param_groups:
             for key, value in self.defaults.items():
                 group.setdefault(key, value)
-        for param_state in self.state.values():  # checkpoints from before step became a tensor
+        # Checkpoints from before step became a tensor: torch.optim's scalar dtype (float32 unless
+        # the default dtype is float64, never a half-precision default, whose counter stalls at 256).
+        scalar_dtype = torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
+        for param_state in self.state.values():
             step = param_state.get("step")
             if step is not None and not torch.is_tensor(step):
-                param_state["step"] = torch.tensor(float(step), dtype=torch.get_default_dtype())
+                param_state["step"] = torch.tensor(float(step), dtype=scalar_dtype)
 
     def params_with_grad(self, group: dict[str, Any]) -> tuple[list[Tensor], list[Tensor]]:
         """The group's parameters that have a gradient, and their gradients."""
@@ -206,12 +226,20 @@ class RuleOptimizer(Optimizer):
             state.update(initial)
         return state
 
-    def _grads_finite(self, grads: list[Tensor]) -> bool:
-        """Whether every gradient is finite, on every rank that holds a shard of one (DTensor
-        gradients: the decision is reduced over their meshes, so all ranks take the same one)."""
+    def _grads_finite(self, grads: list[Tensor], params: list[Tensor]) -> bool:
+        """Whether every gradient is finite, on every rank that holds a shard of one: for a group
+        with DTensor parameters the decision is reduced over their meshes, so all ranks take the
+        same one (each rank takes part even when it has no gradient in the group)."""
         flags = [torch.isfinite(dense(local(g))).all() for g in grads]
         finite = bool(torch.stack([f.cpu() for f in flags]).all()) if flags else True
-        return all_ranks_agree(finite, grads)
+        return all_ranks_agree(finite, params)
+
+    @property
+    def _step_supports_amp_scaling(self) -> bool:
+        """With ``fused=True``, as with torch.optim's fused kernels, ``GradScaler`` hands the step its
+        scale and inf flag (``grad_scale``, ``found_inf``) instead of unscaling first — which is also
+        what lets float16 gradients through."""
+        return bool(self.defaults.get("fused"))
 
     @torch.compiler.disable
     def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
@@ -228,36 +256,41 @@ class RuleOptimizer(Optimizer):
         return loss
 
     def _step_groups(self) -> None:
-        # Check every group before touching any: nonfinite="raise" must leave all of them as they were.
-        # With fused=True torch.optim's kernels take a gradient scale and an inf flag set on the
-        # optimizer (``grad_scale``, ``found_inf``): skip the step on an inf, divide the scale out.
-        # (GradScaler itself does not hand them over here: it unscales the gradients, in place, as
-        # for any optimizer, so that they read the same after its step as with torch.optim.)
+        # With fused=True the caller (GradScaler) may set a gradient scale and an inf flag on the
+        # optimizer, as torch.optim's fused kernels take them: an inf skips the whole step (state is
+        # still created, as torch's does), a scale is divided out of the gradients — in place, as
+        # torch's fused kernels do, so gradients read the same after ``scaler.step()`` either way.
         fused = bool(self.defaults.get("fused"))
         grad_scale = getattr(self, "grad_scale", None) if fused else None
         found_inf = getattr(self, "found_inf", None) if fused else None
+        if found_inf is not None and bool(found_inf):
+            for group in self.param_groups:
+                params, _ = self.params_with_grad(group)
+                for param in params:
+                    self.ensure_state(param, group)
+            return
+        # Check every group before touching any: nonfinite="raise" must leave all of them as they were.
         work = []
         for index, group in enumerate(self.param_groups):
             params, grads = self.params_with_grad(group)
-            if not params:
+            checked = group["nonfinite"] != "propagate"
+            if not params and not (checked and any(map(is_distributed, group["params"]))):
                 continue
             if group.get("fused"):
                 for param in params:
                     _check_fused_device(param)
-            if grad_scale is not None:  # divided out of new tensors: the gradients stay as they are
-                grads = [g / grad_scale.to(g.device) for g in grads]
-            finite = group["nonfinite"] == "propagate" or self._grads_finite(grads)
+            finite = not checked or self._grads_finite(grads, group["params"])
             if not finite and group["nonfinite"] == "raise":
                 raise FloatingPointError(
                     f"non-finite gradient in param group {index} of {type(self).__name__} "
                     "(nonfinite='raise'); no parameter was updated"
                 )
-            work.append((group, params, grads, finite))
-        if found_inf is not None and bool(found_inf):  # an inf was found: a skipped step
-            for group, params, _, _ in work:
-                for param in params:
-                    self.ensure_state(param, group)
-            return
+            if params:
+                work.append((group, params, grads, finite))
+        if grad_scale is not None:
+            for _, _, grads, _ in work:
+                for grad in grads:
+                    grad.div_(grad_scale.to(grad.device))
         for group, params, grads, finite in work:
             if finite:
                 self.engine.step_group(self, group, params, grads)

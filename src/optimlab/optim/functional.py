@@ -98,7 +98,7 @@ def update(
     without a gradient (missing from ``grads`` or ``None``) are returned unchanged.
     """
     optimizer, group = declared(name, **hyperparameters)
-    hyper = optimizer.rule_hyperparameters(group)
+    hyper = optimizer.hyperparameters(group)
     new_params: dict[str, Tensor] = {}
     new_states: dict[str, dict[str, Tensor]] = {}
     for key, param in params.items():

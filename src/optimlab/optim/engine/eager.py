@@ -35,8 +35,9 @@ def dense(grad: Tensor) -> Tensor:
 
 def shards(optimizer: RuleOptimizer, param: Tensor, grad: Tensor, state: dict[str, Any]) -> bool:
     """Whether the rule may run on the local shards of a (DTensor) parameter, its gradient and its
-    state: the rule is elementwise and all of them are distributed alike."""
-    if not optimizer.elementwise:
+    state: the rule is elementwise, all of them are distributed alike, and autograd is not recording
+    (a local shard is outside the DTensor's graph: differentiable steps use DTensor ops)."""
+    if not optimizer.elementwise or torch.is_grad_enabled():
         return False
     return same_layout(param, grad) and all(
         same_layout(param, value) for value in state.values() if isinstance(value, Tensor) and value.dim() > 0
@@ -52,7 +53,8 @@ def apply_rule(
 ) -> tuple[bool, Tensor, dict[str, Tensor]]:
     """Run the rule (and the L1 proximal step) for one parameter. Returns whether it ran on the
     local shards (see :func:`shards`) and the new parameter and state values."""
-    state = optimizer.ensure_state(param, group)
+    # A state entry of None is no entry (torch 1.x saved SGD's momentum_buffer as None).
+    state = {k: v for k, v in optimizer.ensure_state(param, group).items() if v is not None}
     on_shards = shards(optimizer, param, grad, state)
     real_state = {key: as_real(local(value) if on_shards else value) for key, value in state.items()}
     step = real_state.get("step")
@@ -82,13 +84,15 @@ def write_back(
         return as_real(local(tensor) if on_shards else tensor)
 
     target(param).copy_(new_param)
+    if on_shards and local(param) is not param:
+        torch.autograd.graph.increment_version(param)  # the DTensor changed with its shard
     if not new_state:
         return
     state = optimizer.state[param]
     for key, value in new_state.items():
         if not isinstance(value, Tensor):  # the step counter, advanced on the host
             state[key].fill_(value)
-        elif key in state:
+        elif state.get(key) is not None:
             target(state[key]).copy_(value)
         else:  # created by the rule itself: a tensor like the parameter (a DTensor for a DTensor)
             holder = torch.empty_like(param, memory_format=torch.preserve_format)
@@ -105,7 +109,7 @@ class EagerEngine:
         self, optimizer: RuleOptimizer, group: dict[str, Any], params: list[Tensor], grads: list[Tensor]
     ) -> None:
         """Step ``params`` with their gradients ``grads``."""
-        hyper = optimizer.rule_hyperparameters(group)
+        hyper = optimizer.hyperparameters(group)
         for param, grad in zip(params, grads, strict=True):
             on_shards, new_param, new_state = apply_rule(optimizer, group, param, grad, hyper)
             write_back(optimizer, param, on_shards, new_param, new_state)

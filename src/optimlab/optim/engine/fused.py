@@ -65,6 +65,18 @@ def _warn_once(message: str) -> None:
         warnings.warn(message, RuntimeWarning, stacklevel=5)
 
 
+def _recorded() -> bool:
+    """Whether something is watching the ops of this step, which a kernel writing through data
+    pointers would bypass: autograd (``differentiable=True``), forward-mode AD, a dispatch or
+    ``__torch_function__`` mode (``make_fx``, FlopCounterMode, ...). The eager engine's ops are seen."""
+    return (
+        torch.is_grad_enabled()
+        or torch._C._len_torch_dispatch_stack() > 0
+        or torch._C._is_torch_function_mode_enabled()
+        or torch.autograd.forward_ad._current_level >= 0
+    )
+
+
 def _dense(tensor: Tensor) -> bool:
     """Non-overlapping and dense: its elements fill a block of memory of exactly numel()."""
     expected = 1
@@ -179,8 +191,7 @@ class FusedEngine:
     def step_group(
         self, optimizer: RuleOptimizer, group: dict[str, Any], params: list[Tensor], grads: list[Tensor]
     ) -> None:
-        if torch.is_grad_enabled() or not optimizer.elementwise:
-            # autograd records the step (differentiable=True): only the eager ops are differentiable
+        if not optimizer.elementwise or _recorded():
             self._step_eager(optimizer, group, params, grads)
             return
         if not self._fusing and not self._auto_fuses(optimizer):
@@ -191,7 +202,7 @@ class FusedEngine:
         self._step_fused(optimizer, group, params, grads)
 
     def _config(self, optimizer: RuleOptimizer, group: dict[str, Any]) -> tuple[_GroupConfig, list[Any]]:
-        hyper = optimizer.rule_hyperparameters(group)
+        hyper = optimizer.hyperparameters(group)
         static, numeric = _split_hyper(hyper)
         names = tuple(numeric)
         key = (type(optimizer), static, names)
@@ -234,13 +245,13 @@ class FusedEngine:
                 if cache is None:
                     cache = config.hyper[device] = _Hyper(device)
                 hyper = hyper_by_device[device] = cache.refresh(values)
+            n_written = len(operands)  # the parameter, its state and scalar state (and the gradient)
             operands.extend(hyper)
             kernel(operands, numel)
             written.append(param)
-            if param is not operands[0]:
-                written.append(operands[0])
+            written.extend(operands[:1] + operands[2:n_written])
         if written:
-            # The kernel wrote through data pointers: tell autograd, as an in-place op would.
+            # The kernel wrote through data pointers: tell autograd, as in-place ops would.
             torch.autograd.graph.increment_version(written)
         self.counts["fused"] += len(params) - len(eager_params)
         if eager_params:
@@ -337,6 +348,8 @@ def _plain_cpu_operands(
         or not param.is_contiguous()
         or not grad.is_contiguous()
         or param.numel() < 2
+        or grad.is_neg()  # lazy negation or a ZeroTensor: not what its memory holds
+        or grad._is_zerotensor()
     ):
         return None
     operands = [param, grad]
@@ -384,13 +397,18 @@ def _prepare(
         return None
     if n_tensors == 1:
         tensors = (tensors,)
+    if any(t is None for t in tensors) or any(s is None for s in scalars):
+        return None  # a state entry of None (torch 1.x's SGD): the eager engine treats it as none
     if is_distributed(param) or is_distributed(grad):
         if not (same_layout(param, grad) and all(same_layout(param, t) for t in tensors)):
             return None
         param, grad = local(param), local(grad)
         tensors = tuple(map(local, tensors))
-    if not all(map(_plain_memory, (param, grad, *tensors, *scalars))):
+    operands = (param, grad, *tensors, *scalars)
+    if not all(map(_plain_memory, operands)):
         return None  # a tensor subclass whose ops mean more than its memory: its own ops, eagerly
+    if any(t.is_neg() or t.is_conj() or t._is_zerotensor() for t in operands):
+        return None  # lazy negation, conjugation or zeros: not what the memory holds
     if param.is_complex():
         if not (grad.is_complex() and all(t.is_complex() for t in tensors)):
             return None

@@ -47,6 +47,7 @@ _INDUCTOR_CONFIG: dict[str, Any] = {"cpp.dynamic_threads": True, "size_asserts":
 compilations = 0
 
 _PROBE_NUMEL = 37  # an element count no hyperparameter or state value is mistaken for
+_INT32_LIMIT = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -298,7 +299,10 @@ class Kernel:
         return call, arguments
 
     def __call__(self, operands: list[Tensor], numel: int) -> None:
-        if self.direct is not None:  # the generated code reads data pointers only: any shape will do
+        # The generated code reads data pointers only, so any shape will do; but it was generated for
+        # the probe's size, and Triton indexes with 32-bit integers below 2³¹ elements (a guard the
+        # compiled function checks and recompiles for): larger tensors take that guarded route.
+        if self.direct is not None and numel < _INT32_LIMIT:
             self.direct(list(self._arguments([*operands, numel])))  # type: ignore[misc]
             return
         n = self._n_elementwise
