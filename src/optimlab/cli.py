@@ -89,7 +89,7 @@ def _build_comparison(
     from optimlab.lab.presets import SEED_OPTIMIZERS, load_config, optimizers_from_config, parse_optimizers
     from optimlab.lab.problems import Budget, get_problem
     from optimlab.lab.protocol import Comparison
-    from optimlab.lab.runner import Regularization
+    from optimlab.lab.run import Regularization
     from optimlab.lab.schedules import parse_schedule
 
     config = load_config(config_path) if config_path is not None else {}

@@ -72,6 +72,7 @@ from optimlab.lab.loop import divergence as _divergence
 from optimlab.lab.loop import explosion_threshold as _threshold
 from optimlab.lab.loop import run_steps
 from optimlab.lab.loop import step_scheduler as _step_scheduler
+from optimlab.lab.run import EXPLOSION_FACTOR, apply_regularization
 from optimlab.optim import LBFGS, RuleOptimizer
 from optimlab.optim.functional import OPTIMIZERS
 
@@ -99,8 +100,6 @@ __all__ = [
 
 #: default memory budget of one batched chunk (parameters, state, activations, histories)
 DEFAULT_MEMORY_BUDGET = 1 << 30
-#: a loss above this factor × max(|initial loss|, 1) counts as an explosion
-EXPLOSION_FACTOR = 1e4
 #: replicas per vmapped evaluation on the whole data set
 EVALUATION_CHUNK = 128
 #: the fast data path gathers a whole epoch for all replicas at once below this many bytes
@@ -188,8 +187,6 @@ def spec_for(config: Any, seed: int, schedule: Any = None, regularization: Any =
 
     L-BFGS with an L1 or weight-decay penalty is refused: the lab's runner adds that penalty to the
     objective, which only its own sequential loop does."""
-    from optimlab.lab.runner import apply_regularization
-
     penalised = regularization is not None and (regularization.l1 or regularization.weight_decay)
     if getattr(config, "is_lbfgs", False) and penalised:
         raise ValueError("L-BFGS with an l1/weight-decay penalty runs in the lab's runner, not here")

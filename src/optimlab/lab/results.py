@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from optimlab import __version__
-from optimlab.lab.runner import RunResult
+from optimlab.lab.run import RunResult
 from optimlab.lab.stats import Profile, bootstrap_ci, median, performance_profile, quantile, summary
 from optimlab.lab.storage import Store
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from optimlab.lab.runner import RunResult
+from optimlab.lab.run import RunResult
 
 SCHEMA_VERSION = 1
 APPLICATION_ID = 0x6F6C6162  # "olab"

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from optimlab.lab.runner import RunResult
+from optimlab.lab.run import RunResult
 from optimlab.reports.data import Curves, Sensitivity, Surface, grid_surface
 
 __all__ = [

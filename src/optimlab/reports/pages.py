@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from optimlab.lab.lr_find import RULES, LRFindSummary
-from optimlab.lab.runner import RunResult
+from optimlab.lab.run import RunResult
 from optimlab.reports import adapt, figures, png
 from optimlab.reports.data import color_map
 from optimlab.reports.output import Output

@@ -32,7 +32,7 @@ from optimlab.lab.results import (
     summarize,
     summary_profile,
 )
-from optimlab.lab.runner import RunResult
+from optimlab.lab.run import RunResult
 from optimlab.lab.stats import Profile
 from optimlab.reports import adapt, figures, png
 from optimlab.reports.data import Curves, color_map

@@ -1,0 +1,153 @@
+"""What a run is: its regularization, its record, and how a record is made from what was trained.
+
+A run is a problem (its spec), an optimizer configuration, a seed, a budget, an optional learning-
+rate schedule and optional :class:`Regularization`. Whatever trains it — :func:`optimlab.lab.runner.train`
+step by step, or :mod:`optimlab.lab.replicas` batched under ``torch.vmap`` — hands what it recorded to
+:func:`make_result`, and the :class:`RunResult` it returns is what storage keeps and results and
+reports read. This module imports neither a trainer nor an engine (nor torch), so that storage,
+results and reports load without them.
+
+What a run records:
+
+* the training loss of every step (the mini-batch loss the optimizer saw, before its update) and
+  the learning rate it used;
+* after every epoch (and before the first step), ``problem.evaluate(model)`` — the full objective
+  ``loss`` and validation metrics — with the step count, gradient evaluations and wall time so far;
+* gradient evaluations: one per step for first-order optimizers, one per closure call for L-BFGS;
+* divergence as a result, never an exception: a NaN or ±Inf loss or evaluation (``"nan"``,
+  ``"inf"``) or a loss above ``EXPLOSION_FACTOR × max(|initial loss|, 1)`` (``"explosion"``) ends
+  the run with ``diverged=True`` and a final loss of +∞;
+* steps and gradient evaluations to the problem's target loss: the first evaluation whose ``loss``
+  is at or below ``problem.target_loss`` (∞ when never reached).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from optimlab.lab.presets import OptimizerConfig
+    from optimlab.lab.problems import Problem
+
+#: a loss above this factor × max(|initial loss|, 1) counts as an explosion
+EXPLOSION_FACTOR = 1e4
+
+
+@dataclass(frozen=True)
+class Regularization:
+    """Regularization applied on top of an optimizer configuration (all off by default)."""
+
+    weight_decay: float | None = None  #: None keeps the configuration's own weight_decay
+    l1: float = 0.0
+    clip_norm: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("weight_decay", "l1", "clip_norm"):
+            value = getattr(self, name)
+            if value is not None and (not math.isfinite(value) or value < 0):
+                raise ValueError(f"{name} must be a finite number ≥ 0, got {value!r}")
+        if self.clip_norm == 0:
+            raise ValueError("clip_norm must be > 0")
+
+    @property
+    def active(self) -> bool:
+        return self.weight_decay is not None or self.l1 > 0 or self.clip_norm is not None
+
+    def canonical(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None and v != 0.0}
+
+
+def apply_regularization(config: OptimizerConfig, regularization: Regularization | None) -> OptimizerConfig:
+    """``config`` with the regularization's weight decay and L1 moved into its hyperparameters
+    (first-order optimizers); L-BFGS keeps its configuration (its penalty goes into the loss)."""
+    if regularization is None or config.is_lbfgs:
+        return config
+    changes: dict[str, Any] = {}
+    if regularization.weight_decay is not None:
+        changes["weight_decay"] = regularization.weight_decay
+    if regularization.l1 > 0:
+        changes["l1"] = regularization.l1
+    return config.with_hyper(**changes) if changes else config
+
+
+@dataclass
+class RunResult:
+    """Everything one run recorded (see the module docstring). JSON-friendly via :meth:`to_dict`."""
+
+    problem: str
+    optimizer: str
+    seed: int
+    final_loss: float
+    final_metrics: dict[str, float]
+    losses: list[float]
+    lrs: list[float]
+    evals: list[dict[str, float]]
+    grad_evals: int
+    steps: int
+    wall_s: float
+    diverged: bool
+    divergence: str | None
+    target_loss: float
+    steps_to_target: float
+    evals_to_target: float
+    trajectory: list[list[float]] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunResult:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def eval_curve(self, metric: str = "loss") -> tuple[list[int], list[float]]:
+        """(steps, values) of an evaluated metric, one point per epoch (and the start)."""
+        points = [(int(e["step"]), float(e[metric])) for e in self.evals if metric in e]
+        return [p[0] for p in points], [p[1] for p in points]
+
+
+def make_result(
+    problem: Problem,
+    optimizer: OptimizerConfig,
+    seed: int,
+    *,
+    losses: list[float],
+    lrs: list[float],
+    evals: list[dict[str, float]],
+    grad_evals: int,
+    steps: int,
+    wall_s: float,
+    divergence: str | None,
+    trajectory: list[list[float]] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> RunResult:
+    """The :class:`RunResult` of what a run recorded, however it was trained (:func:`train` or a
+    batched replica): the final loss (+∞ when diverged) and metrics from the last evaluation, and
+    steps/gradient evaluations to the target from the first evaluation at or below it."""
+    target = float(problem.target_loss)
+    reached = next((e for e in evals if math.isfinite(e["loss"]) and e["loss"] <= target), None)
+    final_metrics = {k: v for k, v in evals[-1].items() if k not in ("epoch", "step", "grad_evals", "wall_s")}
+    return RunResult(
+        problem=problem.spec,
+        optimizer=optimizer.label,
+        seed=seed,
+        final_loss=math.inf if divergence else float(final_metrics["loss"]),
+        final_metrics=final_metrics,
+        losses=losses,
+        lrs=lrs,
+        evals=evals,
+        grad_evals=grad_evals,
+        steps=steps,
+        wall_s=wall_s,
+        diverged=divergence is not None,
+        divergence=divergence,
+        target_loss=target,
+        steps_to_target=math.inf if reached is None else float(reached["step"]),
+        evals_to_target=math.inf if reached is None else float(reached["grad_evals"]),
+        trajectory=trajectory,
+        extra=dict(extra or {}),
+    )

@@ -1,0 +1,120 @@
+"""The package's shape, checked: what loads what, and that no module waits on itself.
+
+Storage, results and reports read stored runs; they must load without the trainers (the runner, the
+batched replicas) and without the optimizer engines, so that a report of a database never pays for
+(or breaks on) the machinery that trained it. And no import cycle anywhere: each module can be read,
+loaded and tested on its own terms.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SOURCE = Path(__file__).resolve().parents[1] / "src"
+PACKAGE = SOURCE / "optimlab"
+TRAINING = (
+    "optimlab.lab.replicas",
+    "optimlab.lab.runner",
+    "optimlab.optim.engine",
+    "optimlab.optim.engine.fused",
+)
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "optimlab.lab.storage",
+        "optimlab.lab.results",
+        "optimlab.reports",
+        "optimlab.reports.report",
+        "optimlab.reports.pages",
+        "optimlab.reports.figures",
+        "optimlab.reports.png",
+        "optimlab.lab.run",
+    ],
+)
+def test_readers_load_without_the_trainers_and_engines(module: str) -> None:
+    listing = "sorted(m for m in sys.modules if m.startswith('optimlab'))"
+    code = f"import json, sys, {module}; print(json.dumps({listing}))"
+    loaded = json.loads(
+        subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    )
+    assert not [m for m in TRAINING if m in loaded], (
+        f"importing {module} loaded {sorted(set(TRAINING) & set(loaded))}"
+    )
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(SOURCE).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _runtime_imports(tree: ast.Module, module: str, is_package: bool) -> set[str]:
+    """Every optimlab module ``module`` imports at run time (at module level or inside functions;
+    ``if TYPE_CHECKING:`` blocks excluded), ``from package import submodule`` counted as the
+    submodule."""
+    names: set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        if (
+            isinstance(node, ast.If)
+            and getattr(node.test, "id", getattr(node.test, "attr", None)) == "TYPE_CHECKING"
+        ):
+            for child in node.orelse:
+                visit(child)
+            return
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = module.split(".") if is_package else module.split(".")[:-1]
+                anchor = anchor[: len(anchor) - (node.level - 1)]
+                base = ".".join([*anchor, *([base] if base else [])])
+            for alias in node.names:
+                candidate = f"{base}.{alias.name}"
+                names.add(candidate if _exists(candidate) else base)
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(tree)
+    return {n for n in names if n == "optimlab" or n.startswith("optimlab.")}
+
+
+def _exists(module: str) -> bool:
+    path = SOURCE.joinpath(*module.split("."))
+    return path.with_suffix(".py").exists() or (path / "__init__.py").exists()
+
+
+def test_no_import_cycle_anywhere_in_optimlab() -> None:
+    graph: dict[str, set[str]] = {}
+    for path in PACKAGE.rglob("*.py"):
+        module = _module_name(path)
+        graph[module] = _runtime_imports(ast.parse(path.read_text()), module, path.name == "__init__.py") - {
+            module
+        }
+    cycles = []
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def walk(node: str) -> None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                cycles.append([*path[path.index(nxt) :], nxt])
+            elif nxt not in state:
+                walk(nxt)
+        path.pop()
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            walk(node)
+    assert not cycles, "import cycles:\n" + "\n".join(" -> ".join(c) for c in cycles)
