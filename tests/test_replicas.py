@@ -12,8 +12,7 @@ from torch.optim import lr_scheduler
 from optimlab.lab.replicas import (
     ReplicaSpec,
     Schedule,
-    can_batch,
-    model_batchable,
+    batchable,
     replica_bytes,
     replica_chunks,
     replicas,
@@ -223,7 +222,7 @@ def test_data_order_is_the_problems_own(monkeypatch: pytest.MonkeyPatch) -> None
     fast = train_batched(problem, specs, epochs=2)
     slow = train_batched(SlowCurve(problem), specs, epochs=2)
     alone = train_batched(problem, specs[1:2], epochs=2)[0]
-    monkeypatch.setattr(module, "EPOCH_GATHER_BYTES", 0)  # gather batch by batch
+    monkeypatch.setattr(module.batched, "EPOCH_GATHER_BYTES", 0)  # gather batch by batch
     stepwise = train_batched(problem, specs, epochs=2)
     for a, b, c in zip(fast, slow, stepwise, strict=True):
         assert a.losses == b.losses == c.losses
@@ -341,9 +340,9 @@ def test_lbfgs_gets_the_true_gradient_whatever_clip_norm_says() -> None:
 
 
 def test_models_that_cannot_be_batched_run_sequentially() -> None:
-    assert model_batchable(nn.Linear(2, 1))
-    assert not model_batchable(nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2)))
-    assert not model_batchable(nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.1)))
+    assert batchable(nn.Linear(2, 1))
+    assert not batchable(nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2)))
+    assert not batchable(nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.1)))
 
     class Normed(Curve):
         def build_model(self, seed: int) -> nn.Module:
@@ -357,12 +356,12 @@ def test_models_that_cannot_be_batched_run_sequentially() -> None:
 
 
 def test_can_batch_and_chunks() -> None:
-    assert can_batch("adam", 31, 720, 1 << 30)
-    assert can_batch("sgd", 31, 2)
-    assert not can_batch("lbfgs", 31, 720)
-    assert not can_batch(torch.optim.Adam, 31, 720)  # only optimlab's rules can be vmapped
-    assert not can_batch("adam", 31, 1)
-    assert not can_batch("adam", 10**6, 8, memory_budget_bytes=10**6)
+    assert batchable("adam", n_params=31, replicas=720, memory_budget=1 << 30)
+    assert batchable("sgd", n_params=31, replicas=2)
+    assert not batchable("lbfgs", n_params=31, replicas=720)
+    assert not batchable(torch.optim.Adam, n_params=31, replicas=720)  # only optimlab's rules can be vmapped
+    assert not batchable("adam", n_params=31, replicas=1)
+    assert not batchable("adam", n_params=10**6, replicas=8, memory_budget=10**6)
     per = replica_bytes(1000, "adam")
     assert replica_bytes(1000, "sgd") < per  # SGD keeps no state
     chunks = replica_chunks(10, per, 3 * per)
@@ -400,8 +399,8 @@ def test_fast_data_path_only_when_batches_come_from_epoch_order() -> None:
         def epoch_order(self, seed: int, epoch: int) -> Tensor:
             return super().epoch_order(seed, epoch).roll(3)
 
-    assert module._fast_data(Curve()) and module._fast_data(Shifted())
-    assert not module._fast_data(Reversed()) and not module._fast_data(SlowCurve(Curve()))
+    assert module.common.fast_data(Curve()) and module.common.fast_data(Shifted())
+    assert not module.common.fast_data(Reversed()) and not module.common.fast_data(SlowCurve(Curve()))
     for problem in (Reversed(), Shifted()):
         spec = replicas("sgd", [1], {"lr": 0.1})[0]
         assert_same_run(
@@ -416,7 +415,7 @@ def test_lean_vmap_is_torch_func_vmap(monkeypatch: pytest.MonkeyPatch) -> None:
     problem = Curve(dtype=torch.float32)
     specs = MIXED[:12]
     lean = train_batched(problem, specs, epochs=1)
-    monkeypatch.setattr(module, "LEAN_VMAP", False)
+    monkeypatch.setattr(module.lean_vmap, "LEAN_VMAP", False)
     public = train_batched(problem, specs, epochs=1)
     for a, b in zip(lean, public, strict=True):
         assert a.losses == b.losses and [e["loss"] for e in a.evals] == [e["loss"] for e in b.evals]

@@ -17,7 +17,7 @@ and hand them to :func:`run_steps`, which records what the lab records of a run:
 ``clip_norm`` clips the gradient's global norm (``torch.nn.utils.clip_grad_norm_``) before each
 first-order step; closure-based optimizers get the true gradient (their line search and curvature
 pairs need it), and their regularization comes in as a ``penalty`` added to the objective.
-The batched replicas (lab/replicas.py) follow the same protocol on stacked models.
+The batched replicas (lab/replicas/) follow the same protocol on stacked models.
 """
 
 from __future__ import annotations

@@ -38,16 +38,9 @@ import numpy as np
 
 from optimlab.lab.presets import PRESETS, OptimizerConfig, SearchDim
 from optimlab.lab.problems import Budget, Problem, get_problem, reporting_user_errors
-from optimlab.lab.replicas import DEFAULT_MEMORY_BUDGET
-from optimlab.lab.runner import (
-    Regularization,
-    RunArgs,
-    RunResult,
-    batchable,
-    problem_batchable,
-    train,
-    train_batch,
-)
+from optimlab.lab.replicas import DEFAULT_MEMORY_BUDGET, batchable
+from optimlab.lab.run import Regularization, RunResult
+from optimlab.lab.runner import RunArgs, train, train_batch
 from optimlab.lab.schedules import ScheduleSpec
 from optimlab.lab.stats import median, quantile
 from optimlab.lab.storage import Store, canonical_json, run_key, run_spec
@@ -288,7 +281,7 @@ class Executor:
 
     def _problem_batchable(self, spec: str) -> bool:
         if spec not in self._batchable:
-            self._batchable[spec] = problem_batchable(self.problems[spec])
+            self._batchable[spec] = batchable(self.problems[spec])
         return self._batchable[spec]
 
     def run(self, tasks: Sequence[Task]) -> None:

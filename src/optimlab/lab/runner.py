@@ -26,14 +26,7 @@ from torch import Tensor, nn
 from optimlab.lab.loop import run_steps
 from optimlab.lab.presets import OptimizerConfig
 from optimlab.lab.problems import Budget, Problem
-from optimlab.lab.replicas import (
-    DEFAULT_MEMORY_BUDGET,
-    ReplicaRun,
-    batchable_optimizer,
-    model_batchable,
-    spec_for,
-    train_replicas,
-)
+from optimlab.lab.replicas import DEFAULT_MEMORY_BUDGET, ReplicaRun, batchable, spec_for, train_replicas
 from optimlab.lab.run import (
     EXPLOSION_FACTOR,
     Regularization,
@@ -49,9 +42,7 @@ __all__ = [
     "RunArgs",
     "RunResult",
     "apply_regularization",
-    "batchable",
     "make_result",
-    "problem_batchable",
     "result_from_replica",
     "train",
     "train_batch",
@@ -131,18 +122,6 @@ def train(
 RunArgs = tuple[OptimizerConfig, int, "ScheduleSpec | None", "Regularization | None"]
 
 
-def batchable(config: OptimizerConfig) -> bool:
-    """Whether runs of ``config`` can train as batched replicas: a first-order optimizer of
-    :mod:`optimlab.optim` (L-BFGS needs closures and trains alone)."""
-    return batchable_optimizer(config.cls)
-
-
-def problem_batchable(problem: Problem) -> bool:
-    """Whether replicas of ``problem``'s model can share a vmapped pass
-    (:func:`optimlab.lab.replicas.model_batchable`: no buffers, no random layers)."""
-    return model_batchable(problem.build_model(0))
-
-
 def train_batch(
     problem: Problem,
     runs: Sequence[RunArgs],
@@ -162,7 +141,7 @@ def train_batch(
     """
     budget = budget or problem.default_budget
     together = [i for i, run in enumerate(runs) if batchable(run[0])]
-    if len(together) < 2 or not problem_batchable(problem):
+    if len(together) < 2 or not batchable(problem):
         together = []
     results: list[RunResult | None] = [None] * len(runs)
     if together:

@@ -1,0 +1,558 @@
+"""All replicas at once: the batched run (:class:`BatchedRun`) behind :func:`train_batched`."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.func import functional_call
+
+from optimlab.lab.loop import divergence as _divergence
+from optimlab.lab.loop import explosion_threshold as _threshold
+from optimlab.lab.loop import step_scheduler as _step_scheduler
+from optimlab.lab.replicas import lean_vmap
+from optimlab.lab.replicas.common import (
+    build_scheduler,
+    cycles_momentum,
+    evaluate_model,
+    fast_data,
+    has_full_data,
+    run_budget,
+)
+from optimlab.lab.replicas.lean_vmap import vmap_flat
+from optimlab.lab.replicas.sizing import batchable, optimizer_for
+from optimlab.lab.replicas.spec import Evaluation, ReplicaProblem, ReplicaRun, ReplicaSpec
+from optimlab.lab.run import EXPLOSION_FACTOR
+from optimlab.optim import RuleOptimizer
+
+#: replicas per vmapped evaluation on the whole data set
+EVALUATION_CHUNK = 128
+#: the fast data path gathers a whole epoch for all replicas at once below this many bytes
+EPOCH_GATHER_BYTES = 32 << 20
+
+
+def _kind(value: Any) -> Any:
+    """The structural part of a rule argument: ``None`` and booleans are static, numbers data."""
+    if value is None:
+        return "off"
+    if isinstance(value, bool):
+        return ("flag", value)
+    if isinstance(value, int | float | Tensor):
+        return "value"
+    return ("static", value)
+
+
+def _number(value: Any) -> float:
+    return float(value.item()) if isinstance(value, Tensor) else float(value)
+
+
+class _Group:
+    """Replicas ``[start, stop)`` (in engine order) that share one rule and one structure."""
+
+    def __init__(
+        self,
+        start: int,
+        stop: int,
+        optimizers: list[RuleOptimizer],
+        hypers: list[dict[str, Any]],
+        dynamic: set[str],
+        device: torch.device,
+        cycling: bool = False,
+    ) -> None:
+        self.start, self.stop = start, stop
+        self.cycling = cycling  # a schedule changes momentum/betas: re-read them after each step
+        self.optimizers = optimizers
+        first = optimizers[0]
+        self.rule = type(first).rule
+        self.nonfinite: str = first.param_groups[0]["nonfinite"]
+        self.static: dict[str, Any] = {}
+        self.values: dict[str, list[float]] = {}
+        for key, value in hypers[0].items():
+            if _kind(value) != "value":
+                self.static[key] = value
+                continue
+            column = [_number(h[key]) for h in hypers]
+            if key in dynamic or any(v != column[0] for v in column):
+                self.values[key] = column
+            else:
+                self.static[key] = value.item() if isinstance(value, Tensor) else value
+        self.dynamic: dict[str, Tensor] = {
+            key: torch.tensor(column, dtype=torch.float64, device=device)
+            for key, column in self.values.items()
+        }
+        self.state: dict[str, Tensor] = {}
+        self._out_keys: list[str] = []
+
+    def step(self, param: Tensor, grad: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """The rule (its L1 proximal step included) for every replica of the group, vmapped."""
+        state_keys, dynamic_keys = list(self.state), list(self.dynamic)
+        n_state = len(state_keys)
+
+        def one(param: Tensor, grad: Tensor, *values: Tensor) -> list[Tensor]:
+            state = dict(zip(state_keys, values[:n_state], strict=True))
+            hyper = {**self.static, **dict(zip(dynamic_keys, values[n_state:], strict=True))}
+            new_param, changed = self.rule(param, grad, state, **hyper)
+            new_state = {**state, **changed}
+            self._out_keys = list(new_state)
+            return [new_param, *new_state.values()]
+
+        args = [param, grad, *self.state.values(), *self.dynamic.values()]
+        out = vmap_flat(one, self.stop - self.start, args, [True] * len(args))
+        return out[0], dict(zip(self._out_keys, out[1:], strict=True))
+
+    def refresh(self, local: Sequence[int] | None = None) -> None:
+        """Re-read the rule arguments of the stand-in optimizers (after a schedule changed them)."""
+        indices = range(len(self.optimizers)) if local is None else local
+        for i in indices:
+            opt = self.optimizers[i]
+            hyper = _rule_arguments(opt)
+            for key, value in hyper.items():
+                if key in self.values:
+                    if _kind(value) != "value":
+                        raise ValueError(f"a schedule switched {key!r} off mid-run; this cannot be batched")
+                    self.values[key][i] = _number(value)
+                elif _kind(value) != _kind(self.static.get(key)) or (
+                    _kind(value) == "value" and _number(value) != _number(self.static[key])
+                ):
+                    raise ValueError(f"a schedule changed {key!r}, which this group holds fixed")
+        for key, tensor in self.dynamic.items():
+            if key != "lr":
+                tensor.copy_(torch.tensor(self.values[key], dtype=torch.float64))
+
+
+def _rule_arguments(opt: RuleOptimizer) -> dict[str, Any]:
+    return dict(opt.hyperparameters(opt.param_groups[0]))
+
+
+class BatchedRun:
+    """The engine behind :func:`train_batched`: one chunk of replicas stepped together."""
+
+    def __init__(
+        self,
+        problem: ReplicaProblem,
+        specs: Sequence[ReplicaSpec],
+        total_steps: int,
+        epochs: int,
+        explosion_factor: float,
+        evaluation: Evaluation,
+        trajectory: bool,
+    ) -> None:
+        self.problem = problem
+        self.total_steps, self.epochs = total_steps, epochs
+        self.spe = int(problem.steps_per_epoch)
+        self.explosion_factor = explosion_factor
+        self.evaluation = evaluation
+        self.record_path = trajectory
+
+        # Optimizers first (validation), then group replicas by rule and structure.
+        optimizers: list[RuleOptimizer] = []
+        signatures: list[Any] = []
+        hypers: list[dict[str, Any]] = []
+        for spec in specs:
+            cls = optimizer_for(spec.optimizer)
+            if not batchable(cls):
+                raise ValueError(
+                    f"{cls.__name__} cannot be batched (it needs closures); run it with train_sequential"
+                )
+            try:
+                opt = cls([torch.empty(0)], engine="eager", **dict(spec.hyperparameters))
+            except TypeError as error:
+                raise ValueError(f"optimizer {cls.__name__}: {error}") from None
+            hyper = _rule_arguments(opt)  # type: ignore[arg-type]
+            policy = opt.param_groups[0]["nonfinite"]
+            structure = tuple(sorted((k, _kind(v)) for k, v in hyper.items()))
+            signatures.append((cls.rule, structure, policy, spec.clip_norm is not None))
+            optimizers.append(opt)  # type: ignore[arg-type]
+            hypers.append(hyper)
+        buckets: dict[Any, list[int]] = {}
+        for index, signature in enumerate(signatures):
+            buckets.setdefault(signature, []).append(index)
+        self.order = [i for members in buckets.values() for i in members]  # engine position → spec index
+        self.specs = [specs[i] for i in self.order]
+        count = len(self.specs)
+
+        # Models: one per replica from the problem (its seeded initialization), stacked flat.
+        models = [problem.build_model(spec.seed) for spec in self.specs]
+        self.base = models[0]
+        if not batchable(self.base):
+            raise ValueError("this model cannot be batched (buffers, random layers or frozen parameters)")
+        named = list(self.base.named_parameters())
+        self.names = [n for n, _ in named]
+        self.shapes = [p.shape for _, p in named]
+        self.sizes = [p.numel() for _, p in named]
+        for model in models[1:]:
+            other = [(n, p.shape) for n, p in model.named_parameters()]
+            if other != list(zip(self.names, self.shapes, strict=True)):
+                raise ValueError("replicas must share the model's structure (parameter names and shapes)")
+        with torch.no_grad():
+            self.flat = torch.stack([torch.cat([p.reshape(-1) for p in m.parameters()]) for m in models])
+        self.dtype, self.device = self.flat.dtype, self.flat.device
+
+        # Schedules: each replica's own torch scheduler over its stand-in optimizer.
+        self.schedulers: list[Any] = []
+        for position, spec in enumerate(self.specs):
+            self.schedulers.append(build_scheduler(spec, optimizers[self.order[position]], epochs, self.spe))
+        self.lr_values = [float(optimizers[i].param_groups[0]["lr"]) for i in self.order]
+        self.lr_all = torch.tensor(self.lr_values, dtype=torch.float64, device=self.device)
+
+        self.groups: list[_Group] = []
+        start = 0
+        for members in buckets.values():
+            stop = start + len(members)
+            positions = range(start, stop)
+            dynamic: set[str] = set()
+            if any(self.schedulers[p] is not None for p in positions):
+                dynamic.add("lr")
+            cycling = any(cycles_momentum(self.schedulers[p]) for p in positions)
+            if cycling:
+                dynamic |= {k for k, v in hypers[members[0]].items() if _kind(v) == "value"}
+            group = _Group(
+                start,
+                stop,
+                [optimizers[i] for i in members],
+                [hypers[i] for i in members],
+                dynamic,
+                self.device,
+                cycling,
+            )
+            if "lr" in group.dynamic:
+                group.dynamic["lr"] = self.lr_all[start:stop]
+            states: dict[str, list[Tensor]] = {}
+            for i, opt in zip(positions, group.optimizers, strict=True):
+                for key, value in opt.init_state(self.flat[i], opt.param_groups[0]).items():
+                    states.setdefault(key, []).append(value)
+            group.state = {key: torch.stack(values) for key, values in states.items()}
+            if cycling:
+                group.refresh()
+            self.groups.append(group)
+            start = stop
+
+        clips = [spec.clip_norm for spec in self.specs]
+        self.clip = None
+        if any(c is not None for c in clips):
+            self.clip = (
+                torch.tensor(
+                    [c if c is not None else math.inf for c in clips], dtype=torch.float64, device=self.device
+                ),
+                torch.tensor([c is not None for c in clips], device=self.device),
+            )
+
+        self.fast = fast_data(problem)
+        self.count = count
+        lean_vmap.prepare()
+
+    def _losses(self, flat: Tensor, inputs: Tensor, target: Tensor, shared_data: bool = False) -> Tensor:
+        """Every replica's loss on its own batch (``shared_data``: one batch for all)."""
+        size = flat.shape[0]
+        return vmap_flat(
+            lambda p, x, y: [self._replica_loss(p, x, y)],
+            size,
+            [flat, inputs, target],
+            [True, not shared_data, not shared_data],
+        )[0]
+
+    # -- the per-replica functions (run under vmap) --
+
+    def _unflatten(self, flat: Tensor) -> dict[str, Tensor]:
+        return {n: t.view(s) for n, t, s in zip(self.names, flat.split(self.sizes), self.shapes, strict=True)}
+
+    def _replica_loss(self, flat: Tensor, inputs: Tensor, target: Tensor) -> Tensor:
+        return self.problem.loss(functional_call(self.base, self._unflatten(flat), (inputs,)), target)
+
+    # -- data --
+
+    def _epoch_batches(self, epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
+        problem = self.problem
+        if self.fast:
+            n = len(problem.x)  # type: ignore[attr-defined]
+            orders = []
+            for spec in self.specs:
+                order = problem.epoch_order(spec.seed, epoch)  # type: ignore[attr-defined]
+                orders.append(torch.arange(n) if order is None else order)
+            stacked = torch.stack(orders).to(problem.x.device)  # type: ignore[attr-defined]
+            size = problem.batch_size  # type: ignore[attr-defined]
+            x, y = problem.x, problem.y  # type: ignore[attr-defined]
+            epoch_bytes = stacked.numel() * (
+                x[0].numel() * x.element_size() + y[0].numel() * y.element_size()
+            )
+            if epoch_bytes <= EPOCH_GATHER_BYTES:  # the whole epoch at once; batches are views of it
+                inputs, targets = x[stacked], y[stacked]
+                for begin in range(0, n, size):
+                    yield inputs[:, begin : begin + size], targets[:, begin : begin + size]
+            else:
+                for begin in range(0, n, size):
+                    idx = stacked[:, begin : begin + size]
+                    yield x[idx], y[idx]
+            return
+        streams = [iter(problem.batches(spec.seed, epoch)) for spec in self.specs]
+        while True:
+            try:
+                pairs = [next(stream) for stream in streams]
+            except StopIteration:
+                return
+            yield torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+
+    # -- evaluation --
+
+    def _evaluate(self, positions: list[int]) -> list[dict[str, float]]:
+        problem = self.problem
+        if not positions:
+            return []
+        if self.evaluation == "loss" and has_full_data(problem):
+            # in chunks of replicas, so that the activations on the whole data set stay in cache
+            x, y = problem.x, problem.y  # type: ignore[attr-defined]
+            values: list[float] = []
+            with torch.no_grad():
+                for begin in range(0, len(positions), EVALUATION_CHUNK):
+                    chunk = self.flat[positions[begin : begin + EVALUATION_CHUNK]]
+                    values.extend(self._losses(chunk, x, y, shared_data=True).tolist())
+            return [{"loss": v} for v in values]
+        holder = self.base
+        results = []
+        with torch.no_grad():
+            saved = [p.detach().clone() for p in holder.parameters()]
+            for position in positions:
+                for p, chunk in zip(holder.parameters(), self.flat[position].split(self.sizes), strict=True):
+                    p.copy_(chunk.view_as(p))
+                results.append(evaluate_model(problem, holder, self.evaluation))
+            for p, value in zip(holder.parameters(), saved, strict=True):
+                p.copy_(value)
+        return results
+
+    # -- schedules --
+
+    def _read_schedules(self, positions: Iterable[int]) -> None:
+        touched = False
+        for position in positions:
+            if self.schedulers[position] is None:
+                continue
+            touched = True
+            group = self._group_of(position)
+            opt = group.optimizers[position - group.start]
+            self.lr_values[position] = float(opt.param_groups[0]["lr"])
+        if touched:
+            self.lr_all.copy_(torch.tensor(self.lr_values, dtype=torch.float64))
+            for group in self.groups:
+                if group.cycling:
+                    group.refresh()
+
+    def _group_of(self, position: int) -> _Group:
+        for group in self.groups:
+            if group.start <= position < group.stop:
+                return group
+        raise IndexError(position)
+
+    # -- the loop --
+
+    def _clip(self, grads: Tensor) -> Tensor:
+        assert self.clip is not None
+        limit, active = self.clip
+        norms = torch.stack(
+            [torch.linalg.vector_norm(g, dim=1) for g in grads.split(self.sizes, dim=1)], dim=1
+        )
+        total = torch.linalg.vector_norm(norms, dim=1)
+        coef = torch.clamp(limit.to(total.dtype) / (total + 1e-6), max=1.0)  # clip_grad_norm_'s formula
+        return torch.where(active[:, None], grads * coef[:, None], grads)
+
+    def _update(self, grads: Tensor, alive: Tensor, alive_list: list[bool]) -> Tensor | None:
+        """Apply every group's rule; returns the per-replica 'skipped' mask (nonfinite='skip').
+
+        A group whose replicas have all diverged is left as it is (what masking every one of
+        them would give), and a group whose replicas are all alive needs no mask."""
+        skipped = None
+        for group in self.groups:
+            s, e = group.start, group.stop
+            live_list = alive_list[s:e]
+            if not any(live_list):
+                continue
+            param, grad = self.flat[s:e], grads[s:e]
+            allowed = None if all(live_list) else alive[s:e]
+            if group.nonfinite != "propagate":
+                finite = torch.isfinite(grad).all(dim=1)
+                live = alive[s:e]
+                if group.nonfinite == "raise" and bool((~finite & live).any()):
+                    bad = int(torch.nonzero(~finite & live)[0, 0]) + s
+                    raise FloatingPointError(
+                        f"non-finite gradient in replica seed={self.specs[bad].seed} (nonfinite='raise')"
+                    )
+                if group.nonfinite == "skip":
+                    allowed = finite if allowed is None else allowed & finite
+                    if skipped is None:
+                        skipped = torch.zeros(self.count, dtype=torch.bool, device=self.device)
+                    skipped[s:e] = ~finite & live
+            new_param, new_state = group.step(param, grad)
+            if allowed is not None:
+                new_param = torch.where(allowed[:, None], new_param, param)
+                old = group.state
+                new_state = {
+                    k: torch.where(allowed.view(-1, *([1] * (v.dim() - 1))), v, old[k]) if k in old else v
+                    for k, v in new_state.items()
+                }
+            self.flat[s:e] = new_param
+            group.state = new_state
+        return skipped
+
+    def run(self) -> list[ReplicaRun]:
+        count, total = self.count, self.total_steps
+        loss_hist = torch.empty(total, count, dtype=self.dtype, device=self.device)
+        lr_hist = torch.empty(total, count, dtype=torch.float64, device=self.device)
+        steps_done = [0] * count
+        skipped = torch.zeros(count, dtype=torch.int64, device=self.device)
+        divergence: list[str | None] = [None] * count
+        evals: list[list[dict[str, float]]] = [[] for _ in range(count)]
+        path = [self.flat.clone()] if self.record_path else None
+        alive_list = [True] * count
+        start = time.perf_counter()
+
+        def evaluate(positions: list[int], step: int) -> list[dict[str, float]]:
+            results = self._evaluate(positions)
+            wall = (time.perf_counter() - start) / count
+            for position, metrics in zip(positions, results, strict=True):
+                record = {"epoch": len(evals[position]), "step": step, "grad_evals": step, "wall_s": wall}
+                evals[position].append({**record, **metrics})
+            return results
+
+        initial = evaluate(list(range(count)), 0)
+        thresholds = [_threshold(m["loss"], self.explosion_factor) for m in initial]
+        threshold = torch.tensor(thresholds, dtype=torch.float64, device=self.device)
+        for position, metrics in enumerate(initial):
+            divergence[position] = _divergence(metrics["loss"], math.inf)
+            alive_list[position] = divergence[position] is None
+        alive = torch.tensor(alive_list, device=self.device)
+        per_step = [
+            p
+            for p, s in enumerate(self.schedulers)
+            if s is not None and self.specs[p].schedule.interval == "step"
+        ]
+        per_epoch = [
+            p
+            for p, s in enumerate(self.schedulers)
+            if s is not None and self.specs[p].schedule.interval != "step"
+        ]
+
+        step = 0
+        for epoch in range(self.epochs):
+            if not any(alive_list):
+                break
+            for inputs, target in self._epoch_batches(epoch):
+                if step >= total:
+                    break
+                lr_hist[step] = self.lr_all
+                point = self.flat.detach().requires_grad_()
+                losses = self._losses(point, inputs, target)
+                (grads,) = torch.autograd.grad(losses.sum(), point)
+                losses = losses.detach()
+                if self.clip is not None:
+                    grads = self._clip(grads)
+                with torch.no_grad():
+                    skip = self._update(grads, alive, alive_list)
+                if skip is not None:
+                    skipped += skip
+                loss_hist[step] = losses
+                step += 1
+                if path is not None:
+                    path.append(self.flat.clone())
+                bad = (~torch.isfinite(losses) | (losses > threshold)) & alive
+                if bool(bad.any()):
+                    for position in torch.nonzero(bad).flatten().tolist():
+                        value = float(losses[position])
+                        divergence[position] = _divergence(value, thresholds[position])
+                        alive_list[position] = False
+                        steps_done[position] = step
+                    alive = torch.tensor(alive_list, device=self.device)
+                if per_step:
+                    live = [p for p in per_step if alive_list[p]]
+                    for position in live:
+                        _step_scheduler(self.schedulers[position])
+                    self._read_schedules(live)
+            # the end of an epoch (or of the budget): evaluate the replicas still training
+            live = [p for p in range(count) if alive_list[p]]
+            results = evaluate(live, step)
+            finite = torch.isfinite(self.flat).all(dim=1).tolist()
+            for position, metrics in zip(live, results, strict=True):
+                kind = _divergence(metrics["loss"], thresholds[position])
+                if kind is None and not finite[position]:
+                    kind = "nan"
+                if kind is not None:
+                    divergence[position] = kind
+                    alive_list[position] = False
+                    steps_done[position] = step
+            alive = torch.tensor(alive_list, device=self.device)
+            stepped = []
+            for position in per_epoch:
+                if alive_list[position]:
+                    metric = evals[position][-1]["loss"]
+                    _step_scheduler(self.schedulers[position], metric)
+                    stepped.append(position)
+            self._read_schedules(stepped)
+            if step >= total:
+                break
+        for position in range(count):
+            if alive_list[position]:
+                steps_done[position] = step
+
+        runs: list[ReplicaRun | None] = [None] * count
+        loss_rows = loss_hist.t().tolist()
+        lr_rows = lr_hist.t().tolist()
+        skipped_list = skipped.tolist()
+        paths = torch.stack(path, dim=1).tolist() if path is not None else None
+        for position, spec in enumerate(self.specs):
+            done = steps_done[position]
+            runs[self.order[position]] = ReplicaRun(
+                spec=spec,
+                losses=loss_rows[position][:done],
+                lrs=lr_rows[position][:done],
+                evals=evals[position],
+                params={
+                    n: t.view(s).clone()
+                    for n, t, s in zip(
+                        self.names, self.flat[position].split(self.sizes), self.shapes, strict=True
+                    )
+                },
+                steps=done,
+                grad_evals=done,
+                diverged=divergence[position] is not None,
+                divergence=divergence[position],
+                skipped_steps=int(skipped_list[position]),
+                batched=True,
+                trajectory=paths[position][: done + 1] if paths is not None else None,
+            )
+        return runs  # type: ignore[return-value]
+
+
+def train_batched(
+    problem: ReplicaProblem,
+    specs: Sequence[ReplicaSpec],
+    *,
+    epochs: int | None = None,
+    steps: int | None = None,
+    explosion_factor: float = EXPLOSION_FACTOR,
+    evaluation: Evaluation = "full",
+    trajectory: bool = False,
+    threads: int | None = 1,
+) -> list[ReplicaRun]:
+    """All of ``specs`` in one batched run (no memory check: see :func:`train_replicas`).
+
+    Every spec needs a first-order optimizer of :mod:`optimlab.optim`; results come back in the
+    order of ``specs``. ``threads``: torch's intra-op threads while training (restored after);
+    the default 1 suits the replicas' small tensors — more threads cost more than they give,
+    and many times more on a machine whose cores are busy; ``None`` keeps torch's setting."""
+    if not specs:
+        return []
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be ≥ 1, got {threads}")
+    total_steps, epoch_count = run_budget(problem, epochs, steps)
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        engine = BatchedRun(
+            problem, specs, total_steps, epoch_count, explosion_factor, evaluation, trajectory
+        )
+        return engine.run()
+    finally:
+        torch.set_num_threads(previous)
