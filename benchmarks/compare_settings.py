@@ -24,9 +24,10 @@ from pathlib import Path
 
 import torch
 
+from optimlab.lab.executor import default_jobs
 from optimlab.lab.presets import SEED_OPTIMIZERS, make_config, parse_optimizers
 from optimlab.lab.problems import Budget, get_problem
-from optimlab.lab.protocol import Comparison, default_jobs, run_comparison
+from optimlab.lab.protocol import Comparison, run_comparison
 from optimlab.lab.runner import train
 from optimlab.lab.storage import Store
 

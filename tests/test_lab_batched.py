@@ -10,10 +10,12 @@ from pathlib import Path
 import pytest
 from torch import nn
 
+from optimlab.lab.executor import MAX_BATCH, cut_units
 from optimlab.lab.presets import parse_optimizers
 from optimlab.lab.problems import Budget, get_problem
 from optimlab.lab.problems.parabola import Parabola
-from optimlab.lab.protocol import MAX_BATCH, Comparison, Executor, planned_runs, run_comparison
+from optimlab.lab.protocol import Comparison, planned_runs, run_comparison
+from optimlab.lab.run import RunSpec
 from optimlab.lab.runner import RunResult
 from optimlab.lab.schedules import parse_schedule
 from optimlab.lab.storage import Store
@@ -122,29 +124,27 @@ def test_units_batch_first_order_runs_per_problem_and_keep_the_rest_alone(tmp_pa
     comparison = Comparison(
         problems=[parabola, normed], optimizers=parse_optimizers("sgd,adam,lbfgs"), seeds=3
     )
+    problems = {p.spec: p for p in comparison.problems}
+    budget = Budget(epochs=1)
+    runs = [
+        RunSpec.of(p, c, s, budget)
+        for p in comparison.problems
+        for c in comparison.optimizers
+        for s in range(3)
+    ]
+    units = cut_units(runs, problems)
+    batched = [u for u in units if len(u) > 1]
+    assert len(batched) == 1 and {(t.problem, t.config.label) for t in batched[0]} == {
+        ("parabola:n=64", "sgd"),
+        ("parabola:n=64", "adam"),
+    }
+    assert sum(len(u) == 1 for u in units) == 3 + 9  # parabola's L-BFGS; every normed run
+    assert all(len(u) == 1 for u in cut_units(runs, problems, "off"))
+    many = [runs[0]] * (MAX_BATCH + 1)
+    assert [len(u) for u in cut_units(many, problems)] == [(MAX_BATCH + 2) // 2, (MAX_BATCH + 1) // 2]
+    with pytest.raises(ValueError, match="replicas"):
+        cut_units(runs, problems, "sometimes")  # type: ignore[arg-type]
     with Store(tmp_path / "lab.db") as store:
-        problems = {p.spec: p for p in comparison.problems}
-        tasks = [
-            Executor(store, problems, 1, lambda *a: None).task(p, c, s, comparison)
-            for p in comparison.problems
-            for c in comparison.optimizers
-            for s in range(3)
-        ]
-        units = Executor(store, problems, 1, lambda *a: None).units(tasks)
-        batched = [u for u in units if len(u) > 1]
-        assert len(batched) == 1 and {(t.problem, t.config.label) for t in batched[0]} == {
-            ("parabola:n=64", "sgd"),
-            ("parabola:n=64", "adam"),
-        }
-        assert sum(len(u) == 1 for u in units) == 3 + 9  # parabola's L-BFGS; every normed run
-        assert all(len(u) == 1 for u in Executor(store, problems, 1, lambda *a: None, "off").units(tasks))
-        many = [tasks[0]] * (MAX_BATCH + 1)
-        assert [len(u) for u in Executor(store, problems, 1, lambda *a: None).units(many)] == [
-            (MAX_BATCH + 2) // 2,
-            (MAX_BATCH + 1) // 2,
-        ]
-        with pytest.raises(ValueError, match="replicas"):
-            Executor(store, problems, 1, lambda *a: None, "sometimes")  # type: ignore[arg-type]
         # a model that cannot be batched still trains (sequentially) through the comparison
         small = Comparison(
             problems=[normed], optimizers=parse_optimizers("adam"), seeds=2, budget=Budget(epochs=1)

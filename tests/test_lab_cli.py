@@ -212,7 +212,7 @@ def test_list_shows_problems_optimizers_and_schedules() -> None:
 def test_the_default_comparison_is_the_seed_experiment() -> None:
     from optimlab.cli import _build_comparison
 
-    comparison = _build_comparison(*([None] * 14))
+    comparison = _build_comparison({})
     assert [p.spec for p in comparison.problems] == ["parabola", "rosenbrock"]
     assert [c.label for c in comparison.optimizers] == [
         "sgd",

@@ -20,6 +20,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from optimlab.lab.settings import PROFILE_CHOICES, REPLICAS_CHOICES, TUNE_CHOICES
+
 app = typer.Typer(
     help="optimlab: compare deep-learning optimizers fairly.",
     no_args_is_help=True,
@@ -32,19 +34,10 @@ if not console.is_terminal:  # tables in logs and pipes: wide enough not to trun
 err_console = Console(stderr=True)
 
 
-class Tune(StrEnum):
-    none = "none"
-    optuna = "optuna"
-
-
-class Defaults(StrEnum):
-    seed = "seed"
-    torch = "torch"
-
-
-class Replicas(StrEnum):
-    auto = "auto"
-    off = "off"
+#: the choices of the comparison's settings (defined once, in optimlab.lab.settings)
+Tune = StrEnum("Tune", {choice: choice for choice in TUNE_CHOICES})
+Defaults = StrEnum("Defaults", {choice: choice for choice in PROFILE_CHOICES})
+Replicas = StrEnum("Replicas", {choice: choice for choice in REPLICAS_CHOICES})
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
@@ -64,74 +57,16 @@ def _check_out_dir(out: Path) -> None:
         raise ValueError(f"output folder {str(out)!r} is not writable")
 
 
-def _setting(cli_value: Any, config: dict[str, Any], key: str, default: Any) -> Any:
-    if cli_value is not None:
-        return cli_value
-    return config.get(key, default)
-
-
-def _build_comparison(
-    problem: list[str] | None,
-    optimizers: str | None,
-    seeds: int | None,
-    lr_grid: int | None,
-    tune: Tune | None,
-    budget: int | None,
-    epochs: int | None,
-    steps: int | None,
-    schedule: str | None,
-    weight_decay: float | None,
-    l1: float | None,
-    clip_norm: float | None,
-    defaults: Defaults | None,
-    config_path: Path | None,
-) -> Any:
-    from optimlab.lab.presets import SEED_OPTIMIZERS, load_config, optimizers_from_config, parse_optimizers
-    from optimlab.lab.problems import Budget, get_problem
-    from optimlab.lab.protocol import Comparison
-    from optimlab.lab.run import Regularization
-    from optimlab.lab.schedules import parse_schedule
+def _build_comparison(command_line: dict[str, Any], config_path: Path | None = None) -> Any:
+    """The comparison of the command line's settings over the config file's (see
+    :func:`optimlab.lab.settings.resolve`)."""
+    from optimlab.lab.presets import load_config
+    from optimlab.lab.protocol import comparison_from
+    from optimlab.lab.settings import resolve
 
     config = load_config(config_path) if config_path is not None else {}
-    profile = _setting(defaults.value if defaults else None, config, "defaults", "seed")
-    if profile not in ("seed", "torch"):
-        raise ValueError(f"defaults must be 'seed' or 'torch', got {profile!r}")
-    specs = problem or config.get("problems") or ["parabola", "rosenbrock"]
-    if isinstance(specs, str):
-        specs = [specs]
-    problems = [get_problem(str(spec)) for spec in specs]
-    if optimizers is not None:
-        configs = parse_optimizers(optimizers, profile)
-    elif "optimizers" in config:
-        configs = optimizers_from_config(config["optimizers"], profile)
-    else:
-        configs = parse_optimizers(",".join(SEED_OPTIMIZERS), profile)
-    epochs = _setting(epochs, config, "epochs", None)
-    steps = _setting(steps, config, "steps", None)
-    if epochs is not None and steps is not None:
-        raise ValueError("give either --epochs or --steps, not both")
-    run_budget = None
-    if epochs is not None or steps is not None:
-        run_budget = Budget(epochs=epochs) if epochs is not None else Budget(steps=steps)
-    reg = Regularization(
-        weight_decay=_setting(weight_decay, config, "weight_decay", None),
-        l1=float(_setting(l1, config, "l1", 0.0)),
-        clip_norm=_setting(clip_norm, config, "clip_norm", None),
-    )
-    tune_value = _setting(tune.value if tune else None, config, "tune", "none")
-    grid = _setting(lr_grid, config, "lr_grid", None)
-    return Comparison(
-        problems=problems,
-        optimizers=configs,
-        seeds=int(_setting(seeds, config, "seeds", 5)),
-        lr_grid=int(grid) if grid is not None else None,
-        tune=tune_value,
-        trials=int(_setting(budget, config, "budget", 20)),
-        budget=run_budget,
-        schedule=parse_schedule(_setting(schedule, config, "schedule", None)),
-        regularization=reg if reg.active else None,
-        defaults=profile,
-    )
+    source = f"config file {str(config_path)!r}"
+    return comparison_from(resolve(command_line, config, source))
 
 
 def _ranked_tables(summary: dict[str, Any]) -> None:
@@ -207,8 +142,9 @@ def compare(
     """Compare optimizers on problems under a fair protocol; keep every run; write a report."""
     import torch
 
+    from optimlab.lab.executor import default_jobs
     from optimlab.lab.problems import ProblemError
-    from optimlab.lab.protocol import default_jobs, planned_runs, run_comparison
+    from optimlab.lab.protocol import planned_runs, run_comparison
     from optimlab.lab.results import load_comparison, summarize
     from optimlab.lab.storage import StorageError, Store
     from optimlab.reports import write_report, write_summary
@@ -217,22 +153,22 @@ def compare(
     # tiny models: one thread per process is fastest (benchmarks/compare_settings.py)
     torch.set_num_threads(1)
     try:
-        comparison = _build_comparison(
-            problem,
-            optimizers,
-            seeds,
-            lr_grid,
-            tune,
-            budget,
-            epochs,
-            steps,
-            schedule,
-            weight_decay,
-            l1,
-            clip_norm,
-            defaults,
-            config,
-        )
+        command_line = {
+            "problems": problem,
+            "optimizers": optimizers,
+            "defaults": defaults,
+            "seeds": seeds,
+            "lr_grid": lr_grid,
+            "tune": tune,
+            "budget": budget,
+            "epochs": epochs,
+            "steps": steps,
+            "schedule": schedule,
+            "weight_decay": weight_decay,
+            "l1": l1,
+            "clip_norm": clip_norm,
+        }
+        comparison = _build_comparison(command_line, config)
         _check_out_dir(out)
         store = Store(db)
     except ValueError as error:  # StorageError is a ValueError
@@ -255,12 +191,12 @@ def compare(
         ):
             bar = progress.add_task(f"{comparison.protocol} comparison", total=total)
 
-            def on_event(event: str, task: Any, result: Any) -> None:
+            def on_event(event: str, run: Any, result: Any) -> None:
                 if event in ("done", "reused"):
                     counts[event] += 1
                     progress.advance(bar)
                     note = " (stored)" if event == "reused" else ""
-                    progress.update(bar, description=f"{task.problem} · {task.config.label}{note}")
+                    progress.update(bar, description=f"{run.problem} · {run.config.label}{note}")
 
             comparison_id = run_comparison(
                 comparison, store, jobs=workers, progress=on_event, replicas=replicas.value
@@ -350,6 +286,7 @@ def surface(
 
     from optimlab.lab.presets import parse_optimizers
     from optimlab.lab.problems import Budget, get_problem
+    from optimlab.lab.run import RunSpec
     from optimlab.lab.runner import train_batch
     from optimlab.reports.adapt import is_surface
     from optimlab.reports.pages import surface_rows, write_surface_page
@@ -372,9 +309,9 @@ def surface(
         _check_out_dir(out)
     except ValueError as error:
         raise fail(str(error)) from None
-    budget = Budget(steps=steps) if steps is not None else None
+    budget = Budget(steps=steps) if steps is not None else problem.default_budget
     # first-order optimizers train together as batched replicas; L-BFGS on its own
-    trained = train_batch(problem, [(c, seed, None, None) for c in configs], budget)
+    trained = train_batch(problem, [RunSpec.of(problem, c, seed, budget) for c in configs])
     results = {c.label: result for c, result in zip(configs, trained, strict=True)}
     by_label = {c.label: c for c in configs}
     try:

@@ -370,45 +370,26 @@ def check_unique(configs: Iterable[OptimizerConfig]) -> None:
 
 
 def load_config(path: str | Path) -> dict[str, Any]:
-    """Read a comparison config file (TOML, or JSON for a ``.json`` name) into a dict.
+    """Read a comparison config file (TOML, or JSON for a ``.json`` name): its settings, each
+    checked against its kind (:data:`optimlab.lab.settings.SETTINGS` names them; command-line
+    options win). ``optimizers`` may be a table ``{label = {preset = "adam", lr = 0.01, betas =
+    [0.9, 0.99]}}`` (``preset`` defaults to the label)."""
+    from optimlab.lab.settings import check_config
 
-    Recognized keys (all optional; command-line options win): ``problems`` (list of specs),
-    ``optimizers`` (a table ``{label = {preset = "adam", lr = 0.01, betas = [0.9, 0.99]}}``;
-    ``preset`` defaults to the label), ``seeds``, ``lr_grid``, ``tune``, ``budget``, ``epochs``,
-    ``steps``, ``schedule``, ``weight_decay``, ``l1``, ``clip_norm``, ``defaults``.
-    """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise ValueError(f"cannot read config file {str(path)!r}: {error.strerror or error}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"config file {str(path)!r} is not UTF-8 text") from None
     try:
         data = json.loads(text) if path.suffix.lower() == ".json" else tomllib.loads(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as error:
         raise ValueError(f"config file {str(path)!r} is malformed: {error}") from None
     if not isinstance(data, dict):
         raise ValueError(f"config file {str(path)!r} must hold a table of settings")
-    known = {
-        "problems",
-        "optimizers",
-        "seeds",
-        "lr_grid",
-        "tune",
-        "budget",
-        "epochs",
-        "steps",
-        "schedule",
-        "weight_decay",
-        "l1",
-        "clip_norm",
-        "defaults",
-    }
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ValueError(
-            f"config file {str(path)!r}: unknown setting {unknown[0]!r}; known: {', '.join(sorted(known))}"
-        )
-    return data
+    return check_config(data, f"config file {str(path)!r}")
 
 
 def optimizers_from_config(table: Any, defaults: str = "seed") -> list[OptimizerConfig]:

@@ -23,50 +23,52 @@ table without training.
 
 from __future__ import annotations
 
-import collections
-import concurrent.futures as futures
 import hashlib
 import math
-import multiprocessing
-import os
-import threading
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from optimlab.lab.presets import PRESETS, OptimizerConfig, SearchDim
-from optimlab.lab.problems import Budget, Problem, get_problem, reporting_user_errors
-from optimlab.lab.replicas import DEFAULT_MEMORY_BUDGET, batchable
-from optimlab.lab.run import Regularization, RunResult
-from optimlab.lab.runner import RunArgs, train, train_batch
-from optimlab.lab.schedules import ScheduleSpec
+from optimlab.lab.executor import Executor, LocalExecutor, cut_units
+from optimlab.lab.presets import (
+    PRESETS,
+    SEED_OPTIMIZERS,
+    OptimizerConfig,
+    SearchDim,
+    optimizers_from_config,
+    parse_optimizers,
+)
+from optimlab.lab.problems import Budget, Problem, get_problem
+from optimlab.lab.replicas import DEFAULT_MEMORY_BUDGET
+from optimlab.lab.run import Regularization, RunResult, RunSpec, canonical_json
+from optimlab.lab.schedules import ScheduleSpec, parse_schedule
+from optimlab.lab.settings import SETTINGS, Replicas, Tune
 from optimlab.lab.stats import median, quantile
-from optimlab.lab.storage import Store, canonical_json, run_key, run_spec
+from optimlab.lab.storage import Store
 
 #: the seed of Optuna's tuning runs, kept apart from the evaluation seeds 0..S−1
 TUNING_SEED = 10_000
 #: the lr grid spans lr·10^±LR_GRID_DECADES
 LR_GRID_DECADES = 1.5
 
-Tune = Literal["none", "optuna"]
-
 
 @dataclass
 class Comparison:
-    """What ``optimlab compare`` runs: problems × optimizers under one protocol."""
+    """What ``optimlab compare`` runs: problems × optimizers under one protocol (the defaults are
+    :data:`optimlab.lab.settings.SETTINGS`'; :func:`comparison_from` builds one from settings)."""
 
     problems: list[Problem]
     optimizers: list[OptimizerConfig]
-    seeds: int = 5
-    lr_grid: int | None = None
-    tune: Tune = "none"
-    trials: int = 20
+    seeds: int = SETTINGS["seeds"].default
+    lr_grid: int | None = SETTINGS["lr_grid"].default
+    tune: Tune = SETTINGS["tune"].default
+    trials: int = SETTINGS["budget"].default
     budget: Budget | None = None
     schedule: ScheduleSpec | None = None
     regularization: Regularization | None = None
-    defaults: str = "seed"
+    defaults: str = SETTINGS["defaults"].default
 
     def __post_init__(self) -> None:
         if not self.problems:
@@ -134,246 +136,94 @@ def lr_grid(lr: float, n: int, decades: float = LR_GRID_DECADES) -> list[float]:
     return [float(f"{lr * 10**e:.4g}") for e in np.linspace(-decades, decades, n)]
 
 
-# --- execution ----------------------------------------------------------------------------------
+def comparison_from(values: Mapping[str, Any]) -> Comparison:
+    """The :class:`Comparison` of resolved settings (:func:`optimlab.lab.settings.resolve`)."""
+    profile = values["defaults"]
+    problems = [get_problem(spec) for spec in values["problems"]]
+    if values["optimizers"] is None:
+        configs = parse_optimizers(",".join(SEED_OPTIMIZERS), profile)
+    elif isinstance(values["optimizers"], str):
+        configs = parse_optimizers(values["optimizers"], profile)
+    else:
+        configs = optimizers_from_config(values["optimizers"], profile)
+    budget = None
+    if values["epochs"] is not None:
+        budget = Budget(epochs=values["epochs"])
+    elif values["steps"] is not None:
+        budget = Budget(steps=values["steps"])
+    regularization = Regularization(
+        weight_decay=values["weight_decay"], l1=values["l1"] or 0.0, clip_norm=values["clip_norm"]
+    )
+    return Comparison(
+        problems=problems,
+        optimizers=configs,
+        seeds=values["seeds"],
+        lr_grid=values["lr_grid"],
+        tune=values["tune"],
+        trials=values["budget"],
+        budget=budget,
+        schedule=parse_schedule(values["schedule"]),
+        regularization=regularization if regularization.active else None,
+        defaults=profile,
+    )
 
-#: how the lab trains the runs of one problem: ``"auto"`` batches the first-order runs as replicas
-#: (:func:`optimlab.lab.runner.train_batch`), ``"off"`` trains every run alone (:func:`train`)
-Replicas = Literal["auto", "off"]
-#: at most this many runs in one batch: a batch is stored when it ends, so big sweeps still store
-#: (and show progress) every few seconds, and several batches can share the worker processes
-MAX_BATCH = 256
+
+# --- obtaining runs -----------------------------------------------------------------------------
+
+ProgressFn = Callable[[str, "RunSpec | None", "RunResult | None"], None]
 
 
-@dataclass(frozen=True)
-class Task:
-    """One run to obtain: everything :func:`train` needs, plus its key."""
-
-    problem: str
-    config: OptimizerConfig
-    seed: int
-    budget: Budget
-    schedule: ScheduleSpec | None
-    regularization: Regularization | None
-    key: str
-    spec: dict[str, Any] = field(compare=False, hash=False)
-
-    @property
-    def args(self) -> RunArgs:
-        return (self.config, self.seed, self.schedule, self.regularization)
-
-
-ProgressFn = Callable[[str, "Task | None", "RunResult | None"], None]
-
-
-def _noop(event: str, task: Task | None, result: RunResult | None) -> None:
+def _noop(event: str, run: RunSpec | None, result: RunResult | None) -> None:
     return None
 
 
-_WORKER_PROBLEMS: dict[str, Problem] = {}
-
-
-def _worker_init() -> None:
-    import torch
-
-    torch.set_num_threads(1)
-
-
-def _train_unit(problem: Problem, tasks: Sequence[Task], memory_budget: int) -> list[RunResult]:
-    """Train one unit of work: one run alone, or several runs of one problem and budget batched.
-    A user's problem that raises becomes one :class:`ProblemError` (also out of a worker)."""
-    with reporting_user_errors(problem):
-        if len(tasks) == 1:
-            task = tasks[0]
-            return [train(problem, task.config, task.seed, task.budget, task.schedule, task.regularization)]
-        return train_batch(problem, [t.args for t in tasks], tasks[0].budget, memory_budget=memory_budget)
-
-
-def _worker_unit(tasks: list[Task], memory_budget: int) -> list[dict[str, Any]]:
-    spec = tasks[0].problem
-    problem = _WORKER_PROBLEMS.get(spec)
-    if problem is None:
-        problem = _WORKER_PROBLEMS[spec] = get_problem(spec)
-    return [result.to_dict() for result in _train_unit(problem, tasks, memory_budget)]
-
-
-def _unit_cost(tasks: Sequence[Task], problem: Problem) -> float:
-    """A rough cost of a unit of work (for starting the longest first): steps × per-step cost,
-    where an L-BFGS step costs up to max_iter evaluations and a batched step a fixed part per
-    optimizer class plus a small part per run."""
-    steps = tasks[0].budget.total_steps(problem.steps_per_epoch)
-    if len(tasks) == 1:
-        config = tasks[0].config
-        return steps * (0.6 * float(config.hyper.get("max_iter", 20)) if config.is_lbfgs else 1.0)
-    classes = len({t.config.cls for t in tasks})
-    return steps * (0.35 * classes + 0.015 * len(tasks))
-
-
-class Executor:
-    """Trains the tasks that the store does not hold and stores each result as soon as its unit of
-    work finishes (one transaction per run).
-
-    The missing runs are cut into units: with ``replicas="auto"`` the first-order runs of each
-    problem and budget form batches (up to :data:`MAX_BATCH` runs, trained together by
-    :func:`~optimlab.lab.runner.train_batch`) and every other run (L-BFGS, models that cannot be
-    batched) is a unit of its own; ``"off"`` makes every run its own unit. With ``jobs > 1``,
-    ``jobs − 1`` worker processes take units from the costliest down while this process takes
-    them from the cheapest up (the costliest start first, and no core waits for a process to
-    start). A unit's composition never depends on ``jobs``, so the numbers do not either."""
+class _Runs:
+    """The runs of one comparison: reused from the store, or trained by the executor and stored as
+    soon as each unit finishes (one transaction per run)."""
 
     def __init__(
         self,
         store: Store,
-        problems: dict[str, Problem],
-        jobs: int,
+        problems: Mapping[str, Problem],
+        executor: Executor,
+        replicas: Replicas,
         progress: ProgressFn,
-        replicas: Replicas = "auto",
-        memory_budget: int = DEFAULT_MEMORY_BUDGET,
     ) -> None:
-        if replicas not in ("auto", "off"):
-            raise ValueError(f"replicas must be 'auto' or 'off', got {replicas!r}")
-        if memory_budget < 1:
-            raise ValueError(f"memory_budget must be ≥ 1 byte, got {memory_budget!r}")
-        self.store, self.problems, self.jobs, self.progress = store, problems, max(1, jobs), progress
-        self.replicas, self.memory_budget = replicas, memory_budget
+        self.store, self.problems, self.executor = store, problems, executor
+        self.replicas, self.progress = replicas, progress
         self.trained = 0
         self.reused = 0
-        self._pool: futures.ProcessPoolExecutor | None = None
-        self._batchable: dict[str, bool] = {}
 
-    def task(self, problem: Problem, config: OptimizerConfig, seed: int, comparison: Comparison) -> Task:
-        budget = comparison.budget_for(problem)
-        spec = run_spec(problem, config, seed, budget, comparison.schedule, comparison.regularization)
-        return Task(
-            problem.spec,
+    def spec(self, problem: Problem, config: OptimizerConfig, seed: int, comparison: Comparison) -> RunSpec:
+        return RunSpec.of(
+            problem,
             config,
             seed,
-            budget,
+            comparison.budget_for(problem),
             comparison.schedule,
             comparison.regularization,
-            run_key(spec),
-            spec,
         )
 
-    def _store(self, task: Task, result: RunResult) -> None:
-        self.store.put(task.key, task.spec, task.config.preset, result)
-        self.trained += 1
-        self.progress("done", task, result)
-
-    def units(self, tasks: Sequence[Task]) -> list[list[Task]]:
-        """``tasks`` cut into units of work (see the class docstring), the costliest first."""
-        units: list[list[Task]] = []
-        groups: dict[tuple[str, Budget], list[Task]] = {}
-        for task in tasks:
-            if self.replicas == "auto" and batchable(task.config) and self._problem_batchable(task.problem):
-                groups.setdefault((task.problem, task.budget), []).append(task)
-            else:
-                units.append([task])
-        for group in groups.values():
-            pieces = math.ceil(len(group) / MAX_BATCH)
-            size, extra = divmod(len(group), pieces)
-            begin = 0
-            for piece in range(pieces):
-                end = begin + size + (1 if piece < extra else 0)
-                units.append(group[begin:end])
-                begin = end
-        units.sort(key=lambda unit: -_unit_cost(unit, self.problems[unit[0].problem]))
-        return units
-
-    def _problem_batchable(self, spec: str) -> bool:
-        if spec not in self._batchable:
-            self._batchable[spec] = batchable(self.problems[spec])
-        return self._batchable[spec]
-
-    def run(self, tasks: Sequence[Task]) -> None:
-        """Make sure every task's run is stored (training the missing ones)."""
-        stored = self.store.existing(t.key for t in tasks)
-        missing: list[Task] = []
+    def obtain(self, runs: Sequence[RunSpec]) -> None:
+        """Make sure every run is stored (training the missing ones)."""
+        stored = self.store.existing(run.key for run in runs)
+        missing: list[RunSpec] = []
         seen: set[str] = set()
-        for task in tasks:
-            if task.key in stored or task.key in seen:
-                if task.key in stored:
+        for run in runs:
+            if run.key in stored or run.key in seen:
+                if run.key in stored:
                     self.reused += 1
-                    self.progress("reused", task, None)
+                    self.progress("reused", run, None)
                 continue
-            seen.add(task.key)
-            missing.append(task)
+            seen.add(run.key)
+            missing.append(run)
         if not missing:
             return
-        units = self.units(missing)
-        if self.jobs == 1 or len(units) == 1:
-            for unit in units:
-                self._train_here(unit)
-            return
-        # jobs − 1 worker processes take the units from the costliest down, each worker the next
-        # one as soon as it is free (a done-callback hands it over, even while this process is
-        # busy); this process trains too, from the cheapest up, until none is left
-        pool = self._get_pool()
-        queue = collections.deque(units)
-        pending: dict[futures.Future[list[dict[str, Any]]], list[Task]] = {}
-        lock = threading.Lock()
-
-        def feed(_finished: futures.Future[Any] | None = None) -> None:
-            with lock:
-                if not queue:
-                    return
-                unit = queue.popleft()
-                future = pool.submit(_worker_unit, unit, self.memory_budget)
-                pending[future] = unit
-            future.add_done_callback(feed)
-
-        try:
-            for _ in range(min(self.jobs - 1, len(units))):
-                feed()
-            while True:
-                with lock:
-                    unit = queue.pop() if queue else None
-                if unit is None:
-                    break
-                self._collect(pending, lock)
-                self._train_here(unit)
-            while True:
-                with lock:
-                    waiting = list(pending)
-                if not waiting:
-                    break
-                futures.wait(waiting, return_when=futures.FIRST_COMPLETED)
-                self._collect(pending, lock)
-        except BaseException:
-            with lock:
-                queue.clear()
-                for future in pending:
-                    future.cancel()
-            raise
-
-    def _train_here(self, unit: list[Task]) -> None:
-        for task in unit:
-            self.progress("start", task, None)
-        results = _train_unit(self.problems[unit[0].problem], unit, self.memory_budget)
-        for task, result in zip(unit, results, strict=True):
-            self._store(task, result)
-
-    def _collect(
-        self, pending: dict[futures.Future[list[dict[str, Any]]], list[Task]], lock: threading.Lock
-    ) -> None:
-        """Store the results of the workers' finished units (raising a worker's error)."""
-        with lock:
-            finished = [(f, pending.pop(f)) for f in list(pending) if f.done()]
-        for future, unit in finished:
-            for task, data in zip(unit, future.result(), strict=True):
-                self._store(task, RunResult.from_dict(data))
-
-    def _get_pool(self) -> futures.ProcessPoolExecutor:
-        if self._pool is None:
-            context = multiprocessing.get_context("spawn")
-            self._pool = futures.ProcessPoolExecutor(
-                self.jobs - 1, mp_context=context, initializer=_worker_init
-            )
-        return self._pool
-
-    def close(self, cancel: bool = False) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=not cancel, cancel_futures=True)
-            self._pool = None
+        for unit, results in self.executor.train(cut_units(missing, self.problems, self.replicas)):
+            for run, result in zip(unit, results, strict=True):
+                self.store.put(run.key, run.identity(), run.config.preset, result)
+                self.trained += 1
+                self.progress("done", run, result)
 
 
 def _final_loss(store: Store, keys: Sequence[str]) -> list[float]:
@@ -388,14 +238,16 @@ def run_comparison(
     progress: ProgressFn = _noop,
     replicas: Replicas = "auto",
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    executor: Executor | None = None,
 ) -> str:
     """Run ``comparison``, storing every run in ``store``; returns the comparison's id.
 
     Runs already stored are reused, so an interrupted comparison resumes where it stopped.
-    ``progress(event, task, result)`` is called with ``"start"`` (runs trained in this process),
-    ``"done"`` (a run trained and stored) and ``"reused"`` (a run found in the store);
-    :func:`planned_runs` gives the total for a progress bar. ``jobs > 1`` trains in this process
-    and ``jobs − 1`` worker processes.
+    ``progress(event, run, result)`` is called with ``"done"`` (a run trained and stored) and
+    ``"reused"`` (a run found in the store); :func:`planned_runs` gives the total for a progress
+    bar. Training is the ``executor``'s (:mod:`optimlab.lab.executor`; by default a
+    :class:`~optimlab.lab.executor.LocalExecutor` of ``jobs`` processes: this one and ``jobs − 1``
+    workers); storing is this function's.
 
     Every run the protocol needs is known before training — all of them for one-shot and the lr
     grid, one trial per optimizer at a time for Optuna (each optimizer's study is its own, so
@@ -405,17 +257,20 @@ def run_comparison(
     float rounding) and trains L-BFGS alone; ``"off"`` trains every run alone. A run's key does
     not depend on how it was trained.
     """
+    if replicas not in ("auto", "off"):
+        raise ValueError(f"replicas must be 'auto' or 'off', got {replicas!r}")
     problems = {p.spec: p for p in comparison.problems}
-    executor = Executor(store, problems, jobs, progress, replicas, memory_budget)
+    executor = executor if executor is not None else LocalExecutor(problems, jobs, memory_budget)
+    runs = _Runs(store, problems, executor, replicas, progress)
     plan: dict[str, Any] = {"problems": []}
     try:
         tuned: dict[tuple[str, str], tuple[OptimizerConfig, list[dict[str, Any]]]] = {}
         if comparison.tune == "optuna":
-            tuned = _tune_optuna(comparison, executor)
+            tuned = _tune_optuna(comparison, runs)
         elif comparison.lr_grid:
-            executor.run(
+            runs.obtain(
                 [
-                    executor.task(problem, config.with_hyper(lr=lr), seed, comparison)
+                    runs.spec(problem, config.with_hyper(lr=lr), seed, comparison)
                     for problem in comparison.problems
                     for config in comparison.optimizers
                     for lr in lr_grid(config.lr, comparison.lr_grid)
@@ -426,17 +281,17 @@ def run_comparison(
             # one-shot: every run; Optuna: the chosen configurations on every seed (the lr grid's
             # chosen runs are part of the grid, already stored)
             final = [
-                executor.task(problem, chosen, seed, comparison)
+                runs.spec(problem, chosen, seed, comparison)
                 for problem in comparison.problems
                 for config in comparison.optimizers
                 for chosen in [tuned[problem.spec, config.label][0] if tuned else config]
                 for seed in comparison.seeds_for(problem)
             ]
-            executor.run(final)
+            runs.obtain(final)
         for problem in comparison.problems:
             entry = _problem_entry(problem, comparison)
             for config in comparison.optimizers:
-                entry["optimizers"].append(_optimizer_entry(problem, config, comparison, executor, tuned))
+                entry["optimizers"].append(_optimizer_entry(problem, config, comparison, runs, tuned))
             plan["problems"].append(entry)
     finally:
         executor.close(cancel=True)
@@ -476,7 +331,7 @@ def _optimizer_entry(
     problem: Problem,
     config: OptimizerConfig,
     comparison: Comparison,
-    executor: Executor,
+    runs: _Runs,
     tuned: dict[tuple[str, str], tuple[OptimizerConfig, list[dict[str, Any]]]],
 ) -> dict[str, Any]:
     """The plan's entry of one optimizer on one problem (its runs are stored by now)."""
@@ -488,8 +343,8 @@ def _optimizer_entry(
         grid = []
         for lr in lr_grid(config.lr, comparison.lr_grid):
             candidate = config.with_hyper(lr=lr)
-            keys = [executor.task(problem, candidate, seed, comparison).key for seed in seeds]
-            losses = _final_loss(executor.store, keys)
+            keys = [runs.spec(problem, candidate, seed, comparison).key for seed in seeds]
+            losses = _final_loss(runs.store, keys)
             grid.append({"lr": lr, "keys": keys, "median": median(losses), "q75": quantile(losses, 0.75)})
         # the lowest median final loss; ties broken by the upper quartile, then the smaller lr
         chosen = min(grid, key=lambda g: (g["median"], g["q75"], g["lr"]))
@@ -498,7 +353,7 @@ def _optimizer_entry(
     entry["hyper"] = config.canonical()["hyper"]
     entry["class"] = config.cls.__name__
     entry["best_lr"] = config.lr
-    entry["keys"] = [executor.task(problem, config, seed, comparison).key for seed in seeds]
+    entry["keys"] = [runs.spec(problem, config, seed, comparison).key for seed in seeds]
     return entry
 
 
@@ -534,7 +389,7 @@ class _Study:
         return trial, params, self.config.with_hyper(**changes)
 
     def tell(
-        self, trial: Any, params: dict[str, float], candidate: OptimizerConfig, task: Task, value: float
+        self, trial: Any, params: dict[str, float], candidate: OptimizerConfig, run: RunSpec, value: float
     ) -> None:
         finite = math.isfinite(value)
         self.study.tell(trial, value if finite else float("inf"))
@@ -545,7 +400,7 @@ class _Study:
                 "number": number,
                 "params": params,
                 "hyper": candidate.canonical()["hyper"],
-                "key": task.key,
+                "key": run.key,
                 "value": value if finite else None,
             }
         )
@@ -556,7 +411,7 @@ class _Study:
 
 
 def _tune_optuna(
-    comparison: Comparison, executor: Executor
+    comparison: Comparison, runs: _Runs
 ) -> dict[tuple[str, str], tuple[OptimizerConfig, list[dict[str, Any]]]]:
     """K trials of TPE over each preset's search space on the tuning seed, for every problem and
     optimizer; returns the best configuration and the trials of each (problem spec, label).
@@ -578,18 +433,10 @@ def _tune_optuna(
             problem = study.problem
             tuning_seed = 0 if getattr(problem, "deterministic", False) else TUNING_SEED
             asked.append(
-                (study, trial, params, candidate, executor.task(problem, candidate, tuning_seed, comparison))
+                (study, trial, params, candidate, runs.spec(problem, candidate, tuning_seed, comparison))
             )
-        executor.run([task for *_, task in asked])
-        for study, trial, params, candidate, task in asked:
-            stored = executor.store.get(task.key)
-            study.tell(trial, params, candidate, task, stored.result.final_loss if stored else math.inf)
+        runs.obtain([run for *_, run in asked])
+        for study, trial, params, candidate, run in asked:
+            stored = runs.store.get(run.key)
+            study.tell(trial, params, candidate, run, stored.result.final_loss if stored else math.inf)
     return {(s.problem.spec, s.config.label): (s.best(), s.trials) for s in studies}
-
-
-def default_jobs() -> int:
-    """Worker processes for a comparison: the CPU cores available to this process."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)

@@ -23,6 +23,9 @@ What a run records:
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
@@ -30,7 +33,12 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from optimlab.lab.presets import OptimizerConfig
-    from optimlab.lab.problems import Problem
+    from optimlab.lab.problems import Budget, Problem
+    from optimlab.lab.schedules import ScheduleSpec
+
+#: the version of a run's identity: part of every key, so that a change of what defines a run
+#: (a new field, another canonical form) can never make an old run pass for a new one
+RUN_FORMAT = "run-v1"
 
 #: a loss above this factor × max(|initial loss|, 1) counts as an explosion
 EXPLOSION_FACTOR = 1e4
@@ -71,6 +79,75 @@ def apply_regularization(config: OptimizerConfig, regularization: Regularization
     if regularization.l1 > 0:
         changes["l1"] = regularization.l1
     return config.with_hyper(**changes) if changes else config
+
+
+def canonical_json(value: Any) -> str:
+    """Deterministic JSON (sorted keys, no spaces, tuples as lists, non-finite floats as strings)."""
+
+    def clean(item: Any) -> Any:
+        if isinstance(item, float) and not math.isfinite(item):
+            return repr(item)
+        if isinstance(item, Mapping):
+            return {str(k): clean(v) for k, v in item.items()}
+        if isinstance(item, list | tuple):
+            return [clean(v) for v in item]
+        return item
+
+    return json.dumps(clean(value), sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def run_key(identity: Mapping[str, Any]) -> str:
+    """The content hash of a run's identity (:meth:`RunSpec.identity`)."""
+    return hashlib.sha256(canonical_json({"format": RUN_FORMAT, **identity}).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run: what defines it — and so its key, whoever trains it (the runner step by step, the
+    batched replicas, a worker process, a cluster) and however often it is asked for.
+
+    ``problem`` is the problem's canonical spec (``name:key=value,...``) and ``problem_version`` its
+    version; ``config`` the optimizer configuration (its class and explicit hyperparameters count,
+    its label does not); ``budget``, ``schedule`` and ``regularization`` as the runner takes them."""
+
+    problem: str
+    config: OptimizerConfig
+    seed: int
+    budget: Budget
+    schedule: ScheduleSpec | None = None
+    regularization: Regularization | None = None
+    problem_version: str = "1"
+
+    @classmethod
+    def of(
+        cls,
+        problem: Problem,
+        config: OptimizerConfig,
+        seed: int,
+        budget: Budget,
+        schedule: ScheduleSpec | None = None,
+        regularization: Regularization | None = None,
+    ) -> RunSpec:
+        """The run of ``problem`` (an object of the registry) with the rest as given."""
+        version = str(getattr(problem, "version", "1"))
+        return cls(problem.spec, config, int(seed), budget, schedule, regularization, version)
+
+    def identity(self) -> dict[str, Any]:
+        """What identifies the run, as plain data (what storage keeps beside the result)."""
+        return {
+            "problem": self.problem,
+            "problem_version": self.problem_version,
+            "optimizer": self.config.canonical(),
+            "seed": int(self.seed),
+            "budget": self.budget.as_dict(),
+            "schedule": self.schedule.text if self.schedule is not None else None,
+            "regularization": self.regularization.canonical() if self.regularization is not None else {},
+        }
+
+    @functools.cached_property
+    def key(self) -> str:
+        """The run's key: the content hash of its identity."""
+        return run_key(self.identity())
 
 
 @dataclass

@@ -31,6 +31,7 @@ from optimlab.lab.run import (
     EXPLOSION_FACTOR,
     Regularization,
     RunResult,
+    RunSpec,
     apply_regularization,
     make_result,
 )
@@ -39,8 +40,8 @@ from optimlab.lab.schedules import ScheduleSpec
 __all__ = [
     "EXPLOSION_FACTOR",
     "Regularization",
-    "RunArgs",
     "RunResult",
+    "RunSpec",
     "apply_regularization",
     "make_result",
     "result_from_replica",
@@ -118,20 +119,16 @@ def train(
 
 # --- many runs of one problem at once ----------------------------------------------------------
 
-#: one run of :func:`train_batch`: (configuration, seed, schedule, regularization)
-RunArgs = tuple[OptimizerConfig, int, "ScheduleSpec | None", "Regularization | None"]
-
 
 def train_batch(
     problem: Problem,
-    runs: Sequence[RunArgs],
-    budget: Budget | None = None,
+    runs: Sequence[RunSpec],
     *,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
     explosion_factor: float = EXPLOSION_FACTOR,
 ) -> list[RunResult]:
-    """Train several runs of ``problem`` — ``(config, seed, schedule, regularization)`` each — and
-    return their results in order; each equals :func:`train` of the same run up to float rounding.
+    """Train several runs of ``problem`` (all with the same budget) and return their results in
+    order; each equals :func:`train` of the same run up to float rounding.
 
     The first-order runs (two or more, on a model that allows it) train together as batched
     replicas (:func:`optimlab.lab.replicas.train_replicas`, in chunks within ``memory_budget``
@@ -139,28 +136,34 @@ def train_batch(
     :func:`train`. A batched run's ``wall_s`` (and its evaluations' ``wall_s``) is the batch's wall
     time divided by its number of runs, and its ``extra`` holds ``{"batched": True}``.
     """
-    budget = budget or problem.default_budget
-    together = [i for i, run in enumerate(runs) if batchable(run[0])]
+    if len({run.budget for run in runs}) > 1:
+        raise ValueError("the runs of one batch must have the same budget")
+    together = [i for i, run in enumerate(runs) if batchable(run.config)]
     if len(together) < 2 or not batchable(problem):
         together = []
     results: list[RunResult | None] = [None] * len(runs)
     if together:
-        subset = [runs[i] for i in together]
-        batched = _train_replicas(problem, subset, budget, memory_budget, explosion_factor)
+        batched = _train_replicas(problem, [runs[i] for i in together], memory_budget, explosion_factor)
         for i, result in zip(together, batched, strict=True):
             results[i] = result
-    for i, (config, seed, schedule, regularization) in enumerate(runs):
+    for i, run in enumerate(runs):
         if results[i] is None:
             results[i] = train(
-                problem, config, seed, budget, schedule, regularization, explosion_factor=explosion_factor
+                problem,
+                run.config,
+                run.seed,
+                run.budget,
+                run.schedule,
+                run.regularization,
+                explosion_factor=explosion_factor,
             )
     return results  # type: ignore[return-value]
 
 
 def _train_replicas(
-    problem: Problem, runs: Sequence[RunArgs], budget: Budget, memory_budget: int, explosion_factor: float
+    problem: Problem, runs: Sequence[RunSpec], memory_budget: int, explosion_factor: float
 ) -> list[RunResult]:
-    specs = [spec_for(config, seed, schedule, reg) for config, seed, schedule, reg in runs]
+    specs = [spec_for(run.config, run.seed, run.schedule, run.regularization) for run in runs]
     record_point = getattr(problem, "trajectory_point", None)
     model = problem.build_model(specs[0].seed)
     wants_trajectory = record_point is not None and record_point(model) is not None
@@ -168,7 +171,7 @@ def _train_replicas(
     replica_runs = train_replicas(
         problem,  # type: ignore[arg-type]
         specs,
-        steps=budget.total_steps(problem.steps_per_epoch),
+        steps=runs[0].budget.total_steps(problem.steps_per_epoch),
         mode="auto",
         memory_budget=memory_budget,
         explosion_factor=explosion_factor,
@@ -177,8 +180,8 @@ def _train_replicas(
     )
     wall = (time.perf_counter() - start) / len(specs)
     return [
-        result_from_replica(problem, config, seed, run, wall_s=wall, model=model)
-        for (config, seed, _, _), run in zip(runs, replica_runs, strict=True)
+        result_from_replica(problem, run.config, run.seed, replica_run, wall_s=wall, model=model)
+        for run, replica_run in zip(runs, replica_runs, strict=True)
     ]
 
 

@@ -13,14 +13,13 @@ database or a corrupt file raises :class:`StorageError` with one clear line, and
 changed.
 
 Tables: ``runs`` (one row per run: key, identifying columns, headline numbers, and the full
-:class:`~optimlab.lab.runner.RunResult` as JSON) and ``comparisons`` (one row per distinct ``optimlab
+:class:`~optimlab.lab.run.RunResult` as JSON) and ``comparisons`` (one row per distinct ``optimlab
 compare`` setting: the settings and the plan — which runs answer which question — so reports can
 load it later without training anything).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import sqlite3
@@ -30,11 +29,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from optimlab.lab.run import RunResult
+from optimlab.lab.run import RUN_FORMAT, RunResult, RunSpec, canonical_json, run_key
+
+__all__ = [
+    "DEFAULT_DB",
+    "RUN_FORMAT",
+    "SCHEMA_VERSION",
+    "StorageError",
+    "Store",
+    "StoredRun",
+    "canonical_json",
+    "run_key",
+    "run_spec",
+]
 
 SCHEMA_VERSION = 1
 APPLICATION_ID = 0x6F6C6162  # "olab"
-RUN_FORMAT = "run-v1"
 DEFAULT_DB = Path("runs") / "optimlab.db"
 
 _SCHEMA = """
@@ -71,40 +81,11 @@ class StorageError(ValueError):
     """A database that cannot be used: corrupt, foreign, of another schema version, or unwritable."""
 
 
-def canonical_json(value: Any) -> str:
-    """Deterministic JSON (sorted keys, no spaces, tuples as lists, non-finite floats as strings)."""
-
-    def clean(item: Any) -> Any:
-        if isinstance(item, float) and not math.isfinite(item):
-            return repr(item)
-        if isinstance(item, Mapping):
-            return {str(k): clean(v) for k, v in item.items()}
-        if isinstance(item, list | tuple):
-            return [clean(v) for v in item]
-        return item
-
-    return json.dumps(clean(value), sort_keys=True, separators=(",", ":"), allow_nan=False)
-
-
-def run_key(spec: Mapping[str, Any]) -> str:
-    """The content hash of a run's identifying spec (see :func:`run_spec`)."""
-    return hashlib.sha256(canonical_json({"format": RUN_FORMAT, **spec}).encode()).hexdigest()
-
-
 def run_spec(
     problem: Any, optimizer: Any, seed: int, budget: Any, schedule: Any = None, regularization: Any = None
 ) -> dict[str, Any]:
-    """What identifies a run: a plain dict of the problem spec + version, the optimizer's canonical
-    configuration, the seed, the budget, the schedule spec and the regularization."""
-    return {
-        "problem": problem.spec,
-        "problem_version": str(getattr(problem, "version", "1")),
-        "optimizer": optimizer.canonical(),
-        "seed": int(seed),
-        "budget": budget.as_dict(),
-        "schedule": schedule.text if schedule is not None else None,
-        "regularization": regularization.canonical() if regularization is not None else {},
-    }
+    """What identifies a run (:meth:`optimlab.lab.run.RunSpec.identity` of the same arguments)."""
+    return RunSpec.of(problem, optimizer, seed, budget, schedule, regularization).identity()
 
 
 def _finite_or_none(value: float) -> float | None:
