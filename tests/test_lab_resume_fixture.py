@@ -1,10 +1,18 @@
-"""A database written before issue 11 resumes with every run reused: stored run keys never change.
+"""A database written before issue 11 resumes: its runs are found under the keys they had, and trained
+again in place because their records are of an older version.
 
 tests/fixtures/before_issue_11/README.md says how the database was made (with the code of 714f15c).
+Stored run keys never changed: every run these commands need is in the database under its old key
+(nothing is added). What a run records did change — evaluations within epochs, ``RECORD_VERSION`` 2 —
+and a result of version 1 (evaluated after each epoch only) is not reused as it is: the comparison
+trains it again and its row is replaced by the new record (same key, same training, finer
+evaluations); the next resume reuses it. See the module docstring of ``optimlab.lab.run``.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import re
 import shlex
 import shutil
@@ -15,39 +23,76 @@ import pytest
 from typer.testing import CliRunner
 
 from optimlab.cli import app
+from optimlab.lab.run import RECORD_VERSION
 
 FIXTURE = Path(__file__).parent / "fixtures" / "before_issue_11"
 COMMANDS = [line for line in (FIXTURE / "commands.txt").read_text().splitlines() if line.strip()]
 
 
-def _keys(db: Path) -> dict[str, str]:
+def _rows(db: Path) -> dict[str, dict]:
     connection = sqlite3.connect(f"file:{db}?immutable=1", uri=True)  # writes nothing beside it
     try:
-        return dict(connection.execute("SELECT key, result FROM runs").fetchall())
+        return {key: json.loads(result) for key, result in connection.execute("SELECT key, result FROM runs")}
     finally:
         connection.close()
 
 
-@pytest.fixture(scope="module")
-def old_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    db = tmp_path_factory.mktemp("resume") / "runs.db"
-    shutil.copy(FIXTURE / "runs.db", db)
-    return db
-
-
-@pytest.mark.parametrize("command", COMMANDS)
-def test_every_run_of_the_old_database_is_reused(command: str, old_db: Path, tmp_path: Path) -> None:
-    before = _keys(old_db)
+def _compare(command: str, db: Path, out: Path) -> tuple[int, int]:
+    """Run one of the fixture's commands on ``db``; (runs trained, runs reused)."""
     args = [str(FIXTURE / a) if a.endswith(".toml") else a for a in shlex.split(command)]
-    result = CliRunner().invoke(
-        app, [*args, "--db", str(old_db), "--out", str(tmp_path), "--no-png", "--jobs", "1"]
-    )
+    result = CliRunner().invoke(app, [*args, "--db", str(db), "--out", str(out), "--no-png", "--jobs", "1"])
     assert result.exit_code == 0, result.output
     counts = re.search(r"(\d+) runs trained, (\d+) reused", " ".join(result.stdout.split()))
     assert counts is not None, result.stdout
-    assert int(counts[1]) == 0 and int(counts[2]) > 0
-    assert _keys(old_db) == before  # nothing added, nothing rewritten
+    return int(counts[1]), int(counts[2])
+
+
+def _same(a: float, b: float) -> bool:
+    return a == b or (math.isnan(a) and math.isnan(b)) or a == pytest.approx(b, rel=1e-6, abs=1e-9)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_old_run_is_found_under_its_key_and_trained_again(command: str, tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    shutil.copy(FIXTURE / "runs.db", db)
+    before = _rows(db)
+    assert all("record_version" not in result for result in before.values())  # all of version 1
+
+    trained, reused = _compare(command, db, tmp_path / "first")
+    after = _rows(db)
+    assert set(after) == set(before)  # nothing added: every run the command needs has its old key
+    upgraded = {key for key in after if after[key] != before[key]}
+    assert trained == len(upgraded) > 0 and reused == 0  # found, and not reused as they were
+    for key in upgraded:
+        old, new = before[key], after[key]
+        assert new["record_version"] == RECORD_VERSION
+        assert all(new[name] == old[name] for name in ("problem", "optimizer", "seed")), key
+        # the same training (a diverging run may be stopped sooner: an evaluation within an epoch can
+        # find what only the epoch's end found before) ...
+        assert new["diverged"] == old["diverged"], key
+        if old["diverged"]:
+            assert new["steps"] <= old["steps"] and math.isinf(new["final_loss"])
+        else:
+            for name in ("steps", "grad_evals", "divergence"):
+                assert new[name] == old[name], (key, name)
+            assert _same(new["final_loss"], old["final_loss"]), key
+        steps = new["steps"]
+        assert new["lrs"] == old["lrs"][:steps]
+        assert all(_same(a, b) for a, b in zip(new["losses"], old["losses"][:steps], strict=True)), key
+        # ... with its evaluations after each epoch as they were, and the loss alone within epochs
+        ends = [e for e in new["evals"] if float(e["epoch"]).is_integer()]
+        old_ends = [e for e in old["evals"] if e["step"] <= ends[-1]["step"]]
+        assert [(e["epoch"], e["step"]) for e in ends] == [(e["epoch"], e["step"]) for e in old_ends]
+        assert all(_same(a["loss"], b["loss"]) for a, b in zip(ends, old_ends, strict=True)), key
+        assert ends[0].keys() == old["evals"][0].keys()
+        within = [e for e in new["evals"] if not float(e["epoch"]).is_integer()]
+        assert all(e.keys() == {"epoch", "step", "grad_evals", "wall_s", "loss"} for e in within)
+        assert new["steps_to_target"] <= old["steps_to_target"]  # never later, often earlier
+
+    # the next resume reuses them all, as they now are
+    assert _compare(command, db, tmp_path / "second") == (0, trained)
+    assert _rows(db) == after
 
 
 def test_the_fixture_holds_every_run_of_its_commands() -> None:
-    assert len(_keys(FIXTURE / "runs.db")) == 89
+    assert len(_rows(FIXTURE / "runs.db")) == 89

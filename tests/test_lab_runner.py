@@ -9,6 +9,7 @@ import torch
 
 from optimlab.lab.presets import make_config, parse_optimizers
 from optimlab.lab.problems import Budget, get_problem
+from optimlab.lab.run import EvaluationSchedule
 from optimlab.lab.runner import Regularization, RunResult, train
 from optimlab.lab.schedules import parse_schedule
 
@@ -17,7 +18,11 @@ def test_a_run_records_losses_lrs_evaluations_and_reaches_the_target() -> None:
     problem = get_problem("booth")
     result = train(problem, make_config("adam", {"lr": 0.5}), seed=0, budget=Budget(steps=200))
     assert result.steps == len(result.losses) == len(result.lrs) == result.grad_evals == 200
-    assert [e["step"] for e in result.evals] == list(range(0, 201, 10))
+    # fully before the first step and after every epoch (10 steps), the loss alone 4 and 8 steps into each
+    assert [e["step"] for e in result.epoch_evals()] == list(range(0, 201, 10))
+    within = {*range(4, 200, 10), *range(8, 200, 10)}
+    assert [e["step"] for e in result.evals] == sorted({*range(0, 201, 10), *within})
+    assert [e["step"] for e in result.evals] == EvaluationSchedule(200, 10).steps()
     assert result.evals[0]["loss"] == pytest.approx(problem.evaluate(problem.build_model(0))["loss"])
     assert result.final_loss == result.evals[-1]["loss"] < problem.target_loss
     assert not result.diverged and result.divergence is None

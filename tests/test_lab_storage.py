@@ -16,6 +16,7 @@ import pytest
 from optimlab.lab.presets import make_config
 from optimlab.lab.problems import Budget, get_problem
 from optimlab.lab.protocol import Comparison, planned_runs, run_comparison
+from optimlab.lab.run import RECORD_VERSION, RunResult
 from optimlab.lab.runner import Regularization, train
 from optimlab.lab.schedules import parse_schedule
 from optimlab.lab.storage import SCHEMA_VERSION, StorageError, Store, run_key, run_spec
@@ -61,6 +62,23 @@ def test_put_get_roundtrip_and_reopen(tmp_path: Path) -> None:
         stored = store.get(run_key(spec))
         assert stored.result == result and stored.spec["seed"] == 0 and stored.preset == "adam"
         assert store.existing([run_key(spec), "nope"]) == {run_key(spec)}
+
+
+def test_a_record_of_an_older_version_is_found_not_reused_and_replaced(tmp_path: Path) -> None:
+    new = train(get_problem("booth"), make_config("adam"), 0, Budget(steps=10))
+    assert new.record_version == RECORD_VERSION == 2
+    old = RunResult.from_dict({k: v for k, v in new.to_dict().items() if k != "record_version"})
+    assert old.record_version == 1  # a result stored before records said their version
+    spec = _spec()
+    key = run_key(spec)
+    with Store(tmp_path / "lab.db") as store:
+        store.put(key, spec, "adam", old)
+        assert store.existing([key]) == {key} and store.current([key, "nope"]) == set()
+        store.put(key, spec, "adam", new)  # a newer record replaces the older one
+        assert store.get(key).result == new and store.count() == 1
+        assert store.current([key]) == {key}
+        store.put(key, spec, "adam", old)  # never the other way round
+        assert store.get(key).result == new and store.count() == 1
 
 
 def _comparison(seeds: int = 4) -> Comparison:

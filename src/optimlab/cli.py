@@ -373,7 +373,7 @@ def schedule(
             problem = get_problem("parabola")
             run = train(problem, make_config("sgd", {"lr": lr}), 0, Budget(epochs=steps), spec)
             per_epoch = run.lrs[:: problem.steps_per_epoch]
-            metric = [float(e["loss"]) for e in run.evals[1 : len(per_epoch) + 1]]
+            metric = [float(e["loss"]) for e in run.epoch_evals()[1 : len(per_epoch) + 1]]
             source = (
                 f"The real run: SGD (lr {lr:g}) on parabola, seed 0, {len(per_epoch)} epochs of "
                 f"{problem.steps_per_epoch} mini-batches"

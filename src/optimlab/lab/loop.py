@@ -6,13 +6,18 @@ path of L-BFGS and of foreign optimizer classes) both set up a model, an optimiz
 and hand them to :func:`run_steps`, which records what the lab records of a run:
 
 * the training loss of every step (the mini-batch loss before the update) and its learning rate;
-* an evaluation before the first step and after every epoch, with the step count, gradient
-  evaluations and wall time so far;
+* evaluations at the steps of the run's :class:`~optimlab.lab.run.EvaluationSchedule`: the metrics of
+  ``evaluate`` before the first step and after every epoch, the full objective alone
+  (:func:`objective`) within epochs, each with the step count, gradient evaluations, wall time and
+  epoch so far;
 * gradient evaluations: one per step for first-order optimizers, one per closure call for
   closure-based ones (L-BFGS);
 * divergence as a result, never an exception: a NaN or ±Inf loss or evaluation (``"nan"``,
   ``"inf"``), a non-finite parameter (``"nan"``), or a loss above
   ``explosion_factor × max(|initial loss|, 1)`` (``"explosion"``) ends the run.
+
+``on_steps(n)``, when given, is told the steps trained: at every evaluation, the steps since the
+last call (and the rest when the run ends), so that its calls add up to the steps of the run.
 
 ``clip_norm`` clips the gradient's global norm (``torch.nn.utils.clip_grad_norm_``) before each
 first-order step; closure-based optimizers get the true gradient (their line search and curvature
@@ -32,6 +37,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer, lr_scheduler
+
+from optimlab.lab.problems.base import TensorProblem
+from optimlab.lab.run import EvaluationSchedule
+
+#: ``on_steps(n)``: told that ``n`` more run-steps were trained (a batched step of R replicas is R)
+StepsCallback = Callable[[int], None]
 
 
 def divergence(value: float, threshold: float) -> str | None:
@@ -58,6 +69,25 @@ def step_scheduler(scheduler: Any, metric: float | None = None) -> None:
             scheduler.step(metric if metric is not None and math.isfinite(metric) else math.inf)
         else:
             scheduler.step()
+
+
+def plain_objective(problem: Any) -> bool:
+    """Whether ``problem.evaluate(model)["loss"]`` is ``problem.loss(model(problem.x), problem.y)``:
+    the problem has the tensors and evaluates with :class:`TensorProblem`'s own ``evaluate``."""
+    return (
+        isinstance(getattr(problem, "x", None), Tensor)
+        and isinstance(getattr(problem, "y", None), Tensor)
+        and getattr(type(problem), "evaluate", None) is TensorProblem.evaluate
+    )
+
+
+@torch.no_grad()
+def objective(problem: Any, model: nn.Module) -> float:
+    """The full objective alone, ``problem.evaluate(model)["loss"]`` — without computing the other
+    metrics when the problem allows it (:func:`plain_objective`)."""
+    if plain_objective(problem):
+        return float(problem.loss(model(problem.x), problem.y))
+    return float(problem.evaluate(model)["loss"])
 
 
 @dataclass
@@ -89,12 +119,15 @@ def run_steps(
     clip_norm: float | None = None,
     penalty: Callable[[], Tensor] | None = None,
     trajectory_point: Callable[[nn.Module], list[float] | None] | None = None,
+    on_steps: StepsCallback | None = None,
 ) -> StepRecord:
     """Train ``model`` on ``problem.batches(seed, epoch)`` with ``optimizer`` for at most
     ``total_steps`` steps over ``epochs`` epochs; ``evaluate(model)`` gives the metrics recorded
-    before the first step and after each epoch (``"loss"`` among them), ``scheduler`` steps per
+    before the first step and after each epoch (``"loss"`` among them), :func:`objective` the loss
+    recorded within epochs (:class:`~optimlab.lab.run.EvaluationSchedule`), ``scheduler`` steps per
     step or per epoch (``per_step``), ``trajectory_point(model)`` (when it gives a point) records
-    the path."""
+    the path, ``on_steps`` hears of the steps trained (see the module docstring)."""
+    schedule = EvaluationSchedule(total_steps, int(problem.steps_per_epoch))
     params = [p for p in model.parameters() if p.requires_grad]
     closure_based = isinstance(optimizer, torch.optim.LBFGS)
     group = optimizer.param_groups[0]
@@ -107,17 +140,26 @@ def run_steps(
         path = [first] if first is not None else None
     grad_evals = 0
     step = 0
+    reported = 0  # the steps on_steps has heard of
     start = time.perf_counter()
 
-    def record_evaluation() -> float:
-        metrics = evaluate(model)
+    def record_evaluation(epoch: float, metrics: dict[str, float]) -> float:
+        nonlocal reported
         wall_s = time.perf_counter() - start
-        evals.append(
-            {"epoch": len(evals), "step": step, "grad_evals": grad_evals, "wall_s": wall_s, **metrics}
-        )
+        evals.append({"epoch": epoch, "step": step, "grad_evals": grad_evals, "wall_s": wall_s, **metrics})
+        if on_steps is not None and step > reported:
+            on_steps(step - reported)
+            reported = step
         return metrics["loss"]
 
-    initial = record_evaluation()
+    def diverged(loss_now: float) -> str | None:
+        """Why an evaluated loss (or the parameters) ends the run, or None."""
+        kind = divergence(loss_now, threshold)
+        if kind is None and not all(bool(torch.isfinite(p).all()) for p in params):
+            kind = "nan"
+        return kind
+
+    initial = record_evaluation(0, evaluate(model))
     threshold = explosion_threshold(initial, explosion_factor)
     stop = divergence(initial, math.inf)
     for epoch in range(epochs):
@@ -163,16 +205,21 @@ def run_steps(
                 break
             if per_step:
                 step_scheduler(scheduler)
+            if schedule.within_epoch(step):
+                value = {"loss": objective(problem, model)}
+                stop = diverged(record_evaluation(step / schedule.steps_per_epoch, value))
+                if stop:
+                    break
         if stop:
             break
-        loss_now = record_evaluation()
-        stop = divergence(loss_now, threshold)
-        if stop is None and not all(bool(torch.isfinite(p).all()) for p in params):
-            stop = "nan"
+        loss_now = record_evaluation(epoch + 1, evaluate(model))
+        stop = diverged(loss_now)
         if scheduler is not None and not per_step and not stop:
             step_scheduler(scheduler, loss_now)
         if step >= total_steps:
             break
+    if on_steps is not None and step > reported:
+        on_steps(step - reported)
     return StepRecord(
         losses=losses,
         lrs=lrs,
@@ -185,4 +232,13 @@ def run_steps(
     )
 
 
-__all__ = ["StepRecord", "divergence", "explosion_threshold", "run_steps", "step_scheduler"]
+__all__ = [
+    "StepRecord",
+    "StepsCallback",
+    "divergence",
+    "explosion_threshold",
+    "objective",
+    "plain_objective",
+    "run_steps",
+    "step_scheduler",
+]

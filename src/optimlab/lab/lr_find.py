@@ -26,6 +26,10 @@ that stopped (diverged) counts as ``+inf`` from there on, so the median ends whe
 On a problem the test trains ``problem.build_model(seed)`` on ``problem.batches(seed, epoch)`` (epoch after
 epoch for as many steps as the ramp has), each step at the ramp's next lr, and records the training loss
 the step saw (before its update); L-BFGS steps with a closure, as in training.
+
+``on_steps(n)``, when given, hears of the steps taken as the test goes — about :data:`EVALUATIONS`
+calls, as a run's evaluations, each with the steps since the last one — so that its calls add up to
+the steps of the test.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ import numpy as np
 import torch
 from numpy.typing import ArrayLike
 
+from optimlab.lab.run import EVALUATIONS
 from optimlab.lab.stats import quantiles
 
 __all__ = [
@@ -107,10 +112,12 @@ def range_test(
     steps: int = 100,
     beta: float = 0.9,
     diverge_factor: float = 4.0,
+    on_steps: Callable[[int], None] | None = None,
 ) -> LRFindResult:
     """Run the range test: call ``step(lr)`` (one training step at ``lr``, returning its loss) along the
     exponential ramp; stop when the loss is non-finite or the smoothed loss exceeds ``diverge_factor``
     times the best smoothed loss so far (for a best ``b <= 0``: exceeds ``b + (diverge_factor - 1)|b|``).
+    ``on_steps(n)`` hears of the steps taken (see the module docstring).
     """
     if not diverge_factor > 1:
         raise ValueError(f"diverge_factor must be greater than 1, got {diverge_factor}")
@@ -122,7 +129,11 @@ def range_test(
     m = 0.0
     best = math.inf
     diverged = False
+    every, reported = max(1, math.ceil(len(ramp) / EVALUATIONS)), 0
     for i, lr in enumerate(ramp.tolist()):
+        if on_steps is not None and i - reported >= every:
+            on_steps(i - reported)
+            reported = i
         loss = float(step(lr))
         losses.append(loss)
         m = beta * m + (1.0 - beta) * loss
@@ -136,6 +147,8 @@ def range_test(
             break
         best = min(best, s)
     n = len(losses)
+    if on_steps is not None and n > reported:
+        on_steps(n - reported)
     lrs = ramp[:n]
     sm = np.asarray(smoothed)
     return LRFindResult(lrs, np.asarray(losses), sm, diverged, suggest(lrs, sm))
@@ -328,9 +341,10 @@ def problem_range_test(
     steps: int = 100,
     beta: float = 0.9,
     diverge_factor: float = 4.0,
+    on_steps: Callable[[int], None] | None = None,
 ) -> LRFindResult:
     """The range test of ``config`` on ``problem`` from ``seed`` (see the module docstring); the ramp's
-    arguments are checked before anything trains."""
+    arguments are checked before anything trains. ``on_steps(n)`` hears of the steps taken."""
     lr_ramp(min_lr, max_lr, steps)
     return range_test(
         problem_step(problem, config, seed),
@@ -339,4 +353,5 @@ def problem_range_test(
         steps=steps,
         beta=beta,
         diverge_factor=diverge_factor,
+        on_steps=on_steps,
     )

@@ -206,7 +206,7 @@ class _Runs:
 
     def obtain(self, runs: Sequence[RunSpec]) -> None:
         """Make sure every run is stored (training the missing ones)."""
-        stored = self.store.existing(run.key for run in runs)
+        stored = self.store.current(run.key for run in runs)  # an older record is trained again
         missing: list[RunSpec] = []
         seen: set[str] = set()
         for run in runs:

@@ -156,18 +156,25 @@ def aggregate(runs: Sequence[RunResult]) -> dict[str, Any]:
 
 
 def median_curve(runs: Sequence[RunResult], metric: str = "loss") -> dict[str, list[float | None]]:
-    """The median (and quartiles) over runs of an evaluated metric at each evaluation step.
+    """The median (and quartiles) over runs of an evaluated metric at each step it was evaluated
+    (the loss: every evaluation; other metrics: the start and every epoch).
 
-    Runs that stopped early (divergence) count as +∞ from then on."""
+    Runs that stopped early (divergence) count as +∞ from then on (a NaN as +∞); a run not
+    evaluated at a step it trained past (a record of an older version: evaluated per epoch only) is
+    left out of that step's statistics."""
     if not runs:
         return {"steps": [], "median": [], "q25": [], "q75": []}
-    longest = max(runs, key=lambda r: len(r.evals))
-    steps = [int(e["step"]) for e in longest.evals]
+    points = [{int(e["step"]): float(e[metric]) for e in run.evals if metric in e} for run in runs]
+    longest = max(range(len(runs)), key=lambda i: (len(points[i]), len(runs[i].evals)))
+    steps = sorted(points[longest])
     columns: list[list[float]] = [[] for _ in steps]
-    for run in runs:
-        values = [float(e.get(metric, math.nan)) for e in run.evals]
-        for i in range(len(steps)):
-            columns[i].append(values[i] if i < len(values) and not math.isnan(values[i]) else math.inf)
+    for run, values in zip(runs, points, strict=True):
+        last = max((int(e["step"]) for e in run.evals), default=-1)
+        for i, step in enumerate(steps):
+            if step in values:
+                columns[i].append(math.inf if math.isnan(values[step]) else values[step])
+            elif step > last:
+                columns[i].append(math.inf)
     return {
         "steps": steps,
         "median": [_json_number(median(c)) for c in columns],

@@ -11,14 +11,40 @@ What a run records:
 
 * the training loss of every step (the mini-batch loss the optimizer saw, before its update) and
   the learning rate it used;
-* after every epoch (and before the first step), ``problem.evaluate(model)`` — the full objective
-  ``loss`` and validation metrics — with the step count, gradient evaluations and wall time so far;
+* evaluations, at the steps of its :class:`EvaluationSchedule` (one definition: the step-by-step
+  loop and the batched replicas both ask it), each with the step count, gradient evaluations, wall
+  time and ``epoch`` so far:
+
+  - before the first step and after every epoch (and after the last step, when the budget ends
+    within an epoch), ``problem.evaluate(model)`` — the full objective ``loss`` and the validation
+    metrics; ``epoch`` is the number of epochs begun, a whole number (what plateau schedules read:
+    :meth:`RunResult.epoch_evals`);
+  - within epochs, every :attr:`EvaluationSchedule.interval` steps, the full objective ``loss`` alone
+    (``problem.evaluate(model)["loss"]``, computed without the other metrics where it can be) —
+    about :data:`EVALUATIONS` of them over the budget and at most :data:`EPOCH_EVALUATIONS` an epoch,
+    so that loss curves and steps to target are not rounded to whole epochs while evaluating costs
+    a bounded part of training; ``epoch`` is the fraction ``step / steps_per_epoch``, never whole;
+
 * gradient evaluations: one per step for first-order optimizers, one per closure call for L-BFGS;
 * divergence as a result, never an exception: a NaN or ±Inf loss or evaluation (``"nan"``,
   ``"inf"``) or a loss above ``EXPLOSION_FACTOR × max(|initial loss|, 1)`` (``"explosion"``) ends
-  the run with ``diverged=True`` and a final loss of +∞;
+  the run with ``diverged=True`` and a final loss of +∞ — checked at every step and every
+  evaluation;
 * steps and gradient evaluations to the problem's target loss: the first evaluation whose ``loss``
   is at or below ``problem.target_loss`` (∞ when never reached).
+
+Versions. A run's key (:attr:`RunSpec.key`) is the hash of what defines the run — what is trained —
+and :data:`RUN_FORMAT` versions that identity. :data:`RECORD_VERSION` versions what a run records of
+its training, written into every :class:`RunResult` (``record_version``). Version 1 (every result
+stored before it was written: none says so) evaluated only before the first step and after each
+epoch; version 2 added the evaluations within epochs. The training itself did not change — the same
+steps, losses and parameters — so the keys did not: a stored run of an older record version is found
+under the same key, and a comparison that needs it trains it again and replaces its row
+(:meth:`optimlab.lab.storage.Store.current`, :meth:`~optimlab.lab.storage.Store.put`), counted as
+trained, never reused as it is. Its ``steps_to_target``, ``evals_to_target`` and evaluations
+(``evals``: the curves) become finer; its losses, lrs, final loss and final metrics stay the same.
+A diverging run can stop earlier than it did, when an evaluation within an epoch finds the divergence
+an epoch-end evaluation found later.
 """
 
 from __future__ import annotations
@@ -40,8 +66,64 @@ if TYPE_CHECKING:
 #: (a new field, another canonical form) can never make an old run pass for a new one
 RUN_FORMAT = "run-v1"
 
+#: the version of what a run records (see "Versions" above): every new :class:`RunResult` is of this
+#: version; a stored one of an older version is trained again when a comparison needs it
+RECORD_VERSION = 2
+
 #: a loss above this factor × max(|initial loss|, 1) counts as an explosion
 EXPLOSION_FACTOR = 1e4
+
+#: a run is evaluated about this many times within its budget (:class:`EvaluationSchedule`) ...
+EVALUATIONS = 50
+#: ... and at most this many times an epoch, its end included: an evaluation passes over the whole
+#: training set (about a third of an epoch's compute), so this bounds what evaluating costs
+EPOCH_EVALUATIONS = 4
+
+
+@dataclass(frozen=True)
+class EvaluationSchedule:
+    """When a run of ``total_steps`` steps, ``steps_per_epoch`` to an epoch, is evaluated.
+
+    Fully (``problem.evaluate``) before the first step, after every epoch and after the last step;
+    its loss alone in between, after every :attr:`interval`-th step of an epoch, where
+
+        interval = min(steps_per_epoch, max(⌈total_steps / EVALUATIONS⌉,
+                                            ⌈steps_per_epoch / EPOCH_EVALUATIONS⌉))
+
+    — at most about :data:`EVALUATIONS` evaluations over the budget and :data:`EPOCH_EVALUATIONS` an
+    epoch, its end included (a short budget of long epochs is not evaluated at every step), never
+    fewer than one an epoch (a budget of many short epochs is evaluated after each, as before).
+    Changing these numbers changes what runs record: it needs a new :data:`RECORD_VERSION`."""
+
+    total_steps: int
+    steps_per_epoch: int
+
+    def __post_init__(self) -> None:
+        if self.total_steps < 1 or self.steps_per_epoch < 1:
+            raise ValueError(
+                f"a run needs ≥ 1 step and ≥ 1 step per epoch, got {self.total_steps} steps"
+                f" and {self.steps_per_epoch} per epoch"
+            )
+
+    @property
+    def interval(self) -> int:
+        """Steps between two evaluations of the loss within an epoch."""
+        spread = math.ceil(self.total_steps / EVALUATIONS)
+        return min(self.steps_per_epoch, max(spread, math.ceil(self.steps_per_epoch / EPOCH_EVALUATIONS)))
+
+    def within_epoch(self, step: int) -> bool:
+        """Whether the loss alone is evaluated after ``step`` steps: a multiple of :attr:`interval`
+        steps into an epoch, neither its end nor the budget's (those are evaluated fully)."""
+        into = step % self.steps_per_epoch
+        return into != 0 and into % self.interval == 0 and step < self.total_steps
+
+    def steps(self) -> list[int]:
+        """Every step after which a run that trains its whole budget is evaluated (0: before the first)."""
+        return [
+            s
+            for s in range(self.total_steps + 1)
+            if s % self.steps_per_epoch % self.interval == 0 or s == self.total_steps
+        ]
 
 
 @dataclass(frozen=True)
@@ -172,6 +254,8 @@ class RunResult:
     evals_to_target: float
     trajectory: list[list[float]] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: what this record holds (:data:`RECORD_VERSION`; a stored result without it is of version 1)
+    record_version: int = RECORD_VERSION
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -179,12 +263,21 @@ class RunResult:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunResult:
         names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        values = {k: v for k, v in data.items() if k in names}
+        values.setdefault("record_version", 1)  # written before records said their version
+        return cls(**values)
 
     def eval_curve(self, metric: str = "loss") -> tuple[list[int], list[float]]:
-        """(steps, values) of an evaluated metric, one point per epoch (and the start)."""
+        """(steps, values) of an evaluated metric at each evaluation that holds it (the loss: every
+        evaluation; the other metrics: the start and every epoch)."""
         points = [(int(e["step"]), float(e[metric])) for e in self.evals if metric in e]
         return [p[0] for p in points], [p[1] for p in points]
+
+    def epoch_evals(self) -> list[dict[str, float]]:
+        """The full evaluations: before the first step and after each epoch (the last one also when
+        the budget ends within it) — what a plateau schedule reads; the evaluations within epochs
+        (their ``epoch`` a fraction) left out."""
+        return [e for e in self.evals if float(e["epoch"]).is_integer()]
 
 
 def make_result(

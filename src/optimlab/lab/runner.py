@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from optimlab.lab.loop import run_steps
+from optimlab.lab.loop import StepsCallback, run_steps
 from optimlab.lab.presets import OptimizerConfig
 from optimlab.lab.problems import Budget, Problem
 from optimlab.lab.replicas import DEFAULT_MEMORY_BUDGET, ReplicaRun, batchable, spec_for, train_replicas
@@ -77,9 +77,13 @@ def train(
     regularization: Regularization | None = None,
     *,
     explosion_factor: float = EXPLOSION_FACTOR,
+    on_steps: StepsCallback | None = None,
 ) -> RunResult:
     """Train ``problem`` with ``optimizer`` from seed ``seed`` for ``budget`` (default: the
-    problem's own) and return what was recorded. Never raises for a diverging run."""
+    problem's own) and return what was recorded. Never raises for a diverging run.
+
+    ``on_steps(n)``, when given, is told of the steps trained as they are — at every evaluation,
+    the steps since its last call — so that its calls add up to the run's steps."""
     budget = budget or problem.default_budget
     steps_per_epoch = problem.steps_per_epoch
     epochs = budget.epochs_needed(steps_per_epoch)
@@ -101,6 +105,7 @@ def train(
         clip_norm=regularization.clip_norm if regularization else None,
         penalty=_penalty(model, regularization) if config.is_lbfgs else None,
         trajectory_point=getattr(problem, "trajectory_point", None),
+        on_steps=on_steps,
     )
     return make_result(
         problem,
@@ -126,6 +131,7 @@ def train_batch(
     *,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
     explosion_factor: float = EXPLOSION_FACTOR,
+    on_steps: StepsCallback | None = None,
 ) -> list[RunResult]:
     """Train several runs of ``problem`` (all with the same budget) and return their results in
     order; each equals :func:`train` of the same run up to float rounding.
@@ -135,6 +141,9 @@ def train_batch(
     bytes); the others — L-BFGS, models with buffers or dropout — one after another with
     :func:`train`. A batched run's ``wall_s`` (and its evaluations' ``wall_s``) is the batch's wall
     time divided by its number of runs, and its ``extra`` holds ``{"batched": True}``.
+
+    ``on_steps(n)``, when given, is told of the run-steps trained as they are: a batched step of R
+    runs still training counts R, so its calls add up to the steps of all the runs.
     """
     if len({run.budget for run in runs}) > 1:
         raise ValueError("the runs of one batch must have the same budget")
@@ -143,7 +152,9 @@ def train_batch(
         together = []
     results: list[RunResult | None] = [None] * len(runs)
     if together:
-        batched = _train_replicas(problem, [runs[i] for i in together], memory_budget, explosion_factor)
+        batched = _train_replicas(
+            problem, [runs[i] for i in together], memory_budget, explosion_factor, on_steps
+        )
         for i, result in zip(together, batched, strict=True):
             results[i] = result
     for i, run in enumerate(runs):
@@ -156,12 +167,17 @@ def train_batch(
                 run.schedule,
                 run.regularization,
                 explosion_factor=explosion_factor,
+                on_steps=on_steps,
             )
     return results  # type: ignore[return-value]
 
 
 def _train_replicas(
-    problem: Problem, runs: Sequence[RunSpec], memory_budget: int, explosion_factor: float
+    problem: Problem,
+    runs: Sequence[RunSpec],
+    memory_budget: int,
+    explosion_factor: float,
+    on_steps: StepsCallback | None,
 ) -> list[RunResult]:
     specs = [spec_for(run.config, run.seed, run.schedule, run.regularization) for run in runs]
     record_point = getattr(problem, "trajectory_point", None)
@@ -177,6 +193,7 @@ def _train_replicas(
         explosion_factor=explosion_factor,
         evaluation="full",
         trajectory=wants_trajectory,
+        on_steps=on_steps,
     )
     wall = (time.perf_counter() - start) / len(specs)
     return [

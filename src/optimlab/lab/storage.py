@@ -3,7 +3,9 @@
 A run's key is the SHA-256 of the canonical JSON of what determines its numbers (:func:`run_key`):
 the problem spec and version, the optimizer class and its explicit hyperparameters, the seed, the
 budget, the schedule, the regularization and :data:`RUN_FORMAT` (bumped when the runner's semantics
-change). Re-running a comparison looks each key up and trains only what is missing.
+change). Re-running a comparison looks each key up and trains only what is missing — or what is
+stored of an older record version (:data:`~optimlab.lab.run.RECORD_VERSION`): :meth:`Store.current`
+leaves it out, and :meth:`Store.put` replaces it (in the same transaction) with its new record.
 
 Durability: the database runs in WAL mode with ``synchronous=NORMAL``; each finished run is one
 transaction, so killing the process at any moment loses at most the run in progress and never
@@ -29,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from optimlab.lab.run import RUN_FORMAT, RunResult, RunSpec, canonical_json, run_key
+from optimlab.lab.run import RECORD_VERSION, RUN_FORMAT, RunResult, RunSpec, canonical_json, run_key
 
 __all__ = [
     "DEFAULT_DB",
@@ -207,14 +209,30 @@ class Store:
             )
         return found
 
+    def current(self, keys: Iterable[str]) -> set[str]:
+        """The subset of ``keys`` stored with a record of the current version
+        (:data:`~optimlab.lab.run.RECORD_VERSION`): those a comparison reuses."""
+        keys = list(keys)
+        found: set[str] = set()
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self.conn.execute(f"SELECT key, result FROM runs WHERE key IN ({marks})", chunk)
+            found.update(key for key, payload in rows if _record_version(payload) >= RECORD_VERSION)
+        return found
+
     def put(self, key: str, spec: Mapping[str, Any], preset: str, result: RunResult) -> None:
-        """Store one finished run in its own transaction (a no-op if the key is already stored)."""
+        """Store one finished run in its own transaction: a no-op if the key is already stored,
+        unless the stored record is of an older version than ``result``'s (then ``result`` replaces it)."""
         payload = json.dumps(result.to_dict(), allow_nan=True)
         try:
             with self.conn:  # BEGIN … COMMIT (ROLLBACK on error)
                 self.conn.execute("BEGIN IMMEDIATE")
+                row = self.conn.execute("SELECT result FROM runs WHERE key = ?", (key,)).fetchone()
+                if row is not None and _record_version(row[0]) >= result.record_version:
+                    return
                 self.conn.execute(
-                    "INSERT OR IGNORE INTO runs (key, problem, optimizer, preset, seed, spec, final_loss,"
+                    "INSERT OR REPLACE INTO runs (key, problem, optimizer, preset, seed, spec, final_loss,"
                     " diverged, divergence, steps, grad_evals, wall_s, steps_to_target, evals_to_target,"
                     " result, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
@@ -309,6 +327,11 @@ class Store:
         """``(id, updated_at, settings)`` of every stored comparison, newest first."""
         rows = self.conn.execute("SELECT id, updated_at, settings FROM comparisons ORDER BY updated_at DESC")
         return [(row[0], row[1], json.loads(row[2])) for row in rows]
+
+
+def _record_version(payload: str) -> int:
+    """The record version of a stored result (1: written before results said theirs)."""
+    return int(json.loads(payload).get("record_version", 1))
 
 
 def _stored(row: tuple[str, str, str, str]) -> StoredRun:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -11,6 +12,7 @@ import torch
 from torch import Tensor
 from torch.func import functional_call
 
+from optimlab.lab.loop import StepsCallback, plain_objective
 from optimlab.lab.loop import divergence as _divergence
 from optimlab.lab.loop import explosion_threshold as _threshold
 from optimlab.lab.loop import step_scheduler as _step_scheduler
@@ -20,17 +22,14 @@ from optimlab.lab.replicas.common import (
     cycles_momentum,
     evaluate_model,
     fast_data,
-    has_full_data,
     run_budget,
 )
 from optimlab.lab.replicas.lean_vmap import vmap_flat
-from optimlab.lab.replicas.sizing import batchable, optimizer_for
+from optimlab.lab.replicas.sizing import batchable, evaluation_chunk, optimizer_for
 from optimlab.lab.replicas.spec import Evaluation, ReplicaProblem, ReplicaRun, ReplicaSpec
-from optimlab.lab.run import EXPLOSION_FACTOR
+from optimlab.lab.run import EXPLOSION_FACTOR, EvaluationSchedule
 from optimlab.optim import RuleOptimizer
 
-#: replicas per vmapped evaluation on the whole data set
-EVALUATION_CHUNK = 128
 #: the fast data path gathers a whole epoch for all replicas at once below this many bytes
 EPOCH_GATHER_BYTES = 32 << 20
 
@@ -140,10 +139,13 @@ class BatchedRun:
         explosion_factor: float,
         evaluation: Evaluation,
         trajectory: bool,
+        on_steps: StepsCallback | None = None,
     ) -> None:
         self.problem = problem
         self.total_steps, self.epochs = total_steps, epochs
         self.spe = int(problem.steps_per_epoch)
+        self.schedule = EvaluationSchedule(total_steps, self.spe)
+        self.on_steps = on_steps
         self.explosion_factor = explosion_factor
         self.evaluation = evaluation
         self.record_path = trajectory
@@ -298,17 +300,21 @@ class BatchedRun:
 
     # -- evaluation --
 
-    def _evaluate(self, positions: list[int]) -> list[dict[str, float]]:
+    def _evaluate(self, positions: list[int], evaluation: Evaluation) -> list[dict[str, float]]:
+        """The ``evaluation`` of the replicas at ``positions``: ``"loss"`` the full objective alone
+        (all replicas at once when it is the loss on the problem's tensors), ``"full"`` everything
+        ``problem.evaluate`` gives."""
         problem = self.problem
         if not positions:
             return []
-        if self.evaluation == "loss" and has_full_data(problem):
+        if evaluation == "loss" and plain_objective(problem) and self._evaluation_chunk > 1:
             # in chunks of replicas, so that the activations on the whole data set stay in cache
             x, y = problem.x, problem.y  # type: ignore[attr-defined]
             values: list[float] = []
+            size = self._evaluation_chunk
             with torch.no_grad():
-                for begin in range(0, len(positions), EVALUATION_CHUNK):
-                    chunk = self.flat[positions[begin : begin + EVALUATION_CHUNK]]
+                for begin in range(0, len(positions), size):
+                    chunk = self.flat[positions[begin : begin + size]]
                     values.extend(self._losses(chunk, x, y, shared_data=True).tolist())
             return [{"loss": v} for v in values]
         holder = self.base
@@ -318,10 +324,14 @@ class BatchedRun:
             for position in positions:
                 for p, chunk in zip(holder.parameters(), self.flat[position].split(self.sizes), strict=True):
                     p.copy_(chunk.view_as(p))
-                results.append(evaluate_model(problem, holder, self.evaluation))
+                results.append(evaluate_model(problem, holder, evaluation))
             for p, value in zip(holder.parameters(), saved, strict=True):
                 p.copy_(value)
         return results
+
+    @functools.cached_property
+    def _evaluation_chunk(self) -> int:
+        return evaluation_chunk(self.problem, self.base, self.specs[0].seed)
 
     # -- schedules --
 
@@ -407,22 +417,40 @@ class BatchedRun:
         path = [self.flat.clone()] if self.record_path else None
         alive_list = [True] * count
         start = time.perf_counter()
+        trained = 0  # run-steps since on_steps last heard (a step of R live replicas is R)
 
-        def evaluate(positions: list[int], step: int) -> list[dict[str, float]]:
-            results = self._evaluate(positions)
+        def evaluate(positions: list[int], step: int, epoch: float, evaluation: Evaluation) -> None:
+            """Evaluate the replicas at ``positions`` and end those it finds diverged."""
+            nonlocal trained
+            results = self._evaluate(positions, evaluation)
             wall = (time.perf_counter() - start) / count
             for position, metrics in zip(positions, results, strict=True):
-                record = {"epoch": len(evals[position]), "step": step, "grad_evals": step, "wall_s": wall}
+                record = {"epoch": epoch, "step": step, "grad_evals": step, "wall_s": wall}
                 evals[position].append({**record, **metrics})
-            return results
+            if step > 0:
+                finite = torch.isfinite(self.flat).all(dim=1).tolist()
+                for position, metrics in zip(positions, results, strict=True):
+                    kind = _divergence(metrics["loss"], thresholds[position])
+                    if kind is None and not finite[position]:
+                        kind = "nan"
+                    if kind is not None:
+                        divergence[position] = kind
+                        alive_list[position] = False
+                        steps_done[position] = step
+            if self.on_steps is not None and trained:
+                self.on_steps(trained)
+                trained = 0
 
-        initial = evaluate(list(range(count)), 0)
-        thresholds = [_threshold(m["loss"], self.explosion_factor) for m in initial]
-        threshold = torch.tensor(thresholds, dtype=torch.float64, device=self.device)
-        for position, metrics in enumerate(initial):
-            divergence[position] = _divergence(metrics["loss"], math.inf)
+        thresholds: list[float] = []
+        evaluate(list(range(count)), 0, 0, self.evaluation)
+        for position in range(count):
+            loss = evals[position][0]["loss"]
+            thresholds.append(_threshold(loss, self.explosion_factor))
+            divergence[position] = _divergence(loss, math.inf)
             alive_list[position] = divergence[position] is None
+        threshold = torch.tensor(thresholds, dtype=torch.float64, device=self.device)
         alive = torch.tensor(alive_list, device=self.device)
+        live_count = sum(alive_list)
         per_step = [
             p
             for p, s in enumerate(self.schedulers)
@@ -454,6 +482,7 @@ class BatchedRun:
                     skipped += skip
                 loss_hist[step] = losses
                 step += 1
+                trained += live_count
                 if path is not None:
                     path.append(self.flat.clone())
                 bad = (~torch.isfinite(losses) | (losses > threshold)) & alive
@@ -464,24 +493,24 @@ class BatchedRun:
                         alive_list[position] = False
                         steps_done[position] = step
                     alive = torch.tensor(alive_list, device=self.device)
+                    live_count = sum(alive_list)
                 if per_step:
                     live = [p for p in per_step if alive_list[p]]
                     for position in live:
                         _step_scheduler(self.schedulers[position])
                     self._read_schedules(live)
+                if self.schedule.within_epoch(step) and live_count:
+                    # within the epoch: the loss alone, of the replicas still training
+                    evaluate([p for p in range(count) if alive_list[p]], step, step / self.spe, "loss")
+                    if sum(alive_list) < live_count:
+                        alive = torch.tensor(alive_list, device=self.device)
+                        live_count = sum(alive_list)
+                        if not live_count:
+                            break
             # the end of an epoch (or of the budget): evaluate the replicas still training
-            live = [p for p in range(count) if alive_list[p]]
-            results = evaluate(live, step)
-            finite = torch.isfinite(self.flat).all(dim=1).tolist()
-            for position, metrics in zip(live, results, strict=True):
-                kind = _divergence(metrics["loss"], thresholds[position])
-                if kind is None and not finite[position]:
-                    kind = "nan"
-                if kind is not None:
-                    divergence[position] = kind
-                    alive_list[position] = False
-                    steps_done[position] = step
+            evaluate([p for p in range(count) if alive_list[p]], step, epoch + 1, self.evaluation)
             alive = torch.tensor(alive_list, device=self.device)
+            live_count = sum(alive_list)
             stepped = []
             for position in per_epoch:
                 if alive_list[position]:
@@ -494,6 +523,8 @@ class BatchedRun:
         for position in range(count):
             if alive_list[position]:
                 steps_done[position] = step
+        if self.on_steps is not None and trained:
+            self.on_steps(trained)
 
         runs: list[ReplicaRun | None] = [None] * count
         loss_rows = loss_hist.t().tolist()
@@ -534,13 +565,16 @@ def train_batched(
     evaluation: Evaluation = "full",
     trajectory: bool = False,
     threads: int | None = 1,
+    on_steps: StepsCallback | None = None,
 ) -> list[ReplicaRun]:
     """All of ``specs`` in one batched run (no memory check: see :func:`train_replicas`).
 
     Every spec needs a first-order optimizer of :mod:`optimlab.optim`; results come back in the
     order of ``specs``. ``threads``: torch's intra-op threads while training (restored after);
     the default 1 suits the replicas' small tensors — more threads cost more than they give,
-    and many times more on a machine whose cores are busy; ``None`` keeps torch's setting."""
+    and many times more on a machine whose cores are busy; ``None`` keeps torch's setting.
+    ``on_steps(n)`` hears of the run-steps trained at every evaluation (a step of R replicas
+    still training counts R), its calls adding up to the steps of all runs."""
     if not specs:
         return []
     if threads is not None and threads < 1:
@@ -551,7 +585,7 @@ def train_batched(
         torch.set_num_threads(threads)
     try:
         engine = BatchedRun(
-            problem, specs, total_steps, epoch_count, explosion_factor, evaluation, trajectory
+            problem, specs, total_steps, epoch_count, explosion_factor, evaluation, trajectory, on_steps
         )
         return engine.run()
     finally:

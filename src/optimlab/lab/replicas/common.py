@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
+from optimlab.lab.loop import objective
 from optimlab.lab.problems.base import Budget
 from optimlab.lab.replicas.spec import Evaluation, ReplicaSpec
 
@@ -66,17 +67,10 @@ def fast_data(problem: Any) -> bool:
     return order is not None and batches is not None and batches >= order
 
 
-def has_full_data(problem: Any) -> bool:
-    return isinstance(getattr(problem, "x", None), Tensor) and isinstance(getattr(problem, "y", None), Tensor)
-
-
 @torch.no_grad()
 def evaluate_model(problem: Any, model: nn.Module, evaluation: Evaluation) -> dict[str, float]:
-    if evaluation == "loss" and has_full_data(problem):
-        return {"loss": float(problem.loss(model(problem.x), problem.y))}
-    metrics = problem.evaluate(model)
-    return (
-        {k: float(v) for k, v in metrics.items()}
-        if evaluation == "full"
-        else {"loss": float(metrics["loss"])}
-    )
+    """``"full"``: everything ``problem.evaluate`` gives; ``"loss"``: the full objective alone
+    (:func:`optimlab.lab.loop.objective`)."""
+    if evaluation == "loss":
+        return {"loss": objective(problem, model)}
+    return {k: float(v) for k, v in problem.evaluate(model).items()}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from optimlab.lab.loop import StepsCallback
 from optimlab.lab.replicas.batched import train_batched
 from optimlab.lab.replicas.common import run_budget
 from optimlab.lab.replicas.sequential import train_sequential
@@ -31,6 +32,7 @@ def train_replicas(
     evaluation: Evaluation = "full",
     trajectory: bool = False,
     threads: int | None = 1,
+    on_steps: StepsCallback | None = None,
 ) -> list[ReplicaRun]:
     """Train every run of ``specs`` on ``problem``; results in the order of ``specs``.
 
@@ -39,10 +41,13 @@ def train_replicas(
     classes, models with buffers or dropout — one after another; ``"batched"`` insists (and raises
     ``ValueError`` for what cannot be batched), ``"sequential"`` never batches.
 
-    ``evaluation="full"`` records ``problem.evaluate(model)`` after each epoch (all its metrics);
-    ``"loss"`` records only the full objective, computed for all replicas at once when the problem
-    has ``x`` and ``y``. ``trajectory`` records the parameter vector after every step. ``threads``
-    applies to the batched chunks (see :func:`train_batched`).
+    ``evaluation="full"`` records ``problem.evaluate(model)`` before the first step and after each
+    epoch (all its metrics); ``"loss"`` records only the full objective there. Within epochs both
+    record the full objective alone (:class:`optimlab.lab.run.EvaluationSchedule`), computed for all
+    replicas at once when it is the loss on the problem's ``x`` and ``y``. ``trajectory`` records the
+    parameter vector after every step. ``threads`` applies to the batched chunks (see
+    :func:`train_batched`). ``on_steps(n)``, when given, hears of the run-steps trained as they are
+    (a batched step of R replicas still training counts R): its calls add up to the steps of all runs.
     """
     if mode not in ("auto", "batched", "sequential"):
         raise ValueError(f"mode must be 'auto', 'batched' or 'sequential', got {mode!r}")
@@ -55,6 +60,7 @@ def train_replicas(
         "explosion_factor": explosion_factor,
         "evaluation": evaluation,
         "trajectory": trajectory,
+        "on_steps": on_steps,
     }
     if not specs:
         return []

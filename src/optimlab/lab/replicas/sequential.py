@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from optimlab.lab.loop import run_steps
+from optimlab.lab.loop import StepsCallback, run_steps
 from optimlab.lab.replicas.common import build_scheduler, evaluate_model, run_budget
 from optimlab.lab.replicas.sizing import optimizer_for
 from optimlab.lab.replicas.spec import Evaluation, ReplicaProblem, ReplicaRun, ReplicaSpec
@@ -21,9 +21,11 @@ def train_sequential(
     explosion_factor: float = EXPLOSION_FACTOR,
     evaluation: Evaluation = "full",
     trajectory: bool = False,
+    on_steps: StepsCallback | None = None,
 ) -> ReplicaRun:
     """One run, step by step with a real optimizer object: the reference the batched engine is
-    checked against, and the path of L-BFGS (closure-based) and of foreign optimizer classes."""
+    checked against, and the path of L-BFGS (closure-based) and of foreign optimizer classes.
+    ``on_steps(n)`` hears of the steps trained (:func:`optimlab.lab.loop.run_steps`)."""
     total_steps, epoch_count = run_budget(problem, epochs, steps)
     spe = int(problem.steps_per_epoch)
     model = problem.build_model(spec.seed)
@@ -52,6 +54,7 @@ def train_sequential(
         trajectory_point=(lambda m: torch.cat([p.detach().reshape(-1) for p in params]).tolist())
         if trajectory
         else None,
+        on_steps=on_steps,
     )
     return ReplicaRun(
         spec=spec,

@@ -1,4 +1,4 @@
-"""Whether runs can train as batched replicas, and how many fit in memory at once."""
+"""Whether runs can train as batched replicas, and how many fit in memory (and cache) at once."""
 
 from __future__ import annotations
 
@@ -16,6 +16,10 @@ from optimlab.optim.functional import optimizer_class
 
 #: default memory budget of one batched chunk (parameters, state, activations, histories)
 DEFAULT_MEMORY_BUDGET = 1 << 30
+#: replicas per vmapped evaluation on the whole data set, at most
+EVALUATION_CHUNK = 128
+#: a vmapped evaluation's forward pass stays within about this many bytes (:func:`evaluation_chunk`)
+EVALUATION_BYTES = 16 << 20
 
 
 def optimizer_for(optimizer: str | type[Optimizer]) -> type[Optimizer]:
@@ -141,3 +145,12 @@ def activation_bytes(problem: ReplicaProblem, model: nn.Module, seed: int) -> in
         for handle in handles:
             handle.remove()
     return 3 * total
+
+
+def evaluation_chunk(problem: ReplicaProblem, model: nn.Module, seed: int) -> int:
+    """Replicas per vmapped evaluation of the loss on the whole data set: as many as keep its forward
+    pass within :data:`EVALUATION_BYTES` (in cache), at most :data:`EVALUATION_CHUNK`; 1 (one replica
+    after another: a vmapped pass of a big model is slower than a loop) when one alone is bigger."""
+    one_batch = activation_bytes(problem, model, seed) // 3
+    steps = int(problem.steps_per_epoch)
+    return max(1, min(EVALUATION_CHUNK, EVALUATION_BYTES // max(1, one_batch * steps)))

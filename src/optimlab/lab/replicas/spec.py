@@ -30,8 +30,9 @@ class ReplicaProblem(Protocol):
     Optional fast path: a problem with tensors ``x``, ``y``, an int ``batch_size`` and
     ``epoch_order(seed, epoch) -> Tensor | None`` (the permutation whose consecutive
     ``batch_size`` slices ``idx`` give the batches ``(x[idx], y[idx])``; ``None`` for the natural
-    order) lets the engine gather every replica's batch in one indexing operation, and
-    ``evaluation="loss"`` computes ``loss(model(x), y)`` for all replicas at once.
+    order) lets the engine gather every replica's batch in one indexing operation; and when the
+    full objective is ``loss(model(x), y)`` (``evaluate`` is :class:`~optimlab.lab.problems.TensorProblem`'s
+    own), evaluations of the loss alone compute it for all replicas at once.
     """
 
     @property
@@ -139,7 +140,9 @@ class ReplicaRun:
 
     ``losses[k]``/``lrs[k]``: the mini-batch loss of step k (before its update) and its lr;
     ``evals``: ``{"epoch", "step", "grad_evals", "wall_s", "loss", ...}`` before the first step
-    and after each epoch (a batched run's ``wall_s`` is its batch's time divided by its size);
+    and after each epoch, ``{"epoch", "step", "grad_evals", "wall_s", "loss"}`` within epochs (see
+    :class:`optimlab.lab.run.EvaluationSchedule`; a batched run's ``wall_s`` is its batch's time
+    divided by its size);
     ``params``: the final parameters by name; ``divergence``: ``"nan"``, ``"inf"``,
     ``"explosion"`` or ``None``; ``skipped_steps``: steps left out by ``nonfinite="skip"``.
     """
