@@ -364,10 +364,18 @@ def optimizers_from_config(table: Any, defaults: str = "seed") -> list[Optimizer
         raise ValueError("config 'optimizers' must be a table, a list or a string")
     configs = []
     for label, settings in table.items():
-        settings = dict(settings or {})
-        if not isinstance(settings, dict):
-            raise ValueError(f"config optimizer {label!r} must be a table of hyperparameters")
-        preset = str(settings.pop("preset", label)).lower()
+        if settings is None:
+            settings = {}
+        if not isinstance(settings, Mapping):
+            raise ValueError(
+                f"config optimizer {label!r} must be a table of hyperparameters "
+                f"(e.g. {{preset = \"adam\", lr = 0.01}}), got {settings!r}"
+            )
+        settings = dict(settings)
+        preset = settings.pop("preset", label)
+        if not isinstance(preset, str):
+            raise ValueError(f"config optimizer {label!r}: preset must be a name, got {preset!r}")
+        preset = preset.lower()
         configs.append(
             make_config(preset, settings, defaults, label=label if settings or label != preset else None)
         )
