@@ -369,7 +369,7 @@ def optimizers_from_config(table: Any, defaults: str = "seed") -> list[Optimizer
         if not isinstance(settings, Mapping):
             raise ValueError(
                 f"config optimizer {label!r} must be a table of hyperparameters "
-                f"(e.g. {{preset = \"adam\", lr = 0.01}}), got {settings!r}"
+                f'(e.g. {{preset = "adam", lr = 0.01}}), got {settings!r}'
             )
         settings = dict(settings)
         preset = settings.pop("preset", label)

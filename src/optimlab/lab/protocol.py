@@ -170,6 +170,7 @@ def comparison_from(values: Mapping[str, Any]) -> Comparison:
 
 # --- obtaining runs -----------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class RunEvent:
     """What :func:`run_comparison` tells its ``progress`` callback.
