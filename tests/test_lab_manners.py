@@ -70,3 +70,21 @@ def test_hyperparameters_that_cannot_run_are_one_line_in_every_command(
     one_line_exit_2(runner.invoke(app, surface), words)
     lr_find = ["lr-find", "-p", "parabola:n=64", "-o", spec, "--steps", "5", "--out", str(tmp_path)]
     one_line_exit_2(runner.invoke(app, lr_find), words)
+
+
+# --- schedules checked over the whole run --------------------------------------------------------
+
+
+def test_a_lambda_negative_after_epoch_10_is_refused_before_training(tmp_path: Path, db: Path) -> None:
+    before = stored_runs(db)
+    args = ["compare", "-p", "parabola:n=64", "-o", "sgd", "--seeds", "1", "--epochs", "20", "--jobs", "1"]
+    result = runner.invoke(
+        app, [*args, "--schedule", "lambda:1-epoch/12", "--db", str(db), "--out", str(tmp_path)]
+    )
+    one_line_exit_2(result, "at epoch 13", "problem parabola:n=64")
+    assert stored_runs(db) == before
+    warmup = runner.invoke(
+        app, [*args, "--schedule", "warmup:warmup_steps=5000", "--db", str(db), "--out", str(tmp_path)]
+    )
+    one_line_exit_2(warmup, "(the run has 40 steps)")
+    assert "1000000" not in warmup.stderr

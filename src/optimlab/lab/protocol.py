@@ -88,12 +88,21 @@ class Comparison:
         specs = [p.spec for p in self.problems]
         if len(set(specs)) != len(specs):
             raise ValueError("a problem is listed twice")
+        self.check_schedule()
+
+    def check_schedule(self) -> None:
+        """Raise ``ValueError`` if the schedule cannot run the whole budget of every problem (a
+        warm-up as long as the run, a ``lambda`` negative at some epoch): before any training."""
+        if self.schedule is None:
+            return
         for problem in self.problems:
-            if self.schedule is not None:
-                budget = self.budget_for(problem)
+            budget = self.budget_for(problem)
+            try:
                 self.schedule.check_for(
                     budget.epochs_needed(problem.steps_per_epoch), problem.steps_per_epoch
                 )
+            except ValueError as error:
+                raise ValueError(f"{error} (problem {problem.spec})") from None
 
     @property
     def protocol(self) -> str:
@@ -298,6 +307,7 @@ def run_comparison(
     """
     if replicas not in ("auto", "off"):
         raise ValueError(f"replicas must be 'auto' or 'off', got {replicas!r}")
+    comparison.check_schedule()  # the comparison may have changed since it was made
     problems = {p.spec: p for p in comparison.problems}
     executor = executor if executor is not None else LocalExecutor(problems, jobs, memory_budget)
     runs = _Runs(store, problems, executor, replicas, progress)
