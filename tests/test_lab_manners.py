@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+import sys
 from pathlib import Path
 
 import pytest
@@ -88,3 +89,132 @@ def test_a_lambda_negative_after_epoch_10_is_refused_before_training(tmp_path: P
     )
     one_line_exit_2(warmup, "(the run has 40 steps)")
     assert "1000000" not in warmup.stderr
+
+
+# --- a user's problem that raises ----------------------------------------------------------------
+
+USER_PROBLEMS = """
+import torch
+from torch import nn
+from optimlab.lab.problems import Budget, TensorProblem
+
+class Line(TensorProblem):
+    name, description, target_loss = "line", "fit y = 3x", 1e-3
+    default_budget = Budget(epochs=1)
+
+    def __init__(self):
+        super().__init__({})
+        self.x = torch.linspace(-1, 1, 32).unsqueeze(1)
+        self.y = 3 * self.x
+        self.batch_size = 16
+
+    def make_model(self):
+        return nn.Linear(1, 1)
+
+    def loss(self, output, target):
+        return nn.functional.mse_loss(output, target)
+
+class BadModel(Line):
+    def make_model(self):
+        return {}["no-such-layer"]  # BAD MODEL
+
+class BadLoss(Line):
+    def loss(self, output, target):
+        raise RuntimeError("loss exploded on purpose")  # BAD LOSS
+
+class NoLoss(Line):
+    def evaluate(self, model):  # NO LOSS
+        return {"accuracy": 1.0}
+
+def make_bad_model():
+    return BadModel()
+
+def make_bad_loss():
+    return BadLoss()
+
+def make_no_loss():
+    return NoLoss()
+
+def make_raising():
+    raise LookupError("the data went missing")  # FACTORY
+"""
+
+
+def _line(text: str, marker: str) -> int:
+    return next(i for i, line in enumerate(text.splitlines(), start=1) if marker in line)
+
+
+@pytest.fixture
+def user_problems(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    (tmp_path / "user_problems.py").write_text(USER_PROBLEMS)
+    (tmp_path / "import_crash.py").write_text("import math\nx = 1 / 0\n")
+    (tmp_path / "syntax_err.py").write_text("def make():\n    return 1\ndef broken(:\n")
+    for name in ("user_problems", "import_crash", "syntax_err"):  # this test's files, not cached ones
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)  # spawned workers find the modules from the working directory
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("user_problems:make_raising", "LookupError: the data went missing (user_problems.py:{FACTORY})"),
+        ("user_problems:make_bad_model", "KeyError: 'no-such-layer' (user_problems.py:{BAD MODEL})"),
+        (
+            "user_problems:make_bad_loss",
+            "RuntimeError: loss exploded on purpose (user_problems.py:{BAD LOSS})",
+        ),
+        (
+            "user_problems:make_no_loss",
+            "evaluate() must return a dict with a 'loss' (the full objective), got keys ['accuracy'] "
+            "(user_problems.py:{NO LOSS})",
+        ),
+        ("import_crash:make", "ZeroDivisionError: division by zero (import_crash.py:2)"),
+        ("syntax_err:make", "SyntaxError: invalid syntax (syntax_err.py:3)"),
+    ],
+)
+def test_a_users_problem_that_raises_is_one_line_with_its_file_and_line(
+    user_problems: Path, db: Path, spec: str, expected: str
+) -> None:
+    for marker in ("FACTORY", "BAD MODEL", "BAD LOSS", "NO LOSS"):
+        expected = expected.replace("{" + marker + "}", str(_line(USER_PROBLEMS, "# " + marker)))
+    before = stored_runs(db)
+    args = ["compare", "-p", spec, "-o", "sgd,lbfgs", "--seeds", "1", "--jobs", "1", "--no-png"]
+    result = runner.invoke(app, [*args, "--db", str(db), "--out", str(user_problems / "out")])
+    assert one_line_exit_2(result) == f"error: problem {spec}: {expected}\n"
+    assert stored_runs(db) == before
+
+
+def test_a_problem_error_keeps_the_original_exception_and_crosses_processes(user_problems: Path) -> None:
+    import concurrent.futures
+    import multiprocessing
+
+    from optimlab.lab.executor import _worker_unit
+    from optimlab.lab.presets import make_config
+    from optimlab.lab.problems import Budget, ProblemError, get_problem
+    from optimlab.lab.run import RunSpec
+
+    with pytest.raises(ProblemError) as info:
+        get_problem("user_problems:make_raising")
+    assert isinstance(info.value.__cause__, LookupError)
+    assert info.value.location == f"user_problems.py:{_line(USER_PROBLEMS, '# FACTORY')}"
+    with pytest.raises(ProblemError) as info:
+        get_problem("import_crash:make")
+    assert isinstance(info.value.__cause__, ZeroDivisionError)
+
+    problem = get_problem("user_problems:make_bad_loss")
+    unit = [RunSpec.of(problem, make_config("sgd"), 0, Budget(epochs=1))]
+    context = multiprocessing.get_context("spawn")
+    with (
+        concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool,
+        pytest.raises(ProblemError) as info,
+    ):
+        pool.submit(_worker_unit, unit, 10**8).result()
+    line = _line(USER_PROBLEMS, "# BAD LOSS")
+    assert str(info.value) == (
+        "problem user_problems:make_bad_loss: RuntimeError: loss exploded on purpose "
+        f"(user_problems.py:{line})"
+    )
+    assert info.value.spec == "user_problems:make_bad_loss"
+    assert "Traceback" in str(info.value.__cause__) and "user_problems.py" in str(info.value.__cause__)

@@ -60,7 +60,8 @@ def cut_units(
     for run in runs:
         if replicas == "auto" and batchable(run.config):
             if run.problem not in model_batches:
-                model_batches[run.problem] = batchable(problems[run.problem])
+                with reporting_user_errors(problems[run.problem]):  # builds the user's model
+                    model_batches[run.problem] = batchable(problems[run.problem])
             if model_batches[run.problem]:
                 groups.setdefault((run.problem, run.budget), []).append(run)
                 continue
