@@ -5,7 +5,10 @@ and exit code 2 (never a traceback), with the stored runs as they were."""
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
 import sqlite3
+import subprocess
 import sys
 from pathlib import Path
 
@@ -218,3 +221,109 @@ def test_a_problem_error_keeps_the_original_exception_and_crosses_processes(user
     )
     assert info.value.spec == "user_problems:make_bad_loss"
     assert "Traceback" in str(info.value.__cause__) and "user_problems.py" in str(info.value.__cause__)
+
+
+# --- damaged stored runs and tables ---------------------------------------------------------------
+
+
+def test_a_damaged_stored_run_is_named_and_trained_again(
+    tmp_path: Path, db: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    before = dict(stored_runs(db))
+    key = sorted(before)[0]
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE runs SET result = substr(result, 1, 50) WHERE key = ?", (key,))
+    with caplog.at_level("WARNING", logger="optimlab.lab"):
+        result = runner.invoke(app, ["compare", *SMALL, "--db", str(db), "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "1 runs trained, 3 reused" in " ".join(result.stdout.split())
+    warnings = [r.getMessage() for r in caplog.records if r.name == "optimlab.lab"]
+    assert len(warnings) == 1 and key[:12] in warnings[0] and "is damaged" in warnings[0]
+    after = dict(stored_runs(db))
+    assert after.keys() == before.keys() and {k: v for k, v in after.items() if k != key} == {
+        k: v for k, v in before.items() if k != key
+    }
+
+
+@pytest.mark.parametrize("table", ["runs", "comparisons"])
+def test_a_dropped_table_is_one_line_before_training(tmp_path: Path, db: Path, table: str) -> None:
+    with sqlite3.connect(db) as conn:
+        conn.execute(f"DROP TABLE {table}")
+    before = db.read_bytes()
+    result = runner.invoke(app, ["compare", *SMALL, "--db", str(db), "--out", str(tmp_path)])
+    one_line_exit_2(result, f"its '{table}' table is missing")
+    assert "trained" not in result.stdout and db.read_bytes() == before
+
+
+# --- read-only databases: in a real process without the right to write ---------------------------
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
+def optimlab_without_write_access(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``optimlab ARGS`` in a process that file permissions bind (root drops its capabilities)."""
+    command = [sys.executable, "-m", "optimlab", *args]
+    if os.geteuid() == 0:
+        if shutil.which("setpriv") is None:
+            pytest.skip("root ignores file permissions, and setpriv is missing to drop that right")
+        command = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search,-fowner", "--", *command]
+    env = {**os.environ, "PYTHONPATH": SRC}
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("read_only", ["file", "folder"])
+def test_a_read_only_database_gives_the_report_of_its_runs_and_refuses_to_train(
+    tmp_path: Path, stored: bytes, read_only: str
+) -> None:
+    folder = tmp_path / "db"
+    folder.mkdir()
+    db = folder / "lab.db"
+    db.write_bytes(stored)
+    (db if read_only == "file" else folder).chmod(0o444 if read_only == "file" else 0o555)
+    try:
+        report = optimlab_without_write_access(
+            ["compare", *SMALL, "--db", str(db), "--out", str(tmp_path / "out")], tmp_path
+        )
+        assert report.returncode == 0, report.stderr
+        assert "0 runs trained, 4 reused" in " ".join(report.stdout.split()) and report.stderr == ""
+        assert (tmp_path / "out" / "summary.json").exists()
+        more = ["compare", *SMALL[:3], "sgd,adam,rmsprop", *SMALL[4:]]
+        refused = optimlab_without_write_access([*more, "--db", str(db), "--out", str(tmp_path)], tmp_path)
+        assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
+        assert "needs 2 run(s) not stored" in refused.stderr and "Traceback" not in refused.stderr
+        assert f"{read_only} is read-only" in refused.stderr
+        assert db.read_bytes() == stored and sorted(p.name for p in folder.iterdir()) == ["lab.db"]
+    finally:
+        folder.chmod(0o755)
+        db.chmod(0o644)
+
+
+def test_a_damaged_run_is_one_warning_line_on_stderr(tmp_path: Path, stored: bytes) -> None:
+    db = tmp_path / "lab.db"
+    db.write_bytes(stored)
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE runs SET result = 'null' WHERE rowid = 1")
+    result = subprocess.run(
+        [sys.executable, "-m", "optimlab", "compare", *SMALL, "--db", str(db), "--out", str(tmp_path)],
+        env={**os.environ, "PYTHONPATH": SRC},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("warning: the stored run of parabola")
+    assert "null, not a run's record" in result.stderr
+
+
+def test_a_failed_summary_write_leaves_no_temporary_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from optimlab.reports import summary as summary_module
+
+    def disk_full(*_args, **_kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(summary_module.os, "replace", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        summary_module.write_summary({"a": 1}, tmp_path)
+    assert list(tmp_path.iterdir()) == []

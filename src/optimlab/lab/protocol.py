@@ -24,6 +24,7 @@ table without training.
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -46,7 +47,11 @@ from optimlab.lab.run import Regularization, RunResult, RunSpec, canonical_json
 from optimlab.lab.schedules import ScheduleSpec, parse_schedule
 from optimlab.lab.settings import SETTINGS, Replicas, Tune
 from optimlab.lab.stats import median, quantile
-from optimlab.lab.storage import Store
+from optimlab.lab.storage import StorageError, Store
+
+#: warnings (a damaged stored run, trained again) go to the "optimlab.lab" logger: one line each on
+#: stderr unless the application routes them elsewhere
+_log = logging.getLogger("optimlab.lab")
 
 #: the seed of Optuna's tuning runs, kept apart from the evaluation seeds 0..S−1
 TUNING_SEED = 10_000
@@ -218,6 +223,8 @@ class _Runs:
         self.replicas, self.progress = replicas, progress
         self.trained = 0
         self.reused = 0
+        self._usable: set[str] = set()  # keys read and found usable
+        self._damaged: dict[str, str] = {}  # keys found damaged (to train again) → what is wrong
 
     def spec(self, problem: Problem, config: OptimizerConfig, seed: int, comparison: Comparison) -> RunSpec:
         return RunSpec.of(
@@ -229,9 +236,32 @@ class _Runs:
             comparison.regularization,
         )
 
+    def stored(self, runs: Sequence[RunSpec]) -> set[str]:
+        """The keys of ``runs`` stored with a usable row. A damaged row (truncated JSON, ``{}``,
+        ``null``, values of the wrong kind) is named in one warning line and counts as missing: it
+        is trained again and its row replaced (each row is read once per comparison)."""
+        unknown = list({run.key for run in runs} - self._usable - set(self._damaged))
+        if unknown:
+            usable, damaged = self.store.check(unknown)
+            self._usable |= usable
+            for run in runs:
+                if run.key in damaged and run.key not in self._damaged:
+                    self._damaged[run.key] = damaged[run.key]
+                    _log.warning(
+                        "warning: the stored run of %s · %s · seed %d (key %s) in %s is damaged (%s); "
+                        "training it again",
+                        run.problem,
+                        run.config.label,
+                        run.seed,
+                        run.key[:12],
+                        self.store.path,
+                        damaged[run.key],
+                    )
+        return {run.key for run in runs if run.key in self._usable}
+
     def obtain(self, runs: Sequence[RunSpec]) -> None:
-        """Make sure every run is stored (training the missing ones)."""
-        stored = self.store.existing(run.key for run in runs)
+        """Make sure every run is stored (training the missing and the damaged ones)."""
+        stored = self.stored(runs)
         missing: list[RunSpec] = []
         seen: set[str] = set()
         for run in runs:
@@ -244,16 +274,26 @@ class _Runs:
             missing.append(run)
         if not missing:
             return
+        if self.store.read_only:  # say so before training anything
+            raise StorageError(
+                f"this comparison needs {len(missing)} run(s) not stored in {str(self.store.path)!r}, "
+                f"which cannot be written: {self.store.read_only_reason}; use a writable --db (a "
+                "read-only database gives a report when every run is stored)"
+            )
         for unit, results in self.executor.train(cut_units(missing, self.problems, self.replicas)):
             share = unit_cost(unit, self.problems[unit[0].problem]) / len(unit)
             for run, result in zip(unit, results, strict=True):
-                self.store.put(run.key, run.identity(), run.config.preset, result)
+                self.store.put(
+                    run.key, run.identity(), run.config.preset, result, replace=run.key in self._damaged
+                )
+                self._usable.add(run.key)
+                self._damaged.pop(run.key, None)
                 self.trained += 1
                 self.progress(RunEvent("done", run, result, share))
 
     def expected_cost(self, runs: Sequence[RunSpec], rounds: int = 1) -> float:
         """The cost of training those of ``runs`` not stored yet, ``rounds`` times over."""
-        stored = self.store.existing(run.key for run in runs)
+        stored = self.stored(runs)
         missing = list({run.key: run for run in runs if run.key not in stored}.values())
         units = cut_units(missing, self.problems, self.replicas)
         return rounds * sum(unit_cost(unit, self.problems[unit[0].problem]) for unit in units)

@@ -33,7 +33,7 @@ import numpy as np
 from optimlab import __version__
 from optimlab.lab.run import RunResult
 from optimlab.lab.stats import Profile, bootstrap_ci, median, performance_profile, quantile, summary
-from optimlab.lab.storage import Store
+from optimlab.lab.storage import StorageError, Store
 
 
 @dataclass
@@ -79,14 +79,44 @@ class ComparisonData:
 
 
 def load_comparison(store: Store, comparison_id: str | None = None) -> ComparisonData:
-    """The comparison ``comparison_id`` (default: the latest) with its runs loaded from ``store``."""
+    """The comparison ``comparison_id`` (default: the latest) with its runs loaded from ``store``.
+
+    Raises :class:`~optimlab.lab.storage.StorageError` with one line when its plan is damaged, when
+    one of its runs is damaged, or when one is missing (statistics over fewer runs than the plan
+    says would be wrong numbers, silently): running the comparison again trains them anew."""
     cid, settings, plan = store.comparison(comparison_id)
+    try:
+        return _comparison_data(store, cid, settings, plan)
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        if isinstance(error, StorageError):
+            raise
+        raise StorageError(
+            f"comparison {cid} in {str(store.path)!r} is damaged (its plan lacks or mistypes {error}); "
+            "run it again to record it anew"
+        ) from None
+
+
+def _runs_of(store: Store, cid: str, keys: Sequence[str]) -> list[RunResult]:
+    runs = [stored.result for stored in store.runs(list(keys))]
+    if len(runs) != len(keys):
+        found = store.existing(keys)
+        missing = [k for k in keys if k not in found]
+        raise StorageError(
+            f"comparison {cid} in {str(store.path)!r} misses {len(missing)} of its runs "
+            f"(key {missing[0][:12]}{', …' if len(missing) > 1 else ''}); run it again to train them"
+        )
+    return runs
+
+
+def _comparison_data(
+    store: Store, cid: str, settings: dict[str, Any], plan: dict[str, Any]
+) -> ComparisonData:
     problems = []
     for p in plan["problems"]:
         optimizers = []
         for o in p["optimizers"]:
-            runs = [stored.result for stored in store.runs(o["keys"])]
-            grid = [(float(g["lr"]), [s.result for s in store.runs(g["keys"])]) for g in o.get("grid", [])]
+            runs = _runs_of(store, cid, o["keys"])
+            grid = [(float(g["lr"]), _runs_of(store, cid, g["keys"])) for g in o.get("grid", [])]
             optimizers.append(
                 OptimizerData(
                     label=o["label"],
