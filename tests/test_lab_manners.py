@@ -327,3 +327,77 @@ def test_a_failed_summary_write_leaves_no_temporary_file(
     with pytest.raises(OSError, match="No space left"):
         summary_module.write_summary({"a": 1}, tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+# --- absurd sizes ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["-o", "sgd,adam", "--lr-grid", "100000"], "would train 1,000,000 runs"),
+        (["-o", "sgd", "--seeds", "100000"], "would train 100,000 runs"),
+        (["-o", "sgd", "--epochs", "1000000000"], "would take 32,000,000,000 steps"),
+        (["-o", "sgd", "--steps", "1000000000000000"], "would take 1,000,000,000,000,000 steps"),
+        (["-o", "sgd", "--tune", "optuna", "--budget", "100000"], "would train 100,005 runs"),
+        (["-o", "sgd", "--epochs", "1000000000", "--schedule", "lambda:0.9**epoch"], "32,000,000,000 steps"),
+    ],
+)
+def test_absurd_sizes_are_refused_at_once_with_their_numbers(
+    tmp_path: Path, db: Path, args: list[str], words: str
+) -> None:
+    import time
+
+    before = stored_runs(db)
+    started = time.perf_counter()
+    result = runner.invoke(
+        app, ["compare", "-p", "parabola", *args, "--jobs", "1", "--db", str(db), "--out", str(tmp_path)]
+    )
+    assert time.perf_counter() - started < 5  # arithmetic, not a million planned runs
+    one_line_exit_2(result, words)
+    assert stored_runs(db) == before
+
+
+def test_plan_size_counts_by_arithmetic_and_estimates_the_stored_bytes(tmp_path: Path) -> None:
+    from optimlab.lab.plansize import PlanSize, plan_size
+    from optimlab.lab.presets import parse_optimizers
+    from optimlab.lab.problems import Budget, get_problem
+    from optimlab.lab.protocol import Comparison, planned_runs, run_comparison
+    from optimlab.lab.storage import Store
+
+    problems = [get_problem("parabola:n=64"), get_problem("booth")]  # booth: deterministic, one seed
+    comparison = Comparison(
+        problems, parse_optimizers("sgd,adam,lbfgs"), seeds=3, lr_grid=2, budget=Budget(epochs=3)
+    )
+    size = plan_size(comparison)
+    assert isinstance(size, PlanSize) and size == (size.runs, size.steps, size.bytes)
+    assert size.runs == planned_runs(comparison) == 3 * 2 * 3 + 3 * 2 * 1
+    assert size.steps == 18 * 3 * 2 + 6 * 3 * 10  # parabola:n=64 has 2 steps per epoch, booth 10
+    assert "24 runs (288 steps, about" in str(size)
+    db = tmp_path / "lab.db"
+    with Store(db) as store:
+        run_comparison(comparison, store)
+        assert store.count() == size.runs
+    with sqlite3.connect(db) as conn:
+        stored = conn.execute("SELECT SUM(length(result) + length(spec) + 200) FROM runs").fetchone()[0]
+    assert stored <= size.bytes <= 4 * stored  # an estimate that errs on the safe side
+    comparison.seeds, comparison.lr_grid = 10**9, 10**6  # what no comparison may be: counted, not built
+    assert plan_size(comparison).runs == 3 * 10**6 * 10**9 + 3 * 10**6  # booth: one seed
+    with Store(db) as store, pytest.raises(ValueError, match="at most 50,000 runs"):
+        run_comparison(comparison, store)
+
+
+def test_a_comparison_that_cannot_fit_on_the_disk_is_refused_before_training(
+    tmp_path: Path, db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from optimlab.lab.storage import Store
+
+    before = stored_runs(db)
+    monkeypatch.setattr(Store, "free_bytes", lambda self: 2_000)
+    more = ["compare", *SMALL[:3], "sgd,adam,rmsprop", *SMALL[4:]]
+    result = runner.invoke(app, [*more, "--db", str(db), "--out", str(tmp_path)])
+    one_line_exit_2(result, "would store about", "(2 runs of 2 steps on average)", "its disk has 2.0 kB free")
+    assert stored_runs(db) == before and "trained" not in result.stdout
+    # every run stored: nothing to write but the comparison, so a full disk still gives the report
+    report = runner.invoke(app, ["compare", *SMALL, "--db", str(db), "--out", str(tmp_path)])
+    assert report.exit_code == 0, report.output

@@ -33,6 +33,7 @@ from typing import Any, Literal
 import numpy as np
 
 from optimlab.lab.executor import Executor, LocalExecutor, cut_units, unit_cost
+from optimlab.lab.plansize import check_disk, check_plan_size, plan_size
 from optimlab.lab.presets import (
     PRESETS,
     SEED_OPTIMIZERS,
@@ -93,6 +94,7 @@ class Comparison:
         specs = [p.spec for p in self.problems]
         if len(set(specs)) != len(specs):
             raise ValueError("a problem is listed twice")
+        check_plan_size(self)  # before anything else looks at every run or epoch
         self.check_schedule()
 
     def check_schedule(self) -> None:
@@ -347,7 +349,8 @@ def run_comparison(
     """
     if replicas not in ("auto", "off"):
         raise ValueError(f"replicas must be 'auto' or 'off', got {replicas!r}")
-    comparison.check_schedule()  # the comparison may have changed since it was made
+    check_plan_size(comparison)  # the comparison may have changed since it was made
+    comparison.check_schedule()
     problems = {p.spec: p for p in comparison.problems}
     executor = executor if executor is not None else LocalExecutor(problems, jobs, memory_budget)
     runs = _Runs(store, problems, executor, replicas, progress)
@@ -359,6 +362,7 @@ def run_comparison(
         for lr in (lr_grid(config.lr, comparison.lr_grid) if comparison.lr_grid else ())
         for seed in comparison.seeds_for(problem)
     ]
+    _check_disk(comparison, store, grid, runs)
     try:
         tuned: dict[tuple[str, str], tuple[OptimizerConfig, list[dict[str, Any]]]] = {}
         if comparison.tune == "optuna":
@@ -388,15 +392,22 @@ def run_comparison(
 
 
 def planned_runs(comparison: Comparison) -> int:
-    """How many runs ``comparison`` needs (stored or not): for progress bars."""
-    total = 0
-    for problem in comparison.problems:
-        seeds = len(comparison.seeds_for(problem))
-        per_optimizer = seeds * (comparison.lr_grid or 1)
-        if comparison.tune == "optuna":
-            per_optimizer = comparison.trials + seeds
-        total += per_optimizer * len(comparison.optimizers)
-    return total
+    """How many runs ``comparison`` needs (stored or not): for progress bars
+    (:func:`optimlab.lab.plansize.plan_size` gives their steps and stored bytes too)."""
+    return plan_size(comparison).runs
+
+
+def _check_disk(comparison: Comparison, store: Store, grid: Sequence[RunSpec], runs: _Runs) -> None:
+    """Refuse, before planning, what the disk holding the database cannot take: the estimated
+    bytes of the runs not stored yet against its free space (the stored runs of a one-shot or lr
+    grid comparison are counted; an Optuna study's trials are not known before it runs)."""
+    size = plan_size(comparison)
+    free = store.free_bytes()
+    if store.read_only or free is None or size.bytes <= free:
+        return
+    known = [] if comparison.tune == "optuna" else (list(grid) or _final_runs(comparison, runs, {}))
+    stored = len(store.existing(run.key for run in known)) if known else 0
+    check_disk(size, stored / max(size.runs, 1), free, str(store.path))
 
 
 def _problem_entry(problem: Problem, comparison: Comparison) -> dict[str, Any]:

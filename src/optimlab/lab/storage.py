@@ -46,6 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from optimlab.lab.plansize import human_bytes
 from optimlab.lab.run import RUN_FORMAT, RunResult, RunSpec, canonical_json, run_key
 
 __all__ = [
@@ -123,14 +124,6 @@ def _free_bytes(path: Path) -> int | None:
         return shutil.disk_usage(folder).free
     except OSError:
         return None
-
-
-def _size(count: float) -> str:
-    for unit in ("bytes", "KB", "MB", "GB", "TB"):
-        if abs(count) < 1000 or unit == "TB":
-            return f"{count:.0f} {unit}" if unit == "bytes" else f"{count:.1f} {unit}"
-        count /= 1000
-    raise AssertionError  # pragma: no cover
 
 
 def _read_only_fs(path: Path) -> bool:
@@ -223,6 +216,10 @@ class Store:
             self.conn.close()
             raise
 
+    def free_bytes(self) -> int | None:
+        """The free space of the disk holding the database (None when unknown)."""
+        return _free_bytes(self.path)
+
     @property
     def read_only(self) -> bool:
         """Whether this database can only be read (see the module docstring)."""
@@ -247,7 +244,7 @@ class Store:
         nearly_full = free is not None and free < _NEARLY_FULL
         if name.startswith("SQLITE_FULL") or (nearly_full and "IOERR" in name):
             full = "the disk is full" if nearly_full or free is None else "the database or its disk is full"
-            left = f" ({_size(free)} free on its disk)" if free is not None else ""
+            left = f" ({human_bytes(free)} free on its disk)" if free is not None else ""
             return StorageError(f"{doing or 'cannot use database'} {where}: {full}{left}")
         if name.startswith("SQLITE_READONLY") or (name.startswith("SQLITE_CANTOPEN") and self.read_only):
             reason = self.read_only_reason or _read_only_reason(self.path) or "it is read-only"
