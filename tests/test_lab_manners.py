@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -401,3 +402,75 @@ def test_a_comparison_that_cannot_fit_on_the_disk_is_refused_before_training(
     # every run stored: nothing to write but the comparison, so a full disk still gives the report
     report = runner.invoke(app, ["compare", *SMALL, "--db", str(db), "--out", str(tmp_path)])
     assert report.exit_code == 0, report.output
+
+
+# --- the suggested tuned command reproduces the comparison it tunes -------------------------------
+
+TUNED_CONFIG = """
+defaults = "torch"
+seeds = 2
+[optimizers."my sgd"]
+preset = "sgd"
+lr = 0.05
+[optimizers.fast]
+preset = "adam"
+lr = 0.05
+betas = [0.8, 0.99]
+[optimizers.lbfgs]
+"""
+
+
+def test_the_suggested_tuned_command_runs_the_tuned_comparison(tmp_path: Path) -> None:
+    import json
+    import shlex
+
+    from optimlab.lab.storage import Store
+
+    folder = tmp_path / "dir with space"
+    folder.mkdir()
+    (folder / "my config.toml").write_text(TUNED_CONFIG)
+    db, out = folder / "lab.db", folder / "out"
+    first = runner.invoke(
+        app,
+        [
+            "compare",
+            *("-p", "parabola:n=64", "-p", "booth"),
+            *("--config", str(folder / "my config.toml"), "--steps", "12"),
+            *(
+                "--schedule",
+                "lambda:0.95**epoch",
+                "--weight-decay",
+                "0.01",
+                "--l1",
+                "0.001",
+                "--clip-norm",
+                "1",
+            ),
+            *("--jobs", "1", "--no-png", "--db", str(db), "--out", str(out)),
+        ],
+    )
+    assert first.exit_code == 0, first.output
+    summary = json.loads((out / "summary.json").read_text())
+    command = summary["tuned_command"]
+    assert "my sgd" not in command and "fast" not in command  # labels are not specs
+    args = shlex.split(command)
+    assert args[:2] == ["optimlab", "compare"]
+    assert args[args.index("--optimizers") + 1] == "sgd:lr=0.05,adam:betas=0.8/0.99,lr=0.05,lbfgs"
+    assert args[args.index("--db") + 1] == str(db) and args[args.index("--out") + 1] == str(out)
+    tuned = runner.invoke(app, [*args[1:], "--jobs", "1", "--no-png"])
+    assert tuned.exit_code == 0, tuned.output
+    counts = [
+        int(n) for n in re.findall(r"(\d+) runs trained, (\d+) reused", " ".join(tuned.stdout.split()))[0]
+    ]
+    assert sum(counts) == summary["tuned_runs"] == 3 * 7 * 2 + 3 * 7 * 1  # booth is deterministic: one seed
+    # the one-shot runs of sgd and adam are the middle of their grids (L-BFGS under torch's defaults
+    # has no explicit lr, and a grid's lr=1 is another key)
+    assert counts[1] == 2 * 2 + 2 * 1
+    with Store(db) as store:
+        one_shot = store.comparison(summary["comparison"])[1]
+        latest = store.comparison()[1]
+    assert latest["protocol"] == "lr-grid" and latest["lr_grid"] == 7
+    for name in ("problems", "seeds", "budget", "schedule", "regularization", "defaults"):
+        assert latest[name] == one_shot[name], name
+    same = [(o["preset"], o["class"], o["hyper"]) for o in latest["optimizers"]]
+    assert same == [(o["preset"], o["class"], o["hyper"]) for o in one_shot["optimizers"]]

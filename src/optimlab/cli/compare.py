@@ -149,7 +149,7 @@ def _run(comparison: Any, db: Path, out: Path, jobs: int, replicas: str, *, gif:
             )
             data = load_comparison(store, comparison_id)
         counts = (bar.trained, bar.reused)
-        summary = summarize(data)
+        summary = summarize(data, out)
         try:
             summary_path = write_summary(summary, out)
             report_path = write_report(data, out, summary, gif=gif, static=png)
@@ -159,7 +159,7 @@ def _run(comparison: Any, db: Path, out: Path, jobs: int, replicas: str, *, gif:
     if summary["one_shot"]:
         console.print(
             "[bold]One-shot comparison[/]: every optimizer at fixed default settings, which says "
-            "little about which is better. A tuned comparison:"
+            f"little about which is better. A tuned comparison ({summary['tuned_runs']:,} runs):"
         )
         console.print(f"  {summary['tuned_command']}", markup=False, highlight=False, soft_wrap=True)
     elapsed = time.perf_counter() - started

@@ -33,7 +33,7 @@ import torch
 from torch.optim import Optimizer
 
 import optimlab.optim as optim
-from optimlab.lab.spec import format_value, parse_spec, split_specs
+from optimlab.lab.spec import format_spec, format_value, parse_spec, split_specs
 
 DEFAULTS_PROFILES: tuple[str, ...] = ("seed", "torch")
 
@@ -357,6 +357,16 @@ def make_config(
     config = OptimizerConfig(preset=preset, hyper=hyper, label=label)
     config.validate()
     return config
+
+
+def config_spec(config: OptimizerConfig, defaults: str = "seed") -> str:
+    """The spec that gives ``config`` again under the ``defaults`` profile: its preset with the
+    hyperparameters that differ from the profile's (``adam:lr=0.05`` for a config file's ``fast =
+    {preset = "adam", lr = 0.05}``); ``parse_optimizers(spec, defaults)`` has the same class and
+    hyperparameters, so the same run keys."""
+    profile = {k: _plain(v) for k, v in PRESETS[config.preset].hyperparameters(defaults).items()}
+    changed = {k: v for k, v in config.hyper.items() if k not in profile or _plain(v) != profile[k]}
+    return format_spec(config.preset, changed) if changed else config.preset
 
 
 def parse_optimizers(spec: str, defaults: str = "seed") -> list[OptimizerConfig]:

@@ -39,6 +39,7 @@ from optimlab.lab.presets import (
     SEED_OPTIMIZERS,
     OptimizerConfig,
     SearchDim,
+    config_spec,
     optimizers_from_config,
     parse_optimizers,
 )
@@ -435,7 +436,13 @@ def _optimizer_entry(
 ) -> dict[str, Any]:
     """The plan's entry of one optimizer on one problem (its runs are stored by now)."""
     seeds = comparison.seeds_for(problem)
-    entry: dict[str, Any] = {"label": config.label, "preset": config.preset}
+    # spec: the configuration as given, written so that `-o SPEC --defaults D` gives it again (a
+    # config file's label is no spec); the tuned command of a report is made of these
+    entry: dict[str, Any] = {
+        "label": config.label,
+        "preset": config.preset,
+        "spec": config_spec(config, comparison.defaults),
+    }
     if comparison.tune == "optuna":
         config, entry["trials"] = tuned[problem.spec, config.label]
     elif comparison.lr_grid:

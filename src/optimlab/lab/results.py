@@ -24,14 +24,18 @@ steps and of the gradient evaluations to target, with AlgoPerf's score.
 from __future__ import annotations
 
 import math
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from optimlab import __version__
+from optimlab.lab.plansize import PlanSize, runs_size, total
 from optimlab.lab.run import RunResult
+from optimlab.lab.spec import format_spec, format_value
 from optimlab.lab.stats import Profile, bootstrap_ci, median, performance_profile, quantile, summary
 from optimlab.lab.storage import StorageError, Store
 
@@ -48,6 +52,9 @@ class OptimizerData:
     runs: list[RunResult]
     grid: list[tuple[float, list[RunResult]]] = field(default_factory=list)
     trials: list[dict[str, Any]] = field(default_factory=list)
+    #: the spec that gives this configuration again under the comparison's defaults (``adam:lr=0.05``
+    #: for a config file's ``fast``); "" in plans stored before it was recorded
+    spec: str = ""
 
 
 @dataclass
@@ -127,6 +134,7 @@ def _comparison_data(
                     runs=runs,
                     grid=grid,
                     trials=o.get("trials", []),
+                    spec=str(o.get("spec", "")),
                 )
             )
         problems.append(
@@ -212,19 +220,65 @@ def _rank_key(entry: dict[str, Any]) -> tuple[float, float, str]:
     return (math.inf if loss is None else loss, math.inf if steps is None else steps, entry["label"])
 
 
-def tuned_command(data: ComparisonData) -> str:
-    """The command that runs this comparison tuned (lr grid of 7 on the same problems and seeds)."""
+#: the lr grid of the suggested tuned comparison
+TUNED_LR_GRID = 7
+
+
+def _optimizer_specs(data: ComparisonData) -> list[str]:
+    """The specs of the comparison's optimizers (each once): recorded in the plan, or, in a plan
+    stored before they were, the preset with every explicit hyperparameter (the same run keys)."""
+    specs: list[str] = []
+    recorded = data.problems[0].optimizers if data.problems else []
+    if recorded and all(o.spec for o in recorded):
+        specs = [o.spec for o in recorded]
+    else:
+        specs = [format_spec(o["preset"], o.get("hyper", {})) for o in data.settings.get("optimizers", [])]
+    return list(dict.fromkeys(specs))
+
+
+def tuned_command(data: ComparisonData, out: str | None = None) -> str:
+    """The command that runs this comparison tuned — an lr grid of :data:`TUNED_LR_GRID` around each
+    optimizer's own lr — and otherwise the same: problems, optimizers (as specs: a config file's
+    labels are not), seeds, defaults, budget, schedule, regularization, ``--db`` (this comparison's)
+    and ``--out`` (when given), each argument quoted for a POSIX shell (:func:`shlex.quote`)."""
     settings = data.settings
-    parts = ["optimlab compare"]
+    args = ["optimlab", "compare"]
     for spec in settings.get("problems", []):
-        parts.append(f"--problem {spec}")
-    labels = [o["label"] for o in settings.get("optimizers", [])]
-    if labels:
-        parts.append("--optimizers " + ",".join(labels))
-    parts.append(f"--seeds {settings.get('seeds', 5)} --lr-grid 7")
+        args += ["--problem", spec]
+    specs = _optimizer_specs(data)
+    if specs:
+        args += ["--optimizers", ",".join(specs)]
+    args += ["--seeds", str(settings.get("seeds", 5)), "--lr-grid", str(TUNED_LR_GRID)]
     if settings.get("defaults", "seed") != "seed":
-        parts.append(f"--defaults {settings['defaults']}")
-    return " ".join(parts)
+        args += ["--defaults", str(settings["defaults"])]
+    for unit, value in (settings.get("budget") or {}).items():
+        args += [f"--{unit}", str(value)]
+    if settings.get("schedule"):
+        args += ["--schedule", str(settings["schedule"])]
+    for name, option in (("weight_decay", "--weight-decay"), ("l1", "--l1"), ("clip_norm", "--clip-norm")):
+        value = (settings.get("regularization") or {}).get(name)
+        if value is not None:
+            args += [option, format_value(value)]
+    if data.db_path:
+        args += ["--db", data.db_path]
+    if out is not None:
+        args += ["--out", str(out)]
+    return shlex.join(args)
+
+
+def tuned_size(data: ComparisonData) -> PlanSize:
+    """How many runs (and steps) :func:`tuned_command` trains, stored or not (those of this
+    comparison are part of its grid: they are reused)."""
+    optimizers = len(_optimizer_specs(data))
+    return total(
+        runs_size(
+            len(p.seeds) * TUNED_LR_GRID * optimizers,
+            p.total_steps,
+            math.ceil(p.total_steps / max(p.steps_per_epoch, 1)),
+            any(r.trajectory is not None for o in p.optimizers for r in o.runs),
+        )
+        for p in data.problems
+    )
 
 
 #: the costs of the performance profiles: summary key -> the optimizer entry's field
@@ -247,8 +301,9 @@ def summary_profile(problems: dict[str, Any], cost: str = "steps") -> Profile | 
     return performance_profile(costs, floor=1.0)
 
 
-def summarize(data: ComparisonData) -> dict[str, Any]:
-    """The plain-data summary of a comparison (what ``summary.json`` holds)."""
+def summarize(data: ComparisonData, out: str | Path | None = None) -> dict[str, Any]:
+    """The plain-data summary of a comparison (what ``summary.json`` holds); ``out``, the folder it
+    is written to, goes into the suggested ``tuned_command``."""
     problems: dict[str, Any] = {}
     for problem in data.problems:
         entries = []
@@ -310,7 +365,8 @@ def summarize(data: ComparisonData) -> dict[str, Any]:
         "protocol": data.settings.get("protocol"),
         "one_shot": data.one_shot,
         "settings": data.settings,
-        "tuned_command": tuned_command(data) if data.one_shot else None,
+        "tuned_command": tuned_command(data, None if out is None else str(out)) if data.one_shot else None,
+        "tuned_runs": tuned_size(data).runs if data.one_shot else None,
         "notes": {
             "null": "null stands for +∞: a diverged run's loss, or a target never reached",
             "final_loss": "the full training objective after the last step, over the evaluation seeds",
