@@ -15,7 +15,14 @@ Aggregates per problem and optimizer, over the evaluation seeds of its final con
 * ``wall_s``: the median wall time of a run; ``grad_evals``: the median gradient evaluations;
 * ``best_lr``: the learning rate used (chosen by the lr grid or Optuna when tuned);
 * ``metrics``: the median of each final evaluated metric (``val_accuracy``, ``zero_fraction``, …);
-* ``rank``: 1 = best, by median final loss, then median steps to target.
+* ``rank``: 1 = best, by median final loss, then median steps to target;
+* ``lr_at_grid_edge``: ``"low"``/``"high"`` when the lr grid's best learning rate is its lowest or
+  highest (the best may lie beyond the grid: widen it), else ``null``.
+
+Per problem, ``few_seeds`` is true when it was evaluated on fewer than :data:`MIN_SEEDS` seeds (and
+is not deterministic): its spreads and confidence intervals then say little. For a one-shot
+comparison, ``tuned_command`` is the command of the same comparison with an lr grid, and
+``tuned_runs`` how many runs it trains.
 
 Across problems, a performance profile (:func:`optimlab.lab.stats.performance_profile`) of the
 steps and of the gradient evaluations to target, with AlgoPerf's score.
@@ -214,6 +221,29 @@ def median_curve(runs: Sequence[RunResult], metric: str = "loss") -> dict[str, l
     }
 
 
+#: fewer evaluation seeds than this and a problem's spreads (IQR, 95 % CI) say little: flagged
+MIN_SEEDS = 3
+
+
+def lr_at_grid_edge(opt: OptimizerData) -> str | None:
+    """``"low"`` or ``"high"`` when the best learning rate of an lr grid (of two or more) is its
+    lowest or highest: the best may lie beyond the grid; ``None`` otherwise (or without a grid)."""
+    lrs = [lr for lr, _ in opt.grid]
+    if len(lrs) < 2:
+        return None
+    if opt.best_lr == min(lrs):
+        return "low"
+    if opt.best_lr == max(lrs):
+        return "high"
+    return None
+
+
+def few_seeds(problem: ProblemData) -> bool:
+    """Whether ``problem`` was evaluated on fewer than :data:`MIN_SEEDS` seeds (a deterministic
+    problem's one seed is every seed: never flagged)."""
+    return not problem.deterministic and len(problem.seeds) < MIN_SEEDS
+
+
 def _rank_key(entry: dict[str, Any]) -> tuple[float, float, str]:
     loss = entry["final_loss"]["median"]
     steps = entry["steps_to_target"]
@@ -325,6 +355,7 @@ def summarize(data: ComparisonData, out: str | Path | None = None) -> dict[str, 
                     }
                     for lr, runs in opt.grid
                 ]
+            entry["lr_at_grid_edge"] = lr_at_grid_edge(opt)
             if opt.trials:
                 entry["trials"] = opt.trials
             entry["curve"] = median_curve(opt.runs)
@@ -340,6 +371,7 @@ def summarize(data: ComparisonData, out: str | Path | None = None) -> dict[str, 
             "total_steps": problem.total_steps,
             "deterministic": problem.deterministic,
             "seeds": problem.seeds,
+            "few_seeds": few_seeds(problem),
             "ranking": [e["label"] for e in entries],
             "optimizers": {e.pop("label"): e for e in entries},
         }
