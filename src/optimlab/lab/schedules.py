@@ -326,7 +326,8 @@ class SafeExpression:
         except (OverflowError, ZeroDivisionError, ValueError) as error:
             raise ValueError(f"lambda expression {self.text!r} fails at epoch {epoch}: {error}") from None
         if isinstance(value, complex) or not math.isfinite(value) or value < 0:
-            raise ValueError(f"lambda expression {self.text!r} gives {value!r} at epoch {epoch} (need ≥ 0)")
+            shown = f"{value:.4g}" if isinstance(value, float) else repr(value)
+            raise ValueError(f"lambda expression {self.text!r} gives {shown} at epoch {epoch} (need ≥ 0)")
         return value
 
     def check_epochs(self, epochs: int) -> None:
