@@ -26,17 +26,20 @@ TRAINING = (
 )
 
 
+#: every module of optimlab.reports
+READERS = sorted(
+    ".".join(p.relative_to(SOURCE).with_suffix("").parts).removesuffix(".__init__")
+    for p in (PACKAGE / "reports").rglob("*.py")
+)
+
+
 @pytest.mark.parametrize(
     "module",
     [
         "optimlab.lab.storage",
         "optimlab.lab.results",
-        "optimlab.reports",
-        "optimlab.reports.report",
-        "optimlab.reports.pages",
-        "optimlab.reports.figures",
-        "optimlab.reports.png",
         "optimlab.lab.run",
+        *READERS,
     ],
 )
 def test_readers_load_without_the_trainers_and_engines(module: str) -> None:

@@ -8,8 +8,16 @@ import pytest
 
 from optimlab.lab.lr_find import range_test, summarize
 from optimlab.lab.stats import performance_profile
-from optimlab.reports import figures
-from optimlab.reports.data import Curves, Sensitivity, color_map, grid_surface
+from optimlab.reports.figures import loss as loss_figure
+from optimlab.reports.figures import lr_find as lr_find_figure
+from optimlab.reports.figures import lr_sensitivity as lr_sensitivity_figure
+from optimlab.reports.figures import profile as profile_figure
+from optimlab.reports.figures import schedule as schedule_figure
+from optimlab.reports.figures import surface as surface_figure
+from optimlab.reports.figures.loss import Curves
+from optimlab.reports.figures.lr_sensitivity import Sensitivity
+from optimlab.reports.figures.style import color_map
+from optimlab.reports.figures.surface_data import grid_surface
 
 HOSTILE = "<script>alert(1)</script>"
 
@@ -34,7 +42,7 @@ def _legend(fig):
 
 
 def test_loss_figure_median_band_and_lr_panel(curves):
-    fig = figures.loss_figure(curves, title="loss", target=0.01)
+    fig = loss_figure.figure(curves, title="loss", target=0.01)
     # per optimizer: band low, band high (filled to it), median, lr; then the target
     assert len(fig.data) == 2 * 4 + 1
     low, high, med, lr = fig.data[:4]
@@ -49,7 +57,7 @@ def test_loss_figure_median_band_and_lr_panel(curves):
 
 
 def test_loss_figure_buttons_switch_x_axis_and_scale(curves):
-    fig = figures.loss_figure(curves, x="grad_evals")
+    fig = loss_figure.figure(curves, x="grad_evals")
     scale, xmenu = fig.layout.updatemenus
     assert [b.label for b in scale.buttons] == ["log y", "linear y"]
     assert scale.buttons[1].args[0]["yaxis.type"] == "linear"
@@ -65,22 +73,22 @@ def test_loss_figure_buttons_switch_x_axis_and_scale(curves):
 
 def test_loss_figure_without_optional_axes_or_lr():
     c = {"a": Curves(np.ones((1, 5)) * [5, 4, 3, 2, 1])}
-    fig = figures.loss_figure(c)
+    fig = loss_figure.figure(c)
     assert len(fig.data) == 1  # one seed: no band; no lr panel; no axis menu
     assert len(fig.layout.updatemenus) == 1 and fig.layout.yaxis.type == "linear"
     with pytest.raises(ValueError, match="seconds"):
-        figures.loss_figure(c, x="seconds")
+        loss_figure.figure(c, x="seconds")
     with pytest.raises(ValueError):
-        figures.loss_figure({})
+        loss_figure.figure({})
 
 
 def test_log_axes_get_one_label_per_nice_number_of_decades():
     steps = np.arange(1, 11)
     wide = {"a": Curves(np.logspace(0, -270, 10)[None, :], steps=steps)}  # a loss falling 270 decades
-    fig = figures.loss_figure(wide)
+    fig = loss_figure.figure(wide)
     assert fig.layout.yaxis.type == "log" and fig.layout.yaxis.dtick == 50
     narrow = {"a": Curves(np.logspace(0, -3, 10)[None, :], steps=steps)}
-    assert figures.loss_figure(narrow).layout.yaxis.dtick == 1
+    assert loss_figure.figure(narrow).layout.yaxis.dtick == 1
     linear = fig.layout.updatemenus[0].buttons[1].args[0]
     assert linear["yaxis.type"] == "linear" and linear["yaxis.dtick"] is None  # back to automatic ticks
 
@@ -91,7 +99,7 @@ def test_lr_sensitivity_marks_best_lr_and_divergence():
         "Adam": Sensitivity(lrs, [[1.0, 1.1], [0.2, 0.3], [0.1, 0.12], [np.nan, 0.5]]),
         "SGD": Sensitivity(lrs, [[2.0, 2.0], [1.0, 1.5], [np.inf, np.inf], [np.nan, np.nan]]),
     }
-    fig = figures.lr_sensitivity_figure(data)
+    fig = lr_sensitivity_figure.figure(data)
     names = [(t.name, t.mode, t.marker.symbol) for t in fig.data]
     stars = [t for t in fig.data if t.marker.symbol == "star"]
     assert [(s.x[0], s.y[0]) for s in stars] == [(1e-1, pytest.approx(0.11)), (1e-2, pytest.approx(1.25))]
@@ -110,7 +118,7 @@ def test_surface_figure_animates_every_path():
         "a": np.hstack([-1.5 * (1 - t), 0.8 * (1 - t)]),
         "b": np.hstack([-1.5 * (1 - t[:120]), 0.8 + 0 * t[:120]]),
     }
-    fig = figures.surface_figure(surf, traj, max_frames=40, max_points=100)
+    fig = surface_figure.figure(surf, traj, max_frames=40, max_points=100)
     kinds = [t.type for t in fig.data]
     assert kinds == ["contour"] + ["scatter"] * 6  # paths + heads, minimum, start
     assert [t.name for t in fig.data[5:]] == ["minimum", "start"]
@@ -132,16 +140,16 @@ def test_surface_figure_animates_every_path():
 def test_surface_rejects_bad_trajectories():
     surf = grid_surface(lambda x, y: x**2 + y**2, (-1, 1), (-1, 1), n=10)
     with pytest.raises(ValueError, match="shape"):
-        figures.surface_figure(surf, {"a": np.zeros((5, 3))})
+        surface_figure.figure(surf, {"a": np.zeros((5, 3))})
     with pytest.raises(ValueError, match="no trajectories"):
-        figures.surface_figure(surf, {})
+        surface_figure.figure(surf, {})
 
 
 def test_performance_profile_figure_orders_by_score():
     profile = performance_profile(
         {"p1": {"A": 10, "B": 20}, "p2": {"A": 30, "B": 15}, "p3": {"A": 9, "B": None}}
     )
-    fig = figures.performance_profile_figure(profile)
+    fig = profile_figure.figure(profile)
     assert [t.name for t in fig.data] == [
         "A (0.89)",
         "B (0.56)",
@@ -154,7 +162,7 @@ def test_performance_profile_figure_orders_by_score():
 
 def test_schedule_figure_overlays_and_metric_axis():
     sched = {"step": [0.1] * 4 + [0.05] * 4, "exp": list(0.1 * 0.5 ** np.arange(8))}
-    fig = figures.schedule_figure(sched, metric=("val loss", np.linspace(1, 0.5, 8)), log_y=True)
+    fig = schedule_figure.figure(sched, metric=("val loss", np.linspace(1, 0.5, 8)), log_y=True)
     assert [t.name for t in fig.data] == ["step", "exp", "val loss"]
     assert fig.data[0].line.shape == "hv" and list(fig.data[1].y) == pytest.approx(sched["exp"])
     assert fig.data[2].yaxis == "y2" and fig.layout.yaxis.type == "log"
@@ -170,7 +178,7 @@ def test_lr_find_figure_draws_suggestions():
         for _ in range(3)
     ]
     summary = summarize(res)
-    fig = figures.lr_find_figure({"SGD": summary})
+    fig = lr_find_figure.figure({"SGD": summary})
     lines = {
         t.name.split(" ")[0]: t for t in fig.data if t.name and t.name.split(" ")[0] in summary.suggestions
     }
@@ -183,12 +191,10 @@ def test_lr_find_figure_draws_suggestions():
 def test_user_labels_are_escaped_in_every_figure(curves):
     evil = {HOSTILE: curves["Adam"]}
     figs = [
-        figures.loss_figure(evil, title=HOSTILE),
-        figures.lr_sensitivity_figure({HOSTILE: Sensitivity([1e-2, 1e-1], [[1.0], [0.5]])}, title=HOSTILE),
-        figures.schedule_figure({HOSTILE: [1.0, 0.5]}, title=HOSTILE, x_title=HOSTILE),
-        figures.performance_profile_figure(
-            performance_profile({"p": {HOSTILE: 1.0, "b": 2.0}}), title=HOSTILE
-        ),
+        loss_figure.figure(evil, title=HOSTILE),
+        lr_sensitivity_figure.figure({HOSTILE: Sensitivity([1e-2, 1e-1], [[1.0], [0.5]])}, title=HOSTILE),
+        schedule_figure.figure({HOSTILE: [1.0, 0.5]}, title=HOSTILE, x_title=HOSTILE),
+        profile_figure.figure(performance_profile({"p": {HOSTILE: 1.0, "b": 2.0}}), title=HOSTILE),
     ]
     for fig in figs:
         text = pio.to_json(fig, validate=False)
@@ -199,6 +205,6 @@ def test_user_labels_are_escaped_in_every_figure(curves):
 
 def test_colors_follow_the_callers_map(curves):
     cmap = color_map(["SGD", "Adam"])
-    fig = figures.loss_figure(curves, colors=cmap)
+    fig = loss_figure.figure(curves, colors=cmap)
     meds = [t for t in fig.data if t.showlegend is not False and t.name != "target"]
     assert meds[0].line.color == cmap["Adam"] and meds[1].line.color == cmap["SGD"]

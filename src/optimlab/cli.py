@@ -71,8 +71,8 @@ def _build_comparison(command_line: dict[str, Any], config_path: Path | None = N
 
 def _ranked_tables(summary: dict[str, Any]) -> None:
     """Each problem's ranked table, with the same columns and numbers as the report's."""
-    from optimlab.reports.page import format_number
-    from optimlab.reports.report import ranked_table_rows
+    from optimlab.reports.html import format_number
+    from optimlab.reports.ranking import ranked_table_rows
 
     for spec, info in summary["problems"].items():
         runs = "1 run each (deterministic)" if info["deterministic"] else f"{len(info['seeds'])} seeds"
@@ -240,7 +240,7 @@ def _print_written(paths: list[Path]) -> None:
 
 
 def _table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
-    from optimlab.reports.page import format_number
+    from optimlab.reports.html import format_number
 
     table = Table(title=title, title_justify="left")
     for column in columns:
@@ -288,8 +288,8 @@ def surface(
     from optimlab.lab.problems import Budget, get_problem
     from optimlab.lab.run import RunSpec
     from optimlab.lab.runner import train_batch
-    from optimlab.reports.adapt import is_surface
-    from optimlab.reports.pages import surface_rows, write_surface_page
+    from optimlab.reports.figures.surface import is_surface
+    from optimlab.reports.pages.surface import surface_rows, write_surface_page
 
     torch.set_num_threads(1)
     try:
@@ -348,7 +348,7 @@ def schedule(
     from optimlab.lab.problems import Budget, get_problem
     from optimlab.lab.runner import train
     from optimlab.lab.schedules import lr_curve, parse_schedule
-    from optimlab.reports.pages import write_schedule_page
+    from optimlab.reports.pages.schedule import write_schedule_page
 
     torch.set_num_threads(1)
     try:
@@ -420,7 +420,7 @@ def lr_find(
     from optimlab.lab.lr_find import lr_ramp, problem_range_test, summarize
     from optimlab.lab.presets import parse_optimizers
     from optimlab.lab.problems import ProblemError, get_problem, reporting_user_errors
-    from optimlab.reports.pages import lr_find_rows, write_lr_find_page
+    from optimlab.reports.pages.lr_find import lr_find_rows, write_lr_find_page
 
     torch.set_num_threads(1)
     try:

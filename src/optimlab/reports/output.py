@@ -9,7 +9,7 @@ from pathlib import Path
 
 import plotly.graph_objects as go
 
-from optimlab.reports.page import Page
+from optimlab.reports.html import Page
 
 __all__ = ["FIGURES", "Output", "slug"]
 

@@ -1,0 +1,451 @@
+"""Loss curves: per optimizer the median across seeds with the inter-quartile band, the lr beside it.
+
+Data: :class:`Curves` (one row per seed, one column per recorded point); :func:`eval_curves` makes them
+from a run's evaluations (the start, then every epoch). The interactive :func:`figure` switches the x
+axis between steps, gradient evaluations and seconds and the y axis between log and linear; its PNG
+twin (:func:`draw`, :func:`png`) shows one x axis and one scale. In a report: :func:`in_report` (the
+loss at each evaluation); :mod:`optimlab.reports.figures.train_loss` draws the per-step loss with the
+same figure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import plotly.graph_objects as go
+from matplotlib.figure import Figure
+from plotly.subplots import make_subplots
+
+from optimlab.lab.run import RunResult
+from optimlab.lab.stats import quantiles
+from optimlab.reports.figures import plotly_base, png_base
+from optimlab.reports.figures.arrays import finite_list, float_array, gaps, per_point, subsample
+from optimlab.reports.figures.scales import all_positive, auto_log, lr_axis
+from optimlab.reports.figures.style import color_map, mpl_text, plotly_text
+
+if TYPE_CHECKING:
+    from optimlab.reports.output import Output
+    from optimlab.reports.section import ProblemSection
+
+__all__ = [
+    "X_AXES",
+    "Curves",
+    "add",
+    "draw",
+    "eval_curves",
+    "figure",
+    "in_report",
+    "png",
+    "stopped_at_evaluation",
+]
+
+X_AXES: dict[str, str] = {"steps": "steps", "grad_evals": "gradient evaluations", "seconds": "seconds"}
+
+
+@dataclass(frozen=True)
+class Curves:
+    """Loss curves of one optimizer on one problem: one row per seed, one column per recorded point.
+
+    ``loss``: [seeds, points] (non-finite = diverged). ``steps``: [points], default ``1..points``.
+    ``grad_evals``, ``seconds`` (cumulative wall time) and ``lr`` (the learning rate in force at the
+    point): [points] shared by all seeds, or [seeds, points]; each is optional. All are stored as
+    [seeds, points] float arrays.
+    """
+
+    loss: np.ndarray
+    steps: np.ndarray | None = None
+    grad_evals: np.ndarray | None = None
+    seconds: np.ndarray | None = None
+    lr: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        loss = float_array(self.loss, "loss")
+        if loss.ndim == 1:
+            loss = loss[None, :]
+        if loss.ndim != 2 or loss.shape[0] == 0 or loss.shape[1] == 0:
+            raise ValueError(f"loss must be a non-empty [seeds, points] array, got shape {loss.shape}")
+        seeds, points = loss.shape
+        steps = self.steps if self.steps is not None else np.arange(1, points + 1)
+        object.__setattr__(self, "loss", loss)
+        for name, value in (
+            ("steps", steps),
+            ("grad_evals", self.grad_evals),
+            ("seconds", self.seconds),
+            ("lr", self.lr),
+        ):
+            object.__setattr__(self, name, per_point(value, name, seeds, points))
+
+    @property
+    def seeds(self) -> int:
+        return int(self.loss.shape[0])
+
+    @property
+    def points(self) -> int:
+        return int(self.loss.shape[1])
+
+    def axis(self, name: str) -> np.ndarray | None:
+        """The x values for axis ``name`` ("steps", "grad_evals" or "seconds") as [seeds, points]."""
+        if name not in X_AXES:
+            raise ValueError(f"unknown x axis {name!r}; choose steps, grad_evals or seconds")
+        return getattr(self, name)
+
+    def band(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(q25, median, q75) of the loss across seeds at every point."""
+        q25, med, q75 = quantiles(self.loss, (0.25, 0.5, 0.75), axis=0)
+        return q25, med, q75
+
+
+def stopped_at_evaluation(run: RunResult) -> bool:
+    """Whether a diverged run was stopped by an evaluation (then its last evaluation is the culprit;
+    otherwise a step's loss stopped it mid-epoch and its evaluations are all genuine)."""
+    return bool(run.diverged and run.evals and int(run.evals[-1]["step"]) == run.steps)
+
+
+def eval_curves(runs: Sequence[RunResult], metric: str = "loss") -> Curves | None:
+    """The evaluated ``metric`` of each run at each evaluation (the start, then every epoch), with the
+    steps, gradient evaluations and seconds so far and the lr in force; ``None`` without runs.
+
+    A run that diverged stops early; its row is padded with ``+inf``, and the evaluation that stopped
+    it counts as ``+inf`` too, as the run's final loss does."""
+    runs = [r for r in runs if r.evals]
+    if not runs:
+        return None
+    longest = max(runs, key=lambda r: len(r.evals))
+    steps = np.array([float(e["step"]) for e in longest.evals])
+    n = steps.size
+    loss = np.full((len(runs), n), np.inf)
+    grad_evals = np.full((len(runs), n), np.nan)
+    seconds = np.full((len(runs), n), np.nan)
+    lr = np.full((len(runs), n), np.nan)
+    for i, run in enumerate(runs):
+        k = len(run.evals)
+        loss[i, :k] = [float(e.get(metric, np.nan)) for e in run.evals]
+        grad_evals[i, :k] = [float(e["grad_evals"]) for e in run.evals]
+        seconds[i, :k] = [float(e["wall_s"]) for e in run.evals]
+        if run.lrs:
+            # the lr the next step uses (the last one used, after the last step)
+            at = [min(int(e["step"]), len(run.lrs) - 1) for e in run.evals]
+            lr[i, :k] = [run.lrs[j] for j in at]
+        if metric == "loss" and stopped_at_evaluation(run):
+            loss[i, k - 1] = np.inf
+    return Curves(
+        loss,
+        steps=steps,
+        grad_evals=grad_evals,
+        seconds=seconds,
+        lr=lr if np.isfinite(lr).any() else None,
+    )
+
+
+# --- data preparation, shared by the figure and its PNG -------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Series:
+    """One optimizer's loss band on its x axes, subsampled for drawing."""
+
+    x: dict[str, np.ndarray]  # axis name -> x values (median across seeds)
+    q25: np.ndarray
+    median: np.ndarray
+    q75: np.ndarray
+    lr: np.ndarray | None
+    seeds: int
+    diverged: int  # seeds whose last recorded loss is non-finite
+
+    def label(self, label: str) -> str:
+        """The legend entry: the label, and how many seeds diverged."""
+        return f"{label} · {self.diverged}/{self.seeds} diverged" if self.diverged else label
+
+
+def _series(c: Curves, axes: list[str], max_points: int) -> _Series:
+    idx = subsample(c.points, max_points)
+    q25, med, q75 = c.band()
+    xs = {}
+    for a in axes:
+        values = c.axis(a)
+        with np.errstate(all="ignore"):
+            xs[a] = np.nanmedian(values, axis=0)[idx] if values is not None else None
+    lr = None
+    if c.lr is not None:
+        with np.errstate(all="ignore"):
+            lr = np.nanmedian(c.lr, axis=0)[idx]
+    diverged = int(np.sum(~np.isfinite(c.loss[:, -1])))
+    return _Series(xs, q25[idx], med[idx], q75[idx], lr, c.seeds, diverged)
+
+
+def _common_axes(curves: Mapping[str, Curves]) -> list[str]:
+    """The x axes every optimizer's curves provide ("steps" always)."""
+    return [a for a in X_AXES if all(c.axis(a) is not None for c in curves.values())]
+
+
+def _prepare(
+    curves: Mapping[str, Curves],
+    x: str,
+    axes: list[str] | None,
+    max_points: int,
+    log_y: bool | None,
+    what: str,
+) -> tuple[dict[str, _Series], bool]:
+    if not curves:
+        raise ValueError(f"{what} needs curves for at least one optimizer")
+    available = _common_axes(curves)
+    if x not in available:
+        raise ValueError(f"x axis {x!r} is not available for every optimizer; choose one of {available}")
+    series = {label: _series(c, axes or available, max_points) for label, c in curves.items()}
+    medians = [s.median for s in series.values()]
+    if log_y is None:
+        log_y = auto_log(*medians)
+    return series, log_y and all_positive(*medians)
+
+
+# --- the interactive figure ---------------------------------------------------------------------------
+
+
+def figure(
+    curves: Mapping[str, Curves],
+    *,
+    title: str = "",
+    colors: Mapping[str, str] | None = None,
+    x: str = "steps",
+    log_y: bool | None = None,
+    target: float | None = None,
+    show_lr: bool | None = None,
+    max_points: int = 400,
+    height: int | None = None,
+) -> go.Figure:
+    """Loss against steps: per optimizer the median across seeds and the IQR band (25th–75th percentile).
+
+    Buttons switch the x axis between steps, gradient evaluations and seconds (those every optimizer
+    provides) and the y axis between log and linear (default: log when the medians span more than two
+    decades). When learning rates are given (``show_lr`` default), a panel below shares the x axis and
+    shows the lr in force. ``target`` draws the loss target as a dashed line. A legend entry notes how
+    many seeds diverged. Curves are subsampled to ``max_points`` points after the statistics are taken.
+    """
+    series, log_y = _prepare(curves, x, None, max_points, log_y, "the loss figure")
+    axes = _common_axes(curves)
+    labels = list(curves)
+    cmap = color_map(labels, colors)
+    has_lr = any(s.lr is not None for s in series.values()) if show_lr is None else bool(show_lr)
+    rows = 2 if has_lr else 1
+    fig = make_subplots(
+        rows=rows,
+        cols=1,
+        shared_xaxes=True,
+        vertical_spacing=0.06,
+        row_heights=[0.72, 0.28] if has_lr else None,
+    )
+    xs: dict[str, list[list]] = {a: [] for a in axes}
+
+    def track(xvals: dict[str, list]) -> None:
+        for a in axes:
+            xs[a].append(xvals[a])
+
+    for i, label in enumerate(labels):
+        s, color, group = series[label], cmap[label], f"g{i}"
+        xv = {a: finite_list(s.x[a]) for a in axes}
+        if s.seeds > 1:
+            plotly_base.band(fig, xv[x], s.q25, s.q75, color, group, row=1, col=1)
+            track(xv)
+            track(xv)
+        name = plotly_text(s.label(label))
+        fig.add_trace(
+            go.Scatter(
+                x=xv[x],
+                y=finite_list(s.median),
+                mode="lines",
+                name=name,
+                legendgroup=group,
+                line={"color": color, "width": 2},
+            ),
+            row=1,
+            col=1,
+        )
+        track(xv)
+        if has_lr and s.lr is not None:
+            fig.add_trace(
+                go.Scatter(
+                    x=xv[x],
+                    y=finite_list(s.lr),
+                    mode="lines",
+                    name=name,
+                    legendgroup=group,
+                    showlegend=False,
+                    line={"color": color, "width": 1.6},
+                ),
+                row=2,
+                col=1,
+            )
+            track(xv)
+    if target is not None:
+        ends = {}
+        for a in axes:
+            allx = np.concatenate([s.x[a] for s in series.values()])
+            allx = allx[np.isfinite(allx)]
+            ends[a] = finite_list([allx.min(), allx.max()]) if allx.size else [None, None]
+        fig.add_trace(
+            go.Scatter(
+                x=ends[x],
+                y=[float(target)] * 2,
+                mode="lines",
+                name=f"target {target:.4g}",
+                line={"color": "#6b7280", "width": 1.2, "dash": "dash"},
+                hoverinfo="skip",
+            ),
+            row=1,
+            col=1,
+        )
+        track(ends)
+    bottom = "xaxis2" if has_lr else "xaxis"
+    rescale = {f"{ax}.autorange": True for ax in (["xaxis", "xaxis2"] if has_lr else ["xaxis"])}
+    height = height or (560 if has_lr else 440)
+    plotly_base.layout(fig, title, height, hovermode="x unified")
+    medians = [s.median for s in series.values()]
+    fig.update_yaxes(
+        title_text="loss", hoverformat=".4g", row=1, col=1, **plotly_base.y_axis(log_y, *medians)
+    )
+    if has_lr:
+        lrs = [s.lr for s in series.values() if s.lr is not None]
+        lr_log, lr_range = lr_axis(*lrs)
+        fig.update_yaxes(
+            title_text="lr",
+            hoverformat=".3g",
+            row=2,
+            col=1,
+            rangemode="tozero" if not lr_log else "normal",
+            range=list(lr_range) if lr_range is not None else None,
+            **plotly_base.y_axis(lr_log, *lrs, max_ticks=3),
+        )
+    fig.update_xaxes(title_text=X_AXES[x], row=rows, col=1)
+    menus = [plotly_base.scale_menu(log_y, *medians)]
+    if len(axes) > 1:
+        menus.append(
+            plotly_base.MENU_STYLE
+            | {
+                "x": 0.0,
+                "xanchor": "left",
+                "active": axes.index(x),
+                "buttons": [
+                    {
+                        "label": X_AXES[a].replace("gradient evaluations", "gradient evals"),
+                        "method": "update",
+                        "args": [{"x": xs[a]}, {f"{bottom}.title.text": X_AXES[a]} | rescale],
+                    }
+                    for a in axes
+                ],
+            }
+        )
+    fig.update_layout(updatemenus=menus)
+    return fig
+
+
+# --- the PNG twin ------------------------------------------------------------------------------------
+
+
+@png_base.quiet_overflow
+def draw(
+    curves: Mapping[str, Curves],
+    *,
+    title: str = "",
+    colors: Mapping[str, str] | None = None,
+    x: str = "steps",
+    log_y: bool | None = None,
+    target: float | None = None,
+    show_lr: bool | None = None,
+    max_points: int = 1000,
+) -> Figure:
+    """The PNG twin of :func:`figure` (one x axis, one y scale)."""
+    series, log_y = _prepare(curves, x, [x], max_points, log_y, "the loss PNG")
+    cmap = color_map(list(curves), colors)
+    has_lr = any(s.lr is not None for s in series.values()) if show_lr is None else bool(show_lr)
+    fig = png_base.new_figure(8.0, 5.6 if has_lr else 4.6)
+    if has_lr:
+        top, low = fig.subplots(2, 1, sharex=True, height_ratios=[2.6, 1])
+    else:
+        top, low = fig.subplots(1, 1), None
+    for label, s in series.items():
+        color = cmap[label]
+        xs = gaps(s.x[x])
+        if s.seeds > 1:
+            top.fill_between(xs, gaps(s.q25), gaps(s.q75), color=color, alpha=0.18, linewidth=0)
+        top.plot(xs, gaps(s.median), color=color, linewidth=1.8, label=mpl_text(s.label(label)))
+        if low is not None and s.lr is not None:
+            low.plot(xs, gaps(s.lr), color=color, linewidth=1.4)
+    if target is not None:
+        top.axhline(
+            float(target), color="#6b7280", linewidth=1.0, linestyle=(0, (5, 3)), label=f"target {target:.4g}"
+        )
+    if log_y:
+        top.set_yscale("log")
+    top.set_ylabel("loss")
+    top.set_title(mpl_text(title), loc="left", fontsize=11)
+    png_base.style(top)
+    png_base.legend(top, loc="best")
+    bottom = top
+    if low is not None:
+        lrs = [s.lr for s in series.values() if s.lr is not None]
+        lr_log, lr_range = lr_axis(*lrs) if lrs else (False, None)
+        if lr_log:
+            low.set_yscale("log")
+        elif lr_range is not None:
+            low.set_ylim(*lr_range)
+        low.set_ylabel("lr")
+        png_base.style(low)
+        bottom = low
+    bottom.set_xlabel(X_AXES[x])
+    return fig
+
+
+def png(curves: Mapping[str, Curves], path: str | Path, **options) -> Path:
+    """Write the PNG twin (:func:`draw`, same options) to ``path``."""
+    return png_base.save(draw(curves, **options), path)
+
+
+# --- on a page ---------------------------------------------------------------------------------------
+
+
+def add(
+    out: Output,
+    curves: Mapping[str, Curves],
+    name: str,
+    *,
+    title: str,
+    caption: str,
+    colors: Mapping[str, str],
+    target: float | None = None,
+) -> None:
+    """Add the loss figure of ``curves`` and its PNG to ``out`` (nothing without curves)."""
+    if not curves:
+        return
+    out.figure(
+        figure(curves, title=title, colors=colors, target=target),
+        name,
+        caption=caption,
+        png=lambda path: png(curves, path, title=title, colors=colors, target=target),
+    )
+
+
+def per_optimizer(
+    section: ProblemSection, make: Callable[[list[RunResult]], Curves | None]
+) -> dict[str, Curves]:
+    """``label -> make(runs)`` for the optimizers of a report section that have something to draw."""
+    return {o.label: c for o in section.problem.optimizers if (c := make(o.runs)) is not None}
+
+
+def in_report(section: ProblemSection) -> None:
+    """The full training objective at each evaluation, every optimizer of the problem."""
+    add(
+        section.out,
+        per_optimizer(section, eval_curves),
+        section.name("loss"),
+        title=f"{section.title}: loss at each evaluation",
+        caption="The full training objective at the start and after every epoch: the median across "
+        "seeds (line) and the inter-quartile band; the lower panel shows the learning rate in force. "
+        "Buttons switch the x axis between steps, gradient evaluations and seconds, and the loss "
+        "axis between log and linear; a legend entry says how many seeds diverged.",
+        colors=section.colors,
+        target=section.problem.target_loss,
+    )

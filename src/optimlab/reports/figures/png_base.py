@@ -1,0 +1,64 @@
+"""What the PNG twins share: an Agg canvas (no pyplot, no display), the axes' style, saving.
+
+Each figure module's ``draw`` returns a matplotlib ``Figure`` and its ``png`` writes it with
+:func:`save` (parent folders are created).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import ParamSpec, TypeVar
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+__all__ = ["DASH", "DPI", "legend", "new_figure", "quiet_overflow", "save", "style"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+DPI = 150
+#: matplotlib's line style for each of Plotly's dash names
+DASH = {"dash": (0, (5, 3)), "solid": "-", "dot": (0, (1.2, 2)), "dashdot": "-."}
+
+
+def quiet_overflow(draw: Callable[P, R]) -> Callable[P, R]:
+    """Astronomically large but finite values (a diverging run) overflow matplotlib's log-scale
+    arithmetic harmlessly; keep numpy quiet about it."""
+
+    @functools.wraps(draw)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        with np.errstate(over="ignore", invalid="ignore"):
+            return draw(*args, **kwargs)
+
+    return wrapper
+
+
+def new_figure(width: float = 8.0, height: float = 4.6) -> Figure:
+    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def style(ax, *, grid: bool = True) -> None:
+    ax.spines[["top", "right"]].set_visible(False)
+    if grid:
+        ax.grid(True, which="major", color="#e5e7eb", linewidth=0.8)
+    ax.tick_params(labelsize=9)
+
+
+def legend(ax, **kw) -> None:
+    handles, _ = ax.get_legend_handles_labels()
+    if handles:
+        ax.legend(fontsize=8, frameon=False, **kw)
+
+
+def save(fig: Figure, path: str | Path) -> Path:
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with np.errstate(over="ignore", invalid="ignore"):
+        fig.savefig(out, dpi=DPI, facecolor="white")
+    return out

@@ -1,0 +1,80 @@
+"""``schedule.html``: the learning rate of torch's schedulers over steps, several overlaid, and each
+ReduceLROnPlateau driven by the loss of a real run."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from optimlab.reports.figures import schedule
+from optimlab.reports.figures.style import color_map
+from optimlab.reports.html import Page
+from optimlab.reports.output import Output
+from optimlab.reports.protocol import versions_line
+
+__all__ = ["write_schedule_page"]
+
+
+_METRIC = "loss after each epoch"
+
+
+def write_schedule_page(
+    curves: Mapping[str, Sequence[float]],
+    out_dir: str | Path,
+    *,
+    lr: float,
+    steps: int,
+    plateau: Mapping[str, tuple[Sequence[float], Sequence[float], str]] | None = None,
+) -> list[Path]:
+    """``out_dir/schedule.html``: the learning rate over ``steps`` scheduler steps for every schedule
+    (``spec -> lr per step``) overlaid in one figure, and for each ``plateau`` spec a figure of its lr with
+    the metric that drove it (``spec -> (lr per epoch, metric per epoch, where the metric came from)``).
+    Returns the files written, the page last."""
+    if not curves:
+        raise ValueError("no schedules to draw")
+    plateau = dict(plateau or {})
+    page = Page(
+        "learning-rate schedules",
+        subtitle=f"{len(curves)} schedule{'s' if len(curves) != 1 else ''} from lr {lr:g} over {steps} "
+        "steps, built on torch.optim.lr_scheduler",
+    )
+    out = Output(page, out_dir)
+    colors = color_map(list(curves))
+    page.section("Schedules")
+    page.text(
+        f"The learning rate in force at each of {steps} scheduler steps, starting from lr {lr:g}: every "
+        "schedule is torch's own scheduler (torch.optim.lr_scheduler) stepping an optimizer, once per x "
+        "unit. Schedules that step per epoch in training (step, multistep, exponential, cosine, plateau, "
+        "lambda) and those that step per batch (onecycle, warmup, warmup-cosine) are drawn on the same "
+        "axis, one step each."
+        + (
+            " ReduceLROnPlateau (plateau) needs a metric: its lr comes from a real training run, whose "
+            "loss after each epoch drove the scheduler (figures below)."
+            if plateau
+            else ""
+        )
+    )
+    title = "learning rate per step" + (" (plateau: driven by a real run's loss)" if plateau else "")
+    out.figure(
+        schedule.figure(curves, title=title, colors=colors, x_title="step"),
+        out.name("schedule"),
+        caption="One line per schedule; the lr holds until the next scheduler step. Buttons switch the lr "
+        "axis between linear and log (which shows fast decays such as exponential).",
+        png=lambda path: schedule.png(curves, path, title=title, colors=colors, x_title="step"),
+    )
+    for spec, (lrs, metric, source) in plateau.items():
+        one = {spec: lrs}
+        ptitle = f"{spec}: driven by the loss of a real run"
+        out.figure(
+            schedule.figure(one, title=ptitle, colors=colors, x_title="epoch", metric=(_METRIC, metric)),
+            out.name("schedule", spec),
+            caption=f"{source}. ReduceLROnPlateau reads the loss after each epoch (dotted, right axis) and "
+            "cuts the lr when it has not improved for `patience` epochs.",
+            png=lambda path, one=one, t=ptitle, m=metric: schedule.png(
+                one, path, title=t, colors=colors, x_title="epoch", metric=(_METRIC, m)
+            ),
+        )
+    page.section("Settings")
+    page.key_values({"initial lr": lr, "steps": steps, "versions": versions_line()})
+    out.write("schedule.html")
+    return out.written

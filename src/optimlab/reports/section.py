@@ -1,0 +1,39 @@
+"""A problem's part of ``report.html`` as its figures see it: where to add them, what to draw, the title.
+
+Each figure module of :mod:`optimlab.reports.figures` that belongs in a problem's section has
+``in_report(section)``, which adds the figure when the section's data has something for it to draw;
+:data:`optimlab.reports.report.PROBLEM_FIGURES` lists them in the order they appear.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from optimlab.lab.results import ProblemData
+from optimlab.reports.output import Output
+
+__all__ = ["ProblemSection", "SectionFigure"]
+
+
+@dataclass(frozen=True)
+class ProblemSection:
+    """``out`` (the page and its files), the ``problem``'s stored results, its ``title``, the colour
+    of every optimizer label (the same in every figure of the page) and whether the problem is a 2-D
+    surface."""
+
+    out: Output
+    problem: ProblemData
+    title: str
+    colors: Mapping[str, str]
+    two_d: bool = False
+    problem_object: Any = None
+
+    def name(self, kind: str) -> str:
+        """The file stem of this problem's figure ``kind`` (unique on the page)."""
+        return self.out.name(self.problem.spec, kind)
+
+
+#: what a problem figure module provides to the report
+SectionFigure = Callable[[ProblemSection], None]
