@@ -4,11 +4,9 @@ animations, ``figures/NAME.gif`` when asked), linked from the figure's caption b
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from pathlib import Path
 
-import plotly.graph_objects as go
-
+from optimlab.reports.figures.base import Twin
 from optimlab.reports.html import Page
 
 __all__ = ["FIGURES", "Output", "slug"]
@@ -51,24 +49,18 @@ class Output:
         self._names.add(name)
         return name
 
-    def figure(
-        self,
-        fig: go.Figure,
-        name: str,
-        *,
-        caption: str | None = None,
-        png: Callable[[Path], Path] | None = None,
-        gif: Callable[[Path], Path] | None = None,
-    ) -> None:
-        """Add ``fig`` to the page; ``png(path)`` / ``gif(path)`` draw its static twins at ``path``."""
+    def figure(self, figure: Twin, name: str, *, caption: str | None = None) -> None:
+        """Add ``figure`` to the page, its PNG as ``figures/NAME.png`` and, when it animates and the
+        output asks for GIFs, its GIF as ``figures/NAME.gif``."""
         files: dict[str, str] = {}
-        if self.static and png is not None:
-            self.written.append(png(self.figures_dir / f"{name}.png"))
+        if self.static:
+            self.written.append(figure.png(self.figures_dir / f"{name}.png"))
             files["PNG"] = f"{FIGURES}/{name}.png"
+        gif = getattr(figure, "gif", None)
         if self.gif and gif is not None:
             self.written.append(gif(self.figures_dir / f"{name}.gif"))
             files["GIF"] = f"{FIGURES}/{name}.gif"
-        self.page.figure(fig, caption=caption, files=files or None)
+        self.page.figure(figure.plotly(), caption=caption, files=files or None)
 
     def write(self, filename: str) -> Path:
         """Write the page as ``out_dir/filename``; returns its path."""

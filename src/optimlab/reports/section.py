@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from optimlab.lab.results import ProblemData
+from optimlab.reports.figures.base import Twin
 from optimlab.reports.output import Output
 
 __all__ = ["ProblemSection", "SectionFigure"]
@@ -33,6 +34,10 @@ class ProblemSection:
     def name(self, kind: str) -> str:
         """The file stem of this problem's figure ``kind`` (unique on the page)."""
         return self.out.name(self.problem.spec, kind)
+
+    def add(self, figure: Twin, kind: str, caption: str) -> None:
+        """Add ``figure`` (this problem's ``kind`` of figure) to the page, with its files."""
+        self.out.figure(figure, self.name(kind), caption=caption)
 
 
 #: what a problem figure module provides to the report

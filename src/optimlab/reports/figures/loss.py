@@ -1,18 +1,16 @@
 """Loss curves: per optimizer the median across seeds with the inter-quartile band, the lr beside it.
 
 Data: :class:`Curves` (one row per seed, one column per recorded point); :func:`eval_curves` makes them
-from a run's evaluations (the start, then every epoch). The interactive :func:`figure` switches the x
-axis between steps, gradient evaluations and seconds and the y axis between log and linear; its PNG
-twin (:func:`draw`, :func:`png`) shows one x axis and one scale. In a report: :func:`in_report` (the
-loss at each evaluation); :mod:`optimlab.reports.figures.train_loss` draws the per-step loss with the
-same figure.
+from a run's evaluations (the start, then every epoch). :class:`LossFigure`: interactively, buttons
+switch the x axis between steps, gradient evaluations and seconds and the y axis between log and
+linear; its PNG shows one x axis and one scale. In a report: :func:`in_report` (the loss at each
+evaluation); :mod:`optimlab.reports.figures.train_loss` draws the per-step loss with the same figure.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -24,24 +22,14 @@ from optimlab.lab.run import RunResult
 from optimlab.lab.stats import quantiles
 from optimlab.reports.figures import plotly_base, png_base
 from optimlab.reports.figures.arrays import finite_list, float_array, gaps, per_point, subsample
+from optimlab.reports.figures.base import Twin
 from optimlab.reports.figures.scales import all_positive, auto_log, lr_axis
-from optimlab.reports.figures.style import color_map, mpl_text, plotly_text
+from optimlab.reports.figures.style import mpl_text, plotly_text
 
 if TYPE_CHECKING:
-    from optimlab.reports.output import Output
     from optimlab.reports.section import ProblemSection
 
-__all__ = [
-    "X_AXES",
-    "Curves",
-    "add",
-    "draw",
-    "eval_curves",
-    "figure",
-    "in_report",
-    "png",
-    "stopped_at_evaluation",
-]
+__all__ = ["CAPTION", "X_AXES", "Curves", "LossFigure", "eval_curves", "in_report", "stopped_at_evaluation"]
 
 X_AXES: dict[str, str] = {"steps": "steps", "grad_evals": "gradient evaluations", "seconds": "seconds"}
 
@@ -182,250 +170,210 @@ def _common_axes(curves: Mapping[str, Curves]) -> list[str]:
     return [a for a in X_AXES if all(c.axis(a) is not None for c in curves.values())]
 
 
-def _prepare(
-    curves: Mapping[str, Curves],
-    x: str,
-    axes: list[str] | None,
-    max_points: int,
-    log_y: bool | None,
-    what: str,
-) -> tuple[dict[str, _Series], bool]:
-    if not curves:
-        raise ValueError(f"{what} needs curves for at least one optimizer")
-    available = _common_axes(curves)
-    if x not in available:
-        raise ValueError(f"x axis {x!r} is not available for every optimizer; choose one of {available}")
-    series = {label: _series(c, axes or available, max_points) for label, c in curves.items()}
-    medians = [s.median for s in series.values()]
-    if log_y is None:
-        log_y = auto_log(*medians)
-    return series, log_y and all_positive(*medians)
+# --- the figure -------------------------------------------------------------------------------------
 
 
-# --- the interactive figure ---------------------------------------------------------------------------
-
-
-def figure(
-    curves: Mapping[str, Curves],
-    *,
-    title: str = "",
-    colors: Mapping[str, str] | None = None,
-    x: str = "steps",
-    log_y: bool | None = None,
-    target: float | None = None,
-    show_lr: bool | None = None,
-    max_points: int = 400,
-    height: int | None = None,
-) -> go.Figure:
+@dataclass(frozen=True, eq=False)
+class LossFigure(Twin):
     """Loss against steps: per optimizer the median across seeds and the IQR band (25th–75th percentile).
 
     Buttons switch the x axis between steps, gradient evaluations and seconds (those every optimizer
-    provides) and the y axis between log and linear (default: log when the medians span more than two
-    decades). When learning rates are given (``show_lr`` default), a panel below shares the x axis and
-    shows the lr in force. ``target`` draws the loss target as a dashed line. A legend entry notes how
-    many seeds diverged. Curves are subsampled to ``max_points`` points after the statistics are taken.
+    provides; ``x`` the first shown) and the y axis between log and linear (``log_y`` default: log when
+    the medians span more than two decades). When learning rates are given (``show_lr`` default), a
+    panel below shares the x axis and shows the lr in force. ``target`` draws the loss target as a
+    dashed line. A legend entry notes how many seeds diverged. Curves are subsampled to ``max_points``
+    points after the statistics are taken. The PNG shows the ``x`` axis and one scale.
     """
-    series, log_y = _prepare(curves, x, None, max_points, log_y, "the loss figure")
-    axes = _common_axes(curves)
-    labels = list(curves)
-    cmap = color_map(labels, colors)
-    has_lr = any(s.lr is not None for s in series.values()) if show_lr is None else bool(show_lr)
-    rows = 2 if has_lr else 1
-    fig = make_subplots(
-        rows=rows,
-        cols=1,
-        shared_xaxes=True,
-        vertical_spacing=0.06,
-        row_heights=[0.72, 0.28] if has_lr else None,
-    )
-    xs: dict[str, list[list]] = {a: [] for a in axes}
 
-    def track(xvals: dict[str, list]) -> None:
-        for a in axes:
-            xs[a].append(xvals[a])
+    curves: Mapping[str, Curves]
+    x: str = "steps"
+    log_y: bool | None = None
+    target: float | None = None
+    show_lr: bool | None = None
 
-    for i, label in enumerate(labels):
-        s, color, group = series[label], cmap[label], f"g{i}"
-        xv = {a: finite_list(s.x[a]) for a in axes}
-        if s.seeds > 1:
-            plotly_base.band(fig, xv[x], s.q25, s.q75, color, group, row=1, col=1)
-            track(xv)
-            track(xv)
-        name = plotly_text(s.label(label))
-        fig.add_trace(
-            go.Scatter(
-                x=xv[x],
-                y=finite_list(s.median),
-                mode="lines",
-                name=name,
-                legendgroup=group,
-                line={"color": color, "width": 2},
-            ),
-            row=1,
-            col=1,
+    def _prepare(self, axes: list[str] | None, max_points: int) -> tuple[dict[str, _Series], bool, bool]:
+        """Every optimizer's series, whether the loss axis is log and whether the lr panel is shown."""
+        if not self.curves:
+            raise ValueError("a loss figure needs curves for at least one optimizer")
+        available = _common_axes(self.curves)
+        if self.x not in available:
+            raise ValueError(
+                f"x axis {self.x!r} is not available for every optimizer; choose one of {available}"
+            )
+        series = {label: _series(c, axes or available, max_points) for label, c in self.curves.items()}
+        medians = [s.median for s in series.values()]
+        log_y = auto_log(*medians) if self.log_y is None else self.log_y
+        has_lr = any(s.lr is not None for s in series.values()) if self.show_lr is None else self.show_lr
+        return series, log_y and all_positive(*medians), bool(has_lr)
+
+    def plotly(self, *, max_points: int = 400, height: int | None = None) -> go.Figure:
+        series, log_y, has_lr = self._prepare(None, max_points)
+        x = self.x
+        axes = _common_axes(self.curves)
+        labels = list(self.curves)
+        cmap = self.palette(labels)
+        rows = 2 if has_lr else 1
+        fig = make_subplots(
+            rows=rows,
+            cols=1,
+            shared_xaxes=True,
+            vertical_spacing=0.06,
+            row_heights=[0.72, 0.28] if has_lr else None,
         )
-        track(xv)
-        if has_lr and s.lr is not None:
+        xs: dict[str, list[list]] = {a: [] for a in axes}
+
+        def track(xvals: dict[str, list]) -> None:
+            for a in axes:
+                xs[a].append(xvals[a])
+
+        for i, label in enumerate(labels):
+            s, color, group = series[label], cmap[label], f"g{i}"
+            xv = {a: finite_list(s.x[a]) for a in axes}
+            if s.seeds > 1:
+                plotly_base.band(fig, xv[x], s.q25, s.q75, color, group, row=1, col=1)
+                track(xv)
+                track(xv)
+            name = plotly_text(s.label(label))
             fig.add_trace(
                 go.Scatter(
                     x=xv[x],
-                    y=finite_list(s.lr),
+                    y=finite_list(s.median),
                     mode="lines",
                     name=name,
                     legendgroup=group,
-                    showlegend=False,
-                    line={"color": color, "width": 1.6},
+                    line={"color": color, "width": 2},
                 ),
-                row=2,
+                row=1,
                 col=1,
             )
             track(xv)
-    if target is not None:
-        ends = {}
-        for a in axes:
-            allx = np.concatenate([s.x[a] for s in series.values()])
-            allx = allx[np.isfinite(allx)]
-            ends[a] = finite_list([allx.min(), allx.max()]) if allx.size else [None, None]
-        fig.add_trace(
-            go.Scatter(
-                x=ends[x],
-                y=[float(target)] * 2,
-                mode="lines",
-                name=f"target {target:.4g}",
-                line={"color": "#6b7280", "width": 1.2, "dash": "dash"},
-                hoverinfo="skip",
-            ),
-            row=1,
-            col=1,
-        )
-        track(ends)
-    bottom = "xaxis2" if has_lr else "xaxis"
-    rescale = {f"{ax}.autorange": True for ax in (["xaxis", "xaxis2"] if has_lr else ["xaxis"])}
-    height = height or (560 if has_lr else 440)
-    plotly_base.layout(fig, title, height, hovermode="x unified")
-    medians = [s.median for s in series.values()]
-    fig.update_yaxes(
-        title_text="loss", hoverformat=".4g", row=1, col=1, **plotly_base.y_axis(log_y, *medians)
-    )
-    if has_lr:
-        lrs = [s.lr for s in series.values() if s.lr is not None]
-        lr_log, lr_range = lr_axis(*lrs)
+            if has_lr and s.lr is not None:
+                fig.add_trace(
+                    go.Scatter(
+                        x=xv[x],
+                        y=finite_list(s.lr),
+                        mode="lines",
+                        name=name,
+                        legendgroup=group,
+                        showlegend=False,
+                        line={"color": color, "width": 1.6},
+                    ),
+                    row=2,
+                    col=1,
+                )
+                track(xv)
+        if self.target is not None:
+            ends = {}
+            for a in axes:
+                allx = np.concatenate([s.x[a] for s in series.values()])
+                allx = allx[np.isfinite(allx)]
+                ends[a] = finite_list([allx.min(), allx.max()]) if allx.size else [None, None]
+            fig.add_trace(
+                go.Scatter(
+                    x=ends[x],
+                    y=[float(self.target)] * 2,
+                    mode="lines",
+                    name=f"target {self.target:.4g}",
+                    line={"color": "#6b7280", "width": 1.2, "dash": "dash"},
+                    hoverinfo="skip",
+                ),
+                row=1,
+                col=1,
+            )
+            track(ends)
+        bottom = "xaxis2" if has_lr else "xaxis"
+        rescale = {f"{ax}.autorange": True for ax in (["xaxis", "xaxis2"] if has_lr else ["xaxis"])}
+        plotly_base.layout(fig, self.title, height or (560 if has_lr else 440), hovermode="x unified")
+        medians = [s.median for s in series.values()]
         fig.update_yaxes(
-            title_text="lr",
-            hoverformat=".3g",
-            row=2,
-            col=1,
-            rangemode="tozero" if not lr_log else "normal",
-            range=list(lr_range) if lr_range is not None else None,
-            **plotly_base.y_axis(lr_log, *lrs, max_ticks=3),
+            title_text="loss", hoverformat=".4g", row=1, col=1, **plotly_base.y_axis(log_y, *medians)
         )
-    fig.update_xaxes(title_text=X_AXES[x], row=rows, col=1)
-    menus = [plotly_base.scale_menu(log_y, *medians)]
-    if len(axes) > 1:
-        menus.append(
-            plotly_base.MENU_STYLE
-            | {
-                "x": 0.0,
-                "xanchor": "left",
-                "active": axes.index(x),
-                "buttons": [
-                    {
-                        "label": X_AXES[a].replace("gradient evaluations", "gradient evals"),
-                        "method": "update",
-                        "args": [{"x": xs[a]}, {f"{bottom}.title.text": X_AXES[a]} | rescale],
-                    }
-                    for a in axes
-                ],
-            }
-        )
-    fig.update_layout(updatemenus=menus)
-    return fig
+        if has_lr:
+            lrs = [s.lr for s in series.values() if s.lr is not None]
+            lr_log, lr_range = lr_axis(*lrs)
+            fig.update_yaxes(
+                title_text="lr",
+                hoverformat=".3g",
+                row=2,
+                col=1,
+                rangemode="tozero" if not lr_log else "normal",
+                range=list(lr_range) if lr_range is not None else None,
+                **plotly_base.y_axis(lr_log, *lrs, max_ticks=3),
+            )
+        fig.update_xaxes(title_text=X_AXES[x], row=rows, col=1)
+        menus = [plotly_base.scale_menu(log_y, *medians)]
+        if len(axes) > 1:
+            menus.append(
+                plotly_base.MENU_STYLE
+                | {
+                    "x": 0.0,
+                    "xanchor": "left",
+                    "active": axes.index(x),
+                    "buttons": [
+                        {
+                            "label": X_AXES[a].replace("gradient evaluations", "gradient evals"),
+                            "method": "update",
+                            "args": [{"x": xs[a]}, {f"{bottom}.title.text": X_AXES[a]} | rescale],
+                        }
+                        for a in axes
+                    ],
+                }
+            )
+        fig.update_layout(updatemenus=menus)
+        return fig
+
+    @png_base.quiet_overflow
+    def draw(self, *, max_points: int = 1000) -> Figure:
+        series, log_y, has_lr = self._prepare([self.x], max_points)
+        cmap = self.palette(self.curves)
+        fig = png_base.new_figure(8.0, 5.6 if has_lr else 4.6)
+        if has_lr:
+            top, low = fig.subplots(2, 1, sharex=True, height_ratios=[2.6, 1])
+        else:
+            top, low = fig.subplots(1, 1), None
+        for label, s in series.items():
+            color = cmap[label]
+            xs = gaps(s.x[self.x])
+            if s.seeds > 1:
+                top.fill_between(xs, gaps(s.q25), gaps(s.q75), color=color, alpha=0.18, linewidth=0)
+            top.plot(xs, gaps(s.median), color=color, linewidth=1.8, label=mpl_text(s.label(label)))
+            if low is not None and s.lr is not None:
+                low.plot(xs, gaps(s.lr), color=color, linewidth=1.4)
+        if self.target is not None:
+            top.axhline(
+                float(self.target),
+                color="#6b7280",
+                linewidth=1.0,
+                linestyle=png_base.DASH["dash"],
+                label=f"target {self.target:.4g}",
+            )
+        if log_y:
+            top.set_yscale("log")
+        top.set_ylabel("loss")
+        png_base.finish(top, self.title, legend={"loc": "best"})
+        bottom = top
+        if low is not None:
+            lrs = [s.lr for s in series.values() if s.lr is not None]
+            lr_log, lr_range = lr_axis(*lrs) if lrs else (False, None)
+            if lr_log:
+                low.set_yscale("log")
+            elif lr_range is not None:
+                low.set_ylim(*lr_range)
+            low.set_ylabel("lr")
+            png_base.style(low)
+            bottom = low
+        bottom.set_xlabel(X_AXES[self.x])
+        return fig
 
 
-# --- the PNG twin ------------------------------------------------------------------------------------
+# --- in a report ------------------------------------------------------------------------------------
 
-
-@png_base.quiet_overflow
-def draw(
-    curves: Mapping[str, Curves],
-    *,
-    title: str = "",
-    colors: Mapping[str, str] | None = None,
-    x: str = "steps",
-    log_y: bool | None = None,
-    target: float | None = None,
-    show_lr: bool | None = None,
-    max_points: int = 1000,
-) -> Figure:
-    """The PNG twin of :func:`figure` (one x axis, one y scale)."""
-    series, log_y = _prepare(curves, x, [x], max_points, log_y, "the loss PNG")
-    cmap = color_map(list(curves), colors)
-    has_lr = any(s.lr is not None for s in series.values()) if show_lr is None else bool(show_lr)
-    fig = png_base.new_figure(8.0, 5.6 if has_lr else 4.6)
-    if has_lr:
-        top, low = fig.subplots(2, 1, sharex=True, height_ratios=[2.6, 1])
-    else:
-        top, low = fig.subplots(1, 1), None
-    for label, s in series.items():
-        color = cmap[label]
-        xs = gaps(s.x[x])
-        if s.seeds > 1:
-            top.fill_between(xs, gaps(s.q25), gaps(s.q75), color=color, alpha=0.18, linewidth=0)
-        top.plot(xs, gaps(s.median), color=color, linewidth=1.8, label=mpl_text(s.label(label)))
-        if low is not None and s.lr is not None:
-            low.plot(xs, gaps(s.lr), color=color, linewidth=1.4)
-    if target is not None:
-        top.axhline(
-            float(target), color="#6b7280", linewidth=1.0, linestyle=(0, (5, 3)), label=f"target {target:.4g}"
-        )
-    if log_y:
-        top.set_yscale("log")
-    top.set_ylabel("loss")
-    top.set_title(mpl_text(title), loc="left", fontsize=11)
-    png_base.style(top)
-    png_base.legend(top, loc="best")
-    bottom = top
-    if low is not None:
-        lrs = [s.lr for s in series.values() if s.lr is not None]
-        lr_log, lr_range = lr_axis(*lrs) if lrs else (False, None)
-        if lr_log:
-            low.set_yscale("log")
-        elif lr_range is not None:
-            low.set_ylim(*lr_range)
-        low.set_ylabel("lr")
-        png_base.style(low)
-        bottom = low
-    bottom.set_xlabel(X_AXES[x])
-    return fig
-
-
-def png(curves: Mapping[str, Curves], path: str | Path, **options) -> Path:
-    """Write the PNG twin (:func:`draw`, same options) to ``path``."""
-    return png_base.save(draw(curves, **options), path)
-
-
-# --- on a page ---------------------------------------------------------------------------------------
-
-
-def add(
-    out: Output,
-    curves: Mapping[str, Curves],
-    name: str,
-    *,
-    title: str,
-    caption: str,
-    colors: Mapping[str, str],
-    target: float | None = None,
-) -> None:
-    """Add the loss figure of ``curves`` and its PNG to ``out`` (nothing without curves)."""
-    if not curves:
-        return
-    out.figure(
-        figure(curves, title=title, colors=colors, target=target),
-        name,
-        caption=caption,
-        png=lambda path: png(curves, path, title=title, colors=colors, target=target),
-    )
+CAPTION = (
+    "The full training objective at the start and after every epoch: the median across seeds (line) and "
+    "the inter-quartile band; the lower panel shows the learning rate in force. Buttons switch the x "
+    "axis between steps, gradient evaluations and seconds, and the loss axis between log and linear; a "
+    "legend entry says how many seeds diverged."
+)
 
 
 def per_optimizer(
@@ -437,15 +385,8 @@ def per_optimizer(
 
 def in_report(section: ProblemSection) -> None:
     """The full training objective at each evaluation, every optimizer of the problem."""
-    add(
-        section.out,
-        per_optimizer(section, eval_curves),
-        section.name("loss"),
-        title=f"{section.title}: loss at each evaluation",
-        caption="The full training objective at the start and after every epoch: the median across "
-        "seeds (line) and the inter-quartile band; the lower panel shows the learning rate in force. "
-        "Buttons switch the x axis between steps, gradient evaluations and seconds, and the loss "
-        "axis between log and linear; a legend entry says how many seeds diverged.",
-        colors=section.colors,
-        target=section.problem.target_loss,
-    )
+    curves = per_optimizer(section, eval_curves)
+    if curves:
+        title = f"{section.title}: loss at each evaluation"
+        target = section.problem.target_loss
+        section.add(LossFigure(curves, title=title, colors=section.colors, target=target), "loss", CAPTION)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 import plotly.graph_objects as go
@@ -18,10 +18,11 @@ from matplotlib.figure import Figure
 from optimlab.lab.lr_find import RULES, LRFindSummary
 from optimlab.reports.figures import plotly_base, png_base
 from optimlab.reports.figures.arrays import finite_list, gaps
+from optimlab.reports.figures.base import Twin
 from optimlab.reports.figures.scales import log_dtick
-from optimlab.reports.figures.style import color_map, mpl_text, plotly_text
+from optimlab.reports.figures.style import mpl_text, plotly_text
 
-__all__ = ["RULE_DASH", "draw", "figure", "png"]
+__all__ = ["RULE_DASH", "LRFindFigure"]
 
 #: the dash of each rule's line
 RULE_DASH: dict[str, str] = {"steepest": "dash", "valley": "solid", "minimum/10": "dot"}
@@ -64,140 +65,138 @@ def _suggestion_label(label: str, rule: str, lr: float, single: bool) -> str:
     return f"{rule} {lr:.2g}" if single else f"{label}: {rule} {lr:.2g}"
 
 
-def figure(
-    results: Mapping[str, LRFindSummary],
-    *,
-    title: str = "",
-    colors: Mapping[str, str] | None = None,
-    rules: Sequence[str] = RULES,
-    height: int = 460,
-) -> go.Figure:
+@dataclass(frozen=True, eq=False)
+class LRFindFigure(Twin):
     """The LR range test: smoothed loss against lr (log x), median across seeds with the IQR band, and a
-    vertical line per suggestion (dash per rule); the marker's horizontal bar spans the seeds' own
-    suggestions by that rule."""
-    if not results:
-        raise ValueError("the lr-find figure needs at least one result")
-    cmap = color_map(list(results), colors)
-    yr = _y_range(results)
-    ylo, yhi = yr if yr is not None else (0.0, 1.0)
-    single = len(results) == 1
-    fig = go.Figure()
-    for i, (label, s) in enumerate(results.items()):
-        color, group, name = cmap[label], f"g{i}", plotly_text(label)
-        x = finite_list(s.lrs)
-        if s.seeds > 1:
-            plotly_base.band(fig, x, s.q25, s.q75, color, group)
-        fig.add_trace(
-            go.Scatter(
-                x=x,
-                y=finite_list(s.median),
-                mode="lines",
-                name=f"{name} ({s.seeds} seeds)",
-                legendgroup=group,
-                line={"color": color, "width": 2.2},
-                hovertemplate="lr %{x:.3g}<br>smoothed loss %{y:.4g}",
-            )
-        )
-        for rule in rules:
-            if rule not in s.suggestions:
-                continue
-            lr = s.suggestions[rule]
-            at = _at(lr, s)
+    vertical line per suggestion by each of ``rules`` (a dash per rule); the marker's horizontal bar
+    spans the seeds' own suggestions by that rule."""
+
+    results: Mapping[str, LRFindSummary]
+    rules: Sequence[str] = RULES
+
+    def _prepare(self) -> tuple[Mapping[str, LRFindSummary], Sequence[str]]:
+        if not self.results:
+            raise ValueError("an lr-find figure needs at least one result")
+        return self.results, self.rules
+
+    def plotly(self, *, height: int = 460) -> go.Figure:
+        results, rules = self._prepare()
+        cmap = self.palette(results)
+        yr = _y_range(results)
+        ylo, yhi = yr if yr is not None else (0.0, 1.0)
+        single = len(results) == 1
+        fig = go.Figure()
+        for i, (label, s) in enumerate(results.items()):
+            color, group, name = cmap[label], f"g{i}", plotly_text(label)
+            x = finite_list(s.lrs)
+            if s.seeds > 1:
+                plotly_base.band(fig, x, s.q25, s.q75, color, group)
             fig.add_trace(
                 go.Scatter(
-                    x=[lr, lr, lr],
-                    y=[ylo, at, yhi],
-                    mode="lines+markers",
-                    name=_suggestion_label(name, rule, lr, single),
+                    x=x,
+                    y=finite_list(s.median),
+                    mode="lines",
+                    name=f"{name} ({s.seeds} seeds)",
                     legendgroup=group,
-                    line={"color": color, "width": 1.4, "dash": RULE_DASH.get(rule, "dashdot")},
-                    marker={"size": [0, 9, 0], "color": color, "symbol": "diamond"},
-                    hovertemplate=f"{rule}: lr %{{x:.3g}}<extra></extra>",
+                    line={"color": color, "width": 2.2},
+                    hovertemplate="lr %{x:.3g}<br>smoothed loss %{y:.4g}",
                 )
             )
-            spread = _seed_spread(s, rule, lr)
-            if spread is not None:
+            for rule in rules:
+                if rule not in s.suggestions:
+                    continue
+                lr = s.suggestions[rule]
+                at = _at(lr, s)
                 fig.add_trace(
                     go.Scatter(
-                        x=[lr],
-                        y=[at],
-                        mode="markers",
-                        showlegend=False,
+                        x=[lr, lr, lr],
+                        y=[ylo, at, yhi],
+                        mode="lines+markers",
+                        name=_suggestion_label(name, rule, lr, single),
                         legendgroup=group,
-                        marker={"size": 0.1, "color": color},
-                        hoverinfo="skip",
-                        error_x={
-                            "type": "data",
-                            "symmetric": False,
-                            "array": [spread[1]],
-                            "arrayminus": [spread[0]],
-                            "color": color,
-                            "thickness": 1.5,
-                            "width": 5,
-                        },
+                        line={"color": color, "width": 1.4, "dash": RULE_DASH.get(rule, "dashdot")},
+                        marker={"size": [0, 9, 0], "color": color, "symbol": "diamond"},
+                        hovertemplate=f"{rule}: lr %{{x:.3g}}<extra></extra>",
                     )
                 )
-    plotly_base.layout(fig, title, height)
-    fig.update_xaxes(
-        title_text="learning rate",
-        type="log",
-        exponentformat="power",
-        dtick=log_dtick(*(r.lrs for r in results.values())),
-    )
-    fig.update_yaxes(title_text="smoothed loss", range=[ylo, yhi] if yr is not None else None)
-    return fig
-
-
-@png_base.quiet_overflow
-def draw(
-    results: Mapping[str, LRFindSummary],
-    *,
-    title: str = "",
-    colors: Mapping[str, str] | None = None,
-    rules: Sequence[str] = RULES,
-) -> Figure:
-    """The PNG twin of :func:`figure`."""
-    if not results:
-        raise ValueError("the lr-find PNG needs at least one result")
-    cmap = color_map(list(results), colors)
-    yr = _y_range(results)
-    single = len(results) == 1
-    fig = png_base.new_figure()
-    ax = fig.subplots()
-    for label, s in results.items():
-        color = cmap[label]
-        if s.seeds > 1:
-            ax.fill_between(s.lrs, gaps(s.q25), gaps(s.q75), color=color, alpha=0.18, linewidth=0)
-        ax.plot(
-            s.lrs, gaps(s.median), color=color, linewidth=1.9, label=mpl_text(f"{label} ({s.seeds} seeds)")
+                spread = _seed_spread(s, rule, lr)
+                if spread is not None:
+                    fig.add_trace(
+                        go.Scatter(
+                            x=[lr],
+                            y=[at],
+                            mode="markers",
+                            showlegend=False,
+                            legendgroup=group,
+                            marker={"size": 0.1, "color": color},
+                            hoverinfo="skip",
+                            error_x={
+                                "type": "data",
+                                "symmetric": False,
+                                "array": [spread[1]],
+                                "arrayminus": [spread[0]],
+                                "color": color,
+                                "thickness": 1.5,
+                                "width": 5,
+                            },
+                        )
+                    )
+        plotly_base.layout(fig, self.title, height)
+        fig.update_xaxes(
+            title_text="learning rate",
+            type="log",
+            exponentformat="power",
+            dtick=log_dtick(*(r.lrs for r in results.values())),
         )
-        for rule in rules:
-            if rule not in s.suggestions:
-                continue
-            lr = s.suggestions[rule]
-            ax.axvline(
-                lr,
+        fig.update_yaxes(title_text="smoothed loss", range=[ylo, yhi] if yr is not None else None)
+        return fig
+
+    @png_base.quiet_overflow
+    def draw(self) -> Figure:
+        results, rules = self._prepare()
+        cmap = self.palette(results)
+        yr = _y_range(results)
+        single = len(results) == 1
+        fig = png_base.new_figure()
+        ax = fig.subplots()
+        for label, s in results.items():
+            color = cmap[label]
+            if s.seeds > 1:
+                ax.fill_between(s.lrs, gaps(s.q25), gaps(s.q75), color=color, alpha=0.18, linewidth=0)
+            ax.plot(
+                s.lrs,
+                gaps(s.median),
                 color=color,
-                linewidth=1.1,
-                linestyle=png_base.DASH.get(RULE_DASH.get(rule, "dashdot"), "-."),
-                label=mpl_text(_suggestion_label(label, rule, lr, single)),
+                linewidth=1.9,
+                label=mpl_text(f"{label} ({s.seeds} seeds)"),
             )
-            spread = _seed_spread(s, rule, lr)
-            xerr = None if spread is None else [[spread[0]], [spread[1]]]
-            ax.errorbar(
-                [lr], [_at(lr, s)], xerr=xerr, fmt="D", color=color, markersize=5, capsize=3, linewidth=1.2
-            )
-    ax.set_xscale("log")
-    if yr is not None and all(math.isfinite(v) for v in yr):
-        ax.set_ylim(*yr)
-    ax.set_xlabel("learning rate")
-    ax.set_ylabel("smoothed loss")
-    ax.set_title(mpl_text(title), loc="left", fontsize=11)
-    png_base.style(ax)
-    png_base.legend(ax, loc="best")
-    return fig
-
-
-def png(results: Mapping[str, LRFindSummary], path: str | Path, **options) -> Path:
-    """Write the PNG twin (:func:`draw`, same options) to ``path``."""
-    return png_base.save(draw(results, **options), path)
+            for rule in rules:
+                if rule not in s.suggestions:
+                    continue
+                lr = s.suggestions[rule]
+                ax.axvline(
+                    lr,
+                    color=color,
+                    linewidth=1.1,
+                    linestyle=png_base.DASH.get(RULE_DASH.get(rule, "dashdot"), "-."),
+                    label=mpl_text(_suggestion_label(label, rule, lr, single)),
+                )
+                spread = _seed_spread(s, rule, lr)
+                xerr = None if spread is None else [[spread[0]], [spread[1]]]
+                ax.errorbar(
+                    [lr],
+                    [_at(lr, s)],
+                    xerr=xerr,
+                    fmt="D",
+                    color=color,
+                    markersize=5,
+                    capsize=3,
+                    linewidth=1.2,
+                )
+        ax.set_xscale("log")
+        if yr is not None and all(math.isfinite(v) for v in yr):
+            ax.set_ylim(*yr)
+        ax.set_xlabel("learning rate")
+        ax.set_ylabel("smoothed loss")
+        png_base.finish(ax, self.title, legend={"loc": "best"})
+        return fig

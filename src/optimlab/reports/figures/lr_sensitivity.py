@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -21,13 +20,14 @@ from optimlab.lab.run import RunResult
 from optimlab.lab.stats import quantiles
 from optimlab.reports.figures import plotly_base, png_base
 from optimlab.reports.figures.arrays import finite_list, float_array, gaps
+from optimlab.reports.figures.base import Twin
 from optimlab.reports.figures.scales import all_positive, auto_log, log_dtick, top_of
-from optimlab.reports.figures.style import color_map, mpl_text, plotly_text
+from optimlab.reports.figures.style import mpl_text, plotly_text
 
 if TYPE_CHECKING:
     from optimlab.reports.section import ProblemSection
 
-__all__ = ["Sensitivity", "draw", "figure", "grid_sensitivity", "in_report", "png", "trial_sensitivity"]
+__all__ = ["Sensitivity", "SensitivityFigure", "grid_sensitivity", "in_report", "trial_sensitivity"]
 
 
 @dataclass(frozen=True)
@@ -155,197 +155,170 @@ def _series(s: Sensitivity) -> _Series:
     )
 
 
-def _prepare(
-    data: Mapping[str, Sensitivity], log_y: bool | None, what: str
-) -> tuple[dict[str, _Series], list[np.ndarray], bool, float]:
-    """Every optimizer's series, the finite values, the y scale and the height of the ✕ marks."""
-    if not data:
-        raise ValueError(f"{what} needs data for at least one optimizer")
-    series = {label: _series(s) for label, s in data.items()}
-    finite_vals = [s.seed_loss for s in series.values()]
-    if log_y is None:
-        log_y = auto_log(*finite_vals)
-    log_y = log_y and all_positive(*finite_vals)
-    return series, finite_vals, log_y, top_of(finite_vals, log_y)
+# --- the figure -------------------------------------------------------------------------------------
 
 
-# --- the interactive figure ---------------------------------------------------------------------------
-
-
-def figure(
-    data: Mapping[str, Sensitivity],
-    *,
-    title: str = "",
-    colors: Mapping[str, str] | None = None,
-    log_y: bool | None = None,
-    lines: bool = True,
-    height: int = 460,
-) -> go.Figure:
+@dataclass(frozen=True, eq=False)
+class SensitivityFigure(Twin):
     """Final loss against learning rate (log x): per optimizer the median across seeds (line), the IQR
     band, every seed as a faint dot, a star at the best lr, and an ✕ above the curves for every lr
     where a seed diverged (hover: how many). ``lines=False`` draws the medians as markers only (for
     points that are not a curve, e.g. tuning trials that also vary other hyperparameters)."""
-    series, finite_vals, log_y, top = _prepare(data, log_y, "the lr sensitivity figure")
-    cmap = color_map(list(data), colors)
-    fig = go.Figure()
-    for i, label in enumerate(data):
-        s, color, group = series[label], cmap[label], f"g{i}"
-        x = finite_list(s.lrs)
-        name = plotly_text(label)
-        if s.seeds > 1 and s.lrs.size > 1:
-            plotly_base.band(fig, x, s.q25, s.q75, color, group)
-        fig.add_trace(
-            go.Scatter(
-                x=finite_list(s.seed_lr),
-                y=finite_list(s.seed_loss),
-                mode="markers",
-                marker={"color": color, "size": 5, "opacity": 0.45},
-                showlegend=False,
-                legendgroup=group,
-                name=name,
-                hovertemplate="lr %{x:.3g}<br>seed's final loss %{y:.4g}<extra></extra>",
-            )
-        )
-        fig.add_trace(
-            go.Scatter(
-                x=x,
-                y=finite_list(s.median),
-                mode="lines+markers" if lines else "markers",
-                name=name,
-                legendgroup=group,
-                line={"color": color, "width": 2},
-                marker={"size": 7},
-                hovertemplate="lr %{x:.3g}<br>median final loss %{y:.4g}",
-            )
-        )
-        if s.best_lr is not None:
+
+    data: Mapping[str, Sensitivity]
+    log_y: bool | None = None
+    lines: bool = True
+
+    def _prepare(self) -> tuple[dict[str, _Series], list[np.ndarray], bool, float]:
+        """Every optimizer's series, the finite values, the y scale and the height of the ✕ marks."""
+        if not self.data:
+            raise ValueError("an lr sensitivity figure needs data for at least one optimizer")
+        series = {label: _series(s) for label, s in self.data.items()}
+        finite_vals = [s.seed_loss for s in series.values()]
+        log_y = auto_log(*finite_vals) if self.log_y is None else self.log_y
+        log_y = log_y and all_positive(*finite_vals)
+        return series, finite_vals, log_y, top_of(finite_vals, log_y)
+
+    def plotly(self, *, height: int = 460) -> go.Figure:
+        series, finite_vals, log_y, top = self._prepare()
+        cmap = self.palette(self.data)
+        fig = go.Figure()
+        for i, label in enumerate(self.data):
+            s, color, group = series[label], cmap[label], f"g{i}"
+            x = finite_list(s.lrs)
+            name = plotly_text(label)
+            if s.seeds > 1 and s.lrs.size > 1:
+                plotly_base.band(fig, x, s.q25, s.q75, color, group)
             fig.add_trace(
                 go.Scatter(
-                    x=[s.best_lr],
-                    y=[s.best_loss],
+                    x=finite_list(s.seed_lr),
+                    y=finite_list(s.seed_loss),
                     mode="markers",
+                    marker={"color": color, "size": 5, "opacity": 0.45},
                     showlegend=False,
                     legendgroup=group,
                     name=name,
-                    marker={
-                        "symbol": "star",
-                        "size": 15,
-                        "color": color,
-                        "line": {"color": "#111827", "width": 1},
-                    },
-                    hovertemplate="best lr %{x:.3g}<br>median final loss %{y:.4g}",
+                    hovertemplate="lr %{x:.3g}<br>seed's final loss %{y:.4g}<extra></extra>",
                 )
             )
-        if s.diverged_lr.size:
-            text = [f"{int(k)}/{s.seeds} seeds diverged" for k in s.diverged_count]
             fig.add_trace(
                 go.Scatter(
-                    x=finite_list(s.diverged_lr),
-                    y=[top] * int(s.diverged_lr.size),
-                    mode="markers",
-                    showlegend=False,
-                    legendgroup=group,
+                    x=x,
+                    y=finite_list(s.median),
+                    mode="lines+markers" if self.lines else "markers",
                     name=name,
-                    text=text,
-                    marker={
-                        "symbol": "x-thin-open",
-                        "size": 11,
-                        "color": color,
-                        "line": {"width": 2, "color": color},
-                    },
-                    hovertemplate="lr %{x:.3g}<br>%{text}",
+                    legendgroup=group,
+                    line={"color": color, "width": 2},
+                    marker={"size": 7},
+                    hovertemplate="lr %{x:.3g}<br>median final loss %{y:.4g}",
                 )
             )
-    plotly_base.layout(fig, title, height)
-    fig.update_xaxes(
-        title_text="learning rate",
-        type="log",
-        exponentformat="power",
-        dtick=log_dtick(*(d.lrs for d in data.values())),
-    )
-    fig.update_yaxes(title_text="final loss", **plotly_base.y_axis(log_y, *finite_vals))
-    fig.update_layout(updatemenus=[plotly_base.scale_menu(log_y, *finite_vals)])
-    if any(s.diverged_lr.size for s in series.values()):
-        fig.add_annotation(
-            text="✕ = diverged",
-            xref="paper",
-            yref="paper",
-            x=0.0,
-            y=1.0,
-            xanchor="left",
-            yanchor="bottom",
-            showarrow=False,
-            font={"size": 11, "color": "#6b7280"},
+            if s.best_lr is not None:
+                fig.add_trace(
+                    go.Scatter(
+                        x=[s.best_lr],
+                        y=[s.best_loss],
+                        mode="markers",
+                        showlegend=False,
+                        legendgroup=group,
+                        name=name,
+                        marker={
+                            "symbol": "star",
+                            "size": 15,
+                            "color": color,
+                            "line": {"color": "#111827", "width": 1},
+                        },
+                        hovertemplate="best lr %{x:.3g}<br>median final loss %{y:.4g}",
+                    )
+                )
+            if s.diverged_lr.size:
+                text = [f"{int(k)}/{s.seeds} seeds diverged" for k in s.diverged_count]
+                fig.add_trace(
+                    go.Scatter(
+                        x=finite_list(s.diverged_lr),
+                        y=[top] * int(s.diverged_lr.size),
+                        mode="markers",
+                        showlegend=False,
+                        legendgroup=group,
+                        name=name,
+                        text=text,
+                        marker={
+                            "symbol": "x-thin-open",
+                            "size": 11,
+                            "color": color,
+                            "line": {"width": 2, "color": color},
+                        },
+                        hovertemplate="lr %{x:.3g}<br>%{text}",
+                    )
+                )
+        plotly_base.layout(fig, self.title, height)
+        fig.update_xaxes(
+            title_text="learning rate",
+            type="log",
+            exponentformat="power",
+            dtick=log_dtick(*(d.lrs for d in self.data.values())),
         )
-    return fig
+        fig.update_yaxes(title_text="final loss", **plotly_base.y_axis(log_y, *finite_vals))
+        fig.update_layout(updatemenus=[plotly_base.scale_menu(log_y, *finite_vals)])
+        if any(s.diverged_lr.size for s in series.values()):
+            fig.add_annotation(
+                text="✕ = diverged",
+                xref="paper",
+                yref="paper",
+                x=0.0,
+                y=1.0,
+                xanchor="left",
+                yanchor="bottom",
+                showarrow=False,
+                font={"size": 11, "color": "#6b7280"},
+            )
+        return fig
 
-
-# --- the PNG twin ------------------------------------------------------------------------------------
-
-
-@png_base.quiet_overflow
-def draw(
-    data: Mapping[str, Sensitivity],
-    *,
-    title: str = "",
-    colors: Mapping[str, str] | None = None,
-    log_y: bool | None = None,
-    lines: bool = True,
-) -> Figure:
-    """The PNG twin of :func:`figure`."""
-    series, _, log_y, top = _prepare(data, log_y, "the lr sensitivity PNG")
-    cmap = color_map(list(data), colors)
-    fig = png_base.new_figure()
-    ax = fig.subplots()
-    any_diverged = False
-    for label, s in series.items():
-        color = cmap[label]
-        if s.seeds > 1 and s.lrs.size > 1:
-            ax.fill_between(s.lrs, gaps(s.q25), gaps(s.q75), color=color, alpha=0.18, linewidth=0)
-        ax.scatter(s.seed_lr, s.seed_loss, s=9, color=color, alpha=0.45, linewidths=0)
-        ax.plot(
-            s.lrs,
-            gaps(s.median),
-            color=color,
-            linewidth=1.8 if lines else 0.0,
-            marker="o",
-            markersize=4,
-            label=mpl_text(label),
-        )
-        if s.best_lr is not None:
-            ax.scatter(
-                [s.best_lr],
-                [s.best_loss],
-                marker="*",
-                s=140,
+    @png_base.quiet_overflow
+    def draw(self) -> Figure:
+        series, _, log_y, top = self._prepare()
+        cmap = self.palette(self.data)
+        fig = png_base.new_figure()
+        ax = fig.subplots()
+        any_diverged = False
+        for label, s in series.items():
+            color = cmap[label]
+            if s.seeds > 1 and s.lrs.size > 1:
+                ax.fill_between(s.lrs, gaps(s.q25), gaps(s.q75), color=color, alpha=0.18, linewidth=0)
+            ax.scatter(s.seed_lr, s.seed_loss, s=9, color=color, alpha=0.45, linewidths=0)
+            ax.plot(
+                s.lrs,
+                gaps(s.median),
                 color=color,
-                edgecolors="#111827",
-                linewidths=0.8,
-                zorder=5,
+                linewidth=1.8 if self.lines else 0.0,
+                marker="o",
+                markersize=4,
+                label=mpl_text(label),
             )
-        if s.diverged_lr.size:
-            any_diverged = True
-            ax.scatter(
-                s.diverged_lr, [top] * s.diverged_lr.size, marker="x", s=40, color=color, linewidths=1.8
-            )
-    ax.set_xscale("log")
-    if log_y:
-        ax.set_yscale("log")
-    ax.set_xlabel("learning rate")
-    ax.set_ylabel("final loss")
-    ax.set_title(
-        mpl_text(title) + ("   (× = diverged, ★ = best lr)" if any_diverged else "   (★ = best lr)"),
-        loc="left",
-        fontsize=11,
-    )
-    png_base.style(ax)
-    png_base.legend(ax, loc="best")
-    return fig
-
-
-def png(data: Mapping[str, Sensitivity], path: str | Path, **options) -> Path:
-    """Write the PNG twin (:func:`draw`, same options) to ``path``."""
-    return png_base.save(draw(data, **options), path)
+            if s.best_lr is not None:
+                ax.scatter(
+                    [s.best_lr],
+                    [s.best_loss],
+                    marker="*",
+                    s=140,
+                    color=color,
+                    edgecolors="#111827",
+                    linewidths=0.8,
+                    zorder=5,
+                )
+            if s.diverged_lr.size:
+                any_diverged = True
+                ax.scatter(
+                    s.diverged_lr, [top] * s.diverged_lr.size, marker="x", s=40, color=color, linewidths=1.8
+                )
+        ax.set_xscale("log")
+        if log_y:
+            ax.set_yscale("log")
+        ax.set_xlabel("learning rate")
+        ax.set_ylabel("final loss")
+        marks = "   (× = diverged, ★ = best lr)" if any_diverged else "   (★ = best lr)"
+        png_base.finish(ax, self.title + marks, legend={"loc": "best"})
+        return fig
 
 
 # --- in a report -------------------------------------------------------------------------------------
@@ -370,12 +343,6 @@ def in_report(section: ProblemSection) -> None:
             "the points are not a curve); ★ marks the chosen configuration's lr, ✕ a diverged trial."
         )
     shown = {label: v for label, v in data.items() if v is not None}
-    if not shown:
-        return
-    colors = section.colors
-    section.out.figure(
-        figure(shown, title=heading, colors=colors, lines=lines),
-        section.name("lr-sensitivity"),
-        caption=caption,
-        png=lambda path: png(shown, path, title=heading, colors=colors, lines=lines),
-    )
+    if shown:
+        figure = SensitivityFigure(shown, title=heading, colors=section.colors, lines=lines)
+        section.add(figure, "lr-sensitivity", caption)

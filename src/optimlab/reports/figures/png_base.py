@@ -15,7 +15,9 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-__all__ = ["DASH", "DPI", "legend", "new_figure", "quiet_overflow", "save", "style"]
+from optimlab.reports.figures.style import mpl_text
+
+__all__ = ["DASH", "DPI", "add_legend", "finish", "new_figure", "quiet_overflow", "save", "style"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -50,7 +52,8 @@ def style(ax, *, grid: bool = True) -> None:
     ax.tick_params(labelsize=9)
 
 
-def legend(ax, **kw) -> None:
+def add_legend(ax, **kw) -> None:
+    """The legend of ``ax`` (small, no frame), when it has labelled artists."""
     handles, _ = ax.get_legend_handles_labels()
     if handles:
         ax.legend(fontsize=8, frameon=False, **kw)
@@ -62,3 +65,12 @@ def save(fig: Figure, path: str | Path) -> Path:
     with np.errstate(over="ignore", invalid="ignore"):
         fig.savefig(out, dpi=DPI, facecolor="white")
     return out
+
+
+def finish(ax, title: str, *, legend: dict | None = None, grid: bool = True) -> None:
+    """The title (top left), the house style and, unless ``legend`` is None, the legend with those
+    options."""
+    ax.set_title(mpl_text(title), loc="left", fontsize=11)
+    style(ax, grid=grid)
+    if legend is not None:
+        add_legend(ax, **legend)

@@ -1,15 +1,15 @@
 """A 2-D surface as filled contours with every optimizer's trajectory, the known minima and the start.
 
 Data (:mod:`optimlab.reports.figures.surface_data`): a :class:`~.surface_data.Surface` and trajectories
-(``label -> [steps + 1, 2]`` arrays, row 0 the start). The interactive :func:`figure` opens on the
-finished paths; ▶ plays them step by step and a slider scrubs. Its PNG twin (:func:`draw`, :func:`png`)
-shows the finished paths; :mod:`optimlab.reports.figures.surface_gif` animates them as a GIF. In a
-report: :func:`in_report`; on a page: :func:`add`.
+(``label -> [steps + 1, 2]`` arrays, row 0 the start). :class:`SurfaceFigure` opens on the finished
+paths; ▶ plays them step by step and a slider scrubs. Its PNG shows the finished paths;
+:mod:`optimlab.reports.figures.surface_gif` animates them as a GIF. In a report: :func:`in_report`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,10 +18,10 @@ import plotly.graph_objects as go
 from matplotlib.figure import Figure
 from numpy.typing import ArrayLike
 
-from optimlab.lab.run import RunResult
 from optimlab.reports.figures import plotly_base, png_base, surface_gif
 from optimlab.reports.figures.arrays import gaps
-from optimlab.reports.figures.style import color_map, mpl_text, plotly_text
+from optimlab.reports.figures.base import Twin
+from optimlab.reports.figures.style import mpl_text, plotly_text
 from optimlab.reports.figures.surface_data import (
     FILL_SCALE,
     Paths,
@@ -36,196 +36,249 @@ from optimlab.reports.figures.surface_data import (
 )
 
 if TYPE_CHECKING:
-    from optimlab.reports.output import Output
     from optimlab.reports.section import ProblemSection
 
-__all__ = ["CAPTION", "add", "draw", "figure", "in_report", "png"]
+__all__ = ["CAPTION", "SurfaceFigure", "in_report", "is_surface", "problem_surface"]
 
 
-# --- the interactive figure ---------------------------------------------------------------------------
+# --- the figure -------------------------------------------------------------------------------------
 
 
-def figure(
-    surface: Surface,
-    trajectories: Mapping[str, ArrayLike],
-    *,
-    title: str = "",
-    colors: Mapping[str, str] | None = None,
-    start: tuple[float, float] | None = None,
-    axis_titles: tuple[str, str] = ("x", "y"),
-    max_frames: int = 100,
-    max_points: int = 250,
-    frame_ms: int = 60,
-    height: int = 620,
-) -> go.Figure:
+@dataclass(frozen=True, eq=False)
+class SurfaceFigure(Twin):
     """A 2-D surface as filled contours (log-spaced levels when the values span decades) with every
-    optimizer's trajectory ([steps + 1, 2] arrays, row 0 = start), the known minima (★) and the start
-    (○). The figure opens on the finished paths; ▶ plays them step by step and the slider scrubs
-    (at most ``max_frames`` frames; paths drawn with at most ``max_points`` points each)."""
-    cmap = color_map(list(trajectories), colors)
-    cd = contour(surface)
-    p = paths(trajectories, max_points=max_points, max_frames=max_frames, start=start)
-    step = float(cd.levels[1] - cd.levels[0])
-    colorbar = {"title": {"text": cd.title, "side": "right"}, "thickness": 12, "len": 0.9, "outlinewidth": 0}
-    if cd.is_log:
-        colorbar |= {"tickvals": cd.tickvals, "ticktext": cd.ticktext}
-    fig = go.Figure()
-    fig.add_trace(
-        go.Contour(
-            x=gaps(surface.x),
-            y=gaps(surface.y),
-            z=gaps(cd.values, np.float32),
-            customdata=gaps(surface.z, np.float32),
-            contours={
-                "start": float(cd.levels[0]),
-                "end": float(cd.levels[-1]),
-                "size": step,
-                "coloring": "fill",
-                "showlines": True,
-            },
-            line={"width": 0.6, "color": "rgba(80,95,115,0.35)"},
-            colorscale=FILL_SCALE,
-            colorbar=colorbar,
-            name="f",
-            hovertemplate="x %{x:.3g}, y %{y:.3g}<br>f %{customdata:.4g}<extra></extra>",
-        )
-    )
-    last = int(p.frames[-1])
-    moving: list[int] = []
-    for i, label in enumerate(p.labels):
-        color, group, name = cmap[label], f"g{i}", plotly_text(label)
-        idx, pts = p.until(label, last)
-        moving.append(len(fig.data))
+    optimizer's trajectory ([steps + 1, 2] arrays, row 0 = start), the known minima (★) and the
+    ``start`` (○; default: the first trajectory's first point). Interactively the figure opens on the
+    finished paths; ▶ plays them step by step and the slider scrubs (at most ``max_frames`` frames;
+    paths drawn with at most ``max_points`` points each). The PNG shows the finished paths, the GIF
+    (:meth:`gif`) grows them."""
+
+    surface: Surface
+    trajectories: Mapping[str, ArrayLike]
+    start: tuple[float, float] | None = None
+    axis_titles: tuple[str, str] = ("x", "y")
+
+    def plotly(
+        self, *, max_frames: int = 100, max_points: int = 250, frame_ms: int = 60, height: int = 620
+    ) -> go.Figure:
+        surface = self.surface
+        cmap = self.palette(self.trajectories)
+        cd = contour(surface)
+        p = paths(self.trajectories, max_points=max_points, max_frames=max_frames, start=self.start)
+        step = float(cd.levels[1] - cd.levels[0])
+        colorbar = {
+            "title": {"text": cd.title, "side": "right"},
+            "thickness": 12,
+            "len": 0.9,
+            "outlinewidth": 0,
+        }
+        if cd.is_log:
+            colorbar |= {"tickvals": cd.tickvals, "ticktext": cd.ticktext}
+        fig = go.Figure()
         fig.add_trace(
-            go.Scatter(
-                x=gaps(pts[:, 0], np.float32),
-                y=gaps(pts[:, 1], np.float32),
-                customdata=idx.tolist(),
-                mode="lines+markers",
-                name=name,
-                legendgroup=group,
-                line={"color": color, "width": 2.2},
-                marker={"size": 3.5, "color": color},
-                hovertemplate="step %{customdata}<br>(%{x:.4g}, %{y:.4g})",
-            )
-        )
-        moving.append(len(fig.data))
-        fig.add_trace(
-            go.Scatter(
-                x=gaps(pts[-1:, 0], np.float32),
-                y=gaps(pts[-1:, 1], np.float32),
-                mode="markers",
-                showlegend=False,
-                legendgroup=group,
-                name=name,
-                customdata=[int(idx[-1])],
-                marker={"size": 11, "color": color, "line": {"color": "white", "width": 1.5}},
-                hovertemplate="step %{customdata}<br>(%{x:.4g}, %{y:.4g})",
-            )
-        )
-    if surface.minima:
-        mx, my = zip(*surface.minima, strict=True)
-        fig.add_trace(
-            go.Scatter(
-                x=list(mx),
-                y=list(my),
-                mode="markers",
-                name="minimum",
-                marker={
-                    "symbol": "star",
-                    "size": 16,
-                    "color": "#fde047",
-                    "line": {"color": "#111827", "width": 1},
+            go.Contour(
+                x=gaps(surface.x),
+                y=gaps(surface.y),
+                z=gaps(cd.values, np.float32),
+                customdata=gaps(surface.z, np.float32),
+                contours={
+                    "start": float(cd.levels[0]),
+                    "end": float(cd.levels[-1]),
+                    "size": step,
+                    "coloring": "fill",
+                    "showlines": True,
                 },
-                hovertemplate="minimum (%{x:.4g}, %{y:.4g})<extra></extra>",
+                line={"width": 0.6, "color": "rgba(80,95,115,0.35)"},
+                colorscale=FILL_SCALE,
+                colorbar=colorbar,
+                name="f",
+                hovertemplate="x %{x:.3g}, y %{y:.3g}<br>f %{customdata:.4g}<extra></extra>",
             )
         )
-    fig.add_trace(
-        go.Scatter(
-            x=[p.start[0]],
-            y=[p.start[1]],
-            mode="markers",
-            name="start",
-            marker={"symbol": "circle-open", "size": 13, "color": "#111827", "line": {"width": 2.5}},
-            hovertemplate="start (%{x:.4g}, %{y:.4g})<extra></extra>",
+        last = int(p.frames[-1])
+        moving: list[int] = []
+        for i, label in enumerate(p.labels):
+            color, group, name = cmap[label], f"g{i}", plotly_text(label)
+            idx, pts = p.until(label, last)
+            moving.append(len(fig.data))
+            fig.add_trace(
+                go.Scatter(
+                    x=gaps(pts[:, 0], np.float32),
+                    y=gaps(pts[:, 1], np.float32),
+                    customdata=idx.tolist(),
+                    mode="lines+markers",
+                    name=name,
+                    legendgroup=group,
+                    line={"color": color, "width": 2.2},
+                    marker={"size": 3.5, "color": color},
+                    hovertemplate="step %{customdata}<br>(%{x:.4g}, %{y:.4g})",
+                )
+            )
+            moving.append(len(fig.data))
+            fig.add_trace(
+                go.Scatter(
+                    x=gaps(pts[-1:, 0], np.float32),
+                    y=gaps(pts[-1:, 1], np.float32),
+                    mode="markers",
+                    showlegend=False,
+                    legendgroup=group,
+                    name=name,
+                    customdata=[int(idx[-1])],
+                    marker={"size": 11, "color": color, "line": {"color": "white", "width": 1.5}},
+                    hovertemplate="step %{customdata}<br>(%{x:.4g}, %{y:.4g})",
+                )
+            )
+        if surface.minima:
+            mx, my = zip(*surface.minima, strict=True)
+            fig.add_trace(
+                go.Scatter(
+                    x=list(mx),
+                    y=list(my),
+                    mode="markers",
+                    name="minimum",
+                    marker={
+                        "symbol": "star",
+                        "size": 16,
+                        "color": "#fde047",
+                        "line": {"color": "#111827", "width": 1},
+                    },
+                    hovertemplate="minimum (%{x:.4g}, %{y:.4g})<extra></extra>",
+                )
+            )
+        fig.add_trace(
+            go.Scatter(
+                x=[p.start[0]],
+                y=[p.start[1]],
+                mode="markers",
+                name="start",
+                marker={"symbol": "circle-open", "size": 13, "color": "#111827", "line": {"width": 2.5}},
+                hovertemplate="start (%{x:.4g}, %{y:.4g})<extra></extra>",
+            )
         )
-    )
-    fig.frames = [_frame(p, k, moving) for k in p.frames.tolist()]
-    still = {"mode": "immediate", "frame": {"duration": 0, "redraw": False}, "transition": {"duration": 0}}
-    play = {
-        "frame": {"duration": frame_ms, "redraw": False},
-        "transition": {"duration": 0},
-        "fromcurrent": False,
-        "mode": "immediate",
-    }
-    plotly_base.layout(fig, title, height, top=96)
-    fig.update_layout(
-        margin={"l": 64, "r": 24, "t": 96, "b": 92},
-        xaxis={
-            "title": {"text": plotly_text(axis_titles[0])},
-            "range": [float(surface.x[0]), float(surface.x[-1])],
-            "showgrid": False,
-            "zeroline": False,
-        },
-        yaxis={
-            "title": {"text": plotly_text(axis_titles[1])},
-            "range": [float(surface.y[0]), float(surface.y[-1])],
-            "showgrid": False,
-            "zeroline": False,
-        },
-        legend={
-            "orientation": "h",
-            "x": 0.0,
-            "xanchor": "left",
-            "y": 1.015,
-            "yanchor": "bottom",
-            "bgcolor": "rgba(255,255,255,0)",
-        },
-        updatemenus=[
-            {
-                "type": "buttons",
-                "direction": "right",
-                "showactive": False,
+        fig.frames = [_frame(p, k, moving) for k in p.frames.tolist()]
+        still = {
+            "mode": "immediate",
+            "frame": {"duration": 0, "redraw": False},
+            "transition": {"duration": 0},
+        }
+        play = {
+            "frame": {"duration": frame_ms, "redraw": False},
+            "transition": {"duration": 0},
+            "fromcurrent": False,
+            "mode": "immediate",
+        }
+        plotly_base.layout(fig, self.title, height, top=96)
+        fig.update_layout(
+            margin={"l": 64, "r": 24, "t": 96, "b": 92},
+            xaxis={
+                "title": {"text": plotly_text(self.axis_titles[0])},
+                "range": [float(surface.x[0]), float(surface.x[-1])],
+                "showgrid": False,
+                "zeroline": False,
+            },
+            yaxis={
+                "title": {"text": plotly_text(self.axis_titles[1])},
+                "range": [float(surface.y[0]), float(surface.y[-1])],
+                "showgrid": False,
+                "zeroline": False,
+            },
+            legend={
+                "orientation": "h",
                 "x": 0.0,
                 "xanchor": "left",
-                "y": -0.13,
-                "yanchor": "top",
-                "pad": {"t": 0, "r": 8},
-                "bgcolor": "#f3f4f6",
-                "bordercolor": "#d1d5db",
-                "font": {"size": 12},
-                "buttons": [
-                    {"label": "▶ play", "method": "animate", "args": [None, play]},
-                    {"label": "❚❚ pause", "method": "animate", "args": [[None], still]},
-                ],
-            }
-        ],
-        sliders=[
-            {
-                "active": len(p.frames) - 1,
-                "x": 0.18,
-                "len": 0.82,
-                "xanchor": "left",
-                "y": -0.1,
-                "yanchor": "top",
-                "pad": {"t": 0, "b": 0},
-                "ticklen": 0,
-                "minorticklen": 0,
-                "tickcolor": "rgba(0,0,0,0)",
-                "font": {"size": 1, "color": "rgba(0,0,0,0)"},  # one tick per frame: too many labels to read
-                "currentvalue": {
-                    "prefix": "step ",
-                    "xanchor": "right",
-                    "font": {"size": 12, "color": "#1f2937"},
-                },
-                "steps": [
-                    {"label": str(k), "method": "animate", "args": [[str(k)], still]}
-                    for k in p.frames.tolist()
-                ],
-            }
-        ],
-    )
-    return fig
+                "y": 1.015,
+                "yanchor": "bottom",
+                "bgcolor": "rgba(255,255,255,0)",
+            },
+            updatemenus=[
+                {
+                    "type": "buttons",
+                    "direction": "right",
+                    "showactive": False,
+                    "x": 0.0,
+                    "xanchor": "left",
+                    "y": -0.13,
+                    "yanchor": "top",
+                    "pad": {"t": 0, "r": 8},
+                    "bgcolor": "#f3f4f6",
+                    "bordercolor": "#d1d5db",
+                    "font": {"size": 12},
+                    "buttons": [
+                        {"label": "▶ play", "method": "animate", "args": [None, play]},
+                        {"label": "❚❚ pause", "method": "animate", "args": [[None], still]},
+                    ],
+                }
+            ],
+            sliders=[
+                {
+                    "active": len(p.frames) - 1,
+                    "x": 0.18,
+                    "len": 0.82,
+                    "xanchor": "left",
+                    "y": -0.1,
+                    "yanchor": "top",
+                    "pad": {"t": 0, "b": 0},
+                    "ticklen": 0,
+                    "minorticklen": 0,
+                    "tickcolor": "rgba(0,0,0,0)",
+                    "font": {
+                        "size": 1,
+                        "color": "rgba(0,0,0,0)",
+                    },  # one tick per frame: too many labels to read
+                    "currentvalue": {
+                        "prefix": "step ",
+                        "xanchor": "right",
+                        "font": {"size": 12, "color": "#1f2937"},
+                    },
+                    "steps": [
+                        {"label": str(k), "method": "animate", "args": [[str(k)], still]}
+                        for k in p.frames.tolist()
+                    ],
+                }
+            ],
+        )
+        return fig
+
+    @png_base.quiet_overflow
+    def draw(self) -> Figure:
+        surface = self.surface
+        cmap = self.palette(self.trajectories)
+        cd = contour(surface)
+        p = paths(self.trajectories, max_points=100_000, max_frames=2, start=self.start)
+        fig = png_base.new_figure(7.2, 6.0)
+        ax = fig.subplots()
+        draw_contour(ax, surface, cd)
+        for label in p.labels:
+            pts = p.full[label]
+            ax.plot(
+                pts[:, 0],
+                pts[:, 1],
+                color=cmap[label],
+                linewidth=1.6,
+                marker="o",
+                markersize=1.8,
+                label=mpl_text(label),
+            )
+            ax.scatter(
+                pts[-1:, 0],
+                pts[-1:, 1],
+                s=45,
+                color=cmap[label],
+                edgecolors="white",
+                linewidths=1.0,
+                zorder=5,
+            )
+        mark_points(ax, surface, p.start)
+        ax.set_xlabel(mpl_text(self.axis_titles[0]))
+        ax.set_ylabel(mpl_text(self.axis_titles[1]))
+        png_base.finish(ax, self.title, grid=False)
+        legend_below(ax, len(p.labels), -0.1)
+        return fig
+
+    def gif(self, path: str | Path, **options: Any) -> Path:
+        """The animated GIF of the paths growing (see :func:`optimlab.reports.figures.surface_gif.gif`
+        for the ``options``)."""
+        return surface_gif.gif(self, path, **options)
 
 
 def _frame(p: Paths, k: int, moving: list[int]) -> go.Frame:
@@ -252,83 +305,13 @@ def _frame(p: Paths, k: int, moving: list[int]) -> go.Frame:
     return go.Frame(name=str(k), data=data, traces=moving)
 
 
-@png_base.quiet_overflow
-def draw(
-    surface: Surface,
-    trajectories: Mapping[str, ArrayLike],
-    *,
-    title: str = "",
-    colors: Mapping[str, str] | None = None,
-    start: tuple[float, float] | None = None,
-    axis_titles: tuple[str, str] = ("x", "y"),
-) -> Figure:
-    """The PNG twin of :func:`figure`: the finished paths."""
-    cmap = color_map(list(trajectories), colors)
-    cd = contour(surface)
-    p = paths(trajectories, max_points=100_000, max_frames=2, start=start)
-    fig = png_base.new_figure(7.2, 6.0)
-    ax = fig.subplots()
-    draw_contour(ax, surface, cd)
-    for label in p.labels:
-        pts = p.full[label]
-        ax.plot(
-            pts[:, 0],
-            pts[:, 1],
-            color=cmap[label],
-            linewidth=1.6,
-            marker="o",
-            markersize=1.8,
-            label=mpl_text(label),
-        )
-        ax.scatter(
-            pts[-1:, 0], pts[-1:, 1], s=45, color=cmap[label], edgecolors="white", linewidths=1.0, zorder=5
-        )
-    mark_points(ax, surface, p.start)
-    ax.set_xlabel(mpl_text(axis_titles[0]))
-    ax.set_ylabel(mpl_text(axis_titles[1]))
-    ax.set_title(mpl_text(title), loc="left", fontsize=11)
-    png_base.style(ax, grid=False)
-    legend_below(ax, len(p.labels), -0.1)
-    return fig
-
-
-def png(surface: Surface, trajectories: Mapping[str, ArrayLike], path: str | Path, **options) -> Path:
-    """Write the PNG twin (:func:`draw`, same options) to ``path``."""
-    return png_base.save(draw(surface, trajectories, **options), path)
-
-
-# --- on a page ---------------------------------------------------------------------------------------
+# --- in a report ---------------------------------------------------------------------------------------
 
 CAPTION = (
     "Filled contours of f (log-spaced levels when f spans decades), ★ the known minima, ○ the start; each "
     "line is one optimizer's path. ▶ plays the runs step by step, the slider scrubs through them; points "
     "outside the window are cut off."
 )
-
-
-def add(
-    out: Output,
-    surface: Surface,
-    runs: Mapping[str, RunResult | None],
-    name: str,
-    *,
-    start: tuple[float, float],
-    title: str,
-    colors: Mapping[str, str],
-) -> None:
-    """Add the contour with each run's trajectory and its animation, the PNG of the finished paths and
-    (when ``out`` asks for it) the animated GIF; nothing when no run recorded a trajectory."""
-    drawn = trajectories(runs)
-    if not drawn:
-        return
-    options: dict[str, Any] = {"title": title, "colors": colors, "start": start}
-    out.figure(
-        figure(surface, drawn, **options),
-        name,
-        caption=CAPTION,
-        png=lambda path: png(surface, drawn, path, **options),
-        gif=lambda path: surface_gif.gif(surface, drawn, path, **options),
-    )
 
 
 def is_surface(problem: Any) -> bool:
@@ -360,12 +343,9 @@ def in_report(section: ProblemSection) -> None:
     problem = section.problem
     first = {o.label: (o.runs[0] if o.runs else None) for o in problem.optimizers}
     seed = next(iter(r.seed for r in first.values() if r is not None), 0)
-    add(
-        section.out,
-        problem_surface(obj),
-        first,
-        section.name("surface"),
-        start=tuple(obj.start),
-        title=f"{section.title}: trajectories (seed {seed})",
-        colors=section.colors,
-    )
+    drawn = trajectories(first)
+    if drawn:
+        title = f"{section.title}: trajectories (seed {seed})"
+        start = tuple(obj.start)
+        figure = SurfaceFigure(problem_surface(obj), drawn, title=title, colors=section.colors, start=start)
+        section.add(figure, "surface", CAPTION)

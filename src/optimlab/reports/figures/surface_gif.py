@@ -3,25 +3,27 @@ the contour."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from numpy.typing import ArrayLike
 from PIL import Image
 
 from optimlab.reports.figures import png_base
-from optimlab.reports.figures.style import color_map, mpl_text
+from optimlab.reports.figures.style import mpl_text
 from optimlab.reports.figures.surface_data import (
-    Surface,
     contour,
     draw_contour,
     legend_below,
     mark_points,
     paths,
 )
+
+if TYPE_CHECKING:
+    from optimlab.reports.figures.surface import SurfaceFigure
 
 __all__ = ["gif"]
 
@@ -48,14 +50,9 @@ def _palette(image: Image.Image, exact: Sequence[str]) -> Image.Image:
 
 @png_base.quiet_overflow
 def gif(
-    surface: Surface,
-    trajectories: Mapping[str, ArrayLike],
+    figure: SurfaceFigure,
     path: str | Path,
     *,
-    title: str = "",
-    colors: Mapping[str, str] | None = None,
-    start: tuple[float, float] | None = None,
-    axis_titles: tuple[str, str] = ("x", "y"),
     frames: int = 48,
     fps: int = 12,
     hold_s: float = 1.5,
@@ -74,9 +71,10 @@ def gif(
         raise ValueError(f"size_px must be between 120 and 2000, got {size_px}")
     if fps < 1 or hold_s < 0:
         raise ValueError(f"need fps >= 1 and hold_s >= 0, got fps={fps}, hold_s={hold_s}")
-    cmap = color_map(list(trajectories), colors)
+    surface = figure.surface
+    cmap = figure.palette(figure.trajectories)
     cd = contour(surface)
-    p = paths(trajectories, max_points=400, max_frames=frames, start=start)
+    p = paths(figure.trajectories, max_points=400, max_frames=frames, start=figure.start)
     dpi = 100
     fig = Figure(figsize=(size_px / dpi, size_px / dpi * 0.86), dpi=dpi, layout="constrained")
     canvas = FigureCanvasAgg(fig)
@@ -102,9 +100,9 @@ def gif(
         animated=True,
         bbox={"boxstyle": "round,pad=0.3", "facecolor": "white", "edgecolor": "#d1d5db"},
     )
-    ax.set_xlabel(mpl_text(axis_titles[0]))
-    ax.set_ylabel(mpl_text(axis_titles[1]))
-    ax.set_title(mpl_text(title), loc="left", fontsize=10)
+    ax.set_xlabel(mpl_text(figure.axis_titles[0]))
+    ax.set_ylabel(mpl_text(figure.axis_titles[1]))
+    ax.set_title(mpl_text(figure.title), loc="left", fontsize=10)
     png_base.style(ax, grid=False)
     legend_below(ax, len(p.labels), -0.11)
     canvas.draw()  # lays out and draws everything static once

@@ -14,7 +14,7 @@ from optimlab.reports.figures import loss
 if TYPE_CHECKING:
     from optimlab.reports.section import ProblemSection
 
-__all__ = ["in_report", "step_curves"]
+__all__ = ["CAPTION", "in_report", "step_curves"]
 
 
 def step_curves(runs: Sequence[RunResult]) -> loss.Curves | None:
@@ -35,17 +35,18 @@ def step_curves(runs: Sequence[RunResult]) -> loss.Curves | None:
     return loss.Curves(values, steps=np.arange(1, n + 1), lr=lr if np.isfinite(lr).any() else None)
 
 
+CAPTION = (
+    "The mini-batch loss each step saw (before its update) and the learning rate it used: median across "
+    "seeds and inter-quartile band."
+)
+
+
 def in_report(section: ProblemSection) -> None:
     """Only where an epoch has several steps, and not for 2-D surfaces (whose per-step loss is the
     evaluated curve, only denser)."""
     if section.two_d or section.problem.steps_per_epoch <= 1:
         return
-    loss.add(
-        section.out,
-        loss.per_optimizer(section, step_curves),
-        section.name("train-loss"),
-        title=f"{section.title}: training loss per step",
-        caption="The mini-batch loss each step saw (before its update) and the learning rate it used: "
-        "median across seeds and inter-quartile band.",
-        colors=section.colors,
-    )
+    curves = loss.per_optimizer(section, step_curves)
+    if curves:
+        title = f"{section.title}: training loss per step"
+        section.add(loss.LossFigure(curves, title=title, colors=section.colors), "train-loss", CAPTION)

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from optimlab.lab.lr_find import RULES, LRFindSummary
-from optimlab.reports.figures import lr_find
+from optimlab.reports.figures.lr_find import LRFindFigure
 from optimlab.reports.figures.style import color_map
 from optimlab.reports.html import Page, format_number
 from optimlab.reports.output import Output
@@ -86,10 +86,9 @@ def write_lr_find_page(
     page.table(columns, rows, numeric=[False, False, True, True])
     title = f"{problem.spec}: LR range test"
     out.figure(
-        lr_find.figure(summaries, title=title, colors=colors),
+        LRFindFigure(summaries, title=title, colors=colors),
         out.name("lr-find", problem.spec),
         caption="Smoothed loss against learning rate (log axis) with the suggested learning rates.",
-        png=lambda path: lr_find.png(summaries, path, title=title, colors=colors),
     )
     page.section("Settings")
     page.key_values(

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from optimlab.reports.figures import schedule
+from optimlab.reports.figures.schedule import ScheduleFigure
 from optimlab.reports.figures.style import color_map
 from optimlab.reports.html import Page
 from optimlab.reports.output import Output
@@ -56,23 +56,20 @@ def write_schedule_page(
     )
     title = "learning rate per step" + (" (plateau: driven by a real run's loss)" if plateau else "")
     out.figure(
-        schedule.figure(curves, title=title, colors=colors, x_title="step"),
+        ScheduleFigure(curves, title=title, colors=colors, x_title="step"),
         out.name("schedule"),
         caption="One line per schedule; the lr holds until the next scheduler step. Buttons switch the lr "
         "axis between linear and log (which shows fast decays such as exponential).",
-        png=lambda path: schedule.png(curves, path, title=title, colors=colors, x_title="step"),
     )
     for spec, (lrs, metric, source) in plateau.items():
-        one = {spec: lrs}
         ptitle = f"{spec}: driven by the loss of a real run"
         out.figure(
-            schedule.figure(one, title=ptitle, colors=colors, x_title="epoch", metric=(_METRIC, metric)),
+            ScheduleFigure(
+                {spec: lrs}, title=ptitle, colors=colors, x_title="epoch", metric=(_METRIC, metric)
+            ),
             out.name("schedule", spec),
             caption=f"{source}. ReduceLROnPlateau reads the loss after each epoch (dotted, right axis) and "
             "cuts the lr when it has not improved for `patience` epochs.",
-            png=lambda path, one=one, t=ptitle, m=metric: schedule.png(
-                one, path, title=t, colors=colors, x_title="epoch", metric=(_METRIC, m)
-            ),
         )
     page.section("Settings")
     page.key_values({"initial lr": lr, "steps": steps, "versions": versions_line()})

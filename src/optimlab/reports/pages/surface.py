@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from optimlab.lab.run import RunResult
-from optimlab.reports.figures import loss, surface
+from optimlab.reports.figures import surface
+from optimlab.reports.figures.loss import LossFigure, eval_curves
 from optimlab.reports.figures.style import color_map
-from optimlab.reports.figures.surface import is_surface
+from optimlab.reports.figures.surface import SurfaceFigure, is_surface, problem_surface
+from optimlab.reports.figures.surface_data import trajectories
 from optimlab.reports.html import Page, format_number
 from optimlab.reports.output import Output
 from optimlab.reports.protocol import describe_config, versions_line
@@ -88,26 +90,22 @@ def write_surface_page(
     )
     columns, rows = surface_rows(results, configs)
     page.table(columns, rows, numeric=[c != "optimizer" for c in columns], highlight=[0])
-    surface.add(
-        out,
-        surface.problem_surface(problem),
-        results,
-        out.name(spec, "surface"),
-        start=tuple(problem.start),
-        title=f"{spec}: trajectories",
-        colors=colors,
-    )
-    loss.add(
-        out,
-        {label: c for label, r in results.items() if (c := loss.eval_curves([r])) is not None},
-        out.name(spec, "loss"),
-        title=f"{spec}: f along the way",
-        caption="f (without noise) at the start and every "
-        f"{problem.steps_per_epoch} steps; the lower panel shows the learning rate. Buttons switch the "
-        "x axis between steps, gradient evaluations (L-BFGS evaluates several per step) and seconds.",
-        colors=colors,
-        target=float(problem.target_loss),
-    )
+    paths = trajectories(results)
+    if paths:
+        grid = problem_surface(problem)
+        start = tuple(problem.start)
+        figure = SurfaceFigure(grid, paths, title=f"{spec}: trajectories", colors=colors, start=start)
+        out.figure(figure, out.name(spec, "surface"), caption=surface.CAPTION)
+    curves = {label: c for label, r in results.items() if (c := eval_curves([r])) is not None}
+    if curves:
+        title, target = f"{spec}: f along the way", float(problem.target_loss)
+        out.figure(
+            LossFigure(curves, title=title, colors=colors, target=target),
+            out.name(spec, "loss"),
+            caption="f (without noise) at the start and every "
+            f"{problem.steps_per_epoch} steps; the lower panel shows the learning rate. Buttons switch the "
+            "x axis between steps, gradient evaluations (L-BFGS evaluates several per step) and seconds.",
+        )
     page.section("Settings")
     page.key_values(
         {
