@@ -284,11 +284,11 @@ def surface(
     """Trajectories of several optimizers on one 2-D surface: an animated contour plot (HTML, PNG, GIF)."""
     import torch
 
+    from optimlab.lab.contours import is_surface
     from optimlab.lab.presets import parse_optimizers
     from optimlab.lab.problems import Budget, get_problem
     from optimlab.lab.run import RunSpec
     from optimlab.lab.runner import train_batch
-    from optimlab.reports.figures.surface import is_surface
     from optimlab.reports.pages.surface import surface_rows, write_surface_page
 
     torch.set_num_threads(1)

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from optimlab.lab.contours import contour_entry
 from optimlab.lab.executor import Executor, LocalExecutor, cut_units
 from optimlab.lab.presets import (
     PRESETS,
@@ -323,6 +324,7 @@ def _problem_entry(problem: Problem, comparison: Comparison) -> dict[str, Any]:
         "steps_per_epoch": problem.steps_per_epoch,
         "deterministic": bool(getattr(problem, "deterministic", False)),
         "seeds": comparison.seeds_for(problem),
+        "contour": contour_entry(problem),  # what a report draws a 2-D problem's contour from
         "optimizers": [],
     }
 

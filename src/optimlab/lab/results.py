@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from optimlab import __version__
+from optimlab.lab.contours import Contour, from_entry
 from optimlab.lab.run import RunResult
 from optimlab.lab.stats import Profile, bootstrap_ci, median, performance_profile, quantile, summary
 from optimlab.lab.storage import Store
@@ -62,6 +63,7 @@ class ProblemData:
     deterministic: bool
     seeds: list[int]
     optimizers: list[OptimizerData]
+    contour: Contour | None = None  #: a 2-D problem's contour (None: another problem, or stored before)
 
 
 @dataclass
@@ -111,6 +113,7 @@ def load_comparison(store: Store, comparison_id: str | None = None) -> Compariso
                 deterministic=bool(p["deterministic"]),
                 seeds=list(p["seeds"]),
                 optimizers=optimizers,
+                contour=from_entry(p.get("contour")),
             )
         )
     return ComparisonData(id=cid, settings=settings, problems=problems, db_path=str(store.path))

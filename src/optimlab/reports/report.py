@@ -52,15 +52,6 @@ PROBLEM_FIGURES: tuple[SectionFigure, ...] = (
 )
 
 
-def _problem_object(problem: ProblemData) -> Any:
-    from optimlab.lab.problems import get_problem
-
-    try:
-        return get_problem(problem.spec)
-    except ValueError:  # a user problem that cannot be imported here: no contour, the rest still works
-        return None
-
-
 def _problem_section(
     out: Output,
     data: ComparisonData,
@@ -108,15 +99,7 @@ def _problem_section(
             caption="Optuna: the configuration each optimizer was evaluated with",
             numeric=[False, True, True, False],
         )
-    obj = _problem_object(problem)
-    section = ProblemSection(
-        out,
-        problem,
-        spec,
-        colors,
-        two_d=obj is not None and surface.is_surface(obj),
-        problem_object=obj,
-    )
+    section = ProblemSection(out, problem, spec, colors)
     for add in PROBLEM_FIGURES:
         add(section)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from optimlab.lab.results import ProblemData
 from optimlab.reports.figures.base import Twin
@@ -20,16 +19,21 @@ __all__ = ["ProblemSection", "SectionFigure"]
 
 @dataclass(frozen=True)
 class ProblemSection:
-    """``out`` (the page and its files), the ``problem``'s stored results, its ``title``, the colour
-    of every optimizer label (the same in every figure of the page) and whether the problem is a 2-D
-    surface."""
+    """``out`` (the page and its files), the ``problem``'s stored results, its ``title`` and the colour
+    of every optimizer label (the same in every figure of the page)."""
 
     out: Output
     problem: ProblemData
     title: str
     colors: Mapping[str, str]
-    two_d: bool = False
-    problem_object: Any = None
+
+    @property
+    def two_d(self) -> bool:
+        """Whether the problem is a 2-D surface: its contour was stored with the plan, or (a comparison
+        stored before contours were) its runs recorded 2-D trajectories."""
+        if self.problem.contour is not None:
+            return True
+        return any(len(r.trajectory[0]) == 2 for o in self.problem.optimizers for r in o.runs if r.trajectory)
 
     def name(self, kind: str) -> str:
         """The file stem of this problem's figure ``kind`` (unique on the page)."""

@@ -26,9 +26,9 @@ from optimlab.reports.figures.surface_data import (
     FILL_SCALE,
     Paths,
     Surface,
-    contour,
     draw_contour,
-    grid_surface,
+    fill,
+    from_contour,
     legend_below,
     mark_points,
     paths,
@@ -38,7 +38,7 @@ from optimlab.reports.figures.surface_data import (
 if TYPE_CHECKING:
     from optimlab.reports.section import ProblemSection
 
-__all__ = ["CAPTION", "SurfaceFigure", "in_report", "is_surface", "problem_surface"]
+__all__ = ["CAPTION", "NO_CONTOUR", "SurfaceFigure", "in_report"]
 
 
 # --- the figure -------------------------------------------------------------------------------------
@@ -48,12 +48,13 @@ __all__ = ["CAPTION", "SurfaceFigure", "in_report", "is_surface", "problem_surfa
 class SurfaceFigure(Twin):
     """A 2-D surface as filled contours (log-spaced levels when the values span decades) with every
     optimizer's trajectory ([steps + 1, 2] arrays, row 0 = start), the known minima (★) and the
-    ``start`` (○; default: the first trajectory's first point). Interactively the figure opens on the
+    ``start`` (○; default: the first trajectory's first point); without a ``surface`` (a comparison stored
+    before contours were) the paths alone. Interactively the figure opens on the
     finished paths; ▶ plays them step by step and the slider scrubs (at most ``max_frames`` frames;
     paths drawn with at most ``max_points`` points each). The PNG shows the finished paths, the GIF
     (:meth:`gif`) grows them."""
 
-    surface: Surface
+    surface: Surface | None
     trajectories: Mapping[str, ArrayLike]
     start: tuple[float, float] | None = None
     axis_titles: tuple[str, str] = ("x", "y")
@@ -63,38 +64,10 @@ class SurfaceFigure(Twin):
     ) -> go.Figure:
         surface = self.surface
         cmap = self.palette(self.trajectories)
-        cd = contour(surface)
         p = paths(self.trajectories, max_points=max_points, max_frames=max_frames, start=self.start)
-        step = float(cd.levels[1] - cd.levels[0])
-        colorbar = {
-            "title": {"text": cd.title, "side": "right"},
-            "thickness": 12,
-            "len": 0.9,
-            "outlinewidth": 0,
-        }
-        if cd.is_log:
-            colorbar |= {"tickvals": cd.tickvals, "ticktext": cd.ticktext}
         fig = go.Figure()
-        fig.add_trace(
-            go.Contour(
-                x=gaps(surface.x),
-                y=gaps(surface.y),
-                z=gaps(cd.values, np.float32),
-                customdata=gaps(surface.z, np.float32),
-                contours={
-                    "start": float(cd.levels[0]),
-                    "end": float(cd.levels[-1]),
-                    "size": step,
-                    "coloring": "fill",
-                    "showlines": True,
-                },
-                line={"width": 0.6, "color": "rgba(80,95,115,0.35)"},
-                colorscale=FILL_SCALE,
-                colorbar=colorbar,
-                name="f",
-                hovertemplate="x %{x:.3g}, y %{y:.3g}<br>f %{customdata:.4g}<extra></extra>",
-            )
-        )
+        if surface is not None:
+            fig.add_trace(_contour_trace(surface))
         last = int(p.frames[-1])
         moving: list[int] = []
         for i, label in enumerate(p.labels):
@@ -128,7 +101,7 @@ class SurfaceFigure(Twin):
                     hovertemplate="step %{customdata}<br>(%{x:.4g}, %{y:.4g})",
                 )
             )
-        if surface.minima:
+        if surface is not None and surface.minima:
             mx, my = zip(*surface.minima, strict=True)
             fig.add_trace(
                 go.Scatter(
@@ -172,13 +145,13 @@ class SurfaceFigure(Twin):
             margin={"l": 64, "r": 24, "t": 96, "b": 92},
             xaxis={
                 "title": {"text": plotly_text(self.axis_titles[0])},
-                "range": [float(surface.x[0]), float(surface.x[-1])],
+                "range": None if surface is None else [float(surface.x[0]), float(surface.x[-1])],
                 "showgrid": False,
                 "zeroline": False,
             },
             yaxis={
                 "title": {"text": plotly_text(self.axis_titles[1])},
-                "range": [float(surface.y[0]), float(surface.y[-1])],
+                "range": None if surface is None else [float(surface.y[0]), float(surface.y[-1])],
                 "showgrid": False,
                 "zeroline": False,
             },
@@ -241,13 +214,12 @@ class SurfaceFigure(Twin):
 
     @png_base.quiet_overflow
     def draw(self) -> Figure:
-        surface = self.surface
         cmap = self.palette(self.trajectories)
-        cd = contour(surface)
         p = paths(self.trajectories, max_points=100_000, max_frames=2, start=self.start)
         fig = png_base.new_figure(7.2, 6.0)
         ax = fig.subplots()
-        draw_contour(ax, surface, cd)
+        if self.surface is not None:
+            draw_contour(ax, self.surface)
         for label in p.labels:
             pts = p.full[label]
             ax.plot(
@@ -268,7 +240,7 @@ class SurfaceFigure(Twin):
                 linewidths=1.0,
                 zorder=5,
             )
-        mark_points(ax, surface, p.start)
+        mark_points(ax, self.surface, p.start)
         ax.set_xlabel(mpl_text(self.axis_titles[0]))
         ax.set_ylabel(mpl_text(self.axis_titles[1]))
         png_base.finish(ax, self.title, grid=False)
@@ -279,6 +251,33 @@ class SurfaceFigure(Twin):
         """The animated GIF of the paths growing (see :func:`optimlab.reports.figures.surface_gif.gif`
         for the ``options``)."""
         return surface_gif.gif(self, path, **options)
+
+
+def _contour_trace(surface: Surface) -> go.Contour:
+    """The filled contour of ``surface`` with its colour bar (decades marked on log-spaced levels); the
+    hover shows f itself."""
+    cd = fill(surface)
+    colorbar = {"title": {"text": cd.title, "side": "right"}, "thickness": 12, "len": 0.9, "outlinewidth": 0}
+    if cd.is_log:
+        colorbar |= {"tickvals": cd.tickvals, "ticktext": cd.ticktext}
+    return go.Contour(
+        x=gaps(surface.x),
+        y=gaps(surface.y),
+        z=gaps(cd.values, np.float32),
+        customdata=gaps(surface.z, np.float32),
+        contours={
+            "start": float(cd.levels[0]),
+            "end": float(cd.levels[-1]),
+            "size": float(cd.levels[1] - cd.levels[0]),
+            "coloring": "fill",
+            "showlines": True,
+        },
+        line={"width": 0.6, "color": "rgba(80,95,115,0.35)"},
+        colorscale=FILL_SCALE,
+        colorbar=colorbar,
+        name="f",
+        hovertemplate="x %{x:.3g}, y %{y:.3g}<br>f %{customdata:.4g}<extra></extra>",
+    )
 
 
 def _frame(p: Paths, k: int, moving: list[int]) -> go.Frame:
@@ -314,38 +313,27 @@ CAPTION = (
 )
 
 
-def is_surface(problem: Any) -> bool:
-    """Whether ``problem`` is a 2-D surface the report can contour (``fn``, ``window``, ``minima``)."""
-    return all(hasattr(problem, name) for name in ("fn", "window", "minima", "start"))
-
-
-def problem_surface(problem: Any, n: int = 160) -> Surface:
-    """The noiseless surface of a 2-D problem sampled on an ``n`` × ``n`` grid over its window."""
-    import torch
-
-    (x0, x1), (y0, y1) = problem.window
-
-    def f(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            z = problem.fn(torch.from_numpy(x), torch.from_numpy(y))
-        return z.numpy()
-
-    return grid_surface(
-        f, (x0, x1), (y0, y1), n=n, minima=problem.minima, fmin=getattr(problem, "min_value", None)
-    )
+NO_CONTOUR = (
+    "This comparison was stored before contours were stored with it, so its paths are drawn without the "
+    "contour of f; run the same optimlab compare command again to store it (every run is reused)."
+)
 
 
 def in_report(section: ProblemSection) -> None:
-    """The trajectories of the first seed of every optimizer on the problem's contour."""
-    obj = section.problem_object
-    if obj is None or not section.two_d:
+    """The trajectories of the first seed of every optimizer on the problem's stored contour (or alone,
+    with a note, where none was stored)."""
+    if not section.two_d:
         return
-    problem = section.problem
-    first = {o.label: (o.runs[0] if o.runs else None) for o in problem.optimizers}
-    seed = next(iter(r.seed for r in first.values() if r is not None), 0)
+    first = {o.label: (o.runs[0] if o.runs else None) for o in section.problem.optimizers}
     drawn = trajectories(first)
-    if drawn:
-        title = f"{section.title}: trajectories (seed {seed})"
-        start = tuple(obj.start)
-        figure = SurfaceFigure(problem_surface(obj), drawn, title=title, colors=section.colors, start=start)
-        section.add(figure, "surface", CAPTION)
+    if not drawn:
+        return
+    seed = next(iter(r.seed for r in first.values() if r is not None), 0)
+    title = f"{section.title}: trajectories (seed {seed})"
+    stored = section.problem.contour
+    if stored is None:
+        section.out.page.text(NO_CONTOUR, note=True)
+    surface = None if stored is None else from_contour(stored)
+    start = None if stored is None else stored.start
+    figure = SurfaceFigure(surface, drawn, title=title, colors=section.colors, start=start)
+    section.add(figure, "surface", CAPTION)

@@ -13,17 +13,19 @@ import numpy as np
 from matplotlib.colors import LinearSegmentedColormap
 from numpy.typing import ArrayLike
 
+from optimlab.lab.contours import Contour as StoredContour
 from optimlab.lab.run import RunResult
 from optimlab.reports.figures.arrays import float_array, subsample
 
 __all__ = [
     "FILL_SCALE",
-    "Contour",
     "ContourLevels",
+    "Fill",
     "Paths",
     "Surface",
-    "contour",
     "draw_contour",
+    "fill",
+    "from_contour",
     "grid_surface",
     "legend_below",
     "mark_points",
@@ -134,6 +136,11 @@ def grid_surface(
     return Surface(x=x, y=y, z=z, minima=tuple(minima), fmin=fmin)
 
 
+def from_contour(contour: StoredContour) -> Surface:
+    """The :class:`Surface` of a contour stored with a comparison's plan (:mod:`optimlab.lab.contours`)."""
+    return Surface(contour.x, contour.y, contour.z, contour.minima, contour.min_value)
+
+
 def trajectory_array(path: ArrayLike, label: str) -> np.ndarray:
     """A trajectory as a [T, 2] float array (row 0 is the start point)."""
     arr = float_array(path, f"trajectory {label!r}")
@@ -155,7 +162,7 @@ def trajectories(runs: Mapping[str, RunResult | None]) -> dict[str, np.ndarray]:
 
 
 @dataclass(frozen=True)
-class Contour:
+class Fill:
     """What to fill: ``values`` at ``levels``, with colour-bar ticks at whole decades when log-spaced."""
 
     values: np.ndarray
@@ -170,10 +177,10 @@ def _decade_text(d: int) -> str:
     return f"{10.0**d:g}" if -3 <= d <= 4 else f"1e{d}"
 
 
-def contour(surface: Surface, n_levels: int = 24) -> Contour:
+def fill(surface: Surface, n_levels: int = 24) -> Fill:
     lv = surface.levels(n_levels)
     if not lv.is_log:
-        return Contour(lv.values, lv.levels, False, [], [], "f")
+        return Fill(lv.values, lv.levels, False, [], [], "f")
     lo, hi = float(lv.values.min()), float(lv.values.max())
     tickvals, ticktext = [], []
     for d in range(math.floor(lo) - 1, math.ceil(hi) + 2):
@@ -181,7 +188,7 @@ def contour(surface: Surface, n_levels: int = 24) -> Contour:
         if lo <= v <= hi and 10.0**d >= 2 * lv.eps:
             tickvals.append(v)
             ticktext.append(_decade_text(d))
-    return Contour(lv.values, lv.levels, True, tickvals, ticktext, "f − f*")
+    return Fill(lv.values, lv.levels, True, tickvals, ticktext, "f − f*")
 
 
 @dataclass(frozen=True)
@@ -226,8 +233,9 @@ def paths(
 # --- drawn with matplotlib, for the PNG and the GIF ----------------------------------------------------
 
 
-def draw_contour(ax, surface: Surface, cd: Contour) -> None:
+def draw_contour(ax, surface: Surface) -> None:
     """The filled contour, its lines and its colour bar on ``ax``, the axes fitted to the window."""
+    cd = fill(surface)
     cs = ax.contourf(surface.x, surface.y, cd.values, levels=cd.levels, cmap=_CMAP, extend="both")
     ax.contour(
         surface.x, surface.y, cd.values, levels=cd.levels, colors="#505f73", linewidths=0.4, alpha=0.35
@@ -241,9 +249,9 @@ def draw_contour(ax, surface: Surface, cd: Contour) -> None:
     ax.set_ylim(surface.y[0], surface.y[-1])
 
 
-def mark_points(ax, surface: Surface, start: tuple[float, float]) -> None:
+def mark_points(ax, surface: Surface | None, start: tuple[float, float]) -> None:
     """The known minima (★) and the start (○)."""
-    if surface.minima:
+    if surface is not None and surface.minima:
         mx, my = zip(*surface.minima, strict=True)
         ax.scatter(
             mx,

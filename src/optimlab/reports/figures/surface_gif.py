@@ -15,7 +15,6 @@ from PIL import Image
 from optimlab.reports.figures import png_base
 from optimlab.reports.figures.style import mpl_text
 from optimlab.reports.figures.surface_data import (
-    contour,
     draw_contour,
     legend_below,
     mark_points,
@@ -71,16 +70,15 @@ def gif(
         raise ValueError(f"size_px must be between 120 and 2000, got {size_px}")
     if fps < 1 or hold_s < 0:
         raise ValueError(f"need fps >= 1 and hold_s >= 0, got fps={fps}, hold_s={hold_s}")
-    surface = figure.surface
     cmap = figure.palette(figure.trajectories)
-    cd = contour(surface)
     p = paths(figure.trajectories, max_points=400, max_frames=frames, start=figure.start)
     dpi = 100
     fig = Figure(figsize=(size_px / dpi, size_px / dpi * 0.86), dpi=dpi, layout="constrained")
     canvas = FigureCanvasAgg(fig)
     ax = fig.subplots()
-    draw_contour(ax, surface, cd)
-    mark_points(ax, surface, p.start)
+    if figure.surface is not None:
+        draw_contour(ax, figure.surface)
+    mark_points(ax, figure.surface, p.start)
     lines, heads = {}, {}
     for label in p.labels:
         (lines[label],) = ax.plot(

@@ -7,12 +7,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from optimlab.lab.contours import is_surface, sample
 from optimlab.lab.run import RunResult
 from optimlab.reports.figures import surface
 from optimlab.reports.figures.loss import LossFigure, eval_curves
 from optimlab.reports.figures.style import color_map
-from optimlab.reports.figures.surface import SurfaceFigure, is_surface, problem_surface
-from optimlab.reports.figures.surface_data import trajectories
+from optimlab.reports.figures.surface import SurfaceFigure
+from optimlab.reports.figures.surface_data import from_contour, trajectories
 from optimlab.reports.html import Page, format_number
 from optimlab.reports.output import Output
 from optimlab.reports.protocol import describe_config, versions_line
@@ -92,9 +93,9 @@ def write_surface_page(
     page.table(columns, rows, numeric=[c != "optimizer" for c in columns], highlight=[0])
     paths = trajectories(results)
     if paths:
-        grid = problem_surface(problem)
-        start = tuple(problem.start)
-        figure = SurfaceFigure(grid, paths, title=f"{spec}: trajectories", colors=colors, start=start)
+        grid = sample(problem)
+        title = f"{spec}: trajectories"
+        figure = SurfaceFigure(from_contour(grid), paths, title=title, colors=colors, start=grid.start)
         out.figure(figure, out.name(spec, "surface"), caption=surface.CAPTION)
     curves = {label: c for label, r in results.items() if (c := eval_curves([r])) is not None}
     if curves:
