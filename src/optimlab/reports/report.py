@@ -188,9 +188,9 @@ def write_report(
         f"optimizer{'s' if n_opt != 1 else ''} · {protocol} · "
         f"{', '.join(p.spec for p in data.problems)}",
     )
-    out = Output(page, out_dir, static=static, gif=gif)
+    out = Output(page, out_dir, "report.html", static=static, gif=gif)
     protocol_section(page, data, summary)
     for problem in data.problems:
         _problem_section(out, data, problem, summary["problems"][problem.spec], colors)
     _across_problems(out, summary, colors)
-    return out.write("report.html")
+    return out.write()

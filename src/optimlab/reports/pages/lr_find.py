@@ -71,7 +71,7 @@ def write_lr_find_page(
         subtitle=f"{', '.join(summaries)} · lr from {min_lr:g} to {max_lr:g} over {steps} steps · "
         f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''}",
     )
-    out = Output(page, out_dir)
+    out = Output(page, out_dir, "lr_find.html")
     page.section("Range test")
     page.text(
         f"Each optimizer trains {problem.spec} from a fresh model while the learning rate grows "
@@ -101,5 +101,5 @@ def write_lr_find_page(
             "versions": versions_line(),
         }
     )
-    out.write("lr_find.html")
+    out.write()
     return out.written

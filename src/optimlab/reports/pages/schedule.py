@@ -38,7 +38,7 @@ def write_schedule_page(
         subtitle=f"{len(curves)} schedule{'s' if len(curves) != 1 else ''} from lr {lr:g} over {steps} "
         "steps, built on torch.optim.lr_scheduler",
     )
-    out = Output(page, out_dir)
+    out = Output(page, out_dir, "schedule.html")
     colors = color_map(list(curves))
     page.section("Schedules")
     page.text(
@@ -73,5 +73,5 @@ def write_schedule_page(
         )
     page.section("Settings")
     page.key_values({"initial lr": lr, "steps": steps, "versions": versions_line()})
-    out.write("schedule.html")
+    out.write()
     return out.written

@@ -76,7 +76,7 @@ def write_surface_page(
         f"{first.steps} steps from ({problem.start[0]:g}, {problem.start[1]:g})"
         + (f" · noisy gradients (σ = {noise:g})" if noise else ""),
     )
-    out = Output(page, out_dir, gif=gif)
+    out = Output(page, out_dir, "surface.html", gif=gif)
     spec = problem.spec
     page.section("Trajectories")
     page.text(
@@ -96,13 +96,13 @@ def write_surface_page(
         grid = sample(problem)
         title = f"{spec}: trajectories"
         figure = SurfaceFigure(from_contour(grid), paths, title=title, colors=colors, start=grid.start)
-        out.figure(figure, out.name(spec, "surface"), caption=surface.CAPTION)
+        out.figure(figure, out.name("surface", spec), caption=surface.CAPTION)
     curves = {label: c for label, r in results.items() if (c := eval_curves([r])) is not None}
     if curves:
         title, target = f"{spec}: f along the way", float(problem.target_loss)
         out.figure(
             LossFigure(curves, title=title, colors=colors, target=target),
-            out.name(spec, "loss"),
+            out.name("surface", spec, "loss"),
             caption="f (without noise) at the start and every "
             f"{problem.steps_per_epoch} steps; the lower panel shows the learning rate. Buttons switch the "
             "x axis between steps, gradient evaluations (L-BFGS evaluates several per step) and seconds.",
@@ -116,5 +116,5 @@ def write_surface_page(
             "versions": versions_line(),
         }
     )
-    out.write("surface.html")
+    out.write()
     return out.written
