@@ -94,7 +94,9 @@ def test_a_users_problem_keeps_its_contour_once_its_module_is_gone(
     with Store(tmp_path / "lab.db") as store:
         data = load_comparison(store, cid)
     html = write_report(data, tmp_path / "out").read_text(encoding="utf-8")
-    surface = next(f for title, f in _figures(html).items() if "trajectories" in title)
+    assert re.search(r"<h2 id=\"sec-\d+\">my bowl</h2>", html)  # the problem's own name is its title
+    assert "Spec: my_bowl:make." in html
+    surface = _figures(html)["my bowl: trajectories (seed 0)"]
     contour = [t for t in surface["data"] if t["type"] == "contour"]
     assert len(contour) == 1 and surface["layout"]["xaxis"]["range"] == [-3.0, 3.0]
     minimum = next(t for t in surface["data"] if t.get("name") == "minimum")

@@ -28,6 +28,7 @@ from optimlab.lab.results import (
 )
 from optimlab.lab.stats import Profile
 from optimlab.reports.figures import loss, lr_sensitivity, profile, surface, train_loss
+from optimlab.reports.figures.schedule import zero_lr_text
 from optimlab.reports.figures.style import color_map
 from optimlab.reports.html import Page, format_number
 from optimlab.reports.output import Output
@@ -39,7 +40,7 @@ from optimlab.reports.protocol import (
     seeds_text,
 )
 from optimlab.reports.ranking import ranked_rows
-from optimlab.reports.section import ProblemSection, SectionFigure
+from optimlab.reports.section import ProblemSection, SectionFigure, problem_titles
 
 __all__ = ["PROBLEM_FIGURES", "write_report"]
 
@@ -58,18 +59,24 @@ def _problem_section(
     problem: ProblemData,
     info: Mapping[str, Any],
     colors: Mapping[str, str],
+    title: str,
 ) -> None:
     page = out.page
-    spec = problem.spec
-    page.section(spec)
+    page.section(title)
     target = format_number(problem.target_loss, 4)
     description = problem.description.rstrip()
     if description and description[-1] not in ".?!":
         description += "."
+    spec = f" Spec: {problem.spec}." if title != problem.spec else ""
     page.text(
-        f"{description} Target loss {target}. Budget: {budget_text(problem)}. "
+        f"{description}{spec} Target loss {target}. Budget: {budget_text(problem)}. "
         f"{seeds_text(problem).capitalize()} per configuration."
     )
+    run = next((r for o in problem.optimizers for r in o.runs if r.lrs), None)
+    schedule = data.settings.get("schedule")
+    warning = zero_lr_text(f"The schedule {schedule}", run.lrs, "step") if run and schedule else None
+    if warning:
+        page.callout(warning, title="A learning rate of 0.")
     columns, rows, numeric = ranked_rows(info)
     page.table(
         columns,
@@ -99,7 +106,7 @@ def _problem_section(
             caption="Optuna: the configuration each optimizer was evaluated with",
             numeric=[False, True, True, False],
         )
-    section = ProblemSection(out, problem, spec, colors)
+    section = ProblemSection(out, problem, title, colors)
     for add in PROBLEM_FIGURES:
         add(section)
 
@@ -180,17 +187,18 @@ def write_report(
     defaults to :func:`optimlab.lab.results.summarize` of ``data``. Returns the page's path."""
     summary = summary or summarize(data)
     colors = color_map(_labels(data))
+    titles = problem_titles(data.problems)
     n_opt = len(data.settings.get("optimizers", []))
     protocol = PROTOCOL_NAMES.get(str(data.settings.get("protocol")), str(data.settings.get("protocol")))
     page = Page(
         "optimlab comparison",
         subtitle=f"{len(data.problems)} problem{'s' if len(data.problems) != 1 else ''} × {n_opt} "
         f"optimizer{'s' if n_opt != 1 else ''} · {protocol} · "
-        f"{', '.join(p.spec for p in data.problems)}",
+        f"{', '.join(titles.values())}",
     )
     out = Output(page, out_dir, "report.html", static=static, gif=gif)
     protocol_section(page, data, summary)
     for problem in data.problems:
-        _problem_section(out, data, problem, summary["problems"][problem.spec], colors)
+        _problem_section(out, data, problem, summary["problems"][problem.spec], colors, titles[problem.spec])
     _across_problems(out, summary, colors)
     return out.write()

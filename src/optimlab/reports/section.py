@@ -7,14 +7,35 @@ Each figure module of :mod:`optimlab.reports.figures` that belongs in a problem'
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from optimlab.lab.results import ProblemData
 from optimlab.reports.figures.base import Twin
 from optimlab.reports.output import Output
 
-__all__ = ["ProblemSection", "SectionFigure"]
+__all__ = ["ProblemSection", "SectionFigure", "problem_title", "problem_titles"]
+
+
+def problem_title(spec: str, name: str) -> str:
+    """What a problem is called on a page: its own ``name`` with the options of its ``spec``. A built-in
+    problem's spec is exactly that (``parabola:n=64``); a user's problem loaded as
+    ``mypkg.problems:make:n=3`` whose ``name`` is "line" is titled ``line:n=3``."""
+    head, _, rest = spec.partition(":")
+    if not name or name in (spec, head):
+        return spec
+    options = rest.partition(":")[2]
+    return f"{name}:{options}" if options else name
+
+
+def problem_titles(problems: Iterable[Any]) -> dict[str, str]:
+    """``spec -> title`` of several problems (anything with ``spec`` and ``name``); problems whose
+    titles would be the same are told apart by their specs."""
+    titles = {p.spec: problem_title(p.spec, p.name) for p in problems}
+    counts = Counter(titles.values())
+    return {spec: title if counts[title] == 1 else f"{title} ({spec})" for spec, title in titles.items()}
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 from matplotlib.figure import Figure
 
 from optimlab.reports.figures import png_base
-from optimlab.reports.figures.style import color_map
+from optimlab.reports.figures.style import LEGEND_CHARS, PNG_LEGEND_CHARS, color_map, short_labels
 
 __all__ = ["Twin"]
 
@@ -45,3 +45,10 @@ class Twin:
     def palette(self, labels: Iterable[str]) -> dict[str, str]:
         """The colour of every label: ``colors`` where given, the next free colour elsewhere."""
         return color_map(labels, self.colors)
+
+    @staticmethod
+    def short(labels: Iterable[str], *, png: bool = False) -> dict[str, str]:
+        """The legend entry of every label: shortened to :data:`~.style.LEGEND_CHARS` characters
+        (:data:`~.style.PNG_LEGEND_CHARS` on a PNG), all distinct; the interactive figure shows the full
+        label on hover."""
+        return short_labels(labels, PNG_LEGEND_CHARS if png else LEGEND_CHARS)

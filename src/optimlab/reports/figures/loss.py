@@ -23,7 +23,7 @@ from optimlab.lab.stats import quantiles
 from optimlab.reports.figures import plotly_base, png_base
 from optimlab.reports.figures.arrays import finite_list, float_array, gaps, per_point, subsample
 from optimlab.reports.figures.base import Twin
-from optimlab.reports.figures.scales import all_positive, auto_log, lr_axis
+from optimlab.reports.figures.scales import YScale, loss_scale, lr_axis
 from optimlab.reports.figures.style import mpl_text, plotly_text
 
 if TYPE_CHECKING:
@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 __all__ = ["CAPTION", "X_AXES", "Curves", "LossFigure", "eval_curves", "in_report", "stopped_at_evaluation"]
 
 X_AXES: dict[str, str] = {"steps": "steps", "grad_evals": "gradient evaluations", "seconds": "seconds"}
+#: a curve of at most this many recorded points (a loss evaluated once per epoch) marks each of them
+MARKERS_UP_TO = 60
 
 
 @dataclass(frozen=True)
@@ -143,6 +145,7 @@ class _Series:
     lr: np.ndarray | None
     seeds: int
     diverged: int  # seeds whose last recorded loss is non-finite
+    markers: bool  # every recorded point is drawn, and they are few: mark each
 
     def label(self, label: str) -> str:
         """The legend entry: the label, and how many seeds diverged."""
@@ -162,7 +165,8 @@ def _series(c: Curves, axes: list[str], max_points: int) -> _Series:
         with np.errstate(all="ignore"):
             lr = np.nanmedian(c.lr, axis=0)[idx]
     diverged = int(np.sum(~np.isfinite(c.loss[:, -1])))
-    return _Series(xs, q25[idx], med[idx], q75[idx], lr, c.seeds, diverged)
+    markers = idx.size == c.points <= MARKERS_UP_TO
+    return _Series(xs, q25[idx], med[idx], q75[idx], lr, c.seeds, diverged, markers)
 
 
 def _common_axes(curves: Mapping[str, Curves]) -> list[str]:
@@ -178,11 +182,14 @@ class LossFigure(Twin):
     """Loss against steps: per optimizer the median across seeds and the IQR band (25th–75th percentile).
 
     Buttons switch the x axis between steps, gradient evaluations and seconds (those every optimizer
-    provides; ``x`` the first shown) and the y axis between log and linear (``log_y`` default: log when
-    the medians span more than two decades). When learning rates are given (``show_lr`` default), a
-    panel below shares the x axis and shows the lr in force. ``target`` draws the loss target as a
-    dashed line. A legend entry notes how many seeds diverged. Curves are subsampled to ``max_points``
-    points after the statistics are taken. The PNG shows the ``x`` axis and one scale.
+    provides; ``x`` the first shown) and the y axis between its scale and linear. The scale
+    (:func:`~optimlab.reports.figures.scales.loss_scale`; ``log_y`` forces it): log where the medians
+    are positive and span more than two decades, symmetric log where they go negative (or reach 0)
+    across decades, else linear. When learning rates are given (``show_lr`` default), a panel below
+    shares the x axis and shows the lr in force. ``target`` draws the loss target as a dashed line. A
+    legend entry notes how many seeds diverged; a curve of few points (a loss evaluated once per epoch)
+    marks each. Curves are subsampled to ``max_points`` points after the statistics are taken. The PNG
+    shows the ``x`` axis and the scale.
     """
 
     curves: Mapping[str, Curves]
@@ -191,8 +198,8 @@ class LossFigure(Twin):
     target: float | None = None
     show_lr: bool | None = None
 
-    def _prepare(self, axes: list[str] | None, max_points: int) -> tuple[dict[str, _Series], bool, bool]:
-        """Every optimizer's series, whether the loss axis is log and whether the lr panel is shown."""
+    def _prepare(self, axes: list[str] | None, max_points: int) -> tuple[dict[str, _Series], YScale, bool]:
+        """Every optimizer's series, the loss axis's scale and whether the lr panel is shown."""
         if not self.curves:
             raise ValueError("a loss figure needs curves for at least one optimizer")
         available = _common_axes(self.curves)
@@ -201,17 +208,14 @@ class LossFigure(Twin):
                 f"x axis {self.x!r} is not available for every optimizer; choose one of {available}"
             )
         series = {label: _series(c, axes or available, max_points) for label, c in self.curves.items()}
-        medians = [s.median for s in series.values()]
-        log_y = auto_log(*medians) if self.log_y is None else self.log_y
+        scale = loss_scale(*(s.median for s in series.values()), log_y=self.log_y)
         has_lr = any(s.lr is not None for s in series.values()) if self.show_lr is None else self.show_lr
-        return series, log_y and all_positive(*medians), bool(has_lr)
+        return series, scale, bool(has_lr)
 
     def plotly(self, *, max_points: int = 400, height: int | None = None) -> go.Figure:
-        series, log_y, has_lr = self._prepare(None, max_points)
-        x = self.x
-        axes = _common_axes(self.curves)
-        labels = list(self.curves)
-        cmap = self.palette(labels)
+        series, scale, has_lr = self._prepare(None, max_points)
+        x, axes, labels = self.x, _common_axes(self.curves), list(self.curves)
+        cmap, short = self.palette(labels), self.short(labels)
         rows = 2 if has_lr else 1
         fig = make_subplots(
             rows=rows,
@@ -221,8 +225,13 @@ class LossFigure(Twin):
             row_heights=[0.72, 0.28] if has_lr else None,
         )
         xs: dict[str, list[list]] = {a: [] for a in axes}
+        drawn: list[int] = []  # the traces on the loss axis (symlog: in forward units, values in customdata)
 
-        def track(xvals: dict[str, list]) -> None:
+        def add(trace: go.Scatter, xvals: dict[str, list], row: int = 1) -> None:
+            if row == 1 and scale.kind == "symlog":
+                trace.customdata, trace.y = trace.y, finite_list(scale.forward(gaps(trace.y)))
+                drawn.append(len(fig.data))
+            fig.add_trace(trace, row=row, col=1)
             for a in axes:
                 xs[a].append(xvals[a])
 
@@ -230,70 +239,59 @@ class LossFigure(Twin):
             s, color, group = series[label], cmap[label], f"g{i}"
             xv = {a: finite_list(s.x[a]) for a in axes}
             if s.seeds > 1:
-                plotly_base.band(fig, xv[x], s.q25, s.q75, color, group, row=1, col=1)
-                track(xv)
-                track(xv)
-            name = plotly_text(s.label(label))
-            fig.add_trace(
-                go.Scatter(
-                    x=xv[x],
-                    y=finite_list(s.median),
-                    mode="lines",
+                low, high = plotly_base.band_traces(xv[x], s.q25, s.q75, color, group)
+                add(low, xv)
+                add(high, xv)
+            name, full = plotly_text(s.label(short[label])), plotly_text(s.label(label))
+            value = "%{customdata:.4g}" if scale.kind == "symlog" else "%{y:.4g}"
+            mode = "lines+markers" if s.markers else "lines"
+            common = {"color": color, "legendgroup": group, "mode": mode, "marker": {"size": 5}}
+            add(
+                plotly_base.line(
+                    xv[x],
+                    s.median,
                     name=name,
-                    legendgroup=group,
-                    line={"color": color, "width": 2},
+                    width=2,
+                    hovertemplate=f"{full}: {value}<extra></extra>",
+                    **common,
                 ),
-                row=1,
-                col=1,
+                xv,
             )
-            track(xv)
             if has_lr and s.lr is not None:
-                fig.add_trace(
-                    go.Scatter(
-                        x=xv[x],
-                        y=finite_list(s.lr),
-                        mode="lines",
-                        name=name,
-                        legendgroup=group,
-                        showlegend=False,
-                        line={"color": color, "width": 1.6},
+                lr_hover = f"{full}: lr %{{y:.3g}}<extra></extra>"
+                add(
+                    plotly_base.line(
+                        xv[x], s.lr, name=name, width=1.6, showlegend=False, hovertemplate=lr_hover, **common
                     ),
+                    xv,
                     row=2,
-                    col=1,
                 )
-                track(xv)
         if self.target is not None:
             ends = {}
             for a in axes:
                 allx = np.concatenate([s.x[a] for s in series.values()])
                 allx = allx[np.isfinite(allx)]
                 ends[a] = finite_list([allx.min(), allx.max()]) if allx.size else [None, None]
-            fig.add_trace(
-                go.Scatter(
-                    x=ends[x],
-                    y=[float(self.target)] * 2,
-                    mode="lines",
-                    name=f"target {self.target:.4g}",
-                    line={"color": "#6b7280", "width": 1.2, "dash": "dash"},
-                    hoverinfo="skip",
-                ),
-                row=1,
-                col=1,
+            target = plotly_base.line(
+                ends[x],
+                [float(self.target)] * 2,
+                name=f"target {self.target:.4g}",
+                color="#6b7280",
+                width=1.2,
+                line={"dash": "dash"},
+                hoverinfo="skip",
             )
-            track(ends)
+            add(target, ends)
         bottom = "xaxis2" if has_lr else "xaxis"
         rescale = {f"{ax}.autorange": True for ax in (["xaxis", "xaxis2"] if has_lr else ["xaxis"])}
         plotly_base.layout(fig, self.title, height or (560 if has_lr else 440), hovermode="x unified")
         medians = [s.median for s in series.values()]
-        fig.update_yaxes(
-            title_text="loss", hoverformat=".4g", row=1, col=1, **plotly_base.y_axis(log_y, *medians)
-        )
+        fig.update_yaxes(title_text="loss", row=1, col=1, **plotly_base.y_axis(scale, *medians))
         if has_lr:
             lrs = [s.lr for s in series.values() if s.lr is not None]
             lr_log, lr_range = lr_axis(*lrs)
             fig.update_yaxes(
                 title_text="lr",
-                hoverformat=".3g",
                 row=2,
                 col=1,
                 rangemode="tozero" if not lr_log else "normal",
@@ -301,7 +299,10 @@ class LossFigure(Twin):
                 **plotly_base.y_axis(lr_log, *lrs, max_ticks=3),
             )
         fig.update_xaxes(title_text=X_AXES[x], row=rows, col=1)
-        menus = [plotly_base.scale_menu(log_y, *medians)]
+        if scale.kind == "symlog":
+            menus = [plotly_base.symlog_menu(fig, scale, drawn, *medians)]
+        else:
+            menus = [plotly_base.scale_menu(scale.kind == "log", *medians)]
         if len(axes) > 1:
             menus.append(
                 plotly_base.MENU_STYLE
@@ -324,21 +325,23 @@ class LossFigure(Twin):
 
     @png_base.quiet_overflow
     def draw(self, *, max_points: int = 1000) -> Figure:
-        series, log_y, has_lr = self._prepare([self.x], max_points)
-        cmap = self.palette(self.curves)
-        fig = png_base.new_figure(8.0, 5.6 if has_lr else 4.6)
+        series, scale, has_lr = self._prepare([self.x], max_points)
+        cmap, short = self.palette(self.curves), self.short(self.curves, png=True)
+        fig = png_base.new_figure(height=5.6 if has_lr else 4.6)
         if has_lr:
             top, low = fig.subplots(2, 1, sharex=True, height_ratios=[2.6, 1])
         else:
             top, low = fig.subplots(1, 1), None
         for label, s in series.items():
-            color = cmap[label]
-            xs = gaps(s.x[self.x])
+            color, xs = cmap[label], gaps(s.x[self.x])
+            marks = {"marker": "o", "markersize": 3} if s.markers else {}
             if s.seeds > 1:
                 top.fill_between(xs, gaps(s.q25), gaps(s.q75), color=color, alpha=0.18, linewidth=0)
-            top.plot(xs, gaps(s.median), color=color, linewidth=1.8, label=mpl_text(s.label(label)))
+            top.plot(
+                xs, gaps(s.median), color=color, linewidth=1.8, label=mpl_text(s.label(short[label])), **marks
+            )
             if low is not None and s.lr is not None:
-                low.plot(xs, gaps(s.lr), color=color, linewidth=1.4)
+                low.plot(xs, gaps(s.lr), color=color, linewidth=1.4, **marks)
         if self.target is not None:
             top.axhline(
                 float(self.target),
@@ -347,10 +350,9 @@ class LossFigure(Twin):
                 linestyle=png_base.DASH["dash"],
                 label=f"target {self.target:.4g}",
             )
-        if log_y:
-            top.set_yscale("log")
+        scale.apply(top)
         top.set_ylabel("loss")
-        png_base.finish(top, self.title, legend={"loc": "best"})
+        png_base.finish(top, self.title)
         bottom = top
         if low is not None:
             lrs = [s.lr for s in series.values() if s.lr is not None]

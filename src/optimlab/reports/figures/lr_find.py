@@ -81,13 +81,14 @@ class LRFindFigure(Twin):
 
     def plotly(self, *, height: int = 460) -> go.Figure:
         results, rules = self._prepare()
-        cmap = self.palette(results)
+        cmap, short = self.palette(results), self.short(results)
         yr = _y_range(results)
         ylo, yhi = yr if yr is not None else (0.0, 1.0)
         single = len(results) == 1
         fig = go.Figure()
         for i, (label, s) in enumerate(results.items()):
-            color, group, name = cmap[label], f"g{i}", plotly_text(label)
+            color, group, name = cmap[label], f"g{i}", plotly_text(short[label])
+            full = plotly_text(label)
             x = finite_list(s.lrs)
             if s.seeds > 1:
                 plotly_base.band(fig, x, s.q25, s.q75, color, group)
@@ -99,7 +100,7 @@ class LRFindFigure(Twin):
                     name=f"{name} ({s.seeds} seeds)",
                     legendgroup=group,
                     line={"color": color, "width": 2.2},
-                    hovertemplate="lr %{x:.3g}<br>smoothed loss %{y:.4g}",
+                    hovertemplate=f"lr %{{x:.3g}}<br>smoothed loss %{{y:.4g}}<extra>{full}</extra>",
                 )
             )
             for rule in rules:
@@ -116,7 +117,7 @@ class LRFindFigure(Twin):
                         legendgroup=group,
                         line={"color": color, "width": 1.4, "dash": RULE_DASH.get(rule, "dashdot")},
                         marker={"size": [0, 9, 0], "color": color, "symbol": "diamond"},
-                        hovertemplate=f"{rule}: lr %{{x:.3g}}<extra></extra>",
+                        hovertemplate=f"{rule}: lr %{{x:.3g}}<extra>{full}</extra>",
                     )
                 )
                 spread = _seed_spread(s, rule, lr)
@@ -154,7 +155,7 @@ class LRFindFigure(Twin):
     @png_base.quiet_overflow
     def draw(self) -> Figure:
         results, rules = self._prepare()
-        cmap = self.palette(results)
+        cmap, short = self.palette(results), self.short(results, png=True)
         yr = _y_range(results)
         single = len(results) == 1
         fig = png_base.new_figure()
@@ -168,7 +169,7 @@ class LRFindFigure(Twin):
                 gaps(s.median),
                 color=color,
                 linewidth=1.9,
-                label=mpl_text(f"{label} ({s.seeds} seeds)"),
+                label=mpl_text(f"{short[label]} ({s.seeds} seeds)"),
             )
             for rule in rules:
                 if rule not in s.suggestions:
@@ -179,7 +180,7 @@ class LRFindFigure(Twin):
                     color=color,
                     linewidth=1.1,
                     linestyle=png_base.DASH.get(RULE_DASH.get(rule, "dashdot"), "-."),
-                    label=mpl_text(_suggestion_label(label, rule, lr, single)),
+                    label=mpl_text(_suggestion_label(short[label], rule, lr, single)),
                 )
                 spread = _seed_spread(s, rule, lr)
                 xerr = None if spread is None else [[spread[0]], [spread[1]]]
@@ -198,5 +199,5 @@ class LRFindFigure(Twin):
             ax.set_ylim(*yr)
         ax.set_xlabel("learning rate")
         ax.set_ylabel("smoothed loss")
-        png_base.finish(ax, self.title, legend={"loc": "best"})
+        png_base.finish(ax, self.title)
         return fig

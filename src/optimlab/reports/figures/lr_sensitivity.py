@@ -21,7 +21,7 @@ from optimlab.lab.stats import quantiles
 from optimlab.reports.figures import plotly_base, png_base
 from optimlab.reports.figures.arrays import finite_list, float_array, gaps
 from optimlab.reports.figures.base import Twin
-from optimlab.reports.figures.scales import all_positive, auto_log, log_dtick, top_of
+from optimlab.reports.figures.scales import YScale, log_dtick, loss_scale, top_of
 from optimlab.reports.figures.style import mpl_text, plotly_text
 
 if TYPE_CHECKING:
@@ -169,24 +169,28 @@ class SensitivityFigure(Twin):
     log_y: bool | None = None
     lines: bool = True
 
-    def _prepare(self) -> tuple[dict[str, _Series], list[np.ndarray], bool, float]:
-        """Every optimizer's series, the finite values, the y scale and the height of the ✕ marks."""
+    def _prepare(self) -> tuple[dict[str, _Series], list[np.ndarray], YScale, float]:
+        """Every optimizer's series, the finite values, the y scale (as for losses) and the height of
+        the ✕ marks."""
         if not self.data:
             raise ValueError("an lr sensitivity figure needs data for at least one optimizer")
         series = {label: _series(s) for label, s in self.data.items()}
         finite_vals = [s.seed_loss for s in series.values()]
-        log_y = auto_log(*finite_vals) if self.log_y is None else self.log_y
-        log_y = log_y and all_positive(*finite_vals)
-        return series, finite_vals, log_y, top_of(finite_vals, log_y)
+        scale = loss_scale(*finite_vals, log_y=self.log_y)
+        if scale.kind != "symlog":
+            return series, finite_vals, scale, top_of(finite_vals, scale.kind == "log")
+        top = top_of([scale.forward(v) for v in finite_vals], False)
+        return series, finite_vals, scale, scale.inverse(top)
 
     def plotly(self, *, height: int = 460) -> go.Figure:
-        series, finite_vals, log_y, top = self._prepare()
-        cmap = self.palette(self.data)
+        series, finite_vals, scale, top = self._prepare()
+        cmap, short = self.palette(self.data), self.short(self.data)
+        value = "%{customdata:.4g}" if scale.kind == "symlog" else "%{y:.4g}"
         fig = go.Figure()
         for i, label in enumerate(self.data):
             s, color, group = series[label], cmap[label], f"g{i}"
             x = finite_list(s.lrs)
-            name = plotly_text(label)
+            name, full = plotly_text(short[label]), plotly_text(label)
             if s.seeds > 1 and s.lrs.size > 1:
                 plotly_base.band(fig, x, s.q25, s.q75, color, group)
             fig.add_trace(
@@ -198,7 +202,7 @@ class SensitivityFigure(Twin):
                     showlegend=False,
                     legendgroup=group,
                     name=name,
-                    hovertemplate="lr %{x:.3g}<br>seed's final loss %{y:.4g}<extra></extra>",
+                    hovertemplate=f"lr %{{x:.3g}}<br>seed's final loss {value}<extra>{full}</extra>",
                 )
             )
             fig.add_trace(
@@ -210,7 +214,7 @@ class SensitivityFigure(Twin):
                     legendgroup=group,
                     line={"color": color, "width": 2},
                     marker={"size": 7},
-                    hovertemplate="lr %{x:.3g}<br>median final loss %{y:.4g}",
+                    hovertemplate=f"lr %{{x:.3g}}<br>median final loss {value}<extra>{full}</extra>",
                 )
             )
             if s.best_lr is not None:
@@ -228,7 +232,7 @@ class SensitivityFigure(Twin):
                             "color": color,
                             "line": {"color": "#111827", "width": 1},
                         },
-                        hovertemplate="best lr %{x:.3g}<br>median final loss %{y:.4g}",
+                        hovertemplate=f"best lr %{{x:.3g}}<br>median final loss {value}<extra>{full}</extra>",
                     )
                 )
             if s.diverged_lr.size:
@@ -248,7 +252,7 @@ class SensitivityFigure(Twin):
                             "color": color,
                             "line": {"width": 2, "color": color},
                         },
-                        hovertemplate="lr %{x:.3g}<br>%{text}",
+                        hovertemplate=f"lr %{{x:.3g}}<br>%{{text}}<extra>{full}</extra>",
                     )
                 )
         plotly_base.layout(fig, self.title, height)
@@ -258,8 +262,14 @@ class SensitivityFigure(Twin):
             exponentformat="power",
             dtick=log_dtick(*(d.lrs for d in self.data.values())),
         )
-        fig.update_yaxes(title_text="final loss", **plotly_base.y_axis(log_y, *finite_vals))
-        fig.update_layout(updatemenus=[plotly_base.scale_menu(log_y, *finite_vals)])
+        fig.update_yaxes(title_text="final loss", **plotly_base.y_axis(scale, *finite_vals))
+        if scale.kind == "symlog":
+            for trace in fig.data:  # every trace is on the loss axis
+                trace.customdata, trace.y = trace.y, finite_list(scale.forward(gaps(trace.y)))
+            menu = plotly_base.symlog_menu(fig, scale, list(range(len(fig.data))), *finite_vals)
+        else:
+            menu = plotly_base.scale_menu(scale.kind == "log", *finite_vals)
+        fig.update_layout(updatemenus=[menu])
         if any(s.diverged_lr.size for s in series.values()):
             fig.add_annotation(
                 text="✕ = diverged",
@@ -276,8 +286,8 @@ class SensitivityFigure(Twin):
 
     @png_base.quiet_overflow
     def draw(self) -> Figure:
-        series, _, log_y, top = self._prepare()
-        cmap = self.palette(self.data)
+        series, _, scale, top = self._prepare()
+        cmap, short = self.palette(self.data), self.short(self.data, png=True)
         fig = png_base.new_figure()
         ax = fig.subplots()
         any_diverged = False
@@ -293,7 +303,7 @@ class SensitivityFigure(Twin):
                 linewidth=1.8 if self.lines else 0.0,
                 marker="o",
                 markersize=4,
-                label=mpl_text(label),
+                label=mpl_text(short[label]),
             )
             if s.best_lr is not None:
                 ax.scatter(
@@ -312,12 +322,11 @@ class SensitivityFigure(Twin):
                     s.diverged_lr, [top] * s.diverged_lr.size, marker="x", s=40, color=color, linewidths=1.8
                 )
         ax.set_xscale("log")
-        if log_y:
-            ax.set_yscale("log")
+        scale.apply(ax)
         ax.set_xlabel("learning rate")
         ax.set_ylabel("final loss")
         marks = "   (× = diverged, ★ = best lr)" if any_diverged else "   (★ = best lr)"
-        png_base.finish(ax, self.title + marks, legend={"loc": "best"})
+        png_base.finish(ax, self.title + marks)
         return fig
 
 

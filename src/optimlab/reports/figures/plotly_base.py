@@ -11,10 +11,20 @@ import plotly.graph_objects as go
 from numpy.typing import ArrayLike
 
 from optimlab.reports.figures.arrays import finite_list
-from optimlab.reports.figures.scales import log_dtick
+from optimlab.reports.figures.scales import YScale, log_dtick
 from optimlab.reports.figures.style import FONT, plotly_text
 
-__all__ = ["MENU_STYLE", "band", "layout", "rgba", "scale_menu", "y_axis"]
+__all__ = [
+    "MENU_STYLE",
+    "band",
+    "band_traces",
+    "layout",
+    "line",
+    "rgba",
+    "scale_menu",
+    "symlog_menu",
+    "y_axis",
+]
 
 MENU_STYLE = {
     "type": "buttons",
@@ -63,19 +73,58 @@ def layout(fig: go.Figure, title: str, height: int, *, top: int = 72, hovermode:
     )
 
 
-def y_axis(log_y: bool, *values: ArrayLike, max_ticks: int = 8) -> dict:
-    """Axis settings for a log or linear y axis; on log axes one labelled tick per decade (or per few
-    decades when the data span many), written as powers of ten."""
-    if not log_y:
+def y_axis(log_y: bool | YScale, *values: ArrayLike, max_ticks: int = 8) -> dict:
+    """Axis settings for a log, symmetric-log (see :class:`~optimlab.reports.figures.scales.YScale`;
+    ``values`` as they are, not as drawn) or linear y axis; on log axes one labelled tick per decade (or
+    per few decades when the data span many), written as powers of ten."""
+    kind = log_y.kind if isinstance(log_y, YScale) else ("log" if log_y else "linear")
+    if kind == "symlog":
+        tickvals, ticktext = log_y.ticks(*values)
+        return {"type": "linear", "tickmode": "array", "tickvals": tickvals, "ticktext": ticktext}
+    if kind == "linear":
         return {"type": "linear", "dtick": None, "exponentformat": "B"}
     return {"type": "log", "dtick": log_dtick(*values, max_ticks=max_ticks), "exponentformat": "power"}
 
 
-def scale_menu(log_y: bool, *values: ArrayLike, axis: str = "yaxis", x: float = 1.0) -> dict:
-    """Buttons switching ``axis`` between log and linear."""
+def symlog_menu(fig: go.Figure, scale: YScale, traces: list[int], *values: ArrayLike) -> dict:
+    """Buttons switching a symmetric-log y axis to linear and back: the ``traces`` drawn in
+    :meth:`~YScale.forward` units keep their values in ``customdata``, which the linear view draws."""
+    drawn = [list(fig.data[i].y) for i in traces]
+    values_of = [finite_list(fig.data[i].customdata) for i in traces]
+    symlog = y_axis(scale, *values) | {"autorange": True}
+    linear = {"type": "linear", "tickmode": "auto", "tickvals": None, "ticktext": None, "autorange": True}
+    return MENU_STYLE | {
+        "x": 1.0,
+        "xanchor": "right",
+        "active": 0,
+        "buttons": [
+            {
+                "label": "symlog y",
+                "method": "update",
+                "args": [{"y": drawn}, {f"yaxis.{k}": v for k, v in symlog.items()}, traces],
+            },
+            {
+                "label": "linear y",
+                "method": "update",
+                "args": [{"y": values_of}, {f"yaxis.{k}": v for k, v in linear.items()}, traces],
+            },
+        ],
+    }
+
+
+def line(x: list, y: ArrayLike, *, name: str, color: str, width: float, **extra) -> go.Scatter:
+    """A line trace of ``y`` against ``x`` (non-finite values as gaps); ``extra`` as for
+    ``go.Scatter`` (``mode`` defaults to lines, ``line`` adds to the colour and width)."""
+    style = {"color": color, "width": width} | extra.pop("line", {})
+    return go.Scatter(x=x, y=finite_list(y), mode=extra.pop("mode", "lines"), name=name, line=style, **extra)
+
+
+def scale_menu(log_y: bool, *values: ArrayLike, axes: tuple[str, ...] = ("yaxis",), x: float = 1.0) -> dict:
+    """Buttons switching the y ``axes`` between log and linear."""
 
     def args(log: bool) -> list[dict]:
-        return [{f"{axis}.{k}": v for k, v in y_axis(log, *values).items()} | {f"{axis}.autorange": True}]
+        settings = y_axis(log, *values) | {"autorange": True}
+        return [{f"{axis}.{k}": v for axis in axes for k, v in settings.items()}]
 
     return MENU_STYLE | {
         "x": x,
@@ -88,7 +137,9 @@ def scale_menu(log_y: bool, *values: ArrayLike, axis: str = "yaxis", x: float = 
     }
 
 
-def band(fig: go.Figure, x: list, lo: np.ndarray, hi: np.ndarray, color: str, group: str, **where) -> None:
+def band_traces(
+    x: list, lo: np.ndarray, hi: np.ndarray, color: str, group: str
+) -> tuple[go.Scatter, go.Scatter]:
     """An inter-quartile band: the lower edge, then the upper edge filled down to it."""
     common = {
         "mode": "lines",
@@ -98,7 +149,12 @@ def band(fig: go.Figure, x: list, lo: np.ndarray, hi: np.ndarray, color: str, gr
         "legendgroup": group,
         "connectgaps": False,
     }
-    fig.add_trace(go.Scatter(x=x, y=finite_list(lo), **common), **where)
-    fig.add_trace(
-        go.Scatter(x=x, y=finite_list(hi), fill="tonexty", fillcolor=rgba(color, 0.18), **common), **where
+    return (
+        go.Scatter(x=x, y=finite_list(lo), **common),
+        go.Scatter(x=x, y=finite_list(hi), fill="tonexty", fillcolor=rgba(color, 0.18), **common),
     )
+
+
+def band(fig: go.Figure, x: list, lo: np.ndarray, hi: np.ndarray, color: str, group: str) -> None:
+    """Add the inter-quartile band of :func:`band_traces` to ``fig``."""
+    fig.add_traces(band_traces(x, lo, hi, color, group))

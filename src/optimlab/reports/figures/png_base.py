@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 
 from optimlab.reports.figures.style import mpl_text
 
-__all__ = ["DASH", "DPI", "add_legend", "finish", "new_figure", "quiet_overflow", "save", "style"]
+__all__ = ["DASH", "DPI", "finish", "legend_outside", "new_figure", "quiet_overflow", "save", "style"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -39,7 +39,7 @@ def quiet_overflow(draw: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-def new_figure(width: float = 8.0, height: float = 4.6) -> Figure:
+def new_figure(width: float = 8.8, height: float = 4.6) -> Figure:
     fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
     return fig
@@ -52,11 +52,16 @@ def style(ax, *, grid: bool = True) -> None:
     ax.tick_params(labelsize=9)
 
 
-def add_legend(ax, **kw) -> None:
-    """The legend of ``ax`` (small, no frame), when it has labelled artists."""
-    handles, _ = ax.get_legend_handles_labels()
+def legend_outside(ax, *, handles: list | None = None, labels: list | None = None, **kw) -> None:
+    """The legend of ``ax`` (or of ``handles`` and ``labels``) beside the axes, at the figure's upper
+    right, where the constrained layout makes room for it; nothing without labelled artists."""
+    if handles is None:
+        handles, labels = ax.get_legend_handles_labels()
     if handles:
-        ax.legend(fontsize=8, frameon=False, **kw)
+        title_size = {"title_fontsize": 8} if "title" in kw else {}
+        ax.figure.legend(
+            handles, labels, loc="outside right upper", fontsize=8, frameon=False, **title_size, **kw
+        )
 
 
 def save(fig: Figure, path: str | Path) -> Path:
@@ -67,10 +72,9 @@ def save(fig: Figure, path: str | Path) -> Path:
     return out
 
 
-def finish(ax, title: str, *, legend: dict | None = None, grid: bool = True) -> None:
-    """The title (top left), the house style and, unless ``legend`` is None, the legend with those
-    options."""
+def finish(ax, title: str, *, legend: bool = True, grid: bool = True) -> None:
+    """The title (top left), the house style and (``legend``) the legend beside the axes."""
     ax.set_title(mpl_text(title), loc="left", fontsize=11)
     style(ax, grid=grid)
-    if legend is not None:
-        add_legend(ax, **legend)
+    if legend:
+        legend_outside(ax)

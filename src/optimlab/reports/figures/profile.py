@@ -45,7 +45,7 @@ class ProfileFigure(Twin):
 
     def plotly(self, *, height: int = 440) -> go.Figure:
         profile, scores = self.profile, self.profile.scores
-        cmap = self.palette(profile.solvers)
+        cmap, short = self.palette(profile.solvers), self.short(profile.solvers)
         end = profile.tau_end()
         fig = go.Figure()
         for solver in _order(profile):
@@ -56,9 +56,9 @@ class ProfileFigure(Twin):
                     y=finite_list(rho),
                     mode="lines",
                     line_shape="hv",
-                    name=plotly_text(f"{solver} ({scores[solver]:.2f})"),
+                    name=plotly_text(f"{short[solver]} ({scores[solver]:.2f})"),
                     line={"color": cmap[solver], "width": 2.2},
-                    hovertemplate="τ %{x:.3g}: %{y:.0%} of problems",
+                    hovertemplate=f"τ %{{x:.3g}}: %{{y:.0%}} of problems<extra>{plotly_text(solver)}</extra>",
                 )
             )
         fig.add_trace(
@@ -89,7 +89,7 @@ class ProfileFigure(Twin):
     @png_base.quiet_overflow
     def draw(self) -> Figure:
         profile, scores = self.profile, self.profile.scores
-        cmap = self.palette(profile.solvers)
+        cmap, short = self.palette(profile.solvers), self.short(profile.solvers, png=True)
         end = profile.tau_end()
         fig = png_base.new_figure()
         ax = fig.subplots()
@@ -101,7 +101,7 @@ class ProfileFigure(Twin):
                 where="post",
                 color=cmap[solver],
                 linewidth=1.9,
-                label=mpl_text(f"{solver} ({scores[solver]:.2f})"),
+                label=mpl_text(f"{short[solver]} ({scores[solver]:.2f})"),
             )
         ax.axvline(
             profile.tau_max,
@@ -116,9 +116,8 @@ class ProfileFigure(Twin):
         ax.yaxis.set_major_formatter(lambda v, _pos: f"{v:.0%}")
         ax.set_xlabel(mpl_text(f"τ: within a factor τ of the best {self.cost}"))
         ax.set_ylabel(f"fraction of problems (n = {len(profile.problems)})")
-        png_base.finish(
-            ax, self.title, legend={"loc": "lower right", "title": "optimizer (score)", "title_fontsize": 8}
-        )
+        png_base.finish(ax, self.title, legend=False)
+        png_base.legend_outside(ax, title="optimizer (score)")
         return fig
 
 

@@ -8,6 +8,7 @@ them literal for Plotly's HTML-like text renderer and for matplotlib's mathtext.
 from __future__ import annotations
 
 import html
+from collections import Counter
 from collections.abc import Iterable, Mapping
 
 __all__ = [
@@ -90,16 +91,37 @@ def shorten(text: str, limit: int) -> str:
     return text[:head] + "…" + (text[-tail:] if tail else "")
 
 
+def _common_prefix(a: str, b: str) -> int:
+    """How many leading characters ``a`` and ``b`` share."""
+    return next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+
+
+def _around(text: str, at: int, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters keeping its start, the characters around index
+    ``at`` and its end, an ellipsis for each cut."""
+    if len(text) <= limit:
+        return text
+    room = limit - 2
+    head = tail = room // 4
+    window = room - head - tail
+    lo = min(max(head, at - window // 2), len(text) - tail - window)
+    hi = lo + window
+    middle = ("…" if lo > head else "") + text[lo:hi] + ("…" if hi < len(text) - tail else "")
+    return text[:head] + middle + text[len(text) - tail :]
+
+
 def short_labels(labels: Iterable[str], limit: int) -> dict[str, str]:
-    """``label -> shortened label``, every shortened label distinct: labels that would collide keep more
-    of their text, up to all of it."""
+    """``label -> shortened label`` (at most ``limit`` characters), every shortened label distinct:
+    labels that would collide keep the part where they differ from each other (and, where even that
+    fails, their full text)."""
     labels = list(dict.fromkeys(labels))
     out = {label: shorten(label, limit) for label in labels}
-    width = limit
-    while len(set(out.values())) < len(out) and width < max(map(len, labels), default=0):
-        width += 4
-        seen: dict[str, int] = {}
-        for short in out.values():
-            seen[short] = seen.get(short, 0) + 1
-        out = {label: shorten(label, width) if seen[short] > 1 else short for label, short in out.items()}
-    return out if len(set(out.values())) == len(out) else {label: label for label in labels}
+    groups: dict[str, list[str]] = {}
+    for label, short in out.items():
+        groups.setdefault(short, []).append(label)
+    for group in (g for g in groups.values() if len(g) > 1):
+        for label in group:
+            differs = max(_common_prefix(label, other) for other in group if other != label)
+            out[label] = _around(label, differs, limit)
+    counts = Counter(out.values())
+    return {label: short if counts[short] == 1 else label for label, short in out.items()}

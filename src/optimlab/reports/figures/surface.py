@@ -63,7 +63,7 @@ class SurfaceFigure(Twin):
         self, *, max_frames: int = 100, max_points: int = 250, frame_ms: int = 60, height: int = 620
     ) -> go.Figure:
         surface = self.surface
-        cmap = self.palette(self.trajectories)
+        cmap, short = self.palette(self.trajectories), self.short(self.trajectories)
         p = paths(self.trajectories, max_points=max_points, max_frames=max_frames, start=self.start)
         fig = go.Figure()
         if surface is not None:
@@ -71,7 +71,8 @@ class SurfaceFigure(Twin):
         last = int(p.frames[-1])
         moving: list[int] = []
         for i, label in enumerate(p.labels):
-            color, group, name = cmap[label], f"g{i}", plotly_text(label)
+            color, group, name = cmap[label], f"g{i}", plotly_text(short[label])
+            hover = f"step %{{customdata}}<br>(%{{x:.4g}}, %{{y:.4g}})<extra>{plotly_text(label)}</extra>"
             idx, pts = p.until(label, last)
             moving.append(len(fig.data))
             fig.add_trace(
@@ -84,7 +85,7 @@ class SurfaceFigure(Twin):
                     legendgroup=group,
                     line={"color": color, "width": 2.2},
                     marker={"size": 3.5, "color": color},
-                    hovertemplate="step %{customdata}<br>(%{x:.4g}, %{y:.4g})",
+                    hovertemplate=hover,
                 )
             )
             moving.append(len(fig.data))
@@ -98,7 +99,7 @@ class SurfaceFigure(Twin):
                     name=name,
                     customdata=[int(idx[-1])],
                     marker={"size": 11, "color": color, "line": {"color": "white", "width": 1.5}},
-                    hovertemplate="step %{customdata}<br>(%{x:.4g}, %{y:.4g})",
+                    hovertemplate=hover,
                 )
             )
         if surface is not None and surface.minima:
@@ -214,7 +215,7 @@ class SurfaceFigure(Twin):
 
     @png_base.quiet_overflow
     def draw(self) -> Figure:
-        cmap = self.palette(self.trajectories)
+        cmap, short = self.palette(self.trajectories), self.short(self.trajectories, png=True)
         p = paths(self.trajectories, max_points=100_000, max_frames=2, start=self.start)
         fig = png_base.new_figure(7.2, 6.0)
         ax = fig.subplots()
@@ -229,7 +230,7 @@ class SurfaceFigure(Twin):
                 linewidth=1.6,
                 marker="o",
                 markersize=1.8,
-                label=mpl_text(label),
+                label=mpl_text(short[label]),
             )
             ax.scatter(
                 pts[-1:, 0],
@@ -243,8 +244,8 @@ class SurfaceFigure(Twin):
         mark_points(ax, self.surface, p.start)
         ax.set_xlabel(mpl_text(self.axis_titles[0]))
         ax.set_ylabel(mpl_text(self.axis_titles[1]))
-        png_base.finish(ax, self.title, grid=False)
-        legend_below(ax, len(p.labels), -0.1)
+        png_base.finish(ax, self.title, grid=False, legend=False)
+        legend_below(ax)
         return fig
 
     def gif(self, path: str | Path, **options: Any) -> Path:

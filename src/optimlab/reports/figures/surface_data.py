@@ -277,8 +277,9 @@ def mark_points(ax, surface: Surface | None, start: tuple[float, float]) -> None
     )
 
 
-def legend_below(ax, labels: int, offset: float) -> None:
-    """The legend under the axes, up to four entries a row."""
-    ax.legend(
-        fontsize=8, loc="upper center", bbox_to_anchor=(0.5, offset), ncols=min(4, labels + 2), frameon=False
-    )
+def legend_below(ax) -> None:
+    """The legend under the axes, where the constrained layout makes room for it: up to four entries a
+    row, two where the labels are long."""
+    handles, texts = ax.get_legend_handles_labels()
+    ncols = min(4 if max(map(len, texts)) <= 16 else 2, len(texts))
+    ax.figure.legend(handles, texts, loc="outside lower center", ncols=ncols, fontsize=8, frameon=False)

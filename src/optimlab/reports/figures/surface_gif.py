@@ -70,7 +70,7 @@ def gif(
         raise ValueError(f"size_px must be between 120 and 2000, got {size_px}")
     if fps < 1 or hold_s < 0:
         raise ValueError(f"need fps >= 1 and hold_s >= 0, got fps={fps}, hold_s={hold_s}")
-    cmap = figure.palette(figure.trajectories)
+    cmap, short = figure.palette(figure.trajectories), figure.short(figure.trajectories, png=True)
     p = paths(figure.trajectories, max_points=400, max_frames=frames, start=figure.start)
     dpi = 100
     fig = Figure(figsize=(size_px / dpi, size_px / dpi * 0.86), dpi=dpi, layout="constrained")
@@ -82,7 +82,7 @@ def gif(
     lines, heads = {}, {}
     for label in p.labels:
         (lines[label],) = ax.plot(
-            [], [], color=cmap[label], linewidth=1.8, label=mpl_text(label), animated=True
+            [], [], color=cmap[label], linewidth=1.8, label=mpl_text(short[label]), animated=True
         )
         (heads[label],) = ax.plot(
             [], [], "o", color=cmap[label], markersize=7, markeredgecolor="white", animated=True
@@ -102,7 +102,7 @@ def gif(
     ax.set_ylabel(mpl_text(figure.axis_titles[1]))
     ax.set_title(mpl_text(figure.title), loc="left", fontsize=10)
     png_base.style(ax, grid=False)
-    legend_below(ax, len(p.labels), -0.11)
+    legend_below(ax)
     canvas.draw()  # lays out and draws everything static once
     fig.set_layout_engine("none")
     background = canvas.copy_from_bbox(fig.bbox)

@@ -15,6 +15,7 @@ from optimlab.reports.figures.style import color_map
 from optimlab.reports.html import Page, format_number
 from optimlab.reports.output import Output
 from optimlab.reports.protocol import describe_config, versions_line
+from optimlab.reports.section import problem_title
 
 __all__ = ["lr_find_rows", "write_lr_find_page"]
 
@@ -67,7 +68,7 @@ def write_lr_find_page(
     stopped = dict(stopped or {})
     colors = color_map(list(summaries))
     page = Page(
-        f"{problem.spec}: learning-rate range test",
+        f"{problem_title(problem.spec, problem.name)}: learning-rate range test",
         subtitle=f"{', '.join(summaries)} · lr from {min_lr:g} to {max_lr:g} over {steps} steps · "
         f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''}",
     )
@@ -84,7 +85,7 @@ def write_lr_find_page(
     )
     columns, rows = lr_find_rows(summaries)
     page.table(columns, rows, numeric=[False, False, True, True])
-    title = f"{problem.spec}: LR range test"
+    title = f"{problem_title(problem.spec, problem.name)}: LR range test"
     out.figure(
         LRFindFigure(summaries, title=title, colors=colors),
         out.name("lr-find", problem.spec),

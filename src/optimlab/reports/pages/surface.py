@@ -18,6 +18,7 @@ from optimlab.reports.html import Page, format_number
 from optimlab.reports.output import Output
 from optimlab.reports.protocol import describe_config, versions_line
 from optimlab.reports.ranking import cell
+from optimlab.reports.section import problem_title
 
 __all__ = ["surface_rows", "write_surface_page"]
 
@@ -71,7 +72,7 @@ def write_surface_page(
     first = next(iter(results.values()))
     noise = float(getattr(problem, "noise", 0.0))
     page = Page(
-        f"{problem.spec}: optimizers on a 2-D surface",
+        f"{problem_title(problem.spec, problem.name)}: optimizers on a 2-D surface",
         subtitle=f"{problem.description} · {len(results)} optimizer{'s' if len(results) != 1 else ''}, "
         f"{first.steps} steps from ({problem.start[0]:g}, {problem.start[1]:g})"
         + (f" · noisy gradients (σ = {noise:g})" if noise else ""),
@@ -94,12 +95,12 @@ def write_surface_page(
     paths = trajectories(results)
     if paths:
         grid = sample(problem)
-        title = f"{spec}: trajectories"
+        title = f"{problem_title(spec, problem.name)}: trajectories"
         figure = SurfaceFigure(from_contour(grid), paths, title=title, colors=colors, start=grid.start)
         out.figure(figure, out.name("surface", spec), caption=surface.CAPTION)
     curves = {label: c for label, r in results.items() if (c := eval_curves([r])) is not None}
     if curves:
-        title, target = f"{spec}: f along the way", float(problem.target_loss)
+        title, target = f"{problem_title(spec, problem.name)}: f along the way", float(problem.target_loss)
         out.figure(
             LossFigure(curves, title=title, colors=colors, target=target),
             out.name("surface", spec, "loss"),
