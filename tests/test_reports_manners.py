@@ -170,13 +170,8 @@ def test_per_epoch_schedules_are_drawn_against_epochs_and_a_zero_lr_is_drawn_but
 
 
 def test_a_comparison_whose_schedule_holds_the_lr_at_0_says_so(tmp_path: Path) -> None:
-    comparison = Comparison(
-        problems=[get_problem("parabola:n=64")],
-        optimizers=parse_optimizers("sgd"),
-        seeds=1,
-        budget=Budget(epochs=3),
-        schedule=parse_schedule("lambda:epoch//2"),
-    )
+    settings = {"seeds": 1, "budget": Budget(epochs=3), "schedule": parse_schedule("lambda:epoch//2")}
+    comparison = Comparison([get_problem("parabola:n=64")], parse_optimizers("sgd"), **settings)
     with Store(tmp_path / "lab.db") as store:
         data = load_comparison(store, run_comparison(comparison, store))
     html = write_report(data, tmp_path / "out", static=False).read_text(encoding="utf-8")

@@ -50,17 +50,18 @@ class ProfileFigure(Twin):
         fig = go.Figure()
         for solver in _order(profile):
             taus, rho = profile.steps(solver, end)
-            fig.add_trace(
-                go.Scatter(
-                    x=finite_list(taus),
-                    y=finite_list(rho),
-                    mode="lines",
-                    line_shape="hv",
-                    name=plotly_text(f"{short[solver]} ({scores[solver]:.2f})"),
-                    line={"color": cmap[solver], "width": 2.2},
-                    hovertemplate=f"τ %{{x:.3g}}: %{{y:.0%}} of problems<extra>{plotly_text(solver)}</extra>",
-                )
+            name = plotly_text(f"{short[solver]} ({scores[solver]:.2f})")
+            hover = f"τ %{{x:.3g}}: %{{y:.0%}} of problems<extra>{plotly_text(solver)}</extra>"
+            line = plotly_base.line(
+                finite_list(taus),
+                rho,
+                name=name,
+                color=cmap[solver],
+                width=2.2,
+                line_shape="hv",
+                hovertemplate=hover,
             )
+            fig.add_trace(line)
         fig.add_trace(
             go.Scatter(
                 x=[profile.tau_max] * 2,

@@ -102,33 +102,16 @@ class SurfaceFigure(Twin):
                     hovertemplate=hover,
                 )
             )
-        if surface is not None and surface.minima:
-            mx, my = zip(*surface.minima, strict=True)
-            fig.add_trace(
-                go.Scatter(
-                    x=list(mx),
-                    y=list(my),
-                    mode="markers",
-                    name="minimum",
-                    marker={
-                        "symbol": "star",
-                        "size": 16,
-                        "color": "#fde047",
-                        "line": {"color": "#111827", "width": 1},
-                    },
-                    hovertemplate="minimum (%{x:.4g}, %{y:.4g})<extra></extra>",
+        points = {"minimum": surface.minima if surface is not None else (), "start": (p.start,)}
+        for what, xy in points.items():
+            if xy:
+                xs, ys = zip(*xy, strict=True)
+                hover = f"{what} (%{{x:.4g}}, %{{y:.4g}})<extra></extra>"
+                fig.add_trace(
+                    go.Scatter(
+                        x=xs, y=ys, mode="markers", name=what, marker=_MARKS[what], hovertemplate=hover
+                    )
                 )
-            )
-        fig.add_trace(
-            go.Scatter(
-                x=[p.start[0]],
-                y=[p.start[1]],
-                mode="markers",
-                name="start",
-                marker={"symbol": "circle-open", "size": 13, "color": "#111827", "line": {"width": 2.5}},
-                hovertemplate="start (%{x:.4g}, %{y:.4g})<extra></extra>",
-            )
-        )
         fig.frames = [_frame(p, k, moving) for k in p.frames.tolist()]
         still = {
             "mode": "immediate",
@@ -252,6 +235,13 @@ class SurfaceFigure(Twin):
         """The animated GIF of the paths growing (see :func:`optimlab.reports.figures.surface_gif.gif`
         for the ``options``)."""
         return surface_gif.gif(self, path, **options)
+
+
+#: how the known minima (★) and the start (○) are marked
+_MARKS = {
+    "minimum": {"symbol": "star", "size": 16, "color": "#fde047", "line": {"color": "#111827", "width": 1}},
+    "start": {"symbol": "circle-open", "size": 13, "color": "#111827", "line": {"width": 2.5}},
+}
 
 
 def _contour_trace(surface: Surface) -> go.Contour:

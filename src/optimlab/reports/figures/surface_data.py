@@ -249,32 +249,20 @@ def draw_contour(ax, surface: Surface) -> None:
     ax.set_ylim(surface.y[0], surface.y[-1])
 
 
+#: how the known minima (★) and the start (○) are marked on a PNG or GIF
+_MARKS = {
+    "minimum": {"marker": "*", "s": 170, "color": "#fde047", "linewidths": 0.8},
+    "start": {"marker": "o", "s": 90, "facecolors": "none", "linewidths": 2.0},
+}
+
+
 def mark_points(ax, surface: Surface | None, start: tuple[float, float]) -> None:
     """The known minima (★) and the start (○)."""
-    if surface is not None and surface.minima:
-        mx, my = zip(*surface.minima, strict=True)
-        ax.scatter(
-            mx,
-            my,
-            marker="*",
-            s=170,
-            color="#fde047",
-            edgecolors="#111827",
-            linewidths=0.8,
-            zorder=6,
-            label="minimum",
-        )
-    ax.scatter(
-        [start[0]],
-        [start[1]],
-        marker="o",
-        s=90,
-        facecolors="none",
-        edgecolors="#111827",
-        linewidths=2.0,
-        zorder=6,
-        label="start",
-    )
+    points = {"minimum": surface.minima if surface is not None else (), "start": (start,)}
+    for name, xy in points.items():
+        if xy:
+            xs, ys = zip(*xy, strict=True)
+            ax.scatter(xs, ys, edgecolors="#111827", zorder=6, label=name, **_MARKS[name])
 
 
 def legend_below(ax) -> None:
