@@ -102,7 +102,32 @@ def compare(
     with cli.errors_as_lines():
         comparison = _build_comparison(command_line, config)
         cli.check_out_dir(out)
+        _warn_of_a_zero_lr(comparison)
     _run(comparison, db, out, jobs, str(getattr(replicas, "value", replicas)), gif=gif, png=png)
+
+
+def _warn_of_a_zero_lr(comparison: Any) -> None:
+    """A schedule that holds the lr at 0 trains nothing while it does: said, not refused."""
+    from optimlab.lab.schedules import zero_lr_steps
+
+    if comparison.schedule is None:
+        return
+    for problem in comparison.problems:
+        budget = comparison.budget_for(problem)
+        steps = budget.total_steps(problem.steps_per_epoch)
+        if steps > 200_000:  # too long to trace the schedule step by step here
+            continue
+        span = zero_lr_steps(
+            comparison.schedule, budget.epochs_needed(problem.steps_per_epoch), problem.steps_per_epoch
+        )
+        if span is not None:
+            cli.err_console.print(
+                f"warning: schedule {comparison.schedule.text!r} holds the lr at 0 from step {span[0]} "
+                f"to {span[1]} of {problem.spec}'s {steps} steps: nothing is learned there",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
 
 
 def _run(comparison: Any, db: Path, out: Path, jobs: int, replicas: str, *, gif: bool, png: bool) -> None:
@@ -153,7 +178,8 @@ def _run(comparison: Any, db: Path, out: Path, jobs: int, replicas: str, *, gif:
         cli.console.print(f"  {summary['tuned_command']}", markup=False, highlight=False, soft_wrap=True)
     elapsed = time.perf_counter() - started
     cli.console.print(
-        f"{counts[0]} runs trained, {counts[1]} reused from {db}, in {elapsed:.1f} s "
+        f"{counts[0]} run{'s' if counts[0] != 1 else ''} trained, {counts[1]} reused from {db}, "
+        f"in {elapsed:.1f} s "
         f"({workers} worker{'s' if workers > 1 else ''}); wrote {summary_path} and {report_path}"
         + (f", its figures in {report_path.parent / FIGURES}" if png or gif else ""),
         markup=False,
