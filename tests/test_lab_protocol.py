@@ -131,7 +131,7 @@ def test_optuna_gives_every_optimizer_the_same_number_of_trials(tmp_path: Path) 
         count = store.count()
         # resumable: the seeded sampler proposes the same trials again, which are all stored
         events: list[str] = []
-        run_comparison(comparison, store, progress=lambda e, t, r: events.append(e))
+        run_comparison(comparison, store, progress=lambda event: events.append(event.kind))
         assert "done" not in events and store.count() == count
     for opt in data.problems[0].optimizers:
         assert len(opt.trials) == 3

@@ -105,7 +105,8 @@ def test_lambda_evaluator_refuses_unsafe_or_bad_code(text: str) -> None:
     [
         ("sometimes", "unknown schedule"),
         ("step:size=3", "has no parameter 'size'"),
-        ("step:gamma", "malformed"),
+        ("step:gamma=", "malformed"),
+        ("step:gamma", "gamma must be a factor"),  # a bare key is a flag (gamma=true)
         ("cosine:T_max=abc", "cosine"),
         ("lambda:", "needs an expression"),
         ("multistep:milestones=5/2", "milestones"),

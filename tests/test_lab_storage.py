@@ -76,9 +76,9 @@ def test_interrupted_comparison_keeps_finished_runs_and_resumes(tmp_path: Path) 
     db = tmp_path / "lab.db"
     done: list[str] = []
 
-    def stop_after_three(event, task, result):
-        if event == "done":
-            done.append(task.key)
+    def stop_after_three(event):
+        if event.kind == "done":
+            done.append(event.run.key)
             if len(done) == 3:
                 raise KeyboardInterrupt
 
@@ -87,7 +87,7 @@ def test_interrupted_comparison_keeps_finished_runs_and_resumes(tmp_path: Path) 
     with Store(db) as store:
         assert store.existing(done) == set(done) and store.count() == 3
         events: list[str] = []
-        run_comparison(_comparison(), store, progress=lambda e, t, r: events.append(e))
+        run_comparison(_comparison(), store, progress=lambda event: events.append(event.kind))
         assert events.count("reused") == 3
         assert events.count("done") == planned_runs(_comparison()) - 3
         assert store.count() == planned_runs(_comparison())
@@ -104,8 +104,8 @@ def test_killed_process_loses_nothing_committed(tmp_path: Path) -> None:
         from optimlab.lab.storage import Store
         comparison = Comparison(problems=[get_problem("parabola:n=64")], optimizers=[make_config("sgd")],
                                 seeds=1000, budget=Budget(epochs=2))
-        def progress(event, task, result):
-            if event == "done":
+        def progress(event):
+            if event.kind == "done":
                 print("done", flush=True)
         with Store({str(db)!r}) as store:
             run_comparison(comparison, store, progress=progress)

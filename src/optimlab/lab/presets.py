@@ -33,6 +33,7 @@ import torch
 from torch.optim import Optimizer
 
 import optimlab.optim as optim
+from optimlab.lab.spec import format_value, parse_spec, split_specs
 
 DEFAULTS_PROFILES: tuple[str, ...] = ("seed", "torch")
 
@@ -283,27 +284,6 @@ def _check_type(label: str, key: str, value: Any, default: Any) -> None:
             fail("numbers")
 
 
-def parse_value(text: str) -> Any:
-    """A command-line hyperparameter value: number, ``true``/``false``, ``none``, ``a/b`` (a tuple),
-    or else the text itself (``strong_wolfe``)."""
-    text = text.strip()
-    if "/" in text:
-        return tuple(parse_value(part) for part in text.split("/"))
-    lowered = text.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    if lowered in ("none", "null"):
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        pass
-    try:
-        return float(text)
-    except ValueError:
-        return text
-
-
 def make_config(
     preset: str, overrides: Mapping[str, Any] | None = None, defaults: str = "seed", label: str | None = None
 ) -> OptimizerConfig:
@@ -317,46 +297,28 @@ def make_config(
         label = (
             preset
             if not overrides
-            else preset + ":" + ",".join(f"{k}={_format(v)}" for k, v in overrides.items())
+            else preset + ":" + ",".join(f"{k}={format_value(v)}" for k, v in overrides.items())
         )
     config = OptimizerConfig(preset=preset, hyper=hyper, label=label)
     config.validate()
     return config
 
 
-def _format(value: Any) -> str:
-    if isinstance(value, tuple):
-        return "/".join(_format(v) for v in value)
-    if isinstance(value, bool):
-        return str(value).lower()
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
 def parse_optimizers(spec: str, defaults: str = "seed") -> list[OptimizerConfig]:
-    """Parse ``"sgd,adam:lr=0.01,betas=0.9/0.99,lbfgs"`` into configurations.
-
-    Items are separated by commas; an item with ``=`` but no ``:`` continues the previous
-    optimizer's overrides. Raises ``ValueError`` for an unknown preset, a malformed item, an
-    unknown or invalid hyperparameter, or a label given twice.
-    """
-    entries: list[tuple[str, dict[str, Any]]] = []
-    for raw in spec.split(","):
-        item = raw.strip()
-        if not item:
-            raise ValueError(f"empty item in optimizer list {spec!r}")
-        name, colon, assignment = item.partition(":")
-        if "=" in name and not colon:  # key=value continuing the previous optimizer
-            if not entries:
-                raise ValueError(f"hyperparameter {item!r} comes before any optimizer in {spec!r}")
-            assignment, name = item, ""
-        else:
-            entries.append((name.strip().lower(), {}))
-        if assignment:
-            key, eq, value = assignment.partition("=")
-            if not eq or not key.strip() or not value.strip():
-                raise ValueError(f"malformed hyperparameter {assignment!r} in {spec!r}: expected key=value")
-            entries[-1][1][key.strip()] = parse_value(value)
-    configs = [make_config(name, overrides, defaults) for name, overrides in entries]
+    """Parse ``"sgd,adam:lr=0.01,betas=0.9/0.99,lbfgs"`` into configurations (the grammar of
+    :mod:`optimlab.lab.spec`: an item with ``=`` but no ``:`` continues the previous optimizer's
+    options). Raises ``ValueError`` for an unknown preset, a malformed item, an unknown or invalid
+    hyperparameter, or a label given twice."""
+    configs = []
+    for text in split_specs(spec, "optimizer list"):
+        parsed = parse_spec(text, "optimizer")
+        name = parsed.name.lower()
+        if name not in PRESETS and configs and not parsed.options and name.isidentifier():
+            raise ValueError(
+                f"unknown optimizer {name!r} in {spec!r} (in a list, a flag after an optimizer's "
+                f"first option needs its value: {name}=true); presets: {', '.join(PRESETS)}"
+            )
+        configs.append(make_config(name, parsed.options, defaults))
     check_unique(configs)
     return configs
 
@@ -402,10 +364,18 @@ def optimizers_from_config(table: Any, defaults: str = "seed") -> list[Optimizer
         raise ValueError("config 'optimizers' must be a table, a list or a string")
     configs = []
     for label, settings in table.items():
-        settings = dict(settings or {})
-        if not isinstance(settings, dict):
-            raise ValueError(f"config optimizer {label!r} must be a table of hyperparameters")
-        preset = str(settings.pop("preset", label)).lower()
+        if settings is None:
+            settings = {}
+        if not isinstance(settings, Mapping):
+            raise ValueError(
+                f"config optimizer {label!r} must be a table of hyperparameters "
+                f'(e.g. {{preset = "adam", lr = 0.01}}), got {settings!r}'
+            )
+        settings = dict(settings)
+        preset = settings.pop("preset", label)
+        if not isinstance(preset, str):
+            raise ValueError(f"config optimizer {label!r}: preset must be a name, got {preset!r}")
+        preset = preset.lower()
         configs.append(
             make_config(preset, settings, defaults, label=label if settings or label != preset else None)
         )

@@ -27,12 +27,12 @@ import hashlib
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from optimlab.lab.contours import contour_entry
-from optimlab.lab.executor import Executor, LocalExecutor, cut_units
+from optimlab.lab.executor import Executor, LocalExecutor, cut_units, unit_cost
 from optimlab.lab.presets import (
     PRESETS,
     SEED_OPTIMIZERS,
@@ -171,10 +171,26 @@ def comparison_from(values: Mapping[str, Any]) -> Comparison:
 
 # --- obtaining runs -----------------------------------------------------------------------------
 
-ProgressFn = Callable[[str, "RunSpec | None", "RunResult | None"], None]
+
+@dataclass(frozen=True)
+class RunEvent:
+    """What :func:`run_comparison` tells its ``progress`` callback.
+
+    ``kind``: ``"planned"`` (once, before training: ``cost`` is the expected cost of every run to
+    train, in the units of :func:`optimlab.lab.executor.unit_cost`), ``"done"`` (``run`` was trained
+    and stored; ``cost`` is its share of its unit's cost) or ``"reused"`` (``run`` was found in the
+    store; ``cost`` 0)."""
+
+    kind: Literal["planned", "done", "reused"]
+    run: RunSpec | None = None
+    result: RunResult | None = None
+    cost: float = 0.0
 
 
-def _noop(event: str, run: RunSpec | None, result: RunResult | None) -> None:
+ProgressFn = Callable[[RunEvent], None]
+
+
+def _noop(event: RunEvent) -> None:
     return None
 
 
@@ -214,17 +230,40 @@ class _Runs:
             if run.key in stored or run.key in seen:
                 if run.key in stored:
                     self.reused += 1
-                    self.progress("reused", run, None)
+                    self.progress(RunEvent("reused", run))
                 continue
             seen.add(run.key)
             missing.append(run)
         if not missing:
             return
         for unit, results in self.executor.train(cut_units(missing, self.problems, self.replicas)):
+            share = unit_cost(unit, self.problems[unit[0].problem]) / len(unit)
             for run, result in zip(unit, results, strict=True):
                 self.store.put(run.key, run.identity(), run.config.preset, result)
                 self.trained += 1
-                self.progress("done", run, result)
+                self.progress(RunEvent("done", run, result, share))
+
+    def expected_cost(self, runs: Sequence[RunSpec], rounds: int = 1) -> float:
+        """The cost of training those of ``runs`` not stored yet, ``rounds`` times over."""
+        stored = self.store.existing(run.key for run in runs)
+        missing = list({run.key: run for run in runs if run.key not in stored}.values())
+        units = cut_units(missing, self.problems, self.replicas)
+        return rounds * sum(unit_cost(unit, self.problems[unit[0].problem]) for unit in units)
+
+
+def _final_runs(
+    comparison: Comparison,
+    runs: _Runs,
+    tuned: Mapping[tuple[str, str], tuple[OptimizerConfig, list[dict[str, Any]]]],
+) -> list[RunSpec]:
+    """Every configuration (the tuned one, with Optuna) on every seed."""
+    return [
+        runs.spec(problem, chosen, seed, comparison)
+        for problem in comparison.problems
+        for config in comparison.optimizers
+        for chosen in [tuned[problem.spec, config.label][0] if tuned else config]
+        for seed in comparison.seeds_for(problem)
+    ]
 
 
 def _final_loss(store: Store, keys: Sequence[str]) -> list[float]:
@@ -244,9 +283,9 @@ def run_comparison(
     """Run ``comparison``, storing every run in ``store``; returns the comparison's id.
 
     Runs already stored are reused, so an interrupted comparison resumes where it stopped.
-    ``progress(event, run, result)`` is called with ``"done"`` (a run trained and stored) and
-    ``"reused"`` (a run found in the store); :func:`planned_runs` gives the total for a progress
-    bar. Training is the ``executor``'s (:mod:`optimlab.lab.executor`; by default a
+    ``progress`` gets a :class:`RunEvent` for the expected cost before training (a progress bar's
+    total), every run trained and stored, and every run found stored; :func:`planned_runs` counts
+    the runs. Training is the ``executor``'s (:mod:`optimlab.lab.executor`; by default a
     :class:`~optimlab.lab.executor.LocalExecutor` of ``jobs`` processes: this one and ``jobs − 1``
     workers); storing is this function's.
 
@@ -264,30 +303,29 @@ def run_comparison(
     executor = executor if executor is not None else LocalExecutor(problems, jobs, memory_budget)
     runs = _Runs(store, problems, executor, replicas, progress)
     plan: dict[str, Any] = {"problems": []}
+    grid = [
+        runs.spec(problem, config.with_hyper(lr=lr), seed, comparison)
+        for problem in comparison.problems
+        for config in comparison.optimizers
+        for lr in (lr_grid(config.lr, comparison.lr_grid) if comparison.lr_grid else ())
+        for seed in comparison.seeds_for(problem)
+    ]
     try:
         tuned: dict[tuple[str, str], tuple[OptimizerConfig, list[dict[str, Any]]]] = {}
         if comparison.tune == "optuna":
+            # the trials' hyperparameters are not known yet: a round of the given ones stands in
+            expected = runs.expected_cost(_final_runs(comparison, runs, {}), comparison.trials + 1)
+            progress(RunEvent("planned", cost=expected))
             tuned = _tune_optuna(comparison, runs)
         elif comparison.lr_grid:
-            runs.obtain(
-                [
-                    runs.spec(problem, config.with_hyper(lr=lr), seed, comparison)
-                    for problem in comparison.problems
-                    for config in comparison.optimizers
-                    for lr in lr_grid(config.lr, comparison.lr_grid)
-                    for seed in comparison.seeds_for(problem)
-                ]
-            )
+            progress(RunEvent("planned", cost=runs.expected_cost(grid)))
+            runs.obtain(grid)
         if not comparison.lr_grid:
             # one-shot: every run; Optuna: the chosen configurations on every seed (the lr grid's
             # chosen runs are part of the grid, already stored)
-            final = [
-                runs.spec(problem, chosen, seed, comparison)
-                for problem in comparison.problems
-                for config in comparison.optimizers
-                for chosen in [tuned[problem.spec, config.label][0] if tuned else config]
-                for seed in comparison.seeds_for(problem)
-            ]
+            final = _final_runs(comparison, runs, tuned)
+            if not tuned:
+                progress(RunEvent("planned", cost=runs.expected_cost(final)))
             runs.obtain(final)
         for problem in comparison.problems:
             entry = _problem_entry(problem, comparison)

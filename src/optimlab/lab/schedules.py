@@ -37,7 +37,7 @@ import torch
 from torch.optim import Optimizer, lr_scheduler
 
 from optimlab.lab.loop import step_scheduler
-from optimlab.lab.presets import parse_value
+from optimlab.lab.spec import format_spec, format_value, parse_options
 
 Interval = Literal["epoch", "step"]
 
@@ -126,6 +126,67 @@ SCHEDULES: dict[str, ScheduleKind] = {
         ),
     )
 }
+
+
+#: what each parameter must be: (a test, its wording); the same name means the same in every kind
+_PARAMETER_KINDS: dict[str, tuple[Callable[[Any], bool], str]] = {}
+
+
+def _whole(minimum: int) -> Callable[[Any], bool]:
+    def test(v: Any) -> bool:
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+            return False
+        return v == int(v) and v >= minimum
+
+    return test
+
+
+def _number(
+    low: float, high: float = math.inf, *, low_open: bool = True, high_open: bool = False
+) -> Callable[[Any], bool]:
+    def test(v: Any) -> bool:
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+            return False
+        above = v > low if low_open else v >= low
+        below = v < high if high_open else v <= high
+        return above and below
+
+    return test
+
+
+_PARAMETER_KINDS.update(
+    {
+        "step_size": (_whole(1), "a whole number of epochs ≥ 1"),
+        "T_max": (_whole(1), "a whole number of epochs ≥ 1"),
+        "warmup_steps": (_whole(1), "a whole number of steps ≥ 1"),
+        "patience": (_whole(0), "a whole number of epochs ≥ 0"),
+        "cooldown": (_whole(0), "a whole number of epochs ≥ 0"),
+        "gamma": (_number(0), "a factor > 0 (a factor ≤ 0 makes the lr zero or negative)"),
+        "max_lr": (_number(0), "a learning rate > 0"),
+        "div_factor": (_number(0), "a number > 0"),
+        "final_div_factor": (_number(0), "a number > 0"),
+        "eta_min": (_number(0, low_open=False), "a learning rate ≥ 0"),
+        "min_lr": (_number(0, low_open=False), "a learning rate ≥ 0"),
+        "threshold": (_number(0, low_open=False), "a number ≥ 0"),
+        "factor": (_number(0, 1, high_open=True), "a factor between 0 and 1 (exclusive)"),
+        "pct_start": (_number(0, 1, high_open=True), "a fraction between 0 and 1 (exclusive)"),
+        "start_factor": (_number(0, 1), "a factor in (0, 1]"),
+        "three_phase": (lambda v: isinstance(v, bool), "true or false"),
+        "cycle_momentum": (lambda v: isinstance(v, bool), "true or false"),
+        "mode": (lambda v: v in ("min", "max"), "min or max"),
+        "anneal_strategy": (lambda v: v in ("cos", "linear"), "cos or linear"),
+        "milestones": (
+            lambda v: all(_whole(1)(m) for m in (v if isinstance(v, tuple) else (v,))),
+            "whole epochs ≥ 1 separated by '/' (e.g. 8/24/28)",
+        ),
+    }
+)
+
+
+def _check_parameter(text: str, key: str, value: Any) -> None:
+    test, wording = _PARAMETER_KINDS[key]
+    if not test(value):
+        raise ValueError(f"schedule {text!r}: {key} must be {wording}, got {format_value(value)}")
 
 
 # --- the safe lambda expression ---------------------------------------------------------------
@@ -283,8 +344,7 @@ class ScheduleSpec:
             return f"lambda:{self.params['expression']}"
         if not self.params:
             return self.kind
-        items = ",".join(f"{k}={_format(self.params[k])}" for k in sorted(self.params))
-        return f"{self.kind}:{items}"
+        return format_spec(self.kind, self.params)
 
     def __str__(self) -> str:
         return self.text
@@ -350,14 +410,6 @@ class ScheduleSpec:
         return lr_scheduler.SequentialLR(optimizer, [linear, cosine], milestones=[warmup])
 
 
-def _format(value: Any) -> str:
-    if isinstance(value, tuple):
-        return "/".join(_format(v) for v in value)
-    if isinstance(value, bool):
-        return str(value).lower()
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
 def parse_schedule(spec: str | None) -> ScheduleSpec | None:
     """Parse a schedule spec (see the module docstring); ``None``/``""``/``"none"`` → ``None``.
 
@@ -381,16 +433,12 @@ def parse_schedule(spec: str | None) -> ScheduleSpec | None:
             expression(epoch)
         spec_obj = ScheduleSpec("lambda", {"expression": expression.text})
     else:
-        params: dict[str, Any] = {}
-        for item in filter(None, (part.strip() for part in rest.split(","))):
-            key, eq, value = item.partition("=")
-            key = key.strip()
-            if not eq or not key or not value.strip():
-                raise ValueError(f"malformed schedule parameter {item!r} in {text!r}: expected key=value")
+        params = parse_options(rest, text)
+        for key, value in params.items():
             if key not in SCHEDULES[kind].params:
                 known = ", ".join(SCHEDULES[kind].params) or "none"
                 raise ValueError(f"schedule {kind!r} has no parameter {key!r}; its parameters: {known}")
-            params[key] = parse_value(value)
+            _check_parameter(text, key, value)
         spec_obj = ScheduleSpec(kind, params)
     # build once on a dummy optimizer so that bad values fail here, with the spec in the message
     # (on a long run: limits that depend on the run's length are checked by ``check_for``)
@@ -427,3 +475,13 @@ def lr_curve(
             metric = metrics[epoch] if metrics is not None and epoch < len(metrics) else 1.0
             step_scheduler(scheduler, metric)
     return curve
+
+
+def zero_lr_steps(spec: ScheduleSpec | None, epochs: int, steps_per_epoch: int) -> tuple[int, int] | None:
+    """The first and last step (0-based) of a run where ``spec`` holds the learning rate at exactly
+    0, or ``None``: such steps change nothing (seed 001's ``lambda epoch: epoch // 30`` does it for
+    its first 30 epochs)."""
+    if spec is None:
+        return None
+    zeros = [step for step, lr in enumerate(lr_curve(spec, 1.0, epochs, steps_per_epoch)) if lr == 0]
+    return (zeros[0], zeros[-1]) if zeros else None

@@ -79,12 +79,13 @@ from typing import Any, Protocol, runtime_checkable
 
 from torch import Tensor, nn
 
-from optimlab.lab.problems.base import Batch, Budget, TensorProblem, format_spec, mix_seed, seeded_module
+from optimlab.lab.problems.base import Batch, Budget, TensorProblem, mix_seed, seeded_module
 from optimlab.lab.problems.digits import DigitsCNN, DigitsMLP
 from optimlab.lab.problems.parabola import Parabola
 from optimlab.lab.problems.quadratic import Quadratic100D
 from optimlab.lab.problems.sparse import SparseRegression
 from optimlab.lab.problems.surfaces import SURFACES, Surface, SurfaceProblem
+from optimlab.lab.spec import format_spec, parse_options
 
 __all__ = [
     "PROBLEMS",
@@ -168,23 +169,6 @@ def problem_names() -> list[str]:
     return list(PROBLEMS)
 
 
-def parse_options(text: str, what: str) -> dict[str, Any]:
-    """``"a=1,b=x"`` → ``{"a": "1", "b": "x"}`` (values stay strings; each problem converts them)."""
-    options: dict[str, Any] = {}
-    if not text:
-        return options
-    for item in text.split(","):
-        key, sep, value = item.partition("=")
-        key = key.strip()
-        if key and not sep:  # a bare flag: noisy → noisy=true
-            options[key] = "true"
-            continue
-        if not key or not value.strip():
-            raise ValueError(f"malformed option {item!r} in {what!r}: expected key=value")
-        options[key] = value.strip()
-    return options
-
-
 def get_problem(spec: str) -> Problem:
     """The problem for ``spec`` (``name[:options]`` or ``module.path:factory[:options]``).
 
@@ -193,6 +177,7 @@ def get_problem(spec: str) -> Problem:
     """
     spec = spec.strip()
     name, _, rest = spec.partition(":")
+    name = name.strip()
     if name in PROBLEMS:
         return PROBLEMS[name].factory(parse_options(rest, spec))
     factory_name, _, option_text = rest.partition(":")
@@ -242,7 +227,7 @@ def _user_problem(module_name: str, factory_name: str, options: dict[str, Any], 
     if not isinstance(problem.default_budget, Budget):
         raise ValueError(f"{module_name}:{factory_name}: default_budget must be an optimlab Budget")
     # the stored key must name the user's factory and options, whatever the object calls itself
-    user_spec = f"{module_name}:{factory_name}" + (":" + format_spec("", options)[1:] if options else "")
+    user_spec = format_spec(f"{module_name}:{factory_name}", options)
     return UserProblem(problem, user_spec)
 
 

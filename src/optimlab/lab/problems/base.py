@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from optimlab.lab.spec import format_spec
+
 Batch = tuple[Tensor, Tensor]
 
 
@@ -179,18 +181,3 @@ class TensorProblem:
 
     def trajectory_point(self, model: nn.Module) -> list[float] | None:
         return None
-
-
-def format_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return repr(value) if value != int(value) or abs(value) >= 1e16 else str(int(value))
-    return str(value)
-
-
-def format_spec(name: str, options: Mapping[str, Any]) -> str:
-    """``name:key=value,...`` with keys sorted; just ``name`` without options."""
-    if not options:
-        return name
-    return name + ":" + ",".join(f"{key}={format_value(options[key])}" for key in sorted(options))

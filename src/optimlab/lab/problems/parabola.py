@@ -54,8 +54,8 @@ def _int_option(name: str, options: Mapping[str, Any], key: str, default: int, m
     value = options.get(key, default)
     try:
         number = int(value)
-        ok = number == float(value) and number >= minimum
-    except (TypeError, ValueError):
+        ok = not isinstance(value, bool) and number == float(value) and number >= minimum
+    except (TypeError, ValueError, OverflowError):
         ok = False
     if not ok:
         raise ValueError(f"problem {name!r}: {key} must be a whole number ≥ {minimum}, got {value!r}")

@@ -24,7 +24,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from optimlab.lab.problems.base import Batch, Budget, check_options, format_spec, generator
+from optimlab.lab.problems.base import Batch, Budget, check_options, generator
+from optimlab.lab.spec import format_spec
 
 SurfaceFn = Callable[[Tensor, Tensor], Tensor]
 
