@@ -1,7 +1,8 @@
 """The figures of the reports, one module per figure: its data preparation, its interactive Plotly
 figure and its matplotlib PNG twin (and, for the surface, the animated GIF).
 
-Figures (each: ``figure(...)`` → Plotly, ``draw(...)`` → matplotlib, ``png(..., path)`` → the PNG file):
+Each figure is a :class:`~optimlab.reports.figures.base.Twin`, a frozen dataclass of what it shows
+with ``plotly()`` (the interactive figure), ``draw()`` (its matplotlib twin) and ``png(path)``:
 
 * :mod:`~optimlab.reports.figures.loss` — loss curves at each evaluation (median, IQR band, lr panel);
 * :mod:`~optimlab.reports.figures.train_loss` — the training loss of every step (the loss figure);
@@ -15,8 +16,10 @@ Figures (each: ``figure(...)`` → Plotly, ``draw(...)`` → matplotlib, ``png(.
 
 Shared by all: :mod:`~optimlab.reports.figures.style` (palette, font, user text made literal, long
 labels shortened), :mod:`~optimlab.reports.figures.arrays` (validation, gaps, subsampling),
-:mod:`~optimlab.reports.figures.scales` (log or linear axes), :mod:`~optimlab.reports.figures.plotly_base`
-(layout, buttons, bands) and :mod:`~optimlab.reports.figures.png_base` (the Agg canvas, saving).
+:mod:`~optimlab.reports.figures.scales` (log, symmetric-log or linear axes),
+:mod:`~optimlab.reports.figures.plotly_base` (layout, buttons, lines, bands) and
+:mod:`~optimlab.reports.figures.png_base` (the Agg canvas, the house style, the legend beside the axes,
+saving).
 
 A figure that belongs in each problem's section of ``report.html`` has ``in_report(section)`` (see
 :mod:`optimlab.reports.section`) and one entry in :data:`optimlab.reports.report.PROBLEM_FIGURES`.
