@@ -305,8 +305,9 @@ CAPTION = (
 
 
 NO_CONTOUR = (
-    "This comparison was stored before contours were stored with it, so its paths are drawn without the "
-    "contour of f; run the same optimlab compare command again to store it (every run is reused)."
+    "No contour of f is stored with this comparison (it was stored before contours were, or f could not "
+    "be evaluated on a grid), so the paths are drawn without it; running the same optimlab compare "
+    "command again stores it where it can (every run is reused)."
 )
 
 
