@@ -226,3 +226,18 @@ def test_a_users_problem_error_is_one_line_and_debug_shows_the_traceback(
     assert (
         err.strip().splitlines()[-1].startswith("error:") and "no loss today" in err.strip().splitlines()[-1]
     )
+
+
+def test_a_schedule_that_holds_the_lr_at_zero_is_trained_but_warned_about(tmp_path: Path) -> None:
+    args = ["compare", "-p", "parabola:n=64", "-o", "sgd", "--seeds", "1", "--epochs", "40", "--no-png"]
+    result = runner.invoke(
+        app,
+        [*args, "--schedule", "lambda:epoch//30", "--db", str(tmp_path / "lab.db"), "--out", str(tmp_path)],
+    )
+    assert result.exit_code == 0, result.output
+    assert "holds the lr at 0 from step 0 to 59" in " ".join(result.stderr.split())
+    assert "1 run trained" in " ".join(result.stdout.split())
+    fine = runner.invoke(
+        app, [*args, "--schedule", "cosine", "--db", str(tmp_path / "lab.db"), "--out", str(tmp_path)]
+    )
+    assert fine.exit_code == 0 and "warning" not in fine.stderr

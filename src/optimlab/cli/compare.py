@@ -9,18 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from optimlab.cli.app import (
-    DefaultsOption,
-    OptimizersOption,
-    ProblemsOption,
-    app,
-    check_out_dir,
-    console,
-    errors_as_lines,
-    fail,
-    os_message,
-    out_option,
-)
+import optimlab.cli.app as cli
 from optimlab.cli.output import print_ranked_tables
 from optimlab.lab.settings import REPLICAS_CHOICES, SETTINGS, TUNE_CHOICES
 
@@ -49,10 +38,10 @@ def _build_comparison(command_line: dict[str, Any], config_path: Path | None = N
     return comparison_from(resolve(command_line, config, f"config file {str(config_path)!r}"))
 
 
-@app.command()
+@cli.app.command()
 def compare(
-    problem: ProblemsOption = None,
-    optimizers: OptimizersOption = None,
+    problem: cli.ProblemsOption = None,
+    optimizers: cli.OptimizersOption = None,
     seeds: Annotated[int | None, typer.Option(metavar="N", min=1, help=_help("seeds"))] = None,
     lr_grid: Annotated[
         int | None, typer.Option("--lr-grid", metavar="N", min=1, help=_help("lr_grid"))
@@ -71,14 +60,14 @@ def compare(
     clip_norm: Annotated[
         float | None, typer.Option("--clip-norm", metavar="NORM", help=_help("clip_norm"))
     ] = None,
-    defaults: DefaultsOption = None,
+    defaults: cli.DefaultsOption = None,
     config: Annotated[
         Path | None, typer.Option("--config", metavar="FILE", help="a TOML/JSON file of these settings")
     ] = None,
     db: Annotated[Path, typer.Option(metavar="FILE", help="the SQLite file of all runs")] = Path(
         "runs/optimlab.db"
     ),
-    out: Annotated[Path, out_option("summary.json, report.html and figures/")] = Path("runs"),
+    out: Annotated[Path, cli.out_option("summary.json, report.html and figures/")] = Path("runs"),
     jobs: Annotated[
         int, typer.Option(metavar="N", min=0, help="processes that train (0: one per CPU core)")
     ] = 0,
@@ -110,10 +99,35 @@ def compare(
         "l1": l1,
         "clip_norm": clip_norm,
     }
-    with errors_as_lines():
+    with cli.errors_as_lines():
         comparison = _build_comparison(command_line, config)
-        check_out_dir(out)
+        cli.check_out_dir(out)
+        _warn_of_a_zero_lr(comparison)
     _run(comparison, db, out, jobs, str(getattr(replicas, "value", replicas)), gif=gif, png=png)
+
+
+def _warn_of_a_zero_lr(comparison: Any) -> None:
+    """A schedule that holds the lr at 0 trains nothing while it does: said, not refused."""
+    from optimlab.lab.schedules import zero_lr_steps
+
+    if comparison.schedule is None:
+        return
+    for problem in comparison.problems:
+        budget = comparison.budget_for(problem)
+        steps = budget.total_steps(problem.steps_per_epoch)
+        if steps > 200_000:  # too long to trace the schedule step by step here
+            continue
+        span = zero_lr_steps(
+            comparison.schedule, budget.epochs_needed(problem.steps_per_epoch), problem.steps_per_epoch
+        )
+        if span is not None:
+            cli.err_console.print(
+                f"warning: schedule {comparison.schedule.text!r} holds the lr at 0 from step {span[0]} "
+                f"to {span[1]} of {problem.spec}'s {steps} steps: nothing is learned there",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
 
 
 def _run(comparison: Any, db: Path, out: Path, jobs: int, replicas: str, *, gif: bool, png: bool) -> None:
@@ -133,7 +147,7 @@ def _run(comparison: Any, db: Path, out: Path, jobs: int, replicas: str, *, gif:
     started = time.perf_counter()
     workers = jobs or default_jobs()
     interrupted = f"interrupted; every finished run is kept in {db} — run the same command to resume"
-    with errors_as_lines(interrupted):
+    with cli.errors_as_lines(interrupted):
         store = Store(db)
         with store, CostProgress(f"{comparison.protocol} comparison") as bar:
 
@@ -154,17 +168,18 @@ def _run(comparison: Any, db: Path, out: Path, jobs: int, replicas: str, *, gif:
             summary_path = write_summary(summary, out)
             report_path = write_report(data, out, summary, gif=gif, static=png)
         except OSError as error:
-            raise fail(os_message(error, "cannot write the report")) from None
+            raise cli.fail(cli.os_message(error, "cannot write the report")) from None
     print_ranked_tables(summary)
     if summary["one_shot"]:
-        console.print(
+        cli.console.print(
             "[bold]One-shot comparison[/]: every optimizer at fixed default settings, which says "
             f"little about which is better. A tuned comparison ({summary['tuned_runs']:,} runs):"
         )
-        console.print(f"  {summary['tuned_command']}", markup=False, highlight=False, soft_wrap=True)
+        cli.console.print(f"  {summary['tuned_command']}", markup=False, highlight=False, soft_wrap=True)
     elapsed = time.perf_counter() - started
-    console.print(
-        f"{counts[0]} runs trained, {counts[1]} reused from {db}, in {elapsed:.1f} s "
+    cli.console.print(
+        f"{counts[0]} run{'s' if counts[0] != 1 else ''} trained, {counts[1]} reused from {db}, "
+        f"in {elapsed:.1f} s "
         f"({workers} worker{'s' if workers > 1 else ''}); wrote {summary_path} and {report_path}"
         + (f", its figures in {report_path.parent / FIGURES}" if png or gif else ""),
         markup=False,

@@ -7,25 +7,14 @@ from typing import Annotated
 
 import typer
 
-from optimlab.cli.app import (
-    DefaultsOption,
-    OneProblemOption,
-    OptimizersOption,
-    app,
-    check_out_dir,
-    console,
-    errors_as_lines,
-    fail,
-    os_message,
-    out_option,
-)
+import optimlab.cli.app as cli
 from optimlab.cli.output import print_written, table
 
 
-@app.command("lr-find")
+@cli.app.command("lr-find")
 def lr_find(
-    problem: OneProblemOption = None,
-    optimizers: OptimizersOption = None,
+    problem: cli.OneProblemOption = None,
+    optimizers: cli.OptimizersOption = None,
     seeds: Annotated[int, typer.Option(metavar="N", min=1, help="runs of the test, one per seed")] = 3,
     min_lr: Annotated[
         float, typer.Option("--min-lr", metavar="LR", help="the ramp's first learning rate")
@@ -34,12 +23,12 @@ def lr_find(
         float, typer.Option("--max-lr", metavar="LR", help="the ramp's last learning rate")
     ] = 10.0,
     steps: Annotated[int, typer.Option(metavar="N", min=2, help="steps of the ramp (one batch each)")] = 100,
-    defaults: DefaultsOption = None,
-    out: Annotated[Path, out_option("lr_find.html and figures/")] = Path("runs"),
+    defaults: cli.DefaultsOption = None,
+    out: Annotated[Path, cli.out_option("lr_find.html and figures/")] = Path("runs"),
 ) -> None:
     """The learning-rate range test (-p PROBLEM -o OPTIMIZERS): loss against an exponentially
     growing lr, with suggested learning rates."""
-    with errors_as_lines():
+    with cli.errors_as_lines():
         if problem is None or optimizers is None:
             raise ValueError(
                 "lr-find needs a problem and optimizers, e.g. optimlab lr-find -p parabola -o sgd,adam"
@@ -49,39 +38,38 @@ def lr_find(
         from optimlab.lab.lr_find import lr_ramp, problem_range_test, summarize
         from optimlab.lab.presets import parse_optimizers
         from optimlab.lab.problems import get_problem, reporting_user_errors
-        from optimlab.reports.pages import lr_find_rows, write_lr_find_page
+        from optimlab.reports.pages.lr_find import lr_find_rows, write_lr_find_page
 
         torch.set_num_threads(1)
         lr_ramp(min_lr, max_lr, steps)
         task = get_problem(problem)
         configs = parse_optimizers(optimizers, getattr(defaults, "value", "seed"))
-        check_out_dir(out)
+        cli.check_out_dir(out)
         seed_list = list(range(seeds))
         summaries = {}
         stopped = {}
         with reporting_user_errors(task):
             for number, config in enumerate(configs, 1):
-                with console.status(f"{config.label} ({number}/{len(configs)}): {seeds} × {steps} steps …"):
+                with cli.console.status(
+                    f"{config.label} ({number}/{len(configs)}): {seeds} × {steps} steps …"
+                ):
                     results = [
                         problem_range_test(task, config, seed, min_lr=min_lr, max_lr=max_lr, steps=steps)
                         for seed in seed_list
                     ]
                 stopped[config.label] = sum(r.diverged for r in results)
                 summaries[config.label] = summarize(results)
-        try:
-            written = write_lr_find_page(
-                task,
-                summaries,
-                {c.label: c for c in configs},
-                out,
-                min_lr=min_lr,
-                max_lr=max_lr,
-                steps=steps,
-                seeds=seed_list,
-                stopped=stopped,
-            )
-        except OSError as error:
-            raise fail(os_message(error, "cannot write the page")) from None
+        written = write_lr_find_page(
+            task,
+            summaries,
+            {c.label: c for c in configs},
+            out,
+            min_lr=min_lr,
+            max_lr=max_lr,
+            steps=steps,
+            seeds=seed_list,
+            stopped=stopped,
+        )
     columns, rows = lr_find_rows(summaries)
-    console.print(table(f"{task.spec} — suggested learning rates ({seeds} seeds)", columns, rows))
+    cli.console.print(table(f"{task.spec} — suggested learning rates ({seeds} seeds)", columns, rows))
     print_written(written)

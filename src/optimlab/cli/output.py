@@ -12,7 +12,7 @@ from optimlab.cli.app import console
 
 def table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
     """A rich table; numbers formatted as the pages format them."""
-    from optimlab.reports.page import format_number
+    from optimlab.reports.html import format_number
 
     result = Table(title=title, title_justify="left")
     for column in columns:
@@ -26,8 +26,8 @@ def table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
 
 def print_ranked_tables(summary: dict[str, Any]) -> None:
     """Each problem's ranked table, with the same columns and numbers as the report's."""
-    from optimlab.reports.page import format_number
-    from optimlab.reports.report import ranked_table_rows
+    from optimlab.reports.html import format_number
+    from optimlab.reports.ranking import ranked_table_rows
 
     for spec, info in summary["problems"].items():
         runs = "1 run each (deterministic)" if info["deterministic"] else f"{len(info['seeds'])} seeds"

@@ -8,11 +8,11 @@ from typing import Annotated
 
 import typer
 
-from optimlab.cli.app import app, check_out_dir, console, errors_as_lines, fail, os_message, out_option
+import optimlab.cli.app as cli
 from optimlab.cli.output import print_written
 
 
-@app.command()
+@cli.app.command()
 def schedule(
     specs: Annotated[
         list[str],
@@ -26,13 +26,13 @@ def schedule(
     ],
     steps: Annotated[int, typer.Option(metavar="N", min=2, help="scheduler steps to draw")] = 40,
     lr: Annotated[float, typer.Option(metavar="LR", help="the initial learning rate")] = 0.1,
-    out: Annotated[Path, out_option("schedule.html and figures/")] = Path("runs"),
+    out: Annotated[Path, cli.out_option("schedule.html and figures/")] = Path("runs"),
 ) -> None:
     """The learning rate over steps for torch's schedulers, several overlaid in one figure (HTML, PNG).
 
     plateau (ReduceLROnPlateau) is driven by a real run: SGD on parabola, one scheduler step per epoch
     on the epoch's loss."""
-    with errors_as_lines():
+    with cli.errors_as_lines():
         if not (math.isfinite(lr) and lr > 0):
             raise ValueError(f"--lr must be a positive number, got {lr!r}")
         import torch
@@ -41,7 +41,7 @@ def schedule(
         from optimlab.lab.problems import Budget, get_problem
         from optimlab.lab.runner import train
         from optimlab.lab.schedules import lr_curve, parse_schedule
-        from optimlab.reports.pages import write_schedule_page
+        from optimlab.reports.pages.schedule import write_schedule_page
 
         torch.set_num_threads(1)
         parsed = {}
@@ -53,13 +53,13 @@ def schedule(
                 raise ValueError(f"schedule {text.strip()!r} is listed twice")
             spec.check_for(steps, 1)
             parsed[text.strip()] = spec
-        check_out_dir(out)
+        cli.check_out_dir(out)
         curves: dict[str, list[float]] = {}
         plateau: dict[str, tuple[list[float], list[float], str]] = {}
         for text, spec in parsed.items():
             if spec.needs_metric:
                 problem = get_problem("parabola")
-                with console.status(f"{text}: training SGD on parabola for {steps} epochs …"):
+                with cli.console.status(f"{text}: training SGD on parabola for {steps} epochs …"):
                     run = train(problem, make_config("sgd", {"lr": lr}), 0, Budget(epochs=steps), spec)
                 per_epoch = run.lrs[:: problem.steps_per_epoch]
                 metric = [float(e["loss"]) for e in run.evals[1 : len(per_epoch) + 1]]
@@ -72,8 +72,5 @@ def schedule(
                 plateau[text] = (per_epoch, metric, source)
             else:
                 curves[text] = lr_curve(spec, lr, steps, 1)
-        try:
-            written = write_schedule_page(curves, out, lr=lr, steps=steps, plateau=plateau)
-        except OSError as error:
-            raise fail(os_message(error, "cannot write the page")) from None
+        written = write_schedule_page(curves, out, lr=lr, steps=steps, plateau=plateau)
     print_written(written)

@@ -32,6 +32,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from optimlab.lab.contours import contour_entry
 from optimlab.lab.executor import Executor, LocalExecutor, cut_units, unit_cost
 from optimlab.lab.plansize import check_disk, check_plan_size, plan_size
 from optimlab.lab.presets import (
@@ -423,6 +424,7 @@ def _problem_entry(problem: Problem, comparison: Comparison) -> dict[str, Any]:
         "steps_per_epoch": problem.steps_per_epoch,
         "deterministic": bool(getattr(problem, "deterministic", False)),
         "seeds": comparison.seeds_for(problem),
+        "contour": contour_entry(problem),  # what a report draws a 2-D problem's contour from
         "optimizers": [],
     }
 

@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from optimlab import __version__
+from optimlab.lab.contours import Contour, from_entry
 from optimlab.lab.plansize import PlanSize, runs_size, total
 from optimlab.lab.run import RunResult
 from optimlab.lab.spec import format_spec, format_value
@@ -76,6 +77,7 @@ class ProblemData:
     deterministic: bool
     seeds: list[int]
     optimizers: list[OptimizerData]
+    contour: Contour | None = None  #: a 2-D problem's contour (None: another problem, or stored before)
 
 
 @dataclass
@@ -156,6 +158,7 @@ def _comparison_data(
                 deterministic=bool(p["deterministic"]),
                 seeds=list(p["seeds"]),
                 optimizers=optimizers,
+                contour=from_entry(p.get("contour")),
             )
         )
     return ComparisonData(id=cid, settings=settings, problems=problems, db_path=str(store.path))

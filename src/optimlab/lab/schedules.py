@@ -518,3 +518,13 @@ def lr_curve(
             metric = metrics[epoch] if metrics is not None and epoch < len(metrics) else 1.0
             step_scheduler(scheduler, metric)
     return curve
+
+
+def zero_lr_steps(spec: ScheduleSpec | None, epochs: int, steps_per_epoch: int) -> tuple[int, int] | None:
+    """The first and last step (0-based) of a run where ``spec`` holds the learning rate at exactly
+    0, or ``None``: such steps change nothing (seed 001's ``lambda epoch: epoch // 30`` does it for
+    its first 30 epochs)."""
+    if spec is None:
+        return None
+    zeros = [step for step, lr in enumerate(lr_curve(spec, 1.0, epochs, steps_per_epoch)) if lr == 0]
+    return (zeros[0], zeros[-1]) if zeros else None
