@@ -237,7 +237,7 @@ def test_a_damaged_stored_run_is_named_and_trained_again(
     with caplog.at_level("WARNING", logger="optimlab.lab"):
         result = runner.invoke(app, ["compare", *SMALL, "--db", str(db), "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    assert "1 runs trained, 3 reused" in " ".join(result.stdout.split())
+    assert "1 run trained, 3 reused" in " ".join(result.stdout.split())
     warnings = [r.getMessage() for r in caplog.records if r.name == "optimlab.lab"]
     assert len(warnings) == 1 and key[:12] in warnings[0] and "is damaged" in warnings[0]
     after = dict(stored_runs(db))
@@ -460,7 +460,7 @@ def test_the_suggested_tuned_command_runs_the_tuned_comparison(tmp_path: Path) -
     tuned = runner.invoke(app, [*args[1:], "--jobs", "1", "--no-png"])
     assert tuned.exit_code == 0, tuned.output
     counts = [
-        int(n) for n in re.findall(r"(\d+) runs trained, (\d+) reused", " ".join(tuned.stdout.split()))[0]
+        int(n) for n in re.findall(r"(\d+) runs? trained, (\d+) reused", " ".join(tuned.stdout.split()))[0]
     ]
     assert sum(counts) == summary["tuned_runs"] == 3 * 7 * 2 + 3 * 7 * 1  # booth is deterministic: one seed
     # the one-shot runs of sgd and adam are the middle of their grids (L-BFGS under torch's defaults

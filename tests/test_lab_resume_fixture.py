@@ -43,7 +43,7 @@ def test_every_run_of_the_old_database_is_reused(command: str, old_db: Path, tmp
         app, [*args, "--db", str(old_db), "--out", str(tmp_path), "--no-png", "--jobs", "1"]
     )
     assert result.exit_code == 0, result.output
-    counts = re.search(r"(\d+) runs trained, (\d+) reused", " ".join(result.stdout.split()))
+    counts = re.search(r"(\d+) runs? trained, (\d+) reused", " ".join(result.stdout.split()))
     assert counts is not None, result.stdout
     assert int(counts[1]) == 0 and int(counts[2]) > 0
     assert _keys(old_db) == before  # nothing added, nothing rewritten
