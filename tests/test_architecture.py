@@ -26,17 +26,20 @@ TRAINING = (
 )
 
 
+#: every module of optimlab.reports
+READERS = sorted(
+    ".".join(p.relative_to(SOURCE).with_suffix("").parts).removesuffix(".__init__")
+    for p in (PACKAGE / "reports").rglob("*.py")
+)
+
+
 @pytest.mark.parametrize(
     "module",
     [
         "optimlab.lab.storage",
         "optimlab.lab.results",
-        "optimlab.reports",
-        "optimlab.reports.report",
-        "optimlab.reports.pages",
-        "optimlab.reports.figures",
-        "optimlab.reports.png",
         "optimlab.lab.run",
+        *READERS,
     ],
 )
 def test_readers_load_without_the_trainers_and_engines(module: str) -> None:
@@ -118,3 +121,20 @@ def test_no_import_cycle_anywhere_in_optimlab() -> None:
         if node not in state:
             walk(node)
     assert not cycles, "import cycles:\n" + "\n".join(" -> ".join(c) for c in cycles)
+
+
+@pytest.mark.parametrize("module", ["optimlab.optim", "optimlab.lab.settings", "optimlab.lab.spec"])
+def test_importing_is_light(module: str) -> None:
+    """``import optimlab.optim`` costs what ``import torch`` costs: dynamo and DTensor load only when
+    used (the step disables dynamo on its first call, as torch.optim's does); the settings and the
+    spec grammar, which the command line checks first, load without torch."""
+    code = f"import json, sys, {module}; print(json.dumps(sorted(sys.modules)))"
+    loaded = set(
+        json.loads(
+            subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+        )
+    )
+    heavy = {"torch._dynamo", "torch._inductor", "torch.distributed.tensor"}
+    if module != "optimlab.optim":
+        heavy.add("torch")
+    assert not heavy & loaded, f"importing {module} loaded {sorted(heavy & loaded)}"

@@ -42,9 +42,9 @@ def test_surface_writes_the_page_pngs_and_the_gif_and_says_where(tmp_path: Path)
     paths = _printed_paths(result.stdout)
     assert paths[0] == tmp_path / "surface.html"
     names = {p.name for p in paths[1:]}
-    assert names == {"rosenbrock-surface.png", "rosenbrock-surface.gif", "rosenbrock-loss.png"}
+    assert names == {"surface-rosenbrock.png", "surface-rosenbrock.gif", "surface-rosenbrock-loss.png"}
     assert all(p.is_file() for p in paths)
-    with Image.open(tmp_path / "figures" / "rosenbrock-surface.gif") as gif:
+    with Image.open(tmp_path / "figures" / "surface-rosenbrock.gif") as gif:
         assert gif.is_animated
     assert _figure_count(paths[0]) == 2
     assert "adam" in result.stdout and "steps→target" in result.stdout  # the table
@@ -91,6 +91,31 @@ def test_lr_find_prints_its_suggestions_and_writes_the_page(tmp_path: Path) -> N
     assert [p.name for p in paths[1:]] == ["lr-find-parabola-n-64.png"]
     html = paths[0].read_text(encoding="utf-8")
     assert "from 1e-05 to 10 over 30 steps" in html and _figure_count(paths[0]) == 1
+
+
+def test_commands_writing_to_one_folder_keep_each_others_figures_and_drop_their_own_stale_ones(
+    tmp_path: Path,
+) -> None:
+    out = ["--out", str(tmp_path)]
+    surface = _invoke("surface", "rosenbrock", "-o", "sgd:lr=0.001", "--steps", "20", "--no-gif", *out)
+    compare = _invoke(
+        "compare", "-p", "rosenbrock", "-o", "sgd", "--seeds", "1", "--steps", "20", "--jobs", "1",
+        "--db", str(tmp_path / "lab.db"), *out,
+    )  # fmt: skip
+    lr_find = _invoke("lr-find", "-p", "rosenbrock", "-o", "sgd", "--seeds", "1", "--steps", "20", *out)
+    schedule = _invoke("schedule", "cosine", "--steps", "10", *out)
+    for result in (surface, compare, lr_find, schedule):
+        assert result.exit_code == 0, result.output
+    written = {p for r in (surface, lr_find, schedule) for p in _printed_paths(r.stdout)}
+    assert all(p.is_file() for p in written)  # nothing of one command was overwritten by another
+    figures = {p.name for p in (tmp_path / "figures").glob("*.png")}
+    assert {"surface-rosenbrock.png", "rosenbrock-surface.png", "rosenbrock-loss.png"} <= figures
+    assert {"surface-rosenbrock-loss.png", "lr-find-rosenbrock.png", "schedule.png"} <= figures
+    again = _invoke("surface", "booth", "-o", "sgd:lr=0.001", "--steps", "20", "--no-gif", *out)
+    assert again.exit_code == 0, again.output
+    figures = {p.name for p in (tmp_path / "figures").glob("*.png")}
+    assert "surface-rosenbrock.png" not in figures and "surface-rosenbrock-loss.png" not in figures
+    assert {"surface-booth.png", "rosenbrock-surface.png", "lr-find-rosenbrock.png"} <= figures
 
 
 BAD = [

@@ -14,7 +14,7 @@ from optimlab.lab.executor import MAX_BATCH, cut_units
 from optimlab.lab.presets import parse_optimizers
 from optimlab.lab.problems import Budget, get_problem
 from optimlab.lab.problems.parabola import Parabola
-from optimlab.lab.protocol import Comparison, planned_runs, run_comparison
+from optimlab.lab.protocol import Comparison, RunEvent, planned_runs, run_comparison
 from optimlab.lab.run import RunSpec
 from optimlab.lab.runner import RunResult
 from optimlab.lab.schedules import parse_schedule
@@ -93,9 +93,9 @@ def test_an_interrupted_batch_keeps_what_was_committed_and_resumes(tmp_path: Pat
     )
     done: list[str] = []
 
-    def interrupt(event: str, task: object, result: object) -> None:
-        if event == "done":
-            done.append(event)
+    def interrupt(event: RunEvent) -> None:
+        if event.kind == "done":
+            done.append(event.kind)
             if len(done) == 3:
                 raise KeyboardInterrupt
 
@@ -107,7 +107,7 @@ def test_an_interrupted_batch_keeps_what_was_committed_and_resumes(tmp_path: Pat
         assert store.count() == 3
         assert sorted(bool(r.result.extra.get("batched")) for r in store.runs()) == [False, False, True]
         events: list[str] = []
-        run_comparison(comparison, store, progress=lambda e, t, r: events.append(e))
+        run_comparison(comparison, store, progress=lambda event: events.append(event.kind))
         assert events.count("reused") == 3 and events.count("done") == 3 and store.count() == 6
 
 

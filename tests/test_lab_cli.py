@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+import sys
 from pathlib import Path
 
 import pytest
@@ -297,6 +298,7 @@ def test_a_users_problem_that_raises_is_one_line_and_stored_runs_stay(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, jobs: str
 ) -> None:
     (tmp_path / "failing_problem.py").write_text(FAILING_PROBLEM)
+    monkeypatch.delitem(sys.modules, "failing_problem", raising=False)  # this test's file, not a cached one
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.chdir(tmp_path)  # spawned workers find the module from the working directory
     db = tmp_path / "lab.db"
@@ -306,12 +308,14 @@ def test_a_users_problem_that_raises_is_one_line_and_stored_runs_stay(
     args = ["compare", "-p", "failing_problem:make", "-o", "sgd,adam", "--seeds", "2", "--jobs", jobs]
     result = runner.invoke(app, [*args, "--replicas", "off", "--db", str(db), "--out", str(tmp_path / "b")])
     assert result.exit_code == 2
+    line = FAILING_PROBLEM.splitlines().index('            raise RuntimeError("boom:\\nsensor offline")') + 1
     assert result.stderr == (
-        "error: problem failing_problem:make raised RuntimeError: boom: sensor offline\n"
+        "error: problem failing_problem:make: RuntimeError: boom: sensor offline "
+        f"(failing_problem.py:{line})\n"
     ), result.output
     assert sqlite3.connect(db).execute("select count(*) from runs").fetchone()[0] == stored
     lr_find = runner.invoke(
         app, ["lr-find", "-p", "failing_problem:make", "-o", "adam", "--out", str(tmp_path / "c")]
     )
-    assert lr_find.exit_code == 2 and "raised RuntimeError: boom" in lr_find.stderr
+    assert lr_find.exit_code == 2 and ": RuntimeError: boom" in lr_find.stderr
     assert "Traceback" not in result.output + lr_find.output

@@ -110,12 +110,37 @@ def test_overrides_reach_the_optimizer() -> None:
         ("adam:engine=fused", "unknown hyperparameter 'engine'"),
         ("lbfgs:line_search_fn=armijo", "line_search_fn"),
         ("adam:lr=inf", "finite"),
+        # values torch takes but that crash later or train nothing
+        ("lbfgs:history_size=0", "history_size must be a whole number ≥ 1"),
+        ("lbfgs:history_size=-3", "history_size must be a whole number ≥ 1"),
+        ("lbfgs:max_iter=0", "max_iter must be a whole number ≥ 1"),
+        ("lbfgs:max_iter=2.5", "max_iter must be a whole number, got 2.5"),
+        ("lbfgs:max_iter=true", "max_iter must be a whole number, got True"),
+        ("lbfgs:max_eval=abc", "max_eval must be a whole number, got 'abc'"),
+        ("lbfgs:max_eval=0", "max_eval must be a whole number ≥ 1"),
+        ("lbfgs:tolerance_grad=-1", "tolerance_grad must be a number ≥ 0"),
+        ("lbfgs:tolerance_change=-1e-9", "tolerance_change must be a number ≥ 0"),
+        ("lbfgs:history_size=false", "history_size must be a whole number"),
+        ("rmsprop:alpha=2", "alpha must be a smoothing constant between 0 and 1"),
     ],
 )
 def test_bad_optimizer_specs_are_one_clear_value_error(spec: str, message: str) -> None:
     with pytest.raises(ValueError, match=message) as info:
         parse_optimizers(spec)
     assert "\n" not in str(info.value)
+
+
+def test_what_torch_takes_and_runs_meaningfully_is_kept() -> None:
+    param = [torch.zeros(1, requires_grad=True)]
+    assert parse_optimizers("sgd:momentum=0.9,dampening=5")[0].build(param).param_groups[0]["dampening"] == 5
+    lbfgs = parse_optimizers("lbfgs:max_eval=none,history_size=3,tolerance_grad=0")[0]
+    assert lbfgs.build(param).param_groups[0]["max_eval"] == 10 * 5 // 4  # torch's own default
+    # a whole number written as a float (a config file's 10.0) is that number: one configuration
+    assert (
+        make_config("lbfgs", {"max_iter": 10.0}).canonical()
+        == make_config("lbfgs", {"max_iter": 10}).canonical()
+    )
+    assert isinstance(make_config("lbfgs").with_hyper(history_size=7.0).hyper["history_size"], int)
 
 
 def test_config_files_toml_and_json(tmp_path) -> None:

@@ -222,5 +222,7 @@ def test_a_users_problem_is_loaded_by_module_path(tmp_path, monkeypatch: pytest.
         get_problem("my_lab_problem:broken")
     with pytest.raises(ValueError, match="has no callable 'missing'"):
         get_problem("my_lab_problem:missing")
-    with pytest.raises(ValueError, match="failed"):
+    with pytest.raises(
+        ValueError, match=r"make_problem:colour=red: TypeError: .*unexpected keyword argument 'colour'"
+    ):
         get_problem("my_lab_problem:make_problem:colour=red")

@@ -131,7 +131,7 @@ def test_optuna_gives_every_optimizer_the_same_number_of_trials(tmp_path: Path) 
         count = store.count()
         # resumable: the seeded sampler proposes the same trials again, which are all stored
         events: list[str] = []
-        run_comparison(comparison, store, progress=lambda e, t, r: events.append(e))
+        run_comparison(comparison, store, progress=lambda event: events.append(event.kind))
         assert "done" not in events and store.count() == count
     for opt in data.problems[0].optimizers:
         assert len(opt.trials) == 3
@@ -176,3 +176,34 @@ def test_bad_comparisons() -> None:
             budget=Budget(steps=50),
             schedule=parse_schedule("warmup:warmup_steps=100"),
         )
+
+
+def test_the_summary_flags_a_best_lr_at_the_grids_edge_and_problems_of_few_seeds(tmp_path: Path) -> None:
+    comparison = Comparison(
+        problems=[get_problem("parabola:n=64"), get_problem("booth")],
+        # sgd from a tiny lr: its best is the grid's top; sgd from a huge one diverges but at the bottom
+        optimizers=parse_optimizers("sgd:lr=0.00001,sgd:lr=3,adam:lr=0.03"),
+        seeds=2,
+        lr_grid=3,
+        budget=Budget(epochs=3),
+    )
+    with Store(tmp_path / "lab.db") as store:
+        data = load_comparison(store, run_comparison(comparison, store))
+    summary_ = summarize(data)
+    parabola = summary_["problems"]["parabola:n=64"]
+    edges = {label: entry["lr_at_grid_edge"] for label, entry in parabola["optimizers"].items()}
+    assert edges == {"sgd:lr=1e-05": "high", "sgd:lr=3": "low", "adam:lr=0.03": None}
+    for label, entry in parabola["optimizers"].items():
+        grid = [g["lr"] for g in entry["lr_sensitivity"]]
+        expected = {min(grid): "low", max(grid): "high"}.get(entry["best_lr"])
+        assert entry["lr_at_grid_edge"] == expected, label
+    assert parabola["few_seeds"] is True  # 2 seeds: its IQR and CI say little
+    assert summary_["problems"]["booth"]["few_seeds"] is False  # deterministic: one seed is all seeds
+    comparison.seeds, comparison.lr_grid = 3, None
+    with Store(tmp_path / "lab.db") as store:
+        one_shot = summarize(load_comparison(store, run_comparison(comparison, store)))
+    assert one_shot["problems"]["parabola:n=64"]["few_seeds"] is False
+    assert all(
+        e["lr_at_grid_edge"] is None for e in one_shot["problems"]["parabola:n=64"]["optimizers"].values()
+    )
+    assert one_shot["tuned_runs"] == 3 * 7 * 3 + 3 * 7 * 1

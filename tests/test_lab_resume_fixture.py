@@ -42,7 +42,7 @@ def _compare(command: str, db: Path, out: Path) -> tuple[int, int]:
     args = [str(FIXTURE / a) if a.endswith(".toml") else a for a in shlex.split(command)]
     result = CliRunner().invoke(app, [*args, "--db", str(db), "--out", str(out), "--no-png", "--jobs", "1"])
     assert result.exit_code == 0, result.output
-    counts = re.search(r"(\d+) runs trained, (\d+) reused", " ".join(result.stdout.split()))
+    counts = re.search(r"(\d+) runs? trained, (\d+) reused", " ".join(result.stdout.split()))
     assert counts is not None, result.stdout
     return int(counts[1]), int(counts[2])
 
@@ -96,3 +96,31 @@ def test_every_old_run_is_found_under_its_key_and_trained_again(command: str, tm
 
 def test_the_fixture_holds_every_run_of_its_commands() -> None:
     assert len(_rows(FIXTURE / "runs.db")) == 89
+
+
+def test_a_read_only_old_database_still_gives_its_report(tmp_path: Path) -> None:
+    """Runs of an older record cannot be replaced in a database that cannot be written: they are
+    reused as recorded (the same training, coarser curves), with one note saying so."""
+    from test_lab_manners import optimlab_without_write_access
+
+    folder = tmp_path / "db"
+    folder.mkdir()
+    db = folder / "runs.db"
+    shutil.copy(FIXTURE / "runs.db", db)
+    before = db.read_bytes()
+    db.chmod(0o444)
+    try:
+        args = shlex.split(COMMANDS[0])
+        result = optimlab_without_write_access(
+            [*args, "--db", str(db), "--out", str(tmp_path / "out")], tmp_path
+        )
+        assert result.returncode == 0, result.stderr
+        assert re.search(r"\b0 runs trained, [1-9]\d* reused", " ".join(result.stdout.split())), result.stdout
+        note = [line for line in result.stderr.splitlines() if line.strip()]
+        assert len(note) == 1 and "evaluated once an epoch" in note[0] and "read-only" in note[0], (
+            result.stderr
+        )
+        assert (tmp_path / "out" / "summary.json").exists()
+        assert db.read_bytes() == before and sorted(p.name for p in folder.iterdir()) == ["runs.db"]
+    finally:
+        db.chmod(0o644)

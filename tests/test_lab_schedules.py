@@ -123,3 +123,37 @@ def test_schedule_that_does_not_fit_the_run_is_rejected() -> None:
     with pytest.raises(ValueError, match="warmup_steps"):
         parsed.check_for(epochs=5, steps_per_epoch=10)
     assert parse_schedule("none") is None and parse_schedule("") is None
+
+
+def test_a_lambda_is_checked_at_every_epoch_of_the_run() -> None:
+    late = parse_schedule("lambda:1-epoch/12")  # fine at epochs 0, 1 and 10 (what parsing tries)
+    late.check_for(epochs=12, steps_per_epoch=5)  # the factor at epoch 12 is 0: allowed
+    with pytest.raises(ValueError, match=r"gives -0\.08\d* at epoch 13") as info:
+        late.check_for(epochs=20, steps_per_epoch=5)
+    assert "over a run of 20 epochs" in str(info.value)
+    with pytest.raises(ValueError, match="fails at epoch 30"):
+        parse_schedule("lambda:1/(epoch-30) + 1").check_for(epochs=40, steps_per_epoch=1)
+    with pytest.raises(ValueError, match="fails at epoch 710: math range error"):  # exp overflows
+        parse_schedule("lambda:exp(epoch) / exp(epoch)").check_for(epochs=1000, steps_per_epoch=1)
+
+
+def test_a_warmup_error_names_the_runs_length_not_a_probes() -> None:
+    long = parse_schedule("warmup:warmup_steps=2000000")  # parsing alone cannot judge a length
+    with pytest.raises(ValueError, match=r"between 1 and 99 \(the run has 100 steps\)") as info:
+        long.check_for(epochs=10, steps_per_epoch=10)
+    assert "1000000" not in str(info.value)
+
+
+def test_a_comparison_refuses_a_schedule_that_fails_late_before_training() -> None:
+    from optimlab.lab.presets import parse_optimizers
+    from optimlab.lab.problems import Budget, get_problem
+    from optimlab.lab.protocol import Comparison
+
+    problems = [get_problem("parabola:n=64"), get_problem("booth")]
+    schedule = parse_schedule("lambda:1-epoch/12")
+    with pytest.raises(ValueError, match=r"at epoch 13.*\(problem parabola:n=64\)"):
+        Comparison(problems, parse_optimizers("sgd"), seeds=1, budget=Budget(epochs=20), schedule=schedule)
+    # booth's own budget (1000 steps = 100 epochs of 10) is too long for it as well
+    with pytest.raises(ValueError, match=r"\(problem booth\)"):
+        Comparison(problems[1:], parse_optimizers("sgd"), seeds=1, schedule=schedule)
+    Comparison(problems[:1], parse_optimizers("sgd"), seeds=1, budget=Budget(epochs=12), schedule=schedule)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -73,11 +74,14 @@ def test_a_record_of_an_older_version_is_found_not_reused_and_replaced(tmp_path:
     key = run_key(spec)
     with Store(tmp_path / "lab.db") as store:
         store.put(key, spec, "adam", old)
-        assert store.existing([key]) == {key} and store.current([key, "nope"]) == set()
-        store.put(key, spec, "adam", new)  # a newer record replaces the older one
+        assert store.existing([key]) == {key}
+        assert store.check([key, "nope"]) == (set(), {}, {key})  # found, not to be reused
+        store.put(key, spec, "adam", new)  # without replace, a stored key is kept as it is
+        assert store.get(key).result == old
+        store.put(key, spec, "adam", new, replace=True)  # what the protocol does
         assert store.get(key).result == new and store.count() == 1
-        assert store.current([key]) == {key}
-        store.put(key, spec, "adam", old)  # never the other way round
+        assert store.check([key]) == ({key}, {}, set())
+        store.put(key, spec, "adam", old)
         assert store.get(key).result == new and store.count() == 1
 
 
@@ -94,9 +98,9 @@ def test_interrupted_comparison_keeps_finished_runs_and_resumes(tmp_path: Path) 
     db = tmp_path / "lab.db"
     done: list[str] = []
 
-    def stop_after_three(event, task, result):
-        if event == "done":
-            done.append(task.key)
+    def stop_after_three(event):
+        if event.kind == "done":
+            done.append(event.run.key)
             if len(done) == 3:
                 raise KeyboardInterrupt
 
@@ -105,7 +109,7 @@ def test_interrupted_comparison_keeps_finished_runs_and_resumes(tmp_path: Path) 
     with Store(db) as store:
         assert store.existing(done) == set(done) and store.count() == 3
         events: list[str] = []
-        run_comparison(_comparison(), store, progress=lambda e, t, r: events.append(e))
+        run_comparison(_comparison(), store, progress=lambda event: events.append(event.kind))
         assert events.count("reused") == 3
         assert events.count("done") == planned_runs(_comparison()) - 3
         assert store.count() == planned_runs(_comparison())
@@ -122,8 +126,8 @@ def test_killed_process_loses_nothing_committed(tmp_path: Path) -> None:
         from optimlab.lab.storage import Store
         comparison = Comparison(problems=[get_problem("parabola:n=64")], optimizers=[make_config("sgd")],
                                 seeds=1000, budget=Budget(epochs=2))
-        def progress(event, task, result):
-            if event == "done":
+        def progress(event):
+            if event.kind == "done":
                 print("done", flush=True)
         with Store({str(db)!r}) as store:
             run_comparison(comparison, store, progress=progress)
@@ -181,3 +185,147 @@ def test_foreign_schema_version_and_foreign_sqlite_are_refused(tmp_path: Path) -
         Store(tmp_path)
     with pytest.raises(StorageError, match="no database"):
         Store(tmp_path / "missing.db", create=False)
+
+
+# --- damaged rows, lost tables, full and read-only databases ------------------------------------
+
+
+def _losses_hold_text(result: str) -> str:
+    data = json.loads(result)
+    data["losses"][1] = "abc"
+    return json.dumps(data)
+
+
+#: ways a stored row gets damaged: (spec, result) → (spec, result)
+DAMAGE = {
+    "truncated": lambda spec, result: (spec, result[:50]),
+    "empty object": lambda spec, result: (spec, "{}"),
+    "null": lambda spec, result: (spec, "null"),
+    "wrong type": lambda spec, result: (spec, _losses_hold_text(result)),
+    "truncated spec": lambda spec, result: (spec[:10], result),
+}
+
+
+def _damage(db: Path, key: str, how: str) -> None:
+    with sqlite3.connect(db) as conn:
+        spec, result = conn.execute("SELECT spec, result FROM runs WHERE key = ?", (key,)).fetchone()
+        conn.execute("UPDATE runs SET spec = ?, result = ? WHERE key = ?", (*DAMAGE[how](spec, result), key))
+
+
+def _rows(db: Path) -> dict[str, tuple[str, str]]:
+    with sqlite3.connect(db) as conn:
+        return {k: (s, r) for k, s, r in conn.execute("SELECT key, spec, result FROM runs")}
+
+
+def test_damaged_rows_are_named_and_trained_again(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    db = tmp_path / "lab.db"
+    comparison = _comparison(seeds=3)
+    with Store(db) as store:
+        run_comparison(comparison, store)
+        original = {run.key: run.result for run in store.runs()}
+    keys = sorted(original)[: len(DAMAGE)]
+    for key, how in zip(keys, DAMAGE, strict=True):
+        _damage(db, key, how)
+    untouched = {k: v for k, v in _rows(db).items() if k not in keys}
+    events: list[str] = []
+    with caplog.at_level("WARNING", logger="optimlab.lab"), Store(db) as store:
+        run_comparison(comparison, store, progress=lambda event: events.append(event.kind))
+        assert store.check(original) == (set(original), {}, set())
+        retrained = {run.key: run.result for run in store.runs(keys)}
+    warnings = [r.getMessage() for r in caplog.records if r.name == "optimlab.lab"]
+    assert len(warnings) == len(DAMAGE) and all("\n" not in w for w in warnings)
+    for key in keys:
+        assert sum(key[:12] in w for w in warnings) == 1
+    assert any("result: its JSON is cut short" in w for w in warnings)
+    assert any("result: null, not a run's record" in w for w in warnings)
+    assert any("'losses' is list" in w for w in warnings)
+    assert any("spec: its JSON is cut short" in w for w in warnings)
+    assert all(w.startswith("warning: the stored run of parabola:n=64 · ") for w in warnings)
+    assert events.count("done") == len(DAMAGE) and events.count("reused") == len(original) - len(DAMAGE)
+    for key in keys:  # trained again: the same numbers as before the damage
+        assert retrained[key].final_loss == original[key].final_loss
+        assert retrained[key].losses == original[key].losses
+    assert {k: v for k, v in _rows(db).items() if k not in keys} == untouched
+
+
+def test_loading_a_comparison_with_a_damaged_or_missing_run_is_one_clear_error(tmp_path: Path) -> None:
+    from optimlab.lab.results import load_comparison
+
+    db = tmp_path / "lab.db"
+    with Store(db) as store:
+        comparison_id = run_comparison(_comparison(seeds=2), store)
+        key = next(iter(store.runs())).key
+    _damage(db, key, "empty object")
+    with (
+        Store(db) as store,
+        pytest.raises(StorageError, match=f"stored run {key[:12]} .* is damaged") as info,
+    ):
+        load_comparison(store, comparison_id)
+    assert "\n" not in str(info.value)
+    with sqlite3.connect(db) as conn:
+        conn.execute("DELETE FROM runs WHERE key = ?", (key,))
+    with Store(db) as store, pytest.raises(StorageError, match="misses 1 of its runs"):
+        load_comparison(store, comparison_id)
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE comparisons SET plan = substr(plan, 1, 30)")
+    with Store(db) as store, pytest.raises(StorageError, match=f"comparison {comparison_id} .* is damaged"):
+        load_comparison(store, comparison_id)
+    with sqlite3.connect(db) as conn:
+        conn.execute("""UPDATE comparisons SET plan = '{"problems": [{"spec": "x"}]}'""")
+    with (
+        Store(db) as store,
+        pytest.raises(StorageError, match=r"is damaged \(its plan lacks or mistypes 'optimizers'\)"),
+    ):
+        load_comparison(store, comparison_id)
+
+
+@pytest.mark.parametrize("table", ["runs", "comparisons"])
+def test_a_lost_table_is_named_when_the_database_opens(tmp_path: Path, table: str) -> None:
+    db = tmp_path / "lab.db"
+    with Store(db) as store:
+        run_comparison(_comparison(seeds=1), store)
+    with sqlite3.connect(db) as conn:
+        conn.execute(f"DROP TABLE {table}")
+    before = db.read_bytes()
+    with pytest.raises(StorageError, match=f"is damaged: its '{table}' table is missing") as info:
+        Store(db)
+    assert "\n" not in str(info.value) and db.read_bytes() == before
+
+
+def test_a_full_database_is_named_and_keeps_what_it_holds(tmp_path: Path) -> None:
+    db = tmp_path / "lab.db"
+    result = train(get_problem("booth"), make_config("adam"), 0, Budget(steps=10))
+    with Store(db) as store:
+        store.put("first", _spec(), "adam", result)
+        pages = store.conn.execute("PRAGMA page_count").fetchone()[0]
+        store.conn.execute(f"PRAGMA max_page_count = {pages}")  # SQLITE_FULL, as on a full disk
+        big = train(get_problem("booth"), make_config("adam"), 0, Budget(steps=3000))
+        with pytest.raises(
+            StorageError, match=r"cannot write to database .*: the database or its disk is full"
+        ):
+            store.put("second", _spec(seed=1), "adam", big)
+        assert store.count() == 1 and store.get("first").result == result
+
+
+def test_a_read_only_database_reports_what_it_holds_and_writes_nothing(tmp_path: Path) -> None:
+    from optimlab.lab.results import load_comparison
+
+    db = tmp_path / "lab.db"
+    with Store(db) as store:
+        run_comparison(_comparison(seeds=2), store)
+    before = db.read_bytes()
+    with Store(db, read_only=True) as store:
+        assert store.read_only
+        comparison_id = run_comparison(_comparison(seeds=2), store)  # every run stored: a report
+        data = load_comparison(store, comparison_id)
+        assert sum(len(o.runs) for p in data.problems for o in p.optimizers) == 4
+        events: list[str] = []
+        with pytest.raises(
+            StorageError, match=r"needs 4 run\(s\) not stored .* cannot be written: opened read-only"
+        ):
+            run_comparison(_comparison(seeds=4), store, progress=lambda event: events.append(event.kind))
+        assert "done" not in events  # refused before training anything
+        with pytest.raises(StorageError, match="cannot store runs"):
+            store.put("x", _spec(), "adam", next(iter(store.runs())).result)
+    assert db.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lab.db"]  # no -wal, no -shm

@@ -21,9 +21,10 @@ import pytest
 from typer.testing import CliRunner
 
 from optimlab.cli import app
-from optimlab.reports import figures
-from optimlab.reports.data import Curves, grid_surface
-from optimlab.reports.page import Page
+from optimlab.reports.figures.loss import Curves, LossFigure
+from optimlab.reports.figures.surface import SurfaceFigure
+from optimlab.reports.figures.surface_data import grid_surface
+from optimlab.reports.html import Page
 
 pytestmark = pytest.mark.browser
 
@@ -111,12 +112,12 @@ def hostile_report(tmp_path_factory) -> Path:
     page.table(["optimizer", HOSTILE_IMG], [[HOSTILE, HOSTILE_IMG]])
     page.key_values({"config": {HOSTILE: HOSTILE_IMG}})
     page.figure(
-        figures.loss_figure({HOSTILE: Curves(loss), TAGGED: Curves(2 * loss)}, title=HOSTILE_IMG),
+        LossFigure({HOSTILE: Curves(loss), TAGGED: Curves(2 * loss)}, title=HOSTILE_IMG).plotly(),
         caption=TAGGED,
     )
     surf = grid_surface(lambda x, y: x**2 + y**2, (-1, 1), (-1, 1), n=20)
     path = np.linspace([-0.8, 0.6], [0.0, 0.0], 20)
-    page.figure(figures.surface_figure(surf, {HOSTILE_IMG: path}, axis_titles=(HOSTILE, HOSTILE_IMG)))
+    page.figure(SurfaceFigure(surf, {HOSTILE_IMG: path}, axis_titles=(HOSTILE, HOSTILE_IMG)).plotly())
     return page.write(tmp_path_factory.mktemp("hostile") / "report.html")
 
 

@@ -5,18 +5,11 @@ import math
 import numpy as np
 import pytest
 
-from optimlab.reports.data import (
-    PALETTE,
-    Curves,
-    Sensitivity,
-    Surface,
-    color_map,
-    finite_list,
-    grid_surface,
-    mpl_text,
-    plotly_text,
-    subsample,
-)
+from optimlab.reports.figures.arrays import finite_list, subsample
+from optimlab.reports.figures.loss import Curves
+from optimlab.reports.figures.lr_sensitivity import Sensitivity
+from optimlab.reports.figures.style import PALETTE, color_map, mpl_text, plotly_text
+from optimlab.reports.figures.surface_data import Surface, grid_surface
 
 
 def test_curves_normalize_shapes():

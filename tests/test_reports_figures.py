@@ -8,8 +8,14 @@ import pytest
 
 from optimlab.lab.lr_find import range_test, summarize
 from optimlab.lab.stats import performance_profile
-from optimlab.reports import figures
-from optimlab.reports.data import Curves, Sensitivity, color_map, grid_surface
+from optimlab.reports.figures.loss import Curves, LossFigure
+from optimlab.reports.figures.lr_find import LRFindFigure
+from optimlab.reports.figures.lr_sensitivity import Sensitivity, SensitivityFigure
+from optimlab.reports.figures.profile import ProfileFigure
+from optimlab.reports.figures.schedule import ScheduleFigure
+from optimlab.reports.figures.style import color_map
+from optimlab.reports.figures.surface import SurfaceFigure
+from optimlab.reports.figures.surface_data import grid_surface
 
 HOSTILE = "<script>alert(1)</script>"
 
@@ -34,7 +40,7 @@ def _legend(fig):
 
 
 def test_loss_figure_median_band_and_lr_panel(curves):
-    fig = figures.loss_figure(curves, title="loss", target=0.01)
+    fig = LossFigure(curves, title="loss", target=0.01).plotly()
     # per optimizer: band low, band high (filled to it), median, lr; then the target
     assert len(fig.data) == 2 * 4 + 1
     low, high, med, lr = fig.data[:4]
@@ -49,7 +55,7 @@ def test_loss_figure_median_band_and_lr_panel(curves):
 
 
 def test_loss_figure_buttons_switch_x_axis_and_scale(curves):
-    fig = figures.loss_figure(curves, x="grad_evals")
+    fig = LossFigure(curves, x="grad_evals").plotly()
     scale, xmenu = fig.layout.updatemenus
     assert [b.label for b in scale.buttons] == ["log y", "linear y"]
     assert scale.buttons[1].args[0]["yaxis.type"] == "linear"
@@ -65,22 +71,22 @@ def test_loss_figure_buttons_switch_x_axis_and_scale(curves):
 
 def test_loss_figure_without_optional_axes_or_lr():
     c = {"a": Curves(np.ones((1, 5)) * [5, 4, 3, 2, 1])}
-    fig = figures.loss_figure(c)
+    fig = LossFigure(c).plotly()
     assert len(fig.data) == 1  # one seed: no band; no lr panel; no axis menu
     assert len(fig.layout.updatemenus) == 1 and fig.layout.yaxis.type == "linear"
     with pytest.raises(ValueError, match="seconds"):
-        figures.loss_figure(c, x="seconds")
+        LossFigure(c, x="seconds").plotly()
     with pytest.raises(ValueError):
-        figures.loss_figure({})
+        LossFigure({}).plotly()
 
 
 def test_log_axes_get_one_label_per_nice_number_of_decades():
     steps = np.arange(1, 11)
     wide = {"a": Curves(np.logspace(0, -270, 10)[None, :], steps=steps)}  # a loss falling 270 decades
-    fig = figures.loss_figure(wide)
+    fig = LossFigure(wide).plotly()
     assert fig.layout.yaxis.type == "log" and fig.layout.yaxis.dtick == 50
     narrow = {"a": Curves(np.logspace(0, -3, 10)[None, :], steps=steps)}
-    assert figures.loss_figure(narrow).layout.yaxis.dtick == 1
+    assert LossFigure(narrow).plotly().layout.yaxis.dtick == 1
     linear = fig.layout.updatemenus[0].buttons[1].args[0]
     assert linear["yaxis.type"] == "linear" and linear["yaxis.dtick"] is None  # back to automatic ticks
 
@@ -91,7 +97,7 @@ def test_lr_sensitivity_marks_best_lr_and_divergence():
         "Adam": Sensitivity(lrs, [[1.0, 1.1], [0.2, 0.3], [0.1, 0.12], [np.nan, 0.5]]),
         "SGD": Sensitivity(lrs, [[2.0, 2.0], [1.0, 1.5], [np.inf, np.inf], [np.nan, np.nan]]),
     }
-    fig = figures.lr_sensitivity_figure(data)
+    fig = SensitivityFigure(data).plotly()
     names = [(t.name, t.mode, t.marker.symbol) for t in fig.data]
     stars = [t for t in fig.data if t.marker.symbol == "star"]
     assert [(s.x[0], s.y[0]) for s in stars] == [(1e-1, pytest.approx(0.11)), (1e-2, pytest.approx(1.25))]
@@ -110,7 +116,7 @@ def test_surface_figure_animates_every_path():
         "a": np.hstack([-1.5 * (1 - t), 0.8 * (1 - t)]),
         "b": np.hstack([-1.5 * (1 - t[:120]), 0.8 + 0 * t[:120]]),
     }
-    fig = figures.surface_figure(surf, traj, max_frames=40, max_points=100)
+    fig = SurfaceFigure(surf, traj).plotly(max_frames=40, max_points=100)
     kinds = [t.type for t in fig.data]
     assert kinds == ["contour"] + ["scatter"] * 6  # paths + heads, minimum, start
     assert [t.name for t in fig.data[5:]] == ["minimum", "start"]
@@ -132,16 +138,16 @@ def test_surface_figure_animates_every_path():
 def test_surface_rejects_bad_trajectories():
     surf = grid_surface(lambda x, y: x**2 + y**2, (-1, 1), (-1, 1), n=10)
     with pytest.raises(ValueError, match="shape"):
-        figures.surface_figure(surf, {"a": np.zeros((5, 3))})
+        SurfaceFigure(surf, {"a": np.zeros((5, 3))}).plotly()
     with pytest.raises(ValueError, match="no trajectories"):
-        figures.surface_figure(surf, {})
+        SurfaceFigure(surf, {}).plotly()
 
 
 def test_performance_profile_figure_orders_by_score():
     profile = performance_profile(
         {"p1": {"A": 10, "B": 20}, "p2": {"A": 30, "B": 15}, "p3": {"A": 9, "B": None}}
     )
-    fig = figures.performance_profile_figure(profile)
+    fig = ProfileFigure(profile).plotly()
     assert [t.name for t in fig.data] == [
         "A (0.89)",
         "B (0.56)",
@@ -154,7 +160,7 @@ def test_performance_profile_figure_orders_by_score():
 
 def test_schedule_figure_overlays_and_metric_axis():
     sched = {"step": [0.1] * 4 + [0.05] * 4, "exp": list(0.1 * 0.5 ** np.arange(8))}
-    fig = figures.schedule_figure(sched, metric=("val loss", np.linspace(1, 0.5, 8)), log_y=True)
+    fig = ScheduleFigure(sched, metric=("val loss", np.linspace(1, 0.5, 8)), log_y=True).plotly()
     assert [t.name for t in fig.data] == ["step", "exp", "val loss"]
     assert fig.data[0].line.shape == "hv" and list(fig.data[1].y) == pytest.approx(sched["exp"])
     assert fig.data[2].yaxis == "y2" and fig.layout.yaxis.type == "log"
@@ -170,7 +176,7 @@ def test_lr_find_figure_draws_suggestions():
         for _ in range(3)
     ]
     summary = summarize(res)
-    fig = figures.lr_find_figure({"SGD": summary})
+    fig = LRFindFigure({"SGD": summary}).plotly()
     lines = {
         t.name.split(" ")[0]: t for t in fig.data if t.name and t.name.split(" ")[0] in summary.suggestions
     }
@@ -183,12 +189,10 @@ def test_lr_find_figure_draws_suggestions():
 def test_user_labels_are_escaped_in_every_figure(curves):
     evil = {HOSTILE: curves["Adam"]}
     figs = [
-        figures.loss_figure(evil, title=HOSTILE),
-        figures.lr_sensitivity_figure({HOSTILE: Sensitivity([1e-2, 1e-1], [[1.0], [0.5]])}, title=HOSTILE),
-        figures.schedule_figure({HOSTILE: [1.0, 0.5]}, title=HOSTILE, x_title=HOSTILE),
-        figures.performance_profile_figure(
-            performance_profile({"p": {HOSTILE: 1.0, "b": 2.0}}), title=HOSTILE
-        ),
+        LossFigure(evil, title=HOSTILE).plotly(),
+        SensitivityFigure({HOSTILE: Sensitivity([1e-2, 1e-1], [[1.0], [0.5]])}, title=HOSTILE).plotly(),
+        ScheduleFigure({HOSTILE: [1.0, 0.5]}, title=HOSTILE, x_title=HOSTILE).plotly(),
+        ProfileFigure(performance_profile({"p": {HOSTILE: 1.0, "b": 2.0}}), title=HOSTILE).plotly(),
     ]
     for fig in figs:
         text = pio.to_json(fig, validate=False)
@@ -199,6 +203,6 @@ def test_user_labels_are_escaped_in_every_figure(curves):
 
 def test_colors_follow_the_callers_map(curves):
     cmap = color_map(["SGD", "Adam"])
-    fig = figures.loss_figure(curves, colors=cmap)
+    fig = LossFigure(curves, colors=cmap).plotly()
     meds = [t for t in fig.data if t.showlegend is not False and t.name != "target"]
     assert meds[0].line.color == cmap["Adam"] and meds[1].line.color == cmap["SGD"]

@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 import plotly.offline
 import pytest
 
-from optimlab.reports.page import Page, format_number, format_spread, script_json
+from optimlab.reports.html import Page, format_number, format_spread, script_json
 
 HOSTILE = "<script>alert(1)</script>"
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"

@@ -6,8 +6,14 @@ from PIL import Image
 
 from optimlab.lab.lr_find import range_test, summarize
 from optimlab.lab.stats import performance_profile
-from optimlab.reports import png
-from optimlab.reports.data import Curves, Sensitivity, color_map, grid_surface
+from optimlab.reports.figures.loss import Curves, LossFigure
+from optimlab.reports.figures.lr_find import LRFindFigure
+from optimlab.reports.figures.lr_sensitivity import Sensitivity, SensitivityFigure
+from optimlab.reports.figures.profile import ProfileFigure
+from optimlab.reports.figures.schedule import ScheduleFigure
+from optimlab.reports.figures.style import color_map
+from optimlab.reports.figures.surface import SurfaceFigure
+from optimlab.reports.figures.surface_data import grid_surface
 
 ODD = "$cost_{1}$ <b>_x"  # mathtext dollars, a leading-underscore-like piece, HTML
 
@@ -43,10 +49,10 @@ def test_loss_png(tmp_path):
     steps = np.arange(1, 41)
     loss = np.exp(-steps / 8.0) * (1 + 0.1 * np.random.default_rng(0).random((3, 40)))
     curves = {"a": Curves(loss, lr=0.1 * np.ones(40)), ODD: Curves(2 * loss, lr=0.01 * np.ones(40))}
-    out = png.loss_png(curves, tmp_path / "sub" / "loss.png", title=ODD, target=0.01)
+    out = LossFigure(curves, title=ODD, target=0.01).png(tmp_path / "sub" / "loss.png")
     _check_png(out)
     with pytest.raises(ValueError, match="seconds"):
-        png.loss_png(curves, tmp_path / "x.png", x="seconds")
+        LossFigure(curves, x="seconds").png(tmp_path / "x.png")
 
 
 def test_lr_sensitivity_png(tmp_path):
@@ -54,15 +60,17 @@ def test_lr_sensitivity_png(tmp_path):
         "a": Sensitivity([1e-3, 1e-2, 1e-1], [[1.0, 1.2], [0.3, 0.2], [np.nan, 1e300]]),
         ODD: Sensitivity([1e-3, 1e-2, 1e-1], [[2.0, 2.2], [1.0, 0.9], [0.5, 0.4]]),
     }
-    _check_png(png.lr_sensitivity_png(data, tmp_path / "sens.png", title=ODD))
+    _check_png(SensitivityFigure(data, title=ODD).png(tmp_path / "sens.png"))
 
 
 def test_surface_png(tmp_path, surface, trajectories):
-    _check_png(png.surface_png(surface, trajectories, tmp_path / "surface.png", title=ODD))
+    _check_png(SurfaceFigure(surface, trajectories, title=ODD).png(tmp_path / "surface.png"))
 
 
 def test_surface_gif_is_small_animated_and_loops(tmp_path, surface, trajectories):
-    out = png.surface_gif(surface, trajectories, tmp_path / "surface.gif", frames=20, size_px=400, title=ODD)
+    out = SurfaceFigure(surface, trajectories, title=ODD).gif(
+        tmp_path / "surface.gif", frames=20, size_px=400
+    )
     with Image.open(out) as im:
         assert im.format == "GIF"
         assert im.size[0] == 400 and im.size[1] <= 400
@@ -77,15 +85,17 @@ def test_surface_gif_is_small_animated_and_loops(tmp_path, surface, trajectories
         for color in color_map(trajectories).values():
             assert tuple(int(color[i : i + 2], 16) for i in (1, 3, 5)) in drawn, color
     with pytest.raises(ValueError):
-        png.surface_gif(surface, trajectories, tmp_path / "x.gif", frames=1)
+        SurfaceFigure(surface, trajectories).gif(tmp_path / "x.gif", frames=1)
 
 
 def test_profile_schedule_and_lr_find_png(tmp_path):
     profile = performance_profile({"p1": {"A": 10, ODD: 20}, "p2": {"A": 30, ODD: 15}})
-    _check_png(png.performance_profile_png(profile, tmp_path / "profile.png", title=ODD))
+    _check_png(ProfileFigure(profile, title=ODD).png(tmp_path / "profile.png"))
     sched = {"step": [0.1] * 5 + [0.01] * 5, ODD: list(0.1 * 0.7 ** np.arange(10))}
     _check_png(
-        png.schedule_png(sched, tmp_path / "sched.png", metric=("loss", np.linspace(1, 0.2, 10)), log_y=True)
+        ScheduleFigure(sched, metric=("loss", np.linspace(1, 0.2, 10)), log_y=True).png(
+            tmp_path / "sched.png"
+        )
     )
     rng = np.random.default_rng(0)
     res = [
@@ -94,4 +104,4 @@ def test_profile_schedule_and_lr_find_png(tmp_path):
         )
         for _ in range(3)
     ]
-    _check_png(png.lr_find_png({ODD: summarize(res)}, tmp_path / "lrfind.png", title=ODD))
+    _check_png(LRFindFigure({ODD: summarize(res)}, title=ODD).png(tmp_path / "lrfind.png"))

@@ -18,7 +18,7 @@ from optimlab.lab.protocol import Comparison, run_comparison
 from optimlab.lab.results import ComparisonData, OptimizerData, ProblemData, load_comparison, summarize
 from optimlab.lab.runner import RunResult, train
 from optimlab.lab.storage import Store
-from optimlab.reports import adapt
+from optimlab.reports.figures import loss, lr_sensitivity, train_loss
 from optimlab.reports.report import write_report
 
 HOSTILE = "<script>alert(1)</script>"
@@ -249,31 +249,34 @@ def test_adapters_pad_diverged_runs_with_infinity() -> None:
     good = _run([4.0, 3.0, 2.0, 1.0], [(0, 5.0), (2, 2.5), (4, 0.5)])
     mid_epoch = _run([4.0, 3.0, 1e9], [(0, 5.0), (2, 2.5)], diverged=True)  # a step's loss stopped it
     at_eval = _run([4.0, 3.0], [(0, 5.0), (2, 1e9)], diverged=True)  # an evaluation stopped it
-    curves = adapt.eval_curves([good, mid_epoch, at_eval])
+    curves = loss.eval_curves([good, mid_epoch, at_eval])
     np.testing.assert_array_equal(curves.loss, [[5.0, 2.5, 0.5], [5.0, 2.5, np.inf], [5.0, np.inf, np.inf]])
     np.testing.assert_array_equal(curves.steps[0], [0, 2, 4])
     assert np.isnan(curves.seconds[1, 2]) and curves.seconds[0, 2] == pytest.approx(0.04)
-    steps = adapt.step_curves([good, mid_epoch, at_eval])
+    steps = train_loss.step_curves([good, mid_epoch, at_eval])
     np.testing.assert_array_equal(
         steps.loss, [[4.0, 3.0, 2.0, 1.0], [4.0, 3.0, np.inf, np.inf], [4.0, 3.0, np.inf, np.inf]]
     )
-    assert adapt.eval_curves([]) is None and adapt.step_curves([]) is None
+    assert loss.eval_curves([]) is None and train_loss.step_curves([]) is None
 
 
 def test_adapters_for_the_lr_grid_and_optuna_trials() -> None:
     a = _run([1.0], [(0, 2.0), (1, 1.0)])
     b = _run([1.0], [(0, 2.0), (1, 3.0)], diverged=True)
-    s = adapt.grid_sensitivity([(0.1, [a, b]), (0.01, [a])])
+    s = lr_sensitivity.grid_sensitivity([(0.1, [a, b]), (0.01, [a])])
     np.testing.assert_array_equal(s.lrs, [0.01, 0.1])
     np.testing.assert_array_equal(s.final_loss, [[1.0, np.inf], [1.0, np.inf]])  # a missing run = worst
     assert s.best_lr() is None  # with two seeds, one diverged run makes the median ∞
-    assert adapt.grid_sensitivity([(0.1, [a, a]), (0.01, [a, b])]).best_lr() == 0.1
+    assert lr_sensitivity.grid_sensitivity([(0.1, [a, a]), (0.01, [a, b])]).best_lr() == 0.1
     trials = [
         {"params": {"lr": 0.3, "beta1": 0.9}, "value": None},
         {"params": {"lr": 0.01, "beta1": 0.8}, "value": 0.5},
         {"params": {"momentum": 0.9}, "value": 0.1},  # no lr: not on an lr axis
     ]
-    t = adapt.trial_sensitivity(trials)
+    t = lr_sensitivity.trial_sensitivity(trials)
     np.testing.assert_array_equal(t.lrs, [0.01, 0.3])
     np.testing.assert_array_equal(t.diverged[:, 0], [False, True])
-    assert adapt.grid_sensitivity([]) is None and adapt.trial_sensitivity([{"params": {}}]) is None
+    assert (
+        lr_sensitivity.grid_sensitivity([]) is None
+        and lr_sensitivity.trial_sensitivity([{"params": {}}]) is None
+    )

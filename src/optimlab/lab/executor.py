@@ -15,6 +15,7 @@ import concurrent.futures as futures
 import math
 import multiprocessing
 import os
+import signal
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Protocol
@@ -59,7 +60,8 @@ def cut_units(
     for run in runs:
         if replicas == "auto" and batchable(run.config):
             if run.problem not in model_batches:
-                model_batches[run.problem] = batchable(problems[run.problem])
+                with reporting_user_errors(problems[run.problem]):  # builds the user's model
+                    model_batches[run.problem] = batchable(problems[run.problem])
             if model_batches[run.problem]:
                 groups.setdefault((run.problem, run.budget), []).append(run)
                 continue
@@ -105,6 +107,9 @@ def _worker_init() -> None:
     import torch
 
     torch.set_num_threads(1)
+    # Ctrl-C reaches every process of the terminal's group: the parent alone answers it (it cancels
+    # the pool and stops the workers), so a worker never prints a KeyboardInterrupt traceback
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _worker_unit(unit: list[RunSpec], memory_budget: int) -> list[dict[str, Any]]:
@@ -144,7 +149,7 @@ class LocalExecutor:
                 if not queue:
                     return
                 unit = queue.popleft()
-                future = pool.submit(_worker_unit, list(unit), self.memory_budget)
+                future = self._submit(pool, unit)
                 pending[future] = unit
             future.add_done_callback(feed)
 
@@ -185,10 +190,29 @@ class LocalExecutor:
             )
         return self._pool
 
+    def _submit(self, pool: futures.ProcessPoolExecutor, unit: Unit) -> futures.Future[Any]:
+        """Submit ``unit``; the first submit starts the workers, with Ctrl-C ignored until their
+        initializer runs (a worker interrupted while it imports would print a traceback)."""
+        main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main_thread else None
+        try:
+            return pool.submit(_worker_unit, list(unit), self.memory_budget)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
+
     def close(self, cancel: bool = False) -> None:
+        """Shut the workers down; with ``cancel`` at once (pending units dropped, running ones
+        stopped: their results would not be stored anyway)."""
         if self._pool is not None:
-            self._pool.shutdown(wait=not cancel, cancel_futures=True)
-            self._pool = None
+            pool, self._pool = self._pool, None
+            workers = list(getattr(pool, "_processes", {}).values()) if cancel else []
+            pool.shutdown(wait=not cancel, cancel_futures=True)
+            for process in workers:
+                if process.is_alive():
+                    process.terminate()
+            for process in workers:
+                process.join(timeout=5)
 
 
 def default_jobs() -> int:

@@ -24,7 +24,7 @@ import inspect
 import json
 import math
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,7 @@ import torch
 from torch.optim import Optimizer
 
 import optimlab.optim as optim
-from optimlab.lab.spec import format_value, parse_spec, split_specs
+from optimlab.lab.spec import format_spec, format_value, parse_spec, split_specs
 
 DEFAULTS_PROFILES: tuple[str, ...] = ("seed", "torch")
 
@@ -231,7 +231,7 @@ class OptimizerConfig:
 
     def with_hyper(self, label: str | None = None, **changes: Any) -> OptimizerConfig:
         """A copy with ``changes`` applied (validated); ``label`` is kept unless given."""
-        hyper = {**self.hyper, **{k: _plain(v) for k, v in changes.items()}}
+        hyper = _whole_numbers(self.preset, {**self.hyper, **{k: _plain(v) for k, v in changes.items()}})
         config = replace(self, hyper=hyper, label=label or self.label)
         config.validate()
         return config
@@ -245,7 +245,10 @@ class OptimizerConfig:
         return self.cls(params, **kwargs)
 
     def validate(self) -> None:
-        """Raise ``ValueError`` naming the problem if the hyperparameters are not accepted."""
+        """Raise ``ValueError`` naming the problem if the hyperparameters are not accepted: an
+        unknown name, a value of the wrong kind (a whole number where the optimizer takes one, a
+        flag, a pair of betas), a value torch refuses, or one torch takes but that cannot run
+        (:data:`_LIMITS`: L-BFGS without history or iterations, a negative tolerance, …)."""
         accepted = PRESETS[self.preset].parameters()
         for key, value in self.hyper.items():
             if key not in accepted:
@@ -253,7 +256,10 @@ class OptimizerConfig:
                     f"optimizer {self.label!r}: unknown hyperparameter {key!r}; "
                     f"{self.cls.__name__} accepts {', '.join(accepted)}"
                 )
-            _check_type(self.label, key, value, accepted[key].default)
+            _check_type(self.label, key, value, accepted[key])
+            limit = _LIMITS.get((self.cls.__name__, key))
+            if limit is not None and value is not None and not limit[0](value):
+                raise ValueError(f"optimizer {self.label!r}: {key} must be {limit[1]}, got {value!r}")
         if self.is_lbfgs and self.hyper.get("line_search_fn") not in (None, "strong_wolfe"):
             raise ValueError(
                 f"optimizer {self.label!r}: line_search_fn must be strong_wolfe or none, "
@@ -265,14 +271,48 @@ class OptimizerConfig:
             raise ValueError(f"optimizer {self.label!r}: {error}") from None
 
 
-def _check_type(label: str, key: str, value: Any, default: Any) -> None:
+#: limits torch does not check, on values it takes but that crash later or train nothing:
+#: (optimizer class, hyperparameter) → (test, what the value must be)
+_LIMITS: dict[tuple[str, str], tuple[Callable[[Any], bool], str]] = {
+    ("LBFGS", "history_size"): (lambda v: v >= 1, "a whole number ≥ 1 (the past steps L-BFGS keeps)"),
+    ("LBFGS", "max_iter"): (lambda v: v >= 1, "a whole number ≥ 1 (with 0 iterations nothing trains)"),
+    ("LBFGS", "max_eval"): (lambda v: v >= 1, "a whole number ≥ 1, or none (max_iter × 5/4)"),
+    ("LBFGS", "tolerance_grad"): (lambda v: v >= 0, "a number ≥ 0"),
+    ("LBFGS", "tolerance_change"): (lambda v: v >= 0, "a number ≥ 0"),
+    # above 1 the running average of squared gradients turns negative and every step is NaN
+    ("RMSprop", "alpha"): (lambda v: v <= 1, "a smoothing constant between 0 and 1"),
+}
+
+
+def _kinds(parameter: inspect.Parameter) -> set[str]:
+    """The type names of a constructor argument's annotation (``{"int", "None"}`` for
+    ``int | None``); empty when it has none."""
+    annotation = parameter.annotation
+    if annotation is inspect.Parameter.empty:
+        return set()
+    text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
+    return {part.strip() for part in text.split("|")}
+
+
+def _whole_number_typed(parameter: inspect.Parameter) -> bool:
+    kinds = _kinds(parameter)
+    return "int" in kinds and "float" not in kinds
+
+
+def _check_type(label: str, key: str, value: Any, parameter: inspect.Parameter) -> None:
     def fail(expected: str) -> None:
         raise ValueError(f"optimizer {label!r}: {key} must be {expected}, got {value!r}")
 
-    if isinstance(default, bool):
+    default = parameter.default
+    if value is None and (default is None or "None" in _kinds(parameter)):
+        return
+    if isinstance(default, bool) or _kinds(parameter) == {"bool"}:
         if not isinstance(value, bool):
             fail("true or false")
-    elif isinstance(default, int | float):
+    elif _whole_number_typed(parameter):
+        if isinstance(value, bool) or not isinstance(value, int):
+            fail("a whole number")
+    elif isinstance(default, int | float) or "float" in _kinds(parameter):
         if isinstance(value, bool) or not isinstance(value, int | float):
             fail("a number")
         if not math.isfinite(value):
@@ -284,6 +324,21 @@ def _check_type(label: str, key: str, value: Any, default: Any) -> None:
             fail("numbers")
 
 
+def _whole_numbers(preset: str, hyper: Mapping[str, Any]) -> dict[str, Any]:
+    """``hyper`` with a whole float (``10.0``, from a config file) given to a whole-number
+    hyperparameter as the int it stands for (so ``max_iter=10.0`` is ``max_iter=10``, one key)."""
+    accepted = PRESETS[preset].parameters()
+    return {
+        key: int(value)
+        if key in accepted
+        and _whole_number_typed(accepted[key])
+        and isinstance(value, float)
+        and value.is_integer()
+        else value
+        for key, value in hyper.items()
+    }
+
+
 def make_config(
     preset: str, overrides: Mapping[str, Any] | None = None, defaults: str = "seed", label: str | None = None
 ) -> OptimizerConfig:
@@ -292,7 +347,7 @@ def make_config(
         raise ValueError(f"unknown optimizer {preset!r}; presets: {', '.join(PRESETS)}")
     overrides = {k: _plain(v) for k, v in (overrides or {}).items()}
     hyper = {k: _plain(v) for k, v in PRESETS[preset].hyperparameters(defaults).items()}
-    hyper.update(overrides)
+    hyper = _whole_numbers(preset, {**hyper, **overrides})
     if label is None:
         label = (
             preset
@@ -302,6 +357,16 @@ def make_config(
     config = OptimizerConfig(preset=preset, hyper=hyper, label=label)
     config.validate()
     return config
+
+
+def config_spec(config: OptimizerConfig, defaults: str = "seed") -> str:
+    """The spec that gives ``config`` again under the ``defaults`` profile: its preset with the
+    hyperparameters that differ from the profile's (``adam:lr=0.05`` for a config file's ``fast =
+    {preset = "adam", lr = 0.05}``); ``parse_optimizers(spec, defaults)`` has the same class and
+    hyperparameters, so the same run keys."""
+    profile = {k: _plain(v) for k, v in PRESETS[config.preset].hyperparameters(defaults).items()}
+    changed = {k: v for k, v in config.hyper.items() if k not in profile or _plain(v) != profile[k]}
+    return format_spec(config.preset, changed) if changed else config.preset
 
 
 def parse_optimizers(spec: str, defaults: str = "seed") -> list[OptimizerConfig]:
@@ -364,10 +429,18 @@ def optimizers_from_config(table: Any, defaults: str = "seed") -> list[Optimizer
         raise ValueError("config 'optimizers' must be a table, a list or a string")
     configs = []
     for label, settings in table.items():
-        settings = dict(settings or {})
-        if not isinstance(settings, dict):
-            raise ValueError(f"config optimizer {label!r} must be a table of hyperparameters")
-        preset = str(settings.pop("preset", label)).lower()
+        if settings is None:
+            settings = {}
+        if not isinstance(settings, Mapping):
+            raise ValueError(
+                f"config optimizer {label!r} must be a table of hyperparameters "
+                f'(e.g. {{preset = "adam", lr = 0.01}}), got {settings!r}'
+            )
+        settings = dict(settings)
+        preset = settings.pop("preset", label)
+        if not isinstance(preset, str):
+            raise ValueError(f"config optimizer {label!r}: preset must be a name, got {preset!r}")
+        preset = preset.lower()
         configs.append(
             make_config(preset, settings, defaults, label=label if settings or label != preset else None)
         )

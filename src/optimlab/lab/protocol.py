@@ -24,19 +24,23 @@ table without training.
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
-from optimlab.lab.executor import Executor, LocalExecutor, cut_units
+from optimlab.lab.contours import contour_entry
+from optimlab.lab.executor import Executor, LocalExecutor, cut_units, unit_cost
+from optimlab.lab.plansize import check_disk, check_plan_size, plan_size
 from optimlab.lab.presets import (
     PRESETS,
     SEED_OPTIMIZERS,
     OptimizerConfig,
     SearchDim,
+    config_spec,
     optimizers_from_config,
     parse_optimizers,
 )
@@ -46,7 +50,11 @@ from optimlab.lab.run import Regularization, RunResult, RunSpec, canonical_json
 from optimlab.lab.schedules import ScheduleSpec, parse_schedule
 from optimlab.lab.settings import SETTINGS, Replicas, Tune
 from optimlab.lab.stats import median, quantile
-from optimlab.lab.storage import Store
+from optimlab.lab.storage import StorageError, Store
+
+#: warnings (a damaged stored run, trained again) go to the "optimlab.lab" logger: one line each on
+#: stderr unless the application routes them elsewhere
+_log = logging.getLogger("optimlab.lab")
 
 #: the seed of Optuna's tuning runs, kept apart from the evaluation seeds 0..S−1
 TUNING_SEED = 10_000
@@ -88,12 +96,22 @@ class Comparison:
         specs = [p.spec for p in self.problems]
         if len(set(specs)) != len(specs):
             raise ValueError("a problem is listed twice")
+        check_plan_size(self)  # before anything else looks at every run or epoch
+        self.check_schedule()
+
+    def check_schedule(self) -> None:
+        """Raise ``ValueError`` if the schedule cannot run the whole budget of every problem (a
+        warm-up as long as the run, a ``lambda`` negative at some epoch): before any training."""
+        if self.schedule is None:
+            return
         for problem in self.problems:
-            if self.schedule is not None:
-                budget = self.budget_for(problem)
+            budget = self.budget_for(problem)
+            try:
                 self.schedule.check_for(
                     budget.epochs_needed(problem.steps_per_epoch), problem.steps_per_epoch
                 )
+            except ValueError as error:
+                raise ValueError(f"{error} (problem {problem.spec})") from None
 
     @property
     def protocol(self) -> str:
@@ -170,10 +188,26 @@ def comparison_from(values: Mapping[str, Any]) -> Comparison:
 
 # --- obtaining runs -----------------------------------------------------------------------------
 
-ProgressFn = Callable[[str, "RunSpec | None", "RunResult | None"], None]
+
+@dataclass(frozen=True)
+class RunEvent:
+    """What :func:`run_comparison` tells its ``progress`` callback.
+
+    ``kind``: ``"planned"`` (once, before training: ``cost`` is the expected cost of every run to
+    train, in the units of :func:`optimlab.lab.executor.unit_cost`), ``"done"`` (``run`` was trained
+    and stored; ``cost`` is its share of its unit's cost) or ``"reused"`` (``run`` was found in the
+    store; ``cost`` 0)."""
+
+    kind: Literal["planned", "done", "reused"]
+    run: RunSpec | None = None
+    result: RunResult | None = None
+    cost: float = 0.0
 
 
-def _noop(event: str, run: RunSpec | None, result: RunResult | None) -> None:
+ProgressFn = Callable[[RunEvent], None]
+
+
+def _noop(event: RunEvent) -> None:
     return None
 
 
@@ -193,6 +227,9 @@ class _Runs:
         self.replicas, self.progress = replicas, progress
         self.trained = 0
         self.reused = 0
+        self._usable: set[str] = set()  # keys read and found usable
+        self._damaged: dict[str, str] = {}  # keys found damaged (to train again) → what is wrong
+        self._outdated: set[str] = set()  # keys stored by an older record version (to train again)
 
     def spec(self, problem: Problem, config: OptimizerConfig, seed: int, comparison: Comparison) -> RunSpec:
         return RunSpec.of(
@@ -204,26 +241,105 @@ class _Runs:
             comparison.regularization,
         )
 
+    def stored(self, runs: Sequence[RunSpec]) -> set[str]:
+        """The keys of ``runs`` stored with a usable row. A damaged row (truncated JSON, ``{}``,
+        ``null``, values of the wrong kind) is named in one warning line and counts as missing: it
+        is trained again and its row replaced; so is a run recorded by an older version
+        (:data:`~optimlab.lab.run.RECORD_VERSION`: evaluated once an epoch), one line saying how
+        many. Each row is read once per comparison."""
+        unknown = list({run.key for run in runs} - self._usable - set(self._damaged) - self._outdated)
+        if unknown:
+            usable, damaged, outdated = self.store.check(unknown)
+            self._usable |= usable
+            for run in runs:
+                if run.key in damaged and run.key not in self._damaged:
+                    self._damaged[run.key] = damaged[run.key]
+                    _log.warning(
+                        "warning: the stored run of %s · %s · seed %d (key %s) in %s is damaged (%s); "
+                        "training it again",
+                        run.problem,
+                        run.config.label,
+                        run.seed,
+                        run.key[:12],
+                        self.store.path,
+                        damaged[run.key],
+                    )
+            if outdated:
+                many = len(outdated) != 1
+                if self.store.read_only:  # cannot be replaced: the same training, coarser curves
+                    self._usable |= outdated
+                    then = "reused as recorded: the database is read-only"
+                else:
+                    self._outdated |= outdated
+                    then = f"training {'them' if many else 'it'} again (the same training, finer curves)"
+                _log.warning(
+                    "note: %d stored run%s in %s %s recorded when runs were evaluated once an epoch; %s",
+                    len(outdated),
+                    "s" if many else "",
+                    self.store.path,
+                    "were" if many else "was",
+                    then,
+                )
+        return {run.key for run in runs if run.key in self._usable}
+
     def obtain(self, runs: Sequence[RunSpec]) -> None:
-        """Make sure every run is stored (training the missing ones)."""
-        stored = self.store.current(run.key for run in runs)  # an older record is trained again
+        """Make sure every run is stored (training the missing, the damaged and the outdated ones)."""
+        stored = self.stored(runs)
         missing: list[RunSpec] = []
         seen: set[str] = set()
         for run in runs:
             if run.key in stored or run.key in seen:
                 if run.key in stored:
                     self.reused += 1
-                    self.progress("reused", run, None)
+                    self.progress(RunEvent("reused", run))
                 continue
             seen.add(run.key)
             missing.append(run)
         if not missing:
             return
+        if self.store.read_only:  # say so before training anything
+            raise StorageError(
+                f"this comparison needs {len(missing)} run(s) not stored in {str(self.store.path)!r}, "
+                f"which cannot be written: {self.store.read_only_reason}; use a writable --db (a "
+                "read-only database gives a report when every run is stored)"
+            )
         for unit, results in self.executor.train(cut_units(missing, self.problems, self.replicas)):
+            share = unit_cost(unit, self.problems[unit[0].problem]) / len(unit)
             for run, result in zip(unit, results, strict=True):
-                self.store.put(run.key, run.identity(), run.config.preset, result)
+                self.store.put(
+                    run.key,
+                    run.identity(),
+                    run.config.preset,
+                    result,
+                    replace=run.key in self._damaged or run.key in self._outdated,
+                )
+                self._usable.add(run.key)
+                self._damaged.pop(run.key, None)
+                self._outdated.discard(run.key)
                 self.trained += 1
-                self.progress("done", run, result)
+                self.progress(RunEvent("done", run, result, share))
+
+    def expected_cost(self, runs: Sequence[RunSpec], rounds: int = 1) -> float:
+        """The cost of training those of ``runs`` not stored yet, ``rounds`` times over."""
+        stored = self.stored(runs)
+        missing = list({run.key: run for run in runs if run.key not in stored}.values())
+        units = cut_units(missing, self.problems, self.replicas)
+        return rounds * sum(unit_cost(unit, self.problems[unit[0].problem]) for unit in units)
+
+
+def _final_runs(
+    comparison: Comparison,
+    runs: _Runs,
+    tuned: Mapping[tuple[str, str], tuple[OptimizerConfig, list[dict[str, Any]]]],
+) -> list[RunSpec]:
+    """Every configuration (the tuned one, with Optuna) on every seed."""
+    return [
+        runs.spec(problem, chosen, seed, comparison)
+        for problem in comparison.problems
+        for config in comparison.optimizers
+        for chosen in [tuned[problem.spec, config.label][0] if tuned else config]
+        for seed in comparison.seeds_for(problem)
+    ]
 
 
 def _final_loss(store: Store, keys: Sequence[str]) -> list[float]:
@@ -243,9 +359,9 @@ def run_comparison(
     """Run ``comparison``, storing every run in ``store``; returns the comparison's id.
 
     Runs already stored are reused, so an interrupted comparison resumes where it stopped.
-    ``progress(event, run, result)`` is called with ``"done"`` (a run trained and stored) and
-    ``"reused"`` (a run found in the store); :func:`planned_runs` gives the total for a progress
-    bar. Training is the ``executor``'s (:mod:`optimlab.lab.executor`; by default a
+    ``progress`` gets a :class:`RunEvent` for the expected cost before training (a progress bar's
+    total), every run trained and stored, and every run found stored; :func:`planned_runs` counts
+    the runs. Training is the ``executor``'s (:mod:`optimlab.lab.executor`; by default a
     :class:`~optimlab.lab.executor.LocalExecutor` of ``jobs`` processes: this one and ``jobs − 1``
     workers); storing is this function's.
 
@@ -259,34 +375,36 @@ def run_comparison(
     """
     if replicas not in ("auto", "off"):
         raise ValueError(f"replicas must be 'auto' or 'off', got {replicas!r}")
+    check_plan_size(comparison)  # the comparison may have changed since it was made
+    comparison.check_schedule()
     problems = {p.spec: p for p in comparison.problems}
     executor = executor if executor is not None else LocalExecutor(problems, jobs, memory_budget)
     runs = _Runs(store, problems, executor, replicas, progress)
     plan: dict[str, Any] = {"problems": []}
+    grid = [
+        runs.spec(problem, config.with_hyper(lr=lr), seed, comparison)
+        for problem in comparison.problems
+        for config in comparison.optimizers
+        for lr in (lr_grid(config.lr, comparison.lr_grid) if comparison.lr_grid else ())
+        for seed in comparison.seeds_for(problem)
+    ]
+    _check_disk(comparison, store, grid, runs)
     try:
         tuned: dict[tuple[str, str], tuple[OptimizerConfig, list[dict[str, Any]]]] = {}
         if comparison.tune == "optuna":
+            # the trials' hyperparameters are not known yet: a round of the given ones stands in
+            expected = runs.expected_cost(_final_runs(comparison, runs, {}), comparison.trials + 1)
+            progress(RunEvent("planned", cost=expected))
             tuned = _tune_optuna(comparison, runs)
         elif comparison.lr_grid:
-            runs.obtain(
-                [
-                    runs.spec(problem, config.with_hyper(lr=lr), seed, comparison)
-                    for problem in comparison.problems
-                    for config in comparison.optimizers
-                    for lr in lr_grid(config.lr, comparison.lr_grid)
-                    for seed in comparison.seeds_for(problem)
-                ]
-            )
+            progress(RunEvent("planned", cost=runs.expected_cost(grid)))
+            runs.obtain(grid)
         if not comparison.lr_grid:
             # one-shot: every run; Optuna: the chosen configurations on every seed (the lr grid's
             # chosen runs are part of the grid, already stored)
-            final = [
-                runs.spec(problem, chosen, seed, comparison)
-                for problem in comparison.problems
-                for config in comparison.optimizers
-                for chosen in [tuned[problem.spec, config.label][0] if tuned else config]
-                for seed in comparison.seeds_for(problem)
-            ]
+            final = _final_runs(comparison, runs, tuned)
+            if not tuned:
+                progress(RunEvent("planned", cost=runs.expected_cost(final)))
             runs.obtain(final)
         for problem in comparison.problems:
             entry = _problem_entry(problem, comparison)
@@ -300,15 +418,22 @@ def run_comparison(
 
 
 def planned_runs(comparison: Comparison) -> int:
-    """How many runs ``comparison`` needs (stored or not): for progress bars."""
-    total = 0
-    for problem in comparison.problems:
-        seeds = len(comparison.seeds_for(problem))
-        per_optimizer = seeds * (comparison.lr_grid or 1)
-        if comparison.tune == "optuna":
-            per_optimizer = comparison.trials + seeds
-        total += per_optimizer * len(comparison.optimizers)
-    return total
+    """How many runs ``comparison`` needs (stored or not): for progress bars
+    (:func:`optimlab.lab.plansize.plan_size` gives their steps and stored bytes too)."""
+    return plan_size(comparison).runs
+
+
+def _check_disk(comparison: Comparison, store: Store, grid: Sequence[RunSpec], runs: _Runs) -> None:
+    """Refuse, before planning, what the disk holding the database cannot take: the estimated
+    bytes of the runs not stored yet against its free space (the stored runs of a one-shot or lr
+    grid comparison are counted; an Optuna study's trials are not known before it runs)."""
+    size = plan_size(comparison)
+    free = store.free_bytes()
+    if store.read_only or free is None or size.bytes <= free:
+        return
+    known = [] if comparison.tune == "optuna" else (list(grid) or _final_runs(comparison, runs, {}))
+    stored = len(store.existing(run.key for run in known)) if known else 0
+    check_disk(size, stored / max(size.runs, 1), free, str(store.path))
 
 
 def _problem_entry(problem: Problem, comparison: Comparison) -> dict[str, Any]:
@@ -323,6 +448,7 @@ def _problem_entry(problem: Problem, comparison: Comparison) -> dict[str, Any]:
         "steps_per_epoch": problem.steps_per_epoch,
         "deterministic": bool(getattr(problem, "deterministic", False)),
         "seeds": comparison.seeds_for(problem),
+        "contour": contour_entry(problem),  # what a report draws a 2-D problem's contour from
         "optimizers": [],
     }
 
@@ -336,7 +462,13 @@ def _optimizer_entry(
 ) -> dict[str, Any]:
     """The plan's entry of one optimizer on one problem (its runs are stored by now)."""
     seeds = comparison.seeds_for(problem)
-    entry: dict[str, Any] = {"label": config.label, "preset": config.preset}
+    # spec: the configuration as given, written so that `-o SPEC --defaults D` gives it again (a
+    # config file's label is no spec); the tuned command of a report is made of these
+    entry: dict[str, Any] = {
+        "label": config.label,
+        "preset": config.preset,
+        "spec": config_spec(config, comparison.defaults),
+    }
     if comparison.tune == "optuna":
         config, entry["trials"] = tuned[problem.spec, config.label]
     elif comparison.lr_grid:

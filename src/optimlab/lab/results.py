@@ -15,7 +15,14 @@ Aggregates per problem and optimizer, over the evaluation seeds of its final con
 * ``wall_s``: the median wall time of a run; ``grad_evals``: the median gradient evaluations;
 * ``best_lr``: the learning rate used (chosen by the lr grid or Optuna when tuned);
 * ``metrics``: the median of each final evaluated metric (``val_accuracy``, ``zero_fraction``, …);
-* ``rank``: 1 = best, by median final loss, then median steps to target.
+* ``rank``: 1 = best, by median final loss, then median steps to target;
+* ``lr_at_grid_edge``: ``"low"``/``"high"`` when the lr grid's best learning rate is its lowest or
+  highest (the best may lie beyond the grid: widen it), else ``null``.
+
+Per problem, ``few_seeds`` is true when it was evaluated on fewer than :data:`MIN_SEEDS` seeds (and
+is not deterministic): its spreads and confidence intervals then say little. For a one-shot
+comparison, ``tuned_command`` is the command of the same comparison with an lr grid, and
+``tuned_runs`` how many runs it trains.
 
 Across problems, a performance profile (:func:`optimlab.lab.stats.performance_profile`) of the
 steps and of the gradient evaluations to target, with AlgoPerf's score.
@@ -24,16 +31,21 @@ steps and of the gradient evaluations to target, with AlgoPerf's score.
 from __future__ import annotations
 
 import math
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from optimlab import __version__
+from optimlab.lab.contours import Contour, from_entry
+from optimlab.lab.plansize import PlanSize, runs_size, total
 from optimlab.lab.run import RunResult
+from optimlab.lab.spec import format_spec, format_value
 from optimlab.lab.stats import Profile, bootstrap_ci, median, performance_profile, quantile, summary
-from optimlab.lab.storage import Store
+from optimlab.lab.storage import StorageError, Store
 
 
 @dataclass
@@ -48,6 +60,9 @@ class OptimizerData:
     runs: list[RunResult]
     grid: list[tuple[float, list[RunResult]]] = field(default_factory=list)
     trials: list[dict[str, Any]] = field(default_factory=list)
+    #: the spec that gives this configuration again under the comparison's defaults (``adam:lr=0.05``
+    #: for a config file's ``fast``); "" in plans stored before it was recorded
+    spec: str = ""
 
 
 @dataclass
@@ -62,6 +77,7 @@ class ProblemData:
     deterministic: bool
     seeds: list[int]
     optimizers: list[OptimizerData]
+    contour: Contour | None = None  #: a 2-D problem's contour (None: another problem, or stored before)
 
 
 @dataclass
@@ -79,14 +95,44 @@ class ComparisonData:
 
 
 def load_comparison(store: Store, comparison_id: str | None = None) -> ComparisonData:
-    """The comparison ``comparison_id`` (default: the latest) with its runs loaded from ``store``."""
+    """The comparison ``comparison_id`` (default: the latest) with its runs loaded from ``store``.
+
+    Raises :class:`~optimlab.lab.storage.StorageError` with one line when its plan is damaged, when
+    one of its runs is damaged, or when one is missing (statistics over fewer runs than the plan
+    says would be wrong numbers, silently): running the comparison again trains them anew."""
     cid, settings, plan = store.comparison(comparison_id)
+    try:
+        return _comparison_data(store, cid, settings, plan)
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        if isinstance(error, StorageError):
+            raise
+        raise StorageError(
+            f"comparison {cid} in {str(store.path)!r} is damaged (its plan lacks or mistypes {error}); "
+            "run it again to record it anew"
+        ) from None
+
+
+def _runs_of(store: Store, cid: str, keys: Sequence[str]) -> list[RunResult]:
+    runs = [stored.result for stored in store.runs(list(keys))]
+    if len(runs) != len(keys):
+        found = store.existing(keys)
+        missing = [k for k in keys if k not in found]
+        raise StorageError(
+            f"comparison {cid} in {str(store.path)!r} misses {len(missing)} of its runs "
+            f"(key {missing[0][:12]}{', …' if len(missing) > 1 else ''}); run it again to train them"
+        )
+    return runs
+
+
+def _comparison_data(
+    store: Store, cid: str, settings: dict[str, Any], plan: dict[str, Any]
+) -> ComparisonData:
     problems = []
     for p in plan["problems"]:
         optimizers = []
         for o in p["optimizers"]:
-            runs = [stored.result for stored in store.runs(o["keys"])]
-            grid = [(float(g["lr"]), [s.result for s in store.runs(g["keys"])]) for g in o.get("grid", [])]
+            runs = _runs_of(store, cid, o["keys"])
+            grid = [(float(g["lr"]), _runs_of(store, cid, g["keys"])) for g in o.get("grid", [])]
             optimizers.append(
                 OptimizerData(
                     label=o["label"],
@@ -97,6 +143,7 @@ def load_comparison(store: Store, comparison_id: str | None = None) -> Compariso
                     runs=runs,
                     grid=grid,
                     trials=o.get("trials", []),
+                    spec=str(o.get("spec", "")),
                 )
             )
         problems.append(
@@ -111,6 +158,7 @@ def load_comparison(store: Store, comparison_id: str | None = None) -> Compariso
                 deterministic=bool(p["deterministic"]),
                 seeds=list(p["seeds"]),
                 optimizers=optimizers,
+                contour=from_entry(p.get("contour")),
             )
         )
     return ComparisonData(id=cid, settings=settings, problems=problems, db_path=str(store.path))
@@ -183,25 +231,94 @@ def median_curve(runs: Sequence[RunResult], metric: str = "loss") -> dict[str, l
     }
 
 
+#: fewer evaluation seeds than this and a problem's spreads (IQR, 95 % CI) say little: flagged
+MIN_SEEDS = 3
+
+
+def lr_at_grid_edge(opt: OptimizerData) -> str | None:
+    """``"low"`` or ``"high"`` when the best learning rate of an lr grid (of two or more) is its
+    lowest or highest: the best may lie beyond the grid; ``None`` otherwise (or without a grid)."""
+    lrs = [lr for lr, _ in opt.grid]
+    if len(lrs) < 2:
+        return None
+    if opt.best_lr == min(lrs):
+        return "low"
+    if opt.best_lr == max(lrs):
+        return "high"
+    return None
+
+
+def few_seeds(problem: ProblemData) -> bool:
+    """Whether ``problem`` was evaluated on fewer than :data:`MIN_SEEDS` seeds (a deterministic
+    problem's one seed is every seed: never flagged)."""
+    return not problem.deterministic and len(problem.seeds) < MIN_SEEDS
+
+
 def _rank_key(entry: dict[str, Any]) -> tuple[float, float, str]:
     loss = entry["final_loss"]["median"]
     steps = entry["steps_to_target"]
     return (math.inf if loss is None else loss, math.inf if steps is None else steps, entry["label"])
 
 
-def tuned_command(data: ComparisonData) -> str:
-    """The command that runs this comparison tuned (lr grid of 7 on the same problems and seeds)."""
+#: the lr grid of the suggested tuned comparison
+TUNED_LR_GRID = 7
+
+
+def _optimizer_specs(data: ComparisonData) -> list[str]:
+    """The specs of the comparison's optimizers (each once): recorded in the plan, or, in a plan
+    stored before they were, the preset with every explicit hyperparameter (the same run keys)."""
+    specs: list[str] = []
+    recorded = data.problems[0].optimizers if data.problems else []
+    if recorded and all(o.spec for o in recorded):
+        specs = [o.spec for o in recorded]
+    else:
+        specs = [format_spec(o["preset"], o.get("hyper", {})) for o in data.settings.get("optimizers", [])]
+    return list(dict.fromkeys(specs))
+
+
+def tuned_command(data: ComparisonData, out: str | None = None) -> str:
+    """The command that runs this comparison tuned — an lr grid of :data:`TUNED_LR_GRID` around each
+    optimizer's own lr — and otherwise the same: problems, optimizers (as specs: a config file's
+    labels are not), seeds, defaults, budget, schedule, regularization, ``--db`` (this comparison's)
+    and ``--out`` (when given), each argument quoted for a POSIX shell (:func:`shlex.quote`)."""
     settings = data.settings
-    parts = ["optimlab compare"]
+    args = ["optimlab", "compare"]
     for spec in settings.get("problems", []):
-        parts.append(f"--problem {spec}")
-    labels = [o["label"] for o in settings.get("optimizers", [])]
-    if labels:
-        parts.append("--optimizers " + ",".join(labels))
-    parts.append(f"--seeds {settings.get('seeds', 5)} --lr-grid 7")
+        args += ["--problem", spec]
+    specs = _optimizer_specs(data)
+    if specs:
+        args += ["--optimizers", ",".join(specs)]
+    args += ["--seeds", str(settings.get("seeds", 5)), "--lr-grid", str(TUNED_LR_GRID)]
     if settings.get("defaults", "seed") != "seed":
-        parts.append(f"--defaults {settings['defaults']}")
-    return " ".join(parts)
+        args += ["--defaults", str(settings["defaults"])]
+    for unit, value in (settings.get("budget") or {}).items():
+        args += [f"--{unit}", str(value)]
+    if settings.get("schedule"):
+        args += ["--schedule", str(settings["schedule"])]
+    for name, option in (("weight_decay", "--weight-decay"), ("l1", "--l1"), ("clip_norm", "--clip-norm")):
+        value = (settings.get("regularization") or {}).get(name)
+        if value is not None:
+            args += [option, format_value(value)]
+    if data.db_path:
+        args += ["--db", data.db_path]
+    if out is not None:
+        args += ["--out", str(out)]
+    return shlex.join(args)
+
+
+def tuned_size(data: ComparisonData) -> PlanSize:
+    """How many runs (and steps) :func:`tuned_command` trains, stored or not (those of this
+    comparison are part of its grid: they are reused)."""
+    optimizers = len(_optimizer_specs(data))
+    return total(
+        runs_size(
+            len(p.seeds) * TUNED_LR_GRID * optimizers,
+            p.total_steps,
+            math.ceil(p.total_steps / max(p.steps_per_epoch, 1)),
+            any(r.trajectory is not None for o in p.optimizers for r in o.runs),
+        )
+        for p in data.problems
+    )
 
 
 #: the costs of the performance profiles: summary key -> the optimizer entry's field
@@ -224,8 +341,9 @@ def summary_profile(problems: dict[str, Any], cost: str = "steps") -> Profile | 
     return performance_profile(costs, floor=1.0)
 
 
-def summarize(data: ComparisonData) -> dict[str, Any]:
-    """The plain-data summary of a comparison (what ``summary.json`` holds)."""
+def summarize(data: ComparisonData, out: str | Path | None = None) -> dict[str, Any]:
+    """The plain-data summary of a comparison (what ``summary.json`` holds); ``out``, the folder it
+    is written to, goes into the suggested ``tuned_command``."""
     problems: dict[str, Any] = {}
     for problem in data.problems:
         entries = []
@@ -247,6 +365,7 @@ def summarize(data: ComparisonData) -> dict[str, Any]:
                     }
                     for lr, runs in opt.grid
                 ]
+            entry["lr_at_grid_edge"] = lr_at_grid_edge(opt)
             if opt.trials:
                 entry["trials"] = opt.trials
             entry["curve"] = median_curve(opt.runs)
@@ -262,6 +381,7 @@ def summarize(data: ComparisonData) -> dict[str, Any]:
             "total_steps": problem.total_steps,
             "deterministic": problem.deterministic,
             "seeds": problem.seeds,
+            "few_seeds": few_seeds(problem),
             "ranking": [e["label"] for e in entries],
             "optimizers": {e.pop("label"): e for e in entries},
         }
@@ -287,7 +407,8 @@ def summarize(data: ComparisonData) -> dict[str, Any]:
         "protocol": data.settings.get("protocol"),
         "one_shot": data.one_shot,
         "settings": data.settings,
-        "tuned_command": tuned_command(data) if data.one_shot else None,
+        "tuned_command": tuned_command(data, None if out is None else str(out)) if data.one_shot else None,
+        "tuned_runs": tuned_size(data).runs if data.one_shot else None,
         "notes": {
             "null": "null stands for +∞: a diverged run's loss, or a target never reached",
             "final_loss": "the full training objective after the last step, over the evaluation seeds",

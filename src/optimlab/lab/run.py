@@ -267,6 +267,29 @@ class RunResult:
         values.setdefault("record_version", 1)  # written before records said their version
         return cls(**values)
 
+    @classmethod
+    def from_stored(cls, data: Any) -> RunResult:
+        """The record of stored (untrusted) data: every field present and of its kind, or a
+        ``ValueError`` saying what is wrong (a truncated or hand-edited row must never pass for a
+        run)."""
+        if not isinstance(data, Mapping):
+            raise ValueError(f"{_kind_of(data)}, not a run's record")
+        missing = [name for name in _RESULT_FIELDS if name not in data]
+        if missing:
+            more = f" and {len(missing) - 3} more fields" if len(missing) > 4 else ""
+            raise ValueError(f"lacks {', '.join(missing[:3] if more else missing)}{more}")
+        for name, (test, wording) in _RESULT_FIELDS.items():
+            if not test(data[name]):
+                raise ValueError(f"{name!r} is {_kind_of(data[name])}, not {wording}")
+        trajectory = data.get("trajectory")
+        if trajectory is not None and not (
+            isinstance(trajectory, list) and all(p is None or _numbers(p) for p in trajectory)
+        ):
+            raise ValueError(f"'trajectory' is {_kind_of(trajectory)}, not a list of points")
+        if not isinstance(data.get("extra", {}), dict):
+            raise ValueError(f"'extra' is {_kind_of(data['extra'])}, not a table")
+        return cls.from_dict(data)
+
     def eval_curve(self, metric: str = "loss") -> tuple[list[int], list[float]]:
         """(steps, values) of an evaluated metric at each evaluation that holds it (the loss: every
         evaluation; the other metrics: the start and every epoch)."""
@@ -278,6 +301,57 @@ class RunResult:
         the budget ends within it) — what a plateau schedule reads; the evaluations within epochs
         (their ``epoch`` a fraction) left out."""
         return [e for e in self.evals if float(e["epoch"]).is_integer()]
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _numbers(value: Any) -> bool:
+    return isinstance(value, list) and all(_number(v) for v in value)
+
+
+def _metrics(value: Any) -> bool:
+    return isinstance(value, dict) and all(isinstance(k, str) and _number(v) for k, v in value.items())
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _kind_of(value: Any) -> str:
+    """How a wrong stored value is named in a message (short: a row can hold megabytes)."""
+    if value is None:
+        return "null"
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 40 else text[:37] + '...'}"
+
+
+#: what every stored result holds: field → (test, what it must be); ``trajectory`` and ``extra``
+#: are optional
+_RESULT_FIELDS: dict[str, tuple[Any, str]] = {
+    "problem": (lambda v: isinstance(v, str), "a problem spec"),
+    "optimizer": (lambda v: isinstance(v, str), "a label"),
+    "seed": (_whole, "a seed"),
+    "final_loss": (_number, "a number"),
+    "final_metrics": (_metrics, "a table of numbers"),
+    "losses": (_numbers, "a list of numbers"),
+    "lrs": (_numbers, "a list of numbers"),
+    "evals": (
+        lambda v: (
+            isinstance(v, list) and bool(v) and all(_metrics(e) and "loss" in e and "step" in e for e in v)
+        ),
+        "a list of evaluations (with loss and step)",
+    ),
+    "grad_evals": (_whole, "a count"),
+    "steps": (_whole, "a count"),
+    "wall_s": (_number, "a number"),
+    "diverged": (lambda v: isinstance(v, bool), "true or false"),
+    "divergence": (lambda v: v is None or isinstance(v, str), "a reason or null"),
+    "target_loss": (_number, "a number"),
+    "steps_to_target": (_number, "a number"),
+    "evals_to_target": (_number, "a number"),
+}
 
 
 def make_result(

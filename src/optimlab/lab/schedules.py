@@ -26,6 +26,7 @@ Public API: :func:`parse_schedule` → :class:`ScheduleSpec` (``build``, ``inter
 from __future__ import annotations
 
 import ast
+import functools
 import math
 import operator
 import warnings
@@ -226,7 +227,8 @@ class SafeExpression:
     """An arithmetic expression of ``epoch``, checked against a whitelist of ``ast`` nodes.
 
     Calling it evaluates the tree directly with floats (so ``10**10**10`` overflows instead of
-    building a huge integer); anything outside the whitelist — attributes, subscripts, names
+    building a huge integer), compiled once into closures; :meth:`check_epochs` evaluates it at
+    every epoch of a run before the run starts; anything outside the whitelist — attributes, subscripts, names
     other than ``epoch`` and the listed functions, lambdas, comprehensions — is refused at parse
     time with ``ValueError``.
     """
@@ -243,6 +245,7 @@ class SafeExpression:
             raise ValueError(f"lambda expression {self.text!r} is not valid: {error.msg}") from None
         self._check(tree.body)
         self.tree = tree.body
+        self._function = self._compile(tree.body)
 
     def _check(self, node: ast.AST) -> None:
         if isinstance(node, ast.Constant):
@@ -279,40 +282,69 @@ class SafeExpression:
                 f"(numbers, epoch, arithmetic, comparisons, if/else, {', '.join(_FUNCTIONS)})"
             )
 
-    def _eval(self, node: ast.AST, epoch: float) -> float:
+    def _compile(self, node: ast.AST) -> Callable[[float], float]:
+        """The checked tree as nested closures of ``epoch`` (floats throughout): what ``__call__``
+        runs, fast enough to check every epoch of a long run before it starts."""
         if isinstance(node, ast.Constant):
-            return float(node.value)
+            constant = float(node.value)
+            return lambda epoch: constant
         if isinstance(node, ast.Name):
-            return epoch
+            return lambda epoch: epoch
         if isinstance(node, ast.BinOp):
-            return _BINARY[type(node.op)](self._eval(node.left, epoch), self._eval(node.right, epoch))
+            binary, left, right = _BINARY[type(node.op)], self._compile(node.left), self._compile(node.right)
+            return lambda epoch: binary(left(epoch), right(epoch))
         if isinstance(node, ast.UnaryOp):
-            return _UNARY[type(node.op)](self._eval(node.operand, epoch))
+            unary, operand = _UNARY[type(node.op)], self._compile(node.operand)
+            return lambda epoch: unary(operand(epoch))
         if isinstance(node, ast.Compare):
-            left = self._eval(node.left, epoch)
-            for op, comparator in zip(node.ops, node.comparators, strict=True):
-                right = self._eval(comparator, epoch)
-                if not _COMPARE[type(op)](left, right):
-                    return 0.0
-                left = right
-            return 1.0
+            first = self._compile(node.left)
+            chain = [
+                (_COMPARE[type(op)], self._compile(c))
+                for op, c in zip(node.ops, node.comparators, strict=True)
+            ]
+
+            def compare(epoch: float) -> float:
+                left = first(epoch)
+                for test, comparator in chain:
+                    right = comparator(epoch)
+                    if not test(left, right):
+                        return 0.0
+                    left = right
+                return 1.0
+
+            return compare
         if isinstance(node, ast.IfExp):
-            branch = node.body if self._eval(node.test, epoch) else node.orelse
-            return self._eval(branch, epoch)
+            condition, body, orelse = (self._compile(n) for n in (node.test, node.body, node.orelse))
+            return lambda epoch: body(epoch) if condition(epoch) else orelse(epoch)
         assert isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-        return float(_FUNCTIONS[node.func.id](*(self._eval(arg, epoch) for arg in node.args)))
+        function, args = _FUNCTIONS[node.func.id], [self._compile(arg) for arg in node.args]
+        return lambda epoch: float(function(*(arg(epoch) for arg in args)))
 
     def __call__(self, epoch: int | float) -> float:
         try:
-            value = self._eval(self.tree, float(epoch))
+            value = self._function(float(epoch))
         except (OverflowError, ZeroDivisionError, ValueError) as error:
             raise ValueError(f"lambda expression {self.text!r} fails at epoch {epoch}: {error}") from None
         if isinstance(value, complex) or not math.isfinite(value) or value < 0:
-            raise ValueError(f"lambda expression {self.text!r} gives {value!r} at epoch {epoch} (need ≥ 0)")
+            shown = f"{value:.4g}" if isinstance(value, float) else repr(value)
+            raise ValueError(f"lambda expression {self.text!r} gives {shown} at epoch {epoch} (need ≥ 0)")
         return value
+
+    def check_epochs(self, epochs: int) -> None:
+        """Raise ``ValueError`` naming the first epoch of ``0 … epochs`` where the expression fails or
+        gives a negative or non-finite factor (a run of ``epochs`` epochs evaluates each: at the
+        start and after every epoch)."""
+        _check_lambda(self.text, epochs)
 
     def __repr__(self) -> str:
         return f"SafeExpression({self.text!r})"
+
+
+@functools.lru_cache(maxsize=64)
+def _check_lambda(text: str, epochs: int) -> None:
+    expression = SafeExpression(text)
+    for epoch in range(epochs + 1):
+        expression(epoch)
 
 
 # --- specs ------------------------------------------------------------------------------------
@@ -350,24 +382,33 @@ class ScheduleSpec:
         return self.text
 
     def build(
-        self, optimizer: Optimizer, *, epochs: int, steps_per_epoch: int
+        self, optimizer: Optimizer, *, epochs: int, steps_per_epoch: int, probe: bool = False
     ) -> lr_scheduler.LRScheduler | None:
         """The torch scheduler for ``optimizer`` over a run of ``epochs`` × ``steps_per_epoch`` steps
-        (``None`` for ``constant``). Raises ``ValueError`` for parameters torch rejects."""
+        (``None`` for ``constant``). Raises ``ValueError`` for parameters torch rejects, and for a
+        warm-up as long as the run; ``probe`` (a stand-in run, no real length) skips that."""
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
-                return self._build(optimizer, max(1, epochs), max(1, steps_per_epoch))
+                return self._build(optimizer, max(1, epochs), max(1, steps_per_epoch), probe)
         except (TypeError, ValueError, KeyError, ZeroDivisionError) as error:
             raise ValueError(f"schedule {self.text!r}: {error}") from None
 
     def check_for(self, epochs: int, steps_per_epoch: int) -> None:
-        """Raise ``ValueError`` if this schedule cannot run ``epochs`` × ``steps_per_epoch`` steps."""
+        """Raise ``ValueError`` if this schedule cannot run ``epochs`` × ``steps_per_epoch`` steps:
+        parameters that do not fit that length (a warm-up as long as the run), or a ``lambda``
+        that fails or gives a negative or non-finite factor at any epoch of it (each is evaluated,
+        so a run never stops half-way on its schedule)."""
         probe = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1, momentum=0.9)
         self.build(probe, epochs=epochs, steps_per_epoch=steps_per_epoch)
+        if self.kind == "lambda":
+            try:
+                SafeExpression(self.params["expression"]).check_epochs(max(1, epochs))
+            except ValueError as error:
+                raise ValueError(f"schedule {self.text!r} over a run of {epochs} epochs: {error}") from None
 
     def _build(
-        self, optimizer: Optimizer, epochs: int, steps_per_epoch: int
+        self, optimizer: Optimizer, epochs: int, steps_per_epoch: int, probe: bool = False
     ) -> lr_scheduler.LRScheduler | None:
         p = dict(self.params)
         total_steps = epochs * steps_per_epoch
@@ -394,6 +435,8 @@ class ScheduleSpec:
             p.setdefault("cycle_momentum", False)
             return lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, total_steps=total_steps, **p)
         warmup = int(p.pop("warmup_steps", max(1, total_steps // 10)))
+        if probe:  # a stand-in run: only check_for knows the run's length
+            total_steps = max(total_steps, warmup + 1)
         if warmup < 1 or warmup >= total_steps:
             raise ValueError(
                 f"warmup_steps must be between 1 and {total_steps - 1} (the run has {total_steps} steps)"
@@ -443,7 +486,7 @@ def parse_schedule(spec: str | None) -> ScheduleSpec | None:
     # build once on a dummy optimizer so that bad values fail here, with the spec in the message
     # (on a long run: limits that depend on the run's length are checked by ``check_for``)
     probe = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1, momentum=0.9)
-    spec_obj.build(probe, epochs=1000, steps_per_epoch=1000)
+    spec_obj.build(probe, epochs=1000, steps_per_epoch=1000, probe=True)
     return spec_obj
 
 
@@ -475,3 +518,13 @@ def lr_curve(
             metric = metrics[epoch] if metrics is not None and epoch < len(metrics) else 1.0
             step_scheduler(scheduler, metric)
     return curve
+
+
+def zero_lr_steps(spec: ScheduleSpec | None, epochs: int, steps_per_epoch: int) -> tuple[int, int] | None:
+    """The first and last step (0-based) of a run where ``spec`` holds the learning rate at exactly
+    0, or ``None``: such steps change nothing (seed 001's ``lambda epoch: epoch // 30`` does it for
+    its first 30 epochs)."""
+    if spec is None:
+        return None
+    zeros = [step for step, lr in enumerate(lr_curve(spec, 1.0, epochs, steps_per_epoch)) if lr == 0]
+    return (zeros[0], zeros[-1]) if zeros else None

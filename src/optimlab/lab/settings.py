@@ -117,6 +117,9 @@ def check_config(data: Mapping[str, Any], source: str) -> dict[str, Any]:
     unknown = sorted(set(data) - set(SETTINGS))
     if unknown:
         raise ValueError(f"{source}: unknown setting {unknown[0]!r}; known: {', '.join(sorted(SETTINGS))}")
+    for name, value in data.items():
+        if value is None:  # JSON's null: leave the setting out to get its default
+            raise ValueError(f"{name} ({source}) has no value (null); leave it out for the default")
     return {name: SETTINGS[name].check(value, source) for name, value in data.items()}
 
 

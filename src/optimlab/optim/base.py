@@ -241,7 +241,7 @@ class RuleOptimizer(Optimizer):
         what lets float16 gradients through."""
         return bool(self.defaults.get("fused"))
 
-    @torch.compiler.disable
+    @torch._disable_dynamo  # torch.compiler.disable, importing dynamo on the first call (as torch.optim)
     def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
         """Perform one optimization step (``closure`` re-evaluates the model and returns the loss).
 

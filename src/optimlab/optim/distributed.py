@@ -9,28 +9,32 @@ process that holds a shard.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable
 from typing import Any
 
 import torch
 from torch import Tensor
 
-try:  # a build of torch without torch.distributed has no DTensor
-    from torch.distributed.tensor import DTensor
-except ImportError:  # pragma: no cover - every build this project supports has it
-    DTensor = None  # type: ignore[assignment,misc]
+
+def _dtensor_class() -> type | None:
+    """``DTensor``, once something has imported it: a DTensor cannot exist before its module is
+    loaded, and importing it here would cost every ``import optimlab.optim`` half a second."""
+    module = sys.modules.get("torch.distributed.tensor")
+    return getattr(module, "DTensor", None) if module is not None else None
 
 
 def is_distributed(tensor: Any) -> bool:
     """Whether ``tensor`` is a DTensor."""
-    return DTensor is not None and isinstance(tensor, DTensor)
+    cls = _dtensor_class()
+    return cls is not None and isinstance(tensor, cls)
 
 
 def local(tensor: Tensor) -> Tensor:
     """The tensor this rank holds: a DTensor's local shard (its own storage, not a copy), or the
     tensor itself."""
-    if DTensor is not None and isinstance(tensor, DTensor):
-        return tensor._local_tensor
+    if is_distributed(tensor):
+        return tensor._local_tensor  # type: ignore[attr-defined]
     return tensor
 
 

@@ -3,14 +3,14 @@
 Reports read results (:mod:`optimlab.lab.results`, runs of :mod:`optimlab.lab.runner`); they never
 train, and their statistics are the lab's (:mod:`optimlab.lab.stats`).
 
-* :mod:`~optimlab.reports.data` — the plain containers (loss curves, lr sensitivity, 2-D surfaces);
-  :mod:`~optimlab.reports.adapt` — lab runs as those containers;
-* :mod:`~optimlab.reports.figures` — interactive Plotly figures; :mod:`~optimlab.reports.png` — their
-  matplotlib PNG twins and the animated GIF;
-* :mod:`~optimlab.reports.page` — the offline HTML page (Plotly's JavaScript embedded once);
+* :mod:`~optimlab.reports.figures` — one module per figure: its data, its interactive Plotly figure and
+  its matplotlib PNG twin (and the surface's animated GIF);
+* :mod:`~optimlab.reports.html` — the offline HTML page (Plotly's JavaScript embedded once);
   :mod:`~optimlab.reports.output` — a page with its PNG/GIF files under ``figures/``;
-* :mod:`~optimlab.reports.report` — ``report.html`` of a stored comparison (:func:`write_report`);
-  :mod:`~optimlab.reports.summary` — its ``summary.json`` (:func:`write_summary`);
+* :mod:`~optimlab.reports.report` — ``report.html`` of a stored comparison (:func:`write_report`): its
+  :mod:`~optimlab.reports.protocol` section, the :mod:`~optimlab.reports.ranking` tables and each
+  problem's :mod:`~optimlab.reports.section`; :mod:`~optimlab.reports.summary` — its ``summary.json``
+  (:func:`write_summary`);
 * :mod:`~optimlab.reports.pages` — the pages of ``optimlab surface``, ``schedule`` and ``lr-find``.
 """
 

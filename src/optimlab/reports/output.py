@@ -1,20 +1,28 @@
 """A page with its static figures: every interactive figure also goes to ``figures/NAME.png`` (and, for
-animations, ``figures/NAME.gif`` when asked), linked from the figure's caption by a relative path."""
+animations, ``figures/NAME.gif`` when asked), linked from the figure's caption by a relative path.
+
+Several commands may write into one folder (``report.html``, ``surface.html``, ``schedule.html``,
+``lr_find.html`` share ``figures/``), so each page records the files it wrote in a small manifest,
+``figures/.PAGE.json``. A page's next run removes the files its previous run wrote and this one did
+not (stale figures do not pile up), and never takes a name another page's manifest lists (commands do
+not overwrite each other's figures). Files no manifest lists are never touched.
+"""
 
 from __future__ import annotations
 
+import json
+import os
 import re
-from collections.abc import Callable
 from pathlib import Path
 
-import plotly.graph_objects as go
-
-from optimlab.reports.page import Page
+from optimlab.reports.figures.base import Twin
+from optimlab.reports.html import Page
 
 __all__ = ["FIGURES", "Output", "slug"]
 
 #: the folder (next to the page) that holds the PNG and GIF files
 FIGURES = "figures"
+_FIGURE_FILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\.(png|gif)")
 
 
 def slug(text: str, limit: int = 60) -> str:
@@ -23,55 +31,91 @@ def slug(text: str, limit: int = 60) -> str:
     return out or "figure"
 
 
-class Output:
-    """Write a :class:`Page` into ``out_dir`` with its figures' static twins under ``out_dir/figures``.
+def _listed(manifest: Path) -> set[str]:
+    """The figure files a manifest lists (nothing for a missing or unreadable one: then nothing is
+    known to be the page's)."""
+    try:
+        files = json.loads(manifest.read_text(encoding="utf-8"))["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return set()
+    return {f for f in files if isinstance(f, str) and _FIGURE_FILE.fullmatch(f)}
 
-    ``static=False`` skips the PNG files; ``gif=True`` writes the animations' GIFs too.
-    ``written`` lists every file written, the page last.
+
+class Output:
+    """Write a :class:`Page` as ``out_dir/filename`` with its figures' static twins under
+    ``out_dir/figures``.
+
+    ``static=False`` skips the PNG files; ``gif=True`` writes the animations' GIFs too. ``written``
+    lists every file written, the page last.
     """
 
-    def __init__(self, page: Page, out_dir: str | Path, *, static: bool = True, gif: bool = False) -> None:
+    def __init__(
+        self, page: Page, out_dir: str | Path, filename: str, *, static: bool = True, gif: bool = False
+    ) -> None:
         self.page = page
         self.dir = Path(out_dir)
+        self.filename = filename
         self.static = static
         self.gif = gif
         self.written: list[Path] = []
         self._names: set[str] = set()
+        self._others = self._claimed_by_other_pages()
 
     @property
     def figures_dir(self) -> Path:
         return self.dir / FIGURES
 
+    @property
+    def manifest(self) -> Path:
+        """``figures/.PAGE.json``: the figure files this page wrote last."""
+        return self.figures_dir / f".{Path(self.filename).stem}.json"
+
+    def _claimed_by_other_pages(self) -> set[str]:
+        if not self.figures_dir.is_dir():
+            return set()
+        claimed: set[str] = set()
+        for manifest in self.figures_dir.glob(".*.json"):
+            if manifest.name != self.manifest.name:
+                claimed |= _listed(manifest)
+        return claimed
+
     def name(self, *parts: str) -> str:
-        """A unique file stem made of ``parts`` (user text is made safe)."""
+        """A file stem made of ``parts`` (user text is made safe), unique on this page and not one
+        another page's figures use."""
         base = "-".join(slug(p) for p in parts if p)
         name, k = base, 2
-        while name in self._names:
+        while name in self._names or {f"{name}.png", f"{name}.gif"} & self._others:
             name, k = f"{base}-{k}", k + 1
         self._names.add(name)
         return name
 
-    def figure(
-        self,
-        fig: go.Figure,
-        name: str,
-        *,
-        caption: str | None = None,
-        png: Callable[[Path], Path] | None = None,
-        gif: Callable[[Path], Path] | None = None,
-    ) -> None:
-        """Add ``fig`` to the page; ``png(path)`` / ``gif(path)`` draw its static twins at ``path``."""
+    def figure(self, figure: Twin, name: str, *, caption: str | None = None) -> None:
+        """Add ``figure`` to the page, its PNG as ``figures/NAME.png`` and, when it animates and the
+        output asks for GIFs, its GIF as ``figures/NAME.gif``."""
         files: dict[str, str] = {}
-        if self.static and png is not None:
-            self.written.append(png(self.figures_dir / f"{name}.png"))
+        if self.static:
+            self.written.append(figure.png(self.figures_dir / f"{name}.png"))
             files["PNG"] = f"{FIGURES}/{name}.png"
+        gif = getattr(figure, "gif", None)
         if self.gif and gif is not None:
             self.written.append(gif(self.figures_dir / f"{name}.gif"))
             files["GIF"] = f"{FIGURES}/{name}.gif"
-        self.page.figure(fig, caption=caption, files=files or None)
+        self.page.figure(figure.plotly(), caption=caption, files=files or None)
 
-    def write(self, filename: str) -> Path:
-        """Write the page as ``out_dir/filename``; returns its path."""
-        path = self.page.write(self.dir / filename)
+    def write(self) -> Path:
+        """Write the page as ``out_dir/filename``, remove the figures its previous run wrote and this one
+        did not, and record this run's; returns the page's path."""
+        path = self.page.write(self.dir / self.filename)
+        mine = {p.name for p in self.written}
+        for stale in _listed(self.manifest) - mine - self._others:
+            (self.figures_dir / stale).unlink(missing_ok=True)
+        if mine:
+            tmp = self.manifest.with_name(self.manifest.name + ".tmp")
+            tmp.write_text(
+                json.dumps({"page": self.filename, "files": sorted(mine)}) + "\n", encoding="utf-8"
+            )
+            os.replace(tmp, self.manifest)
+        else:
+            self.manifest.unlink(missing_ok=True)
         self.written.append(path)
         return path

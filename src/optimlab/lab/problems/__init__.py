@@ -72,9 +72,12 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.util
+import inspect
 import os
 import sys
-from collections.abc import Callable, Iterable, Iterator
+import traceback
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 from torch import Tensor, nn
@@ -101,6 +104,7 @@ __all__ = [
     "get_problem",
     "mix_seed",
     "parse_options",
+    "problem_error",
     "problem_names",
     "reporting_user_errors",
     "seeded_module",
@@ -193,46 +197,112 @@ def _user_problem(module_name: str, factory_name: str, options: dict[str, Any], 
     cwd = os.getcwd()
     if cwd not in sys.path:  # `optimlab compare -p myproblems:make` from the folder that holds it
         sys.path.append(cwd)
+    files = _module_files(module_name)
     try:
         module = importlib.import_module(module_name)
     except ImportError as error:
-        raise ValueError(f"cannot import problem module {module_name!r}: {error}") from None
+        if error.name is not None and (module_name + ".").startswith(error.name + "."):
+            raise ValueError(f"cannot import problem module {module_name!r}: {error}") from None
+        raise problem_error(spec, error, files) from error  # the module imports something missing
+    except Exception as error:  # the module itself fails: a SyntaxError, 1/0 at import, …
+        raise problem_error(spec, error, files) from error
+    files |= _module_files(module_name)
     factory = getattr(module, factory_name, None)
     if not callable(factory):
         raise ValueError(f"module {module_name!r} has no callable {factory_name!r} (problem spec {spec!r})")
     try:
         problem = factory(**options)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"problem factory {module_name}:{factory_name} failed: {error}") from None
-    missing = [
-        attr
-        for attr in (
-            "name",
-            "description",
-            "target_loss",
-            "default_budget",
-            "steps_per_epoch",
-            "build_model",
-            "batches",
-            "loss",
-            "evaluate",
+        missing = [attr for attr in _PROTOCOL if not hasattr(problem, attr)]
+        budget, steps_per_epoch = (
+            getattr(problem, "default_budget", None),
+            getattr(problem, "steps_per_epoch", 1),
         )
-        if not hasattr(problem, attr)
-    ]
+        version = str(getattr(problem, "version", "1"))
+    except Exception as error:
+        raise problem_error(spec, error, files) from error
     if missing:
         raise ValueError(
             f"{module_name}:{factory_name} returned an object without {', '.join(missing)} "
             "(see the Problem protocol in optimlab.lab.problems)"
         )
-    if not isinstance(problem.default_budget, Budget):
+    if not isinstance(budget, Budget):
         raise ValueError(f"{module_name}:{factory_name}: default_budget must be an optimlab Budget")
+    if isinstance(steps_per_epoch, bool) or not isinstance(steps_per_epoch, int) or steps_per_epoch < 1:
+        raise ValueError(
+            f"{module_name}:{factory_name}: steps_per_epoch must be a whole number ≥ 1, "
+            f"got {steps_per_epoch!r}"
+        )
     # the stored key must name the user's factory and options, whatever the object calls itself
     user_spec = format_spec(f"{module_name}:{factory_name}", options)
-    return UserProblem(problem, user_spec)
+    return UserProblem(problem, user_spec, version, frozenset(files))
+
+
+#: what a user's problem object must have (the Problem protocol)
+_PROTOCOL = (
+    "name",
+    "description",
+    "target_loss",
+    "default_budget",
+    "steps_per_epoch",
+    "build_model",
+    "batches",
+    "loss",
+    "evaluate",
+)
+
+
+def _module_files(module_name: str) -> set[str]:
+    """The source file of ``module_name`` (found without importing it; empty when it cannot be)."""
+    module = sys.modules.get(module_name)
+    origin = getattr(module, "__file__", None)
+    if origin is None:
+        try:
+            found = importlib.util.find_spec(module_name)
+        except Exception:  # a parent package that fails: its own error comes with the import
+            found = None
+        origin = getattr(found, "origin", None)
+    return {os.path.abspath(origin)} if origin and os.path.exists(origin) else set()
 
 
 class ProblemError(ValueError):
-    """A user's problem raised while the lab trained it (the message names the problem)."""
+    """A user's problem raised while the lab loaded, planned or trained it, in this process or a
+    worker: one line ``problem SPEC: ExcType: message (file.py:LINE)`` naming the innermost place
+    in the user's module (:attr:`location`, ``""`` when none is known), with the original
+    exception as ``__cause__`` (out of a worker: its traceback as text), for ``--debug``."""
+
+    def __init__(self, message: str, spec: str = "", location: str = "") -> None:
+        super().__init__(message)
+        self.spec, self.location = spec, location
+
+    def __reduce__(self) -> tuple[Any, ...]:  # crosses process boundaries with its fields
+        return (type(self), (str(self), self.spec, self.location))
+
+
+def _where(filename: str, line: int | None) -> str:
+    """``file.py:LINE``, the file relative to the working directory when it is inside it."""
+    path = os.path.abspath(filename)
+    relative = os.path.relpath(path)
+    shown = relative if not relative.startswith("..") else path
+    return f"{shown}:{line}" if line else shown
+
+
+def _location(error: BaseException, files: frozenset[str] | set[str]) -> str:
+    """The innermost frame of ``error``'s traceback inside ``files`` (a SyntaxError: its own
+    file and line); ``""`` when none."""
+    if isinstance(error, SyntaxError) and error.filename and os.path.abspath(error.filename) in files:
+        return _where(error.filename, error.lineno)
+    inside = [f for f in traceback.extract_tb(error.__traceback__) if os.path.abspath(f.filename) in files]
+    return _where(inside[-1].filename, inside[-1].lineno) if inside else ""
+
+
+def problem_error(spec: str, error: BaseException, files: frozenset[str] | set[str]) -> ProblemError:
+    """The :class:`ProblemError` of ``error``, raised by the code of the problem ``spec`` whose
+    module is ``files`` (raise it ``from error``)."""
+    text = error.msg if isinstance(error, SyntaxError) else str(error)
+    message = " ".join(text.split())  # one line, whatever the user's message holds
+    location = _location(error, files)
+    line = f"problem {spec}: {type(error).__name__}" + (f": {message}" if message else "")
+    return ProblemError(line + (f" ({location})" if location else ""), spec, location)
 
 
 @contextlib.contextmanager
@@ -247,18 +317,50 @@ def reporting_user_errors(problem: Any) -> Iterator[None]:
     except Exception as error:
         if isinstance(error, ProblemError):
             raise
-        message = " ".join(str(error).split())  # one line, whatever the user's message holds
-        raise ProblemError(f"problem {problem.spec} raised {type(error).__name__}: {message}") from error
+        raise problem_error(problem.spec, error, problem.files) from error
 
 
 class UserProblem:
-    """A user's problem object with the spec it was loaded by (``module:factory[:options]``);
-    every other attribute is the object's own."""
+    """A user's problem object with the spec it was loaded by (``module:factory[:options]``) and
+    its module's files; every other attribute is the object's own. ``evaluate`` checks what the
+    user's ``evaluate`` returns (a mapping with ``"loss"``, numbers)."""
 
-    def __init__(self, problem: Any, spec: str) -> None:
+    def __init__(
+        self, problem: Any, spec: str, version: str = "1", files: frozenset[str] = frozenset()
+    ) -> None:
         self._problem = problem
         self.spec = spec
-        self.version = str(getattr(problem, "version", "1"))
+        self.version = version
+        self.files = files
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._problem, name)
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        metrics = self._problem.evaluate(model)
+        if not isinstance(metrics, Mapping) or "loss" not in metrics:
+            got = f"keys {sorted(map(str, metrics))}" if isinstance(metrics, Mapping) else repr(metrics)
+            raise self._error(f"evaluate() must return a dict with a 'loss' (the full objective), got {got}")
+        try:
+            return {str(key): float(value) for key, value in metrics.items()}
+        except (TypeError, ValueError, RuntimeError):
+            bad = next(k for k, v in metrics.items() if not _is_number(v))
+            raise self._error(f"evaluate() must return numbers, got {bad!r}: {metrics[bad]!r}") from None
+
+    def _error(self, message: str) -> ProblemError:
+        method = getattr(type(self._problem), "evaluate", None)
+        try:
+            filename, line = inspect.getsourcefile(method), inspect.getsourcelines(method)[1]  # type: ignore[arg-type]
+        except (TypeError, OSError):
+            filename, line = None, None
+        where = _where(filename, line) if filename and os.path.abspath(filename) in self.files else ""
+        text = f"problem {self.spec}: {message}" + (f" ({where})" if where else "")
+        return ProblemError(text, self.spec, where)
+
+
+def _is_number(value: Any) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError, RuntimeError):
+        return False
+    return True

@@ -1,0 +1,187 @@
+"""``optimlab compare``: a fair comparison — train (or reuse) every run, store it, write the report."""
+
+from __future__ import annotations
+
+import time
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+import optimlab.cli.app as cli
+from optimlab.cli.output import print_ranked_tables
+from optimlab.lab.settings import REPLICAS_CHOICES, SETTINGS, TUNE_CHOICES
+
+Tune = StrEnum("Tune", {choice: choice for choice in TUNE_CHOICES})  # type: ignore[misc]
+Replicas = StrEnum("Replicas", {choice: choice for choice in REPLICAS_CHOICES})  # type: ignore[misc]
+
+
+def _help(name: str, extra: str = "") -> str:
+    setting = SETTINGS[name]
+    default = (
+        ""
+        if setting.default is None or isinstance(setting.default, list)
+        else f" (default {setting.default})"
+    )
+    return setting.help + extra + default
+
+
+def _build_comparison(command_line: dict[str, Any], config_path: Path | None = None) -> Any:
+    """The comparison of the command line's settings over the config file's (see
+    :func:`optimlab.lab.settings.resolve`)."""
+    from optimlab.lab.presets import load_config
+    from optimlab.lab.protocol import comparison_from
+    from optimlab.lab.settings import resolve
+
+    config = load_config(config_path) if config_path is not None else {}
+    return comparison_from(resolve(command_line, config, f"config file {str(config_path)!r}"))
+
+
+@cli.app.command()
+def compare(
+    problem: cli.ProblemsOption = None,
+    optimizers: cli.OptimizersOption = None,
+    seeds: Annotated[int | None, typer.Option(metavar="N", min=1, help=_help("seeds"))] = None,
+    lr_grid: Annotated[
+        int | None, typer.Option("--lr-grid", metavar="N", min=1, help=_help("lr_grid"))
+    ] = None,
+    tune: Annotated[Tune | None, typer.Option(metavar="none|optuna", help=_help("tune"))] = None,  # type: ignore[valid-type]
+    budget: Annotated[int | None, typer.Option(metavar="TRIALS", min=1, help=_help("budget"))] = None,
+    epochs: Annotated[int | None, typer.Option(metavar="N", min=1, help=_help("epochs"))] = None,
+    steps: Annotated[int | None, typer.Option(metavar="N", min=1, help=_help("steps"))] = None,
+    schedule: Annotated[
+        str | None, typer.Option(metavar="KIND[:key=value,...]", help=_help("schedule", ", e.g. cosine"))
+    ] = None,
+    weight_decay: Annotated[
+        float | None, typer.Option("--weight-decay", metavar="λ", help=_help("weight_decay"))
+    ] = None,
+    l1: Annotated[float | None, typer.Option("--l1", metavar="λ", help=_help("l1"))] = None,
+    clip_norm: Annotated[
+        float | None, typer.Option("--clip-norm", metavar="NORM", help=_help("clip_norm"))
+    ] = None,
+    defaults: cli.DefaultsOption = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", metavar="FILE", help="a TOML/JSON file of these settings")
+    ] = None,
+    db: Annotated[Path, typer.Option(metavar="FILE", help="the SQLite file of all runs")] = Path(
+        "runs/optimlab.db"
+    ),
+    out: Annotated[Path, cli.out_option("summary.json, report.html and figures/")] = Path("runs"),
+    jobs: Annotated[
+        int, typer.Option(metavar="N", min=0, help="processes that train (0: one per CPU core)")
+    ] = 0,
+    replicas: Annotated[
+        Replicas,  # type: ignore[valid-type]
+        typer.Option(
+            metavar="auto|off",
+            help="auto: train the first-order runs of a problem together, batched; off: one by one",
+        ),
+    ] = Replicas.auto,  # type: ignore[attr-defined]
+    gif: Annotated[
+        bool, typer.Option("--gif", help="also write the 2-D surfaces' animations as GIFs")
+    ] = False,
+    png: Annotated[bool, typer.Option("--png/--no-png", help="write every figure as a PNG too")] = True,
+) -> None:
+    """Compare optimizers on problems under a fair protocol; keep every run; write a report."""
+    command_line = {
+        "problems": problem,
+        "optimizers": optimizers,
+        "defaults": defaults,
+        "seeds": seeds,
+        "lr_grid": lr_grid,
+        "tune": tune,
+        "budget": budget,
+        "epochs": epochs,
+        "steps": steps,
+        "schedule": schedule,
+        "weight_decay": weight_decay,
+        "l1": l1,
+        "clip_norm": clip_norm,
+    }
+    with cli.errors_as_lines():
+        comparison = _build_comparison(command_line, config)
+        cli.check_out_dir(out)
+        _warn_of_a_zero_lr(comparison)
+    _run(comparison, db, out, jobs, str(getattr(replicas, "value", replicas)), gif=gif, png=png)
+
+
+def _warn_of_a_zero_lr(comparison: Any) -> None:
+    """A schedule that holds the lr at 0 trains nothing while it does: said, not refused."""
+    from optimlab.lab.schedules import zero_lr_steps
+
+    if comparison.schedule is None:
+        return
+    for problem in comparison.problems:
+        budget = comparison.budget_for(problem)
+        steps = budget.total_steps(problem.steps_per_epoch)
+        if steps > 200_000:  # too long to trace the schedule step by step here
+            continue
+        span = zero_lr_steps(
+            comparison.schedule, budget.epochs_needed(problem.steps_per_epoch), problem.steps_per_epoch
+        )
+        if span is not None:
+            cli.err_console.print(
+                f"warning: schedule {comparison.schedule.text!r} holds the lr at 0 from step {span[0]} "
+                f"to {span[1]} of {problem.spec}'s {steps} steps: nothing is learned there",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
+
+
+def _run(comparison: Any, db: Path, out: Path, jobs: int, replicas: str, *, gif: bool, png: bool) -> None:
+    import torch
+
+    from optimlab.cli.progress import CostProgress
+    from optimlab.lab.executor import default_jobs
+    from optimlab.lab.protocol import RunEvent, run_comparison
+    from optimlab.lab.results import load_comparison, summarize
+    from optimlab.lab.storage import Store
+    from optimlab.reports import write_report, write_summary
+    from optimlab.reports.output import FIGURES
+
+    torch.set_num_threads(
+        1
+    )  # tiny models: one thread per process is fastest (benchmarks/compare_settings.py)
+    started = time.perf_counter()
+    workers = jobs or default_jobs()
+    interrupted = f"interrupted; every finished run is kept in {db} — run the same command to resume"
+    with cli.errors_as_lines(interrupted):
+        store = Store(db)
+        with store, CostProgress(f"{comparison.protocol} comparison") as bar:
+
+            def on_event(event: RunEvent) -> None:
+                if event.kind == "planned":
+                    bar.plan(event.cost)
+                elif event.run is not None:
+                    label = f"{event.run.problem} · {event.run.config.label}"
+                    bar.done(event.cost, label) if event.kind == "done" else bar.found(label)
+
+            comparison_id = run_comparison(
+                comparison, store, jobs=workers, progress=on_event, replicas=replicas
+            )
+            data = load_comparison(store, comparison_id)
+        counts = (bar.trained, bar.reused)
+        summary = summarize(data, out)
+        try:
+            summary_path = write_summary(summary, out)
+            report_path = write_report(data, out, summary, gif=gif, static=png)
+        except OSError as error:
+            raise cli.fail(cli.os_message(error, "cannot write the report")) from None
+    print_ranked_tables(summary)
+    if summary["one_shot"]:
+        cli.console.print(
+            "[bold]One-shot comparison[/]: every optimizer at fixed default settings, which says "
+            f"little about which is better. A tuned comparison ({summary['tuned_runs']:,} runs):"
+        )
+        cli.console.print(f"  {summary['tuned_command']}", markup=False, highlight=False, soft_wrap=True)
+    elapsed = time.perf_counter() - started
+    cli.console.print(
+        f"{counts[0]} run{'s' if counts[0] != 1 else ''} trained, {counts[1]} reused from {db}, "
+        f"in {elapsed:.1f} s "
+        f"({workers} worker{'s' if workers > 1 else ''}); wrote {summary_path} and {report_path}"
+        + (f", its figures in {report_path.parent / FIGURES}" if png or gif else ""),
+        markup=False,
+        highlight=False,
+    )

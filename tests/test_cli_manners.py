@@ -1,0 +1,243 @@
+"""The command line's manners: every bad input is one line and exit code 2 (never a traceback), Ctrl-C
+is one line and 130 in every command, stored runs stay as they were; --version, -h, --debug, the
+same -p/-o everywhere, and ``list`` with every option's default."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from optimlab.cli import app, main
+
+runner = CliRunner()
+SMALL = ["-p", "parabola:n=64", "-o", "sgd,adam", "--seeds", "1", "--epochs", "1", "--jobs", "1", "--no-png"]
+
+
+@pytest.fixture(scope="module")
+def stored(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """A database holding the runs of SMALL."""
+    folder = tmp_path_factory.mktemp("stored")
+    result = runner.invoke(app, ["compare", *SMALL, "--db", str(folder / "lab.db"), "--out", str(folder)])
+    assert result.exit_code == 0, result.output
+    return (folder / "lab.db").read_bytes()
+
+
+def _one_line_exit_2(result, message: str) -> None:
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr, result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.output
+
+
+# a config file's setting of the wrong kind: (file name, text, words of the message)
+CONFIGS = [
+    ("list-for-number.toml", "seeds = [1, 2]", "seeds (config file"),
+    ("bool-for-number.toml", "seeds = true", "whole number"),
+    ("fraction-for-count.json", '{"lr_grid": 2.7}', "lr_grid"),
+    ("null.json", '{"seeds": null}', "has no value"),
+    ("number-for-list.toml", "problems = 5", "problems (config file"),
+    ("table-for-list.toml", "problems = {parabola = 1}", "problems (config file"),
+    ("number-for-spec.toml", "schedule = 5", "schedule (config file"),
+    ("table-for-spec.toml", "schedule = {kind = 'step'}", "schedule (config file"),
+    ("text-for-number.toml", 'weight_decay = "a lot"', "weight_decay (config file"),
+    ("list-for-rate.toml", "l1 = [0.1]", "l1 (config file"),
+    ("bool-for-norm.toml", "clip_norm = true", "clip_norm (config file"),
+    ("number-for-optimizer.toml", "[optimizers]\nadam = 5", "must be a table of hyperparameters"),
+    ("list-for-optimizer.toml", "[optimizers]\nadam = [1, 2]", "must be a table of hyperparameters"),
+    ("number-for-preset.toml", "[optimizers.fast]\npreset = 3", "preset must be a name"),
+    ("unknown.toml", "sedes = 3", "unknown setting 'sedes'"),
+    ("malformed.toml", "seeds = = 3", "is malformed"),
+]
+
+
+@pytest.mark.parametrize(("name", "text", "message"), CONFIGS, ids=[c[0] for c in CONFIGS])
+def test_a_config_file_of_the_wrong_kinds_is_one_line(
+    tmp_path: Path, stored: bytes, name: str, text: str, message: str
+) -> None:
+    config = tmp_path / name
+    config.write_text(text)
+    db = tmp_path / "lab.db"
+    db.write_bytes(stored)
+    result = runner.invoke(app, ["compare", "--config", str(config), "--db", str(db), "--out", str(tmp_path)])
+    _one_line_exit_2(result, message)
+    assert db.read_bytes() == stored
+
+
+@pytest.mark.parametrize(
+    ("schedule", "message"),
+    [
+        ("step:step_size=0", "step_size must be a whole number"),
+        ("cosine:T_max=0", "T_max must be a whole number"),
+        ("cosine:T_max=1e400", "T_max must be a whole number"),
+        ("exponential:gamma=-0.5", "makes the lr zero or negative"),
+        ("onecycle:max_lr=-1", "max_lr must be a learning rate > 0"),
+        ("cosine:eta_min=-1", "eta_min must be a learning rate ≥ 0"),
+        ("exponential:gamma=nan", "gamma must be"),
+        ("plateau:patience=abc", "patience must be a whole number"),
+        ("multistep:milestones=-1/2", "milestones must be"),
+        ("onecycle:three_phase=maybe", "three_phase must be true or false"),
+    ],
+)
+def test_schedules_that_cannot_work_are_one_line_in_compare_and_schedule(
+    tmp_path: Path, stored: bytes, schedule: str, message: str
+) -> None:
+    db = tmp_path / "lab.db"
+    db.write_bytes(stored)
+    compare = runner.invoke(
+        app, ["compare", *SMALL, "--schedule", schedule, "--db", str(db), "--out", str(tmp_path)]
+    )
+    _one_line_exit_2(compare, message)
+    assert db.read_bytes() == stored
+    _one_line_exit_2(runner.invoke(app, ["schedule", schedule, "--out", str(tmp_path)]), message)
+
+
+def test_version_and_short_help(capsys: pytest.CaptureFixture[str]) -> None:
+    from optimlab import __version__
+
+    for flag in ("--version", "-V"):
+        result = runner.invoke(app, [flag])
+        assert result.exit_code == 0 and result.stdout.strip() == f"optimlab {__version__}"
+    for command in ([], ["compare"], ["surface"], ["schedule"], ["lr-find"], ["list"]):
+        result = runner.invoke(app, [*command, "-h"])
+        assert result.exit_code == 0 and result.stdout.startswith("Usage: "), command
+        assert "<bool>" not in result.stdout and "<int range>" not in result.stdout  # readable placeholders
+
+
+def test_every_command_takes_problems_and_optimizers_as_p_and_o(tmp_path: Path) -> None:
+    for command in ("compare", "surface", "lr-find"):
+        text = runner.invoke(app, [command, "-h"]).stdout
+        assert "-p, --problem SPEC" in text and "-o, --optimizers" in text, command
+    surface = runner.invoke(
+        app, ["surface", "-p", "booth", "-o", "sgd,adam", "--steps", "5", "--no-gif", "--out", str(tmp_path)]
+    )
+    assert surface.exit_code == 0, surface.output
+    found = runner.invoke(
+        app,
+        [
+            "lr-find",
+            "-p",
+            "parabola:n=64",
+            "-o",
+            "sgd",
+            "--seeds",
+            "1",
+            "--steps",
+            "10",
+            "--out",
+            str(tmp_path),
+        ],
+    )
+    assert found.exit_code == 0, found.output
+    both = runner.invoke(app, ["surface", "booth", "-p", "booth", "--out", str(tmp_path)])
+    _one_line_exit_2(both, "give the surface once")
+
+
+def test_list_shows_every_option_with_its_default() -> None:
+    result = runner.invoke(app, ["list"])
+    assert result.exit_code == 0
+    text = " ".join(result.stdout.replace("│", " ").split())
+    for words in (
+        "step_size: epochs between decays",  # a schedule's parameters
+        "T_max",
+        "warmup_steps",
+        "n: number of training points (default 1000)",  # a problem's options
+        "lr=0.01",  # the seed defaults, written as specs
+        "betas=0.9/0.99",
+        "nesterov=true",
+        "seeds 5 seeds per configuration",  # compare's settings and their defaults
+    ):
+        assert words in text, words
+    assert "True" not in result.stdout  # values as a spec writes them, not Python's
+
+
+# Ctrl-C at any moment of every command: one line, exit code 130, nothing else
+INTERRUPTED = [
+    (["compare", *SMALL], "optimlab.lab.protocol.run_comparison"),
+    (["compare", *SMALL], "optimlab.lab.protocol.comparison_from"),
+    (["surface", "-p", "booth", "--steps", "5"], "optimlab.lab.runner.train_batch"),
+    (["schedule", "step"], "optimlab.lab.schedules.lr_curve"),
+    (["lr-find", "-p", "parabola", "-o", "sgd"], "optimlab.lab.lr_find.problem_range_test"),
+    (["list"], "optimlab.cli.listing._lines"),
+]
+
+
+@pytest.mark.parametrize(
+    ("args", "target"), INTERRUPTED, ids=[f"{a[0]}-{t.split('.')[-1]}" for a, t in INTERRUPTED]
+)
+def test_ctrl_c_in_every_command_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], args, target
+) -> None:
+    def interrupt(*_args, **_kwargs):
+        raise KeyboardInterrupt
+
+    module, _, name = target.rpartition(".")
+    monkeypatch.setattr(sys.modules.get(module) or __import__(module, fromlist=[name]), name, interrupt)
+    extra = ["--db", str(tmp_path / "lab.db")] if args[0] == "compare" else []
+    out = [] if args[0] == "list" else ["--out", str(tmp_path)]
+    with pytest.raises(SystemExit) as info:
+        main([*args, *extra, *out])
+    assert info.value.code == 130
+    err = capsys.readouterr().err
+    assert err.startswith("error: interrupted") and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_a_users_problem_error_is_one_line_and_debug_shows_the_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "myproblems.py").write_text(
+        textwrap.dedent("""
+            import torch
+            from torch import nn
+            from optimlab.lab.problems import Budget, TensorProblem
+
+            class Broken(TensorProblem):
+                name, description, target_loss = "broken", "a loss that raises", 1e-3
+                default_budget = Budget(epochs=1)
+
+                def __init__(self):
+                    super().__init__({})
+                    self.x = torch.linspace(-1, 1, 8).unsqueeze(1)
+                    self.y = self.x
+
+                def make_model(self):
+                    return nn.Linear(1, 1)
+
+                def loss(self, output, target):
+                    raise RuntimeError("no loss today")
+
+            def make():
+                return Broken()
+        """)
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    args = ["compare", "-p", "myproblems:make", "-o", "sgd", "--seeds", "1", "--jobs", "1", "--no-png"]
+    with pytest.raises(SystemExit) as info:
+        main([*args, "--db", str(tmp_path / "lab.db"), "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.count("\n") == 1 and "no loss today" in err and "Traceback" not in err
+    with pytest.raises(SystemExit) as info:
+        main([*args, "--db", str(tmp_path / "lab.db"), "--out", str(tmp_path), "--debug"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "Traceback" in err and "myproblems.py" in err
+    assert (
+        err.strip().splitlines()[-1].startswith("error:") and "no loss today" in err.strip().splitlines()[-1]
+    )
+
+
+def test_a_schedule_that_holds_the_lr_at_zero_is_trained_but_warned_about(tmp_path: Path) -> None:
+    args = ["compare", "-p", "parabola:n=64", "-o", "sgd", "--seeds", "1", "--epochs", "40", "--no-png"]
+    result = runner.invoke(
+        app,
+        [*args, "--schedule", "lambda:epoch//30", "--db", str(tmp_path / "lab.db"), "--out", str(tmp_path)],
+    )
+    assert result.exit_code == 0, result.output
+    assert "holds the lr at 0 from step 0 to 59" in " ".join(result.stderr.split())
+    assert "1 run trained" in " ".join(result.stdout.split())
+    fine = runner.invoke(
+        app, [*args, "--schedule", "cosine", "--db", str(tmp_path / "lab.db"), "--out", str(tmp_path)]
+    )
+    assert fine.exit_code == 0 and "warning" not in fine.stderr
