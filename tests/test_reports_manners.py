@@ -7,6 +7,7 @@ about."""
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 from types import SimpleNamespace
@@ -138,7 +139,11 @@ def test_loss_axes_are_log_across_decades_and_symlog_where_losses_go_negative(tm
     adam = next(t for t in loss["data"] if t.get("name") == "adam")
     final = data.problems[0].optimizers[1].runs[0].final_loss
     assert final < -1 and adam["customdata"][-1] == pytest.approx(final, rel=1e-5)  # hover: the loss itself
-    assert -4 < adam["y"][-1] < 0  # drawn in symlog units
+    drawn = adam["y"][-1]  # in symlog units, sign(v)·log10(1 + |v|/linthresh), linthresh a power of ten:
+    linthresh = abs(final) / (10.0 ** abs(drawn) - 1.0)
+    assert final < drawn < 0 and math.log10(linthresh) == pytest.approx(
+        round(math.log10(linthresh)), abs=1e-4
+    )
     curves = {o.label: c for o in data.problems[0].optimizers if (c := _eval(o.runs)) is not None}
     assert LossFigure(curves).draw().axes[0].get_yscale() == "symlog"
     assert (tmp_path / "out" / "figures" / "saddle-loss.png").is_file()
