@@ -68,3 +68,46 @@ def test_the_range_test_reports_its_steps() -> None:
     counter = Counter()
     stopped = range_test(lambda lr: lr, min_lr=1.0, max_lr=1e6, steps=200, on_steps=counter)
     assert stopped.diverged and counter.total == len(stopped.losses) < 200
+
+
+def test_surface_and_lr_find_show_their_steps_with_an_eta(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from optimlab.cli import app
+
+    runner = CliRunner()
+    surface = runner.invoke(
+        app,
+        [
+            "surface",
+            "-p",
+            "booth",
+            "-o",
+            "sgd,adam,lbfgs",
+            "--steps",
+            "40",
+            "--no-gif",
+            "--out",
+            str(tmp_path),
+        ],
+    )
+    assert surface.exit_code == 0, surface.output
+    assert "3 optimizers on booth" in surface.stdout and "120/120 steps" in surface.stdout
+    lr_find = runner.invoke(
+        app,
+        [
+            "lr-find",
+            "-p",
+            "parabola:n=64",
+            "-o",
+            "sgd,adam",
+            "--steps",
+            "50",
+            "--seeds",
+            "2",
+            "--out",
+            str(tmp_path),
+        ],
+    )
+    assert lr_find.exit_code == 0, lr_find.output
+    assert "lr range test · adam (2/2)" in lr_find.stdout and "200/200 steps" in lr_find.stdout

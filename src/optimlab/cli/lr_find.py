@@ -9,6 +9,7 @@ import typer
 
 import optimlab.cli.app as cli
 from optimlab.cli.output import print_written, table
+from optimlab.cli.progress import StepProgress
 
 
 @cli.app.command("lr-find")
@@ -48,15 +49,17 @@ def lr_find(
         seed_list = list(range(seeds))
         summaries = {}
         stopped = {}
-        with reporting_user_errors(task):
+        bar = StepProgress("lr range test", len(configs) * seeds * steps)
+        with bar, reporting_user_errors(task):
             for number, config in enumerate(configs, 1):
-                with cli.console.status(
-                    f"{config.label} ({number}/{len(configs)}): {seeds} × {steps} steps …"
-                ):
-                    results = [
-                        problem_range_test(task, config, seed, min_lr=min_lr, max_lr=max_lr, steps=steps)
-                        for seed in seed_list
-                    ]
+                bar.describe(f"lr range test · {config.label} ({number}/{len(configs)})")
+                results = []
+                for seed in seed_list:
+                    result = problem_range_test(
+                        task, config, seed, min_lr=min_lr, max_lr=max_lr, steps=steps, on_steps=bar.advance
+                    )
+                    bar.advance(steps - len(result.losses))  # a test that stopped early is done
+                    results.append(result)
                 stopped[config.label] = sum(r.diverged for r in results)
                 summaries[config.label] = summarize(results)
         written = write_lr_find_page(

@@ -13,7 +13,14 @@ from __future__ import annotations
 import time
 from types import TracebackType
 
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from optimlab.cli.app import console
 
@@ -83,3 +90,44 @@ class CostProgress:
         self.progress.update(
             self.task, completed=self.finished, description=f"{self.title} · {label}", counts=counts, **fields
         )
+
+
+class StepProgress:
+    """A bar of training steps with an ETA, for commands that train in this process (``surface``,
+    ``lr-find``): ``with StepProgress("adam", total) as bar: train(..., on_steps=bar.advance)``.
+
+    The trainers call ``on_steps(n)`` at their evaluations (:mod:`optimlab.lab.loop`), their calls
+    adding up to the steps trained; a run that stops early (diverged) leaves its steps undone, and
+    the bar is filled when the command ends without error."""
+
+    def __init__(self, title: str, total: int) -> None:
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TaskProgressColumn(),
+            TextColumn("{task.completed:,.0f}/{task.total:,.0f} steps"),
+            TimeRemainingColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        )
+        self.task = self.progress.add_task(title, total=max(total, 1))
+
+    def __enter__(self) -> StepProgress:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        if kind is None:
+            self.progress.update(self.task, completed=self.progress.tasks[0].total)
+        self.progress.__exit__(kind, error, trace)
+
+    def describe(self, title: str) -> None:
+        """Say what is training now."""
+        self.progress.update(self.task, description=title)
+
+    def advance(self, steps: int) -> None:
+        """``steps`` more were trained."""
+        self.progress.advance(self.task, steps)

@@ -10,6 +10,7 @@ import typer
 
 import optimlab.cli.app as cli
 from optimlab.cli.output import print_written, table
+from optimlab.cli.progress import StepProgress
 
 SURFACE_OPTIMIZERS = "sgd,momentum,nesterov,adagrad,rmsprop,adam"
 
@@ -70,10 +71,11 @@ def surface(
         cli.check_out_dir(out)
         budget = Budget(steps=steps) if steps is not None else task.default_budget
         runs = [RunSpec.of(task, c, seed, budget) for c in configs]
-        status = cli.console.status(f"training {len(configs)} optimizers × {budget} on {task.spec} …")
-        with status, reporting_user_errors(task):
+        steps_each = budget.total_steps(task.steps_per_epoch)
+        bar = StepProgress(f"{len(configs)} optimizers on {task.spec}", len(runs) * steps_each)
+        with bar, reporting_user_errors(task):
             # first-order optimizers train together as batched replicas; L-BFGS on its own
-            trained = train_batch(task, runs)
+            trained = train_batch(task, runs, on_steps=bar.advance)
         results = {c.label: result for c, result in zip(configs, trained, strict=True)}
         by_label = {c.label: c for c in configs}
         written = write_surface_page(task, results, by_label, out, gif=gif)
