@@ -22,14 +22,16 @@ from optimlab.lab.schedules import parse_schedule
 @pytest.mark.parametrize(
     ("total", "per_epoch", "interval"),
     [
-        (384, 32, 8),  # parabola: 12 epochs of 32 steps, 4 evaluations an epoch
-        (450, 45, 12),  # digits: 10 epochs of 45 steps, at most 4 evaluations an epoch
-        (90, 45, 12),  # a short budget of long epochs: still at most 4 an epoch, not every other step
+        (384, 32, 16),  # parabola: 12 epochs of 32 steps, 2 evaluations an epoch
+        (450, 45, 23),  # digits: 10 epochs of 45 steps, at most 2 evaluations an epoch
+        (90, 45, 23),  # a short budget of long epochs: still at most 2 an epoch, not every other step
         (1000, 10, 10),  # rosenbrock: 100 epochs of 10 steps, evaluated after each epoch as before
         (20_000, 32, 32),  # many epochs: after each, never more often
-        (24, 4, 1),  # short: every step
+        (24, 4, 2),  # short: every other step
+        (24, 1, 1),  # a surface: every step
         (200, 7, 4),  # an interval that does not divide the epoch: 4, 7, 11, 14, 18, ...
-        (100, 32, 8),  # a budget that ends within an epoch
+        (100, 32, 16),  # a budget that ends within an epoch
+        (3000, 200, 100),  # long epochs: the middle of each
     ],
 )
 def test_the_schedule_is_adapted_to_the_budget(total: int, per_epoch: int, interval: int) -> None:
@@ -63,12 +65,12 @@ def test_a_run_is_evaluated_within_epochs_by_its_loss_alone() -> None:
     assert [e["epoch"] for e in ends] == list(range(13))
     assert [e["step"] for e in ends] == list(range(0, 385, 32))
     assert all(e.keys() == {"epoch", "step", "grad_evals", "wall_s", "loss", "val_loss"} for e in ends)
-    assert len(within) == 36
+    assert len(within) == 12  # one in the middle of each epoch
     assert all(e.keys() == {"epoch", "step", "grad_evals", "wall_s", "loss"} for e in within)
     assert all(e["epoch"] == e["step"] / 32 and not float(e["epoch"]).is_integer() for e in within)
     # steps to target: the first evaluation at or below the target, within an epoch or at its end
     first = next(e for e in result.evals if e["loss"] <= problem.target_loss)
-    assert result.steps_to_target == first["step"] and result.steps_to_target % 8 == 0
+    assert result.steps_to_target == first["step"] and result.steps_to_target % 16 == 0
     assert result.final_metrics.keys() == {"loss", "val_loss"}
     assert RunResult.from_dict(result.to_dict()).epoch_evals() == ends
 
@@ -117,14 +119,14 @@ class Cliff:
 
 
 def test_an_evaluation_within_an_epoch_ends_a_diverging_run_alike_batched_or_not() -> None:
-    # 200 steps of 20 an epoch: the loss alone every 5 steps; w = 1 − 0.9^k passes 0.5 at step 7
+    # 200 steps of 20 an epoch: the loss alone after 10 steps of each; w = 1 − 0.9^k passes 0.5 at step 7
     specs = [ReplicaSpec(seed, "sgd", {"lr": 0.05}) for seed in (0, 1)]
     batched = train_batched(Cliff(), specs, steps=200)
     for run, spec in zip(batched, specs, strict=True):
         alone = train_sequential(Cliff(), spec, steps=200)
         for one in (run, alone):
             assert (one.steps, one.divergence, len(one.losses)) == (10, "explosion", 10)
-            assert [e["step"] for e in one.evals] == [0, 5, 10]  # not at the epoch's end (20)
+            assert [e["step"] for e in one.evals] == [0, 10]  # not at the epoch's end (20)
             assert one.evals[-1]["epoch"] == 0.5 and one.evals[-1]["loss"] > 1e4
         assert run.losses == pytest.approx(alone.losses, rel=1e-12)
 

@@ -45,9 +45,9 @@ def test_a_batch_reports_every_run_step_of_its_replicas() -> None:
     results = train_batch(problem, runs, on_steps=counter)
     assert any(r.diverged for r in results) and any(r.extra.get("batched") for r in results)
     assert counter.total == sum(r.steps for r in results)
-    # evaluated after every step (4 steps an epoch): a batched step of the 6 first-order runs counts 6,
-    # 4 once the two nesterov runs have exploded; a step of L-BFGS (alone) counts 1
-    assert counter.calls[0] == 6 and 4 in counter.calls and 1 in counter.calls
+    # evaluated every other step (4 steps an epoch): two batched steps of the 6 first-order runs count
+    # 12, 8 once the two nesterov runs have exploded; two steps of L-BFGS (alone) count 2
+    assert counter.calls[0] == 12 and 8 in counter.calls and 2 in counter.calls
 
 
 def test_replicas_report_every_step_batched_or_alone() -> None:

@@ -76,8 +76,10 @@ EXPLOSION_FACTOR = 1e4
 #: a run is evaluated about this many times within its budget (:class:`EvaluationSchedule`) ...
 EVALUATIONS = 50
 #: ... and at most this many times an epoch, its end included: an evaluation passes over the whole
-#: training set (about a third of an epoch's compute), so this bounds what evaluating costs
-EPOCH_EVALUATIONS = 4
+#: training set (a fifth of an epoch's training on ``digits-cnn``), so this bounds what evaluating
+#: costs — 4 an epoch made a comparison on ``digits-cnn`` take ×1.49 as long, 2 about ×1.2
+#: (``benchmarks/evaluation_cost.py``)
+EPOCH_EVALUATIONS = 2
 
 
 @dataclass(frozen=True)
