@@ -4,6 +4,7 @@ same -p/-o everywhere, and ``list`` with every option's default."""
 
 from __future__ import annotations
 
+import json
 import sys
 import textwrap
 from pathlib import Path
@@ -241,3 +242,38 @@ def test_a_schedule_that_holds_the_lr_at_zero_is_trained_but_warned_about(tmp_pa
         app, [*args, "--schedule", "cosine", "--db", str(tmp_path / "lab.db"), "--out", str(tmp_path)]
     )
     assert fine.exit_code == 0 and "warning" not in fine.stderr
+
+
+def test_the_table_and_the_report_flag_an_lr_at_the_grids_edge_and_few_seeds(tmp_path: Path) -> None:
+    # sgd from a tiny lr: its best is the grid's highest; adam's best lies inside its grid
+    args = ["compare", "-p", "parabola:n=64", "-o", "sgd:lr=0.00001,adam:lr=0.03", "--seeds", "2"]
+    args += ["--lr-grid", "3", "--epochs", "3", "--db", str(tmp_path / "lab.db"), "--out", str(tmp_path)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.stdout.split())
+    assert "3.16e-4 ↑" in text and "sgd:lr=1e-05: 3.16e-4, its highest" in text
+    assert "the grid did not bracket the optimum" in text and "Only 2 seeds" in text
+    assert "adam:lr=0.03: " not in text  # only the optimizer at its grid's edge is named
+    html = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "3.16e-4 ↑" in html and "the grid did not bracket the optimum" in html and "Only 2 seeds" in html
+    # three seeds, no grid: nothing to flag
+    result = runner.invoke(
+        app, [*args[:6], "3", "--epochs", "3", "--db", str(tmp_path / "lab.db"), "--out", str(tmp_path)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "↑" not in result.stdout and "Only" not in result.stdout and "note:" not in result.stdout
+
+
+def test_the_terminal_shows_the_problems_own_metrics_as_the_report_does(tmp_path: Path) -> None:
+    args = ["compare", "-p", "sparse-regression:features=20,relevant=3", "-o", "sgd,adam", "--seeds", "3"]
+    result = runner.invoke(
+        app, [*args, "--steps", "20", "--l1", "0.01", "--db", str(tmp_path / "l.db"), "--out", str(tmp_path)]
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    metrics = summary["problems"]["sparse-regression:features=20,relevant=3"]["optimizers"]["adam"]["metrics"]
+    assert {"zero_fraction", "support_recall"} <= metrics.keys()
+    for header in ("zero frac", "support recall"):  # beside the ranking, or below it when too wide
+        assert header in result.stdout
+    html = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "zero fraction" in html and "support recall" in html

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from rich.cells import cell_len
 from rich.table import Table
 
 from optimlab.cli.app import console
@@ -12,28 +13,61 @@ from optimlab.cli.app import console
 
 def table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
     """A rich table; numbers formatted as the pages format them."""
+    result = Table(title=title, title_justify="left")
+    cells = _cells(rows)
+    for i, column in enumerate(columns):
+        # numbers are never cut short: print_ranked_tables splits a table too wide for the terminal
+        result.add_column(
+            column,
+            justify="left" if column in ("optimizer", "rule") else "right",
+            no_wrap=True,
+            min_width=max((cell_len(row[i]) for row in cells), default=0),
+        )
+    for row in cells:
+        result.add_row(*row)
+    return result
+
+
+def _cells(rows: list[list[Any]]) -> list[list[str]]:
     from optimlab.reports.html import format_number
 
-    result = Table(title=title, title_justify="left")
-    for column in columns:
-        result.add_column(
-            column, justify="left" if column in ("optimizer", "rule") else "right", no_wrap=True
-        )
-    for row in rows:
-        result.add_row(*(c if isinstance(c, str) else format_number(c) for c in row))
-    return result
+    return [[c if isinstance(c, str) else format_number(c) for c in row] for row in rows]
+
+
+def _width(columns: list[str], rows: list[list[Any]]) -> int:
+    """The width of :func:`table`'s table with every header and cell on one line (rich's default box:
+    one border and two spaces of padding a column, and the last border)."""
+    cells = _cells(rows)
+    widest = [max([cell_len(c), *(cell_len(row[i]) for row in cells)]) for i, c in enumerate(columns)]
+    return sum(w + 3 for w in widest) + 1
 
 
 def print_ranked_tables(summary: dict[str, Any]) -> None:
     """Each problem's ranked table, with the same columns and numbers as the report's."""
     from optimlab.reports.html import format_number
-    from optimlab.reports.ranking import ranked_table_rows
+    from optimlab.reports.ranking import ranked_notes, ranked_table_rows
 
     for spec, info in summary["problems"].items():
         runs = "1 run each (deterministic)" if info["deterministic"] else f"{len(info['seeds'])} seeds"
         title = f"{spec} — target loss {format_number(float(info['target_loss']))}, {runs}"
         columns, rows = ranked_table_rows(summary, spec, compact=True)
-        console.print(table(title, columns, rows))
+        ranked = table(title, columns, rows)
+        metrics = columns.index("s/run") + 1  # the problem's own metrics follow
+        if metrics < len(columns) and _width(columns, rows) > console.width:
+            # too wide for the terminal: the problem's own metrics in a table of their own, same rows
+            ranked = table(title, columns[:metrics], [row[:metrics] for row in rows])
+            console.print(ranked)
+            keep = [0, 1, *range(metrics, len(columns))]
+            extra = table(
+                f"{spec} — final metrics",
+                [columns[i] for i in keep],
+                [[row[i] for i in keep] for row in rows],
+            )
+            console.print(extra)
+        else:
+            console.print(ranked)
+        for note in ranked_notes(info):
+            console.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
 
 
 def print_written(paths: list[Path]) -> None:

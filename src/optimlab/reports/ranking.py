@@ -9,7 +9,10 @@ from typing import Any
 
 from optimlab.reports.html import format_number, format_spread
 
-__all__ = ["cell", "ranked_rows", "ranked_table_rows"]
+__all__ = ["EDGE_MARKS", "cell", "ranked_notes", "ranked_rows", "ranked_table_rows"]
+
+#: the mark after a best lr at the edge of its grid: its lowest (↓) or highest (↑) learning rate
+EDGE_MARKS = {"low": "↓", "high": "↑"}
 
 
 def cell(value: float | int | None, digits: int = 4) -> str:
@@ -21,12 +24,13 @@ def ranked_rows(
     info: Mapping[str, Any], *, compact: bool = False
 ) -> tuple[list[str], list[list[object]], list[bool]]:
     """Columns, rows and which columns are numeric of a problem's ranked table. ``compact`` (for a
-    terminal) leaves out the confidence interval, the counts of runs that reached the target and the
-    problem's extra metrics, and splits the median from its spread."""
+    terminal) leaves out the confidence interval and splits the median from its spread. A best lr at
+    the edge of its grid is marked (:data:`EDGE_MARKS`; :func:`ranked_notes` says what it means); the
+    problem's own final metrics (accuracy, fraction of exact zeros, …) close the row."""
     opts = info["optimizers"]
     ranking = info["ranking"]
     show_evals = any(opts[k]["evals_to_target"] != opts[k]["steps_to_target"] for k in ranking)
-    metric_names = [] if compact else sorted({m for k in ranking for m in opts[k]["metrics"]})
+    metric_names = sorted({m for k in ranking for m in opts[k]["metrics"]})
     target = format_number(float(info["target_loss"]), 4)
     rows = []
     for label in ranking:
@@ -37,8 +41,10 @@ def ranked_rows(
         }
         ci = o["final_loss"].get("ci95") or [None, None]
         row: dict[str, object] = {"#": o["rank"], "optimizer": label}
+        edge = EDGE_MARKS.get(o.get("lr_at_grid_edge") or "", "")
+        lr = cell(o["best_lr"], 3) + (f" {edge}" if edge else "")
         if compact:
-            row["lr"] = cell(o["best_lr"], 3)
+            row["lr"] = lr
             row["final loss"] = cell(fl["median"])
             row["IQR"] = "–" if o["runs"] == 1 else f"[{cell(fl['q25'], 3)}, {cell(fl['q75'], 3)}]"
         elif o["runs"] == 1:  # one run: no spread to show
@@ -52,7 +58,7 @@ def ranked_rows(
             )
             row["95 % CI"] = f"[{cell(ci[0], 3)}, {cell(ci[1], 3)}]"
         if not compact:
-            row["lr"] = cell(o["best_lr"], 3)
+            row["lr"] = lr
         row["diverged"] = f"{o['diverged_runs']}/{o['runs']}"
         reached = "" if o["target_reached"] in (0, o["runs"]) else f" ({o['target_reached']}/{o['runs']})"
         row["steps→target" if compact else f"steps to {target}"] = cell(o["steps_to_target"]) + reached
@@ -61,11 +67,39 @@ def ranked_rows(
         row["s/run" if compact else "s / run"] = cell(o["wall_s"], 3 if not compact else 2)
         for m in metric_names:
             value = o["metrics"].get(m)
-            row[m.replace("_", " ")] = "–" if value is None else cell(value, 4)
+            name = m.replace("_", " ")
+            if compact:  # narrow enough for a terminal of 120 columns
+                name = name.replace("accuracy", "acc").replace("fraction", "frac")
+            row[name] = "–" if value is None else cell(value, 3 if compact else 4)
         rows.append(row)
     columns = list(rows[0]) if rows else ["#", "optimizer"]
     numeric = [c != "optimizer" for c in columns]
     return columns, [[r[c] for c in columns] for r in rows], numeric
+
+
+def ranked_notes(info: Mapping[str, Any]) -> list[str]:
+    """What a reader of a problem's ranked table must know to trust it: best learning rates at the
+    edge of their grid (the grid did not bracket the optimum) and statistics from too few seeds."""
+    notes = []
+    opts = info["optimizers"]
+    edges = [(label, opts[label]) for label in info["ranking"] if opts[label].get("lr_at_grid_edge")]
+    if edges:
+        side = {"low": "lowest", "high": "highest"}
+        which = "; ".join(
+            f"{label}: {cell(o['best_lr'], 3)}, its {side[o['lr_at_grid_edge']]}" for label, o in edges
+        )
+        notes.append(
+            f"{EDGE_MARKS['low']}/{EDGE_MARKS['high']} the best learning rate is the lowest/highest of its "
+            f"grid ({which}): the grid did not bracket the optimum, which may lie beyond it — widen the "
+            "grid (--lr-grid) on that side."
+        )
+    if info.get("few_seeds"):
+        seeds = len(info["seeds"])
+        notes.append(
+            f"Only {seeds} seed{'s' if seeds != 1 else ''}: medians, IQRs and confidence intervals from so "
+            "few runs say little; use --seeds 3 or more before trusting the ranking."
+        )
+    return notes
 
 
 def ranked_table_rows(

@@ -39,7 +39,7 @@ from optimlab.reports.protocol import (
     protocol_section,
     seeds_text,
 )
-from optimlab.reports.ranking import ranked_rows
+from optimlab.reports.ranking import ranked_notes, ranked_rows
 from optimlab.reports.section import ProblemSection, SectionFigure, problem_titles
 
 __all__ = ["PROBLEM_FIGURES", "write_report"]
@@ -88,6 +88,8 @@ def _problem_section(
         numeric=numeric,
         highlight=[0],
     )
+    for note in ranked_notes(info):
+        page.callout(note, title="Read this table with care.")
     if data.settings.get("protocol") == "optuna":
         trial_rows = []
         for o in problem.optimizers:
