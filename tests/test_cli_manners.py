@@ -251,6 +251,7 @@ def test_the_table_and_the_report_flag_an_lr_at_the_grids_edge_and_few_seeds(tmp
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     text = " ".join(result.stdout.split())
+    assert "lr-grid comparison of 12 runs" in text  # 2 optimizers × 3 learning rates × 2 seeds
     assert "3.16e-4 ↑" in text and "sgd:lr=1e-05: 3.16e-4, its highest" in text
     assert "the grid did not bracket the optimum" in text and "Only 2 seeds" in text
     assert "adam:lr=0.03: " not in text  # only the optimizer at its grid's edge is named

@@ -42,7 +42,7 @@ def test_the_schedule_is_adapted_to_the_budget(total: int, per_epoch: int, inter
     epoch_ends = set(range(0, total + 1, per_epoch)) | {total}
     within = {e + k for e in range(0, total, per_epoch) for k in range(interval, per_epoch, interval)}
     assert steps == sorted(epoch_ends | {s for s in within if s < total})
-    assert steps[0] == 0 and steps[-1] == total
+    assert steps[0] == 0 and steps[-1] == total and schedule.count() == len(steps)
     epochs = math.ceil(total / per_epoch)
     assert len(steps) - len(epoch_ends) <= min(EVALUATIONS, (EPOCH_EVALUATIONS - 1) * epochs)
     assert all(b - a <= interval for a, b in itertools.pairwise(steps))

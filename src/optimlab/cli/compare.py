@@ -135,21 +135,23 @@ def _run(comparison: Any, db: Path, out: Path, jobs: int, replicas: str, *, gif:
 
     from optimlab.cli.progress import CostProgress
     from optimlab.lab.executor import default_jobs
+    from optimlab.lab.plansize import plan_size
     from optimlab.lab.protocol import RunEvent, run_comparison
     from optimlab.lab.results import load_comparison, summarize
     from optimlab.lab.storage import Store
     from optimlab.reports import write_report, write_summary
     from optimlab.reports.output import FIGURES
 
-    torch.set_num_threads(
-        1
-    )  # tiny models: one thread per process is fastest (benchmarks/compare_settings.py)
+    # tiny models: one thread per process is fastest (benchmarks/compare_settings.py)
+    torch.set_num_threads(1)
     started = time.perf_counter()
     workers = jobs or default_jobs()
     interrupted = f"interrupted; every finished run is kept in {db} — run the same command to resume"
     with cli.errors_as_lines(interrupted):
         store = Store(db)
-        with store, CostProgress(f"{comparison.protocol} comparison") as bar:
+        size = plan_size(comparison)  # what it needs, stored or not (a run stored is reused)
+        title = f"{comparison.protocol} comparison of {size.runs:,} run{'s' if size.runs != 1 else ''}"
+        with store, CostProgress(title) as bar:
 
             def on_event(event: RunEvent) -> None:
                 if event.kind == "planned":

@@ -11,9 +11,9 @@ database cannot take (the estimated bytes of the runs not stored yet against its
 with one line that says the numbers. The protocol calls both before it plans or trains.
 
 The stored size of a run is estimated from what a :class:`~optimlab.lab.run.RunResult` keeps: the
-loss and learning rate of every step (and the point of a 2-D surface's trajectory), an evaluation
-per epoch, and its key, spec and headline numbers — measured on the built-in problems, rounded up.
-This module imports nothing heavy; results and reports may use it.
+loss and learning rate of every step (and the point of a 2-D surface's trajectory), its evaluations
+(:class:`~optimlab.lab.run.EvaluationSchedule`), and its key, spec and headline numbers — measured on
+the built-in problems, rounded up. This module imports nothing heavy; results and reports may use it.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, NamedTuple
+
+from optimlab.lab.run import EvaluationSchedule
 
 if TYPE_CHECKING:
     from optimlab.lab.problems import Problem
@@ -32,7 +34,7 @@ MAX_RUNS = 50_000
 #: at most this many steps in one run (a run keeps every step's loss: a million is ~50 MB)
 MAX_STEPS_PER_RUN = 1_000_000
 #: stored bytes per step (the loss and the lr as JSON numbers), per trajectory point, per evaluation
-#: (one per epoch, and one before the first step) and per run (key, spec, columns, index)
+#: (a full one holds every metric: counted as such) and per run (key, spec, columns, index)
 BYTES_PER_STEP = 48
 BYTES_PER_POINT = 48
 BYTES_PER_EVALUATION = 256
@@ -60,11 +62,13 @@ def human_bytes(count: float) -> str:
     raise AssertionError  # pragma: no cover
 
 
-def runs_size(runs: int, steps: int, epochs: int, trajectory: bool = False) -> PlanSize:
-    """The size of ``runs`` runs of ``steps`` steps over ``epochs`` epochs each."""
+def runs_size(runs: int, steps: int, steps_per_epoch: int, trajectory: bool = False) -> PlanSize:
+    """The size of ``runs`` runs of ``steps`` steps each, ``steps_per_epoch`` to an epoch (which
+    says how often they are evaluated: :class:`~optimlab.lab.run.EvaluationSchedule`)."""
+    evaluations = EvaluationSchedule(max(steps, 1), max(steps_per_epoch, 1)).count()
     per_run = (
         steps * (BYTES_PER_STEP + (BYTES_PER_POINT if trajectory else 0))
-        + (epochs + 1) * BYTES_PER_EVALUATION
+        + evaluations * BYTES_PER_EVALUATION
         + BYTES_PER_RUN
     )
     return PlanSize(runs, runs * steps, runs * per_run)
@@ -96,7 +100,7 @@ def plan_size(comparison: Comparison) -> PlanSize:
             runs_size(
                 runs_per_optimizer(comparison, problem) * len(comparison.optimizers),
                 budget.total_steps(problem.steps_per_epoch),
-                budget.epochs_needed(problem.steps_per_epoch),
+                problem.steps_per_epoch,
                 callable(getattr(problem, "trajectory_point", None)),
             )
         )

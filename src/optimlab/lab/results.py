@@ -314,7 +314,7 @@ def tuned_size(data: ComparisonData) -> PlanSize:
         runs_size(
             len(p.seeds) * TUNED_LR_GRID * optimizers,
             p.total_steps,
-            math.ceil(p.total_steps / max(p.steps_per_epoch, 1)),
+            p.steps_per_epoch,
             any(r.trajectory is not None for o in p.optimizers for r in o.runs),
         )
         for p in data.problems

@@ -119,6 +119,15 @@ class EvaluationSchedule:
         into = step % self.steps_per_epoch
         return into != 0 and into % self.interval == 0 and step < self.total_steps
 
+    def count(self) -> int:
+        """How many evaluations a run that trains its whole budget records (``len(steps())``, by
+        arithmetic)."""
+        whole, rest = divmod(self.total_steps, self.steps_per_epoch)
+        within = whole * ((self.steps_per_epoch - 1) // self.interval)
+        if rest:
+            within += (rest - 1) // self.interval
+        return 1 + whole + (1 if rest else 0) + within
+
     def steps(self) -> list[int]:
         """Every step after which a run that trains its whole budget is evaluated (0: before the first)."""
         return [
