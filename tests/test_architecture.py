@@ -138,3 +138,36 @@ def test_importing_is_light(module: str) -> None:
     if module != "optimlab.optim":
         heavy.add("torch")
     assert not heavy & loaded, f"importing {module} loaded {sorted(heavy & loaded)}"
+
+
+def test_one_run_record_for_every_trainer() -> None:
+    """The step-by-step loop, the replicas (batched or alone) and the stored result share one record,
+    defined beside the run spec (optimlab.lab.run): what one trainer records, the others record."""
+    import dataclasses
+
+    from optimlab.lab.loop import run_steps
+    from optimlab.lab.presets import make_config
+    from optimlab.lab.problems import Budget, get_problem
+    from optimlab.lab.replicas import ReplicaRun, ReplicaSpec, train_replicas
+    from optimlab.lab.run import RunRecord, RunResult, RunSpec, make_result
+    from optimlab.lab.runner import train, train_batch
+
+    shared = {f.name for f in dataclasses.fields(RunRecord)}
+    for record in (RunResult, ReplicaRun):
+        assert issubclass(record, RunRecord) and shared <= {f.name for f in dataclasses.fields(record)}
+    assert run_steps.__annotations__["return"] in ("RunRecord", RunRecord)
+    problem = get_problem("parabola:n=64")
+    specs = [ReplicaSpec(seed, "adam", {"lr": 0.01}) for seed in (0, 1)]
+    batched = train_replicas(problem, specs, epochs=2, mode="batched")
+    alone = train_replicas(problem, specs, epochs=2, mode="sequential")
+    for a, b in zip(batched, alone, strict=True):
+        assert type(a) is type(b) is ReplicaRun and a.batched and not b.batched
+        assert a.recorded().keys() == b.recorded().keys() == shared and a.wall_s > 0 and b.wall_s > 0
+    # a result is the record it was made from, with what it achieved
+    result = make_result(problem, make_config("adam", {"lr": 0.01}), 0, alone[0])
+    assert result.recorded() == alone[0].recorded()
+    adam = make_config("adam", {"lr": 0.01})
+    one = train(problem, adam, 0, Budget(epochs=2))
+    together = train_batch(problem, [RunSpec.of(problem, adam, s, Budget(epochs=2)) for s in (0, 1)])
+    assert type(one) is RunResult and all(type(r) is RunResult for r in together)
+    assert one.recorded().keys() == together[0].recorded().keys() == shared

@@ -31,7 +31,6 @@ import math
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -39,7 +38,7 @@ from torch import Tensor, nn
 from torch.optim import Optimizer, lr_scheduler
 
 from optimlab.lab.problems.base import TensorProblem
-from optimlab.lab.run import EvaluationSchedule
+from optimlab.lab.run import EvaluationSchedule, RunRecord
 
 #: ``on_steps(n)``: told that ``n`` more run-steps were trained (a batched step of R replicas is R)
 StepsCallback = Callable[[int], None]
@@ -90,20 +89,6 @@ def objective(problem: Any, model: nn.Module) -> float:
     return float(problem.evaluate(model)["loss"])
 
 
-@dataclass
-class StepRecord:
-    """What :func:`run_steps` recorded of one run."""
-
-    losses: list[float]
-    lrs: list[float]
-    evals: list[dict[str, float]]
-    grad_evals: int
-    steps: int
-    divergence: str | None
-    trajectory: list[list[float]] | None
-    wall_s: float
-
-
 def run_steps(
     problem: Any,
     model: nn.Module,
@@ -120,7 +105,7 @@ def run_steps(
     penalty: Callable[[], Tensor] | None = None,
     trajectory_point: Callable[[nn.Module], list[float] | None] | None = None,
     on_steps: StepsCallback | None = None,
-) -> StepRecord:
+) -> RunRecord:
     """Train ``model`` on ``problem.batches(seed, epoch)`` with ``optimizer`` for at most
     ``total_steps`` steps over ``epochs`` epochs; ``evaluate(model)`` gives the metrics recorded
     before the first step and after each epoch (``"loss"`` among them), :func:`objective` the loss
@@ -220,7 +205,7 @@ def run_steps(
             break
     if on_steps is not None and step > reported:
         on_steps(step - reported)
-    return StepRecord(
+    return RunRecord(
         losses=losses,
         lrs=lrs,
         evals=evals,
@@ -233,7 +218,6 @@ def run_steps(
 
 
 __all__ = [
-    "StepRecord",
     "StepsCallback",
     "divergence",
     "explosion_threshold",

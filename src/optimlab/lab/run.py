@@ -1,10 +1,11 @@
 """What a run is: its regularization, its record, and how a record is made from what was trained.
 
 A run is a problem (its spec), an optimizer configuration, a seed, a budget, an optional learning-
-rate schedule and optional :class:`Regularization`. Whatever trains it — :func:`optimlab.lab.runner.train`
-step by step, or :mod:`optimlab.lab.replicas` batched under ``torch.vmap`` — hands what it recorded to
-:func:`make_result`, and the :class:`RunResult` it returns is what storage keeps and results and
-reports read. This module imports neither a trainer nor an engine (nor torch), so that storage,
+rate schedule and optional :class:`Regularization` — one :class:`RunSpec`. Whatever trains it —
+:func:`optimlab.lab.runner.train` step by step, or :mod:`optimlab.lab.replicas` batched under
+``torch.vmap`` — records one :class:`RunRecord` and hands it to :func:`make_result`; the
+:class:`RunResult` it returns (the same record, with what it achieved) is what storage keeps and
+results and reports read. This module imports neither a trainer nor an engine (nor torch), so that storage,
 results and reports load without them.
 
 What a run records:
@@ -40,7 +41,7 @@ stored before it was written: none says so) evaluated only before the first step
 epoch; version 2 added the evaluations within epochs. The training itself did not change — the same
 steps, losses and parameters — so the keys did not: a stored run of an older record version is found
 under the same key, and a comparison that needs it trains it again and replaces its row
-(:meth:`optimlab.lab.storage.Store.current`, :meth:`~optimlab.lab.storage.Store.put`), counted as
+(:meth:`optimlab.lab.storage.Store.check`, :meth:`~optimlab.lab.storage.Store.put`), counted as
 trained, never reused as it is. Its ``steps_to_target``, ``evals_to_target`` and evaluations
 (``evals``: the curves) become finer; its losses, lrs, final loss and final metrics stay the same.
 A diverging run can stop earlier than it did, when an evaluation within an epoch finds the divergence
@@ -243,27 +244,47 @@ class RunSpec:
         return run_key(self.identity())
 
 
-@dataclass
-class RunResult:
-    """Everything one run recorded (see the module docstring). JSON-friendly via :meth:`to_dict`."""
+@dataclass(kw_only=True)
+class RunRecord:
+    """What training one run records, whichever trainer trained it (see the module docstring): the
+    step-by-step loop (:func:`optimlab.lab.loop.run_steps`) returns one, a batched replica's
+    :class:`~optimlab.lab.replicas.ReplicaRun` and the stored :class:`RunResult` extend it.
 
-    problem: str
-    optimizer: str
-    seed: int
-    final_loss: float
-    final_metrics: dict[str, float]
+    ``losses[k]``/``lrs[k]``: the mini-batch loss of step k (before its update) and its lr;
+    ``evals``: ``{"epoch", "step", "grad_evals", "wall_s", "loss", ...}`` at the steps of the
+    run's :class:`EvaluationSchedule`; ``divergence``: ``"nan"``, ``"inf"``, ``"explosion"`` or
+    ``None``; ``trajectory``: the points of its path (a trainer's own: parameter vectors, or the
+    problem's ``trajectory_point``s in a :class:`RunResult`), when recorded."""
+
     losses: list[float]
     lrs: list[float]
     evals: list[dict[str, float]]
     grad_evals: int
     steps: int
     wall_s: float
-    diverged: bool
     divergence: str | None
+    trajectory: list[list[float]] | None = None
+
+    def recorded(self) -> dict[str, Any]:
+        """The fields of :class:`RunRecord` this record holds, by name: what a record that extends it
+        (a :class:`RunResult`, a replica's run) is made from."""
+        return {f.name: getattr(self, f.name) for f in fields(RunRecord)}
+
+
+@dataclass(kw_only=True)
+class RunResult(RunRecord):
+    """Everything one run recorded (see the module docstring) with what it is a run of and what it
+    achieved: what storage keeps and results read. JSON-friendly via :meth:`to_dict`."""
+
+    problem: str
+    optimizer: str
+    seed: int
+    final_loss: float
+    final_metrics: dict[str, float]
+    diverged: bool
     target_loss: float
     steps_to_target: float
     evals_to_target: float
-    trajectory: list[list[float]] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     #: what this record holds (:data:`RECORD_VERSION`; a stored result without it is of version 1)
     record_version: int = RECORD_VERSION
@@ -369,40 +390,28 @@ def make_result(
     problem: Problem,
     optimizer: OptimizerConfig,
     seed: int,
+    record: RunRecord,
     *,
-    losses: list[float],
-    lrs: list[float],
-    evals: list[dict[str, float]],
-    grad_evals: int,
-    steps: int,
-    wall_s: float,
-    divergence: str | None,
-    trajectory: list[list[float]] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> RunResult:
-    """The :class:`RunResult` of what a run recorded, however it was trained (:func:`train` or a
-    batched replica): the final loss (+∞ when diverged) and metrics from the last evaluation, and
-    steps/gradient evaluations to the target from the first evaluation at or below it."""
+    """The :class:`RunResult` of what a run recorded, whichever trainer trained it: the final loss
+    (+∞ when diverged) and metrics from the last evaluation, and steps/gradient evaluations to the
+    target from the first evaluation at or below it. ``record.trajectory`` must hold the problem's
+    ``trajectory_point``s (a trainer's parameter path is turned into them first)."""
+    evals = record.evals
     target = float(problem.target_loss)
     reached = next((e for e in evals if math.isfinite(e["loss"]) and e["loss"] <= target), None)
     final_metrics = {k: v for k, v in evals[-1].items() if k not in ("epoch", "step", "grad_evals", "wall_s")}
     return RunResult(
+        **record.recorded(),
         problem=problem.spec,
         optimizer=optimizer.label,
         seed=seed,
-        final_loss=math.inf if divergence else float(final_metrics["loss"]),
+        final_loss=math.inf if record.divergence else float(final_metrics["loss"]),
         final_metrics=final_metrics,
-        losses=losses,
-        lrs=lrs,
-        evals=evals,
-        grad_evals=grad_evals,
-        steps=steps,
-        wall_s=wall_s,
-        diverged=divergence is not None,
-        divergence=divergence,
+        diverged=record.divergence is not None,
         target_loss=target,
         steps_to_target=math.inf if reached is None else float(reached["step"]),
         evals_to_target=math.inf if reached is None else float(reached["grad_evals"]),
-        trajectory=trajectory,
         extra=dict(extra or {}),
     )

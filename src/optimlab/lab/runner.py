@@ -16,6 +16,7 @@ clipped gradients make it diverge).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -107,19 +108,7 @@ def train(
         trajectory_point=getattr(problem, "trajectory_point", None),
         on_steps=on_steps,
     )
-    return make_result(
-        problem,
-        optimizer,
-        seed,
-        losses=record.losses,
-        lrs=record.lrs,
-        evals=record.evals,
-        grad_evals=record.grad_evals,
-        steps=record.steps,
-        wall_s=record.wall_s,
-        divergence=record.divergence,
-        trajectory=record.trajectory,
-    )
+    return make_result(problem, optimizer, seed, record)
 
 
 # --- many runs of one problem at once ----------------------------------------------------------
@@ -221,20 +210,8 @@ def result_from_replica(
         if record_point is not None:
             holder = model if model is not None else problem.build_model(seed)
             trajectory = _trajectory_points(holder, record_point, run.trajectory)
-    return make_result(
-        problem,
-        optimizer,
-        seed,
-        losses=run.losses,
-        lrs=run.lrs,
-        evals=run.evals,
-        grad_evals=run.grad_evals,
-        steps=run.steps,
-        wall_s=wall_s,
-        divergence=run.divergence,
-        trajectory=trajectory,
-        extra={"batched": True} if run.batched else None,
-    )
+    record = dataclasses.replace(run, wall_s=wall_s, trajectory=trajectory)
+    return make_result(problem, optimizer, seed, record, extra={"batched": True} if run.batched else None)
 
 
 @torch.no_grad()

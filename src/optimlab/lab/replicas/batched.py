@@ -546,6 +546,7 @@ class BatchedRun:
                 },
                 steps=done,
                 grad_evals=done,
+                wall_s=evals[position][-1]["wall_s"],
                 diverged=divergence[position] is not None,
                 divergence=divergence[position],
                 skipped_steps=int(skipped_list[position]),

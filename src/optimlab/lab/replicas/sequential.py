@@ -57,16 +57,10 @@ def train_sequential(
         on_steps=on_steps,
     )
     return ReplicaRun(
+        **record.recorded(),
         spec=spec,
-        losses=record.losses,
-        lrs=record.lrs,
-        evals=record.evals,
         params={name: p.detach().clone() for name, p in model.named_parameters()},
-        steps=record.steps,
-        grad_evals=record.grad_evals,
         diverged=record.divergence is not None,
-        divergence=record.divergence,
         skipped_steps=sum(int(g.get("skipped_steps", 0)) for g in opt.param_groups),
         batched=False,
-        trajectory=record.trajectory,
     )

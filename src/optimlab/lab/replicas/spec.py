@@ -10,7 +10,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
-from optimlab.lab.run import apply_regularization
+from optimlab.lab.run import RunRecord, apply_regularization
 
 #: what a run evaluates after each epoch: every metric of ``problem.evaluate`` or the loss alone
 Evaluation = Literal["full", "loss"]
@@ -134,31 +134,20 @@ def replicas(
     ]
 
 
-@dataclass
-class ReplicaRun:
-    """What one replica recorded (the same fields whether it ran batched or alone).
-
-    ``losses[k]``/``lrs[k]``: the mini-batch loss of step k (before its update) and its lr;
-    ``evals``: ``{"epoch", "step", "grad_evals", "wall_s", "loss", ...}`` before the first step
-    and after each epoch, ``{"epoch", "step", "grad_evals", "wall_s", "loss"}`` within epochs (see
-    :class:`optimlab.lab.run.EvaluationSchedule`; a batched run's ``wall_s`` is its batch's time
-    divided by its size);
-    ``params``: the final parameters by name; ``divergence``: ``"nan"``, ``"inf"``,
-    ``"explosion"`` or ``None``; ``skipped_steps``: steps left out by ``nonfinite="skip"``.
+@dataclass(kw_only=True)
+class ReplicaRun(RunRecord):
+    """What one replica recorded (the same fields whether it ran batched or alone): the lab's
+    :class:`~optimlab.lab.run.RunRecord` (a batched run's ``wall_s``, and its evaluations', is its
+    batch's time divided by its size; ``trajectory`` the parameter vector after every step) and
+    ``spec``, the final parameters by name (``params``), ``skipped_steps`` (steps left out by
+    ``nonfinite="skip"``) and whether it ran ``batched``.
     """
 
     spec: ReplicaSpec
-    losses: list[float]
-    lrs: list[float]
-    evals: list[dict[str, float]]
     params: dict[str, Tensor]
-    steps: int
-    grad_evals: int
     diverged: bool
-    divergence: str | None
     skipped_steps: int
     batched: bool
-    trajectory: list[list[float]] | None = None
 
     @property
     def final_loss(self) -> float:
