@@ -23,7 +23,8 @@ of one problem at once with ``torch.func``).
 ``default_budget: Budget``
     how long a run trains unless ``--epochs``/``--steps`` says otherwise.
 ``steps_per_epoch: int``
-    the number of batches :meth:`batches` yields per epoch; the lab evaluates once per epoch.
+    the number of batches :meth:`batches` yields per epoch; the lab evaluates fully after each epoch
+    and the loss alone within epochs (:class:`optimlab.lab.run.EvaluationSchedule`).
 ``build_model(seed) -> nn.Module``
     the model with its initial parameters, reproducible from ``seed`` alone.
 ``batches(seed, epoch) -> Iterable[(inputs, target)]``
@@ -31,8 +32,9 @@ of one problem at once with ``torch.func``).
 ``loss(output, target) -> Tensor``
     the scalar training loss of ``model(inputs)``.
 ``evaluate(model) -> dict[str, float]``
-    metrics after each epoch, without gradients; must contain ``"loss"`` (the full objective, used
-    for the final loss and steps-to-target) and may contain ``val_loss``, ``val_accuracy``, ….
+    metrics before the first step and after each epoch, without gradients; must contain ``"loss"``
+    (the full objective, used for the final loss and steps-to-target; within epochs the lab records
+    it alone) and may contain ``val_loss``, ``val_accuracy``, ….
 ``trajectory_point(model) -> list[float] | None`` (optional)
     the point to record after each step (2-D surfaces record θ = (x, y)).
 ``deterministic: bool`` (optional, default False)

@@ -27,8 +27,9 @@ the same initialization and data order as the sequential run of the same seed by
 both agree to float rounding.
 
 What a run records, as the lab's runner does: the mini-batch loss of each step (before its
-update) and the lr it used; after every epoch (and before the first step) an evaluation of the
-full objective; divergence as a result, never an exception — a NaN or ±Inf loss (``"nan"``,
+update) and the lr it used; evaluations at the steps of the run's
+:class:`~optimlab.lab.run.EvaluationSchedule` (before the first step and after every epoch, the loss
+alone within epochs); divergence as a result, never an exception — a NaN or ±Inf loss (``"nan"``,
 ``"inf"``) or a loss above ``explosion_factor · max(|initial loss|, 1)`` (``"explosion"``) ends
 that replica (its parameters and state stop changing; the others go on untouched).
 

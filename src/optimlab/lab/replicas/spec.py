@@ -12,7 +12,8 @@ from torch.optim import Optimizer
 
 from optimlab.lab.run import RunRecord, apply_regularization
 
-#: what a run evaluates after each epoch: every metric of ``problem.evaluate`` or the loss alone
+#: what a run evaluates before the first step and after each epoch: every metric of
+#: ``problem.evaluate`` or the loss alone (within epochs: always the loss alone)
 Evaluation = Literal["full", "loss"]
 #: how :func:`~optimlab.lab.replicas.train_replicas` trains: batches what it can, or insists, or never
 Mode = Literal["auto", "batched", "sequential"]
