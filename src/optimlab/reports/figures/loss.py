@@ -373,11 +373,10 @@ class LossFigure(Twin):
 # --- in a report ------------------------------------------------------------------------------------
 
 CAPTION = (
-    "The full training objective at each evaluation (the start, within and after every epoch): the median "
-    "across seeds (line) and "
-    "the inter-quartile band; the lower panel shows the learning rate in force. Buttons switch the x "
-    "axis between steps, gradient evaluations and seconds, and the loss axis between log and linear; a "
-    "legend entry says how many seeds diverged."
+    "The full training objective at each evaluation (the start, within and after every epoch): the "
+    "median across seeds (line) and the inter-quartile band; the lower panel shows the learning rate in "
+    "force. Buttons switch the x axis between steps, gradient evaluations and seconds, and the loss axis "
+    "between log and linear; a legend entry says how many seeds diverged."
 )
 
 
