@@ -18,15 +18,6 @@ runner = CliRunner()
 SMALL = ["-p", "parabola:n=64", "-o", "sgd,adam", "--seeds", "1", "--epochs", "1", "--jobs", "1", "--no-png"]
 
 
-@pytest.fixture(scope="module")
-def stored(tmp_path_factory: pytest.TempPathFactory) -> bytes:
-    """A database holding the runs of SMALL."""
-    folder = tmp_path_factory.mktemp("stored")
-    result = runner.invoke(app, ["compare", *SMALL, "--db", str(folder / "lab.db"), "--out", str(folder)])
-    assert result.exit_code == 0, result.output
-    return (folder / "lab.db").read_bytes()
-
-
 def _one_line_exit_2(result, message: str) -> None:
     assert result.exit_code == 2, result.output
     assert message in result.stderr, result.stderr

@@ -37,15 +37,6 @@ def one_line_exit_2(result, *words: str) -> str:
     return result.stderr
 
 
-@pytest.fixture(scope="module")
-def stored(tmp_path_factory: pytest.TempPathFactory) -> bytes:
-    """A database holding the runs of SMALL."""
-    folder = tmp_path_factory.mktemp("stored")
-    result = runner.invoke(app, ["compare", *SMALL, "--db", str(folder / "lab.db"), "--out", str(folder)])
-    assert result.exit_code == 0, result.output
-    return (folder / "lab.db").read_bytes()
-
-
 @pytest.fixture
 def db(tmp_path: Path, stored: bytes) -> Path:
     path = tmp_path / "lab.db"

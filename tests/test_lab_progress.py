@@ -76,38 +76,14 @@ def test_surface_and_lr_find_show_their_steps_with_an_eta(tmp_path) -> None:
     from optimlab.cli import app
 
     runner = CliRunner()
+    out = ["--out", str(tmp_path)]
     surface = runner.invoke(
-        app,
-        [
-            "surface",
-            "-p",
-            "booth",
-            "-o",
-            "sgd,adam,lbfgs",
-            "--steps",
-            "40",
-            "--no-gif",
-            "--out",
-            str(tmp_path),
-        ],
+        app, ["surface", "-p", "booth", "-o", "sgd,adam,lbfgs", "--steps", "40", "--no-gif", *out]
     )
     assert surface.exit_code == 0, surface.output
     assert "3 optimizers on booth" in surface.stdout and "120/120 steps" in surface.stdout
     lr_find = runner.invoke(
-        app,
-        [
-            "lr-find",
-            "-p",
-            "parabola:n=64",
-            "-o",
-            "sgd,adam",
-            "--steps",
-            "50",
-            "--seeds",
-            "2",
-            "--out",
-            str(tmp_path),
-        ],
+        app, ["lr-find", "-p", "parabola:n=64", "-o", "sgd,adam", "--steps", "50", "--seeds", "2", *out]
     )
     assert lr_find.exit_code == 0, lr_find.output
     assert "lr range test · adam (2/2)" in lr_find.stdout and "200/200 steps" in lr_find.stdout

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import time
 from types import TracebackType
+from typing import Self
 
 from rich.progress import (
     BarColumn,
     Progress,
+    ProgressColumn,
     TaskProgressColumn,
     TextColumn,
     TimeElapsedColumn,
@@ -31,37 +33,52 @@ def _clock(seconds: float) -> str:
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
-class CostProgress:
-    """``with CostProgress("lr-grid comparison") as bar: bar.plan(cost); bar.done(share, label)``."""
+class _Bar:
+    """One rich progress bar of ``columns`` (after the description and the bar), filled when its
+    ``with`` block ends without error (:meth:`_fill`)."""
 
-    def __init__(self, title: str) -> None:
-        self.title = title
+    def __init__(self, title: str, columns: list[ProgressColumn], total: float | None, **fields: str) -> None:
         self.progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
             TaskProgressColumn(),
-            TextColumn("{task.fields[counts]}"),
-            TextColumn("{task.fields[eta]}"),
+            *columns,
             TimeElapsedColumn(),
             console=console,
             transient=False,
         )
-        self.task = self.progress.add_task(title, total=None, counts="", eta="")
-        self.total = 0.0
-        self.finished = 0.0
-        self.trained = self.reused = 0
-        self.started: float | None = None
+        self.task = self.progress.add_task(title, total=total, **fields)
 
-    def __enter__(self) -> CostProgress:
+    def __enter__(self) -> Self:
         self.progress.__enter__()
         return self
 
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
-        if kind is None and self.total:
-            self.progress.update(self.task, completed=self.total, eta="")
+        if kind is None:
+            self._fill()
         self.progress.__exit__(kind, error, trace)
+
+    def _fill(self) -> None:
+        raise NotImplementedError
+
+
+class CostProgress(_Bar):
+    """``with CostProgress("lr-grid comparison") as bar: bar.plan(cost); bar.done(share, label)``."""
+
+    def __init__(self, title: str) -> None:
+        columns = [TextColumn("{task.fields[counts]}"), TextColumn("{task.fields[eta]}")]
+        super().__init__(title, columns, None, counts="", eta="")
+        self.title = title
+        self.total = 0.0
+        self.finished = 0.0
+        self.trained = self.reused = 0
+        self.started: float | None = None
+
+    def _fill(self) -> None:
+        if self.total:
+            self.progress.update(self.task, completed=self.total, eta="")
 
     def plan(self, cost: float) -> None:
         """``cost`` more is to be trained."""
@@ -92,7 +109,7 @@ class CostProgress:
         )
 
 
-class StepProgress:
+class StepProgress(_Bar):
     """A bar of training steps with an ETA, for commands that train in this process (``surface``,
     ``lr-find``): ``with StepProgress("adam", total) as bar: train(..., on_steps=bar.advance)``.
 
@@ -101,28 +118,11 @@ class StepProgress:
     the bar is filled when the command ends without error."""
 
     def __init__(self, title: str, total: int) -> None:
-        self.progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TaskProgressColumn(),
-            TextColumn("{task.completed:,.0f}/{task.total:,.0f} steps"),
-            TimeRemainingColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            transient=False,
-        )
-        self.task = self.progress.add_task(title, total=max(total, 1))
+        columns = [TextColumn("{task.completed:,.0f}/{task.total:,.0f} steps"), TimeRemainingColumn()]
+        super().__init__(title, columns, max(total, 1))
 
-    def __enter__(self) -> StepProgress:
-        self.progress.__enter__()
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
-    ) -> None:
-        if kind is None:
-            self.progress.update(self.task, completed=self.progress.tasks[0].total)
-        self.progress.__exit__(kind, error, trace)
+    def _fill(self) -> None:
+        self.progress.update(self.task, completed=self.progress.tasks[0].total)
 
     def describe(self, title: str) -> None:
         """Say what is training now."""
