@@ -331,27 +331,8 @@ def problem_step(problem: Any, config: Any, seed: int) -> Callable[[float], floa
     return step
 
 
-def problem_range_test(
-    problem: Any,
-    config: Any,
-    seed: int,
-    *,
-    min_lr: float = 1e-7,
-    max_lr: float = 10.0,
-    steps: int = 100,
-    beta: float = 0.9,
-    diverge_factor: float = 4.0,
-    on_steps: Callable[[int], None] | None = None,
-) -> LRFindResult:
-    """The range test of ``config`` on ``problem`` from ``seed`` (see the module docstring); the ramp's
-    arguments are checked before anything trains. ``on_steps(n)`` hears of the steps taken."""
-    lr_ramp(min_lr, max_lr, steps)
-    return range_test(
-        problem_step(problem, config, seed),
-        min_lr=min_lr,
-        max_lr=max_lr,
-        steps=steps,
-        beta=beta,
-        diverge_factor=diverge_factor,
-        on_steps=on_steps,
-    )
+def problem_range_test(problem: Any, config: Any, seed: int, **options: Any) -> LRFindResult:
+    """The range test of ``config`` on ``problem`` from ``seed`` (see the module docstring);
+    ``options``: those of :func:`range_test` (``min_lr``, ``max_lr``, ``steps``, ``beta``,
+    ``diverge_factor``, ``on_steps``), checked before anything trains."""
+    return range_test(problem_step(problem, config, seed), **options)
