@@ -494,6 +494,8 @@ class BatchedRun:
                         steps_done[position] = step
                     alive = torch.tensor(alive_list, device=self.device)
                     live_count = sum(alive_list)
+                    if not live_count:  # every replica has stopped: nothing left to step
+                        break
                 if per_step:
                     live = [p for p in per_step if alive_list[p]]
                     for position in live:
