@@ -269,3 +269,42 @@ def test_the_terminal_shows_the_problems_own_metrics_as_the_report_does(tmp_path
         assert header in result.stdout
     html = (tmp_path / "report.html").read_text(encoding="utf-8")
     assert "zero fraction" in html and "support recall" in html
+
+
+def test_a_narrow_terminal_folds_the_table_and_loses_no_number(tmp_path: Path, monkeypatch) -> None:
+    import io
+
+    from rich.console import Console
+
+    import optimlab.cli.output as output
+    from optimlab.reports.ranking import ranked_table_rows
+
+    args = [
+        "compare",
+        "-p",
+        "digits-mlp",
+        "-o",
+        "sgd,adam",
+        "--seeds",
+        "2",
+        "--steps",
+        "30",
+        "--lr-grid",
+        "3",
+    ]
+    result = runner.invoke(app, [*args, "--db", str(tmp_path / "l.db"), "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    _, rows = ranked_table_rows(summary, "digits-mlp", compact=True)
+    for width in (80, 100, 120):
+        text = io.StringIO()
+        monkeypatch.setattr(output, "console", Console(file=text, width=width))
+        output.print_ranked_tables(summary)
+        lines = text.getvalue().splitlines()
+        assert max(len(line) for line in lines) <= width
+        cells = {c if isinstance(c, str) else output._cells([[c]])[0][0] for row in rows for c in row}
+        # every cell whole, or folded into pieces that stand in one column on consecutive lines
+        pieces = " ".join(part.strip() for line in lines for part in line.split("│"))
+        for cell in cells:
+            assert cell in pieces or all(p in pieces for p in cell.split()), (width, cell)
+        assert "…" not in text.getvalue()

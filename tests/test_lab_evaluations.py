@@ -180,6 +180,19 @@ def test_median_curves_align_evaluations_by_step() -> None:
     }
 
 
+def test_loss_figures_align_evaluations_by_step_and_draw_the_steps_all_runs_share() -> None:
+    from optimlab.reports.figures.loss import eval_curves
+
+    new = _result([(0, 0, 4.0), (0.5, 2, 3.0), (1, 4, 2.0), (1.5, 6, 1.0), (2, 8, 0.5)])
+    old = _result([(0, 0, 4.0), (1, 4, 4.0), (2, 8, 1.5)])  # record version 1: evaluated per epoch
+    short = _result([(0, 0, 4.0), (0.5, 2, 5.0)])  # stopped after 2 steps
+    mixed = eval_curves([new, old])  # only the steps both were evaluated at, each value at its step
+    assert mixed.steps[0].tolist() == [0, 4, 8] and mixed.loss.tolist() == [[4.0, 2.0, 0.5], [4.0, 4.0, 1.5]]
+    stopped = eval_curves([new, short])  # every step of the finer record; the stopped run +∞ after it
+    assert stopped.steps[0].tolist() == [0, 2, 4, 6, 8]
+    assert stopped.loss[1].tolist() == [4.0, 5.0, math.inf, math.inf, math.inf]
+
+
 def test_the_loss_of_many_replicas_is_evaluated_at_once_or_one_by_one_alike(monkeypatch) -> None:
     from optimlab.lab.replicas import sizing
 

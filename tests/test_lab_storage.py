@@ -203,7 +203,19 @@ DAMAGE = {
     "null": lambda spec, result: (spec, "null"),
     "wrong type": lambda spec, result: (spec, _losses_hold_text(result)),
     "truncated spec": lambda spec, result: (spec[:10], result),
+    "no version": lambda spec, result: (spec, _edited(result, record_version=None)),
+    "evaluation lacks a field": lambda spec, result: (
+        spec,
+        _edited(
+            result,
+            evals=[{k: v for k, v in e.items() if k != "grad_evals"} for e in json.loads(result)["evals"]],
+        ),
+    ),
 }
+
+
+def _edited(result: str, **fields) -> str:
+    return json.dumps({**json.loads(result), **fields})
 
 
 def _damage(db: Path, key: str, how: str) -> None:
@@ -219,7 +231,7 @@ def _rows(db: Path) -> dict[str, tuple[str, str]]:
 
 def test_damaged_rows_are_named_and_trained_again(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     db = tmp_path / "lab.db"
-    comparison = _comparison(seeds=3)
+    comparison = _comparison(seeds=4)
     with Store(db) as store:
         run_comparison(comparison, store)
         original = {run.key: run.result for run in store.runs()}

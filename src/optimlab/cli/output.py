@@ -15,13 +15,11 @@ def table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
     """A rich table; numbers formatted as the pages format them."""
     result = Table(title=title, title_justify="left")
     cells = _cells(rows)
-    for i, column in enumerate(columns):
-        # numbers are never cut short: print_ranked_tables splits a table too wide for the terminal
+    for column in columns:
+        # too narrow a terminal folds a cell onto a second line rather than cutting a number short
+        # (print_ranked_tables also moves the problem's own metrics to a table of their own)
         result.add_column(
-            column,
-            justify="left" if column in ("optimizer", "rule") else "right",
-            no_wrap=True,
-            min_width=max((cell_len(row[i]) for row in cells), default=0),
+            column, justify="left" if column in ("optimizer", "rule") else "right", overflow="fold"
         )
     for row in cells:
         result.add_row(*row)
@@ -67,7 +65,7 @@ def print_ranked_tables(summary: dict[str, Any]) -> None:
         else:
             console.print(ranked)
         for note in ranked_notes(info):
-            console.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
+            console.print(f"note: {note}", markup=False, highlight=False)
 
 
 def print_written(paths: list[Path]) -> None:

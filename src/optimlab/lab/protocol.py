@@ -255,14 +255,14 @@ class _Runs:
                 if run.key in damaged and run.key not in self._damaged:
                     self._damaged[run.key] = damaged[run.key]
                     _log.warning(
-                        "warning: the stored run of %s · %s · seed %d (key %s) in %s is damaged (%s); "
-                        "training it again",
+                        "warning: the stored run of %s · %s · seed %d (key %s) in %s is damaged (%s); %s",
                         run.problem,
                         run.config.label,
                         run.seed,
                         run.key[:12],
                         self.store.path,
                         damaged[run.key],
+                        "it must be trained again" if self.store.read_only else "training it again",
                     )
             if outdated:
                 many = len(outdated) != 1

@@ -320,6 +320,9 @@ class RunResult(RunRecord):
             raise ValueError(f"'trajectory' is {_kind_of(trajectory)}, not a list of points")
         if not isinstance(data.get("extra", {}), dict):
             raise ValueError(f"'extra' is {_kind_of(data['extra'])}, not a table")
+        version = data.get("record_version", 1)
+        if not (_whole(version) and version >= 1):
+            raise ValueError(f"'record_version' is {_kind_of(version)}, not a version (1, 2, ...)")
         return cls.from_dict(data)
 
     def eval_curve(self, metric: str = "loss") -> tuple[list[int], list[float]]:
@@ -359,8 +362,11 @@ def _kind_of(value: Any) -> str:
     return f"{type(value).__name__} {text if len(text) <= 40 else text[:37] + '...'}"
 
 
-#: what every stored result holds: field → (test, what it must be); ``trajectory`` and ``extra``
-#: are optional
+#: what every evaluation of a stored result holds
+_EVALUATION_KEYS = {"epoch", "step", "grad_evals", "wall_s", "loss"}
+
+#: what every stored result holds: field → (test, what it must be); ``trajectory``, ``extra`` and
+#: ``record_version`` (1 when absent) are optional
 _RESULT_FIELDS: dict[str, tuple[Any, str]] = {
     "problem": (lambda v: isinstance(v, str), "a problem spec"),
     "optimizer": (lambda v: isinstance(v, str), "a label"),
@@ -371,9 +377,9 @@ _RESULT_FIELDS: dict[str, tuple[Any, str]] = {
     "lrs": (_numbers, "a list of numbers"),
     "evals": (
         lambda v: (
-            isinstance(v, list) and bool(v) and all(_metrics(e) and "loss" in e and "step" in e for e in v)
+            isinstance(v, list) and bool(v) and all(_metrics(e) and e.keys() >= _EVALUATION_KEYS for e in v)
         ),
-        "a list of evaluations (with loss and step)",
+        "a list of evaluations (with epoch, step, grad_evals, wall_s and loss)",
     ),
     "grad_evals": (_whole, "a count"),
     "steps": (_whole, "a count"),

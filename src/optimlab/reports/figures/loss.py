@@ -100,30 +100,39 @@ def eval_curves(runs: Sequence[RunResult], metric: str = "loss") -> Curves | Non
     within epochs and every epoch; another metric: the start and every epoch), with the steps,
     gradient evaluations and seconds so far and the lr in force; ``None`` without runs.
 
-    A run that diverged stops early; its row is padded with ``+inf``, and the evaluation that stopped
-    it counts as ``+inf`` too, as the run's final loss does."""
-    held = [(run, [e for e in run.evals if metric in e]) for run in runs]
-    held = [(run, evals) for run, evals in held if evals]
+    Runs are aligned by step. A run that diverged stops early; its row is padded with ``+inf``, and
+    the evaluation that stopped it counts as ``+inf`` too, as the run's final loss does. Where runs
+    were evaluated at different steps (records of an older version, evaluated per epoch only, beside
+    newer ones), only the steps every run was evaluated at (or had stopped before) are drawn."""
+    held = [(run, {int(e["step"]): e for e in run.evals if metric in e}) for run in runs]
+    held = [(run, at) for run, at in held if at]
     if not held:
         return None
-    longest = max((evals for _, evals in held), key=len)
-    steps = np.array([float(e["step"]) for e in longest])
+    lasts = [max(int(e["step"]) for e in run.evals) for run, _ in held]
+    longest = max((at for _, at in held), key=len)
+    shared = [
+        s
+        for s in sorted(longest)
+        if all(s in at or s > last for (_, at), last in zip(held, lasts, strict=True))
+    ]
+    steps = np.array(shared, dtype=float)
     n = steps.size
     loss = np.full((len(held), n), np.inf)
     grad_evals = np.full((len(held), n), np.nan)
     seconds = np.full((len(held), n), np.nan)
     lr = np.full((len(held), n), np.nan)
-    for i, (run, evals) in enumerate(held):
-        k = len(evals)
-        loss[i, :k] = [float(e[metric]) for e in evals]
-        grad_evals[i, :k] = [float(e["grad_evals"]) for e in evals]
-        seconds[i, :k] = [float(e["wall_s"]) for e in evals]
-        if run.lrs:
-            # the lr the next step uses (the last one used, after the last step)
-            at = [min(int(e["step"]), len(run.lrs) - 1) for e in evals]
-            lr[i, :k] = [run.lrs[j] for j in at]
-        if metric == "loss" and stopped_at_evaluation(run):
-            loss[i, k - 1] = np.inf
+    for i, (run, at) in enumerate(held):
+        for j, step in enumerate(shared):
+            e = at.get(step)
+            if e is None:  # stopped before this step
+                continue
+            loss[i, j] = float(e[metric])
+            grad_evals[i, j] = float(e["grad_evals"])
+            seconds[i, j] = float(e["wall_s"])
+            if run.lrs:  # the lr the next step uses (the last one used, after the last step)
+                lr[i, j] = run.lrs[min(step, len(run.lrs) - 1)]
+            if metric == "loss" and step == lasts[i] and stopped_at_evaluation(run):
+                loss[i, j] = np.inf
     return Curves(
         loss,
         steps=steps,
