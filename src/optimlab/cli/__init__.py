@@ -6,7 +6,7 @@ and ``output.py`` what they print; a new command is a module here that decorates
 ``@app.command()`` and is imported below (CONTRIBUTING.md shows one).
 """
 
-from optimlab.cli import compare, listing, lr_find, schedule, surface  # noqa: F401  (they register)
+from optimlab.cli import compare, learn, listing, lr_find, schedule, surface  # noqa: F401  (they register)
 from optimlab.cli.app import app, main
 from optimlab.cli.compare import _build_comparison
 

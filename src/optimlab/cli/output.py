@@ -11,16 +11,16 @@ from rich.table import Table
 from optimlab.cli.app import console
 
 
-def table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
-    """A rich table; numbers formatted as the pages format them."""
+def table(
+    title: str, columns: list[str], rows: list[list[Any]], *, left: tuple[str, ...] = ("optimizer", "rule")
+) -> Table:
+    """A rich table; numbers formatted as the pages format them; the ``left`` columns (text) to the left."""
     result = Table(title=title, title_justify="left")
     cells = _cells(rows)
     for column in columns:
         # too narrow a terminal folds a cell onto a second line rather than cutting a number short
         # (print_ranked_tables also moves the problem's own metrics to a table of their own)
-        result.add_column(
-            column, justify="left" if column in ("optimizer", "rule") else "right", overflow="fold"
-        )
+        result.add_column(column, justify="left" if column in left else "right", overflow="fold")
     for row in cells:
         result.add_row(*row)
     return result

@@ -204,8 +204,11 @@ class Page:
     Plotly in the browser from embedded JSON.
     """
 
-    def __init__(self, title: str, *, subtitle: str | None = None, footer: str | None = None) -> None:
+    def __init__(
+        self, title: str, *, subtitle: str | None = None, footer: str | None = None, lang: str = "en"
+    ) -> None:
         self.title = str(title)
+        self.lang = lang
         self.subtitle = subtitle
         self.footer = footer
         self._blocks: list[str] = []
@@ -365,7 +368,7 @@ class Page:
         )
         head = [
             "<!DOCTYPE html>",
-            '<html lang="en"><head><meta charset="utf-8">',
+            f'<html lang="{_esc(self.lang)}"><head><meta charset="utf-8">',
             f'<meta http-equiv="Content-Security-Policy" content="{_esc(csp)}">',
             '<meta name="viewport" content="width=device-width, initial-scale=1">',
             f"<title>{_esc(self.title)}</title>",

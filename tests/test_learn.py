@@ -1,0 +1,101 @@
+"""``optimlab learn``: the course's framework (list, one demonstration, --all, --json, --lang) and the
+headline numbers of each demonstration, asserted against what its verdict says."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from optimlab import learn
+from optimlab.cli import app
+from optimlab.learn.demo import Claim, Demo, Text, Verdict
+
+runner = CliRunner()
+
+
+def test_the_list_names_every_demonstration_and_its_seed_post() -> None:
+    result = runner.invoke(app, ["learn"])
+    assert result.exit_code == 0, result.output
+    for demo in learn.demos().values():
+        assert demo.name in result.stdout
+    listed = json.loads(runner.invoke(app, ["learn", "--json"]).stdout)
+    assert list(listed) == learn.demo_names() and listed["ewa"]["title"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["learn", "nope"], "unknown demonstration 'nope'; demonstrations: ewa"),
+        (["learn", "ewa", "--all"], "give a demonstration's name or --all, not both"),
+        (["learn", "ewa", "--lang", "fr"], "fr"),
+    ],
+)
+def test_bad_input_is_one_line(args: list[str], message: str) -> None:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert message in result.output
+
+
+def test_every_demonstration_is_well_formed() -> None:
+    orders = [d.order for d in learn.demos().values()]
+    assert orders == sorted(orders) and len(set(orders)) == len(orders)
+    for demo in learn.demos().values():
+        assert demo.claims and all(isinstance(c, Claim) and c.post[:3].isdigit() for c in demo.claims)
+        assert all(
+            any("\u4e00" <= ch <= "\u9fff" for ch in c.quote) for c in demo.claims
+        )  # Chinese, as written
+    with pytest.raises(ValueError, match="needs its correction and a reference"):
+        Verdict(Claim("000_x.txt", "说法", "a claim"), "wrong", Text("e", "证据"))
+    with pytest.raises(ValueError, match="both an English and a Chinese"):
+        Text("only English", "")
+    with pytest.raises(ValueError, match="checks no claim"):
+        Demo("x", 99, Text("t", "题"), Text("s", "述"), (), lambda: None)  # type: ignore[arg-type,return-value]
+
+
+def test_a_demonstration_writes_its_page_and_png_in_both_languages(tmp_path: Path) -> None:
+    english = runner.invoke(app, ["learn", "ewa", "--out", str(tmp_path)])
+    assert english.exit_code == 0, english.output
+    page = (tmp_path / "learn-ewa.html").read_text(encoding="utf-8")
+    assert '<html lang="en">' in page and "β 的值越大,则绘制出的折线越加平缓" in page
+    assert "The larger β, the smoother the line" in page and "only partly true" in page
+    assert (tmp_path / "figures" / "learn-ewa-1.png").stat().st_size > 10_000
+    chinese = runner.invoke(app, ["learn", "ewa", "--lang", "zh", "--out", str(tmp_path / "zh"), "--no-png"])
+    assert chinese.exit_code == 0, chinese.output
+    page = (tmp_path / "zh" / "learn-ewa.html").read_text(encoding="utf-8")
+    assert '<html lang="zh">' in page and "指数加权平均" in page and "部分成立" in page
+    assert "The larger β" not in page and not (tmp_path / "zh" / "figures").exists()
+
+
+def test_the_course_page_holds_every_demonstration(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["learn", "--all", "--out", str(tmp_path), "--no-png"])
+    assert result.exit_code == 0, result.output
+    page = (tmp_path / "learn.html").read_text(encoding="utf-8")
+    for demo in learn.demos().values():
+        assert demo.title("en") in page
+    numbers = json.loads(runner.invoke(app, ["learn", "--all", "--json", "--out", str(tmp_path)]).stdout)
+    assert list(numbers) == learn.demo_names()
+
+
+# --- ewa ---------------------------------------------------------------------------------------
+
+
+def test_ewa_smooths_lags_and_needs_bias_correction_from_zero(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["learn", "ewa", "--json", "--no-png", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    numbers = json.loads(result.stdout)
+    assert numbers == json.loads(json.dumps(learn.run("ewa").numbers))  # the CLI and Python agree
+    rough, first = numbers["roughness"], numbers["first_day"]
+    assert rough["raw"] > rough["0.5"] > rough["0.9"] > rough["0.98"]  # smoother with β
+    assert numbers["window"] == pytest.approx({"0.5": 2, "0.9": 10, "0.98": 50})
+    for beta, lag in numbers["lag"].items():  # lags more with β: ⌈ln ½ / ln β⌉ days to half a step
+        assert lag == math.ceil(math.log(0.5) / math.log(float(beta)))
+    for beta in ("0.5", "0.9", "0.98"):  # started at zero: (1 − β)·y₁; corrected: y₁ itself
+        assert numbers["first_value"]["uncorrected"][beta] == pytest.approx(
+            (1 - float(beta)) * first, rel=1e-5
+        )
+        assert numbers["first_value"]["corrected"][beta] == pytest.approx(first, rel=1e-5)
+    assert first == pytest.approx(-11.2584, abs=1e-4)  # seed 002's first day (torch.manual_seed(0))
