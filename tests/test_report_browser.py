@@ -258,3 +258,48 @@ def test_user_text_is_shown_literally_and_never_runs(browser, hostile_report):
         assert HOSTILE_IMG in titles and HOSTILE in titles
     finally:
         o.close()
+
+
+# --- the course: learn.html in both languages -----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def course_pages(tmp_path_factory) -> dict[str, Path]:
+    """``learn.html`` of every demonstration, in English and in Chinese (each demonstration measured once)."""
+    from optimlab.learn import demos
+    from optimlab.learn.page import write_pages
+
+    done = [(demo, demo.run()) for demo in demos().values()]
+    pages = {}
+    for lang in ("en", "zh"):
+        out = tmp_path_factory.mktemp(f"course-{lang}")
+        pages[lang] = write_pages(done, out, lang=lang, course=True)[-1]
+    return pages
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_the_course_renders_in_both_languages(browser, course_pages, lang):
+    from optimlab.learn import demos
+
+    path = course_pages[lang]
+    o = Opened(browser, path)
+    try:
+        assert o.errors == [] and o.dialogs == []
+        own = path.as_uri()
+        assert [u for u in o.requests if not u.startswith((own, "data:", "blob:", "about:"))] == []
+        assert o.figures >= len([d for d in demos().values() if d.name != "errata"])
+        drawn = o.page.eval_on_selector_all(
+            "div.plot",
+            "els => els.map(e => ({svg: e.querySelectorAll('.main-svg').length, "
+            "traces: (e.data || []).length}))",
+        )
+        assert all(f["svg"] > 0 and f["traces"] > 0 for f in drawn), drawn
+        assert o.page.get_attribute("html", "lang") == lang
+        headings = o.page.eval_on_selector_all("h2", "els => els.map(e => e.textContent)")
+        assert headings == [f"{d.order}. {d.title(lang)}" for d in demos().values()]
+        for href in o.page.eval_on_selector_all(
+            "figcaption a", "els => els.map(e => e.getAttribute('href'))"
+        ):
+            assert (path.parent / href).is_file(), href
+    finally:
+        o.close()
