@@ -99,3 +99,37 @@ def test_ewa_smooths_lags_and_needs_bias_correction_from_zero(tmp_path: Path) ->
         )
         assert numbers["first_value"]["corrected"][beta] == pytest.approx(first, rel=1e-5)
     assert first == pytest.approx(-11.2584, abs=1e-4)  # seed 002's first day (torch.manual_seed(0))
+
+
+# --- the optimizer guide ---------------------------------------------------------------------------
+
+
+def test_the_guide_reads_formulas_defaults_and_memory_off_the_code(tmp_path: Path) -> None:
+    import torch
+
+    from optimlab.learn.guide import GUIDE, entries
+
+    found = {e.name: e for e in entries()}
+    assert list(found) == list(GUIDE)
+    for name, entry in found.items():
+        torch_cls = getattr(torch.optim, name)
+        signature = __import__("inspect").signature(torch_cls.__init__).parameters
+        for key, value in entry.defaults.items():
+            if key in signature:
+                assert signature[key].default == value, (name, key)  # torch's defaults, read off the class
+        assert entry.summary and entry.formula and entry.notes.demos
+    assert (
+        found["Adam"].state == {"exp_avg": 4, "exp_avg_sq": 4}
+        and "m ← β₁m + (1 − β₁)g" in found["Adam"].formula
+    )
+    assert found["SGD"].state == {"momentum_buffer": 4} and found["AdamW"].defaults["weight_decay"] == 0.01
+    assert "s ← s + g²" in found["Adagrad"].formula and "Duchi" in found["Adagrad"].references
+    assert found["LBFGS"].state["old_dirs + old_stps (full history)"] == 2 * 100 * 4
+    demos = set(learn.demo_names())
+    assert "ewa" in demos  # the guide's links name demonstrations of the course (more join as they land)
+    result = runner.invoke(app, ["learn", "guide", "--lang", "zh", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    page = (tmp_path / "learn-guide.html").read_text(encoding="utf-8")
+    assert "优化器指南" in page and "擅长" in page and "Kingma &amp; Ba" in page
+    as_json = json.loads(runner.invoke(app, ["learn", "guide", "--json", "--out", str(tmp_path)]).stdout)
+    assert as_json["Adam"]["defaults"]["lr"] == 0.001 and as_json["Adam"]["state_bytes"]["exp_avg"] == 4

@@ -65,6 +65,21 @@ def learn(
                 )
             )
             return
+        if name == "guide":
+            from optimlab.learn.guide import entries
+            from optimlab.learn.page import write_guide
+
+            cli.check_out_dir(out)
+            written = write_guide(out, lang=language)
+            rows = [[e.name, e.summary, sum(e.state.values()), e.notes.good(language)] for e in entries()]
+            if as_json:
+                guide = {e.name: {"defaults": e.defaults, "state_bytes": e.state} for e in entries()}
+                typer.echo(json.dumps(jsonable(guide), ensure_ascii=False))
+                return
+            columns = ["optimizer", "update", "state bytes/param", "good at"]
+            cli.console.print(table("the optimizers", columns, rows, left=("optimizer", "update", "good at")))
+            print_written(written)
+            return
         chosen = list(demos().values()) if all_ else [get_demo(name or "")]
         import torch
 

@@ -11,10 +11,12 @@ from optimlab.learn.demo import VERDICT_WORDS, Demo, Outcome, Text
 from optimlab.reports.html import Page
 from optimlab.reports.output import Output
 
-__all__ = ["COURSE_PAGE", "demo_page", "write_pages"]
+__all__ = ["COURSE_PAGE", "GUIDE_PAGE", "demo_page", "write_guide", "write_pages"]
 
 #: the page of ``optimlab learn --all``
 COURSE_PAGE = "learn.html"
+#: the page of ``optimlab learn guide``
+GUIDE_PAGE = "learn-guide.html"
 
 _WORDS = {
     "course": Text(
@@ -32,6 +34,21 @@ _WORDS = {
     "reference": Text("Reference", "参考"),
     "numbers": Text("The numbers", "测得的数字"),
     "run": Text("Run it yourself", "自己运行"),
+    "guide": Text("The optimizers: a guide", "优化器指南"),
+    "guide_sub": Text(
+        "Each optimizer's update, defaults and memory, read off optimlab's code; what it is good and bad "
+        "at, and the demonstrations that show it.",
+        "每个优化器的更新公式、默认值和内存开销，直接取自 optimlab 的代码；以及它擅长和不擅长什么，"
+        "和展示这些的演示。",
+    ),
+    "good": Text("Good at", "擅长"),
+    "bad": Text("Bad at", "不擅长"),
+    "state": Text("State per parameter", "每个参数的状态"),
+    "none": Text("none", "无"),
+    "shown": Text("Shown by", "演示"),
+    "posts": Text("Discussed in seed posts", "讨论它的种子文章"),
+    "defaults": Text("Defaults", "默认值"),
+    "momentum_only": Text("with momentum only", "仅在使用动量时"),
 }
 
 
@@ -62,6 +79,41 @@ def _section(out: Output, demo: Demo, outcome: Outcome, lang: str) -> None:
     page.callout("", title=f"{_WORDS['run'](lang)}:", code=f"optimlab learn {demo.name} --lang {lang}")
 
 
+def _guide(page: Page, lang: str) -> None:
+    from optimlab.learn.guide import entries
+
+    page.section(_WORDS["guide"](lang))
+    page.text(_WORDS["guide_sub"](lang))
+    for entry in entries():
+        notes = entry.notes
+        page.section(f"{entry.name} — {entry.summary}", level=3)
+        page.callout("", code=entry.formula)
+        state = ", ".join(f"{k} ({v} bytes)" for k, v in entry.state.items()) or _WORDS["none"](lang)
+        if entry.name == "SGD":
+            state += f" — {_WORDS['momentum_only'](lang)}"
+        page.key_values(
+            {
+                _WORDS["defaults"](lang): ", ".join(f"{k}={v!r}" for k, v in entry.defaults.items()),
+                _WORDS["state"](lang): state,
+                _WORDS["good"](lang): notes.good(lang),
+                _WORDS["bad"](lang): notes.bad(lang),
+                _WORDS["shown"](lang): ", ".join(f"optimlab learn {d}" for d in notes.demos) or "–",
+                _WORDS["posts"](lang): ", ".join(notes.posts) or "–",
+                _WORDS["reference"](lang): entry.references or "–",
+            }
+        )
+
+
+def write_guide(out_dir: str | Path, *, lang: str = "en") -> list[Path]:
+    """Write ``learn-guide.html``, the optimizer guide alone; returns the files written, the page last."""
+    out = Output(
+        Page(_WORDS["guide"](lang), subtitle=_WORDS["guide_sub"](lang), lang=lang), out_dir, GUIDE_PAGE
+    )
+    _guide(out.page, lang)
+    out.write()
+    return out.written
+
+
 def write_pages(
     done: Sequence[tuple[Demo, Outcome]],
     out_dir: str | Path,
@@ -80,5 +132,7 @@ def write_pages(
     out = Output(Page(title, subtitle=subtitle, lang=lang), out_dir, filename, static=png)
     for demo, outcome in done:
         _section(out, demo, outcome, lang)
+    if course:
+        _guide(out.page, lang)
     out.write()
     return out.written
