@@ -3,6 +3,7 @@ headline numbers of each demonstration, asserted against what its verdict says."
 
 from __future__ import annotations
 
+import html
 import json
 import math
 from pathlib import Path
@@ -75,7 +76,7 @@ def test_the_course_page_holds_every_demonstration(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     page = (tmp_path / "learn.html").read_text(encoding="utf-8")
     for demo in learn.demos().values():
-        assert demo.title("en") in page
+        assert html.escape(demo.title("en")) in page
     numbers = json.loads(runner.invoke(app, ["learn", "--all", "--json", "--out", str(tmp_path)]).stdout)
     assert list(numbers) == learn.demo_names()
 
