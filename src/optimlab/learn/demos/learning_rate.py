@@ -65,10 +65,11 @@ NEITHER_TOO_BIG_NOR_SMALL = Claim(
 
 
 def curvatures(problem_spec: str = PROBLEM) -> tuple[float, float, np.ndarray]:
-    """(μ, L, the eigenvector of L) of the surface's Hessian at its minimum (``torch.func.hessian``)."""
+    """(μ, L, the eigenvector of L) of the surface's Hessian at its minimum
+    (``torch.autograd.functional.hessian``)."""
     problem = get_problem(problem_spec)
     point = torch.tensor(problem.minima[0], dtype=torch.float64)
-    hessian = torch.func.hessian(lambda v: problem.fn(v[0], v[1]))(point)
+    hessian = torch.autograd.functional.hessian(lambda v: problem.fn(v[0], v[1]), point)
     values, vectors = torch.linalg.eigh(hessian)
     return float(values[0]), float(values[-1]), vectors[:, -1].numpy()
 
