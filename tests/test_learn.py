@@ -21,7 +21,7 @@ runner = CliRunner()
 def test_the_list_names_every_demonstration_and_its_seed_post() -> None:
     result = runner.invoke(app, ["learn"])
     assert result.exit_code == 0, result.output
-    for demo in learn.demos().values():
+    for demo in learn.demonstrations().values():
         assert demo.name in result.stdout
     listed = json.loads(runner.invoke(app, ["learn", "--json"]).stdout)
     assert list(listed) == learn.demo_names() and listed["ewa"]["title"]
@@ -42,9 +42,9 @@ def test_bad_input_is_one_line(args: list[str], message: str) -> None:
 
 
 def test_every_demonstration_is_well_formed() -> None:
-    orders = [d.order for d in learn.demos().values()]
+    orders = [d.order for d in learn.demonstrations().values()]
     assert orders == sorted(orders) and len(set(orders)) == len(orders)
-    for demo in learn.demos().values():
+    for demo in learn.demonstrations().values():
         assert demo.claims and all(isinstance(c, Claim) and c.post[:3].isdigit() for c in demo.claims)
         assert all(
             any("\u4e00" <= ch <= "\u9fff" for ch in c.quote) for c in demo.claims
@@ -75,7 +75,7 @@ def test_the_course_page_holds_every_demonstration(tmp_path: Path) -> None:
     result = runner.invoke(app, ["learn", "--all", "--out", str(tmp_path), "--no-png"])
     assert result.exit_code == 0, result.output
     page = (tmp_path / "learn.html").read_text(encoding="utf-8")
-    for demo in learn.demos().values():
+    for demo in learn.demonstrations().values():
         assert html.escape(demo.title("en")) in page
     numbers = json.loads(runner.invoke(app, ["learn", "--all", "--json", "--out", str(tmp_path)]).stdout)
     assert list(numbers) == learn.demo_names()

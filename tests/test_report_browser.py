@@ -266,10 +266,10 @@ def test_user_text_is_shown_literally_and_never_runs(browser, hostile_report):
 @pytest.fixture(scope="module")
 def course_pages(tmp_path_factory) -> dict[str, Path]:
     """``learn.html`` of every demonstration, in English and in Chinese (each demonstration measured once)."""
-    from optimlab.learn import demos
+    from optimlab.learn import demonstrations
     from optimlab.learn.page import write_pages
 
-    done = [(demo, demo.run()) for demo in demos().values()]
+    done = [(demo, demo.run()) for demo in demonstrations().values()]
     pages = {}
     for lang in ("en", "zh"):
         out = tmp_path_factory.mktemp(f"course-{lang}")
@@ -279,7 +279,7 @@ def course_pages(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.mark.parametrize("lang", ["en", "zh"])
 def test_the_course_renders_in_both_languages(browser, course_pages, lang):
-    from optimlab.learn import demos
+    from optimlab.learn import demonstrations
 
     path = course_pages[lang]
     o = Opened(browser, path)
@@ -287,7 +287,7 @@ def test_the_course_renders_in_both_languages(browser, course_pages, lang):
         assert o.errors == [] and o.dialogs == []
         own = path.as_uri()
         assert [u for u in o.requests if not u.startswith((own, "data:", "blob:", "about:"))] == []
-        assert o.figures >= len([d for d in demos().values() if d.name != "errata"])
+        assert o.figures >= len([d for d in demonstrations().values() if d.name != "errata"])
         drawn = o.page.eval_on_selector_all(
             "div.plot",
             "els => els.map(e => ({svg: e.querySelectorAll('.main-svg').length, "
@@ -297,7 +297,7 @@ def test_the_course_renders_in_both_languages(browser, course_pages, lang):
         assert o.page.get_attribute("html", "lang") == lang
         headings = o.page.eval_on_selector_all("h2", "els => els.map(e => e.textContent)")
         guide = {"en": "The optimizers: a guide", "zh": "优化器指南"}[lang]
-        assert headings == [*(f"{d.order}. {d.title(lang)}" for d in demos().values()), guide]
+        assert headings == [*(f"{d.order}. {d.title(lang)}" for d in demonstrations().values()), guide]
         for href in o.page.eval_on_selector_all(
             "figcaption a", "els => els.map(e => e.getAttribute('href'))"
         ):

@@ -37,7 +37,7 @@ def learn(
     """Demonstrations of the mechanisms the seed posts explain, each with a figure, its numbers and a
     verdict on the posts' claims: optimlab learn (the list), optimlab learn NAME, optimlab learn --all."""
     with cli.errors_as_lines():
-        from optimlab.learn.registry import demos, get_demo
+        from optimlab.learn.registry import demonstrations, get_demo
 
         language = getattr(lang, "value", lang)
         if name is not None and all_:
@@ -46,7 +46,7 @@ def learn(
             if as_json:
                 listing = {
                     d.name: {"title": d.title(language), "summary": d.summary(language)}
-                    for d in demos().values()
+                    for d in demonstrations().values()
                 }
                 typer.echo(json.dumps(listing, ensure_ascii=False))
                 return
@@ -57,7 +57,7 @@ def learn(
                     d.summary(language),
                     ", ".join(dict.fromkeys(c.post.split("_")[0] for c in d.claims)),
                 ]
-                for d in demos().values()
+                for d in demonstrations().values()
             ]
             cli.console.print(
                 table(
@@ -80,7 +80,7 @@ def learn(
             cli.console.print(table("the optimizers", columns, rows, left=("optimizer", "update", "good at")))
             print_written(written)
             return
-        chosen = list(demos().values()) if all_ else [get_demo(name or "")]
+        chosen = list(demonstrations().values()) if all_ else [get_demo(name or "")]
         import torch
 
         from optimlab.learn.page import write_pages

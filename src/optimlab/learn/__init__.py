@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from optimlab.learn.demo import LANGUAGES, Claim, Demo, Outcome, Text, Verdict, text
-from optimlab.learn.registry import demo_names, demos, get_demo
+from optimlab.learn.registry import demo_names, demonstrations, get_demo
 
 __all__ = [
     "LANGUAGES",
@@ -28,7 +28,7 @@ __all__ = [
     "Text",
     "Verdict",
     "demo_names",
-    "demos",
+    "demonstrations",
     "get_demo",
     "run",
     "text",

@@ -10,11 +10,11 @@ import pkgutil
 from optimlab.learn import demos as _package
 from optimlab.learn.demo import Demo
 
-__all__ = ["demo_names", "demos", "get_demo"]
+__all__ = ["demo_names", "demonstrations", "get_demo"]
 
 
 @functools.cache
-def demos() -> dict[str, Demo]:
+def demonstrations() -> dict[str, Demo]:
     """Every demonstration by name, in the order of the course."""
     found: list[Demo] = []
     for info in pkgutil.iter_modules(_package.__path__):
@@ -29,12 +29,12 @@ def demos() -> dict[str, Demo]:
 
 
 def demo_names() -> list[str]:
-    return list(demos())
+    return list(demonstrations())
 
 
 def get_demo(name: str) -> Demo:
     """The demonstration ``name``, or one ``ValueError`` listing them."""
-    found = demos()
+    found = demonstrations()
     if name not in found:
         raise ValueError(f"unknown demonstration {name!r}; demonstrations: {', '.join(found)}")
     return found[name]
