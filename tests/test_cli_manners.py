@@ -308,3 +308,18 @@ def test_a_narrow_terminal_folds_the_table_and_loses_no_number(tmp_path: Path, m
         for cell in cells:
             assert cell in pieces or all(p in pieces for p in cell.split()), (width, cell)
         assert "…" not in text.getvalue()
+
+
+def test_tables_show_text_as_written_never_as_markup() -> None:
+    import io
+
+    from rich.console import Console
+
+    from optimlab.cli.output import table
+
+    text = io.StringIO()
+    Console(file=text, width=120).print(
+        table("E[g²] [bold]", ["E[g²]", "v"], [["[red]adam[/red] E[g²]", 1.5]])
+    )
+    shown = text.getvalue()
+    assert "E[g²] [bold]" in shown and "[red]adam[/red] E[g²]" in shown and shown.count("E[g²]") == 3

@@ -143,3 +143,15 @@ def test_torchs_api_as_read_off_the_installed_torch(numbers: dict) -> None:
     assert api["linear_shapes"] == {"1-D (1,)": [10], "3-D (4, 7, 1)": [4, 7, 10]}
     assert api["clip_arguments"] == []
     assert math.isclose(float("10e-8") / api["adam_eps"], 10.0)
+
+
+def test_every_demonstration_an_erratum_names_exists() -> None:
+    from optimlab import learn
+    from optimlab.learn.demos.errata import errata, measure
+
+    names = set(learn.demo_names())
+    for erratum in errata(measure()):
+        shown = [part.strip() for part in erratum.shown_by.split(";")]
+        assert all(part in names or part in ("computed here", "reference") for part in shown), (
+            erratum.shown_by
+        )

@@ -7,6 +7,7 @@ from typing import Any
 
 from rich.cells import cell_len
 from rich.table import Table
+from rich.text import Text
 
 from optimlab.cli.app import console
 
@@ -15,14 +16,14 @@ def table(
     title: str, columns: list[str], rows: list[list[Any]], *, left: tuple[str, ...] = ("optimizer", "rule")
 ) -> Table:
     """A rich table; numbers formatted as the pages format them; the ``left`` columns (text) to the left."""
-    result = Table(title=title, title_justify="left")
+    result = Table(title=Text(title), title_justify="left")
     cells = _cells(rows)
     for column in columns:
         # too narrow a terminal folds a cell onto a second line rather than cutting a number short
         # (print_ranked_tables also moves the problem's own metrics to a table of their own)
-        result.add_column(column, justify="left" if column in left else "right", overflow="fold")
+        result.add_column(Text(column), justify="left" if column in left else "right", overflow="fold")
     for row in cells:
-        result.add_row(*row)
+        result.add_row(*(Text(cell) for cell in row))  # shown as written: E[g²] is not markup
     return result
 
 

@@ -17,7 +17,7 @@ reference). Where it is cheap the evidence is computed here, in well under a sec
 and torch 2.13's own API (defaults read off the signatures, schedulers, ``ReduceLROnPlateau``,
 ``LambdaLR``, ``nn.Linear``), the momentum buffer under a constant gradient, Adagrad's and Adadelta's
 learning rate, a saddle, a rippled 1-D landscape, L1 by SGD, and weight decay against L2.
-Other errata point to the demonstration that shows them (``optimlab learn NAME``; some are planned).
+Other errata point to the demonstration that shows them (``optimlab learn NAME``).
 """
 
 from __future__ import annotations
@@ -678,7 +678,7 @@ def errata(m: dict[str, Any]) -> list[Erratum]:
                 "小批量 SGD（batch_size 控制的就是它）：每随机抽 B 个样本更新一次。",
             ),
             "Goodfellow, Bengio & Courville 2016, Deep Learning §8.1.3; Bottou, Curtis & Nocedal 2018 §3",
-            "batch-size (planned)",
+            "batch-size",
             "GD: 1 update / whole data set; SGD: 1 update / sample or mini-batch",
         ),
         Erratum(
@@ -694,7 +694,7 @@ def errata(m: dict[str, Any]) -> list[Erratum]:
                 "同样可能把参数从好的谷里带出去。",
             ),
             "Goodfellow et al. 2016 §8.2.2 and §8.3.2; Sutskever, Martens, Dahl & Hinton 2013",
-            f"{HERE}; local-minima (planned)",
+            f"{HERE}; local-minima",
             "momentum may cross small barriers; no guarantee of the global optimum",
         ),
         Erratum(
@@ -783,7 +783,7 @@ def errata(m: dict[str, Any]) -> list[Erratum]:
                 "的单位一致），而不是 Adagrad 的步长。",
             ),
             "Zeiler 2012, ADADELTA, §3.2 (Algorithm 1); torch 2.13 docs: torch.optim.Adadelta",
-            f"{HERE}; seed-formulas (planned)",
+            f"{HERE}; seed-formulas",
             "Δx = −RMS(Δx)/RMS(g)·g, not a ratio of two steps",
         ),
         Erratum(
@@ -817,7 +817,7 @@ def errata(m: dict[str, Any]) -> list[Erratum]:
                 "v ← β₂v + (1 − β₂)g²，θ ← θ − α·m̂/(√v̂ + ε)，其中 m̂ = m/(1 − β₁ᵗ)，v̂ = v/(1 − β₂ᵗ)。",
             ),
             "Kingma & Ba 2015, Adam, Algorithm 1; torch 2.13 docs: torch.optim.Adam",
-            f"{HERE}; seed-formulas (planned)",
+            f"{HERE}; seed-formulas",
             "m ← β₁m + (1 − β₁)g",
         ),
         Erratum(
@@ -953,7 +953,7 @@ def errata(m: dict[str, Any]) -> list[Erratum]:
             ),
             "Tibshirani 1996 (lasso); Tsuruoka, Tsujii & Ananiadou 2009 (SGD with L1); Parikh & Boyd 2014, "
             "Proximal Algorithms §6.5.2",
-            f"{HERE}; l1-vs-l2 (planned)",
+            f"{HERE}; l1-vs-l2",
             "zeros at the L1 minimum (count set by λ); SGD reaches none exactly",
         ),
         Erratum(
@@ -982,7 +982,7 @@ def errata(m: dict[str, Any]) -> list[Erratum]:
             ),
             "Loshchilov & Hutter 2019, Decoupled Weight Decay Regularization, §2; torch 2.13 docs: "
             "torch.optim.Adam, torch.optim.AdamW",
-            f"{HERE}; weight-decay (planned)",
+            f"{HERE}; weight-decay",
             "decay = L2 for SGD only; AdamW's decay ≠ L2",
         ),
         Erratum(
@@ -998,7 +998,7 @@ def errata(m: dict[str, Any]) -> list[Erratum]:
                 "起伏，但不能保证避开局部最优。",
             ),
             "Polyak 1964; Goodfellow et al. 2016 §8.3.2; Goh 2017, Why Momentum Really Works (Distill)",
-            f"{HERE}; momentum; local-minima (planned)",
+            f"{HERE}; momentum; local-minima",
             "momentum = velocity (kinetic); no escape guarantee",
         ),
         Erratum(
@@ -1184,7 +1184,7 @@ def errata(m: dict[str, Any]) -> list[Erratum]:
                 "lr/(1 − μ)，μ = 0.9 时是 10 倍——这就是为什么带动量时学习率通常要取得更小。",
             ),
             "torch 2.13 docs: torch.optim.SGD; Sutskever et al. 2013 §2; Goh 2017",
-            f"{HERE}; effective-lr (planned)",
+            f"{HERE}; effective-lr",
             "torch: b ← μb + g (a sum): effective lr = lr/(1 − μ)",
         ),
         Erratum(
@@ -1285,7 +1285,7 @@ def errata(m: dict[str, Any]) -> list[Erratum]:
             ),
             "Goodfellow et al. 2016, ch. 7 (§7.1 norm penalties, §7.8 early stopping); Zhang et al. 2017, "
             "Understanding deep learning requires rethinking generalization",
-            "weight-decay (planned)",
+            "weight-decay",
             "regularization, not the optimizer, counters overfitting",
         ),
         Erratum(
@@ -1312,7 +1312,7 @@ def errata(m: dict[str, Any]) -> list[Erratum]:
             ),
             "Goodfellow et al. 2016 §8.1.3; Bottou, Curtis & Nocedal 2018 §3; torch 2.13 docs: "
             "torch.optim.SGD",
-            "batch-size (planned)",
+            "batch-size",
             "mini-batch SGD; the DataLoader samples, not the optimizer",
         ),
         Erratum(
@@ -1396,7 +1396,7 @@ def errata(m: dict[str, Any]) -> list[Erratum]:
             ),
             "Loshchilov & Hutter 2019, Decoupled Weight Decay Regularization, §2–3; torch 2.13 docs: "
             "torch.optim.AdamW",
-            f"{HERE}; weight-decay (planned)",
+            f"{HERE}; weight-decay",
             "AdamW: decoupled decay θ ← θ − ηλθ (Adam already has L2)",
         ),
         Erratum(
@@ -1428,7 +1428,7 @@ def errata(m: dict[str, Any]) -> list[Erratum]:
             ),
             "Bengio, Boulanger-Lewandowski & Pascanu 2013, Advances in Optimizing Recurrent Networks "
             "(arXiv 1212.0901), §3.5; torch 2.13 docs: torch.optim.SGD (nesterov)",
-            f"{HERE}; nesterov; seed-formulas (planned)",
+            f"{HERE}; nesterov; seed-formulas",
             "W ← W + μ²·v_old − (1 + μ)ηg",
         ),
     ]
@@ -1517,10 +1517,8 @@ def _run() -> Outcome:
     )
     notes = [
         text(
-            "The table's 'correct' column is a one-line summary; each erratum above has the full correction. "
-            "'(planned)' names a demonstration of the course that is not written yet.",
-            "表中“correct”一栏只是一句话的概括，完整的更正见上面每一条。标注“(planned)”的是课程中计划编写、"
-            "尚未完成的演示。",
+            "The table's 'correct' column is a one-line summary; each erratum above has the full correction.",
+            "表中“correct”一栏只是一句话的概括，完整的更正见上面每一条。",
         )
     ]
     return Outcome(numbers, verdicts, [Figure(figure, caption)], columns, rows, notes)
