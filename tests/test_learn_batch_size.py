@@ -3,32 +3,16 @@ its headline numbers asserted against what its verdicts say."""
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
-from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
+from learn_cases import printed_numbers
 from optimlab import learn
-from optimlab.cli import app
-from optimlab.cli.learn import jsonable
 from optimlab.learn.demos import batch_size
 
 SEEDS_DIR = Path("/work/shared/seeds")
-
-
-def assert_close(got: Any, expected: Any) -> None:
-    """Equal JSON, numbers to 1e-9 relative (the CLI trains on one thread, pytest maybe on more)."""
-    if isinstance(expected, dict):
-        assert isinstance(got, dict) and list(got) == list(expected)
-        for key, value in expected.items():
-            assert_close(got[key], value)
-    elif isinstance(expected, float):
-        assert got == pytest.approx(expected, rel=1e-9, abs=1e-15)
-    else:
-        assert got == expected
 
 
 @pytest.fixture(scope="module")
@@ -37,10 +21,7 @@ def outcome() -> learn.Outcome:
 
 
 def test_the_cli_prints_the_same_numbers_as_python(outcome: learn.Outcome, tmp_path: Path) -> None:
-    result = CliRunner().invoke(app, ["learn", "batch-size", "--json", "--no-png", "--out", str(tmp_path)])
-    assert result.exit_code == 0, result.output
-    printed = json.loads(result.stdout)
-    assert_close(printed, json.loads(json.dumps(jsonable(outcome.numbers))))
+    printed = printed_numbers("batch-size", tmp_path, outcome.numbers)
     for key in ("steps_to_target", "samples_to_target", "loss_std"):
         assert set(printed[key]) == {"full", "32", "1"}
 

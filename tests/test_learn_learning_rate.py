@@ -3,31 +3,15 @@ divergence edge 2/L, and the range test's suggestion, asserted against theory an
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
+from learn_cases import printed_numbers
 from optimlab import learn
-from optimlab.cli import app
-from optimlab.cli.learn import jsonable
 from optimlab.learn.demos import learning_rate
 
 SEEDS_DIR = Path("/work/shared/seeds")
-
-
-def assert_close(got: Any, expected: Any) -> None:
-    """Equal JSON, numbers to 1e-9 relative (the CLI trains on one thread, pytest maybe on more)."""
-    if isinstance(expected, dict):
-        assert isinstance(got, dict) and list(got) == list(expected)
-        for key, value in expected.items():
-            assert_close(got[key], value)
-    elif isinstance(expected, float):
-        assert got == pytest.approx(expected, rel=1e-9, abs=1e-15)
-    else:
-        assert got == expected
 
 
 @pytest.fixture(scope="module")
@@ -36,10 +20,7 @@ def outcome() -> learn.Outcome:
 
 
 def test_the_cli_prints_the_same_numbers_as_python(outcome: learn.Outcome, tmp_path: Path) -> None:
-    result = CliRunner().invoke(app, ["learn", "learning-rate", "--json", "--no-png", "--out", str(tmp_path)])
-    assert result.exit_code == 0, result.output
-    printed = json.loads(result.stdout)
-    assert_close(printed, json.loads(json.dumps(jsonable(outcome.numbers))))
+    printed = printed_numbers("learning-rate", tmp_path, outcome.numbers)
     assert printed["final_loss"]["0.12"] is None  # diverged: null in JSON
 
 

@@ -1444,6 +1444,15 @@ def _log_abs(values: np.ndarray) -> np.ndarray:
     return np.where(out > 0, out, np.nan)
 
 
+def _versus(title: str, steps: np.ndarray, post: np.ndarray, reference: np.ndarray) -> Panel:
+    """|x| by the seed's formula and by torch's rule, on a log axis."""
+    series = [
+        Series("seed's formula", steps, _log_abs(post)),
+        Series("torch's rule", steps, _log_abs(reference), dash="dash"),
+    ]
+    return Panel(title, series, "step", "|x|", log_y=True)
+
+
 def _run() -> Outcome:
     measured = measure()
     curves = measured.pop("_curves")
@@ -1473,26 +1482,8 @@ def _run() -> Outcome:
     post_nag, nag, heavy = curves["nesterov"]
     figure = Lines(
         panels=[
-            Panel(
-                "Adadelta (seed 000 vs torch)",
-                [
-                    Series("seed's formula", steps, _log_abs(post_dd)),
-                    Series("torch's rule", steps, _log_abs(torch_dd), dash="dash"),
-                ],
-                "step",
-                "|x|",
-                log_y=True,
-            ),
-            Panel(
-                f"Adam, lr {ADAM_LR} (seed 000 vs torch)",
-                [
-                    Series("seed's formula", steps, _log_abs(post_am)),
-                    Series("torch's rule", steps, _log_abs(torch_am), dash="dash"),
-                ],
-                "step",
-                "|x|",
-                log_y=True,
-            ),
+            _versus("Adadelta (seed 000 vs torch)", steps, post_dd, torch_dd),
+            _versus(f"Adam, lr {ADAM_LR} (seed 000 vs torch)", steps, post_am, torch_am),
             Panel(
                 f"Nesterov, lr {NESTEROV_LR}, μ = {MU} (seed 004 vs torch)",
                 [
