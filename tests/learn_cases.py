@@ -13,6 +13,9 @@ from typer.testing import CliRunner
 from optimlab.cli import app
 from optimlab.cli.learn import jsonable
 
+#: the seed posts, beside the repository (absent on a fresh machine: tests reading them skip)
+SEEDS = Path(__file__).resolve().parents[2] / "shared" / "seeds"
+
 
 def assert_close(got: Any, expected: Any) -> None:
     """Equal JSON, numbers to 1e-9 relative (the CLI trains on one thread, pytest maybe on more)."""

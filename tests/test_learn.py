@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from learn_cases import SEEDS
 from optimlab import learn
 from optimlab.cli import app
 from optimlab.learn.demo import Claim, Demo, Text, Verdict
@@ -134,3 +135,10 @@ def test_the_guide_reads_formulas_defaults_and_memory_off_the_code(tmp_path: Pat
     assert "优化器指南" in page and "擅长" in page and "Kingma &amp; Ba" in page
     as_json = json.loads(runner.invoke(app, ["learn", "guide", "--json", "--out", str(tmp_path)]).stdout)
     assert as_json["Adam"]["defaults"]["lr"] == 0.001 and as_json["Adam"]["state_bytes"]["exp_avg"] == 4
+
+
+@pytest.mark.skipif(not SEEDS.is_dir(), reason="the seed posts are not beside the repository")
+def test_every_quote_is_the_seed_posts_own_words() -> None:
+    for demo in learn.demonstrations().values():
+        for claim in demo.claims:
+            assert claim.quote in (SEEDS / claim.post).read_text(encoding="utf-8"), (demo.name, claim.quote)

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from learn_cases import printed_numbers
+from learn_cases import SEEDS, printed_numbers
 from optimlab import learn
 from optimlab.learn.demos import batch_size
 
-SEEDS_DIR = Path("/work/shared/seeds")
+SEEDS_DIR = SEEDS
 
 
 @pytest.fixture(scope="module")

@@ -6,18 +6,17 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from learn_cases import SEEDS
 from optimlab import learn
 from optimlab.cli import app
 from optimlab.learn.demo import Outcome
 from optimlab.learn.demos.errata import CLAIMS, DEMO, post_adadelta, post_adam, post_nesterov
 
-SEEDS = Path("/work/shared/seeds")
 MU = 0.9
 
 

@@ -13,6 +13,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from learn_cases import SEEDS
 from optimlab import learn
 from optimlab.cli import app
 from optimlab.learn.demos import seed_formulas as S
@@ -99,6 +100,6 @@ def test_the_verdicts_follow_the_measurements(outcome: Any) -> None:
         "wrong",
         "wrong",
     ]
-    assert all(v.claim.quote in Path("/work/shared/seeds", v.claim.post).read_text() for v in outcome.verdicts
-               if Path("/work/shared/seeds", v.claim.post).exists())  # fmt: skip
+    assert all(v.claim.quote in (SEEDS / v.claim.post).read_text() for v in outcome.verdicts
+               if (SEEDS / v.claim.post).exists())  # fmt: skip
     assert len(outcome.rows) == len(S.FORMULAS) and outcome.figures
