@@ -101,6 +101,21 @@ def test_ewa_smooths_lags_and_needs_bias_correction_from_zero(tmp_path: Path) ->
         )
         assert numbers["first_value"]["corrected"][beta] == pytest.approx(first, rel=1e-5)
     assert first == pytest.approx(-11.2584, abs=1e-4)  # seed 002's first day (torch.manual_seed(0))
+    # the "post" curve is seed 002's own loop (test02), taken literally
+    from optimlab.learn.demos.ewa import averages, temperatures
+
+    temperature = temperatures()
+    for beta in (0.5, 0.9, 0.98):
+        exp_weight_avg = []
+        for idx, temp in enumerate(temperature, 1):
+            if idx == 1:
+                exp_weight_avg.append(temp)
+                continue
+            exp_weight_avg.append(exp_weight_avg[idx - 2] * beta + (1 - beta) * temp)
+        post = averages(temperature, beta)["post"]
+        assert post == pytest.approx([float(v) for v in exp_weight_avg], rel=1e-5, abs=1e-5)
+    kinds = [v.kind for v in learn.run("ewa").verdicts]
+    assert kinds == ["partly", "confirmed"]  # smoother but lagging; the post's start is a valid one
 
 
 # --- the optimizer guide ---------------------------------------------------------------------------

@@ -67,6 +67,11 @@ def test_momentum_escapes_the_saddle_faster_only_with_a_y_component(numbers: dic
     assert all(ridge["steps_to_escape"][k] is None for k in KEYS)
     assert ridge["crossings"]["0"] == 0 and ridge["crossings"]["0.9"] > 10
     assert max(ridge["distance"][k] for k in ("0", "0.5", "0.9")) < 1e-5
+    # the post's averaged form (dampening = μ) at the same lr: no faster than plain descent
+    averaged = numbers["steps_to_escape_averaged"]
+    assert averaged["0"] == escape["0"] and all(
+        averaged[k] is None or averaged[k] >= escape["0"] for k in ("0.5", "0.9", "0.99")
+    )
 
 
 def test_the_verdicts_follow_the_numbers(outcome: Outcome) -> None:

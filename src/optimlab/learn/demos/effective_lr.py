@@ -53,8 +53,8 @@ DECAYS_TO_ZERO = Claim(
 RMSPROP_DECAY = Claim(
     "002_795ce8fce5229f80.txt",
     "被证明在神经网络非凸条件下的优化更好,学习率衰减更加合理一些。",
-    "[RMSProp] has been proven to optimize better for non-convex neural networks, and its learning-rate "
-    "decay is more reasonable.",
+    "[RMSProp] has been shown to optimize better in the non-convex setting of neural networks, and its "
+    "learning-rate decay is more reasonable.",
 )
 
 
@@ -119,20 +119,21 @@ def _run() -> Outcome:
     }
     ada, rms = ratio["Adagrad"], ratio["RMSprop"]
     others = ", ".join(f"{n} {ratio[n]:.3f}" for n in OPTIMIZERS if n != "Adagrad")
+    others_zh = "、".join(f"{n} {ratio[n]:.3f}" for n in OPTIMIZERS if n != "Adagrad")
     adagrad_decays = ada < 0.5
     verdicts = [
         Verdict(
             DECAYS_TO_ZERO,
             "partly" if adagrad_decays else "wrong",
             text(
-                f"From t = 10³ to t = 10⁴ Adagrad's step shrank by {ada:.3f} (1/√t predicts "
+                f"From t = 10³ to t = 10⁴ Adagrad's step shrank to {ada:.3f} of its size (1/√t predicts "
                 f"{theory['step_ratio']['Adagrad']:.3f} for these windows; 1/√10 = 0.316), while the others "
                 f"kept theirs ({others}). So its rate does head to 0 — but as 1/√t: after 10⁴ steps it still "
                 f"steps {late_step['Adagrad']:.4f}·lr, and its summed path still grew {path['Adagrad']:.2f}× "
                 f"(≈ √10) from 10³ to 10⁴ steps.",
                 f"从 t = 10³ 到 t = 10⁴，Adagrad 的步长缩小为原来的 {ada:.3f} 倍"
                 f"（按 1/√t，这两个窗口的理论值是 {theory['step_ratio']['Adagrad']:.3f}；1/√10 = 0.316），"
-                f"而其他优化器的步长基本不变（{others}）。"
+                f"而其他优化器的步长基本不变（{others_zh}）。"
                 f"所以它的学习率确实趋向 0，但只是按 1/√t 的速度：走了 10⁴ 步后每步仍有 "
                 f"{late_step['Adagrad']:.4f}·lr，累计走过的路程从 10³ 步到 10⁴ 步仍增长了 "
                 f"{path['Adagrad']:.2f} 倍（≈ √10）。",
@@ -177,18 +178,19 @@ def _run() -> Outcome:
                 "an exponential average in place of Adagrad's sum, its step stays at about lr·|g|/RMS(g) "
                 "for as long as the gradients keep their scale, so any decay must come from a learning-rate "
                 "schedule. Its first ~1/(1 − α) steps are too large (up to 1/√(1 − α) = 10·lr) because v "
-                "starts at zero uncorrected. And 'proven better on non-convex networks' was an empirical "
-                "observation in a lecture, not a proof.",
+                "starts at zero uncorrected. And 'shown to be better in the non-convex setting' is an "
+                "empirical finding (Goodfellow, Bengio & Courville 2016, Deep Learning §8.5.2), not a proof.",
                 "RMSprop 并不是让学习率“衰减得更合理”，而是让它不再衰减："
                 "用指数滑动平均代替 Adagrad 的累加后，只要梯度的尺度不变，"
                 "步长就一直保持在 lr·|g|/RMS(g) 左右，想要衰减得靠学习率调度器。"
                 "由于 v 从 0 开始且没有修正，它最初约 1/(1 − α) 步的步长偏大"
                 "（最大可达 1/√(1 − α) = 10·lr）。"
-                "至于“被证明在非凸神经网络上更好”，那是课程讲义里的经验观察，并不是证明。",
+                "至于“在非凸神经网络上更好”，那是经验上的发现（Goodfellow 等，2016，《深度学习》§8.5.2），"
+                "并不是数学证明。",
             ),
             reference=(
                 "Tieleman & Hinton 2012, Coursera Neural Networks for ML, Lecture 6.5 (RMSprop); "
-                "torch.optim.RMSprop docs"
+                "Goodfellow, Bengio & Courville 2016, Deep Learning §8.5.2; torch.optim.RMSprop docs"
             ),
         ),
     ]

@@ -129,35 +129,28 @@ def _run() -> Outcome:
         ),
         Verdict(
             FIRST_VALUE,
-            "partly",
+            "confirmed",
             text(
-                f"The post starts at the first day ({raw[0]:.2f}), as torch's momentum buffer does. Adam "
-                f"and RMSprop start their averages at zero instead: their first value is (1 − β)·y₁ = "
+                f"The post starts at the first day ({raw[0]:.2f}), as torch's momentum buffer does: a valid "
+                "choice with no cold-start bias. Adam and RMSprop start their averages at zero instead: "
+                "their first value is (1 − β)·y₁ = "
                 + ", ".join(f"{first_uncorrected[str(b)]:.2f}" for b in BETAS)
                 + " for β = "
                 + ", ".join(str(b) for b in BETAS)
-                + "; Adam's bias correction divides by 1 − βᵗ and gives back "
+                + ", biased towards zero for about 1/(1 − β) steps; Adam's bias correction divides by "
+                "1 − βᵗ and gives back "
                 + ", ".join(f"{first_corrected[str(b)]:.2f}" for b in BETAS)
-                + ".",
-                f"原文从第一天的值（{raw[0]:.2f}）开始，torch 的动量缓冲也是这样。"
+                + " (torch's RMSprop does not correct it).",
+                f"原文从第一天的值（{raw[0]:.2f}）开始，torch 的动量缓冲也是这样："
+                "这是一种合理的做法，没有冷启动偏差。"
                 "Adam 和 RMSprop 的滑动平均却从 0 开始：第一天的值只有 (1 − β)·y₁ = "
                 + "、".join(f"{first_uncorrected[str(b)]:.2f}" for b in BETAS)
                 + "（β = "
                 + "、".join(str(b) for b in BETAS)
-                + "）；Adam 的偏差修正除以 1 − βᵗ，又得回 "
+                + "），前大约 1/(1 − β) 步都偏向 0；Adam 的偏差修正除以 1 − βᵗ，又得回 "
                 + "、".join(f"{first_corrected[str(b)]:.2f}" for b in BETAS)
-                + "。",
+                + "（torch 的 RMSprop 没有这个修正）。",
             ),
-            correction=text(
-                "Starting at the first value is one valid choice (torch.optim.SGD's momentum buffer makes "
-                "it). The averages inside Adam and RMSprop start at zero; without correction their early "
-                "values are biased towards zero for about 1/(1 − β) steps. Adam removes that bias by "
-                "dividing by 1 − βᵗ; torch's RMSprop does not correct it.",
-                "从第一个值开始是一种合理的做法（torch.optim.SGD 的动量缓冲就是这样）。Adam 和 RMSprop "
-                "内部的平均从 0 开始；不加修正时，前大约 1/(1 − β) 步的值都偏向 0。Adam 除以 1 − βᵗ "
-                "来消除这个偏差；torch 的 RMSprop 没有这个修正。",
-            ),
-            reference="Kingma & Ba 2015, Adam, §3 (initialization bias correction); torch.optim.SGD docs",
         ),
     ]
     series = [Series("raw", days, raw, mode="lines+markers", dash="dot")]
