@@ -134,7 +134,8 @@ def test_the_guide_reads_formulas_defaults_and_memory_off_the_code(tmp_path: Pat
         for key, value in entry.defaults.items():
             if key in signature:
                 assert signature[key].default == value, (name, key)  # torch's defaults, read off the class
-        assert entry.summary and entry.formula and entry.notes.demos
+        assert entry.summary and entry.formula
+        assert set(entry.notes.demos) <= set(learn.demo_names()), name  # each a demonstration that shows it
     assert (
         found["Adam"].state == {"exp_avg": 4, "exp_avg_sq": 4}
         and "m ← β₁m + (1 − β₁)g" in found["Adam"].formula

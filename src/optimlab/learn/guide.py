@@ -132,7 +132,7 @@ GUIDE: dict[str, GuideNotes] = {
             "The max never forgets a single large gradient until it decays away; rarely better than Adam.",
             "最大值会一直记住某个很大的梯度，直到它慢慢衰减掉；很少比 Adam 更好。",
         ),
-        ("seed-formulas",),
+        (),
         ("001",),
     ),
     "NAdam": GuideNotes(
@@ -157,7 +157,7 @@ GUIDE: dict[str, GuideNotes] = {
             "The first few steps are plain momentum SGD; a learning-rate warm-up achieves much the same.",
             "最初几步就是带动量的普通 SGD；用学习率预热也能达到差不多的效果。",
         ),
-        ("schedules",),
+        (),
         (),
     ),
     "LBFGS": GuideNotes(
@@ -172,7 +172,7 @@ GUIDE: dict[str, GuideNotes] = {
             "需要一个能重新计算损失的 closure，每步要多次计算梯度，要求全批量（噪声会破坏它的曲率对），"
             "并要为 history_size 对向量准备内存。",
         ),
-        ("batch-size",),
+        (),
         ("001", "003"),
     ),
 }

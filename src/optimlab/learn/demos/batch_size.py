@@ -133,11 +133,13 @@ def _run() -> Outcome:
                 f"standard deviation of {loss_std['1']:.4f}, and the full loss went up after "
                 f"{rises['1']:.0%} of its steps. "
                 f"Gradient descent proper sees all {batch['full']} samples at each "
-                f"step: standard deviation {loss_std['full']:.5f}, and the full loss went up after "
+                f"step: standard deviation {loss_std['full']:.5f} (for the full batch only its slow "
+                "descent), and the full loss went up after "
                 f"{rises['full']:.0%} of its steps.",
                 f"每输入一个样本就更新一次，就是 B = 1 的那组：每一步看到的损失标准差为 {loss_std['1']:.4f}，"
                 f"有 {rises['1']:.0%} 的步子之后整体损失反而上升。真正的梯度下降每一步都用全部 "
-                f"{batch['full']} 个样本：标准差只有 {loss_std['full']:.5f}，整体损失上升的步数占 "
+                f"{batch['full']} 个样本：标准差只有 {loss_std['full']:.5f}（全批量时这只是损失缓慢下降），"
+                "整体损失上升的步数占 "
                 f"{rises['full']:.0%}。",
             ),
             correction=text(

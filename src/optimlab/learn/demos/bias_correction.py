@@ -66,7 +66,8 @@ PAPER_BETA2 = Claim(
 SEED_004_FORM = Claim(
     "004_91ae9b067697a3ae.txt",
     "Adam将Momentum和AdaGrad结合在一起。具体形式如下:",
-    "Adam combines Momentum and AdaGrad. Its concrete form is as follows: t ← t + 1; "
+    "Adam combines Momentum and AdaGrad. Its concrete form is as follows: [the post's formula follows:] "
+    "t ← t + 1; "
     "η ← α·√(1 − β₂ᵗ)/(1 − β₁ᵗ); m ← (1 − β₁)·∂loss/∂W + β₁m; v ← (1 − β₂)·(∂loss/∂W)² + β₂v; "
     "W ← W − η·m/(√v + ε).",
 )

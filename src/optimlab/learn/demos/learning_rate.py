@@ -2,8 +2,8 @@
 
 Gradient descent, θ ← θ − γ·∇f(θ) (``optimlab.optim.SGD``, no momentum), on ``booth``:
 f(x, y) = (x + 2y − 7)² + (2x + y − 5)², a convex quadratic whose Hessian [[10, 8], [8, 10]] has the
-curvatures L = 18 and μ = 2 (read off ``torch.func.hessian``, not written in). Along an eigenvector of
-curvature λ the error is multiplied by 1 − γλ at every step, so
+curvatures L = 18 and μ = 2 (read off ``torch.autograd.functional.hessian``, not written in). Along
+an eigenvector of curvature λ the error is multiplied by 1 − γλ at every step, so
 
 * γ < 1/L: every step stays on its side of the minimum (slow when γ is small);
 * 1/L < γ < 2/L: the step jumps past the minimum along the steep direction, yet still converges —
@@ -17,7 +17,7 @@ starting loss) is found by bisection; the learning-rate range test (Smith 2017, 
 as ``suggested_lr``), and a run at that lr is measured too.
 
 References: Nesterov 2004, *Introductory Lectures on Convex Optimization*, §1.2.3 and Thm 2.1.15;
-Goodfellow, Bengio & Courville 2016, *Deep Learning*, §4.3 and §8.1.3; Smith 2017, "Cyclical Learning
+Goodfellow, Bengio & Courville 2016, *Deep Learning*, §4.3; Smith 2017, "Cyclical Learning
 Rates for Training Neural Networks", §3.3.
 """
 
@@ -150,11 +150,15 @@ def _run() -> Outcome:
         "suggested_run": {"final_loss": _final(at_suggested), "steps_to_target": _steps(at_suggested)},
     }
 
-    def shown(value: float) -> str:
-        return "diverged" if not math.isfinite(value) else f"{value:.3g}"
+    def shown(value: float, lang: str = "en") -> str:
+        if math.isfinite(value):
+            return f"{value:.3g}"
+        return "diverged" if lang == "en" else "发散"
 
-    def reached(key: str) -> str:
-        return "never" if steps_to[key] is None else str(steps_to[key])
+    def reached(key: str, lang: str = "en") -> str:
+        if steps_to[key] is not None:
+            return str(steps_to[key])
+        return "never" if lang == "en" else "始终没有"
 
     small, large = _key(GRID[0]), _key(GRID[-1])
     ranked = [k for k in final_loss if steps_to[k] is not None]
@@ -166,7 +170,7 @@ def _run() -> Outcome:
     )
     both_hinder = final_loss[small] > target and not math.isfinite(final_loss[large]) and bool(ranked)
     listing_en = ", ".join(f"{shown(final_loss[k])} at γ = {k}" for k in final_loss)
-    listing_zh = "、".join(f"γ = {k} 时 {shown(final_loss[k])}" for k in final_loss)
+    listing_zh = "、".join(f"γ = {k} 时 {shown(final_loss[k], 'zh')}" for k in final_loss)
     verdicts = [
         Verdict(
             NEITHER_TOO_BIG_NOR_SMALL,
@@ -177,7 +181,7 @@ def _run() -> Outcome:
                 f"{2 / big_l:.4f}) the loss grows; γ = {best} reaches the target in {reached(best)} steps.",
                 f"从损失 {start_loss:g} 出发训练 {STEPS} 步后，损失为 {listing_zh}。"
                 f"最小的学习率始终没有到达目标 {target:g}；从 γ = {edge:.4f} 起（理论值 2/L = "
-                f"{2 / big_l:.4f}）损失越来越大；γ = {best} 用 {reached(best)} 步到达目标。",
+                f"{2 / big_l:.4f}）损失越来越大；γ = {best} 用 {reached(best, 'zh')} 步到达目标。",
             ),
             correction=None
             if both_hinder
@@ -205,9 +209,9 @@ def _run() -> Outcome:
                 "divergence edge.",
                 f"太大确实不行：从 γ = {edge:.4f} = 2/L 起，每一步都冲得更远，损失爆炸。但冲过头不等于错过："
                 f"网格中最快的 γ = {best} 在前 {OVERSHOOT_STEPS} 步中沿陡峭方向越过极小值 "
-                f"{flips[best]} 次，仍然只用 {reached(best)} 步就到达目标；而“稳妥”的小学习率 "
+                f"{flips[best]} 次，仍然只用 {reached(best, 'zh')} 步就到达目标；而“稳妥”的小学习率 "
                 f"γ = {small} 从不越过（{flips[small]} 次），{STEPS} 步后损失仍为 "
-                f"{shown(final_loss[small])}，"
+                f"{shown(final_loss[small], 'zh')}，"
                 f"高于目标 {target:g}。最快的学习率 2/(L + μ) = {2 / (big_l + mu):.3g}，"
                 f"是发散边界的 {2 / (big_l + mu) / edge:.0%}。",
             ),
@@ -304,7 +308,7 @@ def _run() -> Outcome:
         "（发散要过几步才看得出来），所以这些规则都要从最低点往回退。"
         f"用 valley 建议的 {suggested:.3g}，梯度下降 "
         f"{numbers['suggested_run']['steps_to_target'] or '无法'} 步到达目标，而 γ = {best} 只要 "
-        f"{reached(best)} 步：这是一个稳妥的起点，而不是最快的学习率。",
+        f"{reached(best, 'zh')} 步：这是一个稳妥的起点，而不是最快的学习率。",
     )
     return Outcome(numbers, verdicts, [Figure(figure, caption)], columns, rows, notes=(note,))
 

@@ -141,7 +141,7 @@ def _run() -> Outcome:
                 f"The six are there, but the installed torch {torch.__version__.split('+')[0]} has "
                 f"{len(schedulers)} scheduler classes; besides the six: {', '.join(extra)}.",
                 f"这六种都有，但本机安装的 torch {torch.__version__.split('+')[0]} 一共有 {len(schedulers)} "
-                f"个调度器类；六种之外还有：{', '.join(extra)}。",
+                f"个调度器类；六种之外还有：{'、'.join(extra)}。",
             ),
             correction=text(
                 "Those six are the classic schedulers. torch.optim.lr_scheduler also has warm-up and cyclic "

@@ -42,7 +42,7 @@ STEPS = 1000
 EVERY = 20
 HIDDEN = 64
 SGD_DECAY = 1e-2  #: seed 001's weight_decay
-LAMBDAS = (0.01, 0.1, 1.0, 10.0)  #: the sweep of Adam+L2's and AdamW's λ
+LAMBDAS = (0.01, 0.1, 1.0, 3.0, 10.0, 30.0)  #: the sweep of Adam+L2's and AdamW's λ (its best inside)
 NOISE = 0.5
 
 BALANCE = Claim(
