@@ -90,16 +90,19 @@ def test_the_two_momentum_forms_part_under_a_halved_learning_rate(outcome: Any) 
 def test_the_verdicts_follow_the_measurements(outcome: Any) -> None:
     kinds = [v.kind for v in outcome.verdicts]
     assert kinds == [
+        "confirmed",  # ε against a zero denominator (seed 004)
+        "confirmed",  # v ← αv − η∇: textbook momentum; the schedule difference is evidence
         "confirmed",
-        "partly",
+        "partly",  # Adam: momentum + RMSprop's average, not AdaGrad's sum
+        "wrong",  # seed 004's Nesterov code
         "confirmed",
-        "partly",
-        "wrong",
-        "confirmed",
-        "partly",
-        "wrong",
+        "confirmed",  # ε inside the root also keeps the denominator off zero
+        "wrong",  # seed 000's AdaDelta formula
         "wrong",
     ]
+    adam = outcome.verdicts[3]
+    assert adam.correction is not None and "RMSprop" in adam.correction.en and "RMSprop" in adam.correction.zh
+    assert len(outcome.notes) == 2
     assert all(v.claim.quote in (SEEDS / v.claim.post).read_text() for v in outcome.verdicts
                if (SEEDS / v.claim.post).exists())  # fmt: skip
     assert len(outcome.rows) == len(S.FORMULAS) and outcome.figures

@@ -431,14 +431,10 @@ CLAIMS: dict[str, Claim] = {
     ),
     "adadelta-formula": Claim(
         P000,
-        "AdaDelta算法属于是结合了两种算法更新参数的优点",
-        "AdaDelta combines the strengths of both algorithms' updates — written as ΔW = −ΔW_AdaGrad / "
-        "ΔW_RMSprop, W_new = W_old + ΔW.",
-    ),
-    "adadelta-no-lr-000": Claim(
-        P000,
-        "从公式可以看出AdaDelta不需要设置一个默认的全局学习率",
-        "The formula shows that AdaDelta needs no default global learning rate.",
+        "同样通俗数学公式为:",
+        "Again in plain mathematical notation, the formula is: [below it: "
+        "ΔW_AdaGrad = −α/√(cache_new + ε)·ΔT, ΔW_RMSprop = −α/√(E(cache²_new) + ε)·ΔT, "
+        "ΔW = −ΔW_AdaGrad / ΔW_RMSprop, W_new = W_old + ΔW]",
     ),
     "adam-sign": Claim(
         P000,
@@ -515,11 +511,6 @@ CLAIMS: dict[str, Claim] = {
         "第二次梯度值:s2 = 0.9 + s1 + d2 * 0.1",
         "Second gradient value: s2 = 0.9 + s1 + d2 * 0.1 (and above it: “Dt = β * St-1 + (1- β) * Dt”).",
     ),
-    "momentum-average": Claim(
-        P002,
-        "Momentum 通过指数加权平均法,累计历史梯度值",
-        "Momentum accumulates the past gradient values by exponentially weighted averaging.",
-    ),
     "rmsprop-proven": Claim(
         P002,
         "被证明在神经网络非凸条件下的优化更好",
@@ -543,11 +534,6 @@ CLAIMS: dict[str, Claim] = {
         "By updating the parameters during training, the optimizer can to some extent keep the model from "
         "overfitting the training data.",
     ),
-    "sgd-one-sample": Claim(
-        P003,
-        "每次迭代从训练数据中随机选择一个样本来计算梯度",
-        "[SGD] picks one sample at random from the training data at each iteration to compute the gradient.",
-    ),
     "momentum-flat": Claim(
         P003,
         "缺点:可能会在平坦区域陷入局部最优。",
@@ -559,11 +545,6 @@ CLAIMS: dict[str, Claim] = {
         "By taking the momentum term into account in advance, it estimates the update more accurately, "
         "improving the accuracy and stability of the updates.",
     ),
-    "adadelta-no-lr-003": Claim(
-        P003,
-        "不需要手动设置全局学习率,参数更新更加稳定。",
-        "[AdaDelta] needs no global learning rate set by hand, and its updates are more stable.",
-    ),
     "adamw": Claim(
         P003,
         "在Adam的基础上加入权重衰减,提高模型的泛化性能。",
@@ -571,9 +552,12 @@ CLAIMS: dict[str, Claim] = {
     ),
     "nesterov-004": Claim(
         P004,
-        "Nesterov 是对Momentum的改进和优化,其形式与Momentum极其相似。",
-        "Nesterov improves and optimizes Momentum; its form is very similar: v ← μv − η∂loss/∂W, "
-        "W ← W − (1+μ)η∂loss/∂W + μ²v (the code adds μ²·v after updating v).",
+        "params[key] += self.mu * self.mu * self.v[key]\n"
+        "params[key] -= (1 + self.mu) * self.lr * grads[key]\n"
+        "论文原文:http://arxiv.org/abs/1212.0901",
+        "params[key] += self.mu * self.mu * self.v[key]; params[key] -= (1 + self.mu) * self.lr * grads[key] "
+        "(the last lines of its Nesterov class, after v ← μv − η∇); original paper: "
+        "http://arxiv.org/abs/1212.0901",
     ),
 }
 
@@ -620,6 +604,8 @@ def errata(m: dict[str, Any]) -> list[Erratum]:
     escape = saddle["escape_step"]
     l1, wd, gd, ag = m["l1"], m["weight_decay"], m["gradient_direction"], m["adagrad_lr"]
     extra = [s for s in api["schedulers"] if s not in _SIX]
+    plateau_api = api["reduce_lr_on_plateau"]
+    moved = m["autograd"]["step_without_backward_moved"]
     large_holds = large["nesterov_x"] > 1e3 and large["heavy_ball_x"] < 0.5
     ripples_text = text(
         f"On f(x) = x² + 2(1 − cos 2πx) (the global minimum at 0, a local one near every integer), from "
@@ -641,22 +627,6 @@ def errata(m: dict[str, Any]) -> list[Erratum]:
         f"{large['nesterov_x']:.1e}。在二次函数上 NAG 只在 学习率·L < 2(1 + μ)/(1 + 2μ) = "
         f"{nag4['nesterov_limit']:.2f} 时稳定，重球动量则可以到 2(1 + μ) = {nag4['heavy_ball_limit']:.1f}。",
     )
-    adadelta_lr_text = text(
-        f"torch.optim.Adadelta's default is lr = {api['adadelta_lr']}, and lr scales every step: on ½x² "
-        f"after {dd['steps']} steps |x| = {dd['torch_x']:.3f} at lr 1.0 and {dd['torch_x_lr_0.1']:.3f} at "
-        "lr 0.1.",
-        f"torch.optim.Adadelta 默认 lr = {api['adadelta_lr']}，而且 lr 会缩放每一步：在 ½x² 上 "
-        f"{dd['steps']} 步后，lr = 1.0 时 |x| = {dd['torch_x']:.3f}，lr = 0.1 时 |x| = "
-        f"{dd['torch_x_lr_0.1']:.3f}。",
-    )
-    adadelta_lr_correction = text(
-        "Zeiler's Adadelta has no learning rate (its step is a ratio of two RMS values), but torch's "
-        "multiplies that step by lr (default 1.0), and ρ and ε still set its size; lr is a hyperparameter "
-        "like any other.",
-        "Zeiler 论文中的 Adadelta 确实没有学习率（步长是两个均方根之比），但 torch 的实现会再乘上 lr"
-        "（默认 1.0），ρ 和 ε 也决定步长的大小；lr 和其他超参数一样需要调。",
-    )
-    adadelta_ref = "Zeiler 2012, ADADELTA, §3.2 (Algorithm 1); torch 2.13 docs: torch.optim.Adadelta (lr)"
     return [
         Erratum(
             "gd-per-sample",
@@ -665,9 +635,9 @@ def errata(m: dict[str, Any]) -> list[Erratum]:
             text(
                 "By definition (no measurement): gradient descent averages the gradient over the whole "
                 "training set before each update; an update after every sample is stochastic gradient "
-                "descent. The post swaps the two (and its 'SGD: draw one sample from the batch' is neither).",
+                "descent. The post gives GD the per-sample update that defines SGD.",
                 "按定义（无需测量）：梯度下降（GD）每次更新前要在整个训练集上求平均梯度；每个样本更新一次的是"
-                "随机梯度下降（SGD）。原文把两者弄反了（它说的“在批量中随机抽一个样本”也两者都不是）。",
+                "随机梯度下降（SGD）。原文把定义 SGD 的“每个样本更新一次”安在了 GD 头上。",
             ),
             text(
                 "GD (full-batch): one update per pass over the whole training set, with the exact gradient. "
@@ -787,16 +757,6 @@ def errata(m: dict[str, Any]) -> list[Erratum]:
             "Δx = −RMS(Δx)/RMS(g)·g, not a ratio of two steps",
         ),
         Erratum(
-            "adadelta-no-lr-000",
-            "partly",
-            dd["torch_x_lr_0.1"] > dd["torch_x"],
-            adadelta_lr_text,
-            adadelta_lr_correction,
-            adadelta_ref,
-            HERE,
-            "torch's Adadelta: step × lr (default 1.0)",
-        ),
-        Erratum(
             "adam-sign",
             "wrong",
             abs(adam["post_x"]) > 1 and abs(adam["torch_x"]) < 0.1,
@@ -912,7 +872,7 @@ def errata(m: dict[str, Any]) -> list[Erratum]:
                 f"The installed torch {api['torch']} has {len(api['schedulers'])} scheduler classes in "
                 f"torch.optim.lr_scheduler; besides the six: {', '.join(extra)}.",
                 f"本机 torch {api['torch']} 的 torch.optim.lr_scheduler 中有 {len(api['schedulers'])} "
-                f"个调度器类；除了这六种还有：{', '.join(extra)}。",
+                f"个调度器类；除了这六种还有：{'、'.join(extra)}。",
             ),
             text(
                 "The six are the classic ones; torch also has warm-up (LinearLR, ConstantLR), one-cycle and "
@@ -1003,25 +963,40 @@ def errata(m: dict[str, Any]) -> list[Erratum]:
         ),
         Erratum(
             "plateau-verbose",
-            "wrong",
-            not api["reduce_lr_on_plateau"]["verbose_accepted"],
+            "partly",
+            not plateau_api["verbose_accepted"],
             text(
-                f"In the installed torch {api['torch']}: no class ReduceLROnPlateauLR exists "
-                f"({api['reduce_lr_on_plateau']['class_ReduceLROnPlateauLR']}), and "
-                "ReduceLROnPlateau(optimizer, verbose=True) raises TypeError; its parameters are "
-                f"{', '.join(api['reduce_lr_on_plateau']['parameters'])}.",
-                f"在本机的 torch {api['torch']} 中：并没有 ReduceLROnPlateauLR 这个类"
-                f"（{api['reduce_lr_on_plateau']['class_ReduceLROnPlateauLR']}），"
-                "ReduceLROnPlateau(optimizer, verbose=True) 会抛出 TypeError；它的参数是 "
-                f"{', '.join(api['reduce_lr_on_plateau']['parameters'])}。",
+                f"In the installed torch {api['torch']}: "
+                + (
+                    "a class ReduceLROnPlateauLR exists"
+                    if plateau_api["class_ReduceLROnPlateauLR"]
+                    else "there is no class ReduceLROnPlateauLR (the class is ReduceLROnPlateau)"
+                )
+                + ", and ReduceLROnPlateau(optimizer, verbose=True) "
+                + ("is still accepted" if plateau_api["verbose_accepted"] else "raises TypeError")
+                + f"; its parameters are {', '.join(plateau_api['parameters'])}.",
+                f"在本机的 torch {api['torch']} 中："
+                + (
+                    "有 ReduceLROnPlateauLR 这个类"
+                    if plateau_api["class_ReduceLROnPlateauLR"]
+                    else "并没有 ReduceLROnPlateauLR 这个类（类名是 ReduceLROnPlateau）"
+                )
+                + "，ReduceLROnPlateau(optimizer, verbose=True) "
+                + ("仍然可用" if plateau_api["verbose_accepted"] else "会抛出 TypeError")
+                + f"；它的参数是 {'、'.join(plateau_api['parameters'])}。",
             ),
             text(
-                "The class is ReduceLROnPlateau; its verbose argument was deprecated and is gone from torch "
-                "2.13 — read the learning rate with scheduler.get_last_lr() instead.",
-                "类名是 ReduceLROnPlateau；verbose 参数先被弃用，torch 2.13 中已经没有了——"
-                "改用 scheduler.get_last_lr() 查看学习率。",
+                "Outdated rather than wrong: in the torch of the post's time verbose=True did print a "
+                "message at each reduction of the learning rate. The argument was deprecated (torch 2.2) "
+                "and is gone from torch 2.13 — read the learning rate with scheduler.get_last_lr() "
+                "instead. The class is ReduceLROnPlateau, not ReduceLROnPlateauLR.",
+                "这条是过时了，而不是错了：在原文当时的 torch 里，verbose=True 确实会在每次降低学习率时打印"
+                "一条信息。这个参数后来被弃用（torch 2.2），torch 2.13 中已经没有了——改用 "
+                "scheduler.get_last_lr() 查看学习率。另外，类名是 ReduceLROnPlateau，不是 "
+                "ReduceLROnPlateauLR。",
             ),
-            "torch 2.13 docs: torch.optim.lr_scheduler.ReduceLROnPlateau",
+            "torch 2.13 docs: torch.optim.lr_scheduler.ReduceLROnPlateau; torch 2.2 release notes "
+            "(verbose deprecated)",
             HERE,
             "ReduceLROnPlateau(mode, factor, patience, threshold, threshold_mode, cooldown, min_lr, eps)",
         ),
@@ -1161,33 +1136,6 @@ def errata(m: dict[str, Any]) -> list[Erratum]:
             "S_t = β·S_{t−1} + (1 − β)·D_t",
         ),
         Erratum(
-            "momentum-average",
-            "partly",
-            buf["dampening_0"] > 5 * buf["dampening_0.9"],
-            text(
-                "torch's momentum (optimlab.optim.SGD, dampening 0) keeps a sum b ← μ·b + g, not an "
-                "average: "
-                f"under a constant gradient 1 it reaches {buf['dampening_0']:.2f} ≈ 1/(1 − μ) = 10 after "
-                f"{buf['steps']} steps, where the average (dampening = μ) stays "
-                f"at {buf['dampening_0.9']:.2f}. "
-                "The same lr then takes steps about 10× larger with momentum 0.9.",
-                f"torch 的动量（optimlab.optim.SGD，dampening = 0）保存的是累加 b ← μ·b + g，而不是平均："
-                f"在恒定梯度 1 下 {buf['steps']} 步后达到 {buf['dampening_0']:.2f} ≈ 1/(1 − μ) = 10，"
-                f"而平均（dampening = μ）一直是 {buf['dampening_0.9']:.2f}。所以同样的 lr，加上 0.9 的动量后"
-                "步长大约变成 10 倍。",
-            ),
-            text(
-                "In the averaging form v ← βv + (1 − β)g the step size is unchanged; in torch's form "
-                "b ← μb + g the effective learning rate is lr/(1 − μ), 10× at μ = 0.9 — why the lr used with "
-                "momentum is usually smaller.",
-                "在平均形式 v ← βv + (1 − β)g 中步长不变；在 torch 的形式 b ← μb + g 中有效学习率是 "
-                "lr/(1 − μ)，μ = 0.9 时是 10 倍——这就是为什么带动量时学习率通常要取得更小。",
-            ),
-            "torch 2.13 docs: torch.optim.SGD; Sutskever et al. 2013 §2; Goh 2017",
-            f"{HERE}; effective-lr",
-            "torch: b ← μb + g (a sum): effective lr = lr/(1 − μ)",
-        ),
-        Erratum(
             "rmsprop-proven",
             "wrong",
             None,
@@ -1213,18 +1161,18 @@ def errata(m: dict[str, Any]) -> list[Erratum]:
         Erratum(
             "optimizer-gradients",
             "wrong",
-            m["autograd"]["grad_from_backward"] == 3.0 and not m["autograd"]["step_without_backward_moved"],
+            m["autograd"]["grad_from_backward"] == 3.0 and not moved,
             text(
                 "loss.backward() fills p.grad before any optimizer exists "
                 f"({m['autograd']['grad_from_backward']:g} "
-                "for ½p² at p = 3); optimizer.step() without a backward() leaves p where it was "
-                f"(moved: {m['autograd']['step_without_backward_moved']}). The post says it right two "
-                "paragraphs earlier: the optimizer uses the gradients backpropagation produced.",
+                "for ½p² at p = 3); optimizer.step() without a backward() "
+                + ("moved p" if moved else "leaves p where it was")
+                + ". The post says it right two paragraphs earlier: the optimizer uses the gradients "
+                "backpropagation produced.",
                 f"loss.backward() 在还没有任何优化器时就已经写好了 p.grad（½p² 在 p = 3 处为 "
-                f"{m['autograd']['grad_from_backward']:g}）；没有调用 backward() 时 optimizer.step() 不会移动"
-                " p"
-                f"（移动了吗：{m['autograd']['step_without_backward_moved']}）。原文前面其实说对了："
-                "“优化器根据反向传播得到的梯度信息”来更新参数。",
+                f"{m['autograd']['grad_from_backward']:g}）；没有调用 backward() 时 optimizer.step() "
+                + ("移动了 p" if moved else "不会移动 p")
+                + "。原文前面其实说对了：“优化器根据反向传播得到的梯度信息”来更新参数。",
             ),
             text(
                 "Autograd computes the gradients (loss.backward() writes each parameter's .grad); the "
@@ -1289,33 +1237,6 @@ def errata(m: dict[str, Any]) -> list[Erratum]:
             "regularization, not the optimizer, counters overfitting",
         ),
         Erratum(
-            "sgd-one-sample",
-            "partly",
-            None,
-            text(
-                "By definition and torch's API (no measurement): torch.optim.SGD samples nothing — step() "
-                "uses "
-                "whatever gradient backward() left in .grad, in practice the mean over a mini-batch from a "
-                "DataLoader (seed 001's code: BATCH_SIZE = 32).",
-                "按定义和 torch 的接口（无需测量）：torch.optim.SGD 并不抽样——step() 用的是 backward() 留在 "
-                ".grad 里的梯度，实际中是 DataLoader 给出的一个小批量上的平均梯度（种子文章 001 的代码："
-                "BATCH_SIZE = 32）。",
-            ),
-            text(
-                "Strictly, SGD uses one random sample per update; in deep learning 'SGD' means mini-batch "
-                "SGD, "
-                "the gradient of a random batch of B samples, whose noise shrinks like 1/√B. The data "
-                "loader, "
-                "not the optimizer, does the sampling.",
-                "严格说 SGD 每次用一个随机样本；深度学习里说的 SGD 指小批量 SGD，即 B 个随机样本上的梯度，"
-                "其噪声约按 1/√B 减小。抽样由数据加载器完成，而不是优化器。",
-            ),
-            "Goodfellow et al. 2016 §8.1.3; Bottou, Curtis & Nocedal 2018 §3; torch 2.13 docs: "
-            "torch.optim.SGD",
-            "batch-size",
-            "mini-batch SGD; the DataLoader samples, not the optimizer",
-        ),
-        Erratum(
             "momentum-flat",
             "wrong",
             plateau["ratio"] > 5,
@@ -1358,16 +1279,6 @@ def errata(m: dict[str, Any]) -> list[Erratum]:
             "Sutskever, Martens, Dahl & Hinton 2013, §2; torch 2.13 docs: torch.optim.SGD (nesterov)",
             f"{HERE}; nesterov",
             "NAG: less overshoot, smaller stable lr",
-        ),
-        Erratum(
-            "adadelta-no-lr-003",
-            "partly",
-            dd["torch_x_lr_0.1"] > dd["torch_x"],
-            adadelta_lr_text,
-            adadelta_lr_correction,
-            adadelta_ref,
-            HERE,
-            "torch's Adadelta: step × lr (default 1.0)",
         ),
         Erratum(
             "adamw",
