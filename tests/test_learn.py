@@ -47,9 +47,10 @@ def test_every_demonstration_is_well_formed() -> None:
     assert orders == sorted(orders) and len(set(orders)) == len(orders)
     for demo in learn.demonstrations().values():
         assert demo.claims and all(isinstance(c, Claim) and c.post[:3].isdigit() for c in demo.claims)
+        # quoted as written (a sentence or a line of code; tested verbatim where the posts are), translated
         assert all(
-            any("\u4e00" <= ch <= "\u9fff" for ch in c.quote) for c in demo.claims
-        )  # Chinese, as written
+            c.quote.strip() and c.translation.strip() and c.quote != c.translation for c in demo.claims
+        )
     with pytest.raises(ValueError, match="needs its correction and a reference"):
         Verdict(Claim("000_x.txt", "说法", "a claim"), "wrong", Text("e", "证据"))
     with pytest.raises(ValueError, match="both an English and a Chinese"):

@@ -34,6 +34,7 @@ import torch
 from torch.optim import lr_scheduler
 
 from optimlab.learn.demo import Claim, Demo, Figure, Outcome, Text, Verdict, VerdictKind, text
+from optimlab.learn.demos import seed_formulas
 from optimlab.learn.demos.schedules import torch_schedulers
 from optimlab.optim import SGD, Adadelta, Adagrad, Adam, AdamW
 from optimlab.optim import functional as F
@@ -429,19 +430,8 @@ CLAIMS: dict[str, Claim] = {
         "优点:不需要人为的调节学习率,它可以自动调节",
         "Advantage: the learning rate needs no tuning by hand; it adjusts itself.",
     ),
-    "adadelta-formula": Claim(
-        P000,
-        "同样通俗数学公式为:",
-        "Again in plain mathematical notation, the formula is: [below it: "
-        "ΔW_AdaGrad = −α/√(cache_new + ε)·ΔT, ΔW_RMSprop = −α/√(E(cache²_new) + ε)·ΔT, "
-        "ΔW = −ΔW_AdaGrad / ΔW_RMSprop, W_new = W_old + ΔW]",
-    ),
-    "adam-sign": Claim(
-        P000,
-        "首先我们计算动量部分:(与之前的V_new表达式只是把学习率α换成了(1-β))",
-        "First we compute the momentum part (the earlier V_new expression with the learning rate α replaced "
-        "by (1−β)): m_new = β1·m_old − (1 − β)·ΔT(W_old); then W_new = W_old − α/√(cache_new + ε)·m_new.",
-    ),
+    "adadelta-formula": seed_formulas.ADADELTA,  # the same passage seed-formulas runs literally
+    "adam-sign": seed_formulas.ADAM000,  # the same passage seed-formulas runs literally
     "adam-beta2": Claim(
         P000,
         "在Adam的论文中,建议的参数beta_1为0.9,beta_2为0.99,epsilon为1e-08",
@@ -550,15 +540,7 @@ CLAIMS: dict[str, Claim] = {
         "在Adam的基础上加入权重衰减,提高模型的泛化性能。",
         "[AdamW] adds weight decay on top of Adam, improving the model's generalization.",
     ),
-    "nesterov-004": Claim(
-        P004,
-        "params[key] += self.mu * self.mu * self.v[key]\n"
-        "params[key] -= (1 + self.mu) * self.lr * grads[key]\n"
-        "论文原文:http://arxiv.org/abs/1212.0901",
-        "params[key] += self.mu * self.mu * self.v[key]; params[key] -= (1 + self.mu) * self.lr * grads[key] "
-        "(the last lines of its Nesterov class, after v ← μv − η∇); original paper: "
-        "http://arxiv.org/abs/1212.0901",
-    ),
+    "nesterov-004": seed_formulas.NESTEROV,  # the same passage seed-formulas runs literally
 }
 
 

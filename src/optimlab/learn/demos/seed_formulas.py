@@ -539,12 +539,9 @@ EWA_MOMENTUM = Claim(
 ADAM = Claim(P004, "Adam将Momentum和AdaGrad结合在一起。", "Adam combines Momentum and AdaGrad.")
 NESTEROV = Claim(
     P004,
-    "params[key] += self.mu * self.mu * self.v[key]\n"
-    "params[key] -= (1 + self.mu) * self.lr * grads[key]\n"
-    "论文原文:http://arxiv.org/abs/1212.0901",
+    "params[key] += self.mu * self.mu * self.v[key]\nparams[key] -= (1 + self.mu) * self.lr * grads[key]",
     "params[key] += self.mu * self.mu * self.v[key]; params[key] -= (1 + self.mu) * self.lr * grads[key] "
-    "(the last lines of its Nesterov class, after v ← μv − η∇); original paper: "
-    "http://arxiv.org/abs/1212.0901",
+    "(the last lines of its Nesterov class, after v ← μv − η∇).",
 )
 NAG = Claim(
     P000,
@@ -558,9 +555,9 @@ EPS_INSIDE = Claim(
 )
 ADADELTA = Claim(
     P000,
-    "同样通俗数学公式为:",
-    "Again in plain mathematical notation, the formula is: [below it: ΔW_AdaGrad = −α/√(cache_new + ε)·ΔT, "
-    "ΔW_RMSprop = −α/√(E(cache²_new) + ε)·ΔT, ΔW = −ΔW_AdaGrad / ΔW_RMSprop, W_new = W_old + ΔW]",
+    "ΔW = - \\frac{ΔW_{AdaGrad}}{ΔW_{RMSprop}}",
+    "ΔW = −ΔW_AdaGrad / ΔW_RMSprop (the post's AdaDelta update, after ΔW_AdaGrad = −α/√(cache_new + ε)·ΔT "
+    "and ΔW_RMSprop = −α/√(E(cache²_new) + ε)·ΔT).",
 )
 ADAM000 = Claim(
     P000,
