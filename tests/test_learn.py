@@ -24,6 +24,7 @@ def test_the_list_names_every_demonstration_and_its_seed_post() -> None:
     assert result.exit_code == 0, result.output
     for demo in learn.demonstrations().values():
         assert demo.name in result.stdout
+    assert "guide" in result.stdout
     listed = json.loads(runner.invoke(app, ["learn", "--json"]).stdout)
     assert list(listed) == learn.demo_names() and listed["ewa"]["title"]
 

@@ -59,9 +59,17 @@ def learn(
                 ]
                 for d in demonstrations().values()
             ]
+            guide = {
+                "en": "the optimizers: update, defaults, memory, strengths",
+                "zh": "优化器：更新、默认值、内存、长处",
+            }
+            rows.append(["", "guide", guide[language], "000–004"])
             cli.console.print(
                 table(
-                    "demonstrations (optimlab learn NAME)", ["#", "name", "what it shows", "seed posts"], rows
+                    "demonstrations (optimlab learn NAME)",
+                    ["#", "name", "what it shows", "seed posts"],
+                    rows,
+                    left=("name", "what it shows", "seed posts"),
                 )
             )
             return
