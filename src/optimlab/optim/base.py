@@ -126,6 +126,22 @@ class RuleOptimizer(Optimizer):
     #: torch.optim's error for a sparse gradient; ``None`` where torch.optim accepts sparse
     #: gradients (SGD, Adagrad), whose rules are then applied to the densified gradient.
     sparse_gradient_error: ClassVar[str | None] = "{name} does not support sparse gradients"
+    #: what the rule needs beyond its own tensor's elements, as a pure function
+    #: ``(param, grad, state, **hyper) -> {name: 0-d tensor}`` of *additive* partial results (sums
+    #: of squares, dot products, element counts) — LAMB's norms, Prodigy's dot products. The engines
+    #: evaluate it first, on whole tensors (for a DTensor its DTensor ops reduce the partial sums
+    #: over the shard group), and pass the results to the rule as extra keyword arguments: per
+    #: parameter with ``statistics_scope = "tensor"``, summed over the param group and turned into
+    #: arguments by :meth:`group_statistics` with ``"group"``. A rule that is elementwise given its
+    #: statistics may still be declared ``elementwise``: the fused engine then compiles it with the
+    #: statistics as scalar operands. Like hyperparameters, statistics may reach the rule as 0-d
+    #: tensors or as Python numbers.
+    statistics: ClassVar[Callable[..., dict[str, Tensor]] | None] = None
+    statistics_scope: ClassVar[Literal["tensor", "group"]] = "tensor"
+    #: the rule takes a stack of same-shape matrices (``(k, m, n)`` as well as ``(m, n)``): where
+    #: :meth:`batches_matrices` says so, the engines step same-shape parameters in one call (Muon's
+    #: Newton–Schulz as one batched matmul chain)
+    matrix: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -175,6 +191,21 @@ class RuleOptimizer(Optimizer):
     def rule_hyperparameters(self, group: dict[str, Any]) -> dict[str, Any]:
         """The rule's keyword arguments for ``group`` (``None`` switches a term off)."""
         raise NotImplementedError
+
+    def begin_group_step(self, group: dict[str, Any]) -> None:
+        """Host bookkeeping before ``group`` takes a step (not when it skips one): the group-level
+        counters some reference implementations keep in the param group (``group["step"] += 1``),
+        which :meth:`rule_hyperparameters` then hands to the rule. Nothing by default."""
+
+    def group_statistics(self, group: dict[str, Any], totals: dict[str, Tensor]) -> dict[str, Any]:
+        """With ``statistics_scope = "group"``: the group's summed :attr:`statistics` → the rule's extra
+        keyword arguments (updating group-level state on the way, as Prodigy's distance estimate).
+        By default the totals themselves."""
+        return totals
+
+    def batches_matrices(self, group: dict[str, Any]) -> bool:
+        """Whether same-shape parameters of ``group`` are stepped together (a :attr:`matrix` rule)."""
+        return self.matrix
 
     def hyperparameters(self, group: dict[str, Any]) -> dict[str, Any]:
         """:meth:`rule_hyperparameters` with every number a Python number or a tensor: a NumPy scalar
@@ -293,6 +324,7 @@ class RuleOptimizer(Optimizer):
                     grad.div_(grad_scale.to(grad.device))
         for group, params, grads, finite in work:
             if finite:
+                self.begin_group_step(group)
                 self.engine.step_group(self, group, params, grads)
             else:  # nonfinite="skip": this group keeps its parameters and state for this step
                 group["skipped_steps"] += 1

@@ -42,6 +42,7 @@ from torch import Tensor
 from optimlab.optim.distributed import is_distributed, local, same_layout
 from optimlab.optim.engine.eager import EagerEngine
 from optimlab.optim.engine.kernels import Kernel, KernelKey, compiler_available
+from optimlab.optim.engine.statistics import rule_statistics
 
 if TYPE_CHECKING:
     from optimlab.optim.base import RuleOptimizer
@@ -201,27 +202,40 @@ class FusedEngine:
             return
         self._step_fused(optimizer, group, params, grads)
 
-    def _config(self, optimizer: RuleOptimizer, group: dict[str, Any]) -> tuple[_GroupConfig, list[Any]]:
-        hyper = optimizer.hyperparameters(group)
+    def _config(
+        self,
+        optimizer: RuleOptimizer,
+        group: dict[str, Any],
+        hyper: dict[str, Any],
+        extra_names: tuple[str, ...],
+    ) -> tuple[_GroupConfig, list[Any]]:
+        """The group's configuration and its numeric hyperparameters' values; ``extra_names`` are the
+        rule's statistics, which follow them as operands of their own for each parameter."""
         static, numeric = _split_hyper(hyper)
-        names = tuple(numeric)
+        names = tuple(numeric) + extra_names
         key = (type(optimizer), static, names)
         config = self._configs.get(key)
         if config is None:
-            config = self._configs[key] = _GroupConfig(static, names, _state_keys(optimizer, group, hyper))
+            probe_hyper = {**hyper, **dict.fromkeys(extra_names, 1.0)}
+            config = self._configs[key] = _GroupConfig(
+                static, names, _state_keys(optimizer, group, probe_hyper)
+            )
         return config, list(numeric.values())
 
     def _step_fused(
         self, optimizer: RuleOptimizer, group: dict[str, Any], params: list[Tensor], grads: list[Tensor]
     ) -> None:
-        config, values = self._config(optimizer, group)
+        hyper_values = optimizer.hyperparameters(group)
+        extras = rule_statistics(optimizer, group, params, grads, hyper_values)
+        extra_names = tuple(extras[0]) if extras else ()
+        config, values = self._config(optimizer, group, hyper_values, extra_names)
         rule = type(optimizer).rule
         tensor_keys, scalar_keys = config.tensor_keys, config.scalar_keys
         get_tensors = operator.itemgetter(*tensor_keys) if tensor_keys else None
         hyper_by_device: dict[torch.device, list[Tensor]] = {}
-        eager_params, eager_grads, written = [], [], []
+        eager_params, eager_grads, eager_extras, written = [], [], [], []
         state_of, ensure_state = optimizer.state.get, optimizer.ensure_state
-        for param, grad in zip(params, grads, strict=True):
+        for index, (param, grad) in enumerate(zip(params, grads, strict=True)):
             state = state_of(param) or ensure_state(param, group)
             plain = _plain_cpu_operands(param, grad, state, tensor_keys, scalar_keys)
             if plain is not None:  # the common case, checked with as few reads as possible
@@ -232,12 +246,14 @@ class FusedEngine:
                 if prepared is None:
                     eager_params.append(param)
                     eager_grads.append(grad)
+                    eager_extras.append(extras[index])
                     continue
                 operands, numel, device, dtype, scalar_dtypes = prepared
             kernel = self._kernel(config, rule, device, dtype, scalar_dtypes)
             if kernel is None:
                 eager_params.append(param)
                 eager_grads.append(grad)
+                eager_extras.append(extras[index])
                 continue
             hyper = hyper_by_device.get(device)
             if hyper is None:
@@ -247,6 +263,8 @@ class FusedEngine:
                 hyper = hyper_by_device[device] = cache.refresh(values)
             n_written = len(operands)  # the parameter, its state and scalar state (and the gradient)
             operands.extend(hyper)
+            if extra_names:  # the rule's statistics for this parameter, as float64 scalar operands
+                operands.extend(_scalar_operand(extras[index][name], device) for name in extra_names)
             kernel(operands, numel)
             written.append(param)
             written.extend(operands[:1] + operands[2:n_written])
@@ -255,13 +273,18 @@ class FusedEngine:
             torch.autograd.graph.increment_version(written)
         self.counts["fused"] += len(params) - len(eager_params)
         if eager_params:
-            self._step_eager(optimizer, group, eager_params, eager_grads)
+            self._step_eager(optimizer, group, eager_params, eager_grads, eager_extras)
 
     def _step_eager(
-        self, optimizer: RuleOptimizer, group: dict[str, Any], params: list[Tensor], grads: list[Tensor]
+        self,
+        optimizer: RuleOptimizer,
+        group: dict[str, Any],
+        params: list[Tensor],
+        grads: list[Tensor],
+        extras: list[dict[str, Any]] | None = None,
     ) -> None:
         self.counts["eager"] += len(params)
-        self._eager.step_group(optimizer, group, params, grads)
+        self._eager.step_group(optimizer, group, params, grads, extras)
 
     def _kernel(
         self,
@@ -309,6 +332,13 @@ class FusedEngine:
                 )
         config.kernels[selector] = kernel
         return kernel
+
+
+def _scalar_operand(value: Any, device: torch.device) -> Tensor:
+    """A statistic as a kernel operand: a one-element float64 tensor on ``device``."""
+    if isinstance(value, Tensor):
+        return value.detach().to(device=device, dtype=torch.float64).reshape(1)
+    return torch.tensor([float(value)], dtype=torch.float64, device=device)
 
 
 _DEFAULT_TORCH_FUNCTIONS = (Tensor.__torch_function__, torch._C._disabled_torch_function_impl)

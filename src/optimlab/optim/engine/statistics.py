@@ -1,0 +1,70 @@
+"""A rule's declared statistics: the reductions it needs beyond its own tensor's elements.
+
+A rule like LAMB's scales each update by a trust ratio ‖θ‖ / ‖u‖, and Prodigy's distance estimate
+sums dot products over a whole param group. Such a rule declares a pure ``statistics`` function
+returning additive partial results (sums of squares, dot products) as 0-d tensors; the engines
+evaluate it before the rule and hand the results to the rule as keyword arguments (see
+:attr:`optimlab.optim.base.RuleOptimizer.statistics`). The math stays in the rule's module: this
+only decides where the statistics are evaluated and how they are combined.
+
+The statistics are evaluated on whole tensors: for a DTensor parameter (FSDP2) its DTensor ops
+reduce the partial sums over the shard group, so every rank gets the whole tensor's value — what
+one process computes — and the rule itself may then run on the local shards.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor
+
+from optimlab.optim.distributed import is_distributed
+
+if TYPE_CHECKING:
+    from optimlab.optim.base import RuleOptimizer
+
+
+def _as_real(tensor: Tensor) -> Tensor:
+    return torch.view_as_real(tensor) if tensor.is_complex() else tensor
+
+
+def _value(result: Tensor) -> Tensor:
+    """A statistic as a plain tensor: a DTensor's full value (its partial sums reduced)."""
+    if is_distributed(result):
+        return result.full_tensor()  # type: ignore[attr-defined]
+    return result
+
+
+def rule_statistics(
+    optimizer: RuleOptimizer,
+    group: dict[str, Any],
+    params: list[Tensor],
+    grads: list[Tensor],
+    hyper: dict[str, Any],
+) -> list[dict[str, Any]]:
+    """Per parameter of ``params``, the extra keyword arguments its rule call takes: its own
+    statistics (``statistics_scope = "tensor"``), or what :meth:`~RuleOptimizer.group_statistics`
+    makes of the group's sums (``"group"``; it is called once per step). Empty without statistics."""
+    measure = type(optimizer).statistics
+    if measure is None:
+        return [{} for _ in params]
+    per_tensor = []
+    for param, grad in zip(params, grads, strict=True):
+        state = {k: v for k, v in optimizer.ensure_state(param, group).items() if v is not None}
+        real_state = {k: _as_real(v) if isinstance(v, Tensor) else v for k, v in state.items()}
+        values = measure(
+            _as_real(param), _as_real(grad.to_dense() if grad.is_sparse else grad), real_state, **hyper
+        )
+        per_tensor.append({name: _value(value) for name, value in values.items()})
+    if optimizer.statistics_scope == "tensor":
+        return per_tensor
+    totals: dict[str, Tensor] = {}
+    for values in per_tensor:
+        for name, value in values.items():
+            totals[name] = value if name not in totals else totals[name] + value
+    extra = optimizer.group_statistics(group, totals)
+    return [extra for _ in params]
+
+
+__all__ = ["rule_statistics"]
