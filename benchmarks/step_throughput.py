@@ -10,10 +10,13 @@ Two measurements per optimizer, each in one run with every mode side by side:
   all.
 
 Modes: torch.optim's for-loop (``foreach=False``), ``foreach=True`` and ``fused=True`` where torch
-has a fused kernel (SGD, Adagrad, Adam, AdamW); optimlab's default construction (``engine="auto"``),
-``engine="fused"`` and ``engine="eager"``. Every mode is compared with torch's best mode of the same
-run. The modes' timed steps are interleaved (one of each in turn, so that a change in the machine's
-load hits all of them alike) whenever they fit together in a quarter of the memory.
+has a fused kernel (SGD, Adagrad, Adam, AdamW) — for the modern optimizers (Lion, ADOPT, AdEMAMix,
+LAMB, Prodigy, Schedule-Free) their reference package's implementation instead (``reference``);
+optimlab's default construction (``engine="auto"``), ``engine="fused"`` and ``engine="eager"``.
+Every mode is compared with the best torch.optim or reference mode of the same run ("vs torch
+best"). Muon steps the model's matrices only (the rest would go to AdamW). The modes' timed
+steps are interleaved (one of each in turn, so that a change in the machine's load hits all of them
+alike) whenever they fit together in a quarter of the memory.
 
 The bare step also reports the machine's memory bandwidth (in-place ``a += s·b`` over one flat
 buffer, 12 bytes per float32 element), each step's effective bandwidth (the bytes an ideal single
@@ -25,6 +28,7 @@ tables and writes JSON.
 
     python benchmarks/step_throughput.py                      # 1M, 16M, 64M and the 16M MLP
     python benchmarks/step_throughput.py --sizes 1M --iteration-sizes '' --optimizers adam,nadam
+    python benchmarks/step_throughput.py --sizes 1M,16M --optimizers all      # the whole catalog
     python benchmarks/step_throughput.py --device cuda     # GPU (Triton); not measured by us yet
 """
 
@@ -53,11 +57,60 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import optimlab.optim as ol
 
-OPTIMIZERS = ("sgd", "adagrad", "rmsprop", "adadelta", "adam", "adamw", "adamax", "nadam", "radam")
+#: torch.optim's catalog (SparseAdam, which takes sparse gradients only, is left out)
+TORCH_OPTIMIZERS = (
+    "sgd",
+    "adagrad",
+    "rmsprop",
+    "adadelta",
+    "adam",
+    "adamw",
+    "adamax",
+    "nadam",
+    "radam",
+    "rprop",
+    "asgd",
+    "adafactor",
+    "muon",
+)
 TORCH_FUSED = {"sgd", "adagrad", "adam", "adamw"}  # torch.optim optimizers with fused=True
+TORCH_NO_FOREACH = {"muon"}  # torch.optim optimizers without a foreach implementation
+#: the modern optimizers and their reference implementations (the dev extra's pinned packages)
+REFERENCES: dict[str, tuple[str, str]] = {
+    "lion": ("lion_pytorch", "Lion"),
+    "adopt": ("adopt", "ADOPT"),
+    "ademamix": ("pytorch_optimizer", "AdEMAMix"),
+    "lamb": ("pytorch_optimizer", "Lamb"),
+    "prodigy": ("prodigyopt", "Prodigy"),
+    "adamwschedulefree": ("schedulefree", "AdamWScheduleFree"),
+    "sgdschedulefree": ("schedulefree", "SGDScheduleFree"),
+}
+OPTIMIZERS = (*TORCH_OPTIMIZERS, *REFERENCES)
+#: the optimizers the benchmark runs without --optimizers (the first ten's figures are in the README)
+DEFAULT_OPTIMIZERS = TORCH_OPTIMIZERS[:9]
 #: constructor arguments: SGD with momentum (the common use), everything else at its defaults
 ARGUMENTS: dict[str, dict[str, Any]] = {"sgd": {"lr": 1e-3, "momentum": 0.9}}
-MODES = ("torch-loop", "torch-foreach", "torch-fused", "optimlab-default", "optimlab-fused", "optimlab-eager")
+MODES = (
+    "torch-loop",
+    "torch-foreach",
+    "torch-fused",
+    "reference",
+    "optimlab-default",
+    "optimlab-fused",
+    "optimlab-eager",
+)
+
+
+def only_matrices(name: str) -> bool:
+    """Muon steps 2-D matrices only: its contestants get the model's matrices."""
+    return name == "muon"
+
+
+def is_reference(mode: str) -> bool:
+    """A mode of the implementation optimlab is compared with (torch.optim's or the reference package's)."""
+    return mode.startswith("torch") or mode == "reference"
+
+
 #: whole iterations also time the iteration without its step: what no optimizer can make faster
 BASELINE = "no-step"
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "step_throughput.json"
@@ -117,11 +170,16 @@ def torch_fused_valid(name: str, dtype: torch.dtype) -> bool:
 
 def make_optimizer(name: str, mode: str, params: list[torch.Tensor]) -> torch.optim.Optimizer:
     kwargs = dict(ARGUMENTS.get(name, {}))
+    if mode == "reference":
+        import importlib
+
+        module, cls_name = REFERENCES[name]
+        return getattr(importlib.import_module(module), cls_name)(params, **kwargs)
     if mode.startswith("torch"):
         cls = {n.lower(): getattr(torch.optim, n) for n in dir(torch.optim)}[name]
         option = {"torch-loop": {"foreach": False}, "torch-foreach": {"foreach": True}}
         return cls(params, **kwargs, **option.get(mode, {"fused": True}))
-    cls = {n.lower(): getattr(ol, n) for n in ol.__all__}[name]
+    cls = {n.lower(): getattr(ol, n) for n in ol.__all__ if isinstance(getattr(ol, n), type)}[name]
     engine = {"optimlab-default": None, "optimlab-eager": "eager"}.get(mode, "fused")
     return cls(params, **kwargs, engine=engine)
 
@@ -201,7 +259,14 @@ class Contestant:
         self.params = [torch.nn.Parameter(torch.randn(s, generator=gen).to(device, dtype)) for s in shapes]
         for p, g in zip(self.params, grads, strict=True):
             p.grad = g.clone()
-        self.optimizer = make_optimizer(name, mode, self.params)
+        stepped = [p for p in self.params if p.dim() == 2] if only_matrices(name) else self.params
+        self.optimizer = make_optimizer(name, mode, stepped)
+        self.train_mode()
+
+    def train_mode(self) -> None:
+        """Schedule-Free optimizers step in train mode (their reference raises otherwise)."""
+        if callable(getattr(self.optimizer, "train", None)):
+            self.optimizer.train()
         self.times: list[float] = []
 
     def iterate(self) -> None:
@@ -248,9 +313,10 @@ class IterationContestant(Contestant):
         )
         # the baseline: the same iteration without an optimizer step (zero_grad as torch.optim's)
         baseline = mode == BASELINE
-        self.optimizer = make_optimizer(
-            name, "torch-loop" if baseline else mode, list(self.model.parameters())
-        )
+        plain = "reference" if name in REFERENCES else "torch-loop"
+        params = [p for p in self.model.parameters() if p.dim() == 2 or not only_matrices(name)]
+        self.optimizer = make_optimizer(name, plain if baseline else mode, params)
+        self.train_mode()
         self.step = (lambda: None) if baseline else self.optimizer.step
         self.times = []
 
@@ -266,7 +332,21 @@ def footprint(numel: int, modes: list[str]) -> int:
 
 
 def usable_modes(name: str, args: argparse.Namespace) -> list[str]:
-    return [m for m in args.modes if m != "torch-fused" or torch_fused_valid(name, args.dtype)]
+    """The modes that exist for ``name``: torch.optim's for its catalog, the reference package's for the
+    modern optimizers, optimlab's for all."""
+
+    def exists(mode: str) -> bool:
+        if mode == "reference":
+            return name in REFERENCES
+        if mode.startswith("torch"):
+            if name in REFERENCES:
+                return False
+            if mode == "torch-fused":
+                return torch_fused_valid(name, args.dtype)
+            return mode != "torch-foreach" or name not in TORCH_NO_FOREACH
+        return True
+
+    return [m for m in args.modes if exists(m)]
 
 
 def race(contestants: list[Contestant], args: argparse.Namespace) -> dict[str, float]:
@@ -331,7 +411,7 @@ def measure_iterations(name: str, size: int, args: argparse.Namespace) -> dict[s
             }
         del contestants
         gc.collect()
-    best = min(r["ms"] for m, r in rows.items() if m.startswith("torch"))
+    best = min(r["ms"] for m, r in rows.items() if is_reference(m))
     baseline = rows[BASELINE]["ms"]
     best_step = best - baseline
     for mode, row in rows.items():
@@ -387,8 +467,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             rows = measure(name, shapes, args)
             state_tensors = max(r["state_tensors"] for r in rows.values())
             # bytes of one ideal pass (state in the parameters' dtype, as torch.optim keeps it)
-            nominal = args.dtype.itemsize * numel * (3 + 2 * state_tensors)
-            torch_best = min(r["ms"] for m, r in rows.items() if m.startswith("torch"))
+            stepped = sum(math.prod(s) for s in shapes if len(s) == 2) if only_matrices(name) else numel
+            nominal = args.dtype.itemsize * stepped * (3 + 2 * state_tensors)
+            torch_best = min(r["ms"] for m, r in rows.items() if is_reference(m))
             for row in rows.values():
                 row["gb_per_s"] = nominal / row["ms"] / 1e6
                 row["fraction_of_add_bandwidth"] = row["gb_per_s"] / bw["gb_per_s"]
@@ -467,7 +548,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--iteration-layers", type=int, default=4, help="square layers of the MLP")
     parser.add_argument("--batch", type=int, default=2, help="the MLP's batch size")
-    parser.add_argument("--optimizers", default=",".join(OPTIMIZERS), help="comma-separated names")
+    parser.add_argument(
+        "--optimizers",
+        default=",".join(DEFAULT_OPTIMIZERS),
+        help=f"comma-separated names of {', '.join(OPTIMIZERS)}, or 'all' (default: the first nine)",
+    )
     parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, of {', '.join(MODES)}")
     parser.add_argument("--repeat", type=int, default=10, help="timed steps per measurement (median)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps after the first")
@@ -498,6 +583,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     args.sizes = [parse_size(s) for s in args.sizes.split(",") if s]
     args.iteration_sizes = [parse_size(s) for s in args.iteration_sizes.split(",") if s]
+    if args.optimizers == "all":
+        args.optimizers = ",".join(OPTIMIZERS)
     args.optimizers = [o.strip().lower() for o in args.optimizers.split(",") if o.strip()]
     args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     for name in args.optimizers:

@@ -46,7 +46,8 @@ def batchable(
     """Whether runs can train as batched replicas — the one question, asked of what decides it:
 
     * an optimizer (a name, a class, or a lab configuration with ``cls``): a first-order optimizer
-      of :mod:`optimlab.optim` (L-BFGS needs closures; foreign classes run one after another);
+      of :mod:`optimlab.optim` whose rule steps a flat vector (:func:`_flat_rule`; L-BFGS needs
+      closures; foreign classes run one after another);
     * a model (``nn.Module``): floating-point parameters that all train, no buffers (running
       statistics change inside the forward pass) and no random layers (their draws could not
       match the sequential run's);
@@ -59,7 +60,7 @@ def batchable(
     if callable(getattr(subject, "build_model", None)) and not isinstance(subject, type):
         return _model_batchable(subject.build_model(0))
     cls = optimizer_for(getattr(subject, "cls", subject))
-    if not (issubclass(cls, RuleOptimizer) and not issubclass(cls, LBFGS)):
+    if not (issubclass(cls, RuleOptimizer) and not issubclass(cls, LBFGS)) or not _flat_rule(cls):
         return False
     if replicas is None and n_params is None:
         return True
@@ -69,6 +70,20 @@ def batchable(
         return False
     per = replica_bytes(n_params, cls, itemsize=itemsize, activation_bytes=activation_bytes)
     return max(replica_chunks(replicas, per, memory_budget)) >= 2
+
+
+def _flat_rule(cls: type[RuleOptimizer]) -> bool:
+    """Whether ``cls``'s rule may step a replica's parameters as one flat vector, as the batched engine
+    does: elementwise, with no statistics over a tensor or a group (LAMB's trust ratios, Prodigy's
+    sums), no matrix shape (Muon), no group-level bookkeeping between steps (Schedule-Free's
+    averaging weights) and no train/eval modes. The others train one run at a time, exactly."""
+    return (
+        cls.elementwise
+        and cls.statistics is None
+        and not cls.matrix
+        and cls.begin_group_step is RuleOptimizer.begin_group_step
+        and not callable(getattr(cls, "eval", None))
+    )
 
 
 def _model_batchable(model: nn.Module) -> bool:
