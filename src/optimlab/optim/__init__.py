@@ -4,22 +4,27 @@
 >>> model = torch.nn.Linear(3, 1)
 >>> opt = optim.Adam(model.parameters(), lr=1e-3)        # same arguments as torch.optim.Adam
 
-Rules live in :mod:`optimlab.optim.rules`; :mod:`optimlab.optim.functional` calls them directly.
+Rules live in :mod:`optimlab.optim.rules` (the modern optimizers' in :mod:`optimlab.optim.modern`);
+:mod:`optimlab.optim.functional` calls them directly.
 """
 
 from optimlab.optim import functional, rules
 from optimlab.optim.base import RuleOptimizer
 from optimlab.optim.lbfgs import LBFGS
+from optimlab.optim.modern import ADOPT, AdEMAMix, Lion
 from optimlab.optim.optimizers import SGD, Adadelta, Adagrad, Adam, Adamax, AdamW, NAdam, RAdam, RMSprop
 
 __all__ = [
+    "ADOPT",
     "LBFGS",
     "SGD",
+    "AdEMAMix",
     "Adadelta",
     "Adagrad",
     "Adam",
     "AdamW",
     "Adamax",
+    "Lion",
     "NAdam",
     "RAdam",
     "RMSprop",

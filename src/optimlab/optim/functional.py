@@ -23,12 +23,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from optimlab.optim import optimizers
+from optimlab.optim import modern, optimizers
 from optimlab.optim.base import RuleOptimizer
 
-#: rule-based optimizers by lower-case name (every class declared in optimizers.py)
+#: rule-based optimizers by lower-case name (every class declared in optimizers.py and modern/)
 OPTIMIZERS: dict[str, type[RuleOptimizer]] = {
-    name.lower(): getattr(optimizers, name) for name in optimizers.__all__
+    name.lower(): getattr(module, name) for module in (optimizers, modern) for name in module.__all__
 }
 
 
