@@ -10,6 +10,7 @@ Rules live in :mod:`optimlab.optim.rules`; :mod:`optimlab.optim.functional` call
 from optimlab.optim import functional, rules
 from optimlab.optim.base import RuleOptimizer
 from optimlab.optim.lbfgs import LBFGS
+from optimlab.optim.modern.schedulefree import AdamWScheduleFree, SGDScheduleFree
 from optimlab.optim.optimizers import SGD, Adadelta, Adagrad, Adam, Adamax, AdamW, NAdam, RAdam, RMSprop
 
 __all__ = [
@@ -19,11 +20,13 @@ __all__ = [
     "Adagrad",
     "Adam",
     "AdamW",
+    "AdamWScheduleFree",
     "Adamax",
     "NAdam",
     "RAdam",
     "RMSprop",
     "RuleOptimizer",
+    "SGDScheduleFree",
     "functional",
     "rules",
 ]
