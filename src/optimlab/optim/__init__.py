@@ -11,7 +11,7 @@ Rules live in :mod:`optimlab.optim.rules` (the modern optimizers' in :mod:`optim
 from optimlab.optim import functional, rules
 from optimlab.optim.base import RuleOptimizer
 from optimlab.optim.lbfgs import LBFGS
-from optimlab.optim.modern import ADOPT, AdEMAMix, Lion
+from optimlab.optim.modern import ADOPT, AdamWScheduleFree, AdEMAMix, Lion, SGDScheduleFree
 from optimlab.optim.optimizers import SGD, Adadelta, Adagrad, Adam, Adamax, AdamW, NAdam, RAdam, RMSprop
 
 __all__ = [
@@ -23,12 +23,14 @@ __all__ = [
     "Adagrad",
     "Adam",
     "AdamW",
+    "AdamWScheduleFree",
     "Adamax",
     "Lion",
     "NAdam",
     "RAdam",
     "RMSprop",
     "RuleOptimizer",
+    "SGDScheduleFree",
     "functional",
     "rules",
 ]

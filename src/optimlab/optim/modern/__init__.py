@@ -9,5 +9,6 @@ reference of each and tests/test_optim_reference.py checks them against it.
 from optimlab.optim.modern.ademamix import AdEMAMix
 from optimlab.optim.modern.adopt import ADOPT
 from optimlab.optim.modern.lion import Lion
+from optimlab.optim.modern.schedulefree import AdamWScheduleFree, SGDScheduleFree
 
-__all__ = ["ADOPT", "AdEMAMix", "Lion"]
+__all__ = ["ADOPT", "AdEMAMix", "AdamWScheduleFree", "Lion", "SGDScheduleFree"]
