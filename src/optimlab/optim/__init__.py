@@ -10,7 +10,7 @@ Rules live in :mod:`optimlab.optim.rules`; :mod:`optimlab.optim.functional` call
 from optimlab.optim import functional, rules
 from optimlab.optim.base import RuleOptimizer
 from optimlab.optim.lbfgs import LBFGS
-from optimlab.optim.modern import Lamb
+from optimlab.optim.modern import Lamb, Prodigy
 from optimlab.optim.optimizers import SGD, Adadelta, Adagrad, Adam, Adamax, AdamW, NAdam, RAdam, RMSprop
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "Adamax",
     "Lamb",
     "NAdam",
+    "Prodigy",
     "RAdam",
     "RMSprop",
     "RuleOptimizer",

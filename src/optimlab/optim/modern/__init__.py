@@ -2,5 +2,6 @@
 optimizer holding its pure rule(s), its statistics and its declaration class."""
 
 from optimlab.optim.modern.lamb import Lamb
+from optimlab.optim.modern.prodigy import Prodigy
 
-__all__ = ["Lamb"]
+__all__ = ["Lamb", "Prodigy"]
