@@ -49,6 +49,26 @@ class GroupNormalized(TensorNormalized):
         return totals
 
 
+class StepNormalized(TensorNormalized):
+    """‖g‖ over every param group (Prodigy's shared estimate), with a 0-d state entry the rule adds."""
+
+    statistics_scope = "step"
+
+    @staticmethod
+    def rule(param: Tensor, grad: Tensor, state: Any, *, lr: Any, grad_sq: Any, l1: Any = None):
+        norm = torch.as_tensor(grad_sq, dtype=param.dtype) ** 0.5
+        return param - lr * grad / norm, {"norm": norm}
+
+    def begin_step(self, groups: list[dict[str, Any]]) -> None:
+        self.begun = getattr(self, "begun", 0) + 1
+
+    def step_statistics(self, groups: list[dict[str, Any]], totals: dict[str, Tensor]) -> dict[str, Any]:
+        assert self.begun == self.param_groups[0].get("calls", 0) + 1  # begin_step came first
+        for group in groups:
+            group["calls"] = group.get("calls", 0) + 1  # once per step, for all groups
+        return totals
+
+
 def polar_step(param: Tensor, grad: Tensor, state: Any, *, lr: Any, l1: Any = None):
     """A matrix rule on (…, m, n): θ ← θ − γ·(g gᵀ g)/‖g‖², momentum-free."""
     product = grad @ grad.transpose(-2, -1) @ grad
@@ -153,3 +173,20 @@ def test_matrix_stacks_give_the_one_at_a_time_numbers(engine: str) -> None:
         torch.testing.assert_close(a.detach(), b.detach(), rtol=1e-13, atol=1e-15)
         torch.testing.assert_close(ours.state[a]["buf"], reference.state[b]["buf"], rtol=1e-13, atol=1e-15)
         assert ours.state[a]["buf"].shape == a.shape
+
+
+@pytest.mark.parametrize("engine", ENGINE_CHOICES)
+def test_step_statistics_span_every_group(engine: str) -> None:
+    params = _params([(3, 4), (5,), (2, 2)])
+    expected = [p.detach().clone() for p in params]
+    optimizer = StepNormalized([{"params": params[:2]}, {"params": params[2:], "lr": 0.05}], engine=engine)
+    for step in range(5):
+        _grads(params, step)
+        norm = sum((p.grad * p.grad).sum() for p in params).sqrt()
+        for index, param in enumerate(params):
+            expected[index] -= (0.1 if index < 2 else 0.05) * param.grad / norm
+        optimizer.step()
+    for param, want in zip(params, expected, strict=True):
+        torch.testing.assert_close(param.detach(), want, rtol=1e-12, atol=1e-14)
+        assert optimizer.state[param]["norm"].shape == ()  # a 0-d entry the rule added stays 0-d
+    assert [g["calls"] for g in optimizer.param_groups] == [5, 5] and optimizer.begun == 5

@@ -11,7 +11,7 @@ Rules live in :mod:`optimlab.optim.rules` (the modern optimizers' in :mod:`optim
 from optimlab.optim import functional, rules
 from optimlab.optim.base import RuleOptimizer
 from optimlab.optim.lbfgs import LBFGS
-from optimlab.optim.modern import ADOPT, AdamWScheduleFree, AdEMAMix, Lion, SGDScheduleFree
+from optimlab.optim.modern import ADOPT, AdamWScheduleFree, AdEMAMix, Lamb, Lion, Prodigy, SGDScheduleFree
 from optimlab.optim.optimizers import SGD, Adadelta, Adagrad, Adam, Adamax, AdamW, NAdam, RAdam, RMSprop
 
 __all__ = [
@@ -25,8 +25,10 @@ __all__ = [
     "AdamW",
     "AdamWScheduleFree",
     "Adamax",
+    "Lamb",
     "Lion",
     "NAdam",
+    "Prodigy",
     "RAdam",
     "RMSprop",
     "RuleOptimizer",

@@ -28,6 +28,7 @@ from torch.optim import Optimizer
 from optimlab.optim.distributed import all_ranks_agree, is_distributed, local
 from optimlab.optim.engine import Engine, resolve_engine
 from optimlab.optim.engine.eager import dense
+from optimlab.optim.engine.statistics import step_statistics
 
 NonFinitePolicy = Literal["propagate", "skip", "raise"]
 NONFINITE_POLICIES: tuple[str, ...] = ("propagate", "skip", "raise")
@@ -132,12 +133,14 @@ class RuleOptimizer(Optimizer):
     #: evaluate it first, on whole tensors (for a DTensor its DTensor ops reduce the partial sums
     #: over the shard group), and pass the results to the rule as extra keyword arguments: per
     #: parameter with ``statistics_scope = "tensor"``, summed over the param group and turned into
-    #: arguments by :meth:`group_statistics` with ``"group"``. A rule that is elementwise given its
+    #: arguments by :meth:`group_statistics` with ``"group"``, summed over every param group that
+    #: steps and turned into arguments once by :meth:`step_statistics` with ``"step"`` (Prodigy's
+    #: distance estimate, which the reference shares between groups). A rule that is elementwise given its
     #: statistics may still be declared ``elementwise``: the fused engine then compiles it with the
     #: statistics as scalar operands. Like hyperparameters, statistics may reach the rule as 0-d
     #: tensors or as Python numbers.
     statistics: ClassVar[Callable[..., dict[str, Tensor]] | None] = None
-    statistics_scope: ClassVar[Literal["tensor", "group"]] = "tensor"
+    statistics_scope: ClassVar[Literal["tensor", "group", "step"]] = "tensor"
     #: the rule takes a stack of same-shape matrices (``(k, m, n)`` as well as ``(m, n)``): where
     #: :meth:`batches_matrices` says so, the engines step same-shape parameters in one call (Muon's
     #: Newton–Schulz as one batched matmul chain)
@@ -196,6 +199,20 @@ class RuleOptimizer(Optimizer):
         """Host bookkeeping before ``group`` takes a step (not when it skips one): the group-level
         counters some reference implementations keep in the param group (``group["step"] += 1``),
         which :meth:`rule_hyperparameters` then hands to the rule. Nothing by default."""
+
+    def begin_step(self, groups: list[dict[str, Any]]) -> None:
+        """Host bookkeeping once per step, before any group steps and before any statistics are
+        evaluated: ``groups`` are the param groups that step this time (all of them, those without
+        gradients included, but those skipped for non-finite gradients), in order. What a reference
+        computes once for all groups goes here: LAMB's global gradient norm, Prodigy's step size
+        d·γ read from the first group. Nothing by default."""
+
+    def step_statistics(self, groups: list[dict[str, Any]], totals: dict[str, Tensor]) -> dict[str, Any]:
+        """With ``statistics_scope = "step"``: the summed :attr:`statistics` of every parameter that
+        steps (over all ``groups``, see :meth:`begin_step`) → the extra keyword arguments of every rule
+        call of this step, updating state shared by the groups on the way. Called once per step,
+        before any group steps, when some parameter has a gradient. By default the totals themselves."""
+        return totals
 
     def group_statistics(self, group: dict[str, Any], totals: dict[str, Tensor]) -> dict[str, Any]:
         """With ``statistics_scope = "group"``: the group's summed :attr:`statistics` → the rule's extra
@@ -302,6 +319,7 @@ class RuleOptimizer(Optimizer):
             return
         # Check every group before touching any: nonfinite="raise" must leave all of them as they were.
         work = []
+        skipped: set[int] = set()
         for index, group in enumerate(self.param_groups):
             params, grads = self.params_with_grad(group)
             checked = group["nonfinite"] != "propagate"
@@ -316,15 +334,27 @@ class RuleOptimizer(Optimizer):
                     f"non-finite gradient in param group {index} of {type(self).__name__} "
                     "(nonfinite='raise'); no parameter was updated"
                 )
+            if not finite:
+                skipped.add(id(group))
             if params:
                 work.append((group, params, grads, finite))
         if grad_scale is not None:
             for _, _, grads, _ in work:
                 for grad in grads:
                     grad.div_(grad_scale.to(grad.device))
+        self.begin_step([group for group in self.param_groups if id(group) not in skipped])
+        extras = None
+        if self.statistics is not None and self.statistics_scope == "step":
+            stepping = [(group, params, grads) for group, params, grads, finite in work if finite]
+            if stepping:  # evaluated for all groups before any of them steps
+                groups = [group for group in self.param_groups if id(group) not in skipped]
+                extras = step_statistics(self, groups, stepping)
         for group, params, grads, finite in work:
             if finite:
                 self.begin_group_step(group)
-                self.engine.step_group(self, group, params, grads)
+                if extras is None:
+                    self.engine.step_group(self, group, params, grads)
+                else:
+                    self.engine.step_group(self, group, params, grads, extras[id(group)])
             else:  # nonfinite="skip": this group keeps its parameters and state for this step
                 group["skipped_steps"] += 1

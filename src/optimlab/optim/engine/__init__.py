@@ -34,9 +34,15 @@ class Engine(Protocol):
     name: str
 
     def step_group(
-        self, optimizer: RuleOptimizer, group: dict[str, Any], params: list[Tensor], grads: list[Tensor]
+        self,
+        optimizer: RuleOptimizer,
+        group: dict[str, Any],
+        params: list[Tensor],
+        grads: list[Tensor],
+        extras: list[dict[str, Any]] | None = None,
     ) -> None:
-        """Apply ``optimizer.rule`` to every parameter of ``params``, whose gradients are ``grads``."""
+        """Apply ``optimizer.rule`` to every parameter of ``params``, whose gradients are ``grads``
+        (``extras``: the rule's statistics per parameter, when the caller has evaluated them)."""
         ...
 
 

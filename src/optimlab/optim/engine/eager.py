@@ -95,6 +95,8 @@ def write_back(
             state[key].fill_(value)
         elif state.get(key) is not None:
             target(state[key]).copy_(value)
+        elif value.dim() == 0 and param.dim() != 0:  # a 0-d value the rule adds (LAMB's trust ratio)
+            state[key] = value.detach().clone() if not torch.is_grad_enabled() else value.clone()
         else:  # created by the rule itself: a tensor like the parameter (a DTensor for a DTensor)
             holder = torch.empty_like(param, memory_format=torch.preserve_format)
             target(holder).copy_(value)

@@ -94,8 +94,9 @@ def _state_keys(
     optimizer: RuleOptimizer, group: dict[str, Any], hyper: dict[str, Any]
 ) -> tuple[tuple, tuple]:
     """(parameter-shaped state keys, 0-d state keys) the rule keeps, learned by running it eagerly
-    on a 2-element probe (SGD's momentum buffer appears only after the first step)."""
-    probe = torch.zeros(2, dtype=torch.float64)
+    on a 2-element probe (SGD's momentum buffer appears only after the first step). The probe is
+    not zero: Prodigy keeps a zero parameter's initial value as a 0-d tensor, any other as a copy."""
+    probe = torch.ones(2, dtype=torch.float64)
     state = dict(optimizer.init_state(probe, group))
     hyper = {k: float(v) if isinstance(v, Tensor) else v for k, v in hyper.items()}
     for _ in range(2):
@@ -190,17 +191,23 @@ class FusedEngine:
     # -- stepping -----------------------------------------------------------------------------
 
     def step_group(
-        self, optimizer: RuleOptimizer, group: dict[str, Any], params: list[Tensor], grads: list[Tensor]
+        self,
+        optimizer: RuleOptimizer,
+        group: dict[str, Any],
+        params: list[Tensor],
+        grads: list[Tensor],
+        extras: list[dict[str, Any]] | None = None,
     ) -> None:
+        """Step ``params`` (``extras``: their rule's statistics, where the caller has evaluated them)."""
         if not optimizer.elementwise or _recorded():
-            self._step_eager(optimizer, group, params, grads)
+            self._step_eager(optimizer, group, params, grads, extras)
             return
         if not self._fusing and not self._auto_fuses(optimizer):
             start = time.perf_counter()
-            self._step_eager(optimizer, group, params, grads)
+            self._step_eager(optimizer, group, params, grads, extras)
             self.eager_seconds += time.perf_counter() - start
             return
-        self._step_fused(optimizer, group, params, grads)
+        self._step_fused(optimizer, group, params, grads, extras)
 
     def _config(
         self,
@@ -223,10 +230,16 @@ class FusedEngine:
         return config, list(numeric.values())
 
     def _step_fused(
-        self, optimizer: RuleOptimizer, group: dict[str, Any], params: list[Tensor], grads: list[Tensor]
+        self,
+        optimizer: RuleOptimizer,
+        group: dict[str, Any],
+        params: list[Tensor],
+        grads: list[Tensor],
+        extras: list[dict[str, Any]] | None = None,
     ) -> None:
         hyper_values = optimizer.hyperparameters(group)
-        extras = rule_statistics(optimizer, group, params, grads, hyper_values)
+        if extras is None:
+            extras = rule_statistics(optimizer, group, params, grads, hyper_values)
         extra_names = tuple(extras[0]) if extras else ()
         config, values = self._config(optimizer, group, hyper_values, extra_names)
         rule = type(optimizer).rule
@@ -388,7 +401,7 @@ def _plain_cpu_operands(
         if (
             type(tensor) is not Tensor
             or tensor.dtype is not dtype
-            or tensor.shape != shape
+            or (tensor.shape != shape and not _flattened(tensor, param))
             or not tensor.is_contiguous()
             or not tensor.is_cpu
         ):
@@ -402,6 +415,12 @@ def _plain_cpu_operands(
         operands.append(scalar)
         scalar_dtypes.append(scalar.dtype)
     return operands, dtype, tuple(scalar_dtypes)
+
+
+def _flattened(tensor: Tensor, param: Tensor) -> bool:
+    """State kept as the flattening of a contiguous parameter (Prodigy's ``s`` and ``p0``): the same
+    run of memory to a kernel, which sees every operand as one flat run."""
+    return tensor.dim() == 1 and tensor.numel() == param.numel() and tensor.is_contiguous()
 
 
 def _prepare(
@@ -451,7 +470,9 @@ def _prepare(
     if grad.dtype != dtype or grad.device != device or grad.shape != param.shape:
         return None
     for tensor in tensors:
-        if tensor.dtype != dtype or tensor.device != device or tensor.shape != param.shape:
+        if tensor.dtype != dtype or tensor.device != device:
+            return None
+        if tensor.shape != param.shape and not (param.is_contiguous() and _flattened(tensor, param)):
             return None
     if not (param.is_contiguous() and grad.is_contiguous() and all(t.is_contiguous() for t in tensors)):
         # Any dense layout works if every operand has the same one: the kernel sees one flat run.

@@ -45,10 +45,35 @@ def rule_statistics(
 ) -> list[dict[str, Any]]:
     """Per parameter of ``params``, the extra keyword arguments its rule call takes: its own
     statistics (``statistics_scope = "tensor"``), or what :meth:`~RuleOptimizer.group_statistics`
-    makes of the group's sums (``"group"``; it is called once per step). Empty without statistics."""
-    measure = type(optimizer).statistics
-    if measure is None:
+    makes of the group's sums (``"group"``; it is called once per step). Empty without statistics.
+    (With ``"step"`` the caller evaluates them for all groups at once: :func:`step_statistics`.)"""
+    if type(optimizer).statistics is None:
         return [{} for _ in params]
+    per_tensor = tensor_statistics(optimizer, group, params, grads, hyper)
+    if optimizer.statistics_scope == "tensor":
+        return per_tensor
+    totals = _sum(per_tensor)
+    extra = optimizer.group_statistics(group, totals)
+    return [extra for _ in params]
+
+
+def _sum(per_tensor: list[dict[str, Tensor]]) -> dict[str, Tensor]:
+    totals: dict[str, Tensor] = {}
+    for values in per_tensor:
+        for name, value in values.items():
+            totals[name] = value if name not in totals else totals[name] + value
+    return totals
+
+
+def tensor_statistics(
+    optimizer: RuleOptimizer,
+    group: dict[str, Any],
+    params: list[Tensor],
+    grads: list[Tensor],
+    hyper: dict[str, Any],
+) -> list[dict[str, Tensor]]:
+    """The rule's :attr:`~RuleOptimizer.statistics` of each parameter of ``params``, as plain tensors."""
+    measure = type(optimizer).statistics
     per_tensor = []
     for param, grad in zip(params, grads, strict=True):
         state = {k: v for k, v in optimizer.ensure_state(param, group).items() if v is not None}
@@ -57,14 +82,25 @@ def rule_statistics(
             _as_real(param), _as_real(grad.to_dense() if grad.is_sparse else grad), real_state, **hyper
         )
         per_tensor.append({name: _value(value) for name, value in values.items()})
-    if optimizer.statistics_scope == "tensor":
-        return per_tensor
-    totals: dict[str, Tensor] = {}
-    for values in per_tensor:
-        for name, value in values.items():
-            totals[name] = value if name not in totals else totals[name] + value
-    extra = optimizer.group_statistics(group, totals)
-    return [extra for _ in params]
+    return per_tensor
 
 
-__all__ = ["rule_statistics"]
+def step_statistics(
+    optimizer: RuleOptimizer,
+    groups: list[dict[str, Any]],
+    work: list[tuple[dict[str, Any], list[Tensor], list[Tensor]]],
+) -> dict[int, list[dict[str, Any]]]:
+    """``statistics_scope = "step"``: the statistics of every parameter that steps, summed over all
+    the param groups ``work`` lists (group, parameters, gradients), in order, and turned once into the
+    rule's extra arguments by :meth:`~RuleOptimizer.step_statistics` (``groups``: the param groups that
+    step this time). Returns, per ``id(group)``, the extra arguments of each of its parameters."""
+    per_tensor = []
+    for group, params, grads in work:
+        per_tensor.extend(
+            tensor_statistics(optimizer, group, params, grads, optimizer.hyperparameters(group))
+        )
+    extra = optimizer.step_statistics(groups, _sum(per_tensor))
+    return {id(group): [extra for _ in params] for group, params, _ in work}
+
+
+__all__ = ["rule_statistics", "step_statistics", "tensor_statistics"]

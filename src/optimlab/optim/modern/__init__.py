@@ -8,7 +8,9 @@ reference of each and tests/test_optim_reference.py checks them against it.
 
 from optimlab.optim.modern.ademamix import AdEMAMix
 from optimlab.optim.modern.adopt import ADOPT
+from optimlab.optim.modern.lamb import Lamb
 from optimlab.optim.modern.lion import Lion
+from optimlab.optim.modern.prodigy import Prodigy
 from optimlab.optim.modern.schedulefree import AdamWScheduleFree, SGDScheduleFree
 
-__all__ = ["ADOPT", "AdEMAMix", "AdamWScheduleFree", "Lion", "SGDScheduleFree"]
+__all__ = ["ADOPT", "AdEMAMix", "AdamWScheduleFree", "Lamb", "Lion", "Prodigy", "SGDScheduleFree"]
