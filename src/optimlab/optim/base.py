@@ -196,7 +196,9 @@ class RuleOptimizer(Optimizer):
         raise NotImplementedError
 
     def begin_group_step(self, group: dict[str, Any]) -> None:
-        """Host bookkeeping before ``group`` takes a step (not when it skips one): the group-level
+        """Host bookkeeping for ``group`` once per step, after :meth:`begin_step` and before any group
+        steps — for every group that is not skipped for non-finite gradients, those without
+        gradients included (the references advance their counters for them too): the group-level
         counters some reference implementations keep in the param group (``group["step"] += 1``),
         which :meth:`rule_hyperparameters` then hands to the rule. Nothing by default."""
 
@@ -342,7 +344,10 @@ class RuleOptimizer(Optimizer):
             for _, _, grads, _ in work:
                 for grad in grads:
                     grad.div_(grad_scale.to(grad.device))
-        self.begin_step([group for group in self.param_groups if id(group) not in skipped])
+        stepping_groups = [group for group in self.param_groups if id(group) not in skipped]
+        self.begin_step(stepping_groups)
+        for group in stepping_groups:  # those without gradients too, as the references count them
+            self.begin_group_step(group)
         extras = None
         if self.statistics is not None and self.statistics_scope == "step":
             stepping = [(group, params, grads) for group, params, grads, finite in work if finite]
@@ -351,7 +356,6 @@ class RuleOptimizer(Optimizer):
                 extras = step_statistics(self, groups, stepping)
         for group, params, grads, finite in work:
             if finite:
-                self.begin_group_step(group)
                 if extras is None:
                     self.engine.step_group(self, group, params, grads)
                 else:

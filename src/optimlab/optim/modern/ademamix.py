@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -183,22 +182,10 @@ class AdEMAMix(PackageOptimizer):
         }
         super().__init__(params, defaults, l1=l1, nonfinite=nonfinite, engine=engine)
 
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
-        """One step: every group's count advances first, as in pytorch-optimizer (and goes back for a
-        group that ``nonfinite`` skipped, or for all when the step raises)."""
-        before = [(group.get("step"), group["skipped_steps"]) for group in self.param_groups]
-        for group in self.param_groups:
-            group["step"] = group.get("step", 0) + 1
-        try:
-            loss = super().step(closure)
-        except BaseException:
-            for group, (count, _) in zip(self.param_groups, before, strict=True):
-                _restore_count(group, count)
-            raise
-        for group, (count, skipped) in zip(self.param_groups, before, strict=True):
-            if group["skipped_steps"] != skipped:
-                _restore_count(group, count)
-        return loss
+    def begin_group_step(self, group: dict[str, Any]) -> None:
+        """The group's step count advances, as in pytorch-optimizer (not for a group that
+        ``nonfinite`` skips)."""
+        group["step"] = group.get("step", 0) + 1
 
     def params_with_grad(self, group: dict[str, Any]) -> tuple[list[Tensor], list[Tensor]]:
         for p in group["params"]:
@@ -244,10 +231,3 @@ def _refuse_unsupported(options: dict[str, Any]) -> None:
                 f"AdEMAMix({name}=True) is not supported by optimlab.optim: it rescales the update by a "
                 "norm of the whole tensor, which this elementwise rule does not compute"
             )
-
-
-def _restore_count(group: dict[str, Any], count: int | None) -> None:
-    if count is None:
-        group.pop("step", None)
-    else:
-        group["step"] = count

@@ -197,9 +197,6 @@ class _ScheduleFree(RuleOptimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        for group in self.param_groups:
-            if all(p.grad is None for p in group["params"]):
-                self.begin_group_step(group)  # the package advances a group's counters all the same
         super().step()
         return loss
 
