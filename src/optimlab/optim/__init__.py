@@ -10,12 +10,25 @@ Rules live in :mod:`optimlab.optim.rules`; :mod:`optimlab.optim.functional` call
 from optimlab.optim import functional, rules
 from optimlab.optim.base import RuleOptimizer
 from optimlab.optim.lbfgs import LBFGS
-from optimlab.optim.optimizers import SGD, Adadelta, Adagrad, Adam, Adamax, AdamW, NAdam, RAdam, RMSprop
+from optimlab.optim.optimizers import (
+    SGD,
+    Adadelta,
+    Adafactor,
+    Adagrad,
+    Adam,
+    Adamax,
+    AdamW,
+    NAdam,
+    RAdam,
+    RMSprop,
+    SparseAdam,
+)
 
 __all__ = [
     "LBFGS",
     "SGD",
     "Adadelta",
+    "Adafactor",
     "Adagrad",
     "Adam",
     "AdamW",
@@ -24,6 +37,7 @@ __all__ = [
     "RAdam",
     "RMSprop",
     "RuleOptimizer",
+    "SparseAdam",
     "functional",
     "rules",
 ]

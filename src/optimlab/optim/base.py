@@ -138,6 +138,12 @@ class RuleOptimizer(Optimizer):
     #: tensors or as Python numbers.
     statistics: ClassVar[Callable[..., dict[str, Tensor]] | None] = None
     statistics_scope: ClassVar[Literal["tensor", "group"]] = "tensor"
+    #: with a sparse gradient the rule is applied only to the entries the gradient touches: the
+    #: eager engine gathers them from the parameter and its parameter-shaped state (at the coalesced
+    #: gradient's indices), calls the rule on them and scatters the results back, leaving every other
+    #: entry as it is (SparseAdam; see :mod:`optimlab.optim.engine.sparse`). Off: sparse gradients are
+    #: densified, or refused with :attr:`sparse_gradient_error`.
+    sparse_entries: ClassVar[bool] = False
     #: the rule takes a stack of same-shape matrices (``(k, m, n)`` as well as ``(m, n)``): where
     #: :meth:`batches_matrices` says so, the engines step same-shape parameters in one call (Muon's
     #: Newton–Schulz as one batched matmul chain)
