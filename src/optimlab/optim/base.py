@@ -228,12 +228,16 @@ class RuleOptimizer(Optimizer):
     def __setstate__(self, state: dict[str, Any]) -> None:
         state = dict(state)
         engine = state.pop("engine", None)
+        # The defaults' own keys: torch.optim's __setstate__ adds "differentiable" to every optimizer's
+        # defaults, which must not reach the param groups of one without it (Adafactor, SparseAdam).
+        declared = set(state.get("defaults", self.__dict__.get("defaults", {})))
         super().__setstate__(state)
         if engine is not None or "engine" not in self.__dict__:  # unpickled or deep-copied
             self.engine = resolve_engine(engine or os.environ.get(ENGINE_ENV, "auto"))
         for group in self.param_groups:
             for key, value in self.defaults.items():
-                group.setdefault(key, value)
+                if key in declared:
+                    group.setdefault(key, value)
         # Checkpoints from before step became a tensor: torch.optim's scalar dtype (float32 unless
         # the default dtype is float64, never a half-precision default, whose counter stalls at 256).
         scalar_dtype = torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
