@@ -59,10 +59,20 @@ class ParityEntry:
     #: constructor arguments that torch.optim rejects: optimlab must raise the same exception with
     #: the same message (tests/test_optim_api.py adds the generic bad-params cases)
     invalid: tuple[dict[str, Any], ...] = ()
+    #: the parameters' shapes (the first two in the first group, the rest in the second); ``None``:
+    #: :data:`SHAPES`. Shape-aware rules (Adafactor's factored statistics) list their own.
+    shapes: tuple[tuple[int, ...], ...] | None = None
+    #: the gradients the harness gives: ``"dense"`` or ``"sparse"`` (SparseAdam, which takes
+    #: nothing else; see :func:`gradient`)
+    gradients: str = "dense"
 
     @property
     def name(self) -> str:
         return self.ours.__name__
+
+    def params(self, dtype: torch.dtype, device: str = "cpu") -> list[torch.Tensor]:
+        """This entry's initial parameters (leaves that require grad)."""
+        return [p.requires_grad_() for p in initial_params(dtype, device, self.shapes)]
 
 
 V = Variant
@@ -280,6 +290,62 @@ PARITY: dict[str, ParityEntry] = {
             ),
             invalid=(*BAD_LR_WD, *BAD_BETAS, {"eps": -1.0}),
         ),
+        # Adafactor factors its statistics over the last two dims: a matrix, a 3-D tensor (a stack of
+        # factored matrices), a vector and a scalar (unfactored). torch rejects complex parameters.
+        ParityEntry(
+            ol.Adafactor,
+            torch.optim.Adafactor,
+            (
+                V("plain", {}, {"lr": 0.05}, (FLOAT64, FLOAT32)),
+                V(
+                    "wd-maximize-d-decay",
+                    {"lr": 0.02, "weight_decay": 0.1, "maximize": True, "d": 1.5, "beta2_decay": -0.5},
+                    {"weight_decay": 0.0, "maximize": False, "d": 1.0},
+                    (FLOAT64, FLOAT32),
+                ),
+                V(
+                    "tensor-lr-eps",
+                    {"lr": T(0.03), "eps": (1e-20, 1e-2), "weight_decay": T(0.05)},
+                    {"lr": T(0.01), "eps": (None, 1e-3)},
+                ),
+            ),
+            invalid=(
+                {"lr": -1.0},
+                {"lr": torch.tensor([0.1, 0.2])},
+                {"lr": torch.tensor(-0.1)},
+                {"beta2_decay": 0.5},
+                {"eps": (-1e-30, 1e-3)},
+                {"eps": (None, -1e-3)},
+                {"d": 0.5},
+                {"weight_decay": -1e-3},
+            ),
+            shapes=((3, 2), (2, 3, 4), (5,), ()),
+        ),
+        # SparseAdam takes sparse gradients only: rows of embedding-like matrices (duplicates, an
+        # empty one) and single elements (see `gradient`); torch rejects complex parameters.
+        ParityEntry(
+            ol.SparseAdam,
+            torch.optim.SparseAdam,
+            (
+                V("plain", {}, {"lr": 0.01}, (FLOAT64, FLOAT32)),
+                V(
+                    "maximize-betas-eps",
+                    {"lr": 0.02, "betas": (0.8, 0.99), "eps": 1e-6, "maximize": True},
+                    {"maximize": False, "betas": (0.9, 0.9)},
+                    (FLOAT64, FLOAT32),
+                ),
+                V("tensor-lr", {"lr": T(0.01)}, {"lr": T(0.03), "maximize": True}),
+            ),
+            invalid=(
+                {"lr": 0.0},
+                {"lr": -1.0},
+                {"lr": torch.tensor([0.1, 0.2])},
+                {"eps": 0.0},
+                *BAD_BETAS,
+            ),
+            shapes=((10, 3), (6,), (10, 3)),
+            gradients="sparse",
+        ),
     )
 }
 
@@ -311,33 +377,67 @@ DTYPES = {FLOAT64: torch.float64, FLOAT32: torch.float32, COMPLEX: torch.complex
 TOLERANCE = {FLOAT64: (1e-9, 1e-12), COMPLEX: (1e-9, 1e-12), FLOAT32: (2e-5, 1e-6)}
 
 
-def initial_params(dtype: torch.dtype, device: str = "cpu") -> list[torch.Tensor]:
+def initial_params(
+    dtype: torch.dtype, device: str = "cpu", shapes: tuple[tuple[int, ...], ...] | None = None
+) -> list[torch.Tensor]:
     gen = torch.Generator().manual_seed(0)
-    return [torch.randn(shape, generator=gen, dtype=dtype).to(device) for shape in SHAPES]
+    return [torch.randn(shape, generator=gen, dtype=dtype).to(device) for shape in shapes or SHAPES]
 
 
-def gradient(step: int, index: int, param: torch.Tensor) -> torch.Tensor | None:
-    """A noisy quadratic's gradient; p1 skips some steps and p2 starts late (grad None)."""
+def gradient(step: int, index: int, param: torch.Tensor, kind: str = "dense") -> torch.Tensor | None:
+    """A noisy quadratic's gradient; p1 skips some steps and p2 starts late (grad None).
+
+    ``kind="sparse"``: the same gradient at some entries only, as an uncoalesced sparse COO tensor
+    with duplicate indices (torch sums them): whole rows (a hybrid tensor, as ``nn.Embedding``'s) for
+    p0, p1 and any tensor of fewer than 2 dims; single elements (sparse in every dim) for p2 and
+    later ones; and for p0 an empty gradient (no entries) every 11th step."""
     if (index == 1 and step % 4 == 1) or (index == 2 and (step == 0 or step % 7 == 3)):
         return None
     gen = torch.Generator().manual_seed(1000 * step + index)
     noise = torch.randn(param.shape, generator=gen, dtype=param.dtype).to(param.device)
-    return 0.3 * param.detach() + noise
+    dense = 0.3 * param.detach() + noise
+    if kind == "dense":
+        return dense
+    if index == 0 and step % 11 == 5:
+        return torch.sparse_coo_tensor(
+            torch.zeros((1, 0), dtype=torch.long, device=param.device),
+            dense[:0],
+            param.shape,
+            check_invariants=True,
+        )
+    if index >= 2 and param.dim() >= 2:  # single elements
+        flat = torch.randint(0, param.numel(), (param.numel() // 3,), generator=gen)
+        rows = torch.stack(torch.unravel_index(flat, param.shape))
+    else:  # whole rows, over the first dim
+        rows = torch.randint(0, param.shape[0], (param.shape[0] // 2 + 1,), generator=gen)[None]
+    rows = rows.to(param.device)
+    return torch.sparse_coo_tensor(rows, dense[tuple(rows)], param.shape, check_invariants=True)
+
+
+def gradient_kind(optimizer: torch.optim.Optimizer) -> str:
+    """The gradients the table's entry of ``optimizer``'s class takes (``"dense"`` outside the table)."""
+    entry = PARITY.get(type(optimizer).__name__)
+    return entry.gradients if entry is not None else "dense"
 
 
 def run(
-    optimizer: torch.optim.Optimizer, params: list[torch.Tensor], steps: int = STEPS, start: int = 0
+    optimizer: torch.optim.Optimizer,
+    params: list[torch.Tensor],
+    steps: int = STEPS,
+    start: int = 0,
+    kind: str | None = None,
 ) -> None:
+    """``steps`` steps with the table's gradients (their ``kind``: by default the entry's)."""
+    kind = kind or gradient_kind(optimizer)
     for step in range(start, start + steps):
         for index, p in enumerate(params):
-            p.grad = gradient(step, index, p)
+            p.grad = gradient(step, index, p, kind)
         optimizer.step()
 
 
 def build_pair(entry_name: str, variant: Variant, dtype: torch.dtype, engine: str, device: str = "cpu"):
     entry = PARITY[entry_name]
-    theirs_params = [p.requires_grad_() for p in initial_params(dtype, device)]
-    ours_params = [p.requires_grad_() for p in initial_params(dtype, device)]
+    theirs_params, ours_params = entry.params(dtype, device), entry.params(dtype, device)
     theirs = variant.build(entry.theirs, [theirs_params[:2], theirs_params[2:]])
     ours = variant.build(entry.ours, [ours_params[:2], ours_params[2:]], engine=engine)
     return theirs, theirs_params, ours, ours_params
@@ -358,6 +458,9 @@ def assert_same_state(ours: torch.optim.Optimizer, theirs: torch.optim.Optimizer
         our_state = ours_sd["state"][index]
         assert our_state.keys() == their_state.keys(), index
         for key, value in their_state.items():
+            if not isinstance(value, torch.Tensor):  # a Python-number counter (SparseAdam's step)
+                assert type(our_state[key]) is type(value) and our_state[key] == value, (index, key)
+                continue
             assert our_state[key].dtype == value.dtype, (index, key)
             torch.testing.assert_close(
                 our_state[key], value, rtol=rtol, atol=atol, msg=f"state {index}.{key}"

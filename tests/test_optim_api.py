@@ -262,6 +262,8 @@ def test_step_hooks_fire_once_per_step(cls: type) -> None:
         opt.zero_grad()
         loss = (p - 1).pow(2).sum()
         loss.backward()
+        if cls is ol.SparseAdam:  # it takes sparse gradients only
+            p.grad = p.grad.to_sparse()
         return loss
 
     for _ in range(3):
@@ -332,6 +334,8 @@ SPARSE_OK = [
     ("SGD", {"lr": 0.1}),
     ("SGD", {"lr": 0.1, "momentum": 0.9, "nesterov": True, "maximize": True}),
     ("Adagrad", {"lr": 0.1, "lr_decay": 0.01}),
+    ("SparseAdam", {"lr": 0.1}),
+    ("SparseAdam", {"lr": 0.1, "betas": (0.5, 0.9), "eps": 1e-4, "maximize": True}),
 ]
 
 
@@ -360,7 +364,7 @@ def test_sparse_gradients_where_torch_accepts_them(name: str, kwargs: dict[str, 
 @pytest.mark.parametrize(
     ("name", "kwargs"),
     [("Adagrad", {"weight_decay": 0.1})]
-    + [(n, {}) for n in ("RMSprop", "Adadelta", "Adam", "AdamW", "Adamax", "NAdam", "RAdam")],
+    + [(n, {}) for n in ("RMSprop", "Adadelta", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "Adafactor")],
 )
 def test_sparse_gradients_raise_torch_error(name: str, kwargs: dict[str, Any]) -> None:
     ours, theirs = embedding_run(ol, name, kwargs), embedding_run(torch.optim, name, kwargs)

@@ -10,7 +10,7 @@ import torch
 import optimlab.optim as ol
 from optimlab.optim.engine import ENGINE_CHOICES
 from optimlab.optim.rules import l1_proximal
-from parity_cases import PARITY, Variant, initial_params, run
+from parity_cases import PARITY, Variant, run
 
 # --- l1: exact zeros on a sparse linear regression -------------------------------------------------
 
@@ -148,6 +148,8 @@ def test_l1_zero_is_exactly_torch() -> None:
         for step in range(3):
             for p in params:
                 p.grad = torch.cos(torch.arange(6, dtype=torch.float64) + step)
+                if entry.gradients == "sparse":  # entries 0, 2, 2 and 5 (SparseAdam)
+                    p.grad = torch.sparse_coo_tensor(torch.tensor([[0, 2, 2, 5]]), p.grad[:4], (6,))
             ours.step()
             theirs.step()
         torch.testing.assert_close(params[0], params[1], rtol=1e-12, atol=1e-15)
@@ -254,11 +256,17 @@ def test_l1_is_the_same_on_every_engine(entry: str, variant: Variant, engine: st
     """Every declaration hands ``l1`` to its rule, and every engine applies it exactly once."""
     results = {}
     for name, l1, chosen in (("plain", 0.0, "eager"), ("eager", 1.5, "eager"), ("engine", 1.5, engine)):
-        params = [p.requires_grad_() for p in initial_params(torch.float64)]
+        params = PARITY[entry].params(torch.float64)
         opt = variant.build(PARITY[entry].ours, [params[:2], params[2:]], l1=l1, engine=chosen)
         run(opt, params, steps=10)
         results[name] = params
-    shrunk = [(a.abs() < b.abs()).all() for a, b in zip(results["eager"], results["plain"], strict=True)]
-    assert all(shrunk)  # the declaration passes l1 to its rule, which shrinks every weight
+    # the declaration passes l1 to its rule, which shrinks every weight it steps (SparseAdam steps
+    # only the entries its sparse gradients touch: in 10 steps of the table's, every entry but a few)
+    shrunk = [
+        (a.abs() < b.abs()).float().mean() for a, b in zip(results["eager"], results["plain"], strict=True)
+    ]
+    assert all(s == 1 for s in shrunk) or (
+        PARITY[entry].gradients == "sparse" and all(s > 0.5 for s in shrunk)
+    )
     for a, b in zip(results["engine"], results["eager"], strict=True):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)

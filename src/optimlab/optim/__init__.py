@@ -12,7 +12,19 @@ from optimlab.optim import functional, rules
 from optimlab.optim.base import RuleOptimizer
 from optimlab.optim.lbfgs import LBFGS
 from optimlab.optim.modern import ADOPT, AdamWScheduleFree, AdEMAMix, Lamb, Lion, Prodigy, SGDScheduleFree
-from optimlab.optim.optimizers import SGD, Adadelta, Adagrad, Adam, Adamax, AdamW, NAdam, RAdam, RMSprop
+from optimlab.optim.optimizers import (
+    SGD,
+    Adadelta,
+    Adafactor,
+    Adagrad,
+    Adam,
+    Adamax,
+    AdamW,
+    NAdam,
+    RAdam,
+    RMSprop,
+    SparseAdam,
+)
 
 __all__ = [
     "ADOPT",
@@ -20,6 +32,7 @@ __all__ = [
     "SGD",
     "AdEMAMix",
     "Adadelta",
+    "Adafactor",
     "Adagrad",
     "Adam",
     "AdamW",
@@ -33,6 +46,7 @@ __all__ = [
     "RMSprop",
     "RuleOptimizer",
     "SGDScheduleFree",
+    "SparseAdam",
     "functional",
     "rules",
 ]

@@ -141,6 +141,12 @@ class RuleOptimizer(Optimizer):
     #: tensors or as Python numbers.
     statistics: ClassVar[Callable[..., dict[str, Tensor]] | None] = None
     statistics_scope: ClassVar[Literal["tensor", "group", "step"]] = "tensor"
+    #: with a sparse gradient the rule is applied only to the entries the gradient touches: the
+    #: eager engine gathers them from the parameter and its parameter-shaped state (at the coalesced
+    #: gradient's indices), calls the rule on them and scatters the results back, leaving every other
+    #: entry as it is (SparseAdam; see :mod:`optimlab.optim.engine.sparse`). Off: sparse gradients are
+    #: densified, or refused with :attr:`sparse_gradient_error`.
+    sparse_entries: ClassVar[bool] = False
     #: the rule takes a stack of same-shape matrices (``(k, m, n)`` as well as ``(m, n)``): where
     #: :meth:`batches_matrices` says so, the engines step same-shape parameters in one call (Muon's
     #: Newton–Schulz as one batched matmul chain)
@@ -241,12 +247,16 @@ class RuleOptimizer(Optimizer):
     def __setstate__(self, state: dict[str, Any]) -> None:
         state = dict(state)
         engine = state.pop("engine", None)
+        # The defaults' own keys: torch.optim's __setstate__ adds "differentiable" to every optimizer's
+        # defaults, which must not reach the param groups of one without it (Adafactor, SparseAdam).
+        declared = set(state.get("defaults", self.__dict__.get("defaults", {})))
         super().__setstate__(state)
         if engine is not None or "engine" not in self.__dict__:  # unpickled or deep-copied
             self.engine = resolve_engine(engine or os.environ.get(ENGINE_ENV, "auto"))
         for group in self.param_groups:
             for key, value in self.defaults.items():
-                group.setdefault(key, value)
+                if key in declared:
+                    group.setdefault(key, value)
         # Checkpoints from before step became a tensor: torch.optim's scalar dtype (float32 unless
         # the default dtype is float64, never a half-precision default, whose counter stalls at 256).
         scalar_dtype = torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32

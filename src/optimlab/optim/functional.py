@@ -25,6 +25,7 @@ from torch import Tensor
 
 from optimlab.optim import modern, optimizers
 from optimlab.optim.base import RuleOptimizer
+from optimlab.optim.engine.sparse import apply_sparse_entries
 
 #: rule-based optimizers by lower-case name (every class declared in optimizers.py and modern/)
 OPTIMIZERS: dict[str, type[RuleOptimizer]] = {
@@ -67,7 +68,11 @@ def declared(name: str | type[RuleOptimizer], **hyperparameters: Any) -> tuple[R
 def _apply(
     optimizer: RuleOptimizer, param: Tensor, grad: Tensor, state: dict[str, Tensor], hyper: dict[str, Any]
 ) -> tuple[Tensor, dict[str, Tensor]]:
-    """The rule on one tensor; complex tensors go through their real views, as in the engines."""
+    """The rule on one tensor; complex tensors go through their real views, as in the engines. A sparse
+    gradient is densified, or, for a ``sparse_entries`` rule (SparseAdam), applied to the entries it
+    touches as the engines apply it."""
+    if grad.is_sparse and optimizer.sparse_entries:
+        return apply_sparse_entries(optimizer, param, grad, state, hyper)
     if grad.is_sparse:
         grad = grad.to_dense()
     if not param.is_complex():

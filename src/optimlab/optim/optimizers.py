@@ -23,7 +23,19 @@ from optimlab.optim.base import (
     scalar_hyperparameter,
 )
 
-__all__ = ["SGD", "Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop"]
+__all__ = [
+    "SGD",
+    "Adadelta",
+    "Adafactor",
+    "Adagrad",
+    "Adam",
+    "AdamW",
+    "Adamax",
+    "NAdam",
+    "RAdam",
+    "RMSprop",
+    "SparseAdam",
+]
 
 
 def _scalar_dtype(group: dict[str, Any] | None = None) -> torch.dtype:
@@ -618,5 +630,171 @@ class RAdam(RuleOptimizer):
             "eps": group["eps"],
             "weight_decay": optional_term(group["weight_decay"]),
             "decoupled_weight_decay": group["decoupled_weight_decay"],
+            "maximize": group["maximize"],
+        }
+
+
+class Adafactor(RuleOptimizer):
+    """Adafactor — see :func:`rules.adafactor`.
+
+    Not elementwise (row and column statistics, norms): every engine steps it eagerly on whole
+    tensors (DTensor ops under FSDP2). As torch.optim.Adafactor: complex parameters and sparse
+    gradients are refused at the step, and ``eps=(None, ...)`` takes the machine epsilon of the dtype
+    of the group's first parameter with a gradient, for the whole group."""
+
+    rule = staticmethod(rules.adafactor)
+    host_step = True
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float | Tensor = 1e-2,
+        beta2_decay: float = -0.8,
+        eps: tuple[float | None, float] = (None, 1e-3),
+        d: float = 1.0,
+        weight_decay: float = 0.0,
+        *,
+        foreach: bool | None = None,
+        maximize: bool = False,
+        l1: float = 0.0,
+        nonfinite: NonFinitePolicy = "propagate",
+        engine: str | None = None,
+    ) -> None:
+        check_tensor_lr(lr)
+        if not lr >= 0.0:
+            raise ValueError(f"Learning rate should be >= 0 but is: {lr}")
+        if not beta2_decay <= 0.0:
+            raise ValueError(f"beta2_decay should be <= 0 but is: {beta2_decay}")
+        if eps[0] is not None and not eps[0] >= 0.0:
+            raise ValueError(f"epsilon1 should be >= 0 but is: {eps[0]}")
+        if not eps[1] >= 0.0:
+            raise ValueError(f"epsilon2 should be >= 0 but is: {eps[1]}")
+        if not d >= 1.0:
+            raise ValueError(f"Clipping threshold d should be >= 1 but is: {d}")
+        if not weight_decay >= 0.0:
+            raise ValueError(f"weight_decay should be >= 0 but is: {weight_decay}")
+        defaults = {
+            "lr": lr,
+            "beta2_decay": beta2_decay,
+            "eps": eps,
+            "d": d,
+            "weight_decay": weight_decay,
+            "foreach": foreach,
+            "maximize": maximize,
+        }
+        super().__init__(params, defaults, l1=l1, nonfinite=nonfinite, engine=engine)
+
+    def params_with_grad(self, group: dict[str, Any]) -> tuple[list[Tensor], list[Tensor]]:
+        for param in group["params"]:  # torch.optim's checks, in its order
+            if param.grad is None:
+                continue
+            if torch.is_complex(param):
+                raise RuntimeError("Adafactor does not support complex parameters")
+            if param.grad.is_sparse:
+                raise RuntimeError("Adafactor does not support sparse gradients")
+        return super().params_with_grad(group)
+
+    def init_state(self, param: Tensor, group: dict[str, Any]) -> dict[str, Tensor]:
+        state = {"step": torch.tensor(0.0, dtype=_scalar_dtype())}
+        if param.dim() > 1:  # factored over the last two dims
+            state["row_var"] = param.new_zeros((*param.shape[:-1], 1))
+            state["col_var"] = param.new_zeros((*param.shape[:-2], 1, param.shape[-1]))
+        else:
+            state["variance"] = _zeros(param)
+        return state
+
+    def rule_hyperparameters(self, group: dict[str, Any]) -> dict[str, Any]:
+        eps1, eps2 = group["eps"]
+        if eps1 is None:  # torch.optim sets it from the first parameter it steps, for the whole group
+            first = next((p for p in group["params"] if p.grad is not None), None)
+            eps1 = torch.finfo(first.dtype).eps if first is not None and first.is_floating_point() else None
+        return {
+            "l1": optional_term(group["l1"]),
+            "lr": scalar_hyperparameter(group["lr"]),
+            "beta2_decay": group["beta2_decay"],
+            "eps1": eps1,
+            "eps2": eps2,
+            "d": group["d"],
+            "weight_decay": optional_term(group["weight_decay"]),
+            "maximize": group["maximize"],
+        }
+
+
+class SparseAdam(RuleOptimizer):
+    """SparseAdam: Adam on the entries a sparse gradient touches — see :func:`rules.sparse_adam`.
+
+    Takes sparse gradients only (``nn.Embedding(sparse=True)``) and dense, real parameters, with
+    torch.optim's errors otherwise. The rule is elementwise Adam; the eager engine applies it to the
+    touched entries of the parameter and its moments only (:attr:`sparse_entries`), counting ``step``
+    (a Python int, as in torch.optim) once per parameter and step."""
+
+    rule = staticmethod(rules.sparse_adam)
+    host_step = True
+    sparse_entries = True
+    sparse_gradient_error = None
+    # Not declared elementwise although its rule is: every gradient it takes is sparse, which the
+    # fused engine hands to the eager engine anyway, and its int ``step`` is no kernel operand.
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float | Tensor = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        maximize: bool = False,
+        *,
+        l1: float = 0.0,
+        nonfinite: NonFinitePolicy = "propagate",
+        engine: str | None = None,
+    ) -> None:
+        check_tensor_lr(lr)
+        if not lr > 0.0:
+            raise ValueError(f"Invalid learning rate: {lr}")
+        if not eps > 0.0:
+            raise ValueError(f"Invalid epsilon value: {eps}")
+        check_beta(betas, 0)
+        check_beta(betas, 1)
+        defaults = {"lr": lr, "betas": betas, "eps": eps, "maximize": maximize}
+        super().__init__(params, defaults, l1=l1, nonfinite=nonfinite, engine=engine)
+        sparse_params, complex_params = [], []
+        for index, group in enumerate(self.param_groups):
+            for d_index, param in enumerate(group["params"]):
+                if param.is_sparse:
+                    sparse_params.append([index, d_index])
+                if param.is_complex():
+                    complex_params.append([index, d_index])
+        if sparse_params:
+            raise ValueError(
+                f"Sparse params at indices {sparse_params}: SparseAdam requires dense parameter tensors"
+            )
+        if complex_params:
+            raise ValueError(
+                f"Complex params at indices {complex_params}: SparseAdam does not support complex parameters"
+            )
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # torch.optim.SparseAdam keeps ``step`` as a Python int: keep a checkpoint's counters as they
+        # are (the base class would make Python numbers 0-d tensors, as the other optimizers need).
+        steps = {id(s): s["step"] for s in state.get("state", {}).values() if "step" in s}
+        super().__setstate__(state)
+        for param_state in self.state.values():
+            if id(param_state) in steps:
+                param_state["step"] = steps[id(param_state)]
+
+    def params_with_grad(self, group: dict[str, Any]) -> tuple[list[Tensor], list[Tensor]]:
+        params, grads = super().params_with_grad(group)
+        if not all(grad.is_sparse for grad in grads):
+            raise RuntimeError("SparseAdam does not support dense gradients, please consider Adam instead")
+        return params, grads
+
+    def init_state(self, param: Tensor, group: dict[str, Any]) -> dict[str, Any]:
+        return {"step": 0, "exp_avg": _zeros(param), "exp_avg_sq": _zeros(param)}
+
+    def rule_hyperparameters(self, group: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "l1": optional_term(group["l1"]),
+            "lr": scalar_hyperparameter(group["lr"]),
+            **_betas(group),
+            "eps": group["eps"],
             "maximize": group["maximize"],
         }

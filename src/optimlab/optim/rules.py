@@ -41,6 +41,7 @@ Number = float | Tensor
 
 __all__ = [
     "adadelta",
+    "adafactor",
     "adagrad",
     "adam",
     "adamax",
@@ -49,6 +50,7 @@ __all__ = [
     "radam",
     "rmsprop",
     "sgd",
+    "sparse_adam",
 ]
 
 
@@ -440,4 +442,120 @@ def radam(
     rectified = rho_t > 5.0
     update = _select(rectified, update * adaptive, update)
     new_param = _l1_step(param - update, l1, lr * _select(rectified, adaptive, 1.0) if l1 is not None else 0)
+    return new_param, {"step": step, "exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq}
+
+
+def _minimum(a: Number, b: Number) -> Number:
+    """min(a, b) of Python numbers or 0-d tensors (torch.optim's ``min`` on host values)."""
+    if isinstance(a, Tensor) and isinstance(b, Tensor):
+        return torch.minimum(a, b)
+    if isinstance(a, Tensor):
+        return torch.clamp_max(a, b)
+    if isinstance(b, Tensor):
+        return torch.clamp_max(b, a)
+    return min(a, b)
+
+
+def _rms(tensor: Tensor) -> Tensor:
+    """‖x‖₂ / √n as a float64 0-d tensor, as torch.optim computes it from ``x.norm(2).item()``."""
+    return tensor.norm(2).to(torch.float64) / tensor.numel() ** 0.5
+
+
+def adafactor(
+    param: Tensor,
+    grad: Tensor,
+    state: State,
+    *,
+    lr: Number = 1e-2,
+    beta2_decay: Number = -0.8,
+    eps1: Number | None = None,
+    eps2: Number = 1e-3,
+    d: Number = 1.0,
+    weight_decay: Number | None = None,
+    maximize: bool = False,
+    l1: Number | None = None,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Adafactor: Adam-like steps from a factored second moment, relative to the parameter's scale.
+
+    Not elementwise (row and column means, norms): the engines apply it to whole tensors.
+    t ← t + 1;  β̂₂ = 1 − t^τ;  ρ = min(γ, 1/√t);  α = max(ε₂, RMS(θ))·ρ (θ before decay);
+    θ ← θ(1 − γλ);  for ≥ 2-D tensors, factored over the last two dims (rows i, columns j):
+    R ← β̂₂R + (1 − β̂₂)·mean_j g²,  C ← β̂₂C + (1 − β̂₂)·mean_i g²,
+    V̂ = R·C / max(mean_i R, ε₁);  for 0-D/1-D tensors V̂ ← β̂₂V̂ + (1 − β̂₂)g²;
+    U = g / max(√V̂, ε₁);  θ ← θ − α/max(1, RMS(U)/d) · U.  l1: threshold α/max(1, RMS(U)/d)·l1/max(√V̂, ε₁).
+
+    Defaults (torch.optim.Adafactor): γ = 1e-2, τ (beta2_decay) = −0.8, ε = (ε₁, ε₂) = (None: the
+    dtype's machine epsilon, 1e-3), d = 1, λ = 0 (decoupled, scaled by γ). State: ``step``, and
+    ``row_var`` (R, the gradient's shape with the last dim 1) and ``col_var`` (C, with the
+    second-to-last dim 1) for tensors of 2 or more dims, ``variance`` (V̂) otherwise.
+    Reference: Shazeer & Stern, "Adafactor: Adaptive Learning Rates with Sublinear Memory Cost",
+    ICML 2018 (torch's variant: γ caps ρ and scales the decay, ε₁ applies to V̂ and U).
+    """
+    step = state["step"] + 1
+    t = _scalar(step)
+    g = _direction(grad, maximize)
+    if eps1 is None:
+        eps1 = torch.finfo(param.dtype).eps
+    weight = t**beta2_decay  # 1 − β̂₂
+    rho = _minimum(lr, 1 / t**0.5)
+    alpha = torch.clamp_min(_rms(param), eps2) * rho
+    param = _decoupled_decay(param, lr, weight_decay)
+    new_state: dict[str, Tensor] = {"step": step}
+    if g.dim() > 1:
+        row_mean = torch.norm(g, dim=-1, keepdim=True).square() / g.size(-1)
+        col_mean = torch.norm(g, dim=-2, keepdim=True).square() / g.size(-2)
+        row_var = _lerp(state["row_var"], row_mean, weight)
+        col_var = _lerp(state["col_var"], col_mean, weight)
+        var_estimate = (row_var @ col_var) / torch.clamp_min(row_var.mean(dim=-2, keepdim=True), eps1)
+        new_state.update(row_var=row_var, col_var=col_var)
+    else:
+        var_estimate = _lerp(state["variance"], g * g, weight)
+        new_state["variance"] = var_estimate
+    inverse = torch.clamp_min(var_estimate, eps1 * eps1).rsqrt()
+    update = inverse * g
+    size = alpha / torch.clamp_min(_rms(update) / d, 1.0)
+    return _l1_step(param - size * update, l1, size * inverse), new_state
+
+
+def _lerp(start: Tensor, end: Tensor, weight: Number) -> Tensor:
+    """torch.lerp with a Python or 0-d tensor weight (cast to the tensors' dtype, as lerp needs)."""
+    return torch.lerp(start, end, weight.to(start.dtype) if isinstance(weight, Tensor) else weight)
+
+
+def sparse_adam(
+    param: Tensor,
+    grad: Tensor,
+    state: State,
+    *,
+    lr: Number = 1e-3,
+    beta1: Number = 0.9,
+    beta2: Number = 0.999,
+    eps: Number = 1e-8,
+    maximize: bool = False,
+    l1: Number | None = None,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """SparseAdam: Adam's update at the entries a sparse gradient touches, and nowhere else.
+
+    The rule itself is elementwise Adam (ε outside the bias correction, as torch.optim.SparseAdam);
+    the engines call it on the touched entries only — ``param``, ``grad`` and the moments gathered at
+    the coalesced gradient's indices (duplicates summed) — and scatter the results back, so
+    untouched entries keep their parameter and moments (see ``engine/sparse.py``).
+    t ← t + 1 (once per parameter and step, even for an empty gradient);  m ← m + (1 − β₁)(g − m);
+    v ← v + (1 − β₂)(g² − v);  θ ← θ − γ√(1 − β₂ᵗ)/(1 − β₁ᵗ) · m / (√v + ε).
+    l1 (touched entries only): threshold γ√(1 − β₂ᵗ)·l1/(√v + ε).
+
+    Defaults (torch.optim.SparseAdam): γ = 1e-3, β = (0.9, 0.999), ε = 1e-8. State: ``step`` (a
+    Python int, as torch.optim keeps it), ``exp_avg`` (m), ``exp_avg_sq`` (v). Reference: Kingma &
+    Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015 (lazy, masked moments).
+    """
+    step = state["step"] + 1
+    t = _scalar(step)
+    g = _direction(grad, maximize)
+    old_avg, old_sq = state["exp_avg"], state["exp_avg_sq"]
+    exp_avg = old_avg + (g - old_avg) * (1 - beta1)
+    exp_avg_sq = old_sq + (g * g - old_sq) * (1 - beta2)
+    denom = exp_avg_sq.sqrt() + eps
+    root = _sqrt(1 - beta2**t)
+    step_size = lr * root / (1 - beta1**t)
+    new_param = _l1_step(param - step_size * (exp_avg / denom), l1, lr * root / denom)
     return new_param, {"step": step, "exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq}

@@ -3,9 +3,10 @@
 It is the reference path, exact to torch.optim's for-loop, and the one every other path falls back
 to. It reads each parameter's gradient and state where they are and writes the parameter and the
 state back in place (``copy_``), so it works on any tensor the rule's ops work on: complex
-parameters through their real views, sparse gradients densified, DTensor parameters through their
-local shards (for elementwise rules), and — with ``differentiable=True`` — tensors in an autograd
-graph, whose in-place updates autograd records.
+parameters through their real views, sparse gradients densified (or, for a rule declaring
+``sparse_entries``, applied to the entries they touch: :mod:`~optimlab.optim.engine.sparse`), DTensor
+parameters through their local shards (for elementwise rules), and — with ``differentiable=True`` —
+tensors in an autograd graph, whose in-place updates autograd records.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch
 from torch import Tensor
 
 from optimlab.optim.distributed import is_distributed, local, same_layout
+from optimlab.optim.engine.sparse import step_sparse_entries
 from optimlab.optim.engine.statistics import rule_statistics
 
 if TYPE_CHECKING:
@@ -124,6 +126,9 @@ class EagerEngine:
         if optimizer.matrix and optimizer.batches_matrices(group):
             params, grads, extras = step_matrix_stacks(optimizer, group, params, grads, extras, hyper)
         for param, grad, extra in zip(params, grads, extras, strict=True):
+            if optimizer.sparse_entries and grad.is_sparse:  # only the entries it touches (SparseAdam)
+                step_sparse_entries(optimizer, group, param, grad, {**hyper, **extra})
+                continue
             on_shards, new_param, new_state = apply_rule(optimizer, group, param, grad, {**hyper, **extra})
             write_back(optimizer, param, on_shards, new_param, new_state)
 
