@@ -483,7 +483,6 @@ def rprop(
     Braun, "A Direct Adaptive Method for Faster Backpropagation Learning: The RPROP Algorithm",
     IEEE International Conference on Neural Networks, 1993.
     """
-    step = state["step"] + 1
     g = _direction(grad, maximize)
     # torch.optim's capturable path, written with torch.where (a NaN product keeps its NaN factor).
     factor = (g * state["prev"]).sign()
@@ -494,6 +493,10 @@ def rprop(
     step_size = torch.clamp(state["step_size"] * factor, step_size_min, step_size_max)
     g = torch.where(flipped, 0.0, g)
     new_param = _l1_step(param - g.sign() * step_size, l1, step_size)
+    # The counter last: torch 2.13's inductor (C++, several threads) emitted its in-place increment,
+    # read by nothing else, outside `omp single` when it came first with l1 on — every thread added 1
+    # (the kernel's probe check caught it). Last, it is emitted once.
+    step = state["step"] + 1
     return new_param, {"step": step, "prev": g, "step_size": step_size}
 
 
