@@ -743,6 +743,15 @@ class ASGD(RuleOptimizer):
         }
         super().__init__(params, defaults, l1=l1, nonfinite=nonfinite, engine=engine)
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        # Checkpoints from before eta and mu became tensors, loaded as torch.optim.ASGD loads them.
+        for param, param_state in self.state.items():
+            for key in ("eta", "mu"):
+                value = param_state.get(key)
+                if value is not None and not torch.is_tensor(value):
+                    param_state[key] = torch.tensor(value, dtype=_scalar_dtype(), device=param.device)
+
     def init_state(self, param: Tensor, group: dict[str, Any]) -> dict[str, Tensor]:
         # torch.optim keeps ASGD's scalar state on the parameter's device, whatever `capturable` says.
         dtype, device = _scalar_dtype(group), param.device
