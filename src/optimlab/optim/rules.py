@@ -476,6 +476,9 @@ def rprop(
     where s < 0 (and there ∇ ← 0: no step, and no flip seen next time), η unchanged where s = 0;
     θ ← θ − η·sign(∇);  ∇ₚ ← ∇.  l1: threshold η·l1 — the step size itself, since Rprop moves
     θ by η whatever the gradient's magnitude (a steady gradient of any size moves it η per step).
+    So l1 is measured against the gradient's sign, not its size: every step is shortened by l1·η
+    towards 0, a weight at 0 stays there exactly when l1 ≥ 1, and Rprop with l1 does not reach the
+    lasso solution that the other rules' l1 reaches.
 
     Defaults (torch.optim.Rprop): γ = 1e-2 (the initial step size η₀), (η₋, η₊) (etas) = (0.5, 1.2),
     (Γmin, Γmax) (step_sizes) = (1e-6, 50). State: ``step``, ``prev`` (∇ₚ, the last gradient with
