@@ -346,6 +346,50 @@ PARITY: dict[str, ParityEntry] = {
             shapes=((10, 3), (6,), (10, 3)),
             gradients="sparse",
         ),
+        ParityEntry(
+            ol.Rprop,
+            torch.optim.Rprop,
+            (
+                V("plain", {"lr": 0.01}, {"lr": 0.05}),
+                # small step-size bounds, so that both clamps act within the 40 steps
+                V(
+                    "etas-step-sizes-maximize",
+                    {"lr": 0.02, "etas": (0.3, 1.5), "step_sizes": (1e-3, 0.1), "maximize": True},
+                    {"etas": (0.6, 1.1), "step_sizes": (0, 1), "maximize": False},
+                    ALL_DTYPES,
+                ),
+                V("tensor-lr", {"lr": T(0.03)}, {"lr": T(0.01), "etas": (0.5, 1.3)}),
+            ),
+            invalid=(
+                *BAD_LR_WD[:3],
+                {"etas": (1.0, 0.5)},
+                {"etas": (0.0, 1.2)},
+                {"etas": (0.5, 1.0)},
+            ),
+        ),
+        ParityEntry(
+            ol.ASGD,
+            torch.optim.ASGD,
+            (
+                V("plain", {"lr": 0.05}, {"lr": 0.02}),
+                # t0 small, so that the averaging (mu < 1) actually happens within the 40 steps
+                V(
+                    "averaging-wd-maximize",
+                    {
+                        "lr": 0.05,
+                        "lambd": 1e-3,
+                        "alpha": 0.5,
+                        "t0": 5,
+                        "weight_decay": 0.01,
+                        "maximize": True,
+                    },
+                    {"t0": 20, "maximize": False, "weight_decay": 0.0, "lambd": 0.1, "alpha": 0.9},
+                    ALL_DTYPES,
+                ),
+                V("tensor-lr", {"lr": T(0.03), "t0": 10}, {"lr": T(0.01), "weight_decay": 0.05}),
+            ),
+            invalid=(*BAD_LR_WD,),
+        ),
     )
 }
 

@@ -227,6 +227,14 @@ SCHEDULERS = {
         lambda m, cls: cls(m.parameters(), lr=0.01, centered=True),
         lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=12),
     ),
+    "StepLR-ASGD": (  # eta follows the scheduled lr from the next step on
+        lambda m, cls: cls(m.parameters(), lr=0.05, t0=4),
+        lambda o: torch.optim.lr_scheduler.StepLR(o, step_size=3, gamma=0.5),
+    ),
+    "StepLR-Rprop": (  # lr is only the initial step size: the schedule changes the group, not the steps
+        lambda m, cls: cls(m.parameters(), lr=0.02),
+        lambda o: torch.optim.lr_scheduler.StepLR(o, step_size=3, gamma=0.5),
+    ),
     "ExponentialLR-AdamW-tensor-lr": (
         lambda m, cls: cls(m.parameters(), lr=torch.tensor(0.02, dtype=torch.float64)),
         lambda o: torch.optim.lr_scheduler.ExponentialLR(o, gamma=0.8),
@@ -364,7 +372,21 @@ def test_sparse_gradients_where_torch_accepts_them(name: str, kwargs: dict[str, 
 @pytest.mark.parametrize(
     ("name", "kwargs"),
     [("Adagrad", {"weight_decay": 0.1})]
-    + [(n, {}) for n in ("RMSprop", "Adadelta", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "Adafactor")],
+    + [
+        (n, {})
+        for n in (
+            "RMSprop",
+            "Adadelta",
+            "Adam",
+            "AdamW",
+            "Adamax",
+            "NAdam",
+            "RAdam",
+            "Adafactor",
+            "Rprop",
+            "ASGD",
+        )
+    ],
 )
 def test_sparse_gradients_raise_torch_error(name: str, kwargs: dict[str, Any]) -> None:
     ours, theirs = embedding_run(ol, name, kwargs), embedding_run(torch.optim, name, kwargs)

@@ -65,6 +65,8 @@ AGREE = [
     ("AdamW", {"lr": 0.05}),
     ("NAdam", {"lr": 0.05, "weight_decay": 0.1, "decoupled_weight_decay": True}),
     ("RAdam", {"lr": 0.05, "weight_decay": 0.1, "decoupled_weight_decay": True}),
+    ("ASGD", {"lr": 0.05, "t0": 3, "lambd": 0.01, "weight_decay": 0.1}),
+    ("ASGD", {"lr": 0.05, "alpha": 0.5, "maximize": True}),
 ]
 
 
@@ -108,6 +110,24 @@ def test_gradients_torch_cannot_take_agree_with_finite_differences(name: str, kw
         return unrolled(cls, w0, 4, lr=learning_rate, **kwargs)
 
     assert torch.autograd.gradcheck(final_loss, (initial(), lr), eps=1e-6, atol=1e-5, rtol=1e-4)
+
+
+#: Rprop: torch.optim multiplies its step sizes in place, which breaks differentiation over several
+#: steps ("modified by an inplace operation"); its lr only seeds the step sizes (no gradient, as in torch)
+RPROP_BEYOND_TORCH = [
+    {"lr": 0.05},
+    {"lr": 0.05, "etas": (0.3, 1.5), "step_sizes": (1e-3, 0.2), "maximize": True},
+]
+
+
+@pytest.mark.parametrize("kwargs", RPROP_BEYOND_TORCH, ids=["plain", "etas-step-sizes-maximize"])
+def test_rprop_gradients_torch_cannot_take_agree_with_finite_differences(kwargs: dict[str, Any]) -> None:
+    w0 = initial()
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        torch.autograd.grad(unrolled(torch.optim.Rprop, w0, 4, **kwargs), w0)
+    (grad,) = torch.autograd.grad(unrolled(ol.Rprop, w0, 4, **kwargs), w0)
+    assert grad.abs().max() > 1e-3
+    assert torch.autograd.gradcheck(lambda w: unrolled(ol.Rprop, w, 4, **kwargs), (w0,), eps=1e-6, atol=1e-5)
 
 
 # --- PyTorch's single-step checks: gradcheck of one step from a given state -----------------------
@@ -160,6 +180,20 @@ SINGLE_STEP = [
         ("exp_avg", "exp_avg_sq"),
         STEP,
     ),
+    ("Rprop", {"lr": 0.9}, ("prev", "step_size"), STEP),
+    ("Rprop", {"lr": 0.9, "etas": (0.3, 1.5), "maximize": True}, ("prev", "step_size"), STEP),
+    # eta, mu and step are not continuous variables: PyTorch's check keeps them out of the gradients
+    ("ASGD", {"lr": 0.9}, ("ax",), {**STEP, "eta": torch.tensor(0.9), "mu": torch.tensor(1.0)}),
+]
+#: one step torch.optim takes but cannot differentiate: ASGD's averaging (μ < 1) multiplies by μ,
+#: which the same step then overwrites in place
+SINGLE_STEP_BEYOND_TORCH = [
+    (
+        "ASGD",
+        {"lr": 0.9, "t0": 5, "weight_decay": 0.1, "maximize": True},
+        ("ax",),
+        {**STEP, "eta": torch.tensor(0.9, dtype=torch.float64), "mu": torch.tensor(0.2, dtype=torch.float64)},
+    ),
 ]
 
 
@@ -196,6 +230,28 @@ def test_one_step_gradcheck_and_torch_agreement(
             assert (a is None and b is None) or (a if a is not None else b).abs().max() == 0
             continue
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "keys", "extra"),
+    SINGLE_STEP_BEYOND_TORCH,
+    ids=[f"{n}-{i}" for i, (n, *_) in enumerate(SINGLE_STEP_BEYOND_TORCH)],
+)
+def test_one_step_gradcheck_where_torch_cannot_differentiate(
+    name: str, kwargs: dict[str, Any], keys: tuple[str, ...], extra: dict[str, Any]
+) -> None:
+    """The step's values equal torch.optim's; its Jacobians pass gradcheck, where torch's raise."""
+    torch.manual_seed(0)
+    values = [rand() for _ in range(2 + len(keys))]
+    ours = one_step(getattr(ol, name), kwargs, keys, extra)
+    assert torch.autograd.gradcheck(ours, values, fast_mode=True, check_batched_grad=True)
+    theirs = one_step(getattr(torch.optim, name), kwargs, keys, extra)
+    outputs_ours, outputs_theirs = ours(*values), theirs(*values)
+    for a, b in zip(outputs_ours, outputs_theirs, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+    weights = [torch.ones_like(o) for o in outputs_theirs]
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        torch.autograd.grad(outputs_theirs, values, weights, allow_unused=True)
 
 
 @pytest.mark.filterwarnings("ignore:Using backward\\(\\) with create_graph=True")

@@ -19,6 +19,8 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ("AdamW", {"lr": 0.01, "betas": (0.8, 0.99)}),
     ("nadam", {"lr": 0.01, "decoupled_weight_decay": True, "weight_decay": 0.1}),
     ("radam", {"lr": 0.01, "l1": 0.05}),
+    ("rprop", {"lr": 0.02, "etas": (0.4, 1.3), "step_sizes": (1e-4, 0.1), "maximize": True}),
+    ("ASGD", {"lr": 0.05, "t0": 4, "lambd": 1e-3, "weight_decay": 0.01}),
 ]
 IDS = [name for name, _ in CASES]
 

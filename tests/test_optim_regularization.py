@@ -84,6 +84,7 @@ def test_the_lasso_solution_has_the_true_support() -> None:
         (ol.Adamax, {"lr": 0.05}),
         (ol.Adagrad, {"lr": 0.5}),
         (ol.RMSprop, {"lr": 0.005, "momentum": 0.9, "centered": True}),
+        (ol.ASGD, {"lr": 0.3, "t0": 100}),  # ζ = 1e-4 adds a negligible ridge term
     ],
     ids=lambda value: value.__name__ if isinstance(value, type) else "-".join(map(str, value.values())),
 )
@@ -93,6 +94,29 @@ def test_l1_finds_the_lasso_solution_with_every_optimizer(cls: type, kwargs: dic
     w = train(cls, epochs=300, batch=N, l1=LAM, **kwargs)
     assert (w[RELEVANT:] == 0.0).all(), f"{int((w[RELEVANT:] != 0).sum())} irrelevant weights are not zero"
     torch.testing.assert_close(w[:RELEVANT], LASSO[:RELEVANT], rtol=0, atol=0.05)
+
+
+def test_rprop_l1_threshold_is_its_step_size() -> None:
+    """Rprop moves a weight by its step size η whatever the gradient's magnitude, so its l1 threshold
+    is η·l1 (the step shortened by l1·η towards 0): l1 is relative to the sign of the gradient, not to
+    its size, and Rprop does not reach the lasso solution of the other rules. A weight at 0 stays there
+    exactly when l1 ≥ 1, whatever its gradient."""
+    p = torch.tensor([0.5, -0.5, 0.0, 0.001, 0.2], dtype=torch.float64, requires_grad=True)
+    opt = ol.Rprop([p], lr=0.1, l1=0.3)
+    p.grad = torch.tensor([1.0, 1.0, -2.0, 1.0, 0.0], dtype=torch.float64)
+    opt.step()  # θ − η·sign(∇) with η = lr on the first step, then soft-thresholding by 0.3·η
+    expected = torch.tensor([0.37, -0.57, 0.07, -0.069, 0.17], dtype=torch.float64)
+    torch.testing.assert_close(p.detach(), expected, rtol=0, atol=1e-15)
+    p.grad = torch.tensor([1.0, -1.0, -2.0, 1.0, 0.0], dtype=torch.float64)
+    opt.step()  # η grows by 1.2 where the sign held, shrinks by 0.5 where it flipped (no step there)
+    step_size = torch.tensor([0.12, 0.05, 0.12, 0.12, 0.1], dtype=torch.float64)
+    torch.testing.assert_close(opt.state[p]["step_size"], step_size, rtol=0, atol=1e-15)
+    moved = expected - torch.tensor([1.0, 0.0, -1.0, 1.0, 0.0], dtype=torch.float64) * step_size
+    torch.testing.assert_close(p.detach(), l1_proximal(moved, 0.3 * step_size), rtol=0, atol=1e-15)
+    w = train(ol.Rprop, epochs=50, batch=N, lr=0.01, l1=1.0)
+    assert (w == 0.0).all()  # l1 = 1: every step is undone by the shrinkage
+    w = train(ol.Rprop, epochs=50, batch=N, lr=0.01, l1=0.5)
+    assert (w != 0.0).sum() > RELEVANT  # l1 < 1: irrelevant weights leave 0 too
 
 
 @pytest.mark.parametrize(
@@ -113,8 +137,9 @@ def test_l1_gives_exact_zeros_with_minibatches(cls: type, kwargs: dict) -> None:
         (ol.Adam, {"lr": 0.05}, N),
         (ol.Adam, {"lr": 0.05}, 20),
         (ol.AdamW, {"lr": 0.05}, 20),
+        (ol.ASGD, {"lr": 0.3}, N),
     ],
-    ids=["SGD", "Adam", "Adam-minibatch", "AdamW-minibatch"],
+    ids=["SGD", "Adam", "Adam-minibatch", "AdamW-minibatch", "ASGD"],
 )
 def test_weight_decay_alone_gives_no_zeros(cls: type, kwargs: dict, batch: int) -> None:
     w = train(cls, epochs=100 if batch == N else 20, batch=batch, weight_decay=0.1, **kwargs)
@@ -172,7 +197,7 @@ def set_grads(params: list[torch.Tensor], step: int, bad: float | None = None, w
             p.grad[2] = bad
 
 
-@pytest.mark.parametrize("name", ["SGD", "Adam", "RMSprop", "NAdam"])
+@pytest.mark.parametrize("name", ["SGD", "Adam", "RMSprop", "NAdam", "Rprop", "ASGD"])
 def test_propagate_is_torch(name: str) -> None:
     """The default: a NaN/Inf gradient goes into the update, exactly as torch.optim does it."""
     entry = PARITY[name]
@@ -183,13 +208,14 @@ def test_propagate_is_torch(name: str) -> None:
             set_grads(params, step, math.nan if step == 1 else None)
             opt.step()
         runs.append(params)
-    assert torch.isnan(runs[0][1]).any()
+    # Rprop steps by sign(∇) and torch.sign(nan) is 0: there the NaN moves nothing, in torch.optim too
+    assert torch.isnan(runs[0][1]).any() or name == "Rprop"
     for a, b in zip(*runs, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-15, equal_nan=True)
 
 
 @pytest.mark.parametrize("bad", list(BAD))
-@pytest.mark.parametrize("name", ["SGD", "Adam", "Adagrad", "RAdam"])
+@pytest.mark.parametrize("name", ["SGD", "Adam", "Adagrad", "RAdam", "Rprop", "ASGD"])
 def test_skip_leaves_only_the_bad_group_untouched(name: str, bad: str) -> None:
     """With nonfinite="skip" a bad step equals torch's step with that group's gradients absent."""
     entry = PARITY[name]
@@ -226,7 +252,7 @@ def test_policy_can_differ_per_group() -> None:
     assert [g["skipped_steps"] for g in opt.param_groups] == [0, 1]
 
 
-@pytest.mark.parametrize("name", ["SGD", "Adam", "Adadelta"])
+@pytest.mark.parametrize("name", ["SGD", "Adam", "Adadelta", "Rprop", "ASGD"])
 def test_raise_raises_before_any_update(name: str) -> None:
     opt, params = two_groups(PARITY[name].ours, nonfinite="raise")
     set_grads(params, 0)

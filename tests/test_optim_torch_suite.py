@@ -24,7 +24,20 @@ import optimlab.optim as ol
 
 #: SparseAdam is not here: every property below is checked on dense gradients, which it refuses (as
 #: PyTorch's suite skips it for them); tests/test_optim_sparse_adam.py checks it on sparse ones
-NAMES = ["SGD", "Adagrad", "RMSprop", "Adadelta", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "Adafactor"]
+NAMES = [
+    "SGD",
+    "Adagrad",
+    "RMSprop",
+    "Adadelta",
+    "Adam",
+    "AdamW",
+    "Adamax",
+    "NAdam",
+    "RAdam",
+    "Adafactor",
+    "Rprop",
+    "ASGD",
+]
 FUSED = {"SGD", "Adagrad", "Adam", "AdamW"}  # torch.optim has fused CPU kernels for these
 NOT_DIFFERENTIABLE = {"Adafactor"}  # torch.optim's has no differentiable flag
 
@@ -107,6 +120,22 @@ BASE: dict[str, list[dict[str, Any]]] = {
         {"weight_decay": 0.1, "maximize": True},
         {"beta2_decay": -1.0},
         {"d": 1.5},
+    ],
+    "Rprop": [
+        {},
+        {"lr": 2e-4},
+        {"etas": (0.5, 1.5)},
+        {"step_sizes": (2e-6, 100)},
+        {"maximize": True},
+    ],
+    "ASGD": [
+        {},
+        {"lambd": 0.1},
+        {"lr": 0.02},
+        {"t0": 100},
+        {"maximize": True},
+        {"weight_decay": 0.1},
+        {"weight_decay": 0.1, "maximize": True},
     ],
 }
 
@@ -518,12 +547,16 @@ def test_param_groups_weight_decay_and_lr(name: str, kwargs: dict[str, Any]) -> 
     before = irrelevant.detach().clone()
     weight, bias, x = linear_problem()
     lr_free = {k: v for k, v in group_kwargs.items() if k != "lr"}
+    outer: dict[str, Any] = {"lr": 1e-28}
+    if name == "Rprop":  # as PyTorch's test: the smallest step size may be 0 (else it is 1e-6, not lr)
+        lr_free.pop("step_sizes", None)
+        outer["step_sizes"] = (0, 50)
     optimizer = getattr(ol, name)(
         [
             {"params": [weight, bias], **group_kwargs, "lr": group_kwargs.get("lr", 1e-3)},
             {"params": [irrelevant], **lr_free},
         ],
-        lr=1e-28,
+        **outer,
         **({"fused": True} if kwargs.get("fused") else {}),
     )
     for _ in range(5):
@@ -545,10 +578,16 @@ def test_step_is_a_noop_without_gradients_and_for_zero_gradients(name: str, kwar
     param = param.detach() if kwargs.get("differentiable") else nn.Parameter(param)
     lr = 1e-5 if name == "AdamW" else kwargs.get("lr", 1e-3)
     optimizer = make(name, [param], {**kwargs, "lr": lr})
-    before = param.detach().clone()
+    expected = param.detach().clone()
+    if name == "ASGD":  # ζ (lambd) decays the weights even with a zero gradient (PyTorch skips ASGD here)
+        twin = param.detach().clone()
+        twin.grad = torch.zeros_like(twin)
+        make(name, [twin], {**kwargs, "lr": lr}, module=torch.optim).step()
+        expected = twin.detach()
+        assert not torch.equal(expected, param.detach())
     param.grad = torch.zeros_like(param)
     optimizer.step()
-    torch.testing.assert_close(param.detach(), before)
+    torch.testing.assert_close(param.detach(), expected)
 
 
 @pytest.mark.parametrize(("name", "kwargs"), CASES, ids=CASE_IDS)
@@ -637,10 +676,16 @@ def test_older_and_plainer_state_dicts_load(name: str, kwargs: dict[str, Any]) -
         for flag in ("foreach", "differentiable", "maximize", "capturable", "fused"):
             group.pop(flag, None)
     for state in state_dict["state"].values():
-        if "step" in state:
-            state["step"] = state["step"].item()
+        for key in ("step", "eta", "mu"):  # ASGD's eta and mu were plain numbers once too
+            if key in state:
+                state[key] = state[key].item()
     older = make(name, model.parameters(), kwargs)
     older.load_state_dict(state_dict)
+    theirs = make(name, model.parameters(), kwargs, module=torch.optim)
+    theirs.load_state_dict(copy.deepcopy(state_dict))
+    for ours_state, theirs_state in zip(older.state.values(), theirs.state.values(), strict=True):
+        for key, value in theirs_state.items():  # plain numbers become tensors as torch.optim makes them
+            assert torch.is_tensor(ours_state[key]) and ours_state[key].dtype == value.dtype, key
     older.step(closure)
     buffer = io.BytesIO()
     torch.save(optimizer.state_dict(), buffer)

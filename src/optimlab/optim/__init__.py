@@ -13,6 +13,7 @@ from optimlab.optim.base import RuleOptimizer
 from optimlab.optim.lbfgs import LBFGS
 from optimlab.optim.modern import ADOPT, AdamWScheduleFree, AdEMAMix, Lamb, Lion, Prodigy, SGDScheduleFree
 from optimlab.optim.optimizers import (
+    ASGD,
     SGD,
     Adadelta,
     Adafactor,
@@ -23,11 +24,13 @@ from optimlab.optim.optimizers import (
     NAdam,
     RAdam,
     RMSprop,
+    Rprop,
     SparseAdam,
 )
 
 __all__ = [
     "ADOPT",
+    "ASGD",
     "LBFGS",
     "SGD",
     "AdEMAMix",
@@ -44,6 +47,7 @@ __all__ = [
     "Prodigy",
     "RAdam",
     "RMSprop",
+    "Rprop",
     "RuleOptimizer",
     "SGDScheduleFree",
     "SparseAdam",

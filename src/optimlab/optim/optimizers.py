@@ -24,6 +24,7 @@ from optimlab.optim.base import (
 )
 
 __all__ = [
+    "ASGD",
     "SGD",
     "Adadelta",
     "Adafactor",
@@ -34,6 +35,7 @@ __all__ = [
     "NAdam",
     "RAdam",
     "RMSprop",
+    "Rprop",
     "SparseAdam",
 ]
 
@@ -797,4 +799,150 @@ class SparseAdam(RuleOptimizer):
             **_betas(group),
             "eps": group["eps"],
             "maximize": group["maximize"],
+        }
+
+
+class Rprop(RuleOptimizer):
+    """Resilient backpropagation — see :func:`rules.rprop`.
+
+    ``lr`` is the initial per-coordinate step size (``state["step_size"]`` starts at it, as in
+    torch.optim, so a scheduler's later ``lr`` changes nothing); ``l1`` thresholds by the current
+    step size."""
+
+    rule = staticmethod(rules.rprop)
+    host_step = True
+    elementwise = True
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float | Tensor = 1e-2,
+        etas: tuple[float, float] = (0.5, 1.2),
+        step_sizes: tuple[float, float] = (1e-6, 50),
+        *,
+        capturable: bool = False,
+        foreach: bool | None = None,
+        maximize: bool = False,
+        differentiable: bool = False,
+        l1: float = 0.0,
+        nonfinite: NonFinitePolicy = "propagate",
+        engine: str | None = None,
+    ) -> None:
+        check_tensor_lr(lr)
+        check_nonnegative(lr, "Invalid learning rate")
+        if not 0.0 < etas[0] < 1.0 < etas[1]:
+            raise ValueError(f"Invalid eta values: {etas[0]}, {etas[1]}")
+        defaults = {
+            "lr": lr,
+            "etas": etas,
+            "step_sizes": step_sizes,
+            "foreach": foreach,
+            "maximize": maximize,
+            "differentiable": differentiable,
+            "capturable": capturable,
+        }
+        super().__init__(params, defaults, l1=l1, nonfinite=nonfinite, engine=engine)
+
+    def init_state(self, param: Tensor, group: dict[str, Any]) -> dict[str, Tensor]:
+        lr = scalar_hyperparameter(group["lr"])
+        # A complex parameter is two real ones: its imaginary part gets the same step size.
+        fill = complex(lr, lr) if param.is_complex() else lr
+        return {
+            "step": _step(group, param),
+            "prev": _zeros(param),
+            "step_size": torch.full_like(param, fill, memory_format=torch.preserve_format),
+        }
+
+    def rule_hyperparameters(self, group: dict[str, Any]) -> dict[str, Any]:
+        etaminus, etaplus = group["etas"]
+        step_size_min, step_size_max = group["step_sizes"]
+        return {
+            "l1": optional_term(group["l1"]),
+            "etaminus": scalar_hyperparameter(etaminus),
+            "etaplus": scalar_hyperparameter(etaplus),
+            "step_size_min": scalar_hyperparameter(step_size_min),
+            "step_size_max": scalar_hyperparameter(step_size_max),
+            "maximize": group["maximize"],
+        }
+
+
+class ASGD(RuleOptimizer):
+    """Averaged SGD — see :func:`rules.asgd`.
+
+    As in torch.optim, ``eta`` starts at ``lr`` and then follows γ/(1 + ζγt)^α with the group's
+    current ``lr``; the average ``ax`` is kept in the state (swap it in for evaluation yourself).
+    With ``differentiable=True`` a tensor ``lr`` that requires grad gets gradients through η (torch
+    reads η as a Python float, which gives none)."""
+
+    rule = staticmethod(rules.asgd)
+    host_step = True
+    elementwise = True  # every element on its own: the fused engine may take it (and DTensor shards)
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float | Tensor = 1e-2,
+        lambd: float = 1e-4,
+        alpha: float = 0.75,
+        t0: float = 1e6,
+        weight_decay: float = 0,
+        foreach: bool | None = None,
+        maximize: bool = False,
+        differentiable: bool = False,
+        capturable: bool = False,
+        *,
+        l1: float = 0.0,
+        nonfinite: NonFinitePolicy = "propagate",
+        engine: str | None = None,
+    ) -> None:
+        check_tensor_lr(lr)
+        check_nonnegative(lr, "Invalid learning rate")
+        check_nonnegative(weight_decay, "Invalid weight_decay value")
+        defaults = {
+            "lr": lr,
+            "lambd": lambd,
+            "alpha": alpha,
+            "t0": t0,
+            "weight_decay": weight_decay,
+            "foreach": foreach,
+            "maximize": maximize,
+            "differentiable": differentiable,
+            "capturable": capturable,
+        }
+        super().__init__(params, defaults, l1=l1, nonfinite=nonfinite, engine=engine)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        # Checkpoints from before eta and mu became tensors, loaded as torch.optim.ASGD loads them.
+        for param, param_state in self.state.items():
+            for key in ("eta", "mu"):
+                value = param_state.get(key)
+                if value is not None and not torch.is_tensor(value):
+                    param_state[key] = torch.tensor(value, dtype=_scalar_dtype(), device=param.device)
+
+    def init_state(self, param: Tensor, group: dict[str, Any]) -> dict[str, Tensor]:
+        # torch.optim keeps ASGD's scalar state on the parameter's device, whatever `capturable` says.
+        dtype, device = _scalar_dtype(group), param.device
+        lr = scalar_hyperparameter(group["lr"])
+        return {
+            "step": torch.zeros((), dtype=dtype, device=device),
+            "eta": torch.as_tensor(lr, dtype=dtype, device=device).clone().detach(),
+            "mu": torch.ones((), dtype=dtype, device=device),
+            "ax": _zeros(param),
+        }
+
+    def rule_hyperparameters(self, group: dict[str, Any]) -> dict[str, Any]:
+        lr = scalar_hyperparameter(group["lr"])
+        default = torch.get_default_dtype()
+        return {
+            "l1": optional_term(group["l1"]),
+            "lr": lr,
+            "lambd": group["lambd"],
+            "alpha": group["alpha"],
+            "t0": group["t0"],
+            "weight_decay": optional_term(group["weight_decay"]),
+            "maximize": group["maximize"],
+            # torch rounds the new η and μ through torch.as_tensor: a tensor lr's dtype, else the default
+            "eta_dtype": lr.dtype if isinstance(lr, Tensor) else default,
+            "mu_dtype": default,
         }

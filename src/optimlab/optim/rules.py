@@ -45,10 +45,12 @@ __all__ = [
     "adagrad",
     "adam",
     "adamax",
+    "asgd",
     "l1_proximal",
     "nadam",
     "radam",
     "rmsprop",
+    "rprop",
     "sgd",
     "sparse_adam",
 ]
@@ -95,6 +97,18 @@ def _ema(average: Tensor, value: Tensor, beta: Number) -> Tensor:
         if isinstance(beta, float)
         else average + (1 - beta) * (value - average)
     )
+
+
+def _rounded(value: Number, dtype: torch.dtype, like: Tensor) -> Tensor:
+    """``value`` rounded to ``dtype`` (as ``torch.as_tensor`` of a Python float makes it), then stored
+    in ``like``'s dtype, as torch.optim's ``state.copy_(torch.as_tensor(...))`` does."""
+    if isinstance(value, Tensor):
+        return value.to(dtype).to(like.dtype)
+    return torch.tensor(value, dtype=dtype).to(like.dtype)  # copied into ``like`` wherever it lives
+
+
+def _default_if_none(dtype: torch.dtype | None) -> torch.dtype:
+    return torch.get_default_dtype() if dtype is None else dtype
 
 
 def _l1_step(param: Tensor, l1: Number | None, scale: Number | Tensor) -> Tensor:
@@ -559,3 +573,91 @@ def sparse_adam(
     step_size = lr * root / (1 - beta1**t)
     new_param = _l1_step(param - step_size * (exp_avg / denom), l1, lr * root / denom)
     return new_param, {"step": step, "exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq}
+
+
+def rprop(
+    param: Tensor,
+    grad: Tensor,
+    state: State,
+    *,
+    etaminus: Number = 0.5,
+    etaplus: Number = 1.2,
+    step_size_min: Number = 1e-6,
+    step_size_max: Number = 50.0,
+    maximize: bool = False,
+    l1: Number | None = None,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Rprop (resilient backpropagation): a step size per coordinate, grown while the gradient keeps
+    its sign and shrunk when it flips; the step uses the gradient's sign only.
+
+    t ← t + 1;  s = sign(∇·∇ₚ);  η ← clamp(η·η₊, Γmin, Γmax) where s > 0, clamp(η·η₋, Γmin, Γmax)
+    where s < 0 (and there ∇ ← 0: no step, and no flip seen next time), η unchanged where s = 0;
+    θ ← θ − η·sign(∇);  ∇ₚ ← ∇.  l1: threshold η·l1 — the step size itself, since Rprop moves
+    θ by η whatever the gradient's magnitude (a steady gradient of any size moves it η per step).
+    So l1 is measured against the gradient's sign, not its size: every step is shortened by l1·η
+    towards 0, a weight at 0 stays there exactly when l1 ≥ 1, and Rprop with l1 does not reach the
+    lasso solution that the other rules' l1 reaches.
+
+    Defaults (torch.optim.Rprop): γ = 1e-2 (the initial step size η₀), (η₋, η₊) (etas) = (0.5, 1.2),
+    (Γmin, Γmax) (step_sizes) = (1e-6, 50). State: ``step``, ``prev`` (∇ₚ, the last gradient with
+    its flipped coordinates zeroed), ``step_size`` (η, per coordinate). Reference: Riedmiller &
+    Braun, "A Direct Adaptive Method for Faster Backpropagation Learning: The RPROP Algorithm",
+    IEEE International Conference on Neural Networks, 1993.
+    """
+    g = _direction(grad, maximize)
+    # torch.optim's capturable path, written with torch.where (a NaN product keeps its NaN factor).
+    factor = (g * state["prev"]).sign()
+    flipped = factor < 0
+    factor = torch.where(factor > 0, etaplus, factor)
+    factor = torch.where(flipped, etaminus, factor)
+    factor = torch.where(factor == 0, 1.0, factor)
+    step_size = torch.clamp(state["step_size"] * factor, step_size_min, step_size_max)
+    g = torch.where(flipped, 0.0, g)
+    new_param = _l1_step(param - g.sign() * step_size, l1, step_size)
+    # The counter last: torch 2.13's inductor (C++, several threads) emitted its in-place increment,
+    # read by nothing else, outside `omp single` when it came first with l1 on — every thread added 1
+    # (the kernel's probe check caught it). Last, it is emitted once.
+    step = state["step"] + 1
+    return new_param, {"step": step, "prev": g, "step_size": step_size}
+
+
+def asgd(
+    param: Tensor,
+    grad: Tensor,
+    state: State,
+    *,
+    lr: Number,
+    lambd: Number = 1e-4,
+    alpha: Number = 0.75,
+    t0: Number = 1e6,
+    weight_decay: Number | None = None,
+    maximize: bool = False,
+    eta_dtype: torch.dtype | None = None,
+    mu_dtype: torch.dtype | None = None,
+    l1: Number | None = None,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Averaged SGD: SGD with a decaying step size and a Polyak–Ruppert average of the iterates.
+
+    t ← t + 1;  g ← ∇ + λθ;  θ ← θ(1 − ζη) − ηg;  ā ← θ while μ = 1, else ā ← ā + μ(θ − ā);
+    then η ← γ / (1 + ζγt)^α and μ ← 1 / max(1, t − t₀).  l1: threshold η·l1.
+
+    Defaults (torch.optim.ASGD): γ = 1e-2, ζ (lambd) = 1e-4, α = 0.75, t₀ = 1e6, λ = 0.
+    State: ``step``, ``eta`` (η), ``mu`` (μ), ``ax`` (ā). torch.optim rounds the new η and μ
+    through ``torch.as_tensor``: to the default dtype, η to a tensor lr's own dtype
+    (``eta_dtype``, ``mu_dtype``; ``None``: the default dtype), then to the state's.
+    Reference: Polyak & Juditsky, "Acceleration of Stochastic Approximation by Averaging",
+    SIAM J. Control Optim. 30(4), 1992.
+    """
+    step = state["step"] + 1
+    eta, mu = _scalar(state["eta"]), _scalar(state["mu"])  # torch reads them as Python floats
+    g = _coupled_decay(_direction(grad, maximize), param, weight_decay)
+    new_param = _l1_step(param * (1 - lambd * eta) - eta * g, l1, eta)
+    # torch's `if mu.item() != 1` as a where: ā + (θ − ā)·1 is not always exactly θ in floating point
+    ax = torch.where(mu == 1, new_param, state["ax"] + (new_param - state["ax"]) * mu)
+    t = _scalar(step)
+    later = t - t0
+    new_eta = lr / (1 + lambd * lr * t) ** alpha
+    new_mu = 1 / (torch.clamp_min(later, 1.0) if isinstance(later, Tensor) else max(1.0, later))
+    new_eta = _rounded(new_eta, _default_if_none(eta_dtype), state["eta"])
+    new_mu = _rounded(new_mu, _default_if_none(mu_dtype), state["mu"])
+    return new_param, {"step": step, "eta": new_eta, "mu": new_mu, "ax": ax}
