@@ -876,7 +876,10 @@ class ASGD(RuleOptimizer):
 
     rule = staticmethod(rules.asgd)
     host_step = True
-    elementwise = True  # every element on its own: the fused engine may take it (and DTensor shards)
+    # The rule is elementwise, but not declared so: compiled with its three scalar states (step, eta,
+    # mu), torch 2.13's CPU kernels gave wrong numbers in some runs after a checkpoint load (1e-5
+    # relative, not always caught by the kernel's probe check). Every engine steps it eagerly, exact.
+    elementwise = False
 
     def __init__(
         self,
