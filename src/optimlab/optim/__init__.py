@@ -10,7 +10,7 @@ Rules live in :mod:`optimlab.optim.rules`; :mod:`optimlab.optim.functional` call
 from optimlab.optim import functional, rules
 from optimlab.optim.base import RuleOptimizer
 from optimlab.optim.lbfgs import LBFGS
-from optimlab.optim.optimizers import SGD, Adadelta, Adagrad, Adam, Adamax, AdamW, NAdam, RAdam, RMSprop
+from optimlab.optim.optimizers import SGD, Adadelta, Adagrad, Adam, Adamax, AdamW, Muon, NAdam, RAdam, RMSprop
 
 __all__ = [
     "LBFGS",
@@ -20,6 +20,7 @@ __all__ = [
     "Adam",
     "AdamW",
     "Adamax",
+    "Muon",
     "NAdam",
     "RAdam",
     "RMSprop",
