@@ -59,10 +59,24 @@ class ParityEntry:
     #: constructor arguments that torch.optim rejects: optimlab must raise the same exception with
     #: the same message (tests/test_optim_api.py adds the generic bad-params cases)
     invalid: tuple[dict[str, Any], ...] = ()
+    #: the parameters' shapes (p0, p1 in the first group, p2 in the second): an optimizer for
+    #: matrices (Muon) takes 2-D parameters only
+    shapes: tuple[tuple[int, ...], ...] = ()
+    #: optimlab's own keyword-only options of this class beyond torch's (and beyond the shared
+    #: ``l1``/``nonfinite``/``engine``): they come first among the extras and are param-group keys
+    options: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
         return self.ours.__name__
+
+    @property
+    def param_shapes(self) -> list[tuple[int, ...]]:
+        return list(self.shapes) if self.shapes else SHAPES
+
+    def sample_param(self, **kwargs: Any) -> torch.Tensor:
+        """A zero parameter this optimizer accepts (of its first shape)."""
+        return torch.zeros(self.param_shapes[0], **kwargs)
 
 
 V = Variant
@@ -280,6 +294,37 @@ PARITY: dict[str, ParityEntry] = {
             ),
             invalid=(*BAD_LR_WD, *BAD_BETAS, {"eps": -1.0}),
         ),
+        # torch.optim.Muon: 2-D parameters only (p0, p1 tall and of one shape, p2 wide); its math is
+        # in bfloat16 (Newton–Schulz) and optimlab's is the same ops in the same order, bit for bit.
+        ParityEntry(
+            ol.Muon,
+            torch.optim.Muon,
+            (
+                V("plain", {"lr": 0.02}, {"lr": 0.01, "weight_decay": 0.0}),
+                V(
+                    "no-nesterov-rms-adamw",
+                    {"lr": 0.02, "nesterov": False, "momentum": 0.9, "adjust_lr_fn": "match_rms_adamw"},
+                    {"nesterov": True, "momentum": 0.0, "adjust_lr_fn": "original"},
+                    (FLOAT64, FLOAT32),
+                ),
+                V(
+                    "tensor-lr-ns",
+                    {"lr": T(0.03), "ns_steps": 3, "eps": 1e-5, "ns_coefficients": (3.0, -3.2, 1.2)},
+                    {"lr": T(0.01), "weight_decay": 0.2},
+                    (FLOAT64, FLOAT32),
+                ),
+            ),
+            invalid=(
+                {"lr": -1.0},
+                {"lr": torch.tensor([0.1, 0.2])},
+                {"lr": torch.tensor(-0.1)},
+                {"weight_decay": -1e-3},
+                {"momentum": -0.5},
+                {"adjust_lr_fn": "sqrt"},
+            ),
+            shapes=((3, 2), (3, 2), (2, 5)),
+            options=("flatten", "batch_matrices"),
+        ),
     )
 }
 
@@ -311,9 +356,12 @@ DTYPES = {FLOAT64: torch.float64, FLOAT32: torch.float32, COMPLEX: torch.complex
 TOLERANCE = {FLOAT64: (1e-9, 1e-12), COMPLEX: (1e-9, 1e-12), FLOAT32: (2e-5, 1e-6)}
 
 
-def initial_params(dtype: torch.dtype, device: str = "cpu") -> list[torch.Tensor]:
+def initial_params(
+    dtype: torch.dtype, device: str = "cpu", shapes: list[tuple[int, ...]] | None = None
+) -> list[torch.Tensor]:
+    """The three parameters, of ``shapes`` (an entry's ``param_shapes``; :data:`SHAPES` by default)."""
     gen = torch.Generator().manual_seed(0)
-    return [torch.randn(shape, generator=gen, dtype=dtype).to(device) for shape in SHAPES]
+    return [torch.randn(shape, generator=gen, dtype=dtype).to(device) for shape in shapes or SHAPES]
 
 
 def gradient(step: int, index: int, param: torch.Tensor) -> torch.Tensor | None:
@@ -336,8 +384,8 @@ def run(
 
 def build_pair(entry_name: str, variant: Variant, dtype: torch.dtype, engine: str, device: str = "cpu"):
     entry = PARITY[entry_name]
-    theirs_params = [p.requires_grad_() for p in initial_params(dtype, device)]
-    ours_params = [p.requires_grad_() for p in initial_params(dtype, device)]
+    theirs_params = [p.requires_grad_() for p in initial_params(dtype, device, entry.param_shapes)]
+    ours_params = [p.requires_grad_() for p in initial_params(dtype, device, entry.param_shapes)]
     theirs = variant.build(entry.theirs, [theirs_params[:2], theirs_params[2:]])
     ours = variant.build(entry.ours, [ours_params[:2], ours_params[2:]], engine=engine)
     return theirs, theirs_params, ours, ours_params

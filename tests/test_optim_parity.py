@@ -73,7 +73,7 @@ def test_every_flag_is_switched_on_and_off() -> None:
     """The table covers each boolean flag and each optional term of every optimizer both ways,
     a tensor lr, a second param group and invalid arguments; and it lists every optimizer."""
     for name, entry in PARITY.items():
-        defaults = entry.theirs([torch.zeros(1)]).defaults
+        defaults = entry.theirs([entry.sample_param()]).defaults
         arguments = inspect.signature(entry.theirs).parameters
         toggles = [k for k in defaults if (k in FLAGS or k in TERMS) and k in arguments]
         for key in toggles:
@@ -140,7 +140,8 @@ def test_add_param_group_mid_training(entry: str, engine: str) -> None:
     """A group added after some steps gets the constructor's defaults and lazily created state."""
     runs = []
     for cls, extra in ((PARITY[entry].theirs, {}), (PARITY[entry].ours, {"engine": engine})):
-        params = [p.requires_grad_() for p in initial_params(torch.float64)]
+        shapes = PARITY[entry].param_shapes
+        params = [p.requires_grad_() for p in initial_params(torch.float64, shapes=shapes)]
         opt = cls(params[:2], lr=T(0.01) if entry == "Adadelta" else 0.01, **extra)
         run(opt, params[:2], steps=5)
         opt.add_param_group({"params": [params[2]], "lr": 0.02})

@@ -143,11 +143,14 @@ def test_l1_threshold_follows_the_scheduled_lr() -> None:
 
 def test_l1_zero_is_exactly_torch() -> None:
     for entry in PARITY.values():
-        params = [torch.linspace(-1, 1, 6, dtype=torch.float64).requires_grad_() for _ in range(2)]
+        shape = entry.param_shapes[0]  # six elements: (6,), or (3, 2) for a matrix optimizer
+        params = [
+            torch.linspace(-1, 1, 6, dtype=torch.float64).reshape(shape).requires_grad_() for _ in range(2)
+        ]
         ours, theirs = entry.ours([params[0]], l1=0.0), entry.theirs([params[1]])
         for step in range(3):
             for p in params:
-                p.grad = torch.cos(torch.arange(6, dtype=torch.float64) + step)
+                p.grad = torch.cos(torch.arange(6, dtype=torch.float64) + step).reshape(shape)
             ours.step()
             theirs.step()
         torch.testing.assert_close(params[0], params[1], rtol=1e-12, atol=1e-15)
@@ -254,7 +257,9 @@ def test_l1_is_the_same_on_every_engine(entry: str, variant: Variant, engine: st
     """Every declaration hands ``l1`` to its rule, and every engine applies it exactly once."""
     results = {}
     for name, l1, chosen in (("plain", 0.0, "eager"), ("eager", 1.5, "eager"), ("engine", 1.5, engine)):
-        params = [p.requires_grad_() for p in initial_params(torch.float64)]
+        params = [
+            p.requires_grad_() for p in initial_params(torch.float64, shapes=PARITY[entry].param_shapes)
+        ]
         opt = variant.build(PARITY[entry].ours, [params[:2], params[2:]], l1=l1, engine=chosen)
         run(opt, params, steps=10)
         results[name] = params

@@ -44,10 +44,13 @@ def test_checkpoints_load_both_ways_mid_training(entry: str, variant: Variant, e
     optimlab optimizer and a new torch.optim one; both continue 8 steps and must agree with each
     other (and stay close to a run that was never interrupted)."""
     ours_cls, theirs_cls = PARITY[entry].ours, PARITY[entry].theirs
-    reference, reference_params = fresh(theirs_cls, variant, initial_params(torch.float64))
+    shapes = PARITY[entry].param_shapes
+    reference, reference_params = fresh(theirs_cls, variant, initial_params(torch.float64, shapes=shapes))
     run(reference, reference_params, steps=16)
     for source_cls, source_extra in ((theirs_cls, {}), (ours_cls, {"engine": engine})):
-        source, source_params = fresh(source_cls, variant, initial_params(torch.float64), **source_extra)
+        source, source_params = fresh(
+            source_cls, variant, initial_params(torch.float64, shapes=shapes), **source_extra
+        )
         run(source, source_params, steps=8)
         checkpoint = source.state_dict()
         ours, ours_params = fresh(ours_cls, variant, source_params, engine=engine)
@@ -64,14 +67,14 @@ def test_checkpoints_load_both_ways_mid_training(entry: str, variant: Variant, e
         assert_same_params(ours_params, reference_params, 1e-6, 1e-9)
         ours_groups, theirs_groups = ours.state_dict()["param_groups"], theirs.state_dict()["param_groups"]
         for ours_group, theirs_group in zip(ours_groups, theirs_groups, strict=True):
-            assert set(ours_group) == set(theirs_group) | OUR_GROUP_KEYS
+            assert set(ours_group) == set(theirs_group) | OUR_GROUP_KEYS | set(PARITY[entry].options)
 
 
 def test_state_dict_format_matches_torch() -> None:
     """Same layout, keys, dtypes and shapes — including state created lazily and grad-less params."""
     for entry in PARITY.values():
         variant = entry.variants[-1]
-        params = initial_params(torch.float64)
+        params = initial_params(torch.float64, shapes=entry.param_shapes)
         ours, ours_params = fresh(entry.ours, variant, params)
         theirs, theirs_params = fresh(entry.theirs, variant, params)
         for opt, opt_params in ((ours, ours_params), (theirs, theirs_params)):
