@@ -10,6 +10,7 @@ Rules live in :mod:`optimlab.optim.rules`; :mod:`optimlab.optim.functional` call
 from optimlab.optim import functional, rules
 from optimlab.optim.base import RuleOptimizer
 from optimlab.optim.lbfgs import LBFGS
+from optimlab.optim.muon import MuonWithAdamW, muon_param_groups
 from optimlab.optim.optimizers import SGD, Adadelta, Adagrad, Adam, Adamax, AdamW, Muon, NAdam, RAdam, RMSprop
 
 __all__ = [
@@ -21,10 +22,12 @@ __all__ = [
     "AdamW",
     "Adamax",
     "Muon",
+    "MuonWithAdamW",
     "NAdam",
     "RAdam",
     "RMSprop",
     "RuleOptimizer",
     "functional",
+    "muon_param_groups",
     "rules",
 ]

@@ -695,6 +695,8 @@ class Muon(RuleOptimizer):
         }
         super().__init__(params, defaults, l1=l1, nonfinite=nonfinite, engine=engine)
         for group in self.param_groups:
+            if not group.get("use_muon", True):  # MuonWithAdamW's AdamW groups
+                continue
             for p in group["params"]:
                 # (an empty placeholder is not checked: functional.update declares with torch.empty(0))
                 if (p.ndim < 2 or not group["flatten"]) and p.ndim != 2 and p.numel() > 0:
