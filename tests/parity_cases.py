@@ -65,10 +65,21 @@ class ParityEntry:
     #: the gradients the harness gives: ``"dense"`` or ``"sparse"`` (SparseAdam, which takes
     #: nothing else; see :func:`gradient`)
     gradients: str = "dense"
+    #: optimlab's own keyword-only options of this class beyond torch's (and beyond the shared
+    #: ``l1``/``nonfinite``/``engine``): they come first among the extras and are param-group keys
+    options: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
         return self.ours.__name__
+
+    @property
+    def param_shapes(self) -> list[tuple[int, ...]]:
+        return list(self.shapes) if self.shapes else SHAPES
+
+    def sample_param(self, **kwargs: Any) -> torch.Tensor:
+        """A zero parameter this optimizer accepts (of its first shape)."""
+        return torch.zeros(self.param_shapes[0], **kwargs)
 
     def params(self, dtype: torch.dtype, device: str = "cpu") -> list[torch.Tensor]:
         """This entry's initial parameters (leaves that require grad)."""
@@ -289,6 +300,37 @@ PARITY: dict[str, ParityEntry] = {
                 ),
             ),
             invalid=(*BAD_LR_WD, *BAD_BETAS, {"eps": -1.0}),
+        ),
+        # torch.optim.Muon: 2-D parameters only (p0, p1 tall and of one shape, p2 wide); its math is
+        # in bfloat16 (Newton–Schulz) and optimlab's is the same ops in the same order, bit for bit.
+        ParityEntry(
+            ol.Muon,
+            torch.optim.Muon,
+            (
+                V("plain", {"lr": 0.02}, {"lr": 0.01, "weight_decay": 0.0}),
+                V(
+                    "no-nesterov-rms-adamw",
+                    {"lr": 0.02, "nesterov": False, "momentum": 0.9, "adjust_lr_fn": "match_rms_adamw"},
+                    {"nesterov": True, "momentum": 0.0, "adjust_lr_fn": "original"},
+                    (FLOAT64, FLOAT32),
+                ),
+                V(
+                    "tensor-lr-ns",
+                    {"lr": T(0.03), "ns_steps": 3, "eps": 1e-5, "ns_coefficients": (3.0, -3.2, 1.2)},
+                    {"lr": T(0.01), "weight_decay": 0.2},
+                    (FLOAT64, FLOAT32),
+                ),
+            ),
+            invalid=(
+                {"lr": -1.0},
+                {"lr": torch.tensor([0.1, 0.2])},
+                {"lr": torch.tensor(-0.1)},
+                {"weight_decay": -1e-3},
+                {"momentum": -0.5},
+                {"adjust_lr_fn": "sqrt"},
+            ),
+            shapes=((3, 2), (3, 2), (2, 5)),
+            options=("flatten", "batch_matrices"),
         ),
         # Adafactor factors its statistics over the last two dims: a matrix, a 3-D tensor (a stack of
         # factored matrices), a vector and a scalar (unfactored). torch rejects complex parameters.

@@ -15,10 +15,14 @@ from parity_cases import PARITY
 OURS_EXTRA = ("l1", "nonfinite", "engine")
 PAIRS = [(entry.ours, entry.theirs) for entry in PARITY.values()] + [(ol.LBFGS, torch.optim.LBFGS)]
 PAIR_IDS = [ours.__name__ for ours, _ in PAIRS]
+#: each class's own options beyond torch's and OURS_EXTRA (Muon's flatten, batch_matrices)
+OPTIONS = {entry.ours: entry.options for entry in PARITY.values()}
+#: a parameter shape each class accepts (Muon: matrices only)
+SHAPE = {entry.ours: entry.param_shapes[0] for entry in PARITY.values()}
 
 
-def param() -> torch.Tensor:
-    return torch.zeros(3, requires_grad=True)
+def param(cls: type | None = None) -> torch.Tensor:
+    return torch.zeros(SHAPE.get(cls, (3,)), requires_grad=True)
 
 
 # --- signatures ---------------------------------------------------------------------------------
@@ -29,22 +33,24 @@ def test_subclass_and_same_signature(ours: type, theirs: type) -> None:
     assert issubclass(ours, torch.optim.Optimizer)
     ours_params = list(inspect.signature(ours.__init__).parameters.values())
     theirs_params = list(inspect.signature(theirs.__init__).parameters.values())
-    extra = [p for p in ours_params if p.name in OURS_EXTRA]
-    shared = [p for p in ours_params if p.name not in OURS_EXTRA]
+    own = (*OURS_EXTRA, *OPTIONS.get(ours, ()))
+    extra = [p for p in ours_params if p.name in own]
+    shared = [p for p in ours_params if p.name not in own]
     assert [(p.name, p.kind, p.default) for p in shared] == [
         (p.name, p.kind, p.default) for p in theirs_params
     ]
     assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in extra)
     if ours is not ol.LBFGS:
-        assert [p.name for p in extra] == list(OURS_EXTRA)
-        assert [p.default for p in extra] == [0.0, "propagate", None]
+        assert [p.name for p in extra] == [*OPTIONS[ours], *OURS_EXTRA]
+        assert [p.default for p in extra][-3:] == [0.0, "propagate", None]
 
 
 @pytest.mark.parametrize(("ours", "theirs"), PAIRS, ids=PAIR_IDS)
 def test_same_defaults_in_param_groups(ours: type, theirs: type) -> None:
-    ours_group = ours([param()]).param_groups[0]
-    theirs_group = theirs([param()]).param_groups[0]
-    shared = {k: v for k, v in ours_group.items() if k not in ("params", "l1", "nonfinite", "skipped_steps")}
+    ours_group = ours([param(ours)]).param_groups[0]
+    theirs_group = theirs([param(ours)]).param_groups[0]
+    ours_only = ("params", "l1", "nonfinite", "skipped_steps", *OPTIONS.get(ours, ()))
+    shared = {k: v for k, v in ours_group.items() if k not in ours_only}
     assert shared.keys() == {k for k in theirs_group if k != "params"}
     for key, value in shared.items():
         assert value == theirs_group[key], key
@@ -90,8 +96,8 @@ def raised(build: Callable[[], Any]) -> BaseException:
     ids=[f"{o.__name__}-{p or ','.join(k)}-{i}" for i, (o, _, k, p) in enumerate(VALIDATION_CASES)],
 )
 def test_same_error_as_torch(ours: type, theirs: type, kwargs: dict[str, Any], params: str | None) -> None:
-    theirs_error = raised(lambda: theirs(bad_params(params) if params else [param()], **kwargs))
-    ours_error = raised(lambda: ours(bad_params(params) if params else [param()], **kwargs))
+    theirs_error = raised(lambda: theirs(bad_params(params) if params else [param(ours)], **kwargs))
+    ours_error = raised(lambda: ours(bad_params(params) if params else [param(ours)], **kwargs))
     assert type(ours_error) is type(theirs_error)
     assert str(ours_error) == str(theirs_error)
     if kwargs:  # the message names the argument (learning rate, beta, epsilon, ...)
@@ -112,7 +118,7 @@ def test_lbfgs_rejects_param_groups_like_torch() -> None:
 def test_our_own_arguments_are_validated(kwargs: dict[str, Any], fragment: str) -> None:
     for entry in PARITY.values():
         with pytest.raises(ValueError, match=fragment):
-            entry.ours([param()], **kwargs)
+            entry.ours([param(entry.ours)], **kwargs)
 
 
 # --- implementation flags ------------------------------------------------------------------------
@@ -127,10 +133,10 @@ def test_implementation_flags_are_accepted(cls: type) -> None:
         if flag not in arguments:
             continue
         for value in values:
-            p = param()
+            p = param(cls)
             opt = cls([p], **{flag: value})
             assert opt.param_groups[0][flag] == value
-            p.grad = torch.ones(3)
+            p.grad = torch.ones_like(p)
             opt.step()
             assert torch.isfinite(p).all() and (p != 0).any()
     if "fused" in arguments:
@@ -260,7 +266,7 @@ def test_scheduler_drives_optimlab_like_torch(case: str) -> None:
 @pytest.mark.parametrize("cls", [*FLAG_CLASSES, ol.LBFGS], ids=lambda c: c.__name__)
 def test_step_hooks_fire_once_per_step(cls: type) -> None:
     torch.optim.LBFGS([param()])  # wraps torch's own LBFGS.step with the hook machinery too
-    p = param()
+    p = param(cls)
     opt = cls([p])
     calls: list[str] = []
     opt.register_step_pre_hook(lambda o, args, kwargs: calls.append("pre"))

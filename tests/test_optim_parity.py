@@ -72,7 +72,7 @@ def test_every_flag_is_switched_on_and_off() -> None:
     """The table covers each boolean flag and each optional term of every optimizer both ways,
     a tensor lr, a second param group and invalid arguments; and it lists every optimizer."""
     for name, entry in PARITY.items():
-        defaults = entry.theirs([torch.zeros(1)]).defaults
+        defaults = entry.theirs([entry.sample_param()]).defaults
         arguments = inspect.signature(entry.theirs).parameters
         toggles = [k for k in defaults if (k in FLAGS or k in TERMS) and k in arguments]
         for key in toggles:

@@ -168,11 +168,15 @@ def test_l1_threshold_follows_the_scheduled_lr() -> None:
 
 def test_l1_zero_is_exactly_torch() -> None:
     for entry in PARITY.values():
-        params = [torch.linspace(-1, 1, 6, dtype=torch.float64).requires_grad_() for _ in range(2)]
+        # six elements: (6,), or (3, 2) for a matrix optimizer; sparse gradients on (6,)
+        shape = (6,) if entry.gradients == "sparse" else entry.param_shapes[0]
+        params = [
+            torch.linspace(-1, 1, 6, dtype=torch.float64).reshape(shape).requires_grad_() for _ in range(2)
+        ]
         ours, theirs = entry.ours([params[0]], l1=0.0), entry.theirs([params[1]])
         for step in range(3):
             for p in params:
-                p.grad = torch.cos(torch.arange(6, dtype=torch.float64) + step)
+                p.grad = torch.cos(torch.arange(6, dtype=torch.float64) + step).reshape(shape)
                 if entry.gradients == "sparse":  # entries 0, 2, 2 and 5 (SparseAdam)
                     p.grad = torch.sparse_coo_tensor(torch.tensor([[0, 2, 2, 5]]), p.grad[:4], (6,))
             ours.step()

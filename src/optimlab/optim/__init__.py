@@ -12,6 +12,7 @@ from optimlab.optim import functional, rules
 from optimlab.optim.base import RuleOptimizer
 from optimlab.optim.lbfgs import LBFGS
 from optimlab.optim.modern import ADOPT, AdamWScheduleFree, AdEMAMix, Lamb, Lion, Prodigy, SGDScheduleFree
+from optimlab.optim.muon import MuonWithAdamW, muon_param_groups
 from optimlab.optim.optimizers import (
     ASGD,
     SGD,
@@ -21,6 +22,7 @@ from optimlab.optim.optimizers import (
     Adam,
     Adamax,
     AdamW,
+    Muon,
     NAdam,
     RAdam,
     RMSprop,
@@ -43,6 +45,8 @@ __all__ = [
     "Adamax",
     "Lamb",
     "Lion",
+    "Muon",
+    "MuonWithAdamW",
     "NAdam",
     "Prodigy",
     "RAdam",
@@ -52,5 +56,6 @@ __all__ = [
     "SGDScheduleFree",
     "SparseAdam",
     "functional",
+    "muon_param_groups",
     "rules",
 ]

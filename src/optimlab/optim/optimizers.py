@@ -32,6 +32,7 @@ __all__ = [
     "Adam",
     "AdamW",
     "Adamax",
+    "Muon",
     "NAdam",
     "RAdam",
     "RMSprop",
@@ -948,4 +949,130 @@ class ASGD(RuleOptimizer):
             # torch rounds the new η and μ through torch.as_tensor: a tensor lr's dtype, else the default
             "eta_dtype": lr.dtype if isinstance(lr, Tensor) else default,
             "mu_dtype": default,
+        }
+
+
+class Muon(RuleOptimizer):
+    """Muon (momentum orthogonalized by Newton–Schulz) for 2-D hidden-layer weights — see
+    :func:`rules.muon`. torch.optim.Muon's arguments, defaults, checks, state and numbers; beyond
+    torch, two keyword-only options (both off by default, so that the default is torch's numbers):
+
+    * ``flatten=False``: with ``True``, parameters of ndim ≥ 2 are accepted — a convolution's weight
+      (out, in, kh, kw) is orthogonalized as the (out, in·kh·kw) matrix, with the learning-rate
+      adjustment of that flattened shape (torch.optim.Muon rejects them: ``False`` keeps its error).
+      Equal to torch.optim.Muon on the weight reshaped to 2-D.
+    * ``batch_matrices=False``: with ``True``, same-shape matrices of a param group go through
+      Newton–Schulz together, as one stack (batched matmuls: fewer, larger calls). On CPU, torch's
+      batched bfloat16 matmul (``baddbmm``) does not always round as its one-matrix ``addmm`` does:
+      an element of the update may differ by one bfloat16 ulp (2⁻⁸ relative) from torch.optim.Muon's,
+      hence off by default. A group that has ``flatten`` work to do (a parameter of ndim > 2) is
+      stepped one matrix at a time.
+
+    Both are param-group settings (a group may set its own). Like torch.optim.Muon it supports
+    neither complex parameters nor sparse gradients, and has no ``foreach``, ``fused`` or
+    ``differentiable`` flag. For a whole model (Muon for the hidden matrices, AdamW for embeddings,
+    heads, biases and norms) see :class:`optimlab.optim.MuonWithAdamW`.
+
+    Example::
+
+        >>> import torch, optimlab.optim as optim
+        >>> conv = torch.nn.Conv2d(3, 8, 3)
+        >>> opt = optim.Muon([conv.weight], lr=0.02, flatten=True)
+    """
+
+    rule = staticmethod(rules.muon)
+    matrix = True  # the rule takes stacks of same-shape matrices (batch_matrices=True)
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float | Tensor = 1e-3,
+        weight_decay: float = 0.1,
+        momentum: float = 0.95,
+        nesterov: bool = True,
+        ns_coefficients: tuple[float, float, float] = rules.MUON_NS_COEFFICIENTS,
+        eps: float = rules.MUON_EPS,
+        ns_steps: int = rules.MUON_NS_STEPS,
+        adjust_lr_fn: str | None = None,
+        *,
+        flatten: bool = False,
+        batch_matrices: bool = False,
+        l1: float = 0.0,
+        nonfinite: NonFinitePolicy = "propagate",
+        engine: str | None = None,
+    ) -> None:
+        check_tensor_lr(lr)
+        if not lr >= 0.0:
+            raise ValueError(f"Learning rate should be >= 0 but is: {lr}")
+        if not momentum >= 0.0:
+            raise ValueError(f"momentum should be >= 0 but is: {momentum}")
+        if not weight_decay >= 0.0:
+            raise ValueError(f"weight decay should be >= 0 but is: {weight_decay}")
+        if adjust_lr_fn is not None and adjust_lr_fn not in ["original", "match_rms_adamw"]:
+            raise ValueError(f"Adjust learning rate function {adjust_lr_fn} is not supported")
+        defaults = {
+            "lr": lr,
+            "weight_decay": weight_decay,
+            "momentum": momentum,
+            "nesterov": nesterov,
+            "ns_coefficients": ns_coefficients,
+            "eps": eps,
+            "ns_steps": ns_steps,
+            "adjust_lr_fn": adjust_lr_fn,
+            "flatten": flatten,
+            "batch_matrices": batch_matrices,
+        }
+        super().__init__(params, defaults, l1=l1, nonfinite=nonfinite, engine=engine)
+        for group in self.param_groups:
+            if not group.get("use_muon", True):  # MuonWithAdamW's AdamW groups
+                continue
+            for p in group["params"]:
+                # (an empty placeholder is not checked: functional.update declares with torch.empty(0))
+                if (p.ndim < 2 or not group["flatten"]) and p.ndim != 2 and p.numel() > 0:
+                    raise ValueError(
+                        f"Muon only supports 2D parameters whereas we found a parameter with size: {p.size()}"
+                    )
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        # torch.optim's __setstate__ adds differentiable=False to the defaults, which the base class
+        # then copies into every group; torch.optim.Muon's groups have no such key
+        for group in self.param_groups:
+            group.pop("differentiable", None)
+
+    def params_with_grad(self, group: dict[str, Any]) -> tuple[list[Tensor], list[Tensor]]:
+        """torch.optim.Muon's checks at the step, in its order: complex parameters, sparse gradients
+        (every parameter), then a gradient that is not a matrix."""
+        params = [p for p in group["params"] if p.grad is not None]
+        for p in params:
+            if torch.is_complex(p):
+                raise RuntimeError("Muon does not support complex parameters")
+            if p.grad.is_sparse:
+                raise RuntimeError("Muon does not support sparse gradients")
+        for p in params:
+            if p.grad.ndim != 2 and not (group["flatten"] and p.grad.ndim > 2):
+                raise ValueError("Param gradient must be a 2D matrix")
+        return params, [p.grad for p in params]
+
+    def init_state(self, param: Tensor, group: dict[str, Any]) -> dict[str, Tensor]:
+        return {"momentum_buffer": _zeros(param)}
+
+    def _flattens(self, group: dict[str, Any]) -> bool:
+        return bool(group["flatten"]) and any(p.dim() > 2 for p in group["params"])
+
+    def batches_matrices(self, group: dict[str, Any]) -> bool:
+        return bool(group["batch_matrices"]) and not self._flattens(group)
+
+    def rule_hyperparameters(self, group: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "l1": optional_term(group["l1"]),
+            "lr": scalar_hyperparameter(group["lr"]),
+            "weight_decay": optional_term(group["weight_decay"]),
+            "momentum": group["momentum"],
+            "nesterov": group["nesterov"],
+            "ns_coefficients": tuple(group["ns_coefficients"]),
+            "eps": group["eps"],
+            "ns_steps": group["ns_steps"],
+            "adjust_lr_fn": group["adjust_lr_fn"],
+            "flatten": self._flattens(group),
         }

@@ -47,6 +47,7 @@ __all__ = [
     "adamax",
     "asgd",
     "l1_proximal",
+    "muon",
     "nadam",
     "radam",
     "rmsprop",
@@ -661,3 +662,129 @@ def asgd(
     new_eta = _rounded(new_eta, _default_if_none(eta_dtype), state["eta"])
     new_mu = _rounded(new_mu, _default_if_none(mu_dtype), state["mu"])
     return new_param, {"step": step, "eta": new_eta, "mu": new_mu, "ax": ax}
+
+
+# --- Muon ----------------------------------------------------------------------------------------
+
+#: torch.optim.Muon's Newton–Schulz coefficients, steps and ε (Keller Jordan's constants)
+MUON_NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
+MUON_NS_STEPS = 5
+MUON_EPS = 1e-7
+
+
+def _lerp(start: Tensor, end: Tensor, weight: Number) -> Tensor:
+    """``torch.lerp`` (torch's op for a Python-float weight), written out for a tensor weight."""
+    return (
+        torch.lerp(start, end, weight) if isinstance(weight, float | int) else start + weight * (end - start)
+    )
+
+
+def _addmm(input: Tensor, left: Tensor, right: Tensor, *, beta: float, alpha: float = 1.0) -> Tensor:
+    """β·input + α·left @ right: ``torch.addmm`` for one matrix (torch.optim.Muon's op, so that one
+    matrix at a time gives its bits), ``torch.baddbmm`` for a stack of them."""
+    if input.dim() == 2:
+        return torch.addmm(input, left, right, beta=beta, alpha=alpha)
+    return torch.baddbmm(input, left, right, beta=beta, alpha=alpha)
+
+
+def _add_scaled(param: Tensor, update: Tensor, alpha: Number) -> Tensor:
+    """θ + α·u as torch's ``param.add_(update, alpha=α)`` computes it: one fused multiply-add in the
+    parameter's precision (α rounded to it). A tensor α (a scheduled or vmapped lr) cannot be the
+    ``alpha`` argument without a host read, so its multiply-add is carried out in float64 — exact for
+    float32 parameters, within an ulp for float64 ones."""
+    if not isinstance(alpha, Tensor):
+        return torch.add(param, update, alpha=alpha)
+    if param.dtype == torch.float64:
+        return param + alpha.to(torch.float64) * update.to(torch.float64)
+    opmath = alpha.to(torch.float32).to(torch.float64)  # the kernel's float32 alpha
+    return (param.to(torch.float64) + opmath * update.to(torch.float64)).to(param.dtype)
+
+
+def newton_schulz(
+    matrix: Tensor,
+    coefficients: tuple[float, float, float] = MUON_NS_COEFFICIENTS,
+    steps: int = MUON_NS_STEPS,
+    eps: float = MUON_EPS,
+) -> Tensor:
+    """The quintic Newton–Schulz iteration of torch.optim.Muon, X ← aX + (bA + cA²)X with A = XXᵀ,
+    in bfloat16: an approximate orthogonalization U·S'·Vᵀ (S' ≈ Uniform(0.5, 1.5)) of G = U·S·Vᵀ.
+
+    ``matrix`` is one matrix (m, n) or a stack (k, m, n) (norms over the last two dims). Tall
+    matrices are iterated transposed, as torch does. Returns a bfloat16 tensor of ``matrix``'s shape.
+    """
+    if steps >= 100:
+        raise ValueError("Number of steps must be less than 100 for computational efficiency")
+    if matrix.dim() not in (2, 3):
+        raise ValueError("Input tensor gradient must be a 2D matrix")
+    if len(coefficients) != 3:
+        raise ValueError("Coefficients must be a tuple of exactly 3 values")
+    a, b, c = coefficients
+    tall = matrix.size(-2) > matrix.size(-1)
+    x = matrix.bfloat16()
+    if tall:
+        x = x.transpose(-2, -1)
+    # the spectral norm at most 1 (the Frobenius norm bounds it); x.norm() is torch's reduction
+    norm = x.norm() if x.dim() == 2 else x.norm(dim=(-2, -1), keepdim=True)
+    x = x / norm.clamp(min=eps)
+    for _ in range(steps):
+        gram = x @ x.transpose(-2, -1)
+        gram_update = _addmm(gram, gram, gram, beta=b, alpha=c)
+        x = _addmm(x, gram_update, x, beta=a)
+    return x.transpose(-2, -1) if tall else x
+
+
+def muon_lr_ratio(rows: int, cols: int, adjust_lr_fn: str | None) -> float:
+    """torch.optim.Muon's learning-rate adjustment for an (rows, cols) matrix: √max(1, rows/cols)
+    ("original", Keller Jordan's, and ``None``), 0.2·√max(rows, cols) ("match_rms_adamw", Moonshot's:
+    the update's RMS that of AdamW's), 1 for anything else."""
+    if adjust_lr_fn is None or adjust_lr_fn == "original":
+        return math.sqrt(max(1, rows / cols))
+    if adjust_lr_fn == "match_rms_adamw":
+        return 0.2 * math.sqrt(max(rows, cols))
+    return 1.0
+
+
+def muon(
+    param: Tensor,
+    grad: Tensor,
+    state: State,
+    *,
+    lr: Number = 1e-3,
+    weight_decay: Number | None = None,
+    momentum: Number = 0.95,
+    nesterov: bool = True,
+    ns_coefficients: tuple[float, float, float] = MUON_NS_COEFFICIENTS,
+    eps: float = MUON_EPS,
+    ns_steps: int = MUON_NS_STEPS,
+    adjust_lr_fn: str | None = None,
+    flatten: bool = False,
+    l1: Number | None = None,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Muon: momentum, orthogonalized by Newton–Schulz, for the matrices of hidden layers.
+
+    b ← μb + (1 − μ)∇ (torch's ``lerp``);  u = ∇ + μ(b − ∇) with nesterov (``lerp``), else u = b;
+    O = NS(u) (:func:`newton_schulz`, in bfloat16);  θ ← θ(1 − γλ) − γ·r·O, r = :func:`muon_lr_ratio`
+    of the matrix's shape.  l1: threshold γ·r·l1 (the update has no per-coordinate metric: the
+    threshold of SGD with step γ·r).
+
+    ``param`` is one matrix (m, n) or a stack (k, m, n) of same-shape matrices, each orthogonalized
+    on its own (the engines' :attr:`~optimlab.optim.base.RuleOptimizer.matrix` stacks). With
+    ``flatten=True`` it is one parameter of any ndim ≥ 2 (a convolution's (out, in, kh, kw)),
+    orthogonalized as the (out, in·kh·kw) matrix, r computed from that shape; never a stack.
+
+    Defaults (torch.optim.Muon): γ = 1e-3, λ = 0.1, μ = 0.95, nesterov = True, NS coefficients
+    (3.4445, −4.7750, 2.0315), 5 steps, ε = 1e-7, adjust_lr_fn = None ("original").
+    State: ``momentum_buffer`` (b). References: Jordan et al., "Muon: An optimizer for hidden layers
+    in neural networks", 2024 (kellerjordan.github.io/posts/muon); Liu et al., "Muon is Scalable for
+    LLM Training", arXiv:2502.16982, 2025 (match_rms_adamw).
+    """
+    buf = _lerp(state["momentum_buffer"], grad, 1 - momentum)
+    update = _lerp(grad, buf, momentum) if nesterov else buf
+    if flatten and update.dim() > 2:
+        update = update.reshape(update.shape[0], -1)
+    rows, cols = update.shape[-2:]
+    ortho = newton_schulz(update, ns_coefficients, ns_steps, eps).reshape(param.shape)
+    adjusted_lr = lr * muon_lr_ratio(rows, cols, adjust_lr_fn)
+    new_param = _decoupled_decay(param, lr, weight_decay)
+    new_param = _add_scaled(new_param, ortho, -adjusted_lr)
+    return _l1_step(new_param, l1, adjusted_lr), {"momentum_buffer": buf}
