@@ -32,11 +32,24 @@ def test_every_preset_builds_its_optimlab_optimizer() -> None:
         "nadam",
         "radam",
         "lbfgs",
+        # issue 13: torch.optim's other classes and the modern optimizers (SparseAdam takes sparse
+        # gradients only, which no lab problem has)
+        "rprop",
+        "asgd",
+        "adafactor",
+        "muon",
+        "lion",
+        "adopt",
+        "ademamix",
+        "lamb",
+        "prodigy",
+        "adamw-schedulefree",
+        "sgd-schedulefree",
     }
-    param = torch.zeros(3, requires_grad=True)
+    params = [torch.zeros(3, 2, requires_grad=True), torch.zeros(3, requires_grad=True)]
     for name in PRESETS:
         for profile in ("seed", "torch"):
-            optimizer = make_config(name, defaults=profile).build([param])
+            optimizer = make_config(name, defaults=profile).build(params)
             assert type(optimizer).__module__.startswith("optimlab.optim")
             if isinstance(optimizer, optim.RuleOptimizer):
                 assert optimizer.engine.name == "eager"

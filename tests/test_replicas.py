@@ -170,6 +170,11 @@ MIXED = [
     *replicas("adadelta", [18, 19], {"lr": [1.0, 0.5], "rho": [0.9, 0.95], "weight_decay": 1e-3}),
     *replicas("nadam", [20, 21], {"lr": [2e-3, 1e-2], "momentum_decay": [4e-3, 1e-2]}),
     *replicas("radam", [22, 23], {"lr": [1e-3, 1e-2], "decoupled_weight_decay": True, "weight_decay": 0.01}),
+    *replicas("rprop", [24, 25], {"lr": [1e-3, 1e-2], "etas": (0.4, 1.3), "step_sizes": (1e-5, 0.5)}),
+    *replicas(
+        "lion", [26, 27], {"lr": [1e-3, 3e-3], "betas": [(0.9, 0.99), (0.95, 0.98)], "weight_decay": 0.1}
+    ),
+    *replicas("adopt", [28, 29], {"lr": [1e-2, 3e-3], "weight_decay": 0.01, "decouple": True}),
 ]
 
 

@@ -19,6 +19,10 @@ and hand them to :func:`run_steps`, which records what the lab records of a run:
 ``on_steps(n)``, when given, is told the steps trained: at every evaluation, the steps since the
 last call (and the rest when the run ends), so that its calls add up to the steps of the run.
 
+An optimizer with ``train()``/``eval()`` modes (Schedule-Free) trains in train mode and is evaluated
+in eval mode, at its averaged weights, as its authors require (:func:`evaluation_mode`); a model
+with BatchNorm then gets its statistics recomputed there first, as they advise.
+
 ``clip_norm`` clips the gradient's global norm (``torch.nn.utils.clip_grad_norm_``) before each
 first-order step; closure-based optimizers get the true gradient (their line search and curvature
 pairs need it), and their regularization comes in as a ``penalty`` added to the objective.
@@ -27,10 +31,12 @@ The batched replicas (lab/replicas/) follow the same protocol on stacked models.
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -42,6 +48,43 @@ from optimlab.lab.run import EvaluationSchedule, RunRecord
 
 #: ``on_steps(n)``: told that ``n`` more run-steps were trained (a batched step of R replicas is R)
 StepsCallback = Callable[[int], None]
+
+#: training batches over which BatchNorm statistics are recomputed at Schedule-Free's averaged
+#: weights before an evaluation, at most (its authors suggest about 50)
+BATCHNORM_BATCHES = 50
+
+
+def has_modes(optimizer: Optimizer) -> bool:
+    """Whether ``optimizer`` has train and eval modes (Schedule-Free's ``train()``/``eval()``)."""
+    return callable(getattr(optimizer, "train", None)) and callable(getattr(optimizer, "eval", None))
+
+
+@contextmanager
+def evaluation_mode(
+    optimizer: Optimizer, model: nn.Module, problem: Any, seed: int, epoch: int
+) -> Iterator[None]:
+    """Evaluate as the optimizer's authors require: an optimizer with modes is switched to ``eval()``
+    (its parameters become the averaged iterate x) and back to ``train()`` afterwards; a model with
+    BatchNorm layers first gets their running statistics recomputed at x over up to
+    :data:`BATCHNORM_BATCHES` batches of ``epoch`` (Schedule-Free's README; the forward passes
+    train nothing). Other optimizers are evaluated as they are."""
+    if not has_modes(optimizer):
+        yield
+        return
+    from optimlab.optim.modern.schedulefree import recompute_batchnorm
+
+    training = model.training
+    if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        recompute_batchnorm(
+            model, optimizer, itertools.islice(problem.batches(seed, epoch), BATCHNORM_BATCHES)
+        )
+    else:
+        optimizer.eval()
+    try:
+        yield
+    finally:
+        optimizer.train()
+        model.train(training)
 
 
 def divergence(value: float, threshold: float) -> str | None:
@@ -144,7 +187,18 @@ def run_steps(
             kind = "nan"
         return kind
 
-    initial = record_evaluation(0, evaluate(model))
+    if has_modes(optimizer):
+        optimizer.train()  # Schedule-Free steps only in train mode
+
+    def evaluated(epoch: int) -> dict[str, float]:
+        with evaluation_mode(optimizer, model, problem, seed, epoch):
+            return evaluate(model)
+
+    def evaluated_objective(epoch: int) -> float:
+        with evaluation_mode(optimizer, model, problem, seed, epoch):
+            return objective(problem, model)
+
+    initial = record_evaluation(0, evaluated(0))
     threshold = explosion_threshold(initial, explosion_factor)
     stop = divergence(initial, math.inf)
     for epoch in range(epochs):
@@ -191,13 +245,13 @@ def run_steps(
             if per_step:
                 step_scheduler(scheduler)
             if schedule.within_epoch(step):
-                value = {"loss": objective(problem, model)}
+                value = {"loss": evaluated_objective(epoch)}
                 stop = diverged(record_evaluation(step / schedule.steps_per_epoch, value))
                 if stop:
                     break
         if stop:
             break
-        loss_now = record_evaluation(epoch + 1, evaluate(model))
+        loss_now = record_evaluation(epoch + 1, evaluated(epoch))
         stop = diverged(loss_now)
         if scheduler is not None and not per_step and not stop:
             step_scheduler(scheduler, loss_now)

@@ -7,7 +7,15 @@ sets of default hyperparameters:
 * ``seed`` — the seed experiment's settings: lr 0.01 for every optimizer, RMSprop α = 0.9, betas
   (0.9, 0.99) for the Adam family, L-BFGS max_iter = max_eval = 10 (the default of ``optimlab
   compare``);
-* ``torch`` — torch.optim's own defaults (lr 1e-3 for SGD and Adam, 1.0 for Adadelta, …).
+* ``torch`` — torch.optim's own defaults (lr 1e-3 for SGD and Adam, 1.0 for Adadelta, …), or the
+  reference package's for the modern optimizers.
+
+The optimizers beyond the seed post (Rprop, ASGD, Adafactor, Muon, Lion, ADOPT, AdEMAMix, LAMB,
+Prodigy, Schedule-Free) are not in the default set; their ``seed`` profile is lr 0.01 where the
+method's steps have Adam's scale, and the scale it needs otherwise (Lion 1e-3, as its authors advise
+3–10× below AdamW's; Muon 0.02 with AdamW at 0.01 for the non-matrix parameters; Prodigy 1, its
+multiplier of the estimated step; Schedule-Free SGD 0.1). Their search spaces are what their papers
+tune. Schedule-Free runs are evaluated in ``eval()`` mode (:func:`optimlab.lab.loop.run_steps`).
 
 Overrides use the syntax ``preset:key=value,key=value`` with ``/`` separating tuple items::
 
@@ -38,7 +46,9 @@ from optimlab.lab.spec import format_spec, format_value, parse_spec, split_specs
 DEFAULTS_PROFILES: tuple[str, ...] = ("seed", "torch")
 
 #: constructor arguments that are implementation switches, not hyperparameters
-_IMPLEMENTATION_FLAGS = frozenset({"params", "foreach", "fused", "differentiable", "capturable", "engine"})
+_IMPLEMENTATION_FLAGS = frozenset(
+    {"params", "foreach", "fused", "differentiable", "capturable", "engine", "use_triton", "fsdp_in_use"}
+)
 
 
 @dataclass(frozen=True)
@@ -163,6 +173,94 @@ PRESETS: dict[str, Preset] = {
             search_space=_ADAM_SPACE,
         ),
         Preset(
+            "rprop",
+            "sign-based steps with per-coordinate step sizes that grow or shrink (full batch)",
+            optim.Rprop,
+            seed={"lr": 0.01},
+            search_space={"lr": SearchDim(1e-4, 0.1, log=True)},
+        ),
+        Preset(
+            "asgd",
+            "SGD with a decaying step and a running (Polyak–Ruppert) average of the iterates",
+            optim.ASGD,
+            seed={"lr": 0.01},
+            search_space={"lr": SearchDim(1e-4, 1.0, log=True)},
+        ),
+        Preset(
+            "adafactor",
+            "Adam-like steps with a factored second moment (row and column averages)",
+            optim.Adafactor,
+            seed={"lr": 0.01},
+            search_space={"lr": SearchDim(1e-4, 0.3, log=True)},
+        ),
+        Preset(
+            "muon",
+            "Muon (orthogonalized momentum) for ≥ 2-D weights, AdamW (lr 0.01) for the rest",
+            optim.MuonWithAdamW,
+            fixed={"flatten": True},
+            seed={"lr": 0.02, "adamw_lr": 0.01},
+            torch={"lr": 0.02},
+            search_space={"lr": SearchDim(1e-3, 0.3, log=True), "momentum": SearchDim(0.8, 0.99)},
+        ),
+        Preset(
+            "lion",
+            "sign of an interpolated momentum (lr ~10× below AdamW's), decoupled weight decay",
+            optim.Lion,
+            seed={"lr": 0.001},
+            search_space={
+                "lr": SearchDim(1e-5, 0.03, log=True),
+                "weight_decay": SearchDim(1e-3, 1.0, log=True),
+            },
+        ),
+        Preset(
+            "adopt",
+            "Adam with the second moment of the previous step (converges with any β₂)",
+            optim.ADOPT,
+            seed={"lr": 0.01},
+            search_space=_ADAM_SPACE,
+        ),
+        Preset(
+            "ademamix",
+            "Adam with a second, slow momentum mixed in (α, β₃)",
+            optim.AdEMAMix,
+            seed={"lr": 0.01},
+            search_space={"lr": SearchDim(1e-5, 0.3, log=True), "alpha": SearchDim(1.0, 10.0)},
+        ),
+        Preset(
+            "lamb",
+            "Adam steps scaled per tensor by the trust ratio ‖θ‖/‖update‖ (large batches)",
+            optim.Lamb,
+            seed={"lr": 0.01},
+            search_space={
+                "lr": SearchDim(1e-4, 0.3, log=True),
+                "weight_decay": SearchDim(1e-4, 0.1, log=True),
+            },
+        ),
+        Preset(
+            "prodigy",
+            "learning-rate-free Adam: estimates the distance to the solution (lr 1 scales it)",
+            optim.Prodigy,
+            seed={"lr": 1.0},
+            search_space={"d_coef": SearchDim(0.1, 10.0, log=True)},
+        ),
+        Preset(
+            "adamw-schedulefree",
+            "Schedule-Free AdamW: no schedule, evaluated at the averaged iterate",
+            optim.AdamWScheduleFree,
+            seed={"lr": 0.01},
+            search_space={
+                "lr": SearchDim(1e-4, 0.3, log=True),
+                "weight_decay": SearchDim(1e-5, 0.1, log=True),
+            },
+        ),
+        Preset(
+            "sgd-schedulefree",
+            "Schedule-Free SGD with momentum 0.9: no schedule, evaluated at the averaged iterate",
+            optim.SGDScheduleFree,
+            seed={"lr": 0.1},
+            search_space={"lr": SearchDim(1e-3, 10.0, log=True)},
+        ),
+        Preset(
             "lbfgs",
             "limited-memory BFGS, several gradient evaluations per step",
             optim.LBFGS,
@@ -195,6 +293,22 @@ def _plain(value: Any) -> Any:
     if isinstance(value, torch.Tensor):
         return value.item()
     return value
+
+
+def _muon_groups(label: str, params: Iterable[Any]) -> list[dict[str, Any]]:
+    """A model's parameters for :class:`~optimlab.optim.MuonWithAdamW` as the lab uses it: every
+    ≥ 2-D weight in the Muon group (the lab's models have no embedding, and their output layer is one
+    of their few matrices), the rest (biases) with AdamW. A problem without a matrix is refused:
+    Muon would never run."""
+    params = list(params)
+    if params and isinstance(params[0], dict):
+        return params
+    matrices = [p for p in params if p.ndim >= 2]
+    if not matrices:
+        raise ValueError(f"optimizer {label!r}: Muon needs matrix (≥ 2-D) parameters, and this model has none")
+    groups = [{"params": matrices, "use_muon": True}]
+    rest = [p for p in params if p.ndim < 2]
+    return groups + ([{"params": rest, "use_muon": False}] if rest else [])
 
 
 @dataclass(frozen=True)
@@ -242,6 +356,8 @@ class OptimizerConfig:
         kwargs = dict(self.hyper)
         if issubclass(self.cls, optim.RuleOptimizer):
             kwargs["engine"] = "eager"
+        if issubclass(self.cls, optim.MuonWithAdamW):
+            params = _muon_groups(self.label, params)
         return self.cls(params, **kwargs)
 
     def validate(self) -> None:
@@ -266,7 +382,7 @@ class OptimizerConfig:
                 f"got {self.hyper['line_search_fn']!r}"
             )
         try:
-            self.build([torch.zeros(1, requires_grad=True)])
+            self.build([torch.zeros(2, 2, requires_grad=True), torch.zeros(2, requires_grad=True)])
         except (ValueError, TypeError, RuntimeError) as error:
             raise ValueError(f"optimizer {self.label!r}: {error}") from None
 

@@ -78,6 +78,8 @@ def adopt(
     normed = g / denom
     if clip_lambda is not None:
         clip = clip_lambda(_scalar(step))  # torch-adopt passes the counter as a Python float
+        if isinstance(clip, Tensor):  # clamped in the gradient's dtype, as a Python bound would be
+            clip = clip.to(normed.dtype)
         normed = torch.clamp(normed, -clip, clip)
     exp_avg = _ema(state["exp_avg"], normed, beta1)
     new_param = _l1_step(decayed - lr * exp_avg, l1, lr / denom)
