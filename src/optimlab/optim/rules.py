@@ -32,9 +32,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import Tensor
+
+from optimlab.optim.distributed import is_distributed
 
 State = Mapping[str, Tensor]
 Number = float | Tensor
@@ -700,6 +703,16 @@ def _add_scaled(param: Tensor, update: Tensor, alpha: Number) -> Tensor:
     return (param.to(torch.float64) + opmath * update.to(torch.float64)).to(param.dtype)
 
 
+def _distributed_like(whole: Tensor, like: Any) -> Any:
+    """``whole`` (the same on every rank) as a DTensor laid out as ``like``: each rank keeps its
+    own part, without communication."""
+    from torch.distributed.tensor import DTensor, Replicate
+
+    mesh = like.device_mesh
+    replicated = DTensor.from_local(whole, mesh, [Replicate()] * mesh.ndim, run_check=False)
+    return replicated.redistribute(placements=like.placements)
+
+
 def newton_schulz(
     matrix: Tensor,
     coefficients: tuple[float, float, float] = MUON_NS_COEFFICIENTS,
@@ -780,10 +793,15 @@ def muon(
     """
     buf = _lerp(state["momentum_buffer"], grad, 1 - momentum)
     update = _lerp(grad, buf, momentum) if nesterov else buf
+    sharded = update if is_distributed(update) else None
+    if sharded is not None:  # NS of the whole matrix, as one process: a sharded DTensor's matrix
+        update = sharded.full_tensor()  # products would round differently (bfloat16 partial sums)
     if flatten and update.dim() > 2:
         update = update.reshape(update.shape[0], -1)
     rows, cols = update.shape[-2:]
     ortho = newton_schulz(update, ns_coefficients, ns_steps, eps).reshape(param.shape)
+    if sharded is not None:
+        ortho = _distributed_like(ortho, sharded)
     adjusted_lr = lr * muon_lr_ratio(rows, cols, adjust_lr_fn)
     new_param = _decoupled_decay(param, lr, weight_decay)
     new_param = _add_scaled(new_param, ortho, -adjusted_lr)
