@@ -784,6 +784,8 @@ def muon(
     on its own (the engines' :attr:`~optimlab.optim.base.RuleOptimizer.matrix` stacks). With
     ``flatten=True`` it is one parameter of any ndim ≥ 2 (a convolution's (out, in, kh, kw)),
     orthogonalized as the (out, in·kh·kw) matrix, r computed from that shape; never a stack.
+    A DTensor ``param`` (FSDP2) is orthogonalized whole (``full_tensor()``) and each rank keeps its
+    shard of O: one process's numbers, where sharded bfloat16 products would round differently.
 
     Defaults (torch.optim.Muon): γ = 1e-3, λ = 0.1, μ = 0.95, nesterov = True, NS coefficients
     (3.4445, −4.7750, 2.0315), 5 steps, ε = 1e-7, adjust_lr_fn = None ("original").
