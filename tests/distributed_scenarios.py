@@ -1,24 +1,30 @@
 """What tests/test_distributed.py runs inside its processes: optimlab.optim in distributed tools.
 
-Two ranks (gloo on 127.0.0.1, one CPU thread each) are started once; each runs every scenario for
+Two ranks (gloo on 127.0.0.1, one CPU thread each) are started once; each runs the scenarios of
 every configuration in :data:`CONFIGS` and writes what it measured (largest difference from a
-one-process torch.optim run, or the error) to ``rank<r>.json``. Both ranks train on the same batch,
-so averaged gradients are exactly one process's and every scenario must match torch.optim to float64
-rounding: FSDP2 (DTensor parameters), its distributed checkpoints saved on 2 ranks and loaded in one
-process and back, FSDP1 (flat parameters, and the original parameters as views of them),
-ZeroRedundancyOptimizer with and without bucket views, DDP, and the ``nonfinite`` decision when
-only one rank sees a NaN. Hogwild (``share_memory()``) runs in a child of its own.
+one-process run of the configuration's reference — torch.optim's class, or a reference package's —
+or the error) to ``rank<r>.json``. Both ranks train on the same batch, so averaged gradients are
+exactly one process's and every scenario of a configuration's ``exact`` must match the reference to
+float64 rounding: FSDP2 (DTensor parameters), its distributed checkpoints saved on 2 ranks and
+loaded in one process and back, FSDP1 (flat parameters, and the original parameters as views of
+them), ZeroRedundancyOptimizer with and without bucket views, DDP, and the ``nonfinite`` decision
+when only one rank sees a NaN. Where a wrapper splits what a rule reduces over (its ``compared``
+scenarios, :data:`WRAPPERS`) ours and the reference run under the same wrapper and both outcomes
+are recorded. Hogwild (``share_memory()``) runs in a child of its own.
 """
 
 from __future__ import annotations
 
 import gc
+import importlib
+import inspect
 import io
 import json
 import os
 import sys
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -32,37 +38,131 @@ import optimlab.optim as ol
 
 STEPS = 5
 SAVED_AT = 3  # distributed checkpoints: saved after this many steps, training continues to STEPS
-#: (name, optimizer, constructor arguments, engine): the fused engine and the eager engine, an
-#: optimizer whose rule creates state on its first step, and one with scalar state besides step
-CONFIGS: list[tuple[str, str, dict[str, Any], str]] = [
-    ("adam-fused", "Adam", {"lr": 0.01, "weight_decay": 0.1}, "fused"),
-    ("adam-eager", "Adam", {"lr": 0.01, "weight_decay": 0.1}, "eager"),
-    ("sgd-fused", "SGD", {"lr": 0.05, "momentum": 0.9, "nesterov": True}, "fused"),
-    ("nadam-fused", "NAdam", {"lr": 0.01, "decoupled_weight_decay": True, "weight_decay": 0.1}, "fused"),
+
+#: every scenario; a configuration runs those of its ``scenarios``
+EXACT = ("fsdp2", "fsdp1", "zero", "ddp", "checkpoint")
+#: the tools that split what the optimizer sees: ZeRO gives each rank's optimizer a subset of the
+#: parameters, FSDP1 flat parameters (one 1-D shard of several tensors concatenated, or views of it).
+#: An optimizer whose step reduces over a tensor or a group (LAMB's trust ratio, Prodigy's estimate,
+#: Adafactor's relative step, Muon's matrices) cannot reproduce one process there, and neither can
+#: its reference: these run ours and the reference under the same wrapper and record both.
+WRAPPERS = ("fsdp1", "zero")
+
+
+@dataclass(frozen=True)
+class Config:
+    """A configuration: ``optimlab.optim.<optimizer>(engine=engine, **kwargs)`` against
+    ``reference`` (``"module:Class"``; torch.optim's with ``foreach=False``) in one process."""
+
+    name: str
+    optimizer: str
+    kwargs: dict[str, Any]
+    engine: str
+    reference: str = ""  # "" = torch.optim.<optimizer>
+    bias: bool = True  # the model's Linear biases (Muon steps matrices only)
+    #: scenarios that must match one process; ``compared``: scenarios run against the reference
+    #: under the same wrapper instead (see :data:`WRAPPERS`)
+    exact: tuple[str, ...] = EXACT
+    compared: tuple[str, ...] = ()
+
+    def reference_class(self) -> Any:
+        if not self.reference:
+            return getattr(torch.optim, self.optimizer)
+        module, cls = self.reference.split(":")
+        return getattr(importlib.import_module(module), cls)
+
+    def reference_kwargs(self) -> dict[str, Any]:
+        """The constructor arguments, with ``foreach=False`` for a torch.optim class that takes it."""
+        cls = self.reference_class()
+        takes_foreach = "foreach" in inspect.signature(cls).parameters
+        return (
+            {**self.kwargs, "foreach": False} if not self.reference and takes_foreach else dict(self.kwargs)
+        )
+
+
+#: the fused engine and the eager engine, an optimizer whose rule creates state on its first step,
+#: one with scalar state besides step; then one of each new kind of rule against its reference:
+#: per-tensor statistics (LAMB), statistics over every group (Prodigy), a matrix rule (Muon), a
+#: shape-aware one (Adafactor), a modern elementwise one (Lion)
+CONFIGS: list[Config] = [
+    Config("adam-fused", "Adam", {"lr": 0.01, "weight_decay": 0.1}, "fused"),
+    Config("adam-eager", "Adam", {"lr": 0.01, "weight_decay": 0.1}, "eager"),
+    Config("sgd-fused", "SGD", {"lr": 0.05, "momentum": 0.9, "nesterov": True}, "fused"),
+    Config(
+        "nadam-fused", "NAdam", {"lr": 0.01, "decoupled_weight_decay": True, "weight_decay": 0.1}, "fused"
+    ),
+    Config(
+        "lion-fused",
+        "Lion",
+        {"lr": 0.01, "betas": (0.95, 0.98), "weight_decay": 0.1},
+        "fused",
+        "lion_pytorch:Lion",
+        exact=("fsdp2", "fsdp1", "ddp", "checkpoint"),
+    ),
+    Config(
+        "lamb-fused",
+        "Lamb",
+        {"lr": 0.01, "weight_decay": 0.1},
+        "fused",
+        "pytorch_optimizer:Lamb",
+        exact=("fsdp2", "zero", "ddp", "checkpoint"),
+        compared=("fsdp1",),
+    ),
+    Config(
+        "prodigy-fused",
+        "Prodigy",
+        {"lr": 1.0, "weight_decay": 0.1, "d0": 1e-4},
+        "fused",
+        "prodigyopt:Prodigy",
+        exact=("fsdp2", "ddp", "checkpoint"),
+        compared=("fsdp1", "zero"),
+    ),
+    Config(
+        "muon-eager",
+        "Muon",
+        {"lr": 0.02, "weight_decay": 0.1},
+        "eager",
+        bias=False,
+        exact=("fsdp2", "zero", "ddp", "checkpoint"),
+        compared=("fsdp1",),
+    ),
+    Config(
+        "adafactor-eager",
+        "Adafactor",
+        {"lr": 0.01, "weight_decay": 0.1},
+        "eager",
+        exact=("fsdp2", "zero", "ddp", "checkpoint"),
+        compared=("fsdp1",),
+    ),
 ]
 HOGWILD_CONFIGS = ("adam-fused", "sgd-fused")
 
 
-def config(name: str) -> tuple[str, dict[str, Any], str]:
-    for config_name, optimizer, kwargs, engine in CONFIGS:
-        if config_name == name:
-            return optimizer, kwargs, engine
+def config(name: str) -> Config:
+    for candidate in CONFIGS:
+        if candidate.name == name:
+            return candidate
     raise KeyError(name)
 
 
-def make_model(seed: int = 0) -> nn.Module:
+def make_model(seed: int = 0, bias: bool = True) -> nn.Module:
     torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 3)).double()
+    return nn.Sequential(nn.Linear(8, 16, bias=bias), nn.Tanh(), nn.Linear(16, 3, bias=bias)).double()
+
+
+def model_for(name: str, seed: int = 0) -> nn.Module:
+    return make_model(seed, config(name).bias)
 
 
 def ours(name: str, params: Any) -> torch.optim.Optimizer:
-    optimizer, kwargs, engine = config(name)
-    return getattr(ol, optimizer)(params, engine=engine, **kwargs)
+    c = config(name)
+    return getattr(ol, c.optimizer)(params, engine=c.engine, **c.kwargs)
 
 
 def theirs(name: str, params: Any) -> torch.optim.Optimizer:
-    optimizer, kwargs, _ = config(name)
-    return getattr(torch.optim, optimizer)(params, foreach=False, **kwargs)
+    """The configuration's reference optimizer (torch.optim's, or a reference package's)."""
+    c = config(name)
+    return c.reference_class()(params, **c.reference_kwargs())
 
 
 def batch(step: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -97,7 +197,7 @@ def full_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[dict
 
 def reference(name: str, steps: int = STEPS) -> tuple[dict, dict]:
     """torch.optim in one process: what every scenario must reproduce."""
-    model = make_model()
+    model = model_for(name)
     optimizer = theirs(name, model.parameters())
     train(model, optimizer, 0, steps)
     return full_state(model, optimizer)
@@ -123,6 +223,8 @@ def difference(got: tuple[dict, dict], expected: tuple[dict, dict]) -> float:
                 raise AssertionError(f"{where}: shape {tuple(a.shape)} != {tuple(b.shape)}")
             if b.numel():
                 largest = max(largest, (a.double() - b.double()).abs().max().item())
+        elif isinstance(a, float) and isinstance(b, float):  # host bookkeeping (Prodigy's d)
+            largest = max(largest, abs(a - b))
         elif a != b:
             raise AssertionError(f"{where}: {a!r} != {b!r}")
 
@@ -156,60 +258,104 @@ def fully_shard_model(model: nn.Module, mesh: Any, reshard_after_forward: bool =
 def fsdp2(name: str, world: int, reshard_after_forward: bool) -> float:
     from torch.distributed.device_mesh import init_device_mesh
 
-    model = fully_shard_model(make_model(), init_device_mesh("cpu", (world,)), reshard_after_forward)
+    model = fully_shard_model(model_for(name), init_device_mesh("cpu", (world,)), reshard_after_forward)
     optimizer = ours(name, model.parameters())
     train(model, optimizer, 0, STEPS)
     return difference(full_state(model, optimizer), reference(name))
 
 
-def fsdp1(name: str, use_orig_params: bool) -> float:
+def fsdp1_run(name: str, use_orig_params: bool, make: Callable[[str, Any], Any] = ours) -> tuple[dict, dict]:
     from torch.distributed.fsdp import FullyShardedDataParallel
     from torch.distributed.fsdp.wrap import ModuleWrapPolicy
 
     model = FullyShardedDataParallel(
-        make_model(),
+        model_for(name),
         device_id=torch.device("cpu"),
         use_orig_params=use_orig_params,
         auto_wrap_policy=ModuleWrapPolicy({nn.Linear}),
     )
-    optimizer = ours(name, model.parameters())
+    optimizer = make(name, model.parameters())
     train(model, optimizer, 0, STEPS)
-    return difference(full_state(model, optimizer), reference(name))
+    return full_state(model, optimizer)
 
 
-def zero(name: str, rank: int, bucket_view: bool) -> float:
+def fsdp1(name: str, use_orig_params: bool) -> float:
+    return difference(fsdp1_run(name, use_orig_params), reference(name))
+
+
+def zero_run(
+    name: str, rank: int, bucket_view: bool, make: Callable[[str, Any], Any] = ours
+) -> tuple[dict, dict | None]:
+    """Parameters after training under ZeroRedundancyOptimizer, and (on rank 0) the consolidated
+    optimizer state keyed by parameter name (None on rank 1)."""
     from torch.distributed.optim import ZeroRedundancyOptimizer
     from torch.nn.parallel import DistributedDataParallel
 
-    optimizer_name, kwargs, engine = config(name)
-    model = DistributedDataParallel(make_model())
+    c = config(name)
+    if make is ours:
+        optimizer_class, kwargs = getattr(ol, c.optimizer), {"engine": c.engine, **c.kwargs}
+    else:
+        optimizer_class, kwargs = c.reference_class(), c.reference_kwargs()
+    model = DistributedDataParallel(model_for(name))
     optimizer = ZeroRedundancyOptimizer(
-        model.parameters(),
-        optimizer_class=getattr(ol, optimizer_name),
-        parameters_as_bucket_view=bucket_view,
-        engine=engine,
-        **kwargs,
+        model.parameters(), optimizer_class=optimizer_class, parameters_as_bucket_view=bucket_view, **kwargs
     )
     train(model, optimizer, 0, STEPS)
-    expected_params, expected_optim = reference(name)
     params = {k: v.detach() for k, v in model.module.state_dict().items()}
-    largest = difference((params, expected_optim), (expected_params, expected_optim))
     optimizer.consolidate_state_dict(to=0)
-    if rank == 0:  # the consolidated state, renamed by parameter name
-        names = [n for n, _ in model.module.named_parameters()]
-        saved = optimizer.state_dict()
-        optim = {
-            "state": {names[i]: s for i, s in saved["state"].items()},
-            "param_groups": [{**g, "params": [names[i] for i in g["params"]]} for g in saved["param_groups"]],
-        }
-        largest = max(largest, difference((params, optim), (expected_params, expected_optim)))
-    return largest
+    if rank != 0:
+        return params, None
+    names = [n for n, _ in model.module.named_parameters()]  # the consolidated state, by name
+    saved = optimizer.state_dict()
+    optim = {
+        "state": {names[i]: s for i, s in saved["state"].items()},
+        "param_groups": [{**g, "params": [names[i] for i in g["params"]]} for g in saved["param_groups"]],
+    }
+    return params, optim
+
+
+def _difference_or_params(got: tuple[dict, dict | None], expected: tuple[dict, dict | None]) -> float:
+    """difference(), of the parameters only where either side has no optimizer state (ZeRO, rank 1)."""
+    if got[1] is None or expected[1] is None:
+        state = expected[1] if expected[1] is not None else got[1]
+        state = state if state is not None else {"state": {}, "param_groups": []}
+        return difference((got[0], state), (expected[0], state))
+    return difference(got, expected)  # type: ignore[arg-type]
+
+
+def zero(name: str, rank: int, bucket_view: bool) -> float:
+    return _difference_or_params(zero_run(name, rank, bucket_view), reference(name))
+
+
+def _outcome(work: Callable[[], Any]) -> tuple[Any, str | None]:
+    try:
+        return work(), None
+    except Exception as error:  # a refusal, recorded
+        return None, f"{type(error).__name__}: {error}"
+
+
+def compared(name: str, run: Callable[[Callable[[str, Any], Any]], Any]) -> dict[str, Any]:
+    """Ours and the reference under the same wrapper (``run(make)``): both outcomes (an error's
+    type and message), how far ours is from the reference's run there and from one process."""
+    got, our_error = _outcome(lambda: run(ours))
+    expected, their_error = _outcome(lambda: run(theirs))
+    record: dict[str, Any] = {"ours_error": our_error, "theirs_error": their_error}
+    if got is not None and expected is not None:
+        record["vs_reference_wrapped"] = _difference_or_params(got, expected)
+    if got is not None:
+        expected_params = reference(name)[0]
+        empty = {"state": {}, "param_groups": []}
+        record["params_vs_one_process"] = difference((got[0], empty), (expected_params, empty))
+        record["vs_one_process"], error = _outcome(lambda: _difference_or_params(got, reference(name)))
+        if error is not None:
+            record["vs_one_process"] = error
+    return record
 
 
 def ddp(name: str) -> float:
     from torch.nn.parallel import DistributedDataParallel
 
-    model = DistributedDataParallel(make_model())
+    model = DistributedDataParallel(model_for(name))
     optimizer = ours(name, model.parameters())
     train(model, optimizer, 0, STEPS)
     return difference(full_state(model, optimizer), reference(name))
@@ -289,7 +435,7 @@ def load_checkpoint(model: nn.Module, optimizer: torch.optim.Optimizer, path: st
 
 def save_in_one_process(name: str, path: str) -> None:
     """A plain model trained SAVED_AT steps in one process, saved (before the ranks start)."""
-    model = make_model()
+    model = model_for(name)
     optimizer = ours(name, model.parameters())
     train(model, optimizer, 0, SAVED_AT)
     save_checkpoint(model, optimizer, path)
@@ -302,11 +448,11 @@ def checkpoint_two_ranks(name: str, world: int, folder: str) -> float:
     from torch.distributed.device_mesh import init_device_mesh
 
     mesh = init_device_mesh("cpu", (world,))
-    model = fully_shard_model(make_model(), mesh)
+    model = fully_shard_model(model_for(name), mesh)
     optimizer = ours(name, model.parameters())
     train(model, optimizer, 0, SAVED_AT)
     save_checkpoint(model, optimizer, os.path.join(folder, f"{name}-2ranks"))
-    model = fully_shard_model(make_model(seed=123), mesh)
+    model = fully_shard_model(model_for(name, seed=123), mesh)
     optimizer = ours(name, model.parameters())
     load_checkpoint(model, optimizer, os.path.join(folder, f"{name}-1process"))
     train(model, optimizer, SAVED_AT, STEPS)
@@ -320,14 +466,14 @@ def checkpoint_one_process(name: str, folder: str) -> dict[str, float]:
 
     path = os.path.join(folder, f"{name}-2ranks")
     results = {}
-    model = make_model(seed=123)
+    model = model_for(name, seed=123)
     optimizer = ours(name, model.parameters())
     load_checkpoint(model, optimizer, path)
     train(model, optimizer, SAVED_AT, STEPS)
     results["plain"] = difference(full_state(model, optimizer), reference(name))
     dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
     try:
-        model = fully_shard_model(make_model(seed=123), init_device_mesh("cpu", (1,)))
+        model = fully_shard_model(model_for(name, seed=123), init_device_mesh("cpu", (1,)))
         optimizer = ours(name, model.parameters())
         load_checkpoint(model, optimizer, path)
         train(model, optimizer, SAVED_AT, STEPS)
@@ -361,25 +507,35 @@ def rank_main(rank: int, world: int, folder: str) -> None:
         timeout=timedelta(seconds=120),
     )
     results: dict[str, Any] = {}
-    for name, *_ in CONFIGS:
-        for reshard in (True, False):
-            _attempt(results, f"fsdp2/{name}/reshard={reshard}", lambda n=name, r=reshard: fsdp2(n, world, r))
+    for c in CONFIGS:
+        name = c.name
+        if "fsdp2" in c.exact:
+            for reshard in (True, False):
+                _attempt(
+                    results, f"fsdp2/{name}/reshard={reshard}", lambda n=name, r=reshard: fsdp2(n, world, r)
+                )
         for use_orig in (False, True):
-            _attempt(
-                results, f"fsdp1/{name}/use_orig_params={use_orig}", lambda n=name, u=use_orig: fsdp1(n, u)
-            )
+            key = f"fsdp1/{name}/use_orig_params={use_orig}"
+            if "fsdp1" in c.exact:
+                _attempt(results, key, lambda n=name, u=use_orig: fsdp1(n, u))
+            elif "fsdp1" in c.compared:
+                run = lambda make, n=name, u=use_orig: fsdp1_run(n, u, make)  # noqa: E731
+                _attempt(results, key, lambda n=name, r=run: compared(n, r))
         for bucket_view in (False, True):
+            key = f"zero/{name}/bucket_view={bucket_view}"
+            if "zero" in c.exact:
+                _attempt(results, key, lambda n=name, b=bucket_view: zero(n, rank, b))
+            elif "zero" in c.compared:
+                run = lambda make, n=name, b=bucket_view: zero_run(n, rank, b, make)  # noqa: E731
+                _attempt(results, key, lambda n=name, r=run: compared(n, r))
+        if "ddp" in c.exact:
+            _attempt(results, f"ddp/{name}", lambda n=name: ddp(n))
+        if "checkpoint" in c.exact:
             _attempt(
                 results,
-                f"zero/{name}/bucket_view={bucket_view}",
-                lambda n=name, b=bucket_view: zero(n, rank, b),
+                f"checkpoint/{name}/1process-to-2ranks",
+                lambda n=name: checkpoint_two_ranks(n, world, folder),
             )
-        _attempt(results, f"ddp/{name}", lambda n=name: ddp(n))
-        _attempt(
-            results,
-            f"checkpoint/{name}/1process-to-2ranks",
-            lambda n=name: checkpoint_two_ranks(n, world, folder),
-        )
     _attempt(results, "differentiable/dtensor", lambda: differentiable_on_dtensors(world))
     for policy in ("skip", "raise", "propagate"):
         _attempt(results, f"nonfinite/{policy}", lambda p=policy: nonfinite("adam-fused", rank, world, p))
@@ -387,12 +543,13 @@ def rank_main(rank: int, world: int, folder: str) -> None:
     dist.destroy_process_group()
     gc.collect()
     if rank == 0:
-        for name, *_ in CONFIGS:
-            _attempt(
-                results,
-                f"checkpoint/{name}/2ranks-to-1process",
-                lambda n=name: checkpoint_one_process(n, folder),
-            )
+        for c in CONFIGS:
+            if "checkpoint" in c.exact:
+                _attempt(
+                    results,
+                    f"checkpoint/{c.name}/2ranks-to-1process",
+                    lambda n=c.name: checkpoint_one_process(n, folder),
+                )
     Path(folder, f"rank{rank}.json").write_text(json.dumps(results))
     sys.stdout.flush()
     sys.stderr.flush()

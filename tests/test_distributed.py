@@ -1,8 +1,10 @@
-"""optimlab.optim inside distributed training, on 2 CPU ranks (gloo, 127.0.0.1), against torch.optim.
+"""optimlab.optim inside distributed training, on 2 CPU ranks (gloo, 127.0.0.1), against torch.optim
+and the reference packages (LAMB, Prodigy, Lion).
 
-The ranks are started once for the module (tests/distributed_scenarios.py runs every scenario for
-every configuration in them); each test then checks one scenario's record. Every scenario must give
-what torch.optim gives in one process, to float64 rounding, parameters and optimizer state alike.
+The ranks are started once for the module (tests/distributed_scenarios.py runs each configuration's
+scenarios in them); each test then checks one scenario's record. Every exact scenario must give what
+the reference gives in one process, to float64 rounding, parameters and optimizer state alike; under
+ZeRO and FSDP1, a rule that reduces over a tensor or a group must do what its reference does there.
 """
 
 from __future__ import annotations
@@ -27,14 +29,15 @@ TOLERANCE = 1e-12
 #: the continued run differs from the uninterrupted one by that rounding (2e-11 here, for
 #: torch.optim.NAdam itself too)
 CHECKPOINT_TOLERANCE = 1e-10
-CONFIG_NAMES = [name for name, *_ in scenarios.CONFIGS]
+CONFIG_NAMES = [c.name for c in scenarios.CONFIGS]
+CHECKPOINT_NAMES = [c.name for c in scenarios.CONFIGS if "checkpoint" in c.exact]
 
 
 @pytest.fixture(scope="module")
 def records(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Run everything: the one-process checkpoints, a Hogwild child per configuration, the 2 ranks."""
     folder = tmp_path_factory.mktemp("distributed")
-    for name in CONFIG_NAMES:
+    for name in CHECKPOINT_NAMES:
         scenarios.save_in_one_process(name, str(folder / f"{name}-1process"))
     context = mp.get_context("spawn")
     hogwild = {}
@@ -80,11 +83,29 @@ def assert_matches_torch(records: dict[str, Any], key: str, tolerance: float = T
         assert difference <= tolerance, f"rank {rank}, {key}: {difference:.3e} from torch.optim"
 
 
+VARIANTS = {
+    "fsdp2": ("reshard", (True, False)),
+    "fsdp1": ("use_orig_params", (False, True)),
+    "zero": ("bucket_view", (False, True)),
+}
+
+
+def _keys(scenario: str, names: list[str]) -> list[str]:
+    if scenario not in VARIANTS:
+        return [f"{scenario}/{n}" for n in names]
+    variant, values = VARIANTS[scenario]
+    return [f"{scenario}/{n}/{variant}={v}" for n in names for v in values]
+
+
 TRAINING = [
-    *(f"fsdp2/{n}/reshard={r}" for n in CONFIG_NAMES for r in (True, False)),
-    *(f"fsdp1/{n}/use_orig_params={u}" for n in CONFIG_NAMES for u in (False, True)),
-    *(f"zero/{n}/bucket_view={b}" for n in CONFIG_NAMES for b in (False, True)),
-    *(f"ddp/{n}" for n in CONFIG_NAMES),
+    key
+    for scenario in ("fsdp2", "fsdp1", "zero", "ddp")
+    for key in _keys(scenario, [c.name for c in scenarios.CONFIGS if scenario in c.exact])
+]
+WRAPPED = [
+    key
+    for scenario in scenarios.WRAPPERS
+    for key in _keys(scenario, [c.name for c in scenarios.CONFIGS if scenario in c.compared])
 ]
 
 
@@ -96,7 +117,7 @@ def test_distributed_training_matches_one_process(records: dict[str, Any], key: 
     assert_matches_torch(records, key)
 
 
-@pytest.mark.parametrize("name", CONFIG_NAMES)
+@pytest.mark.parametrize("name", CHECKPOINT_NAMES)
 def test_distributed_checkpoints_round_trip_between_two_ranks_and_one_process(
     records: dict[str, Any], name: str
 ) -> None:
@@ -132,3 +153,54 @@ def test_hogwild_shared_model_is_trained_in_place(records: dict[str, Any], name:
     assert "error" not in record, record.get("error")
     assert record["shared"]
     assert record["difference"] <= TOLERANCE
+
+
+#: What ZeRO and FSDP1 do to the rules that reduce over a tensor or a group (see
+#: ``scenarios.WRAPPERS``), per "scenario/config":
+#: "reference" — ours gives its reference's numbers under the same wrapper, and both are away from
+#: one process (the step sees a subset or a flat shard: LAMB's trust ratio and Adafactor's relative
+#: step take the norm of a flat shard of weight and bias, Adafactor keeps one unfactored variance for
+#: the 1-D shard; ZeRO's Prodigy estimates d from each rank's own parameters);
+#: "refused" — both refuse with the same error (Muon: a flat shard is not a matrix; LAMB with
+#: ``use_orig_params``: FSDP1's optimizer state dict refuses per-rank values of a scalar state);
+#: "one-process" — ours all-reduces Prodigy's sums when it sees FSDP1's flat parameters (the
+#: reference's ``fsdp_in_use``), so the parameters are one process's (its s and θ₀ come back in
+#: FSDP1's unflattened layout); prodigyopt's own FSDP path all-reduces CUDA tensors and fails on CPU.
+WRAPPED_OUTCOMES = {
+    "fsdp1/lamb-fused/use_orig_params=False": "reference",
+    "fsdp1/lamb-fused/use_orig_params=True": "refused",
+    "fsdp1/prodigy-fused": "one-process",
+    "zero/prodigy-fused": "reference",
+    "fsdp1/muon-eager": "refused",
+    "fsdp1/adafactor-eager": "reference",
+}
+
+
+def _wrapped_outcome(key: str) -> str:
+    for prefix, outcome in WRAPPED_OUTCOMES.items():
+        if key == prefix or key.startswith(prefix + "/"):
+            return outcome
+    raise KeyError(f"no expected outcome for {key}")
+
+
+@pytest.mark.parametrize("key", WRAPPED)
+def test_reductions_under_zero_and_fsdp1_behave_as_their_reference(records: dict[str, Any], key: str) -> None:
+    """ZeRO (each rank's optimizer holds a subset of the parameters) and FSDP1's flat parameters
+    cannot give one process's numbers to a rule whose statistics span a tensor or a group; there ours
+    must do what its reference does under the same wrapper (see :data:`WRAPPED_OUTCOMES`)."""
+    outcome = _wrapped_outcome(key)
+    for rank in (0, 1):
+        record = measured(records, key, rank)
+        where = f"rank {rank}, {key}"
+        if outcome == "refused":
+            assert record["ours_error"] and record["ours_error"] == record["theirs_error"], (where, record)
+            continue
+        assert record["ours_error"] is None, (where, record["ours_error"])
+        if outcome == "reference":
+            assert record["theirs_error"] is None, (where, record["theirs_error"])
+            assert record["vs_reference_wrapped"] <= TOLERANCE, (where, record)
+            # the limitation is real: if this becomes exact, move the scenario to the exact ones
+            assert record["params_vs_one_process"] > TOLERANCE, (where, record)
+        else:  # "one-process"
+            assert "CUDA" in (record["theirs_error"] or ""), (where, record["theirs_error"])
+            assert record["params_vs_one_process"] <= TOLERANCE, (where, record)

@@ -32,9 +32,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import Tensor
+
+from optimlab.optim.distributed import is_distributed
 
 State = Mapping[str, Tensor]
 Number = float | Tensor
@@ -700,6 +703,16 @@ def _add_scaled(param: Tensor, update: Tensor, alpha: Number) -> Tensor:
     return (param.to(torch.float64) + opmath * update.to(torch.float64)).to(param.dtype)
 
 
+def _distributed_like(whole: Tensor, like: Any) -> Any:
+    """``whole`` (the same on every rank) as a DTensor laid out as ``like``: each rank keeps its
+    own part, without communication."""
+    from torch.distributed.tensor import DTensor, Replicate
+
+    mesh = like.device_mesh
+    replicated = DTensor.from_local(whole, mesh, [Replicate()] * mesh.ndim, run_check=False)
+    return replicated.redistribute(placements=like.placements)
+
+
 def newton_schulz(
     matrix: Tensor,
     coefficients: tuple[float, float, float] = MUON_NS_COEFFICIENTS,
@@ -771,6 +784,8 @@ def muon(
     on its own (the engines' :attr:`~optimlab.optim.base.RuleOptimizer.matrix` stacks). With
     ``flatten=True`` it is one parameter of any ndim ≥ 2 (a convolution's (out, in, kh, kw)),
     orthogonalized as the (out, in·kh·kw) matrix, r computed from that shape; never a stack.
+    A DTensor ``param`` (FSDP2) is orthogonalized whole (``full_tensor()``) and each rank keeps its
+    shard of O: one process's numbers, where sharded bfloat16 products would round differently.
 
     Defaults (torch.optim.Muon): γ = 1e-3, λ = 0.1, μ = 0.95, nesterov = True, NS coefficients
     (3.4445, −4.7750, 2.0315), 5 steps, ε = 1e-7, adjust_lr_fn = None ("original").
@@ -780,10 +795,15 @@ def muon(
     """
     buf = _lerp(state["momentum_buffer"], grad, 1 - momentum)
     update = _lerp(grad, buf, momentum) if nesterov else buf
+    sharded = update if is_distributed(update) else None
+    if sharded is not None:  # NS of the whole matrix, as one process: a sharded DTensor's matrix
+        update = sharded.full_tensor()  # products would round differently (bfloat16 partial sums)
     if flatten and update.dim() > 2:
         update = update.reshape(update.shape[0], -1)
     rows, cols = update.shape[-2:]
     ortho = newton_schulz(update, ns_coefficients, ns_steps, eps).reshape(param.shape)
+    if sharded is not None:
+        ortho = _distributed_like(ortho, sharded)
     adjusted_lr = lr * muon_lr_ratio(rows, cols, adjust_lr_fn)
     new_param = _decoupled_decay(param, lr, weight_decay)
     new_param = _add_scaled(new_param, ortho, -adjusted_lr)

@@ -21,8 +21,32 @@ __all__ = ["Prodigy", "prodigy", "prodigy_statistics"]
 
 def _sliced(tensor: Tensor, slice_p: int | None) -> Tensor:
     """Every ``slice_p``-th entry of the flattened tensor (all of them for ``None``)."""
+    if is_distributed(tensor):
+        return _sliced_distributed(tensor, slice_p)
     flat = tensor.flatten()
     return flat if slice_p is None else flat[::slice_p]
+
+
+def _sliced_distributed(tensor: Any, slice_p: int | None) -> Any:
+    """:func:`_sliced` of a DTensor, as a 1-D DTensor sharded on dim 0 wherever ``tensor`` is sharded.
+
+    The flat view of a tensor sharded evenly on dim 0 keeps each rank's elements. Otherwise (FSDP2
+    shards dim 0 unevenly when the mesh does not divide it: (3, 16) on 2 ranks holds 2 and 1 rows,
+    while a flat (48,) DTensor holds 24 and 24 entries; or ``slice_p`` > 1) no 1-D DTensor holds the
+    same local entries, so the tensor is gathered, flattened (sliced) and split again.
+    """
+    from torch.distributed.tensor import Replicate, Shard
+
+    placements = tuple(tensor.placements)
+    shards = math.prod(
+        tensor.device_mesh.size(dim) for dim, placement in enumerate(placements) if placement.is_shard()
+    )
+    keeps_shards = tensor.dim() <= 1 or tensor.shape[0] % shards == 0
+    if slice_p is None and keeps_shards and all(p == Shard(0) or p.is_replicate() for p in placements):
+        return tensor.flatten()
+    whole = tensor.redistribute(placements=[Replicate()] * len(placements))
+    flat = whole.flatten() if slice_p is None else whole.flatten()[::slice_p]
+    return flat.redistribute(placements=[Shard(0) if p.is_shard() else p for p in placements])
 
 
 def _gradient(param: Tensor, grad: Tensor, weight_decay: Number | None, decouple: bool) -> Tensor:
