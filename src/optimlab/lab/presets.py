@@ -305,7 +305,9 @@ def _muon_groups(label: str, params: Iterable[Any]) -> list[dict[str, Any]]:
         return params
     matrices = [p for p in params if p.ndim >= 2]
     if not matrices:
-        raise ValueError(f"optimizer {label!r}: Muon needs matrix (≥ 2-D) parameters, and this model has none")
+        raise ValueError(
+            f"optimizer {label!r}: Muon needs matrix (≥ 2-D) parameters, and this model has none"
+        )
     groups = [{"params": matrices, "use_muon": True}]
     rest = [p for p in params if p.ndim < 2]
     return groups + ([{"params": rest, "use_muon": False}] if rest else [])
