@@ -178,6 +178,8 @@ def make_optimizer(name: str, mode: str, params: list[torch.Tensor]) -> torch.op
     if mode.startswith("torch"):
         cls = {n.lower(): getattr(torch.optim, n) for n in dir(torch.optim)}[name]
         option = {"torch-loop": {"foreach": False}, "torch-foreach": {"foreach": True}}
+        if name in TORCH_NO_FOREACH:  # one implementation, no foreach flag (Muon)
+            option["torch-loop"] = {}
         return cls(params, **kwargs, **option.get(mode, {"fused": True}))
     cls = {n.lower(): getattr(ol, n) for n in ol.__all__ if isinstance(getattr(ol, n), type)}[name]
     engine = {"optimlab-default": None, "optimlab-eager": "eager"}.get(mode, "fused")
