@@ -690,6 +690,113 @@ def test_a_kernel_that_disagrees_with_the_eager_rule_is_never_used(monkeypatch: 
     assert ours.engine.counts == {"fused": 0, "eager": 12}
 
 
+#: ASGD after a checkpoint load (η and μ cast to the float64 parameters, ``step`` kept in float32):
+#: its scalar state is updated after the kernel's parallel loop
+ASGD_LOADED = kernels.KernelKey(
+    ol.ASGD.rule,
+    (("l1", None), ("maximize", True), ("eta_dtype", torch.float32), ("mu_dtype", torch.float32)),
+    ("ax",),
+    ("eta", "mu", "step"),
+    (torch.float64, torch.float64, torch.float32),
+    ("lr", "lambd", "alpha", "t0", "weight_decay"),
+    torch.float64,
+    torch.device("cpu"),
+)
+
+
+@pytest.fixture
+def one_thread_cold_compiles():
+    """Compiles in a process that uses one thread, none of them from inductor's caches."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch._inductor.config.patch(fx_graph_cache=False):
+            yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _asgd_operands(numel: int, seed: int) -> list[torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    elements = [torch.rand(numel, generator=generator, dtype=torch.float64) + 0.5 for _ in range(3)]
+    scalars = [
+        torch.tensor(v, dtype=d) for v, d in zip((0.006, 0.9, 3.0), ASGD_LOADED.scalar_dtypes, strict=True)
+    ]
+    hyper = [torch.tensor(v, dtype=torch.float64) for v in (0.01, 1e-4, 0.75, 1e6, 0.1)]
+    return [*elements, *scalars, *hyper]
+
+
+@pytest.mark.usefixtures("one_thread_cold_compiles")
+def test_a_kernel_compiled_on_one_thread_is_exact_on_several() -> None:
+    """torch 2.13's inductor decides from ``torch.get_num_threads()`` at compile time whether serial
+    code after a parallel loop goes under ``omp single`` (and its caches do not tell the counts
+    apart): ASGD's kernel compiled on one thread advanced ``step`` from every thread when it ran on
+    several — right or wrong from one call to the next, and right on its probe, which ran on one.
+    Kernels compile for several threads, so this one is exact on any number."""
+    kernel = kernels.Kernel(ASGD_LOADED)
+    assert kernel.direct is not None
+    assert kernels._unsynchronized_stores(kernel._capture.compiled.source_code) == []
+    torch.set_num_threads(4)
+    for seed in range(10):
+        for numel in (6, 37, 1000):
+            operands = _asgd_operands(numel, seed)
+            expected = kernels._eager_reference(
+                ASGD_LOADED, [t.reshape(1) if t.dim() == 0 else t.clone() for t in operands]
+            )
+            kernel(operands, numel)
+            for index in (0, 2, 3, 4, 5):  # the parameter, ax, eta, mu, step
+                torch.testing.assert_close(operands[index].reshape(-1), expected[index].reshape(-1))
+    assert operands[5].item() == 4.0
+
+
+@pytest.mark.usefixtures("one_thread_cold_compiles")
+def test_a_kernel_that_writes_from_every_thread_is_never_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The code torch 2.13 generated with the thread count left to the process (as the engine once
+    compiled, or as another program's settings may leave in inductor's caches) writes ASGD's scalar
+    state from every thread. Its numbers on one thread are right, so only the code shows it: such a
+    kernel is refused (the engine then steps eagerly), whatever its probe gave."""
+    monkeypatch.delitem(kernels._INDUCTOR_CONFIG, "cpp.threads")
+    monkeypatch.setattr(kernels, "_CHECK_THREADS", 1)  # the probe on one thread: its numbers right
+    with pytest.raises(RuntimeError, match="writes its outputs from every thread"):
+        kernels.Kernel(ASGD_LOADED)
+
+
+def test_unsynchronized_stores_are_the_writes_every_thread_runs() -> None:
+    source = """
+    {
+        out_ptr0[static_cast<int64_t>(0L)] = tmp2;
+    }
+    #pragma omp parallel
+    {
+        int tid = omp_get_thread_num();
+        float tmp_acc0_local = 0;
+        {
+            #pragma omp for
+            for(int64_t x0=0; x0<ks0; x0+=16L)
+            {
+                tmp0.store(out_ptr4 + x0, 16);
+            }
+        }
+        tmp_acc0_arr[tid] = tmp_acc0_local;
+        #pragma omp single
+        {
+            {
+                out_ptr7[static_cast<int64_t>(0L)] = tmp14;
+            }
+        }
+        {
+            out_ptr9[static_cast<int64_t>(0L)] = tmp21;
+            tmp3.store(in_out_ptr1 + 0, 1);
+        }
+    }
+    out_ptr11[0] = tmp5;
+    """
+    assert kernels._unsynchronized_stores(source) == [
+        "out_ptr9[static_cast<int64_t>(0L)] = tmp21;",
+        "tmp3.store(in_out_ptr1 + 0, 1);",
+    ]
+
+
 @pytest.mark.filterwarnings(
     "ignore:`torch.jit.script` is deprecated:DeprecationWarning"
 )  # torch's own imports

@@ -20,7 +20,7 @@ from optimlab.lab.replicas import batchable
         ("lion", True),
         ("adopt", True),
         ("rprop", True),
-        ("asgd", False),  # stepped eagerly everywhere (see optim.ASGD)
+        ("asgd", True),
         ("adafactor", False),  # row and column statistics
         ("muon", False),  # a matrix rule
         ("lamb", False),  # per-tensor trust ratios

@@ -877,10 +877,11 @@ class ASGD(RuleOptimizer):
 
     rule = staticmethod(rules.asgd)
     host_step = True
-    # The rule is elementwise, but not declared so: compiled with its three scalar states (step, eta,
-    # mu), torch 2.13's CPU kernels gave wrong numbers in some runs after a checkpoint load (1e-5
-    # relative, not always caught by the kernel's probe check). Every engine steps it eagerly, exact.
-    elementwise = False
+    elementwise = True  # every element on its own: the fused engine may take it (and DTensor shards)
+    # Its kernel updates the three scalar states (step, eta, mu) after the loop over ax: torch 2.13's
+    # inductor, compiling while the process used one thread, left that update outside `omp single`
+    # and every thread ran it (step advanced twice in some runs: 1e-5 off). Kernels now compile for
+    # several threads and code like that is refused (engine/kernels.py, `_unsynchronized_stores`).
 
     def __init__(
         self,

@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import itertools
 import operator
+import re
 import types
 import warnings
 from collections.abc import Callable, Sequence
@@ -37,10 +38,20 @@ from torch import Tensor
 #: Inductor settings for the kernels. ``dynamic_threads``: the C++ kernel asks OpenMP for the thread
 #: count when it runs instead of baking in ``torch.get_num_threads()`` at compile time (with the
 #: baked-in count, serial kernels compiled while a run used one thread came back from inductor's
-#: caches into 2-thread processes). ``size_asserts``: the generated wrapper does not insist on the
-#: probe's 1-D shape, so the direct call can pass the caller's tensors as they are (the element
-#: count is the size; layouts are checked by the engine).
-_INDUCTOR_CONFIG: dict[str, Any] = {"cpp.dynamic_threads": True, "size_asserts": False}
+#: caches into 2-thread processes). ``cpp.threads``: the thread count the code generation assumes,
+#: pinned above one. Even with ``dynamic_threads`` torch 2.13's inductor asks
+#: ``torch.get_num_threads()`` whether to put serial code that follows a parallel loop (the new
+#: scalar state) under ``omp single`` — while it makes every loop parallel, and leaves the count out
+#: of its cache key — so a kernel compiled while the process used one thread wrote ASGD's ``step``,
+#: η and μ (Rprop's ``step``) from every thread when it ran on several: a race, its numbers right
+#: or wrong from one call to the next (see :func:`_unsynchronized_stores`). Pinned, the code is the
+#: same whatever the process's thread count and correct for any. ``size_asserts``: the generated
+#: wrapper does not insist on the probe's 1-D shape, so the direct call can pass the caller's
+#: tensors as they are (the element count is the size; layouts are checked by the engine).
+_INDUCTOR_CONFIG: dict[str, Any] = {"cpp.dynamic_threads": True, "cpp.threads": 2, "size_asserts": False}
+
+#: the fewest threads a kernel is checked with, so that the probe runs its parallel loops on several
+_CHECK_THREADS = 2
 
 #: how many graphs this process has compiled for the kernels (tests check that a scheduler or an
 #: edit of param_groups does not add any)
@@ -209,6 +220,44 @@ def _eager_reference(key: KernelKey, probe: list[Tensor]) -> list[Tensor]:
     return outputs
 
 
+_OMP_REGION = re.compile(r"#pragma\s+omp\s+(parallel\s+for|parallel|for|single)\b")
+_OUTPUT_WRITE = re.compile(
+    r"\b(?:in_)?out_ptr\d+\s*\[[^;]*?\]\s*(?:[-+*/]?=)(?!=)"  # out_ptr3[0] = ..., += ...
+    r"|\.store\(\s*(?:in_)?out_ptr\d+"  # tmp.store(out_ptr3 + x0, ...)
+    r"|atomic_add\(\s*&\s*(?:in_)?out_ptr\d+"
+)
+
+
+def _unsynchronized_stores(source: str) -> list[str]:
+    """The statements of inductor's C++ ``source`` that write an output from every OpenMP thread:
+    inside a ``#pragma omp parallel`` region but in neither an ``omp for`` loop nor an ``omp single``
+    block. Such code runs once per thread, so a read-modify-write of the scalar state (``step + 1``)
+    races with itself: the increment lands once or several times, and the probe may see either.
+
+    The scan follows the braces of the generated code; a line of the form it does not know (another
+    torch's code generation) only ever adds a statement to the answer, so the check errs on refusing.
+    """
+    found = []
+    frames: list[str] = []  # per open brace: "parallel", "shared" (for / single) or "plain"
+    pending: str | None = None  # the kind of the block a pragma opens with its next brace
+    for raw in source.splitlines():
+        line = raw.strip()
+        region = _OMP_REGION.match(line)
+        if region:
+            pending = "parallel" if region.group(1) == "parallel" else "shared"
+            continue
+        inside = next((f for f in reversed(frames) if f != "plain"), None)
+        if inside == "parallel" and pending is None and _OUTPUT_WRITE.search(line):
+            found.append(line)
+        for char in line:
+            if char == "{":
+                frames.append(pending or "plain")
+                pending = None
+            elif char == "}" and frames:
+                frames.pop()
+    return found
+
+
 def _close(a: Tensor, b: Tensor) -> bool:
     """Equal up to a few roundings of the tensors' dtype (the kernel fuses, the eager ops round each)."""
     eps = torch.finfo(a.dtype).eps
@@ -245,6 +294,16 @@ class Kernel:
         self._compile()
 
     def _compile(self) -> None:
+        # Checked on several threads (the OpenMP code runs its parallel loops on as many as it is
+        # given): what runs once per thread shows on the probe, as it would in a multithreaded run.
+        threads = torch.get_num_threads()
+        torch.set_num_threads(max(threads, _CHECK_THREADS))
+        try:
+            self._compile_and_check()
+        finally:
+            torch.set_num_threads(threads)
+
+    def _compile_and_check(self) -> None:
         probe = _probe_operands(self.key, torch.Generator().manual_seed(0))
         compiling = [t.clone() for t in probe]  # kept alive: the graph's inputs are found by identity
         with torch.no_grad(), warnings.catch_warnings():
@@ -253,11 +312,19 @@ class Kernel:
             warnings.simplefilter("ignore", FutureWarning)
             self._compiled(*compiling)
             expected = _eager_reference(self.key, probe)
+        name = self.key.rule.__name__
+        # A race gives right numbers on some calls: the code itself must show none (a kernel from a
+        # cache filled by other settings or another torch included).
+        unsynchronized = _unsynchronized_stores(getattr(self._capture.compiled, "source_code", "") or "")
+        if unsynchronized:
+            raise RuntimeError(
+                f"the compiled {name} writes its outputs from every thread ({unsynchronized[0]}): not used"
+            )
         mutable = self._n_elementwise + len(self.key.scalar_keys)
         wrong = [i for i in range(mutable) if not _close(compiling[i], expected[i])]
         if wrong:
             raise RuntimeError(
-                f"the compiled {self.key.rule.__name__} disagrees with the rule run eagerly on its probe "
+                f"the compiled {name} disagrees with the rule run eagerly on its probe "
                 f"(operands {wrong}): not used"
             )
         self.direct, self._arguments = self._trusted_direct_call(probe, compiling)
