@@ -15,6 +15,8 @@ engine that applies the rule.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import numbers
 import operator
 import os
@@ -47,6 +49,12 @@ def _plain_number(value: Any) -> Any:
     ):
         return float(value)
     return value
+
+
+@functools.cache
+def _takes_option(cls: type, name: str) -> bool:
+    """Whether ``cls``'s constructor has the argument ``name``."""
+    return name in inspect.signature(cls.__init__).parameters
 
 
 def _check_fused_device(param: Tensor) -> None:
@@ -247,16 +255,17 @@ class RuleOptimizer(Optimizer):
     def __setstate__(self, state: dict[str, Any]) -> None:
         state = dict(state)
         engine = state.pop("engine", None)
-        # The defaults' own keys: torch.optim's __setstate__ adds "differentiable" to every optimizer's
-        # defaults, which must not reach the param groups of one without it (Adafactor, SparseAdam).
-        declared = set(state.get("defaults", self.__dict__.get("defaults", {})))
         super().__setstate__(state)
+        # torch.optim's __setstate__ adds differentiable=False to every optimizer's defaults; one
+        # without that option (Adafactor, SparseAdam, Muon, Lion, …) keeps its own keys, so that its
+        # param groups and state_dict stay those of the optimizer it mirrors.
+        if not _takes_option(type(self), "differentiable"):
+            self.defaults.pop("differentiable", None)
         if engine is not None or "engine" not in self.__dict__:  # unpickled or deep-copied
             self.engine = resolve_engine(engine or os.environ.get(ENGINE_ENV, "auto"))
         for group in self.param_groups:
             for key, value in self.defaults.items():
-                if key in declared:
-                    group.setdefault(key, value)
+                group.setdefault(key, value)
         # Checkpoints from before step became a tensor: torch.optim's scalar dtype (float32 unless
         # the default dtype is float64, never a half-precision default, whose counter stalls at 256).
         scalar_dtype = torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32

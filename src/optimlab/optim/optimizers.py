@@ -1034,13 +1034,6 @@ class Muon(RuleOptimizer):
                         f"Muon only supports 2D parameters whereas we found a parameter with size: {p.size()}"
                     )
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__(state)
-        # torch.optim's __setstate__ adds differentiable=False to the defaults, which the base class
-        # then copies into every group; torch.optim.Muon's groups have no such key
-        for group in self.param_groups:
-            group.pop("differentiable", None)
-
     def params_with_grad(self, group: dict[str, Any]) -> tuple[list[Tensor], list[Tensor]]:
         """torch.optim.Muon's checks at the step, in its order: complex parameters, sparse gradients
         (every parameter), then a gradient that is not a matrix."""

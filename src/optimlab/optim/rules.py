@@ -618,11 +618,7 @@ def rprop(
     step_size = torch.clamp(state["step_size"] * factor, step_size_min, step_size_max)
     g = torch.where(flipped, 0.0, g)
     new_param = _l1_step(param - g.sign() * step_size, l1, step_size)
-    # The counter last: torch 2.13's inductor (C++, several threads) emitted its in-place increment,
-    # read by nothing else, outside `omp single` when it came first with l1 on — every thread added 1
-    # (the kernel's probe check caught it). Last, it is emitted once.
-    step = state["step"] + 1
-    return new_param, {"step": step, "prev": g, "step_size": step_size}
+    return new_param, {"step": state["step"] + 1, "prev": g, "step_size": step_size}
 
 
 def asgd(

@@ -9,8 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from optimlab.optim.base import NonFinitePolicy, optional_term, scalar_hyperparameter
-from optimlab.optim.modern.common import PackageOptimizer
+from optimlab.optim.base import NonFinitePolicy, RuleOptimizer, optional_term, scalar_hyperparameter
 from optimlab.optim.modern.errors import NegativeLRError, NoComplexParameterError, NoSparseGradientError
 from optimlab.optim.optimizers import _zeros
 from optimlab.optim.rules import (
@@ -117,7 +116,7 @@ def _check_non_negative(value: Any, name: str) -> None:
         raise ValueError(f"{name} must be non-negative")
 
 
-class AdEMAMix(PackageOptimizer):
+class AdEMAMix(RuleOptimizer):
     """AdEMAMix — see :func:`ademamix`.
 
     As in pytorch-optimizer, the step count is each param group's ``group["step"]`` (a Python int,

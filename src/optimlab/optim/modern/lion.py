@@ -6,8 +6,7 @@ from typing import Any
 
 from torch import Tensor
 
-from optimlab.optim.base import NonFinitePolicy, optional_term, scalar_hyperparameter
-from optimlab.optim.modern.common import PackageOptimizer
+from optimlab.optim.base import NonFinitePolicy, RuleOptimizer, optional_term, scalar_hyperparameter
 from optimlab.optim.optimizers import _zeros
 from optimlab.optim.rules import Number, State, _decoupled_decay, _l1_step
 
@@ -41,7 +40,7 @@ def lion(
     return _l1_step(new_param, l1, lr), {"exp_avg": exp_avg}
 
 
-class Lion(PackageOptimizer):
+class Lion(RuleOptimizer):
     """Lion — see :func:`lion`.
 
     As in lion_pytorch, ``decoupled_weight_decay=True`` divides every group's ``weight_decay`` by the
