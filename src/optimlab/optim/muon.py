@@ -90,6 +90,8 @@ class MuonWithAdamW(Muon):
         l1: float = 0.0,
         nonfinite: NonFinitePolicy = "propagate",
         engine: str | None = None,
+        state_dtype: torch.dtype | None = None,
+        stochastic_rounding: bool = False,
     ) -> None:
         # the AdamW settings are validated by torch.optim.AdamW's own checks
         AdamW(
@@ -118,6 +120,8 @@ class MuonWithAdamW(Muon):
             l1=l1,
             nonfinite=nonfinite,
             engine=engine,
+            state_dtype=state_dtype,
+            stochastic_rounding=stochastic_rounding,
         )
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:

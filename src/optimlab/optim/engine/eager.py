@@ -68,6 +68,10 @@ def apply_rule(
     if on_shards:
         param, grad = local(param), local(grad)
     param = as_real(param)
+    if optimizer.rounds:  # low-precision storage: the rule reads it in the step's precision
+        dtype = optimizer.compute_dtype(param)
+        param, grad = optimizer.readable(param, dtype), optimizer.readable(dense(grad), dtype)
+        real_state = {key: optimizer.readable(value, dtype) for key, value in real_state.items()}
     if torch.is_grad_enabled():
         # Autograd records the step (differentiable=True): the rule's graph must keep the values it
         # read, not the tensors that write_back is about to overwrite in place.
@@ -86,7 +90,11 @@ def write_back(
     def target(tensor: Tensor) -> Tensor:
         return as_real(local(tensor) if on_shards else tensor)
 
-    target(param).copy_(new_param)
+    def store(tensor: Tensor, value: Tensor) -> None:
+        tensor = target(tensor)
+        tensor.copy_(optimizer.storable(value, tensor.dtype))
+
+    store(param, new_param)
     if on_shards and local(param) is not param:
         torch.autograd.graph.increment_version(param)  # the DTensor changed with its shard
     if not new_state:
@@ -96,12 +104,12 @@ def write_back(
         if not isinstance(value, Tensor):  # the step counter, advanced on the host
             state[key].fill_(value)
         elif state.get(key) is not None:
-            target(state[key]).copy_(value)
+            store(state[key], value)
         elif value.dim() == 0 and param.dim() != 0:  # a 0-d value the rule adds (LAMB's trust ratio)
             state[key] = value.detach().clone() if not torch.is_grad_enabled() else value.clone()
         else:  # created by the rule itself: a tensor like the parameter (a DTensor for a DTensor)
-            holder = torch.empty_like(param, memory_format=torch.preserve_format)
-            target(holder).copy_(value)
+            holder = torch.empty_like(param, memory_format=torch.preserve_format, dtype=optimizer.state_dtype)
+            store(holder, value)
             state[key] = holder
 
 
@@ -123,7 +131,7 @@ class EagerEngine:
         hyper = optimizer.hyperparameters(group)
         if extras is None:
             extras = rule_statistics(optimizer, group, params, grads, hyper)
-        if optimizer.matrix and optimizer.batches_matrices(group):
+        if optimizer.matrix and optimizer.batches_matrices(group) and not optimizer.rounds:
             params, grads, extras = step_matrix_stacks(optimizer, group, params, grads, extras, hyper)
         for param, grad, extra in zip(params, grads, extras, strict=True):
             if optimizer.sparse_entries and grad.is_sparse:  # only the entries it touches (SparseAdam)

@@ -78,6 +78,10 @@ def tensor_statistics(
     for param, grad in zip(params, grads, strict=True):
         state = {k: v for k, v in optimizer.ensure_state(param, group).items() if v is not None}
         real_state = {k: _as_real(v) if isinstance(v, Tensor) else v for k, v in state.items()}
+        if optimizer.rounds:  # low-precision storage, read in the step's precision
+            dtype = optimizer.compute_dtype(param)
+            real_state = {k: optimizer.readable(v, dtype) for k, v in real_state.items()}
+            param, grad = optimizer.readable(param, dtype), optimizer.readable(grad, dtype)
         values = measure(
             _as_real(param), _as_real(grad.to_dense() if grad.is_sparse else grad), real_state, **hyper
         )

@@ -151,6 +151,8 @@ class AdEMAMix(RuleOptimizer):
         l1: float = 0.0,
         nonfinite: NonFinitePolicy = "propagate",
         engine: str | None = None,
+        state_dtype: torch.dtype | None = None,
+        stochastic_rounding: bool = False,
         **kwargs: Any,
     ) -> None:
         if lr is not None and lr < 0.0:
@@ -179,7 +181,15 @@ class AdEMAMix(RuleOptimizer):
             "foreach": foreach,
             **kwargs,
         }
-        super().__init__(params, defaults, l1=l1, nonfinite=nonfinite, engine=engine)
+        super().__init__(
+            params,
+            defaults,
+            l1=l1,
+            nonfinite=nonfinite,
+            engine=engine,
+            state_dtype=state_dtype,
+            stochastic_rounding=stochastic_rounding,
+        )
 
     def begin_group_step(self, group: dict[str, Any]) -> None:
         """The group's step count advances, as in pytorch-optimizer (not for a group that
