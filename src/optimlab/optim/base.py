@@ -29,9 +29,9 @@ from torch.optim import Optimizer
 
 from optimlab.optim.distributed import all_ranks_agree, is_distributed, local
 from optimlab.optim.engine import Engine, resolve_engine
-from optimlab.optim.engine.eager import dense
 from optimlab.optim.engine.rounding import LOW_PRECISION_DTYPES, RoundingStream, check_state_dtype
 from optimlab.optim.engine.statistics import step_statistics
+from optimlab.optim.engine.tensors import dense
 
 NonFinitePolicy = Literal["propagate", "skip", "raise"]
 NONFINITE_POLICIES: tuple[str, ...] = ("propagate", "skip", "raise")

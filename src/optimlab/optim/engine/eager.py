@@ -19,21 +19,10 @@ from torch import Tensor
 from optimlab.optim.distributed import is_distributed, local, same_layout
 from optimlab.optim.engine.sparse import step_sparse_entries
 from optimlab.optim.engine.statistics import rule_statistics
+from optimlab.optim.engine.tensors import as_real, dense
 
 if TYPE_CHECKING:
     from optimlab.optim.base import RuleOptimizer
-
-
-def as_real(tensor: Tensor) -> Tensor:
-    """Complex tensors are updated through their real view, as torch.optim does."""
-    return torch.view_as_real(tensor) if tensor.is_complex() else tensor
-
-
-def dense(grad: Tensor) -> Tensor:
-    """A gradient, densified when sparse: torch.optim's SGD and Adagrad accept sparse gradients
-    (uncoalesced ones too), and the rule applied to the dense gradient gives their numbers (zero
-    entries change nothing)."""
-    return grad.to_dense() if grad.is_sparse else grad
 
 
 def shards(optimizer: RuleOptimizer, param: Tensor, grad: Tensor, state: dict[str, Any]) -> bool:
