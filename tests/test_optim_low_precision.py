@@ -18,7 +18,13 @@ import pytest
 import torch
 
 import optimlab.optim as ol
-from optimlab.optim.engine.rounding import RoundingStream, stochastic_round
+from optimlab.optim.engine.rounding import (
+    COMPILE_MIN_NUMEL,
+    RoundingStream,
+    _compiled_rounding,
+    round_with_bits,
+    stochastic_round,
+)
 from parity_cases import PARITY, gradient
 
 BF16 = torch.bfloat16
@@ -66,6 +72,26 @@ def test_stochastic_rounding_is_unbiased() -> None:
     assert 0.6 < float((z**2).mean()) < 1.5
     nearest = x.to(BF16).double() - x.double()
     assert float((nearest.abs() / (error.std(0) / math.sqrt(draws))).median()) > 20
+
+
+def test_the_compiled_rounding_is_the_eager_one_bit_for_bit() -> None:
+    compiled = _compiled_rounding("cpu")
+    if compiled is None:
+        pytest.skip("no C++ compiler for torch.compile")
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(COMPILE_MIN_NUMEL + 3, generator=gen) * 1e3
+    x[:4] = torch.tensor([float("nan"), float("inf"), -float("inf"), -0.0])
+    x[4] = torch.tensor(0x7FFFFFFF, dtype=torch.int32).view(torch.float32)  # a NaN whose payload carries
+    noise = torch.randint(0, 1 << 16, x.shape, dtype=torch.int32, generator=gen)
+    ours, eager = compiled(x, noise), round_with_bits(x, noise)
+    assert torch.equal(ours.view(torch.int16), eager.view(torch.int16))
+    assert math.isnan(float(eager[4])) and math.isnan(float(eager[0]))
+    # the public function takes the compiled path for large tensors: same draws, same result
+    a = stochastic_round(x, BF16, torch.Generator().manual_seed(5))
+    b = round_with_bits(
+        x, torch.randint(0, 1 << 16, x.shape, dtype=torch.int32, generator=torch.Generator().manual_seed(5))
+    )
+    assert torch.equal(a.view(torch.int16), b.view(torch.int16))
 
 
 def test_the_same_seed_rounds_the_same_way() -> None:

@@ -25,12 +25,21 @@ exactly as the uninterrupted one.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
-__all__ = ["LOW_PRECISION_DTYPES", "RoundingStream", "check_state_dtype", "stochastic_round"]
+__all__ = [
+    "COMPILE_MIN_NUMEL",
+    "LOW_PRECISION_DTYPES",
+    "RoundingStream",
+    "check_state_dtype",
+    "round_with_bits",
+    "stochastic_round",
+]
 
 #: the storage dtypes stochastic rounding writes to
 LOW_PRECISION_DTYPES: tuple[torch.dtype, ...] = (torch.bfloat16,)
@@ -50,17 +59,39 @@ def stochastic_round(value: Tensor, dtype: torch.dtype, generator: torch.Generat
     """``value`` in ``dtype`` (bfloat16), rounded stochastically: to one of the two neighbouring
     bfloat16 numbers, up with probability (x − lower)/(upper − lower), so E[result] = x.
 
-    Exact values (already representable) are returned unchanged; ±inf and NaN are kept."""
+    Exact values (already representable) are returned unchanged; ±inf and NaN are kept. Tensors of
+    at least :data:`COMPILE_MIN_NUMEL` elements take one compiled pass (bit for bit the same)."""
     if dtype not in LOW_PRECISION_DTYPES:
         raise ValueError(f"stochastic rounding writes bfloat16, not {dtype}")
     x = value.detach().to(torch.float32).contiguous()
-    bits = x.view(torch.int32)
     noise = torch.randint(0, _LOW_BITS, x.shape, dtype=torch.int32, device=x.device, generator=generator)
-    # magnitude + noise, then truncation: the int32 add carries into the sign bit only for NaN
-    # payloads, which torch.where puts back
-    rounded = ((bits + noise) & -_LOW_BITS).view(torch.float32)
-    rounded = torch.where(torch.isfinite(x), rounded, x)
-    return rounded.to(dtype)  # exact: the low 16 bits are zero
+    if x.numel() >= COMPILE_MIN_NUMEL:
+        compiled = _compiled_rounding(x.device.type)
+        if compiled is not None:
+            return compiled(x, noise)
+    return round_with_bits(x, noise)
+
+
+def round_with_bits(x: Tensor, noise: Tensor) -> Tensor:
+    """The float32 ``x`` rounded to bfloat16 with the random 16-bit integers ``noise``: magnitude +
+    noise, truncated (the int32 add carries into the sign bit only for NaN payloads, which
+    ``torch.where`` puts back, as it does ±inf)."""
+    rounded = ((x.view(torch.int32) + noise) & -_LOW_BITS).view(torch.float32)
+    return torch.where(torch.isfinite(x), rounded, x).to(torch.bfloat16)  # exact: low bits zero
+
+
+#: from this many elements on, :func:`round_with_bits` runs compiled (one pass instead of five);
+#: smaller tensors are not worth a compiled call's fixed cost (or the first call's compilation)
+COMPILE_MIN_NUMEL = 1 << 16
+
+
+@functools.cache
+def _compiled_rounding(device_type: str) -> Callable[[Tensor, Tensor], Tensor] | None:
+    from optimlab.optim.engine.kernels import compiler_available
+
+    if not compiler_available(device_type):
+        return None
+    return torch.compile(round_with_bits, dynamic=True, fullgraph=True)
 
 
 def _mix(*parts: object) -> int:
