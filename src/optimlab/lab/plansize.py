@@ -92,7 +92,10 @@ def runs_per_optimizer(comparison: Comparison, problem: Problem) -> int:
 
 def plan_size(comparison: Comparison) -> PlanSize:
     """``(runs, steps, bytes)`` of ``comparison`` (every run it needs, stored or not), by arithmetic
-    alone: see the module docstring."""
+    alone: see the module docstring. A comparison of several horizons is the sum of its horizons'."""
+    stages = comparison.stages()
+    if len(stages) > 1 or stages[0] is not comparison:
+        return total(plan_size(stage) for stage in stages)
     sizes = []
     for problem in comparison.problems:
         budget = comparison.budget_for(problem)

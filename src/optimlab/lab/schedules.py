@@ -340,6 +340,18 @@ class SafeExpression:
         return f"SafeExpression({self.text!r})"
 
 
+class _ScaleEpoch(ast.NodeTransformer):
+    """Replaces ``epoch`` by ``(epoch / fraction)`` in a checked lambda expression."""
+
+    def __init__(self, fraction: float) -> None:
+        self.fraction = fraction
+
+    def visit_Name(self, node: ast.Name) -> ast.AST:
+        if node.id != "epoch":
+            return node
+        return ast.BinOp(left=ast.Name("epoch", ast.Load()), op=ast.Div(), right=ast.Constant(self.fraction))
+
+
 @functools.lru_cache(maxsize=64)
 def _check_lambda(text: str, epochs: int) -> None:
     expression = SafeExpression(text)
@@ -406,6 +418,46 @@ class ScheduleSpec:
                 SafeExpression(self.params["expression"]).check_epochs(max(1, epochs))
             except ValueError as error:
                 raise ValueError(f"schedule {self.text!r} over a run of {epochs} epochs: {error}") from None
+
+    def rescaled(self, fraction: float) -> ScheduleSpec:
+        """This schedule compressed in time to a run ``fraction`` as long (a horizon, 0 < fraction ≤ 1):
+        lr_h(t) = lr(t / fraction), up to whole epochs and steps.
+
+        Lengths given explicitly are multiplied by ``fraction`` and rounded (at least 1): ``T_max``,
+        ``step_size``, ``milestones``, ``warmup_steps``; ``exponential``'s ``gamma`` becomes
+        gamma^(1/fraction); a ``lambda`` expression reads ``epoch / fraction``. Lengths left to their
+        defaults already follow the run's length, and so do ``onecycle``'s phases; ``plateau``
+        reacts to the loss and is kept as it is. ``fraction == 1`` returns this schedule."""
+        if not 0 < fraction <= 1:
+            raise ValueError(f"a horizon must be in (0, 1], got {fraction!r}")
+        if fraction == 1:
+            return self
+
+        def shorter(value: Any) -> int:
+            return max(1, round(float(value) * fraction))
+
+        params = dict(self.params)
+        if self.kind == "lambda":
+            tree = ast.parse(params["expression"].strip(), mode="eval")
+            scaled = _ScaleEpoch(fraction).visit(tree)
+            return ScheduleSpec("lambda", {"expression": ast.unparse(ast.fix_missing_locations(scaled))})
+        for key in ("T_max", "step_size", "warmup_steps"):
+            if key in params:
+                params[key] = shorter(params[key])
+        if "milestones" in params:
+            milestones = params["milestones"]
+            scaled_milestones = tuple(
+                shorter(m) for m in (milestones if isinstance(milestones, tuple) else (milestones,))
+            )
+            if len(set(scaled_milestones)) != len(scaled_milestones):
+                raise ValueError(
+                    f"schedule {self.text!r} cannot be rescaled to a horizon of {fraction:g}: its milestones "
+                    f"fall on the same epoch ({'/'.join(map(str, scaled_milestones))})"
+                )
+            params["milestones"] = scaled_milestones
+        if self.kind == "exponential":
+            params["gamma"] = float(f"{float(params.get('gamma', 0.9)) ** (1 / fraction):.6g}")
+        return ScheduleSpec(self.kind, params)
 
     def _build(
         self, optimizer: Optimizer, epochs: int, steps_per_epoch: int, probe: bool = False
