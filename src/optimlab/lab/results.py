@@ -318,7 +318,8 @@ def _optimizer_specs(data: ComparisonData) -> list[str]:
 def tuned_command(data: ComparisonData, out: str | None = None) -> str:
     """The command that runs this comparison tuned — an lr grid of :data:`TUNED_LR_GRID` around each
     optimizer's own lr — and otherwise the same: problems, optimizers (as specs: a config file's
-    labels are not), seeds, defaults, budget, schedule, regularization, ``--db`` (this comparison's)
+    labels are not), seeds, defaults, budget, schedule, regularization, baseline and horizons,
+    ``--db`` (this comparison's)
     and ``--out`` (when given), each argument quoted for a POSIX shell (:func:`shlex.quote`)."""
     settings = data.settings
     args = ["optimlab", "compare"]
@@ -338,6 +339,11 @@ def tuned_command(data: ComparisonData, out: str | None = None) -> str:
         value = (settings.get("regularization") or {}).get(name)
         if value is not None:
             args += [option, format_value(value)]
+    if settings.get("baseline") is not None:
+        args += ["--baseline", str(settings["baseline"])]
+        horizons = settings.get("horizons") or [1.0]
+        if horizons != [1.0]:
+            args += ["--horizons", ",".join(f"{h:g}" for h in horizons)]
     if data.db_path:
         args += ["--db", data.db_path]
     if out is not None:

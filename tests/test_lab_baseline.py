@@ -1,0 +1,170 @@
+"""``optimlab compare --baseline``: the baseline tuned like every optimizer, horizons trained
+separately with their schedules decayed to them, speed-ups in summary.json and the report's first
+table; resume; bad input."""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from optimlab.cli import app
+from optimlab.lab.protocol import comparison_from, run_comparison
+from optimlab.lab.schedules import lr_curve, parse_schedule
+from optimlab.lab.settings import parse_fractions, resolve
+from optimlab.lab.storage import Store
+
+runner = CliRunner()
+PROBLEM = "parabola:n=64"
+BASE = ["--problem", PROBLEM, "--optimizers", "sgd,adam", "--steps", "40", "--jobs", "1", "--no-png"]
+BASELINE = [*BASE, "--baseline", "adamw", "--lr-grid", "2", "--seeds", "2", "--horizons", "0.5,1"]
+
+
+def _compare(tmp_path: Path, *args: str):
+    return runner.invoke(
+        app, ["compare", *args, "--db", str(tmp_path / "lab.db"), "--out", str(tmp_path / "out")]
+    )
+
+
+def _rows(db: Path) -> list[tuple[str, str]]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute("SELECT key, created_at FROM runs ORDER BY key").fetchall()
+
+
+def test_compare_against_a_baseline_writes_speedups_and_leads_the_report_with_the_verdict(
+    tmp_path: Path,
+) -> None:
+    result = _compare(tmp_path, *BASELINE)
+    assert result.exit_code == 0, result.output
+    assert "Verdict against adamw" in result.stdout
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    problem = summary["problems"][PROBLEM]
+    assert set(problem["optimizers"]) == {"adamw", "sgd", "adam"}  # the baseline was added
+    for label, entry in problem["optimizers"].items():
+        speedup = entry["speedup"]
+        assert set(speedup) >= {
+            "median",
+            "ci95",
+            "unit",
+            "reached",
+            "seeds",
+            "grad_evals",
+            "seconds",
+            "verdict",
+        }
+        assert len(speedup["ci95"]) == 2 and speedup["seeds"] == [0, 1]
+        if label == "adamw":
+            assert (
+                speedup["median"] == 1.0
+                and speedup["ci95"] == [1.0, 1.0]
+                and speedup["verdict"] == "baseline"
+            )
+        else:
+            low, high = speedup["ci95"]
+            assert speedup["median"] is not None and low <= speedup["median"] <= high
+            assert speedup["verdict"] in ("faster", "slower", "inside the noise")
+    # each horizon its own budget, schedule and tuned lrs
+    assert set(problem["horizons"]) == {"0.5", "1"}
+    assert problem["horizons"]["0.5"]["total_steps"] == 20 and problem["horizons"]["1"]["total_steps"] == 40
+    assert problem["horizons"]["1"]["schedule"] == "warmup-cosine"
+    assert problem["horizons"]["1"]["optimizers"]["sgd"]["speedup"] == problem["optimizers"]["sgd"]["speedup"]
+    verdict = summary["verdict"]
+    assert verdict["baseline"] == "adamw" and verdict["horizons"] == [0.5, 1.0]
+    assert len(verdict["rows"]) == 2 * 3 and "lr grid of 2" in verdict["tuning"]
+    assert all(row["tuning_runs"] == 4 for row in verdict["rows"])  # 2 lrs × 2 seeds, the baseline too
+    assert summary["settings"]["baseline"] == "adamw" and summary["settings"]["horizons"] == [0.5, 1.0]
+    # the report's first section is the verdict table
+    report = (tmp_path / "out" / "report.html").read_text()
+    headings = re.findall(r"<h2 id=\"[^\"]+\">([^<]*)</h2>", report)
+    assert headings[0] == "Verdict against the baseline" and headings[1] == "Protocol"
+    first = report[report.index(headings[0]) : report.index("Protocol</h2>")]
+    assert "speed-up [95 % CI]" in first and "adamw" in first
+    # every (horizon, optimizer, lr, seed) is a run of its own: the horizon is part of the key
+    created = _rows(tmp_path / "lab.db")
+    assert len(created) == 2 * 3 * 2 * 2
+    # resume: nothing new is trained, the same numbers come out
+    again = _compare(tmp_path, *BASELINE)
+    assert again.exit_code == 0, again.output
+    assert "0 runs trained, 24 reused" in " ".join(again.stdout.split())
+    assert _rows(tmp_path / "lab.db") == created
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["verdict"] == verdict
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--baseline", "nosuch"], "--baseline 'nosuch'"),
+        (["--baseline", "adamw", "--horizons", "0,1"], "(0, 1]"),
+        (["--baseline", "adamw", "--horizons", "1.5"], "(0, 1]"),
+        (["--baseline", "adamw", "--horizons", "a,b"], "fractions such as 0.25,1"),
+        (["--baseline", "adamw", "--horizons", ""], "fractions such as 0.25,1"),
+        (["--horizons", "0.5,1"], "needs a --baseline"),
+    ],
+)
+def test_bad_baseline_or_horizons_is_one_line_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
+    result = _compare(tmp_path, *BASE, *args)
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr and result.stderr.count("\n") == 1 and "Traceback" not in result.output
+    assert not (tmp_path / "lab.db").exists()  # nothing was started
+
+
+def _values(**settings):
+    command_line = {"problems": [PROBLEM], "optimizers": "sgd,adam", "steps": 40, "seeds": 2, **settings}
+    return resolve(command_line, {})
+
+
+def test_a_baseline_among_the_optimizers_is_not_added_and_no_baseline_keeps_the_ids() -> None:
+    comparison = comparison_from(_values(baseline="adam"))
+    assert [c.label for c in comparison.optimizers] == ["sgd", "adam"] and comparison.baseline == "adam"
+    assert comparison.settings()["horizons"] == [1.0]
+    plain = comparison_from(_values())
+    assert "baseline" not in plain.settings() and plain.run_schedule is None  # as before: same ids
+    assert comparison.run_schedule is not None and comparison.run_schedule.text == "warmup-cosine"
+    assert parse_fractions("1,0.25,1") == (0.25, 1.0)
+
+
+def test_a_given_schedule_is_rescaled_to_each_horizon() -> None:
+    comparison = comparison_from(_values(baseline="adam", horizons="0.25,1", schedule="cosine:T_max=8"))
+    stages = comparison.stages()
+    assert [s.horizon for s in stages] == [0.25, 1.0]
+    assert [s.run_schedule.text for s in stages] == ["cosine:T_max=2", "cosine:T_max=8"]
+    problem = comparison.problems[0]
+    assert [s.budget_for(problem).total_steps(problem.steps_per_epoch) for s in stages] == [10, 40]
+    # lr_h(t) = lr(t / h): a step schedule compressed 4× runs through the same learning rates
+    full = lr_curve("warmup-cosine:warmup_steps=8", 1.0, 1, 40)
+    quarter = lr_curve(parse_schedule("warmup-cosine:warmup_steps=8").rescaled(0.25), 1.0, 1, 10)
+    assert quarter == pytest.approx(full[::4], abs=1e-12)
+    assert parse_schedule("exponential:gamma=0.81").rescaled(0.5).params["gamma"] == pytest.approx(0.6561)
+    assert parse_schedule("step:step_size=6").rescaled(0.5).text == "step:step_size=3"
+    assert parse_schedule("lambda:0.5**epoch").rescaled(0.5).text == "lambda:0.5 ** (epoch / 0.5)"
+    with pytest.raises(ValueError, match="milestones fall on the same epoch"):
+        parse_schedule("multistep:milestones=2/3").rescaled(0.25)
+
+
+def test_optuna_tunes_the_baseline_at_every_horizon(tmp_path: Path) -> None:
+    comparison = comparison_from(
+        _values(optimizers="sgd", baseline="adamw", horizons="0.5,1", tune="optuna", budget=2, seeds=1)
+    )
+    with Store(tmp_path / "lab.db") as store:
+        cid = run_comparison(comparison, store)
+        _, _, plan = store.comparison(cid)
+    assert plan["baseline"] == "adamw" and [h["horizon"] for h in plan["horizons"]] == [0.5, 1.0]
+    for horizon in plan["horizons"]:
+        for entry in horizon["problems"][0]["optimizers"]:
+            assert len(entry["trials"]) == 2  # the baseline's budget is everyone's
+    assert plan["problems"] == plan["horizons"][-1]["problems"]
+
+
+def test_one_shot_against_a_baseline_on_one_seed_says_there_is_no_interval(tmp_path: Path) -> None:
+    result = _compare(tmp_path, *BASE, "--baseline", "adamw", "--seeds", "1")
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    verdicts = {row["optimizer"]: row["verdict"] for row in summary["verdict"]["rows"]}
+    assert verdicts["adamw"] == "baseline"
+    assert verdicts["sgd"] in ("one seed: no CI",) and verdicts["adam"] == "one seed: no CI"
+    assert "--baseline adamw" in summary["tuned_command"] and "--horizons" not in summary["tuned_command"]
+    assert "One seed." in (tmp_path / "out" / "report.html").read_text()
