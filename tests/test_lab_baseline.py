@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from optimlab.cli import app
+from optimlab.lab.plansize import plan_size
 from optimlab.lab.protocol import comparison_from, run_comparison
 from optimlab.lab.schedules import lr_curve, parse_schedule
 from optimlab.lab.settings import parse_fractions, resolve
@@ -125,6 +126,12 @@ def test_a_baseline_among_the_optimizers_is_not_added_and_no_baseline_keeps_the_
     assert "baseline" not in plain.settings() and plain.run_schedule is None  # as before: same ids
     assert comparison.run_schedule is not None and comparison.run_schedule.text == "warmup-cosine"
     assert parse_fractions("1,0.25,1") == (0.25, 1.0)
+    # every horizon is runs of its own: counted before anything is planned, and refused alike
+    two = comparison_from(_values(baseline="adam", horizons="0.5,1"))
+    assert plan_size(two).runs == 2 * plan_size(comparison).runs
+    assert plan_size(two).steps == plan_size(comparison).steps * 3 // 2  # 20 + 40 steps a configuration
+    with pytest.raises(ValueError, match="× 2 horizons"):
+        comparison_from(_values(baseline="adam", horizons="0.5,1", seeds=10_000, lr_grid=2))
 
 
 def test_a_given_schedule_is_rescaled_to_each_horizon() -> None:

@@ -130,10 +130,12 @@ def check_plan_size(comparison: Comparison) -> PlanSize:
             each = f"{comparison.lr_grid:,} learning rates × up to {comparison.seeds:,} seeds"
         else:
             each = f"up to {comparison.seeds:,} seeds"
+        stages = len(comparison.stages())
+        horizons = f" × {stages} horizons" if stages > 1 else ""
         raise ValueError(
             f"this comparison would train {size.runs:,} runs ({len(comparison.problems)} problem(s) × "
-            f"{len(comparison.optimizers)} optimizer(s) × {each}); at most {MAX_RUNS:,} runs in one "
-            "comparison (use fewer seeds, learning rates, trials, optimizers or problems)"
+            f"{len(comparison.optimizers)} optimizer(s) × {each}{horizons}); at most {MAX_RUNS:,} runs "
+            "in one comparison (use fewer seeds, learning rates, trials, optimizers or problems)"
         )
     return size
 

@@ -22,6 +22,8 @@ def speedup_text(row: Mapping[str, Any]) -> str:
     low, high = row["ci95"]
     if row["verdict"] == "no target":
         return "–"
+    if row["reached"] == 0:
+        return "0× (never reached)"
     median = f"{number(row['median'])}×"
     return median if low == high else f"{median} [{number(low)}, {number(high)}]"
 
