@@ -175,3 +175,62 @@ def test_one_shot_against_a_baseline_on_one_seed_says_there_is_no_interval(tmp_p
     assert verdicts["sgd"] in ("one seed: no CI",) and verdicts["adam"] == "one seed: no CI"
     assert "--baseline adamw" in summary["tuned_command"] and "--horizons" not in summary["tuned_command"]
     assert "One seed." in (tmp_path / "out" / "report.html").read_text()
+
+
+def _row(horizon: float, optimizer: str, median, ci95, verdict: str, reached=1.0, evals=None) -> dict:
+    return {
+        "problem": "p",
+        "horizon": horizon,
+        "total_steps": int(100 * horizon),
+        "optimizer": optimizer,
+        "median": median,
+        "ci95": ci95,
+        "grad_evals": evals or {"median": median, "ci95": ci95},
+        "reached": reached,
+        "verdict": verdict,
+        "best_lr": 0.01,
+        "baseline_lr": 0.003,
+        "tuning_runs": 12,
+    }
+
+
+def test_the_verdict_section_says_noise_flips_and_never_reached_plainly() -> None:
+    from optimlab.reports.html import Page
+    from optimlab.reports.verdict import verdict_section
+
+    rows = [
+        _row(0.25, "adamw", 1.0, [1.0, 1.0], "baseline"),
+        _row(0.25, "lion", 1.5, [1.2, 1.9], "faster"),
+        _row(0.25, "sgd", 1.1, [0.8, 1.4], "inside the noise"),
+        _row(0.25, "lbfgs", 2.0, [1.5, 2.5], "faster", evals={"median": 0.25, "ci95": [0.2, 0.3]}),
+        _row(1.0, "adamw", 1.0, [1.0, 1.0], "baseline"),
+        _row(1.0, "lion", 0.7, [0.5, 0.9], "slower"),
+        _row(1.0, "sgd", 0.0, [0.0, 0.0], "slower", reached=0.0),
+        _row(1.0, "lbfgs", None, [None, None], "faster"),
+    ]
+    summary = {
+        "verdict": {"baseline": "adamw", "horizons": [0.25, 1.0], "tuning": "an lr grid", "rows": rows}
+    }
+    page = Page("t")
+    verdict_section(page, summary)
+    text = " ".join(page.render().split())
+    assert "Verdict against the baseline" in text and "Baseline: adamw." in text
+    assert "1.5× [1.2, 1.9]" in text and "0× (never reached)" in text and "∞×" in text
+    assert "in grad evals" in text and "0.25× [0.2, 0.3]" in text  # L-BFGS spends several a step
+    assert "sgd on p at horizon 0.25: the 95 % interval contains 1" in text
+    assert "p · lion: faster than adamw at one horizon and slower at another" in text
+    assert "own tuned lr: p at 0.25 0.003; p at 1 0.003." in text
+    empty = Page("t")
+    verdict_section(empty, {"problems": {}})  # no baseline: no section
+    assert "Verdict" not in empty.render()
+
+
+def test_baseline_and_horizons_from_a_config_file() -> None:
+    from optimlab.lab.settings import check_config
+
+    config = check_config({"baseline": "adamw", "horizons": [1, 0.5]}, "config file 'c.toml'")
+    values = resolve({"problems": [PROBLEM], "optimizers": "sgd", "steps": 40}, config)
+    comparison = comparison_from(values)
+    assert comparison.baseline == "adamw" and comparison.horizons == (0.5, 1.0)
+    with pytest.raises(ValueError, match=r"horizons \(config file 'c.toml'\).*\(0, 1\]"):
+        check_config({"horizons": [0.5, 2]}, "config file 'c.toml'")

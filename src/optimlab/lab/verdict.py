@@ -122,6 +122,7 @@ def add_verdict(summary: dict[str, Any], data: ComparisonData) -> None:
                         "optimizer": label,
                         "median": speedup["median"],
                         "ci95": speedup["ci95"],
+                        "grad_evals": {k: speedup["grad_evals"][k] for k in ("median", "ci95")},
                         "reached": speedup["reached"],
                         "verdict": speedup["verdict"],
                         "best_lr": each["best_lr"],
@@ -138,5 +139,7 @@ def add_verdict(summary: dict[str, Any], data: ComparisonData) -> None:
     summary["notes"]["speedup"] = (
         "per seed: the steps the baseline needs to reach its own final loss ÷ the steps this optimizer "
         "needs (first evaluation at or below it, interpolated linearly between evaluations); 0 = never "
-        "reaches it, null = +∞; median over seeds, ci95 a seeded bootstrap interval of the median"
+        "reaches it, null = +∞; median over seeds, ci95 a seeded bootstrap interval of the median; "
+        "grad_evals and seconds alike (seconds as runs store them: a batched replica's is its batch's "
+        "time ÷ its size, so they compare fairly only between runs trained the same way)"
     )

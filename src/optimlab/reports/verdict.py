@@ -55,7 +55,10 @@ def verdict_section(page: Page, summary: Mapping[str, Any]) -> None:
         "a bootstrap 95 % confidence interval over seeds in brackets."
     )
     columns = ["problem"] + (["horizon"] if several else [])
-    columns += ["optimizer", "speed-up [95 % CI]", "seeds reached", "verdict", "tuned lr", "runs tuned"]
+    # gradient evaluations differ from steps where an optimizer spends several a step (L-BFGS)
+    evals = any(row["grad_evals"] != {"median": row["median"], "ci95": row["ci95"]} for row in rows)
+    columns += ["optimizer", "speed-up [95 % CI]"] + (["in grad evals"] if evals else [])
+    columns += ["seeds reached", "verdict", "tuned lr", "runs tuned"]
     table = []
     highlight = []
     for i, row in enumerate(rows):
@@ -63,9 +66,10 @@ def verdict_section(page: Page, summary: Mapping[str, Any]) -> None:
         if several:
             cells.append(f"{row['horizon']:g} ({row['total_steps']:,} steps)")
         reached = row["reached"]
+        cells += [row["optimizer"], speedup_text(row)]
+        if evals:
+            cells.append(speedup_text({**row, **row["grad_evals"]}))
         cells += [
-            row["optimizer"],
-            speedup_text(row),
             "–" if reached is None else f"{reached:.0%}",
             row["verdict"],
             row["best_lr"],
@@ -81,7 +85,10 @@ def verdict_section(page: Page, summary: Mapping[str, Any]) -> None:
         + (" and horizon (a fraction of the budget)" if several else "")
         + f"; tuned lr: each optimizer's, {baseline}'s own on its highlighted row; runs tuned: the runs "
         "each optimizer had (per horizon)",
-        numeric=[False] * (2 if several else 1) + [False, True, True, False, True, True],
+        numeric=[False] * (2 if several else 1)
+        + [False, True]
+        + ([True] if evals else [])
+        + [True, False, True, True],
         highlight=highlight,
     )
     noise = [r for r in rows if r["verdict"] == "inside the noise"]
