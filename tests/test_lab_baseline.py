@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from optimlab.cli import app
 from optimlab.lab.plansize import plan_size
 from optimlab.lab.protocol import comparison_from, run_comparison
+from optimlab.lab.results import load_comparison
 from optimlab.lab.schedules import lr_curve, parse_schedule
 from optimlab.lab.settings import parse_fractions, resolve
 from optimlab.lab.storage import Store
@@ -234,3 +235,29 @@ def test_baseline_and_horizons_from_a_config_file() -> None:
     assert comparison.baseline == "adamw" and comparison.horizons == (0.5, 1.0)
     with pytest.raises(ValueError, match=r"horizons \(config file 'c.toml'\).*\(0, 1\]"):
         check_config({"horizons": [0.5, 2]}, "config file 'c.toml'")
+
+
+def test_a_constant_schedule_asked_for_is_kept_against_a_baseline(tmp_path: Path) -> None:
+    values = _values(optimizers="sgd,lbfgs", baseline="adamw", schedule="constant", seeds=1, steps=10)
+    comparison = comparison_from(values)
+    assert comparison.run_schedule is not None and comparison.run_schedule.text == "constant"
+    with Store(tmp_path / "lab.db") as store:
+        cid = run_comparison(comparison, store)  # batched replicas and L-BFGS alone: lr held
+        data = load_comparison(store, cid)
+    for problem in data.problems:
+        for opt in problem.optimizers:
+            assert all(len(set(run.lrs)) == 1 for run in opt.runs)
+
+
+def test_the_default_schedule_against_a_baseline_warms_up_and_decays_to_each_horizon(tmp_path: Path) -> None:
+    values = _values(optimizers="sgd,lbfgs", baseline="adamw", horizons="0.5,1", seeds=1, steps=20)
+    comparison = comparison_from(values)
+    with Store(tmp_path / "lab.db") as store:
+        data = load_comparison(store, run_comparison(comparison, store))
+    for horizon in data.horizons:
+        for opt in horizon.problems[0].optimizers:
+            for run in opt.runs:
+                steps = round(20 * horizon.horizon)
+                assert len(run.lrs) == steps
+                expected = lr_curve("warmup-cosine", opt.best_lr, 1, steps)
+                assert run.lrs == pytest.approx(expected, rel=1e-6), opt.label

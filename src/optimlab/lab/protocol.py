@@ -232,8 +232,11 @@ def comparison_from(values: Mapping[str, Any]) -> Comparison:
         weight_decay=values["weight_decay"], l1=values["l1"] or 0.0, clip_norm=values["clip_norm"]
     )
     baseline = None
+    schedule = parse_schedule(values["schedule"])
     if values.get("baseline") is not None:
         configs, baseline = with_baseline(configs, values["baseline"], profile)
+        if schedule is None and values["schedule"] is not None:  # asked for: no decay, even so
+            schedule = ScheduleSpec("constant")
     return Comparison(
         problems=problems,
         optimizers=configs,
@@ -242,7 +245,7 @@ def comparison_from(values: Mapping[str, Any]) -> Comparison:
         tune=values["tune"],
         trials=values["budget"],
         budget=budget,
-        schedule=parse_schedule(values["schedule"]),
+        schedule=schedule,
         regularization=regularization if regularization.active else None,
         defaults=profile,
         baseline=baseline,
