@@ -85,6 +85,7 @@ def test_compare_against_a_baseline_writes_speedups_and_leads_the_report_with_th
     assert headings[0] == "Verdict against the baseline" and headings[1] == "Protocol"
     first = report[report.index(headings[0]) : report.index("Protocol</h2>")]
     assert "speed-up [95 % CI]" in first and "adamw" in first
+    assert "warm-up + cosine, decayed to each horizon" in report  # the Protocol section's schedule
     # every (horizon, optimizer, lr, seed) is a run of its own: the horizon is part of the key
     created = _rows(tmp_path / "lab.db")
     assert len(created) == 2 * 3 * 2 * 2

@@ -31,6 +31,7 @@ table without training.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import logging
 import math
@@ -164,7 +165,7 @@ class Comparison:
         — rescaled to :attr:`horizon` (:meth:`~optimlab.lab.schedules.ScheduleSpec.rescaled`)."""
         schedule = self.schedule
         if schedule is None and self.baseline is not None:
-            schedule = parse_schedule(BASELINE_SCHEDULE)
+            schedule = _baseline_schedule()
         return schedule.rescaled(self.horizon) if schedule is not None else None
 
     def at_horizon(self, horizon: float) -> Comparison:
@@ -203,6 +204,12 @@ class Comparison:
     @property
     def id(self) -> str:
         return hashlib.sha256(canonical_json(self.settings()).encode()).hexdigest()[:16]
+
+
+@functools.cache
+def _baseline_schedule() -> ScheduleSpec | None:
+    """:data:`BASELINE_SCHEDULE`, parsed once (a comparison asks for it for every run)."""
+    return parse_schedule(BASELINE_SCHEDULE)
 
 
 def lr_grid(lr: float, n: int, decades: float = LR_GRID_DECADES) -> list[float]:
