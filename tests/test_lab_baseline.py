@@ -4,6 +4,7 @@ table; resume; bad input."""
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import sqlite3
@@ -83,9 +84,11 @@ def test_compare_against_a_baseline_writes_speedups_and_leads_the_report_with_th
     report = (tmp_path / "out" / "report.html").read_text()
     headings = re.findall(r"<h2 id=\"[^\"]+\">([^<]*)</h2>", report)
     assert headings[0] == "Verdict against the baseline" and headings[1] == "Protocol"
-    first = report[report.index(headings[0]) : report.index("Protocol</h2>")]
+    first = html.unescape(report[report.index(f">{headings[0]}</h2>") : report.index(">Protocol</h2>")])
     assert "speed-up [95 % CI]" in first and "adamw" in first
     assert "warm-up + cosine, decayed to each horizon" in report  # the Protocol section's schedule
+    assert "under a linear warm-up then a cosine decay to 0 at each horizon's end" in first
+    assert "Few seeds." in first  # 2 seeds
     # every (horizon, optimizer, lr, seed) is a run of its own: the horizon is part of the key
     created = _rows(tmp_path / "lab.db")
     assert len(created) == 2 * 3 * 2 * 2

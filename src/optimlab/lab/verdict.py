@@ -9,8 +9,8 @@ and horizon, as ``summary.json`` gives it (and the report's first table shows).
   to the baseline's final loss; ``inside_noise``) and its ``verdict``;
 * ``problems.<problem>.horizons.<h>`` — the same at every horizon ``h``, with the budget, the
   schedule, and each optimizer's tuned lr (the baseline's among them);
-* ``verdict`` — the baseline, the horizons, the tuning budget every optimizer had, and one row per
-  problem × horizon × optimizer.
+* ``verdict`` — the baseline, the horizons, the tuning budget every optimizer had, the schedule (in
+  words), and one row per problem × horizon × optimizer.
 
 Verdicts: ``"baseline"``; ``"faster"`` / ``"slower"`` when the 95 % CI lies above / below 1;
 ``"inside the noise"`` when it contains 1; with one seed (a problem that depends on the seed) there
@@ -70,6 +70,15 @@ def _tuning_text(settings: dict[str, Any]) -> str:
     if settings.get("protocol") == "lr-grid":
         return f"an lr grid of {settings.get('lr_grid')} values per optimizer, each on every seed"
     return "none (one-shot: every optimizer at its given settings)"
+
+
+def _schedule_text(settings: dict[str, Any]) -> str:
+    given = settings.get("schedule")
+    if given == "constant":
+        return "a constant learning rate"
+    if given:
+        return f"the schedule {given}, rescaled to each horizon"
+    return "a linear warm-up then a cosine decay to 0 at each horizon's end"
 
 
 def _horizon_entry(problem: ProblemData, baseline: str) -> dict[str, Any]:
@@ -134,6 +143,7 @@ def add_verdict(summary: dict[str, Any], data: ComparisonData) -> None:
         "baseline": baseline,
         "horizons": [h.horizon for h in horizons],
         "tuning": _tuning_text(data.settings),
+        "schedule": _schedule_text(data.settings),
         "rows": rows,
     }
     summary["notes"]["speedup"] = (

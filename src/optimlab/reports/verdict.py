@@ -48,7 +48,7 @@ def verdict_section(page: Page, summary: Mapping[str, Any]) -> None:
     page.section(VERDICT_TITLE)
     page.text(
         f"Baseline: {baseline}. Every optimizer, the baseline included, was tuned with the same budget — "
-        f"{verdict['tuning']} — at each horizon separately, its schedule decayed to that horizon. "
+        f"{verdict['tuning']} — at each horizon separately, under {verdict.get('schedule', 'its schedule')}. "
         f"Speed-up: on each seed, the steps {baseline} needs to reach its own final loss ÷ the steps the "
         "optimizer needs to reach that loss (first evaluation at or below it, interpolated between "
         "evaluations); above 1 is faster, 0 never reached it within the budget. Median over seeds, with "
@@ -101,6 +101,15 @@ def verdict_section(page: Page, summary: Mapping[str, Any]) -> None:
             f"{names}: the 95 % interval contains 1, so the difference from {baseline} is inside the "
             "seed-to-seed noise — these runs do not say which is faster.",
             title="Inside the noise.",
+        )
+    few = sorted(
+        {r["problem"] for r in rows if summary.get("problems", {}).get(r["problem"], {}).get("few_seeds")}
+    )
+    if few:
+        page.callout(
+            f"{', '.join(few)}: fewer than 3 seeds — intervals from so few seeds say little about the noise; "
+            "use --seeds 3 or more before trusting a verdict.",
+            title="Few seeds.",
         )
     one_seed = [r for r in rows if r["verdict"] == "one seed: no CI"]
     if one_seed:
