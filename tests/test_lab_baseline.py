@@ -153,6 +153,10 @@ def test_a_given_schedule_is_rescaled_to_each_horizon() -> None:
     assert parse_schedule("exponential:gamma=0.81").rescaled(0.5).params["gamma"] == pytest.approx(0.6561)
     assert parse_schedule("step:step_size=6").rescaled(0.5).text == "step:step_size=3"
     assert parse_schedule("lambda:0.5**epoch").rescaled(0.5).text == "lambda:0.5 ** (epoch / 0.5)"
+    assert parse_schedule("onecycle:total_steps=40").rescaled(0.25).text == "onecycle:total_steps=10"
+    with pytest.raises(ValueError, match="spans 5 steps but the run has 10"):
+        parse_schedule("warmup-cosine:total_steps=5").check_for(10, 1)
+    parse_schedule("warmup-cosine:total_steps=5").check_for(3, 2, steps=5)  # a run within its last epoch
     with pytest.raises(ValueError, match="milestones fall on the same epoch"):
         parse_schedule("multistep:milestones=2/3").rescaled(0.25)
 
@@ -254,14 +258,20 @@ def test_a_constant_schedule_asked_for_is_kept_against_a_baseline(tmp_path: Path
 
 
 def test_the_default_schedule_against_a_baseline_warms_up_and_decays_to_each_horizon(tmp_path: Path) -> None:
-    values = _values(optimizers="sgd,lbfgs", baseline="adamw", horizons="0.5,1", seeds=1, steps=20)
+    # parabola:n=64 has 2 steps an epoch: a horizon of 5 steps ends within its third epoch, and its
+    # schedule still ends at its last step (total_steps=5), not at the end of that epoch
+    values = _values(optimizers="sgd,lbfgs", baseline="adamw", horizons="0.25,0.5,1", seeds=1, steps=20)
     comparison = comparison_from(values)
+    problem = comparison.problems[0]
+    assert problem.steps_per_epoch == 2
+    texts = [stage.schedule_for(problem).text for stage in comparison.stages()]
+    assert texts == ["warmup-cosine:total_steps=5", "warmup-cosine", "warmup-cosine"]
     with Store(tmp_path / "lab.db") as store:
         data = load_comparison(store, run_comparison(comparison, store))
     for horizon in data.horizons:
         for opt in horizon.problems[0].optimizers:
             for run in opt.runs:
-                steps = round(20 * horizon.horizon)
+                steps = {0.25: 5, 0.5: 10, 1.0: 20}[horizon.horizon]
                 assert len(run.lrs) == steps
                 expected = lr_curve("warmup-cosine", opt.best_lr, 1, steps)
                 assert run.lrs == pytest.approx(expected, rel=1e-6), opt.label

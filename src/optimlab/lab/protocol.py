@@ -134,13 +134,14 @@ class Comparison:
             stage._check_own_schedule()
 
     def _check_own_schedule(self) -> None:
-        schedule = self.run_schedule
-        if schedule is None:
-            return
         for problem in self.problems:
+            schedule = self.schedule_for(problem)
+            if schedule is None:
+                continue
             budget = self.budget_for(problem)
+            spe = problem.steps_per_epoch
             try:
-                schedule.check_for(budget.epochs_needed(problem.steps_per_epoch), problem.steps_per_epoch)
+                schedule.check_for(budget.epochs_needed(spe), spe, budget.total_steps(spe))
             except ValueError as error:
                 at = f", horizon {self.horizon:g}" if self.horizon != 1 else ""
                 raise ValueError(f"{error} (problem {problem.spec}{at})") from None
@@ -167,6 +168,17 @@ class Comparison:
         if schedule is None and self.baseline is not None:
             schedule = _baseline_schedule()
         return schedule.rescaled(self.horizon) if schedule is not None else None
+
+    def schedule_for(self, problem: Problem) -> ScheduleSpec | None:
+        """The schedule of this comparison's runs on ``problem``: :attr:`run_schedule`, which —
+        against a baseline — ends at the run's last step even when that falls within an epoch
+        (:meth:`~optimlab.lab.schedules.ScheduleSpec.spanning`: a horizon's cut of the budget)."""
+        schedule = self.run_schedule
+        if schedule is None or self.baseline is None:
+            return schedule
+        budget = self.budget_for(problem)
+        spe = problem.steps_per_epoch
+        return schedule.spanning(budget.total_steps(spe), budget.epochs_needed(spe), spe)
 
     def at_horizon(self, horizon: float) -> Comparison:
         """This comparison with its runs trained to ``horizon`` (a fraction of the budget)."""
@@ -339,7 +351,7 @@ class _Runs:
             config,
             seed,
             comparison.budget_for(problem),
-            comparison.run_schedule,
+            comparison.schedule_for(problem),
             comparison.regularization,
         )
 
@@ -554,7 +566,7 @@ def _check_disk(comparison: Comparison, store: Store, grid: Sequence[RunSpec], r
 
 def _problem_entry(problem: Problem, comparison: Comparison) -> dict[str, Any]:
     budget = comparison.budget_for(problem)
-    schedule = comparison.run_schedule
+    schedule = comparison.schedule_for(problem)
     return {
         "horizon": comparison.horizon,
         "schedule": schedule.text if schedule is not None else None,

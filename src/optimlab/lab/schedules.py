@@ -111,19 +111,30 @@ SCHEDULES: dict[str, ScheduleKind] = {
                 "final_div_factor": "1e4",
                 "three_phase": "false",
                 "cycle_momentum": "false (true cycles momentum/beta1)",
+                "total_steps": "steps the cycle spans (default the run's epochs × steps per epoch)",
             },
         ),
         ScheduleKind(
             "warmup",
             "LinearLR warm-up from start_factor·lr to lr, then constant (per step)",
             "step",
-            {"warmup_steps": "default 10% of the steps", "start_factor": "0.01"},
+            {
+                "warmup_steps": "default 10% of the steps",
+                "start_factor": "0.01",
+                "total_steps": "steps the schedule spans (default the run's epochs × steps per epoch)",
+            },
         ),
         ScheduleKind(
             "warmup-cosine",
             "linear warm-up then cosine annealing, SequentialLR (per step)",
             "step",
-            {"warmup_steps": "default 10% of the steps", "start_factor": "0.01", "eta_min": "0"},
+            {
+                "warmup_steps": "default 10% of the steps",
+                "start_factor": "0.01",
+                "eta_min": "0",
+                "total_steps": "steps the schedule spans, its cosine ending there (default the run's "
+                "epochs × steps per epoch)",
+            },
         ),
     )
 }
@@ -160,6 +171,7 @@ _PARAMETER_KINDS.update(
         "step_size": (_whole(1), "a whole number of epochs ≥ 1"),
         "T_max": (_whole(1), "a whole number of epochs ≥ 1"),
         "warmup_steps": (_whole(1), "a whole number of steps ≥ 1"),
+        "total_steps": (_whole(1), "a whole number of steps ≥ 1"),
         "patience": (_whole(0), "a whole number of epochs ≥ 0"),
         "cooldown": (_whole(0), "a whole number of epochs ≥ 0"),
         "gamma": (_number(0), "a factor > 0 (a factor ≤ 0 makes the lr zero or negative)"),
@@ -406,11 +418,19 @@ class ScheduleSpec:
         except (TypeError, ValueError, KeyError, ZeroDivisionError) as error:
             raise ValueError(f"schedule {self.text!r}: {error}") from None
 
-    def check_for(self, epochs: int, steps_per_epoch: int) -> None:
-        """Raise ``ValueError`` if this schedule cannot run ``epochs`` × ``steps_per_epoch`` steps:
-        parameters that do not fit that length (a warm-up as long as the run), or a ``lambda``
+    def check_for(self, epochs: int, steps_per_epoch: int, steps: int | None = None) -> None:
+        """Raise ``ValueError`` if this schedule cannot run ``epochs`` × ``steps_per_epoch`` steps
+        (``steps`` of them when the run ends within its last epoch): parameters that do not fit that
+        length (a warm-up as long as the run, a ``total_steps`` shorter than it), or a ``lambda``
         that fails or gives a negative or non-finite factor at any epoch of it (each is evaluated,
         so a run never stops half-way on its schedule)."""
+        spans = self.params.get("total_steps")
+        run_steps = steps if steps is not None else epochs * steps_per_epoch
+        if spans is not None and int(spans) < run_steps:
+            raise ValueError(
+                f"schedule {self.text!r} spans {int(spans)} steps but the run has {run_steps}: "
+                "give total_steps ≥ the run's steps"
+            )
         probe = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1, momentum=0.9)
         self.build(probe, epochs=epochs, steps_per_epoch=steps_per_epoch)
         if self.kind == "lambda":
@@ -418,6 +438,15 @@ class ScheduleSpec:
                 SafeExpression(self.params["expression"]).check_epochs(max(1, epochs))
             except ValueError as error:
                 raise ValueError(f"schedule {self.text!r} over a run of {epochs} epochs: {error}") from None
+
+    def spanning(self, steps: int, epochs: int, steps_per_epoch: int) -> ScheduleSpec:
+        """This schedule laid over exactly ``steps`` steps where the run ends within its last epoch
+        (``steps`` < ``epochs`` × ``steps_per_epoch``): a per-step schedule that reads the run's
+        length (``warmup``, ``warmup-cosine``, ``onecycle``) gets ``total_steps = steps``, so that it
+        ends at the run's last step; others, and a run of whole epochs, are returned as they are."""
+        if self.interval != "step" or "total_steps" in self.params or steps >= epochs * steps_per_epoch:
+            return self
+        return ScheduleSpec(self.kind, {**self.params, "total_steps": int(steps)})
 
     def rescaled(self, fraction: float) -> ScheduleSpec:
         """This schedule compressed in time to a run ``fraction`` as long (a horizon, 0 < fraction ≤ 1):
@@ -441,7 +470,7 @@ class ScheduleSpec:
             tree = ast.parse(params["expression"].strip(), mode="eval")
             scaled = _ScaleEpoch(fraction).visit(tree)
             return ScheduleSpec("lambda", {"expression": ast.unparse(ast.fix_missing_locations(scaled))})
-        for key in ("T_max", "step_size", "warmup_steps"):
+        for key in ("T_max", "step_size", "warmup_steps", "total_steps"):
             if key in params:
                 params[key] = shorter(params[key])
         if "milestones" in params:
@@ -463,7 +492,7 @@ class ScheduleSpec:
         self, optimizer: Optimizer, epochs: int, steps_per_epoch: int, probe: bool = False
     ) -> lr_scheduler.LRScheduler | None:
         p = dict(self.params)
-        total_steps = epochs * steps_per_epoch
+        total_steps = int(p.pop("total_steps", epochs * steps_per_epoch))
         if self.kind == "constant":
             return None
         if self.kind == "step":
