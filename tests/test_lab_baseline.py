@@ -66,6 +66,7 @@ def test_compare_against_a_baseline_writes_speedups_and_leads_the_report_with_th
                 and speedup["ci95"] == [1.0, 1.0]
                 and speedup["verdict"] == "baseline"
             )
+            assert speedup["loss_ratio"] == 1.0
         else:
             low, high = speedup["ci95"]
             assert speedup["median"] is not None and low <= speedup["median"] <= high
@@ -86,6 +87,7 @@ def test_compare_against_a_baseline_writes_speedups_and_leads_the_report_with_th
     assert headings[0] == "Verdict against the baseline" and headings[1] == "Protocol"
     first = html.unescape(report[report.index(f">{headings[0]}</h2>") : report.index(">Protocol</h2>")])
     assert "speed-up [95 % CI]" in first and "adamw" in first
+    assert "final loss ÷ target" in first
     assert "warm-up + cosine, decayed to each horizon" in report  # the Protocol section's schedule
     assert "under a linear warm-up then a cosine decay to 0 at each horizon's end" in first
     assert "Few seeds." in first  # 2 seeds

@@ -174,3 +174,17 @@ def test_from_stored_runs_paired_by_seed() -> None:
     assert result.per_seed["seconds"] == [3.0, 3.0]
     nan_run = _result(0, [8.0, 4.0, math.nan], diverged=True)
     assert curve_of(nan_run).losses.tolist() == [8.0, 4.0]
+
+
+def test_loss_ratio_says_how_far_short_a_candidate_stays() -> None:
+    baseline = [_result(0, [8.0, 4.0, 2.0, 1.0]), _result(1, [8.0, 6.0, 4.0, 2.0])]
+    short = [_result(0, [8.0, 6.0, 4.0, 1.5]), _result(1, [8.0, 7.0, 6.0, 3.0])]
+    result = speedup_of_runs(baseline, short)
+    assert result.per_seed["steps"] == [0.0, 0.0] and result.loss_ratio == pytest.approx(1.5)
+    assert result.as_dict()["loss_ratio"] == pytest.approx(1.5)
+    diverged = speedup_of_runs(baseline, [_result(0, [8.0, math.nan], diverged=True)])
+    assert diverged.loss_ratio == math.inf and diverged.as_dict()["loss_ratio"] is None  # null: +∞
+    negative = speedup_of_runs([_result(0, [1.0, -1.0])], [_result(0, [1.0, -2.0])])
+    # the candidate crosses −1 two thirds of the way from 1 to −2: at step 6⅔ against the baseline's 10
+    assert negative.loss_ratio is None and negative.per_seed["steps"] == [pytest.approx(1.5)]
+    assert speedup({0: _baseline(0.02)}, {0: _baseline(0.02)[0]}).loss_ratio is None  # no finals given

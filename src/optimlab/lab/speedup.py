@@ -21,6 +21,10 @@ same data and the same initial model):
   reaches: 0. Both at cost 0: 1 (a tie). Only the candidate at cost 0: +∞. The baseline's own
   speed-up is 1 by construction (it reaches its final loss at its last evaluation at the latest).
 
+Beside it, ``loss_ratio``: the median over seeds of the candidate's final loss ÷ the target (how
+far short of the target one that never reaches it stays; +∞ for a diverged run; only where every
+target is > 0, else ``None``).
+
 Over seeds: the median, and a seeded percentile-bootstrap 95 % confidence interval of the median
 (:func:`optimlab.lab.stats.bootstrap_ci`: reproducible). With one seed the interval is that value
 and says nothing about noise (``inside_noise`` is then ``None``); otherwise ``inside_noise`` is true
@@ -116,6 +120,8 @@ class SpeedUp:
     ci95: dict[str, tuple[float, float]]
     reached: list[int]
     excluded: list[int] = field(default_factory=list)
+    #: median over seeds of the candidate's final loss ÷ the target (None: not given, or a target ≤ 0)
+    loss_ratio: float | None = None
 
     @property
     def inside_noise(self) -> bool | None:
@@ -152,6 +158,7 @@ class SpeedUp:
             "reached_seeds": list(self.reached),
             "excluded_seeds": list(self.excluded),
             "inside_noise": self.inside_noise,
+            "loss_ratio": None if self.loss_ratio is None else number(self.loss_ratio),
         }
 
 
@@ -159,13 +166,16 @@ def speedup(
     baseline: Mapping[int, tuple[Curve, float]],
     candidate: Mapping[int, Curve],
     *,
+    candidate_final: Mapping[int, float] | None = None,
     resamples: int = 2000,
     seed: int = 0,
 ) -> SpeedUp:
     """The speed-up of ``candidate`` over ``baseline``: ``baseline[s] = (curve, final loss)`` and
     ``candidate[s]`` a curve, for each evaluation seed ``s`` (the seeds both have are used; see the
-    module docstring). The bootstrap is seeded by ``seed``: the same runs give the same interval."""
+    module docstring); ``candidate_final[s]``, the candidate's final losses, give ``loss_ratio``.
+    The bootstrap is seeded by ``seed``: the same runs give the same interval."""
     seeds, excluded, reached = [], [], []
+    ratios: list[float] | None = [] if candidate_final is not None else None
     per_seed: dict[str, list[float]] = {unit: [] for unit in UNITS}
     for s in sorted(set(baseline) & set(candidate)):
         curve, final = baseline[s]
@@ -175,13 +185,20 @@ def speedup(
             continue
         theirs = reach(candidate[s], final)
         seeds.append(s)
+        if ratios is not None and candidate_final is not None:
+            if final > 0:
+                final_theirs = float(candidate_final[s])
+                ratios.append(final_theirs / final if math.isfinite(final_theirs) else math.inf)
+            else:  # a ratio to a target ≤ 0 says nothing
+                ratios = None
         if theirs is not None:
             reached.append(s)
         for unit in UNITS:
             per_seed[unit].append(seed_speedup(own[unit], None if theirs is None else theirs[unit]))
     medians = {unit: median(values) for unit, values in per_seed.items()}
     cis = {unit: bootstrap_ci(values, resamples=resamples, seed=seed) for unit, values in per_seed.items()}
-    return SpeedUp(seeds, per_seed, medians, cis, reached, excluded)
+    loss_ratio = median(ratios) if ratios else None
+    return SpeedUp(seeds, per_seed, medians, cis, reached, excluded, loss_ratio)
 
 
 def speedup_of_runs(baseline: Sequence[RunResult], candidate: Sequence[RunResult]) -> SpeedUp:
@@ -189,4 +206,5 @@ def speedup_of_runs(baseline: Sequence[RunResult], candidate: Sequence[RunResult
     return speedup(
         {run.seed: (curve_of(run), float(run.final_loss)) for run in baseline},
         {run.seed: curve_of(run) for run in candidate},
+        candidate_final={run.seed: float(run.final_loss) for run in candidate},
     )

@@ -133,6 +133,7 @@ def add_verdict(summary: dict[str, Any], data: ComparisonData) -> None:
                         "ci95": speedup["ci95"],
                         "grad_evals": {k: speedup["grad_evals"][k] for k in ("median", "ci95")},
                         "reached": speedup["reached"],
+                        "loss_ratio": speedup["loss_ratio"],
                         "verdict": speedup["verdict"],
                         "best_lr": each["best_lr"],
                         "baseline_lr": entry["baseline_lr"],

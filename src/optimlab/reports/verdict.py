@@ -58,7 +58,7 @@ def verdict_section(page: Page, summary: Mapping[str, Any]) -> None:
     # gradient evaluations differ from steps where an optimizer spends several a step (L-BFGS)
     evals = any(row["grad_evals"] != {"median": row["median"], "ci95": row["ci95"]} for row in rows)
     columns += ["optimizer", "speed-up [95 % CI]"] + (["in grad evals"] if evals else [])
-    columns += ["seeds reached", "verdict", "tuned lr", "runs tuned"]
+    columns += ["seeds reached", "final loss ÷ target", "verdict", "tuned lr", "runs tuned"]
     table = []
     highlight = []
     for i, row in enumerate(rows):
@@ -71,6 +71,7 @@ def verdict_section(page: Page, summary: Mapping[str, Any]) -> None:
             cells.append(speedup_text({**row, **row["grad_evals"]}))
         cells += [
             "–" if reached is None else f"{reached:.0%}",
+            row.get("loss_ratio"),
             row["verdict"],
             row["best_lr"],
             row["tuning_runs"],
@@ -83,12 +84,13 @@ def verdict_section(page: Page, summary: Mapping[str, Any]) -> None:
         table,
         caption=f"Speed-up over {baseline} per problem"
         + (" and horizon (a fraction of the budget)" if several else "")
-        + f"; tuned lr: each optimizer's, {baseline}'s own on its highlighted row; runs tuned: the runs "
-        "each optimizer had (per horizon)",
+        + f"; final loss ÷ target: the median over seeds of its final loss ÷ {baseline}'s (– where a "
+        f"run diverged or a loss is ≤ 0); tuned lr: each optimizer's, {baseline}'s own on its highlighted "
+        "row; runs tuned: the runs each optimizer had (per horizon)",
         numeric=[False] * (2 if several else 1)
         + [False, True]
         + ([True] if evals else [])
-        + [True, False, True, True],
+        + [True, True, False, True, True],
         highlight=highlight,
     )
     noise = [r for r in rows if r["verdict"] == "inside the noise"]
