@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 import optimlab.cli.app as cli
-from optimlab.cli.output import print_ranked_tables
+from optimlab.cli.output import print_ranked_tables, print_verdict
 from optimlab.lab.settings import REPLICAS_CHOICES, SETTINGS, TUNE_CHOICES
 
 Tune = StrEnum("Tune", {choice: choice for choice in TUNE_CHOICES})  # type: ignore[misc]
@@ -61,6 +61,10 @@ def compare(
         float | None, typer.Option("--clip-norm", metavar="NORM", help=_help("clip_norm"))
     ] = None,
     defaults: cli.DefaultsOption = None,
+    baseline: Annotated[str | None, typer.Option(metavar="OPTIMIZER", help=_help("baseline"))] = None,
+    horizons: Annotated[
+        str | None, typer.Option(metavar="F[,F...]", help=_help("horizons", ", e.g. 0.25,1"))
+    ] = None,
     config: Annotated[
         Path | None, typer.Option("--config", metavar="FILE", help="a TOML/JSON file of these settings")
     ] = None,
@@ -98,6 +102,8 @@ def compare(
         "weight_decay": weight_decay,
         "l1": l1,
         "clip_norm": clip_norm,
+        "baseline": baseline,
+        "horizons": horizons,
     }
     with cli.errors_as_lines():
         comparison = _build_comparison(command_line, config)
@@ -112,7 +118,7 @@ def _warn_of_a_zero_lr(comparison: Any) -> None:
 
     if comparison.schedule is None:
         return
-    for problem in comparison.problems:
+    for problem in comparison.problems:  # the full budget (shorter horizons: the same schedule, rescaled)
         budget = comparison.budget_for(problem)
         steps = budget.total_steps(problem.steps_per_epoch)
         if steps > 200_000:  # too long to trace the schedule step by step here
@@ -172,6 +178,7 @@ def _run(comparison: Any, db: Path, out: Path, jobs: int, replicas: str, *, gif:
         except OSError as error:
             raise cli.fail(cli.os_message(error, "cannot write the report")) from None
     print_ranked_tables(summary)
+    print_verdict(summary)
     if summary["one_shot"]:
         cli.console.print(
             "[bold]One-shot comparison[/]: every optimizer at fixed default settings, which says "
