@@ -265,6 +265,12 @@ class RuleOptimizer(Optimizer):
         By default the totals themselves."""
         return totals
 
+    def steps_matrices(self, group: dict[str, Any]) -> bool:
+        """Whether ``group`` is stepped by the :attr:`matrix` rule as whole matrices (a group of another
+        rule in the same optimizer — MuonWithAdamW's AdamW groups — is not). Its DTensor parameters
+        are then spread over the ranks, each stepped whole on one (:mod:`optimlab.optim.engine.spread`)."""
+        return self.matrix
+
     def batches_matrices(self, group: dict[str, Any]) -> bool:
         """Whether same-shape parameters of ``group`` are stepped together (a :attr:`matrix` rule)."""
         return self.matrix
@@ -435,7 +441,13 @@ class RuleOptimizer(Optimizer):
         for index, group in enumerate(self.param_groups):
             params, grads = self.params_with_grad(group)
             checked = group["nonfinite"] != "propagate"
-            if not params and not (checked and any(map(is_distributed, group["params"]))):
+            # ranks decide together (with collectives) for DTensor parameters: whether a gradient is
+            # finite, and which sharded matrices a matrix rule steps; a rank takes part even when it
+            # has no gradient in the group
+            together = (checked or (self.matrix and self.steps_matrices(group))) and any(
+                map(is_distributed, group["params"])
+            )
+            if not params and not together:
                 continue
             if group.get("fused"):
                 for param in params:
@@ -448,7 +460,7 @@ class RuleOptimizer(Optimizer):
                 )
             if not finite:
                 skipped.add(id(group))
-            if params:
+            if params or (together and self.matrix and self.steps_matrices(group)):
                 work.append((group, params, grads, finite))
         if grad_scale is not None:
             for _, _, grads, _ in work:
@@ -460,21 +472,21 @@ class RuleOptimizer(Optimizer):
             self.begin_group_step(group)
         extras = None
         if self.statistics is not None and self.statistics_scope == "step":
-            stepping = [(group, params, grads) for group, params, grads, finite in work if finite]
+            stepping = [(group, params, grads) for group, params, grads, finite in work if finite and params]
             if stepping:  # evaluated for all groups before any of them steps
                 groups = [group for group in self.param_groups if id(group) not in skipped]
                 extras = step_statistics(self, groups, stepping)
         for group, params, grads, finite in work:
             if finite:
-                if self.rounds:
+                if self.rounds and params:  # (a rank without gradients here only takes part)
                     index = next(i for i, g in enumerate(self.param_groups) if g is group)
                     self._rounding_stream = RoundingStream(0, index, group.setdefault("rounded_steps", 0))
                     group["rounded_steps"] += 1
                 try:
                     if extras is None:
                         self.engine.step_group(self, group, params, grads)
-                    else:
-                        self.engine.step_group(self, group, params, grads, extras[id(group)])
+                    else:  # (a group without gradients on this rank has no statistics)
+                        self.engine.step_group(self, group, params, grads, extras.get(id(group)))
                 finally:
                     self._rounding_stream = None
             else:  # nonfinite="skip": this group keeps its parameters and state for this step

@@ -145,6 +145,9 @@ class MuonWithAdamW(Muon):
             return super().params_with_grad(group)
         return AdamW.params_with_grad(self, group)  # type: ignore[arg-type]
 
+    def steps_matrices(self, group: dict[str, Any]) -> bool:
+        return bool(group["use_muon"])
+
     def batches_matrices(self, group: dict[str, Any]) -> bool:
         return bool(group["use_muon"]) and super().batches_matrices(group)
 

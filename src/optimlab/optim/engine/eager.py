@@ -16,8 +16,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from optimlab.optim.distributed import is_distributed, local, same_layout
+from optimlab.optim.distributed import local, same_layout
 from optimlab.optim.engine.sparse import step_sparse_entries
+from optimlab.optim.engine.spread import step_spread_matrices
+from optimlab.optim.engine.stacks import step_matrix_stacks
 from optimlab.optim.engine.statistics import rule_statistics
 from optimlab.optim.engine.tensors import as_real, dense
 
@@ -120,68 +122,15 @@ class EagerEngine:
         hyper = optimizer.hyperparameters(group)
         if extras is None:
             extras = rule_statistics(optimizer, group, params, grads, hyper)
-        if optimizer.matrix and optimizer.batches_matrices(group) and not optimizer.rounds:
-            params, grads, extras = step_matrix_stacks(optimizer, group, params, grads, extras, hyper)
+        if optimizer.matrix and optimizer.steps_matrices(group) and not optimizer.rounds:
+            # sharded matrices: each stepped whole on one rank (every rank calls this for the group);
+            # stochastically rounded storage is written parameter by parameter, with the step's bits
+            params, grads, extras = step_spread_matrices(optimizer, group, params, grads, extras, hyper)
+            if optimizer.batches_matrices(group):
+                params, grads, extras = step_matrix_stacks(optimizer, group, params, grads, extras, hyper)
         for param, grad, extra in zip(params, grads, extras, strict=True):
             if optimizer.sparse_entries and grad.is_sparse:  # only the entries it touches (SparseAdam)
                 step_sparse_entries(optimizer, group, param, grad, {**hyper, **extra})
                 continue
             on_shards, new_param, new_state = apply_rule(optimizer, group, param, grad, {**hyper, **extra})
             write_back(optimizer, param, on_shards, new_param, new_state)
-
-
-def _stackable(optimizer: RuleOptimizer, param: Tensor, grad: Tensor, state: dict[str, Any]) -> bool:
-    """Whether a parameter may join a stack: plain, dense, real, not recorded by autograd, and its
-    state all parameter-shaped (a stack has no place for per-matrix scalar state)."""
-    tensors = [param, grad, *state.values()]
-    return (
-        not torch.is_grad_enabled()
-        and not any(is_distributed(t) or t.is_sparse or t.is_complex() for t in tensors)
-        and all(isinstance(v, Tensor) and v.shape == param.shape for v in state.values())
-        and grad.shape == param.shape
-    )
-
-
-def step_matrix_stacks(
-    optimizer: RuleOptimizer,
-    group: dict[str, Any],
-    params: list[Tensor],
-    grads: list[Tensor],
-    extras: list[dict[str, Any]],
-    hyper: dict[str, Any],
-) -> tuple[list[Tensor], list[Tensor], list[dict[str, Any]]]:
-    """Step same-shape parameters of a :attr:`~RuleOptimizer.matrix` rule together: their
-    parameters, gradients and state stacked along a new first dimension, one rule call per shape,
-    the results copied back. Returns the parameters left to step one by one (alone in their shape,
-    or not stackable), with their gradients and extra arguments."""
-    buckets: dict[tuple[Any, ...], list[int]] = {}
-    rest: list[int] = []
-    states = []
-    for index, (param, grad) in enumerate(zip(params, grads, strict=True)):
-        state = {k: v for k, v in optimizer.ensure_state(param, group).items() if v is not None}
-        states.append(state)
-        if extras[index] or not _stackable(optimizer, param, grad, state):
-            rest.append(index)
-            continue
-        key = (tuple(param.shape), param.dtype, param.device, grad.dtype, tuple(sorted(state)))
-        buckets.setdefault(key, []).append(index)
-    for members in buckets.values():
-        if len(members) == 1:
-            rest.extend(members)
-            continue
-        stacked_param = torch.stack([params[i] for i in members])
-        stacked_grad = torch.stack([grads[i] for i in members])
-        stacked_state = {key: torch.stack([states[i][key] for i in members]) for key in states[members[0]]}
-        new_param, new_state = optimizer.rule(stacked_param, stacked_grad, stacked_state, **hyper)
-        for position, index in enumerate(members):
-            param = params[index]
-            param.copy_(new_param[position])
-            state = optimizer.state[param]
-            for key, value in new_state.items():
-                if state.get(key) is not None:
-                    state[key].copy_(value[position])
-                else:  # created by the rule itself (Muon's first momentum buffer, say)
-                    state[key] = torch.empty_like(param, memory_format=torch.preserve_format)
-                    state[key].copy_(value[position])
-    rest.sort()
-    return [params[i] for i in rest], [grads[i] for i in rest], [extras[i] for i in rest]
