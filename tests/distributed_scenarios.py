@@ -419,8 +419,9 @@ def differentiable_on_dtensors(world: int) -> float:
 SPREAD_STEPS = 4
 #: this matrix has no gradient at this step (on every rank, in every run: set to None after backward)
 SPREAD_NO_GRAD = ("b.weight", 2)
-#: the runs (see :func:`spread_optimizer`); "torch-muon/dim1" shards the matrices along their columns
-SPREAD_RUNS = ("muon-groups", "torch-muon", "torch-muon/dim1", "muon-with-adamw")
+#: the runs (see :func:`spread_optimizer`); "torch-muon/dim1" shards the matrices along their columns,
+#: "torch-muon/bfloat16" has bfloat16 parameters
+SPREAD_RUNS = ("muon-groups", "torch-muon", "torch-muon/dim1", "torch-muon/bfloat16", "muon-with-adamw")
 
 
 class SpreadNet(nn.Module):
@@ -441,9 +442,10 @@ class SpreadNet(nn.Module):
         return self.head(torch.tanh(self.c(torch.tanh(self.b(hidden)))))
 
 
-def spread_model(bias: bool) -> nn.Module:
+def spread_model(run: str) -> nn.Module:
     torch.manual_seed(7)
-    return SpreadNet(bias)
+    model = SpreadNet(bias=run == "muon-with-adamw")
+    return model.bfloat16() if run.endswith("/bfloat16") else model
 
 
 def spread_optimizer(run: str, model: nn.Module, reference: bool = False) -> torch.optim.Optimizer:
@@ -466,8 +468,9 @@ def spread_train(
     name, step_without = SPREAD_NO_GRAD
     for step in steps:
         generator = torch.Generator().manual_seed(2000 + step)
-        x = torch.randn(6, 2, 4, 4, generator=generator)
-        y = torch.randn(6, 5, generator=generator)
+        dtype = next(model.parameters()).dtype
+        x = torch.randn(6, 2, 4, 4, generator=generator).to(dtype)
+        y = torch.randn(6, 5, generator=generator).to(dtype)
         optimizer.zero_grad()
         ((model(x) - y) ** 2).mean().backward()
         if step == step_without and (drop_on_rank is None or dist.get_rank() == drop_on_rank):
@@ -479,7 +482,7 @@ def sharded_spread_model(run: str, mesh: Any) -> nn.Module:
     """The run's model, every layer and the root under FSDP2 (along dim 1 for "…/dim1")."""
     from torch.distributed.tensor import Shard
 
-    model = spread_model(bias=run == "muon-with-adamw")
+    model = spread_model(run)
     placement = (lambda param: Shard(1)) if run.endswith("/dim1") else None
     for module in model.children():
         fully_shard(module, mesh=mesh, shard_placement_fn=placement)
@@ -539,7 +542,7 @@ def spread(world: int) -> dict[str, Any]:
         optimizer = spread_optimizer(run, model)
         with CountedNewtonSchulz() as counted:
             spread_train(model, optimizer, range(SPREAD_STEPS))
-        one = spread_model(bias=run == "muon-with-adamw")
+        one = spread_model(run)
         one_optimizer = spread_optimizer(run, one, reference=True)
         with CountedNewtonSchulz() as one_counted:
             spread_train(one, one_optimizer, range(SPREAD_STEPS))
@@ -561,7 +564,40 @@ def spread(world: int) -> dict[str, Any]:
         outcome["error"] = str(error)
     outcome["moved"] = _bitwise(_params_and_state(model, optimizer), before)["differ"]
     record["disagree"] = outcome
+    record["failing"] = failing_rule(mesh)
     return record
+
+
+def _extra_state_rule(param: torch.Tensor, grad: torch.Tensor, state: Any, **hyper: Any) -> Any:
+    new_param, new_state = ol.rules.muon(param, grad, state, **hyper)
+    return new_param, {**new_state, "extra": new_param}
+
+
+class ExtraStateMuon(ol.Muon):
+    """A matrix rule that returns state it was not given: it cannot be spread (its owner fails)."""
+
+    rule = staticmethod(_extra_state_rule)
+
+
+def failing_rule(mesh: Any) -> dict[str, Any]:
+    """One matrix (so rank 0 owns it, rank 1 nothing) whose rule fails on its owner: every rank must
+    raise — the owner its error, the other that the owner failed — and nothing may move."""
+    from torch.distributed.tensor import Shard, distribute_tensor
+
+    generator = torch.Generator().manual_seed(5)
+    param = distribute_tensor(torch.randn(5, 4, generator=generator), mesh, [Shard(0)])
+    before = param.full_tensor().clone()
+    optimizer = ExtraStateMuon([param], lr=0.05)
+    param.grad = distribute_tensor(torch.randn(5, 4, generator=generator), mesh, [Shard(0)])
+    try:
+        optimizer.step()
+        error = None
+    except RuntimeError as raised:
+        error = str(raised)
+    moved = not torch.equal(param.full_tensor(), before) or bool(
+        optimizer.state[param]["momentum_buffer"].full_tensor().any()
+    )
+    return {"error": error, "moved": moved}
 
 
 def checkpoint_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:

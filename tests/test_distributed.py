@@ -215,7 +215,8 @@ def test_muon_under_fsdp2_is_one_process_bit_for_bit(records: dict[str, Any], ru
     """Muon's matrices spread over 2 ranks under FSDP2, in float32: parameters and momentum buffers
     equal, bit for bit, to one process — of our Muon (conv flattened, uneven shards, same-shape
     matrices stacked, a matrix without a gradient for a step), of torch.optim.Muon (shards along
-    rows, and along columns), of MuonWithAdamW (with its AdamW groups)."""
+    rows, and along columns; float32 and bfloat16 parameters), of MuonWithAdamW (with its AdamW
+    groups)."""
     for rank in (0, 1):
         record = _spread_record(records, rank)[run]
         assert record["differ"] == [], (rank, run, record["differ"], record["largest"])
@@ -247,3 +248,12 @@ def test_ranks_that_disagree_on_the_matrices_all_refuse(records: dict[str, Any])
         assert outcome["error"] is not None and "ranks disagree" in outcome["error"], outcome
         assert outcome["moved"] == [], outcome
     assert outcomes[0]["error"] == outcomes[1]["error"]
+
+
+def test_a_matrix_rule_failing_on_its_owner_stops_every_rank(records: dict[str, Any]) -> None:
+    """The rule fails on rank 0, which owns the only matrix: rank 0 raises its error, rank 1 (which
+    owns nothing) learns it from the exchange and raises too, and nothing moves on either."""
+    outcomes = [_spread_record(records, r)["failing"] for r in (0, 1)]
+    assert "must return the state it is given" in (outcomes[0]["error"] or ""), outcomes[0]
+    assert "rank 0 could not step the matrices it owns" in (outcomes[1]["error"] or ""), outcomes[1]
+    assert not outcomes[0]["moved"] and not outcomes[1]["moved"]

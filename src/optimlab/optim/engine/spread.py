@@ -19,7 +19,8 @@ group that FSDP2 shards along one dimension of a one-dimensional mesh, the eager
    process, alone in its shape there, is one at a time here too, so the products are the same);
 5. sends each rank its shards of the new parameter and state (a second ``all_to_all``), which it
    copies into the parameter's and the state's own local storage: the state stays sharded like the
-   parameter, as distributed checkpoints expect.
+   parameter, as distributed checkpoints expect. Each owner's message starts with a status: if the
+   rule failed on some owner, every rank raises and none writes anything.
 
 Why the whole rule on the owner, rather than splitting it into a shardable part (Muon's momentum
 update, elementwise) and a whole-matrix part (Newton–Schulz of the update): the rule stays one
@@ -298,7 +299,62 @@ def _step_plan(
                 pieces[matrix.index][slot].append(shard)
                 offset += matrix.nbytes(source, dtype)
 
-    # 2. the owner runs the rule on its whole matrices, stacked where one process would stack them
+    # 2. the owner runs the rule on its whole matrices; should it fail, every rank learns so in step 3
+    failure: Exception | None = None
+    try:
+        results = _run_rule(optimizer, plan, mine, pieces, hyper, batched)
+    except Exception as error:  # re-raised below, once the other ranks have been told
+        failure, results = error, {}
+
+    # 3. scatter: the owner sends every rank its status, then its shards of the new parameter and state
+    status = _to_bytes(torch.tensor([failure is not None], dtype=torch.int64, device=device))
+    send = []
+    for target in range(world):
+        to_target = [status]
+        for m in mine:
+            if failure is not None:
+                to_target.extend(
+                    torch.zeros(m.nbytes(target, d), dtype=torch.uint8, device=device) for d in m.written
+                )
+                continue
+            for value in results[m.index]:
+                to_target.append(_to_bytes(value.narrow(m.dim, sum(m.sizes[:target]), m.sizes[target])))
+        send.append(to_target)
+    sizes = [
+        _ALIGN + sum(m.nbytes(me, d) for m in owned_by[source] for d in m.written) for source in range(world)
+    ]
+    received = _exchange(send, sizes, device, process_group)
+    starts = [sum(sizes[:source]) for source in range(world)]
+    failed = [r for r in range(world) if _from_bytes(received, starts[r], torch.int64, (1,)).item()]
+    if failure is not None:
+        raise failure
+    if failed:
+        raise RuntimeError(
+            f"{type(optimizer).__name__}: rank {failed[0]} could not step the matrices it owns (see its "
+            "error); no parameter of the group was updated"
+        )
+    for source in range(world):
+        offset = starts[source] + _ALIGN
+        for matrix in owned_by[source]:
+            param = params[matrix.index]
+            targets = [param, *(optimizer.state[param][key] for key in matrix.keys)]
+            for target, dtype in zip(targets, matrix.written, strict=True):
+                local(target).copy_(_from_bytes(received, offset, dtype, matrix.local_shape(me)))
+                offset += matrix.nbytes(me, dtype)
+            torch.autograd.graph.increment_version(param)  # the DTensor changed with its shard
+
+
+def _run_rule(
+    optimizer: RuleOptimizer,
+    plan: list[_Matrix],
+    mine: list[_Matrix],
+    pieces: dict[int, list[list[Tensor]]],
+    hyper: dict[str, Any],
+    batched: bool,
+) -> dict[int, list[Tensor]]:
+    """The rule on the whole matrices this rank owns (``pieces``: each one's shards, by slot), same-shape
+    ones stacked where one process would stack them (``batched``, and more than one of the shape in
+    ``plan``). Returns each one's new parameter and state, in the dtypes they are written in."""
     in_one_process: dict[Bucket, int] = {}
     for matrix in plan:
         in_one_process[matrix.bucket] = in_one_process.get(matrix.bucket, 0) + 1
@@ -324,27 +380,7 @@ def _step_plan(
                 )
             new_values = [new_param, *(new_state[key] for key in matrix.keys)]
             results[matrix.index] = [v.to(d) for v, d in zip(new_values, matrix.written, strict=True)]
-
-    # 3. scatter: the owner sends every rank its shards of the new parameter and state
-    send = [
-        [
-            _to_bytes(value.narrow(m.dim, sum(m.sizes[:target]), m.sizes[target]))
-            for m in mine
-            for value in results[m.index]
-        ]
-        for target in range(world)
-    ]
-    sizes = [sum(m.nbytes(me, d) for m in owned_by[source] for d in m.written) for source in range(world)]
-    received = _exchange(send, sizes, device, process_group)
-    offset = 0
-    for source in range(world):
-        for matrix in owned_by[source]:
-            param = params[matrix.index]
-            targets = [param, *(optimizer.state[param][key] for key in matrix.keys)]
-            for target, dtype in zip(targets, matrix.written, strict=True):
-                local(target).copy_(_from_bytes(received, offset, dtype, matrix.local_shape(me)))
-                offset += matrix.nbytes(me, dtype)
-            torch.autograd.graph.increment_version(param)  # the DTensor changed with its shard
+    return results
 
 
 __all__ = ["assign_owners", "matrix_owners", "matrix_work", "shard_sizes", "step_spread_matrices"]
