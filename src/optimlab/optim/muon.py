@@ -51,7 +51,9 @@ class MuonWithAdamW(Muon):
     convolutions are Muon's too. An AdamW group takes torch.optim.AdamW's (``lr``, ``betas``, ``eps``,
     ``weight_decay``, ``amsgrad``, ``maximize``), defaulting to the ``adamw_*`` arguments. Each kind
     of group gives exactly the numbers of its torch.optim namesake, state included (``momentum_buffer``;
-    ``step``, ``exp_avg``, ``exp_avg_sq``).
+    ``step``, ``exp_avg``, ``exp_avg_sq``). Under FSDP2 the Muon groups' matrices are spread over the
+    ranks as :class:`~optimlab.optim.Muon`'s are (each orthogonalized whole by one rank); the AdamW
+    groups are stepped on every rank's shards.
 
     Example::
 

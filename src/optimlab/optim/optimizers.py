@@ -1095,7 +1095,13 @@ class Muon(RuleOptimizer):
       hence off by default. A group that has ``flatten`` work to do (a parameter of ndim > 2) is
       stepped one matrix at a time.
 
-    Both are param-group settings (a group may set its own). Like torch.optim.Muon it supports
+    Both are param-group settings (a group may set its own). Under FSDP2 (``fully_shard``) each
+    sharded matrix is orthogonalized whole by one rank, its owner, and the matrices are spread over
+    the ranks, balanced by the work of their products: the owner gathers the matrix's shards of
+    parameter, gradient and momentum buffer, steps it exactly as one process would (stacked by shape
+    with ``batch_matrices``) and scatters the new shards back, so the numbers are one process's bit
+    for bit and the momentum buffer stays sharded like the parameter (distributed checkpoints work
+    as usual). See :mod:`optimlab.optim.engine.spread`. Like torch.optim.Muon it supports
     neither complex parameters nor sparse gradients, and has no ``foreach``, ``fused`` or
     ``differentiable`` flag. For a whole model (Muon for the hidden matrices, AdamW for embeddings,
     heads, biases and norms) see :class:`optimlab.optim.MuonWithAdamW`.

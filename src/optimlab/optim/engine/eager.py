@@ -5,8 +5,9 @@ to. It reads each parameter's gradient and state where they are and writes the p
 state back in place (``copy_``), so it works on any tensor the rule's ops work on: complex
 parameters through their real views, sparse gradients densified (or, for a rule declaring
 ``sparse_entries``, applied to the entries they touch: :mod:`~optimlab.optim.engine.sparse`), DTensor
-parameters through their local shards (for elementwise rules), and — with ``differentiable=True`` —
-tensors in an autograd graph, whose in-place updates autograd records.
+parameters through their local shards (for elementwise rules; a matrix rule's sharded matrices are
+each stepped whole on one rank, spread over the ranks: :mod:`~optimlab.optim.engine.spread`), and —
+with ``differentiable=True`` — tensors in an autograd graph, whose in-place updates autograd records.
 """
 
 from __future__ import annotations
