@@ -427,7 +427,7 @@ SPREAD_RUNS = ("muon-groups", "torch-muon", "torch-muon/dim1", "torch-muon/bfloa
 class SpreadNet(nn.Module):
     """Matrices of several shapes: a convolution (3, 2, 3, 3) whose 3 output channels do not split
     evenly over 2 ranks (nor does its flattened (3, 18) matrix), a (32, 48) matrix, two (32, 32) ones
-    for a stack and an uneven (5, 32) head."""
+    for a stack, an uneven (5, 32) head and a (1, 5) tail, whose second shard is empty."""
 
     def __init__(self, bias: bool) -> None:
         super().__init__()
@@ -436,10 +436,11 @@ class SpreadNet(nn.Module):
         self.b = nn.Linear(32, 32, bias=bias)
         self.c = nn.Linear(32, 32, bias=bias)
         self.head = nn.Linear(32, 5, bias=bias)
+        self.tail = nn.Linear(5, 1, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         hidden = torch.tanh(self.a(torch.tanh(self.conv(x)).flatten(1)))
-        return self.head(torch.tanh(self.c(torch.tanh(self.b(hidden)))))
+        return self.tail(torch.tanh(self.head(torch.tanh(self.c(torch.tanh(self.b(hidden)))))))
 
 
 def spread_model(run: str) -> nn.Module:
@@ -451,13 +452,13 @@ def spread_model(run: str) -> nn.Module:
 def spread_optimizer(run: str, model: nn.Module, reference: bool = False) -> torch.optim.Optimizer:
     """The run's optimizer on ``model`` (plain or sharded: the same param groups either way);
     ``reference``: torch.optim.Muon for the "torch-muon" runs, else the same as the run's."""
-    linears = [model.a.weight, model.b.weight, model.c.weight, model.head.weight]
+    linears = [model.a.weight, model.b.weight, model.c.weight, model.head.weight, model.tail.weight]
     if run == "muon-groups":  # conv flattened, one at a time; the rest stacked by shape
         groups = [{"params": [model.conv.weight], "flatten": True}, {"params": linears, "lr": 0.03}]
         return ol.Muon(groups, lr=0.02, weight_decay=0.1, batch_matrices=True, engine="eager")
     if run.startswith("torch-muon"):
         return (torch.optim.Muon if reference else ol.Muon)(linears, lr=0.02, weight_decay=0.1)
-    return ol.MuonWithAdamW(ol.muon_param_groups(model, head="head"), lr=0.02, adamw_lr=0.01)
+    return ol.MuonWithAdamW(ol.muon_param_groups(model, head="tail"), lr=0.02, adamw_lr=0.01)
 
 
 def spread_train(
@@ -470,7 +471,7 @@ def spread_train(
         generator = torch.Generator().manual_seed(2000 + step)
         dtype = next(model.parameters()).dtype
         x = torch.randn(6, 2, 4, 4, generator=generator).to(dtype)
-        y = torch.randn(6, 5, generator=generator).to(dtype)
+        y = torch.randn(6, 1, generator=generator).to(dtype)
         optimizer.zero_grad()
         ((model(x) - y) ** 2).mean().backward()
         if step == step_without and (drop_on_rank is None or dist.get_rank() == drop_on_rank):
@@ -479,11 +480,16 @@ def spread_train(
 
 
 def sharded_spread_model(run: str, mesh: Any) -> nn.Module:
-    """The run's model, every layer and the root under FSDP2 (along dim 1 for "…/dim1")."""
+    """The run's model, every layer and the root under FSDP2 (along dim 1 for "…/dim1", where even)."""
     from torch.distributed.tensor import Shard
 
     model = spread_model(run)
-    placement = (lambda param: Shard(1)) if run.endswith("/dim1") else None
+    world = mesh.size()
+
+    def along_columns(param: nn.Parameter) -> Shard:  # where FSDP2 can: it refuses uneven dims but 0
+        return Shard(1) if param.dim() > 1 and param.shape[1] % world == 0 else Shard(0)
+
+    placement = along_columns if run.endswith("/dim1") else None
     for module in model.children():
         fully_shard(module, mesh=mesh, shard_placement_fn=placement)
     return fully_shard(model, mesh=mesh)
