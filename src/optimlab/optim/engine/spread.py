@@ -28,9 +28,12 @@ opaque pure function, any matrix rule is spread without declaring more (a rule w
 part also reads the parameter or the state is spread the same way), and the owner's call is
 literally the one-process call, so the numbers are one process's bit for bit by construction. The
 price is traffic: the owner receives the parameter, the gradient and the state of its matrices (three
-matrices' worth, not one) and sends back the parameter and the state (two, not one); each rank
-holds the whole tensors of its own matrices (about as much as its shards of all of them) during the
-step.
+matrices' worth, not one) and sends back the parameter and the state (two, not one). On W ranks each
+receives about 5/W·(W−1)/W of the matrices' bytes, against (W−1)/W for an all-gather of every update
+(the whole matrix on every rank): more on 2 to 4 ranks, less from 6 on — while each rank's matrix
+products drop to about 1/W (``benchmarks/muon_fsdp2_spread.py``). During the step each rank holds
+the whole tensors of its own matrices (about as much as its shards of all of them) and the exchange's
+byte buffers.
 
 A DTensor this cannot take — a mesh of more than one dimension (HSDP, tensor parallelism), a
 placement other than ``Shard`` (``Replicate``, ``_StridedShard``), a gradient or state laid out
