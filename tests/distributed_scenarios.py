@@ -462,10 +462,13 @@ def spread_optimizer(run: str, model: nn.Module, reference: bool = False) -> tor
 
 
 def spread_train(
-    model: nn.Module, optimizer: torch.optim.Optimizer, steps: range, drop_on_rank: int | None = None
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    steps: range,
+    dropped: dict[int, str | None] | None = None,
 ) -> None:
-    """Steps on fixed batches; at SPREAD_NO_GRAD's step its matrix has no gradient (on the rank
-    ``drop_on_rank`` only, if given: the ranks then disagree)."""
+    """Steps on fixed batches; at SPREAD_NO_GRAD's step its matrix has no gradient — or, with
+    ``dropped``, the matrix it names for each rank, if any (the ranks then disagree)."""
     name, step_without = SPREAD_NO_GRAD
     for step in steps:
         generator = torch.Generator().manual_seed(2000 + step)
@@ -474,8 +477,9 @@ def spread_train(
         y = torch.randn(6, 1, generator=generator).to(dtype)
         optimizer.zero_grad()
         ((model(x) - y) ** 2).mean().backward()
-        if step == step_without and (drop_on_rank is None or dist.get_rank() == drop_on_rank):
-            model.get_parameter(name).grad = None
+        without = name if dropped is None else dropped[dist.get_rank()]
+        if step == step_without and without is not None:
+            model.get_parameter(without).grad = None
         optimizer.step()
 
 
@@ -558,18 +562,23 @@ def spread(world: int) -> dict[str, Any]:
             "one_process_matrices": one_counted.matrices,
             "placements": sorted({str(p.placements) for p in model.parameters()}),  # type: ignore[attr-defined]
         }
-    model = sharded_spread_model("torch-muon", mesh)
-    optimizer = spread_optimizer("torch-muon", model)
-    step_without = SPREAD_NO_GRAD[1]
-    spread_train(model, optimizer, range(step_without))
-    before = _params_and_state(model, optimizer)
-    outcome: dict[str, Any] = {"error": None}
-    try:
-        spread_train(model, optimizer, range(step_without, step_without + 1), drop_on_rank=1)
-    except RuntimeError as error:
-        outcome["error"] = str(error)
-    outcome["moved"] = _bitwise(_params_and_state(model, optimizer), before)["differ"]
-    record["disagree"] = outcome
+    # rank 1 steps one matrix fewer; then each rank a different one of the same shape (b, c)
+    for case, dropped in (
+        ("disagree", {0: None, 1: "b.weight"}),
+        ("swapped", {0: "b.weight", 1: "c.weight"}),
+    ):
+        model = sharded_spread_model("torch-muon", mesh)
+        optimizer = spread_optimizer("torch-muon", model)
+        step_without = SPREAD_NO_GRAD[1]
+        spread_train(model, optimizer, range(step_without))
+        before = _params_and_state(model, optimizer)
+        outcome: dict[str, Any] = {"error": None}
+        try:
+            spread_train(model, optimizer, range(step_without, step_without + 1), dropped)
+        except RuntimeError as error:
+            outcome["error"] = str(error)
+        outcome["moved"] = _bitwise(_params_and_state(model, optimizer), before)["differ"]
+        record[case] = outcome
     record["failing"] = failing_rule(mesh)
     return record
 

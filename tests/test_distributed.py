@@ -240,10 +240,13 @@ def test_muon_under_fsdp2_orthogonalizes_each_matrix_once_on_its_owner(
     assert {(32, 48), (3, 18)} <= set(per_rank[0])
 
 
-def test_ranks_that_disagree_on_the_matrices_all_refuse(records: dict[str, Any]) -> None:
-    """A gradient on rank 1 only: rather than wait for each other in mismatched collectives, both
-    ranks raise the same error, and no parameter or state moves."""
-    outcomes = [_spread_record(records, r)["disagree"] for r in (0, 1)]
+@pytest.mark.parametrize("case", ["disagree", "swapped"])
+def test_ranks_that_disagree_on_the_matrices_all_refuse(records: dict[str, Any], case: str) -> None:
+    """A gradient missing on rank 1 only ("disagree"), or missing on each rank for a different matrix
+    of the same shape ("swapped": as many bytes either way): rather than wait for each other in
+    mismatched collectives, or exchange the wrong shards, both ranks raise the same error, and no
+    parameter or state moves."""
+    outcomes = [_spread_record(records, r)[case] for r in (0, 1)]
     for outcome in outcomes:
         assert outcome["error"] is not None and "ranks disagree" in outcome["error"], outcome
         assert outcome["moved"] == [], outcome

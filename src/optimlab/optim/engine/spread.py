@@ -240,8 +240,10 @@ def step_spread_matrices(
             meshes.setdefault(id(param.device_mesh), param.device_mesh)  # type: ignore[attr-defined]
     if not meshes:
         return params, grads, extras
+    owners = {mesh_id: matrix_owners(optimizer, mesh) for mesh_id, mesh in meshes.items()}
+    in_group = {id(param): position for position, param in enumerate(group["params"])}
     plans: dict[int, list[_Matrix]] = {}
-    described: list[tuple[Any, ...]] = []
+    described: list[tuple[Any, ...]] = []  # what this rank is about to do, parameters by their place
     rest: list[int] = []
     for index, (param, grad) in enumerate(zip(params, grads, strict=True)):
         state = {k: v for k, v in optimizer.ensure_state(param, group).items() if v is not None}
@@ -249,11 +251,13 @@ def step_spread_matrices(
         if matrix is None:
             rest.append(index)
             if is_distributed(param):  # its own collectives follow (the rule's DTensor ops)
-                described.append((index, "whole", tuple(param.shape)))
+                described.append((in_group[id(param)], "whole", tuple(param.shape)))
             continue
-        plans.setdefault(id(param.device_mesh), []).append(matrix)  # type: ignore[attr-defined]
+        mesh_id = id(param.device_mesh)  # type: ignore[attr-defined]
+        plans.setdefault(mesh_id, []).append(matrix)
         dtypes = [str(dtype) for dtype in matrix.dtypes]
-        described.append((index, "spread", matrix.shape, matrix.dim, matrix.keys, dtypes))
+        owner = owners[mesh_id][id(param)]
+        described.append((in_group[id(param)], owner, matrix.shape, matrix.dim, matrix.keys, dtypes))
     if not all_ranks_same(_fingerprint(described), group["params"]):
         raise RuntimeError(
             f"{type(optimizer).__name__}: the ranks disagree on the sharded parameters to step in a "
@@ -262,25 +266,25 @@ def step_spread_matrices(
         )
     batched = optimizer.batches_matrices(group)
     for mesh_id, plan in plans.items():
-        _step_plan(optimizer, group, meshes[mesh_id], plan, params, grads, hyper, batched)
+        plan_owners = [owners[mesh_id][id(params[m.index])] for m in plan]
+        _step_plan(optimizer, meshes[mesh_id], plan, plan_owners, params, grads, hyper, batched)
     return [params[i] for i in rest], [grads[i] for i in rest], [extras[i] for i in rest]
 
 
 def _step_plan(
     optimizer: RuleOptimizer,
-    group: dict[str, Any],
     mesh: Any,
     plan: list[_Matrix],
+    owners: list[int],
     params: list[Tensor],
     grads: list[Tensor],
     hyper: dict[str, Any],
     batched: bool,
 ) -> None:
-    """The matrices of ``plan`` (all on ``mesh``): gathered to their owners, stepped, scattered back."""
+    """The matrices of ``plan`` (all on ``mesh``, owned by ``owners``): gathered to their owners,
+    stepped, scattered back."""
     world, me = mesh.size(), mesh.get_local_rank()
     process_group = mesh.get_group()
-    owner_of = matrix_owners(optimizer, mesh)
-    owners = [owner_of[id(params[m.index])] for m in plan]
     owned_by = [[m for m, owner in zip(plan, owners, strict=True) if owner == rank] for rank in range(world)]
     mine = owned_by[me]
     device = local(params[plan[0].index]).device
