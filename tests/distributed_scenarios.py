@@ -562,13 +562,19 @@ def spread(world: int) -> dict[str, Any]:
             "one_process_matrices": one_counted.matrices,
             "placements": sorted({str(p.placements) for p in model.parameters()}),  # type: ignore[attr-defined]
         }
-    # rank 1 steps one matrix fewer; then each rank a different one of the same shape (b, c)
+    # rank 1 steps one matrix fewer; each rank a different one of the same shape (b, c); rank 1 none
+    # of the last param group, which holds only b (so it has no gradient there at all: it must still
+    # take part, or rank 0 would wait for it)
     for case, dropped in (
         ("disagree", {0: None, 1: "b.weight"}),
         ("swapped", {0: "b.weight", 1: "c.weight"}),
+        ("empty-group", {0: None, 1: "b.weight"}),
     ):
         model = sharded_spread_model("torch-muon", mesh)
         optimizer = spread_optimizer("torch-muon", model)
+        if case == "empty-group":
+            rest = [model.a.weight, model.c.weight, model.head.weight, model.tail.weight]
+            optimizer = ol.Muon([{"params": rest}, {"params": [model.b.weight]}], lr=0.02, weight_decay=0.1)
         step_without = SPREAD_NO_GRAD[1]
         spread_train(model, optimizer, range(step_without))
         before = _params_and_state(model, optimizer)

@@ -240,16 +240,20 @@ def test_muon_under_fsdp2_orthogonalizes_each_matrix_once_on_its_owner(
     assert {(32, 48), (3, 18)} <= set(per_rank[0])
 
 
-@pytest.mark.parametrize("case", ["disagree", "swapped"])
+@pytest.mark.parametrize("case", ["disagree", "swapped", "empty-group"])
 def test_ranks_that_disagree_on_the_matrices_all_refuse(records: dict[str, Any], case: str) -> None:
-    """A gradient missing on rank 1 only ("disagree"), or missing on each rank for a different matrix
-    of the same shape ("swapped": as many bytes either way): rather than wait for each other in
-    mismatched collectives, or exchange the wrong shards, both ranks raise the same error, and no
-    parameter or state moves."""
+    """A gradient missing on rank 1 only ("disagree"; "empty-group": the only one of its param group,
+    so rank 1 has nothing to step there and must still take part), or missing on each rank for a
+    different matrix of the same shape ("swapped": as many bytes either way): rather than wait for
+    each other in mismatched collectives, or exchange the wrong shards, both ranks raise the same
+    error, and no parameter or state of that group moves."""
     outcomes = [_spread_record(records, r)[case] for r in (0, 1)]
+    # "empty-group": the first group (every matrix but b) stepped before the second refused
+    first_group = [f"{n}.weight" for n in ("a", "c", "head", "tail")]
+    moved = sorted(first_group + [f"state/{n}/momentum_buffer" for n in first_group])
     for outcome in outcomes:
         assert outcome["error"] is not None and "ranks disagree" in outcome["error"], outcome
-        assert outcome["moved"] == [], outcome
+        assert outcome["moved"] == (moved if case == "empty-group" else []), outcome
     assert outcomes[0]["error"] == outcomes[1]["error"]
 
 
