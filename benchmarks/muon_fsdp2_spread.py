@@ -4,7 +4,9 @@ orthogonalized whole by its owner, the default) against the whole of every matri
 
 The workload is a small transformer's matrices (4 layers, width 256: q, k, v, o 256×256 and the MLP's
 256×1024 and 1024×256), as row-sharded DTensors. Modes interleaved, medians of repeats; a step's time
-is the slower rank's (the ranks meet in collectives). Run: python benchmarks/muon_fsdp2_spread.py
+is the slower rank's (the ranks meet in collectives): its wall time, and its CPU time (the process's
+own, which other processes on a loaded machine do not inflate; gloo's threads count in it too).
+Run: python benchmarks/muon_fsdp2_spread.py
 """
 
 from __future__ import annotations
@@ -55,20 +57,25 @@ def rank_main(rank: int, world: int, folder: str) -> None:
             optimizer.steps_matrices = lambda group: False  # the rule's own DTensor path: full_tensor()
         optimizer.step()  # warm-up (and the state)
         optimizers[mode] = optimizer
-    times: dict[str, list[float]] = {mode: [] for mode in optimizers}
+    times: dict[str, list[list[float]]] = {mode: [] for mode in optimizers}
     for _ in range(REPEATS):
         for mode, optimizer in optimizers.items():  # interleaved
             dist.barrier()
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             optimizer.step()
-            elapsed = torch.tensor(time.perf_counter() - start)
+            elapsed = torch.tensor([time.perf_counter() - start, time.process_time() - cpu_start])
             dist.all_reduce(elapsed, op=dist.ReduceOp.MAX)  # the slower rank's
-            times[mode].append(float(elapsed))
+            times[mode].append(elapsed.tolist())
     if rank == 0:
-        medians = {mode: statistics.median(values) for mode, values in times.items()}
-        for mode, median in medians.items():
-            print(f"{mode:>22}: {1e3 * median:8.1f} ms per step (median of {REPEATS})")
-        print(f"{'ratio':>22}: {medians['whole on every rank'] / medians['spread']:.2f}× faster spread")
+        medians = {
+            mode: [statistics.median(v[i] for v in values) for i in (0, 1)] for mode, values in times.items()
+        }
+        for mode, (wall, cpu) in medians.items():
+            print(
+                f"{mode:>20}: {1e3 * wall:7.1f} ms wall, {1e3 * cpu:7.1f} ms CPU a step (medians, {REPEATS})"
+            )
+        whole, spread = medians["whole on every rank"], medians["spread"]
+        print(f"{'spread faster':>20}: ×{whole[0] / spread[0]:.2f} wall, ×{whole[1] / spread[1]:.2f} CPU")
         print(f"load (1 min): {os.getloadavg()[0]:.1f}")
     sys.stdout.flush()
     dist.destroy_process_group()
