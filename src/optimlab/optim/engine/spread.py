@@ -37,9 +37,11 @@ byte buffers.
 
 A DTensor this cannot take — a mesh of more than one dimension (HSDP, tensor parallelism), a
 placement other than ``Shard`` (``Replicate``, ``_StridedShard``), a gradient or state laid out
-differently, state that is not shaped like the parameter, rule statistics, or a step autograd records —
-is left to the per-parameter path, where the rule sees the DTensors themselves (Muon then
-orthogonalizes the whole matrix on every rank: the same numbers, not spread).
+differently, state that is not shaped like the parameter, rule statistics, a step autograd records —
+and every step with stochastically rounded storage (``state_dtype``, ``stochastic_rounding``: its
+random bits are drawn parameter by parameter) is left to the per-parameter path, where the rule
+sees the DTensors themselves (Muon then orthogonalizes the whole matrix on every rank: the same
+numbers, not spread).
 """
 
 from __future__ import annotations
