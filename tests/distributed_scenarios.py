@@ -420,8 +420,15 @@ SPREAD_STEPS = 4
 #: this matrix has no gradient at this step (on every rank, in every run: set to None after backward)
 SPREAD_NO_GRAD = ("b.weight", 2)
 #: the runs (see :func:`spread_optimizer`); "torch-muon/dim1" shards the matrices along their columns,
-#: "torch-muon/bfloat16" has bfloat16 parameters
-SPREAD_RUNS = ("muon-groups", "torch-muon", "torch-muon/dim1", "torch-muon/bfloat16", "muon-with-adamw")
+#: "torch-muon/bfloat16" has bfloat16 parameters, "lazy-muon" creates its state in the rule
+SPREAD_RUNS = (
+    "muon-groups",
+    "torch-muon",
+    "torch-muon/dim1",
+    "torch-muon/bfloat16",
+    "lazy-muon",
+    "muon-with-adamw",
+)
 
 
 class SpreadNet(nn.Module):
@@ -458,6 +465,8 @@ def spread_optimizer(run: str, model: nn.Module, reference: bool = False) -> tor
         return ol.Muon(groups, lr=0.02, weight_decay=0.1, batch_matrices=True, engine="eager")
     if run.startswith("torch-muon"):
         return (torch.optim.Muon if reference else ol.Muon)(linears, lr=0.02, weight_decay=0.1)
+    if run == "lazy-muon":
+        return LazyMuon(linears, lr=0.02, weight_decay=0.1)
     return ol.MuonWithAdamW(ol.muon_param_groups(model, head="tail"), lr=0.02, adamw_lr=0.01)
 
 
@@ -589,15 +598,29 @@ def spread(world: int) -> dict[str, Any]:
     return record
 
 
-def _extra_state_rule(param: torch.Tensor, grad: torch.Tensor, state: Any, **hyper: Any) -> Any:
-    new_param, new_state = ol.rules.muon(param, grad, state, **hyper)
-    return new_param, {**new_state, "extra": new_param}
+def _forgetful_rule(param: torch.Tensor, grad: torch.Tensor, state: Any, **hyper: Any) -> Any:
+    return ol.rules.muon(param, grad, state, **hyper)[0], {}
 
 
-class ExtraStateMuon(ol.Muon):
-    """A matrix rule that returns state it was not given: it cannot be spread (its owner fails)."""
+class ForgetfulMuon(ol.Muon):
+    """A matrix rule that drops the state it is given: it cannot be spread (its owner fails)."""
 
-    rule = staticmethod(_extra_state_rule)
+    rule = staticmethod(_forgetful_rule)
+
+
+def _lazy_rule(param: torch.Tensor, grad: torch.Tensor, state: Any, **hyper: Any) -> Any:
+    if "momentum_buffer" not in state:
+        state = {"momentum_buffer": torch.zeros_like(param)}
+    return ol.rules.muon(param, grad, state, **hyper)
+
+
+class LazyMuon(ol.Muon):
+    """Muon whose momentum buffer is created by the rule on its first step (as SGD's is)."""
+
+    rule = staticmethod(_lazy_rule)
+
+    def init_state(self, param: torch.Tensor, group: dict[str, Any]) -> dict[str, torch.Tensor]:
+        return {}
 
 
 def failing_rule(mesh: Any) -> dict[str, Any]:
@@ -608,7 +631,7 @@ def failing_rule(mesh: Any) -> dict[str, Any]:
     generator = torch.Generator().manual_seed(5)
     param = distribute_tensor(torch.randn(5, 4, generator=generator), mesh, [Shard(0)])
     before = param.full_tensor().clone()
-    optimizer = ExtraStateMuon([param], lr=0.05)
+    optimizer = ForgetfulMuon([param], lr=0.05)
     param.grad = distribute_tensor(torch.randn(5, 4, generator=generator), mesh, [Shard(0)])
     try:
         optimizer.step()

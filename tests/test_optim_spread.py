@@ -130,17 +130,16 @@ def test_dtensor_matrices_give_one_process_numbers_spread_or_not(
 
 
 def test_a_failing_matrix_rule_raises_and_writes_nothing(one_rank: None) -> None:
-    """A matrix rule that does not return the state it is given cannot be spread: the owner says so,
-    every rank raises (through the status of the exchange), nothing is written."""
+    """A matrix rule that drops the state it is given cannot be spread: the owner says so, every rank
+    raises (through the status of the exchange), nothing is written."""
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.tensor import Shard, distribute_tensor
 
-    def extra_state_rule(param: torch.Tensor, grad: torch.Tensor, state: Any, **hyper: Any) -> Any:
-        new_param, new_state = ol.rules.muon(param, grad, state, **hyper)
-        return new_param, {**new_state, "extra": new_param}
+    def forgetful_rule(param: torch.Tensor, grad: torch.Tensor, state: Any, **hyper: Any) -> Any:
+        return ol.rules.muon(param, grad, state, **hyper)[0], {}
 
     class Broken(ol.Muon):
-        rule = staticmethod(extra_state_rule)
+        rule = staticmethod(forgetful_rule)
 
     mesh = init_device_mesh("cpu", (1,))
     param = distribute_tensor(_matrices()[0], mesh, [Shard(0)])
@@ -173,3 +172,42 @@ def test_muon_with_adamw_spreads_only_its_muon_groups(
     bias.grad = distribute_tensor(torch.ones(6), mesh, [Shard(0)])
     optimizer.step()
     assert exchanges.count == 2 and len(checks) == 1
+
+
+def test_state_the_rule_creates_is_sharded_like_the_parameter(
+    one_rank: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A matrix rule whose state appears on its first step (as SGD's momentum buffer): the owner
+    announces it, every rank stores its shard in a new tensor laid out like the parameter (a third
+    exchange, that step only), and the numbers are one process's."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import Shard, distribute_tensor
+
+    def lazy_rule(param: torch.Tensor, grad: torch.Tensor, state: Any, **hyper: Any) -> Any:
+        state = state if "momentum_buffer" in state else {"momentum_buffer": torch.zeros_like(param)}
+        return ol.rules.muon(param, grad, state, **hyper)
+
+    class Lazy(ol.Muon):
+        rule = staticmethod(lazy_rule)
+
+        def init_state(self, param: torch.Tensor, group: dict[str, Any]) -> dict[str, torch.Tensor]:
+            return {}
+
+    mesh = init_device_mesh("cpu", (1,))
+    plain = _matrices()[:3]
+    sharded = [distribute_tensor(m.clone(), mesh, [Shard(0)]) for m in _matrices()[:3]]
+    expected = Lazy(plain, lr=0.05, batch_matrices=True)
+    got = Lazy(sharded, lr=0.05, batch_matrices=True)
+    exchanges = Exchanges(monkeypatch)
+    for step in range(3):
+        for index, (mine, theirs) in enumerate(zip(sharded, plain, strict=True)):
+            theirs.grad = _gradient(index, step, theirs.shape)
+            mine.grad = distribute_tensor(theirs.grad, mesh, [Shard(0)])
+        expected.step()
+        got.step()
+    assert exchanges.count == 2 * 3 + 1
+    for mine, theirs in zip(sharded, plain, strict=True):
+        assert torch.equal(mine.full_tensor(), theirs)
+        buffer = got.state[mine]["momentum_buffer"]
+        assert buffer.placements == mine.placements
+        assert torch.equal(buffer.full_tensor(), expected.state[theirs]["momentum_buffer"])

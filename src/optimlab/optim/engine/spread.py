@@ -20,7 +20,8 @@ group that FSDP2 shards along one dimension of a one-dimensional mesh, the eager
 5. sends each rank its shards of the new parameter and state (a second ``all_to_all``), which it
    copies into the parameter's and the state's own local storage: the state stays sharded like the
    parameter, as distributed checkpoints expect. Each owner's message starts with a status: if the
-   rule failed on some owner, every rank raises and none writes anything.
+   rule failed on some owner, every rank raises and none writes anything; if it created state (a
+   momentum buffer on its first step), its keys are announced and its shards follow.
 
 Why the whole rule on the owner, rather than splitting it into a shardable part (Muon's momentum
 update, elementwise) and a whole-matrix part (Newton–Schulz of the update): the rule stays one
@@ -310,13 +311,15 @@ def _step_plan(
 
     # 2. the owner runs the rule on its whole matrices; should it fail, every rank learns so in step 3
     failure: Exception | None = None
+    created: dict[int, dict[str, Tensor]] = {}
     try:
-        results = _run_rule(optimizer, plan, mine, pieces, hyper, batched)
+        results, created = _run_rule(optimizer, plan, mine, pieces, hyper, batched)
     except Exception as error:  # re-raised below, once the other ranks have been told
         failure, results = error, {}
 
     # 3. scatter: the owner sends every rank its status, then its shards of the new parameter and state
-    status = _to_bytes(torch.tensor([failure is not None], dtype=torch.int64, device=device))
+    code = _FAILED if failure is not None else _CREATED if created else _STEPPED
+    status = _to_bytes(torch.tensor([code], dtype=torch.int64, device=device))
     send = []
     for target in range(world):
         to_target = [status]
@@ -326,21 +329,20 @@ def _step_plan(
                     torch.zeros(m.nbytes(target, d), dtype=torch.uint8, device=device) for d in m.written
                 )
                 continue
-            for value in results[m.index]:
-                to_target.append(_to_bytes(value.narrow(m.dim, sum(m.sizes[:target]), m.sizes[target])))
+            to_target.extend(_to_bytes(_shard(value, m, target)) for value in results[m.index])
         send.append(to_target)
     sizes = [
         _ALIGN + sum(m.nbytes(me, d) for m in owned_by[source] for d in m.written) for source in range(world)
     ]
     received = _exchange(send, sizes, device, process_group)
     starts = [sum(sizes[:source]) for source in range(world)]
-    failed = [r for r in range(world) if _from_bytes(received, starts[r], torch.int64, (1,)).item()]
+    codes = [int(_from_bytes(received, starts[r], torch.int64, (1,)).item()) for r in range(world)]
     if failure is not None:
         raise failure
-    if failed:
+    if _FAILED in codes:
         raise RuntimeError(
-            f"{type(optimizer).__name__}: rank {failed[0]} could not step the matrices it owns (see its "
-            "error); no parameter of the group was updated"
+            f"{type(optimizer).__name__}: rank {codes.index(_FAILED)} could not step the matrices it owns "
+            "(see its error); no parameter of the group was updated"
         )
     for source in range(world):
         offset = starts[source] + _ALIGN
@@ -351,6 +353,60 @@ def _step_plan(
                 local(target).copy_(_from_bytes(received, offset, dtype, matrix.local_shape(me)))
                 offset += matrix.nbytes(me, dtype)
             torch.autograd.graph.increment_version(param)  # the DTensor changed with its shard
+    if _CREATED in codes:
+        _scatter_created(optimizer, owned_by, me, created, params, device, process_group)
+
+
+#: an owner's status, heading what it scatters: stepped; failed (every rank raises, none writes);
+#: stepped, and the rule created state (SGD-like momentum on its first step), which follows
+_STEPPED, _FAILED, _CREATED = 0, 1, 2
+
+
+def _shard(value: Tensor, matrix: _Matrix, rank: int) -> Tensor:
+    """``rank``'s shard of a whole tensor laid out as ``matrix``."""
+    return value.narrow(matrix.dim, sum(matrix.sizes[:rank]), matrix.sizes[rank])
+
+
+def _scatter_created(
+    optimizer: RuleOptimizer,
+    owned_by: list[list[_Matrix]],
+    me: int,
+    created: dict[int, dict[str, Tensor]],
+    params: list[Tensor],
+    device: torch.device,
+    process_group: Any,
+) -> None:
+    """State the rule created on the owners: its keys announced to every rank, then each rank's
+    shards sent to it, into new tensors laid out like the parameter (as one process creates them)."""
+    import torch.distributed as dist
+
+    world = len(owned_by)
+    announced: list[Any] = [None] * world
+    dist.all_gather_object(
+        announced, {index: sorted(values) for index, values in created.items()}, process_group
+    )
+    send = [
+        [
+            _to_bytes(_shard(created[m.index][key], m, target))
+            for m in owned_by[me]
+            for key in sorted(created.get(m.index, {}))
+        ]
+        for target in range(world)
+    ]
+    sizes = [
+        sum(m.nbytes(me, m.dtypes[0]) for m in owned_by[source] for _ in announced[source].get(m.index, ()))
+        for source in range(world)
+    ]
+    received = _exchange(send, sizes, device, process_group)
+    offset = 0
+    for source in range(world):
+        for matrix in owned_by[source]:
+            param = params[matrix.index]
+            for key in announced[source].get(matrix.index, ()):
+                holder = torch.empty_like(param, memory_format=torch.preserve_format)
+                local(holder).copy_(_from_bytes(received, offset, matrix.dtypes[0], matrix.local_shape(me)))
+                optimizer.state[param][key] = holder
+                offset += matrix.nbytes(me, matrix.dtypes[0])
 
 
 def _run_rule(
@@ -360,10 +416,11 @@ def _run_rule(
     pieces: dict[int, list[list[Tensor]]],
     hyper: dict[str, Any],
     batched: bool,
-) -> dict[int, list[Tensor]]:
+) -> tuple[dict[int, list[Tensor]], dict[int, dict[str, Tensor]]]:
     """The rule on the whole matrices this rank owns (``pieces``: each one's shards, by slot), same-shape
     ones stacked where one process would stack them (``batched``, and more than one of the shape in
-    ``plan``). Returns each one's new parameter and state, in the dtypes they are written in."""
+    ``plan``). Returns each one's new parameter and state, in the dtypes they are written in, and the
+    state the rule created (in the parameter's dtype, as one process stores it), by matrix."""
     in_one_process: dict[Bucket, int] = {}
     for matrix in plan:
         in_one_process[matrix.bucket] = in_one_process.get(matrix.bucket, 0) + 1
@@ -372,6 +429,7 @@ def _run_rule(
         stacked = batched and in_one_process[matrix.bucket] > 1
         calls.setdefault(matrix.bucket if stacked else matrix.index, []).append(matrix)
     results: dict[int, list[Tensor]] = {}
+    created: dict[int, dict[str, Tensor]] = {}
     for key, members in calls.items():
         items = []
         for matrix in members:
@@ -382,14 +440,21 @@ def _run_rule(
         else:
             outcomes = rule_on_stack(optimizer, items, hyper)
         for matrix, (new_param, new_state) in zip(members, outcomes, strict=True):
-            if set(new_state) != set(matrix.keys):
+            new_keys = sorted(set(new_state) - set(matrix.keys))
+            if not set(matrix.keys) <= set(new_state) or any(
+                not isinstance(new_state[k], Tensor) or tuple(new_state[k].shape) != matrix.shape
+                for k in new_keys
+            ):
                 raise RuntimeError(
-                    f"{type(optimizer).__name__}'s matrix rule returned state {sorted(new_state)} for "
-                    f"state {list(matrix.keys)}: a rule spread over ranks must return the state it is given"
+                    f"{type(optimizer).__name__}'s matrix rule returned state {sorted(new_state)} for state "
+                    f"{list(matrix.keys)}: a rule spread over ranks must return the state it is given, and "
+                    "any state it creates shaped like the parameter"
                 )
-            new_values = [new_param, *(new_state[key] for key in matrix.keys)]
+            new_values = [new_param, *(new_state[k] for k in matrix.keys)]
             results[matrix.index] = [v.to(d) for v, d in zip(new_values, matrix.written, strict=True)]
-    return results
+            if new_keys:
+                created[matrix.index] = {k: new_state[k].to(matrix.dtypes[0]) for k in new_keys}
+    return results, created
 
 
 __all__ = ["assign_owners", "matrix_owners", "matrix_work", "shard_sizes", "step_spread_matrices"]
