@@ -169,7 +169,8 @@ class RuleOptimizer(Optimizer):
     #: :meth:`batches_matrices` says so, the engines step same-shape parameters in one call (Muon's
     #: Newton–Schulz as one batched matmul chain). In the groups :meth:`steps_matrices` names, DTensor
     #: parameters sharded by FSDP2 are each stepped whole on one rank, the matrices spread over the
-    #: ranks (:mod:`optimlab.optim.engine.spread`); the rule must then return the state it is given.
+    #: ranks (:mod:`optimlab.optim.engine.spread`); the rule must then return every state entry it is
+    #: given (and may create entries shaped like the parameter).
     matrix: ClassVar[bool] = False
     #: state entries that are points in parameter space (ASGD's average ``ax``, Schedule-Free's
     #: ``z``, Prodigy's initial point ``p0``), not moments: ``state_dtype`` leaves them in the
