@@ -265,7 +265,9 @@ def test_compare_executor_ray_stores_what_the_local_executor_stores(
     remote = runner.invoke(app, ["compare", *SMALL, "--executor", "ray", *paths["ray"]])
     assert remote.exit_code == 0, remote.output
     said = " ".join(remote.stdout.split())
-    assert "4 runs trained, 0 reused" in said and "on a local Ray of" in said, said
+    assert "4 runs trained, 0 reused" in said and "(on the Ray this process had joined (2 CPUs))" in said, (
+        said
+    )
     assert stored(tmp_path / "ray.db") == stored(tmp_path / "local.db")
 
 
@@ -388,7 +390,12 @@ def test_compare_on_a_ray_start_head_cluster_with_a_worker_node(tmp_path: Path) 
         args += ["-o", "sgd,adam,lbfgs", "--seeds", "2", "--epochs", "1", "--no-png"]
         env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p and Path(p).is_dir())
-        for name, extra in (("local", ["--jobs", "1"]), ("ray", ["--executor", "ray", "--address", address])):
+        executors = {
+            "local": ["--jobs", "1"],
+            "own-ray": ["--executor", "ray", "--jobs", "2"],  # a local Ray of its own, stopped after
+            "ray": ["--executor", "ray", "--address", address],
+        }
+        for name, extra in executors.items():
             result = subprocess.run(
                 [sys.executable, *args, *extra, "--db", f"{name}.db", "--out", name],
                 cwd=tmp_path,
@@ -398,9 +405,13 @@ def test_compare_on_a_ray_start_head_cluster_with_a_worker_node(tmp_path: Path) 
                 timeout=600,
             )
             assert result.returncode == 0, result.stdout + result.stderr
-        assert f"on the Ray cluster at {address}" in result.stdout
+            said = " ".join(result.stdout.split())
+            assert "12 runs trained" in said, said
+        assert f"on the Ray cluster at {address} (2 CPUs)" in said, said
         runs = stored(tmp_path / "ray.db")
-        assert len(runs) == 2 * 3 * 2 and runs == stored(tmp_path / "local.db")
+        assert len(runs) == 2 * 3 * 2 and runs == stored(tmp_path / "local.db") == stored(
+            tmp_path / "own-ray.db"
+        )
     finally:
         for process in (worker, head):
             if process is not None:

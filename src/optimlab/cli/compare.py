@@ -191,6 +191,7 @@ def _run(
     workers = jobs or default_jobs()
     interrupted = f"interrupted; every finished run is kept in {db} — run the same command to resume"
     with cli.errors_as_lines(interrupted):
+        ray = _ray_executor(comparison, address, workers) if executor == "ray" else None
         store = Store(db)
         size = plan_size(comparison)  # what it needs, stored or not (a run stored is reused)
         title = f"{comparison.protocol} comparison of {size.runs:,} run{'s' if size.runs != 1 else ''}"
@@ -209,7 +210,7 @@ def _run(
                 jobs=workers,
                 progress=on_event,
                 replicas=replicas,
-                executor=_executor(comparison, executor, address, workers),
+                executor=ray,
             )
             data = load_comparison(store, comparison_id)
         counts = (bar.trained, bar.reused)
@@ -227,10 +228,7 @@ def _run(
         )
         cli.console.print(f"  {summary['tuned_command']}", markup=False, highlight=False, soft_wrap=True)
     elapsed = time.perf_counter() - started
-    if executor == "ray":
-        where = f"on the Ray cluster at {address}" if address else f"on a local Ray of {workers} CPUs"
-    else:
-        where = f"{workers} worker{'s' if workers > 1 else ''}"
+    where = ray.where if ray is not None else f"{workers} worker{'s' if workers > 1 else ''}"
     cli.console.print(
         f"{counts[0]} run{'s' if counts[0] != 1 else ''} trained, {counts[1]} reused from {db}, "
         f"in {elapsed:.1f} s "
@@ -241,10 +239,9 @@ def _run(
     )
 
 
-def _executor(comparison: Any, executor: str, address: str | None, workers: int) -> Any:
-    """The Ray executor for ``--executor ray`` (``None``: the protocol's local one)."""
-    if executor != "ray":
-        return None
+def _ray_executor(comparison: Any, address: str | None, workers: int) -> Any:
+    """The executor of ``--executor ray``: the cluster at ``address``, else a local Ray of
+    ``workers`` CPUs."""
     from optimlab.lab.ray_executor import RayExecutor
 
     problems = {problem.spec: problem for problem in comparison.problems}

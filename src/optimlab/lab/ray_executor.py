@@ -200,6 +200,8 @@ class RayExecutor:
         self._remote: Any = None
         self._owns_ray = False  # whether close() disconnects (this executor connected)
         self._pending: dict[Any, Unit] = {}
+        #: where the units trained, in words (for the command's last line)
+        self.where = "on Ray (not needed: every run was stored)"
 
     def connect(self) -> None:
         """Connect to the cluster (or start the local Ray) unless connected already."""
@@ -223,6 +225,13 @@ class RayExecutor:
             except ConnectionError as error:
                 raise RayClusterError(f"cannot join the Ray cluster at {self.address!r}: {error}") from None
             self._owns_ray = True
+        cpus = int(ray.cluster_resources().get("CPU", 0))
+        if not self._owns_ray:
+            self.where = f"on the Ray this process had joined ({cpus} CPUs)"
+        elif self.address is None:
+            self.where = f"on a local Ray of {cpus} CPUs"
+        else:
+            self.where = f"on the Ray cluster at {self.address} ({cpus} CPUs)"
         self._ray = ray
         self._remote = ray.remote(_train_remote).options(
             num_cpus=1, max_retries=self.max_retries, retry_exceptions=False
