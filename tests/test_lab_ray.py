@@ -27,7 +27,7 @@ from typer.testing import CliRunner
 from optimlab.cli import app
 from optimlab.lab.presets import parse_optimizers
 from optimlab.lab.problems import Budget, ProblemError, get_problem
-from optimlab.lab.protocol import Comparison, run_comparison
+from optimlab.lab.protocol import Comparison, RunEvent, run_comparison
 from optimlab.lab.ray_executor import (
     RAY_HINT,
     RayClusterError,
@@ -234,6 +234,40 @@ def test_workers_with_other_code_than_the_driver_are_refused(
     monkeypatch.setattr(ray_executor, "code_fingerprint", lambda: "torch 0.0, optimlab sources 0")
     with pytest.raises(RayClusterError, match=r"runs torch .* this driver torch 0\.0"):
         compare(["parabola:n=64"], "sgd", tmp_path / "ray.db", on_ray, seeds=1)
+
+
+def test_a_driver_stopped_mid_sweep_resumes_from_the_database(in_user_folder: Path, tmp_path: Path) -> None:
+    comparison = Comparison(
+        problems=[get_problem("parabola:n=64")], optimizers=parse_optimizers("sgd,adam", "seed"), seeds=3
+    )
+    with Store(tmp_path / "local.db") as store:
+        run_comparison(comparison, store, replicas="off")  # one unit a run: stopped between units
+    done: list[str] = []
+
+    def stop_after_two(event: RunEvent) -> None:
+        if event.kind == "done":
+            assert event.run is not None
+            done.append(event.run.key)
+            if len(done) == 2:
+                raise KeyboardInterrupt  # the driver stops with units still on the cluster
+
+    with Store(tmp_path / "ray.db") as store, pytest.raises(KeyboardInterrupt):
+        run_comparison(
+            comparison, store, replicas="off", executor=on_ray(comparison), progress=stop_after_two
+        )
+    assert set(stored(tmp_path / "ray.db")) == set(done)  # what finished, and nothing else
+    events: list[str] = []
+
+    def done_or_reused(event: RunEvent) -> None:
+        if event.kind != "planned":
+            events.append(event.kind)
+
+    with Store(tmp_path / "ray.db") as store:
+        run_comparison(
+            comparison, store, replicas="off", executor=on_ray(comparison), progress=done_or_reused
+        )
+    assert stored(tmp_path / "ray.db") == stored(tmp_path / "local.db")
+    assert sorted(events) == sorted(["done"] * 4 + ["reused"] * 2)
 
 
 def test_optuna_tuning_asks_in_the_driver_and_trains_on_the_workers(
