@@ -81,6 +81,8 @@ class DiesOnce(Line):
 
 class BadLoss(Line):
     def loss(self, output, target):
+        with open(Path(__file__).with_name("bad-loss-calls"), "a") as calls:
+            calls.write(f"{os.getpid()}\\n")
         raise RuntimeError("loss exploded on purpose")  # BAD LOSS
 
 def make_line():
@@ -218,8 +220,11 @@ def test_a_users_problem_that_raises_is_the_same_problem_error_and_is_not_retrie
     problems = ["ray_user_problems:make_bad_loss"]
     with pytest.raises(ProblemError) as local:
         compare(problems, "sgd", tmp_path / "local.db", seeds=1)
+    calls = in_user_folder / "bad-loss-calls"
+    calls.unlink()
     with pytest.raises(ProblemError) as remote:
         compare(problems, "sgd", tmp_path / "ray.db", on_ray, seeds=1)
+    assert len(calls.read_text().split()) == 1  # raised once, on a worker: not trained again
     assert str(remote.value) == str(local.value)
     assert "RuntimeError: loss exploded on purpose (ray_user_problems.py:" in str(remote.value)
     assert "Traceback" in str(remote.value.__cause__)

@@ -219,8 +219,7 @@ class RayExecutor:
                     runtime_env=runtime_env,
                     include_dashboard=False,
                     log_to_driver=False,  # workers' output stays in the session's logs
-                    logging_level=logging.ERROR,
-                    configure_logging=False,
+                    logging_level=logging.ERROR,  # Ray's own notes (a token in use, …): errors only
                 )
             except ConnectionError as error:
                 raise RayClusterError(f"cannot join the Ray cluster at {self.address!r}: {error}") from None
