@@ -359,6 +359,15 @@ def test_compare_executor_ray_without_ray_says_how_to_get_it(
         RayExecutor({}).connect()
 
 
+def test_a_process_joined_to_one_cluster_cannot_join_another(cluster: Path) -> None:
+    with socket.socket() as server:  # something answers at the address
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        address = f"127.0.0.1:{server.getsockname()[1]}"
+        with pytest.raises(RayClusterError, match="has joined a Ray cluster already"):
+            RayExecutor({}, address).connect()
+
+
 def test_check_address() -> None:
     for good in ("127.0.0.1:6379", "head.example.org:10001", "ray://10.0.0.1:10001", "auto", "[::1]:6379"):
         assert check_address(good) == good

@@ -70,7 +70,12 @@ def compare(
     ),
     out: Annotated[Path, cli.out_option("summary.json, report.html and figures/")] = Path("runs"),
     jobs: Annotated[
-        int, typer.Option(metavar="N", min=0, help="processes that train (0: one per CPU core)")
+        int,
+        typer.Option(
+            metavar="N",
+            min=0,
+            help="processes that train (0: one per CPU core); with --executor ray: the local Ray's CPUs",
+        ),
     ] = 0,
     replicas: Annotated[
         Replicas,  # type: ignore[valid-type]

@@ -210,6 +210,11 @@ class RayExecutor:
         ray = require_ray()
         if self.address is not None:
             check_reachable(self.address)
+            if ray.is_initialized():
+                raise RayClusterError(
+                    f"this process has joined a Ray cluster already: it cannot join {self.address!r} "
+                    "too (leave the address out to use the one it has joined)"
+                )
         if not ray.is_initialized():
             runtime_env = code_runtime_env(list(self.problems.values())) if self.ship_code else None
             try:
