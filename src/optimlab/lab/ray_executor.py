@@ -226,8 +226,9 @@ class RayExecutor:
                     log_to_driver=False,  # workers' output stays in the session's logs
                     logging_level=logging.ERROR,  # Ray's own notes (a token in use, …): errors only
                 )
-            except ConnectionError as error:
-                raise RayClusterError(f"cannot join the Ray cluster at {self.address!r}: {error}") from None
+            except (ConnectionError, RuntimeError) as error:  # another Ray version, a wrong token, …
+                message = " ".join(str(error).split())
+                raise RayClusterError(f"cannot join the Ray cluster at {self.address!r}: {message}") from None
             self._owns_ray = True
         cpus = int(ray.cluster_resources().get("CPU", 0))
         if not self._owns_ray:
@@ -251,7 +252,9 @@ class RayExecutor:
             for unit in units:
                 self._pending[self._remote.remote(list(unit), self.memory_budget, fingerprint)] = unit
             while self._pending:
-                ready, _ = ray.wait(list(self._pending), num_returns=1)
+                waiting = list(self._pending)
+                ray.wait(waiting, num_returns=1)  # until one finishes, then every one finished by now
+                ready, _ = ray.wait(waiting, num_returns=len(waiting), timeout=0)
                 for ref in ready:
                     unit = self._pending.pop(ref)
                     yield unit, self._results(ref, unit)
