@@ -200,8 +200,9 @@ class TinyLanguageModel(TensorProblem):
         "decoder-only transformer (2 layers, width 128, context 64) on a seeded toy grammar, "
         "next-token cross-entropy, 400 steps; reports val_loss and next-token val_accuracy"
     )
-    #: a run that has learned the grammar's local structure and its agreement
-    target_loss = 1.6
+    #: below the default AdamW's loss after the default budget (2.53 at lr 1e-2), above a better
+    #: lr's (2.29 at 3e-3): a target that separates tuned runs from untuned ones
+    target_loss = 2.4
     version = "1"
     classification = True
 
