@@ -40,6 +40,7 @@ class CompactHistory:
         self.y = self.s = torch.empty(0, n, dtype=dtype, device=device)
         self.rho = torch.empty(size, dtype=dtype, device=device)
         self.gram = torch.zeros(size, size, dtype=dtype, device=device)  # gram[i, j] = s_i · y_j
+        self.strictly_lower = torch.ones(size, size, dtype=dtype, device=device).tril_(-1)
         self.al: Tensor | None = None  # the first loop's coefficients, oldest first (torch's "al")
 
     def reset(self) -> None:
@@ -131,7 +132,7 @@ class CompactHistory:
         q = torch.addmv(grad, y.t(), self._physical(a), beta=-1, alpha=-1)
         yq = self._logical(torch.mv(y, q), (0,))
         # second loop: b_i + rho_i * sum_{j<i} L_ij b_j = rho_i (H y_i.q + sum_{j<i} L_ij a_j), L = G^T
-        lower = gram.t().tril(-1)
+        lower = gram.t() * self.strictly_lower[:k, :k]
         rhs = torch.addmv(yq * h_diag, lower, a).mul_(rho)
         second = rho.unsqueeze(1) * lower
         b = torch.linalg.solve_triangular(second, rhs.unsqueeze(1), upper=False, unitriangular=True)

@@ -90,15 +90,22 @@ class PairHistory:
         if len(al) < self.size:
             al.extend([0.0] * (self.size - len(al)))
         num_old = len(dirs)
+        dot = torch.dot
         q = grad.neg()
-        for i in range(num_old - 1, -1, -1):
-            a = rnd(steps[i].dot(q).item() * ro[i])
-            al[i] = a
-            q.add_(dirs[i], alpha=-a)
-        d = r = torch.mul(q, h_diag)
-        for i in range(num_old):
-            be_i = rnd(dirs[i].dot(r).item() * ro[i])
-            r.add_(steps[i], alpha=rnd(al[i] - be_i))
+        if rnd is _same:  # float64: the host's arithmetic is the tensors'
+            for i in range(num_old - 1, -1, -1):
+                a = al[i] = dot(steps[i], q).item() * ro[i]
+                q.add_(dirs[i], alpha=-a)
+            d = r = torch.mul(q, h_diag)
+            for i in range(num_old):
+                r.add_(steps[i], alpha=al[i] - dot(dirs[i], r).item() * ro[i])
+        else:
+            for i in range(num_old - 1, -1, -1):
+                a = al[i] = rnd(dot(steps[i], q).item() * ro[i])
+                q.add_(dirs[i], alpha=-a)
+            d = r = torch.mul(q, h_diag)
+            for i in range(num_old):
+                r.add_(steps[i], alpha=rnd(al[i] - rnd(dot(dirs[i], r).item() * ro[i])))
         self.al_fresh = num_old > 0
         self._fresh_count = num_old
         return d
