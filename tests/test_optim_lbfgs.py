@@ -332,17 +332,30 @@ def test_where_torch_amplifies_rounding_no_reordering_can_match_it() -> None:
     assert torch.equal(ours, theirs)
 
 
+@pytest.mark.parametrize("problem_name", ["least-squares", "complex-least-squares"])
 @pytest.mark.parametrize("variant", ["lr-history", "strong-wolfe-history-tolerances"])
-def test_compact_ring_wraps_within_1e9(variant: str) -> None:
-    """A short history (3 or 4 pairs) overwritten many times, on a well-conditioned problem."""
+def test_compact_ring_wraps_within_1e9(variant: str, problem_name: str) -> None:
+    """A short history (3 or 4 pairs) overwritten many times, on well-conditioned problems (complex
+    parameters as their real views, as torch flattens them)."""
+    problem = PROBLEMS[problem_name][0]
     runs = []
     for cls, extra in ((ol.LBFGS, {"compact": True}), (torch.optim.LBFGS, {})):
-        params = start("least-squares")
+        params = start(problem_name)
         opt = cls(params, **LBFGS_VARIANTS[variant], **extra)
-        closure = closure_for(opt, params, least_squares)
+        closure = closure_for(opt, params, problem)
         for _ in range(20):
             opt.step(closure)
-        runs.append(torch.cat([p.detach().reshape(-1) for p in params]))
+        runs.append(
+            torch.cat(
+                [
+                    torch.view_as_real(p.detach()).reshape(-1) if p.is_complex() else p.detach().reshape(-1)
+                    for p in params
+                ]
+            )
+        )
+        n_iter = opt.state[params[0]]["n_iter"]
+    if problem_name == "least-squares":
+        assert n_iter > LBFGS_VARIANTS[variant]["history_size"] + 1  # the ring did wrap
     assert relative_deviation(*runs) <= 1e-9
 
 
