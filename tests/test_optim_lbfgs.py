@@ -423,3 +423,20 @@ def test_float32_host_rounding_is_the_tensors() -> None:
     assert host == (a * b).tolist()
     host = [_float32(x - y) for x, y in zip(a.tolist(), b.tolist(), strict=True)]
     assert host == (a - b).tolist()
+
+
+def test_compact_beyond_its_size_is_torchs_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Large models are memory-bound either way: compact=True then runs the pair-by-pair recursion."""
+    import optimlab.optim.lbfgs as lbfgs_module
+
+    monkeypatch.setattr(lbfgs_module, "COMPACT_MAX_NUMEL", 3)  # rosenbrock-4d has 4 elements
+    runs = []
+    for cls, extra in ((ol.LBFGS, {"compact": True}), (torch.optim.LBFGS, {})):
+        params = start("rosenbrock-4d")
+        opt = cls(params, **extra)
+        closure = closure_for(opt, params, rosenbrock)
+        for _ in range(5):
+            opt.step(closure)
+        runs.append((params[0].detach(), opt.state_dict()["state"][0]))
+    assert torch.equal(runs[0][0], runs[1][0])
+    assert_same_state(runs[0][1], runs[1][1])

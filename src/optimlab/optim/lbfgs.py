@@ -15,6 +15,13 @@ from torch.optim.optimizer import ParamsT, _to_scalar
 from optimlab.optim.lbfgs_compact import CompactHistory
 from optimlab.optim.lbfgs_pairs import PairHistory
 
+#: ``compact=True`` applies up to this many (real) parameter elements. Beyond, both forms are bound
+#: by memory traffic, not by the per-pair Python work: torch's loop reads each stored vector twice per
+#: iteration (its running vector stays in cache), which is what any form must read, and the compact
+#: form's Gram updates read them once more (at 1M parameters it measured 0.8× torch's speed). There
+#: the pair-by-pair recursion (torch's numbers, bit for bit) is used.
+COMPACT_MAX_NUMEL = 1 << 16
+
 #: torch's per-step keys of the L-BFGS state (curvature history and line-search bookkeeping)
 _ITERATION_KEYS = ("d", "t", "old_dirs", "old_stps", "ro", "H_diag", "prev_flat_grad", "prev_loss", "al")
 
@@ -86,7 +93,8 @@ class LBFGS(TorchLBFGS):
     (:mod:`optimlab.optim.lbfgs_pairs`), and the parameters are updated with one foreach call.
     ``compact=True`` (keyword-only) keeps the pairs in two ring buffers with their Gram matrix and
     solves the recursion as two small triangular systems between four matrix-vector products
-    (:mod:`optimlab.optim.lbfgs_compact`): a constant number of operations per iteration, the
+    (:mod:`optimlab.optim.lbfgs_compact`; up to :data:`COMPACT_MAX_NUMEL` parameter elements, the
+    pair-by-pair form beyond): a constant number of operations per iteration, the
     same arithmetic in another summation order. Its iterates agree with torch's to rounding where
     the problem is well conditioned (tests/test_optim_lbfgs.py bounds the cases it checks), but
     L-BFGS can amplify rounding a great deal: on a mini-batch ReLU network torch's own iterates
@@ -148,14 +156,15 @@ class LBFGS(TorchLBFGS):
         """The history, in step with ``state`` (rebuilt from torch's lists when the state was
         loaded or written by anything but this optimizer's last step)."""
         history = self._history
-        kind = CompactHistory if self.compact else PairHistory
+        compact = self.compact and flat.n <= COMPACT_MAX_NUMEL
+        kind = CompactHistory if compact else PairHistory
         if (
             not isinstance(history, kind)
             or history.size != size
             or history.dtype != like.dtype
             or history.device != like.device
         ):
-            if self.compact:
+            if compact:
                 history = CompactHistory(size, flat.n, like.dtype, like.device)
             else:
                 history = PairHistory(size, like.dtype, like.device)
