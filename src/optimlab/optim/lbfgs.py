@@ -216,9 +216,7 @@ class LBFGS(TorchLBFGS):
                 flat.set_(point)
             for key in _ITERATION_KEYS:
                 state.pop(key, None)
-            if self._history is not None:
-                self._history.reset()
-            self._exported = None
+            self._history = self._exported = None  # the next step starts a fresh history
             state["n_iter"] = 0  # the next step starts afresh, as torch's first step does
             state["func_evals"] = evals_before + progress["evals"]
             state["nonfinite_stops"] = state.get("nonfinite_stops", 0) + 1
