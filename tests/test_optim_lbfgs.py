@@ -440,3 +440,24 @@ def test_compact_beyond_its_size_is_torchs_order(monkeypatch: pytest.MonkeyPatch
         runs.append((params[0].detach(), opt.state_dict()["state"][0]))
     assert torch.equal(runs[0][0], runs[1][0])
     assert_same_state(runs[0][1], runs[1][1])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_tolerance_grad_is_compared_in_the_gradients_dtype(dtype: torch.dtype) -> None:
+    """float32(1e-7) is a little above 1e-7, yet torch's float32 tensor compares as at most 1e-7."""
+    slope = torch.tensor([1e-7, -1e-8], dtype=dtype)
+    states = []
+    for cls in (ol.LBFGS, torch.optim.LBFGS):
+        x = torch.ones(2, dtype=dtype, requires_grad=True)
+        opt = cls([x])
+
+        def closure(opt: torch.optim.Optimizer = opt, x: torch.Tensor = x) -> torch.Tensor:
+            opt.zero_grad()
+            loss = (slope * x).sum()
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        states.append(opt.state_dict()["state"][0])
+    assert_same_state(*states)
+    assert states[1]["func_evals"] == 1  # torch stopped at once: the gradient is small enough

@@ -13,7 +13,7 @@ from torch.optim.lbfgs import _strong_wolfe
 from torch.optim.optimizer import ParamsT, _to_scalar
 
 from optimlab.optim.lbfgs_compact import CompactHistory
-from optimlab.optim.lbfgs_pairs import PairHistory
+from optimlab.optim.lbfgs_pairs import _HOST_ROUNDING, PairHistory
 
 #: ``compact=True`` applies up to this many (real) parameter elements. Beyond, both forms are bound
 #: by memory traffic, not by the per-pair Python work: torch's loop reads each stored vector twice per
@@ -235,29 +235,33 @@ class LBFGS(TorchLBFGS):
         line_search_fn = group["line_search_fn"]
         history_size = group["history_size"]
 
-        def evaluate() -> tuple[Any, float, Tensor, float]:
-            """(loss as returned, its value, the flat gradient, its largest magnitude)."""
+        def evaluate() -> tuple[Any, float, Tensor, bool]:
+            """(loss as returned, its value, the flat gradient, whether its largest magnitude is
+            at most tolerance_grad — compared in the gradient's dtype, as torch's tensors compare)."""
             loss = closure()
             progress["evals"] += 1
             if progress["first"] is None:
                 progress["first"] = loss
             value = float(loss)
             grad = flat.gather_grad()
-            grad_max = float(grad.abs().max()) if grad.numel() else 0.0
+            largest = grad.abs().max()
+            grad_max = largest.item()
             if not (math.isfinite(value) and math.isfinite(grad_max)):
                 raise _NonFiniteEvaluation
+            rnd = _HOST_ROUNDING.get(grad.dtype)
+            small = grad_max <= rnd(tolerance_grad) if rnd is not None else bool(largest <= tolerance_grad)
             if value < progress["best"]:
                 progress["best"] = value
                 if self._finite_point is None:
                     self._finite_point = [p.detach().clone() for p in flat.params]
                 else:
                     torch._foreach_copy_(self._finite_point, flat.params)
-            return loss, value, grad, grad_max
+            return loss, value, grad, small
 
-        orig_loss, loss, flat_grad, grad_max = evaluate()
+        orig_loss, loss, flat_grad, opt_cond = evaluate()
         current_evals = 1
         state["func_evals"] += 1
-        if grad_max <= tolerance_grad:
+        if opt_cond:
             return orig_loss
 
         history = self._history_for(state, history_size, flat, flat_grad)
@@ -319,8 +323,7 @@ class LBFGS(TorchLBFGS):
             else:
                 flat.add_(t, d)
                 if n_iter != max_iter:
-                    _, loss, flat_grad, grad_max = evaluate()
-                    opt_cond = grad_max <= tolerance_grad
+                    _, loss, flat_grad, opt_cond = evaluate()
                     ls_func_evals = 1
 
             current_evals += ls_func_evals
