@@ -118,6 +118,7 @@ class LBFGS(TorchLBFGS):
     _flat: _FlatParams | None = None
     _history: CompactHistory | PairHistory | None = None
     _exported: list[Tensor] | None = None  # the old_dirs list this optimizer last wrote to its state
+    _direction: Tensor | None = None
     compact: bool = False
 
     def __init__(
@@ -143,7 +144,7 @@ class LBFGS(TorchLBFGS):
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
         self._finite_point = None  # a loaded state starts without one
-        self._flat = self._history = self._exported = None
+        self._flat = self._history = self._exported = self._direction = None
 
     def _flat_params(self) -> _FlatParams:
         if self._flat is None or self._flat.params is not self._params:
@@ -179,6 +180,19 @@ class LBFGS(TorchLBFGS):
             else:
                 history.load(dirs, state["old_stps"], state["ro"])
         return history
+
+    def _direction_buffer(self, like: Tensor) -> Tensor:
+        """The tensor every direction is written into (its views into the parameters' shapes stay
+        cached); a direction is only read before the next one is computed."""
+        buffer = self._direction
+        if (
+            buffer is None
+            or buffer.shape != like.shape
+            or buffer.dtype != like.dtype
+            or buffer.device != like.device
+        ):
+            buffer = self._direction = torch.empty_like(like)
+        return buffer
 
     def _export(self, state: dict[str, Any], history: CompactHistory | PairHistory) -> None:
         """Write the history into ``state`` as torch's lists."""
@@ -289,7 +303,7 @@ class LBFGS(TorchLBFGS):
                 if ys > 1e-10:
                     history.push(y, s, ys)
                     h_diag = ys / y.dot(y)
-                d = history.direction(flat_grad, h_diag)
+                d = history.direction(flat_grad, h_diag, out=self._direction_buffer(flat_grad))
 
             if prev_flat_grad is None:
                 prev_flat_grad = flat_grad.clone(memory_format=torch.contiguous_format)

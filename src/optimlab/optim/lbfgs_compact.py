@@ -114,10 +114,9 @@ class CompactHistory:
         ys, ss, rs = self.y[:k].unbind(0), self.s[:k].unbind(0), self.rho[:k].unbind(0)
         return [ys[i] for i in order], [ss[i] for i in order], [rs[i] for i in order]
 
-    def direction(self, grad: Tensor, h_diag: Tensor | float) -> Tensor:
+    def direction(self, grad: Tensor, h_diag: Tensor | float, out: Tensor) -> Tensor:
         """``out = −H·grad`` for the L-BFGS inverse Hessian H (initial scale ``h_diag``)."""
         k = self.count
-        out = torch.empty_like(grad)
         if k == 0:
             self.al = grad.new_empty(0)
             return torch.mul(grad.neg(), h_diag, out=out)

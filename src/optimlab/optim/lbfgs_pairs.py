@@ -78,14 +78,14 @@ class PairHistory:
         self.ro.append(ro)
         self.ro_host.append(float(ro))
 
-    def direction(self, grad: Tensor, h_diag: Tensor | float) -> Tensor:
-        """The L-BFGS direction ``−H·grad`` (initial inverse-Hessian scale ``h_diag``)."""
+    def direction(self, grad: Tensor, h_diag: Tensor | float, out: Tensor) -> Tensor:
+        """The L-BFGS direction ``−H·grad`` (initial inverse-Hessian scale ``h_diag``), in ``out``."""
         if len(self.al) != self.size:
             self.al = [None] * self.size
         self.ran = True
         rnd = self.round
         if rnd is None:
-            return self._direction_tensors(grad, h_diag)
+            return self._direction_tensors(grad, h_diag, out)
         dirs, steps, ro, al = self.dirs, self.steps, self.ro_host, self.al_host
         if len(al) < self.size:
             al.extend([0.0] * (self.size - len(al)))
@@ -96,21 +96,21 @@ class PairHistory:
             for i in range(num_old - 1, -1, -1):
                 a = al[i] = dot(steps[i], q).item() * ro[i]
                 q.add_(dirs[i], alpha=-a)
-            d = r = torch.mul(q, h_diag)
+            d = r = torch.mul(q, h_diag, out=out)
             for i in range(num_old):
                 r.add_(steps[i], alpha=al[i] - dot(dirs[i], r).item() * ro[i])
         else:
             for i in range(num_old - 1, -1, -1):
                 a = al[i] = rnd(dot(steps[i], q).item() * ro[i])
                 q.add_(dirs[i], alpha=-a)
-            d = r = torch.mul(q, h_diag)
+            d = r = torch.mul(q, h_diag, out=out)
             for i in range(num_old):
                 r.add_(steps[i], alpha=rnd(al[i] - rnd(dot(dirs[i], r).item() * ro[i])))
         self.al_fresh = num_old > 0
         self._fresh_count = num_old
         return d
 
-    def _direction_tensors(self, grad: Tensor, h_diag: Tensor | float) -> Tensor:
+    def _direction_tensors(self, grad: Tensor, h_diag: Tensor | float, out: Tensor) -> Tensor:
         """torch's loop verbatim (half-precision and other dtypes)."""
         dirs, steps, ro, al = self.dirs, self.steps, self.ro, self.al
         num_old = len(dirs)
@@ -118,7 +118,7 @@ class PairHistory:
         for i in range(num_old - 1, -1, -1):
             al[i] = steps[i].dot(q) * ro[i]
             q.add_(dirs[i], alpha=-al[i])
-        d = r = torch.mul(q, h_diag)
+        d = r = torch.mul(q, h_diag, out=out)
         for i in range(num_old):
             be_i = dirs[i].dot(r) * ro[i]
             r.add_(steps[i], alpha=al[i] - be_i)
