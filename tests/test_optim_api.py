@@ -16,7 +16,7 @@ OURS_EXTRA = ("l1", "nonfinite", "engine", "state_dtype", "stochastic_rounding")
 PAIRS = [(entry.ours, entry.theirs) for entry in PARITY.values()] + [(ol.LBFGS, torch.optim.LBFGS)]
 PAIR_IDS = [ours.__name__ for ours, _ in PAIRS]
 #: each class's own options beyond torch's and OURS_EXTRA (Muon's flatten, batch_matrices)
-OPTIONS = {entry.ours: entry.options for entry in PARITY.values()}
+OPTIONS = {entry.ours: entry.options for entry in PARITY.values()} | {ol.LBFGS: ("compact",)}
 #: a parameter shape each class accepts (Muon: matrices only)
 SHAPE = {entry.ours: entry.param_shapes[0] for entry in PARITY.values()}
 
