@@ -41,7 +41,7 @@ from torch import Tensor
 
 from optimlab.optim.distributed import is_distributed, local, same_layout
 from optimlab.optim.engine.eager import EagerEngine
-from optimlab.optim.engine.kernels import Kernel, KernelKey, compiler_available
+from optimlab.optim.engine.kernels import Kernel, KernelKey, compiler_available, probe_shape
 from optimlab.optim.engine.statistics import rule_statistics
 
 if TYPE_CHECKING:
@@ -90,17 +90,20 @@ def _dense(tensor: Tensor) -> bool:
     return True
 
 
+_Layout = tuple[tuple[str, ...], tuple[str, ...], tuple[tuple[int, ...], ...]]
+
+
 def _state_keys(
-    optimizer: RuleOptimizer, group: dict[str, Any], hyper: dict[str, Any]
+    optimizer: RuleOptimizer, group: dict[str, Any], hyper: dict[str, Any], shape: tuple[int, ...] = (2,)
 ) -> tuple[tuple, tuple]:
-    """(parameter-shaped state keys, 0-d state keys) the rule keeps, learned by running it eagerly
-    on a 2-element probe (SGD's momentum buffer appears only after the first step). The probe is
-    not zero: Prodigy keeps a zero parameter's initial value as a 0-d tensor, any other as a copy."""
-    probe = torch.ones(2, dtype=torch.float64)
+    """(tensor state keys, 0-d state keys) the rule keeps, learned by running it eagerly on a probe of
+    ``shape`` (SGD's momentum buffer appears only after the first step). The probe is not zero:
+    Prodigy keeps a zero parameter's initial value as a 0-d tensor, any other as a copy."""
+    probe = torch.ones(shape, dtype=torch.float64)
     state = dict(optimizer.init_state(probe, group))
     hyper = {k: float(v) if isinstance(v, Tensor) else v for k, v in hyper.items()}
     for _ in range(2):
-        _, new_state = optimizer.rule(probe, torch.zeros(2, dtype=torch.float64), state, **hyper)
+        _, new_state = optimizer.rule(probe, torch.zeros(shape, dtype=torch.float64), state, **hyper)
         state.update(new_state)
     tensor_keys = tuple(sorted(k for k, v in state.items() if v.dim() > 0))
     scalar_keys = tuple(sorted(k for k, v in state.items() if v.dim() == 0))
@@ -145,12 +148,34 @@ class _GroupConfig:
     """What a param group's current settings select: the state keys, the static flags and the
     numeric hyperparameters' names, and the hyperparameter tensors per device."""
 
-    def __init__(self, static: tuple, names: tuple[str, ...], keys: tuple[tuple, tuple]) -> None:
+    def __init__(
+        self, static: tuple, names: tuple[str, ...], keys: tuple[tuple, tuple], probe_hyper: dict[str, Any]
+    ) -> None:
         self.static = static
         self.names = names
         self.tensor_keys, self.scalar_keys = keys
+        self.probe_hyper = probe_hyper  # the rule's arguments when it runs on a probe
         self.hyper: dict[torch.device, _Hyper] = {}
         self.kernels: dict[tuple[Any, ...], Kernel | None] = {}
+        #: a tensor-wise rule's state per number of dimensions: (tensor keys, scalar keys, the probe
+        #: shapes of the parameter and of each state tensor), ``None`` where no kernel can take it
+        self.layouts: dict[int, _Layout | None] = {}
+
+    def layout(self, optimizer: RuleOptimizer, group: dict[str, Any], ndim: int) -> _Layout | None:
+        """The state a tensor-wise rule keeps for ``ndim``-dimensional parameters (Adafactor's differs
+        between vectors and matrices), learned by running it eagerly on :func:`kernels.probe_shape`."""
+        if ndim in self.layouts:
+            return self.layouts[ndim]
+        try:
+            shape = probe_shape(ndim)
+        except ValueError:
+            self.layouts[ndim] = None
+            return None
+        keys = _state_keys(optimizer, group, self.probe_hyper, shape)
+        probe = optimizer.init_state(torch.ones(shape, dtype=torch.float64), group)
+        shapes = (shape, *(tuple(probe[k].shape) for k in keys[0]))
+        self.layouts[ndim] = layout = (*keys, shapes)
+        return layout
 
 
 class FusedEngine:
@@ -199,7 +224,7 @@ class FusedEngine:
         extras: list[dict[str, Any]] | None = None,
     ) -> None:
         """Step ``params`` (``extras``: their rule's statistics, where the caller has evaluated them)."""
-        if not optimizer.elementwise or _recorded():
+        if not (optimizer.elementwise or optimizer.tensorwise) or _recorded():
             self._step_eager(optimizer, group, params, grads, extras)
             return
         if not self._fusing and not self._auto_fuses(optimizer):
@@ -207,7 +232,10 @@ class FusedEngine:
             self._step_eager(optimizer, group, params, grads, extras)
             self.eager_seconds += time.perf_counter() - start
             return
-        self._step_fused(optimizer, group, params, grads, extras)
+        if optimizer.elementwise:
+            self._step_fused(optimizer, group, params, grads, extras)
+        else:
+            self._step_tensorwise(optimizer, group, params, grads, extras)
 
     def _config(
         self,
@@ -224,8 +252,9 @@ class FusedEngine:
         config = self._configs.get(key)
         if config is None:
             probe_hyper = {**hyper, **dict.fromkeys(extra_names, 1.0)}
+            probe_hyper = {k: float(v) if isinstance(v, Tensor) else v for k, v in probe_hyper.items()}
             config = self._configs[key] = _GroupConfig(
-                static, names, _state_keys(optimizer, group, probe_hyper)
+                static, names, _state_keys(optimizer, group, probe_hyper), probe_hyper
             )
         return config, list(numeric.values())
 
@@ -288,6 +317,61 @@ class FusedEngine:
         if eager_params:
             self._step_eager(optimizer, group, eager_params, eager_grads, eager_extras)
 
+    def _step_tensorwise(
+        self,
+        optimizer: RuleOptimizer,
+        group: dict[str, Any],
+        params: list[Tensor],
+        grads: list[Tensor],
+        extras: list[dict[str, Any]] | None = None,
+    ) -> None:
+        """A :attr:`~optimlab.optim.base.RuleOptimizer.tensorwise` rule: each parameter stepped whole by
+        one compiled kernel of the rule, its reductions included — a kernel per number of dimensions,
+        sizes dynamic. Never on a shard or a flat run: what the kernel cannot take whole and exactly
+        (a DTensor, a size-1 dimension, another layout or state shape) is stepped eagerly."""
+        hyper_values = optimizer.hyperparameters(group)
+        if extras is None:
+            extras = rule_statistics(optimizer, group, params, grads, hyper_values)
+        extra_names = tuple(extras[0]) if extras else ()
+        config, values = self._config(optimizer, group, hyper_values, extra_names)
+        rule = type(optimizer).rule
+        hyper_by_device: dict[torch.device, list[Tensor]] = {}
+        eager_params, eager_grads, eager_extras, written = [], [], [], []
+        for index, (param, grad) in enumerate(zip(params, grads, strict=True)):
+            state = optimizer.state.get(param) or optimizer.ensure_state(param, group)
+            layout = config.layout(optimizer, group, param.dim())
+            prepared = None if layout is None else _whole_operands(param, grad, state, layout[0], layout[1])
+            kernel = None
+            if prepared is not None:
+                operands, device, dtype, scalar_dtypes = prepared
+                kernel = self._kernel(config, rule, device, dtype, scalar_dtypes, layout)
+            shape = tuple(param.shape)
+            if kernel is None or tuple(
+                tuple(t.shape) for t in operands[2 : 2 + len(layout[0])]
+            ) != kernel.state_shapes(shape):
+                eager_params.append(param)
+                eager_grads.append(grad)
+                eager_extras.append(extras[index])
+                continue
+            hyper = hyper_by_device.get(device)
+            if hyper is None:
+                cache = config.hyper.get(device)
+                if cache is None:
+                    cache = config.hyper[device] = _Hyper(device)
+                hyper = hyper_by_device[device] = cache.refresh(values)
+            n_written = len(operands)
+            operands.extend(hyper)
+            if extra_names:
+                operands.extend(_scalar_operand(extras[index][name], device) for name in extra_names)
+            kernel(operands, param.numel(), shape)
+            written.append(param)
+            written.extend(operands[2:n_written])
+        if written:
+            torch.autograd.graph.increment_version(written)
+        self.counts["fused"] += len(params) - len(eager_params)
+        if eager_params:
+            self._step_eager(optimizer, group, eager_params, eager_grads, eager_extras)
+
     def _step_eager(
         self,
         optimizer: RuleOptimizer,
@@ -306,23 +390,27 @@ class FusedEngine:
         device: torch.device,
         dtype: torch.dtype,
         scalar_dtypes: tuple[torch.dtype, ...],
+        layout: _Layout | None = None,
     ) -> Kernel | None:
-        """The compiled kernel for this configuration, or ``None`` where compiling is impossible."""
-        selector = (device, dtype, scalar_dtypes)
+        """The compiled kernel for this configuration (``layout``: a tensor-wise rule's, for one number
+        of dimensions), or ``None`` where compiling is impossible."""
+        selector = (device, dtype, scalar_dtypes, layout)
         try:
             return config.kernels[selector]
         except KeyError:
             pass
         kernel = None
+        tensor_keys, scalar_keys, shapes = layout or (config.tensor_keys, config.scalar_keys, None)
         key = KernelKey(
             rule,
             config.static,
-            config.tensor_keys,
-            config.scalar_keys,
+            tensor_keys,
+            scalar_keys,
             scalar_dtypes,
             config.names,
             dtype,
             device,
+            shapes,
         )
         if not compiler_available(device.type):
             if self.name == "fused" and device.type != "meta":
@@ -415,6 +503,55 @@ def _plain_cpu_operands(
         operands.append(scalar)
         scalar_dtypes.append(scalar.dtype)
     return operands, dtype, tuple(scalar_dtypes)
+
+
+def _whole_operands(
+    param: Tensor,
+    grad: Tensor,
+    state: dict[str, Any],
+    tensor_keys: tuple[str, ...],
+    scalar_keys: tuple[str, ...],
+) -> tuple[list[Tensor], torch.device, torch.dtype, tuple[torch.dtype, ...]] | None:
+    """A tensor-wise kernel's operands for one parameter — ``[param, grad, *state, *scalar state]``,
+    whole, real, contiguous tensors of one dtype and device, every size of the parameter at least 2
+    (the kernel was generated for sizes of at least 2, as dynamo assumes them) — with the device,
+    dtype and scalar dtypes; ``None`` where the kernel cannot take them exactly (the eager engine
+    will): a DTensor (its local shard is not the tensor the rule reduces over), a sparse gradient, a
+    tensor subclass, lazy negation or conjugation, state the rule creates on this step."""
+    try:
+        tensors = [state[key] for key in tensor_keys]
+        scalars = [state[key] for key in scalar_keys]
+    except KeyError:
+        return None
+    operands = [param, grad, *tensors]
+    if not all(isinstance(t, Tensor) for t in (*operands, *scalars)):
+        return None
+    dtype, device = param.dtype, param.device
+    if dtype not in _FUSABLE_DTYPES or device.type == "meta" or param.dim() == 0 or min(param.shape) < 2:
+        return None
+    if grad.shape != param.shape:
+        return None
+    for tensor in operands:
+        if (
+            tensor.layout != torch.strided
+            or is_distributed(tensor)
+            or not _plain_memory(tensor)
+            or tensor.dtype != dtype
+            or tensor.device != device
+            or not tensor.is_contiguous()
+            or tensor.is_neg()
+            or tensor.is_conj()
+            or tensor._is_zerotensor()
+        ):
+            return None
+    for index, scalar in enumerate(scalars):
+        if scalar.dim() != 0 or scalar.requires_grad or is_distributed(scalar) or not _plain_memory(scalar):
+            return None
+        if scalar.device != device:
+            if device.type == "cpu" or scalar.device.type != "cpu":
+                return None
+            scalars[index] = state[scalar_keys[index]] = scalar.to(device)
+    return [*operands, *scalars], device, dtype, tuple(s.dtype for s in scalars)
 
 
 def _flattened(tensor: Tensor, param: Tensor) -> bool:

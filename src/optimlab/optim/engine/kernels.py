@@ -18,6 +18,14 @@ data pointer, so any dense tensors whose strides agree (a parameter, its gradien
 are one flat run of memory to it. Before it is trusted, that direct call is checked on the probe
 against the compiled function's own result, bit for bit; a configuration where anything differs or
 cannot be matched up keeps calling the compiled function on flat views (guarded, slower, exact).
+
+A *tensor-wise* kernel (``KernelKey.shapes`` set: a rule declared
+:attr:`~optimlab.optim.base.RuleOptimizer.tensorwise`, Adafactor's) compiles the whole rule for one
+number of dimensions, its reductions (row and column means, RMS) included, every size dynamic: its
+probe is a tensor of distinct sizes per dimension (:func:`probe_shape`), its state tensors of the
+shapes the optimizer creates for that probe, and the direct call passes the caller's sizes for the
+probe's. It is checked the same ways (the rule run eagerly, the direct call bit for bit, the thread
+race scan).
 """
 
 from __future__ import annotations
@@ -59,6 +67,18 @@ compilations = 0
 
 _PROBE_NUMEL = 37  # an element count no hyperparameter or state value is mistaken for
 _INT32_LIMIT = 2**31 - 1
+#: a tensor-wise kernel's probe: one distinct size per dimension, the last two wider than a vector
+#: register (so that the vectorized loops and their tails both run) and none equal to another, to 1,
+#: or to the elementwise probe's count (dynamo would tie equal sizes together, or specialize 1)
+_LEADING_PROBE_SIZES = (3, 5, 7, 11, 13, 17, 19, 23)
+_TRAILING_PROBE_SIZES = (29, 41)
+
+
+def probe_shape(ndim: int) -> tuple[int, ...]:
+    """The shape a tensor-wise kernel for ``ndim``-dimensional parameters compiles and is checked on."""
+    if not 1 <= ndim <= len(_LEADING_PROBE_SIZES) + 2:
+        raise ValueError(f"no tensor-wise probe for {ndim} dimensions")
+    return (*_LEADING_PROBE_SIZES[: max(ndim - 2, 0)], *_TRAILING_PROBE_SIZES)[-ndim:]
 
 
 @dataclass(frozen=True)
@@ -73,6 +93,9 @@ class KernelKey:
     hyper_names: tuple[str, ...]  # numeric hyperparameters, 0-d float64 tensors
     dtype: torch.dtype  # of the parameter, its gradient and its state (real)
     device: torch.device
+    #: a tensor-wise kernel: the probe shapes of the parameter (and gradient) and of each state tensor,
+    #: in ``state_keys`` order (see :func:`probe_shape`); ``None`` for an elementwise kernel
+    shapes: tuple[tuple[int, ...], ...] | None = None
 
     @property
     def upcast(self) -> bool:
@@ -184,14 +207,18 @@ def _probe_operands(key: KernelKey, generator: torch.Generator) -> list[Tensor]:
     two operands mixed up would show): positive elements (square averages must be), a step count of
     3, other scalar state and the hyperparameters at distinct values in (0, 1)."""
 
-    def element() -> Tensor:
-        values = torch.rand(_PROBE_NUMEL, generator=generator, dtype=torch.float64, device="cpu") + 0.5
+    def element(shape: tuple[int, ...]) -> Tensor:
+        values = torch.rand(shape, generator=generator, dtype=torch.float64, device="cpu") + 0.5
         return values.to(device=key.device, dtype=key.dtype)
 
     def one(value: float, dtype: torch.dtype) -> Tensor:
         return torch.full((1,), value, dtype=dtype, device=key.device)
 
-    operands = [element() for _ in range(2 + len(key.state_keys))]
+    n_tensors = 2 + len(key.state_keys)
+    if key.shapes is None:
+        operands = [element((_PROBE_NUMEL,)) for _ in range(n_tensors)]
+    else:  # the parameter, its gradient (the parameter's shape) and the state
+        operands = [element(shape) for shape in (key.shapes[0], *key.shapes)]
     operands += [
         one(3.0 if name == "step" else 0.6 + 0.05 * i, dtype)
         for i, (name, dtype) in enumerate(zip(key.scalar_keys, key.scalar_dtypes, strict=True))
@@ -287,8 +314,10 @@ class Kernel:
         self._capture = _Capture()
         self._compiled = _compiled_function(key, self._capture)
         self._n_elementwise = 2 + len(key.state_keys)
-        #: inductor's ``call`` and the order of its arguments (indices into the operands, the last
-        #: index meaning the element count), or ``None`` while only the compiled function is trusted
+        #: the sizes the generated code takes: the element count, or a tensor-wise kernel's dimensions
+        self._probe_sizes = (_PROBE_NUMEL,) if key.shapes is None else key.shapes[0]
+        #: inductor's ``call`` and the order of its arguments (indices into the operands, those past
+        #: them meaning the sizes), or ``None`` while only the compiled function is trusted
         self.direct: Callable[[list[Any]], Any] | None = None
         self._arguments: Callable[[Sequence[Any]], tuple[Any, ...]] | None = None
         self._compile()
@@ -338,14 +367,15 @@ class Kernel:
         call = getattr(compiled, "current_callable", None)
         if inputs is None or call is None:
             return None, None
-        count = len(probe)  # the index that stands for the element count
+        count = len(probe)  # the indices from here on stand for the sizes
         position = {id(t): i for i, t in enumerate(compiling)}
+        sizes = self._probe_sizes  # distinct: each one names its dimension
         order = []
         for example in inputs:
             if isinstance(example, Tensor) and id(example) in position:
                 order.append(position[id(example)])
-            elif isinstance(example, int | torch.SymInt) and int(example) == _PROBE_NUMEL:
-                order.append(count)
+            elif isinstance(example, int | torch.SymInt) and int(example) in sizes:
+                order.append(count + sizes.index(int(example)))
             else:
                 return None, None
         if sorted(i for i in order if i < count) != list(range(count)):
@@ -356,7 +386,7 @@ class Kernel:
         try:
             with torch.no_grad():
                 self._compiled(*reference)
-                result = call(list(arguments([*direct, _PROBE_NUMEL])))
+                result = call(list(arguments([*direct, *sizes])))
         except Exception:
             return None, None
         if result not in ((), [], None):
@@ -365,14 +395,33 @@ class Kernel:
             return None, None  # different results, or the parameter did not move at all
         return call, arguments
 
-    def __call__(self, operands: list[Tensor], numel: int) -> None:
+    def state_shapes(self, shape: tuple[int, ...]) -> tuple[tuple[int, ...], ...]:
+        """A tensor-wise kernel's state shapes for a parameter of ``shape``: each dimension of the probe's
+        state that is one of the probe parameter's sizes becomes the caller's size there (Adafactor's
+        ``row_var`` of an (m, n) parameter is (m, 1)). The engine steps a parameter whose state has
+        other shapes eagerly: the generated code knows the sizes only through the parameter's."""
+        assert self.key.shapes is not None
+        sizes = self._probe_sizes
+        return tuple(
+            tuple(shape[sizes.index(d)] if d in sizes else d for d in state) for state in self.key.shapes[1:]
+        )
+
+    def __call__(self, operands: list[Tensor], numel: int, shape: tuple[int, ...] | None = None) -> None:
+        """Step one parameter: ``numel`` its element count, ``shape`` its shape (a tensor-wise kernel's
+        operands keep their shapes, every size at least 2; an elementwise one sees flat runs)."""
         # The generated code reads data pointers only, so any shape will do; but it was generated for
         # the probe's size, and Triton indexes with 32-bit integers below 2³¹ elements (a guard the
         # compiled function checks and recompiles for): larger tensors take that guarded route.
+        n = self._n_elementwise
+        if self.key.shapes is not None:
+            if self.direct is not None and numel < _INT32_LIMIT:
+                self.direct(list(self._arguments([*operands, *shape])))  # type: ignore[misc]
+            else:
+                self._compiled(*operands[:n], *(t.reshape(1) for t in operands[n:]))
+            return
         if self.direct is not None and numel < _INT32_LIMIT:
             self.direct(list(self._arguments([*operands, numel])))  # type: ignore[misc]
             return
-        n = self._n_elementwise
         flat = [t.as_strided((numel,), (1,), t.storage_offset()) for t in operands[:n]]
         self._compiled(*flat, *(t.reshape(1) for t in operands[n:]))
 
