@@ -42,7 +42,7 @@ from torch import Tensor
 from optimlab.optim.distributed import is_distributed, local, same_layout
 from optimlab.optim.engine.eager import EagerEngine
 from optimlab.optim.engine.kernels import Kernel, KernelKey, compiler_available, probe_shape
-from optimlab.optim.engine.statistics import rule_statistics
+from optimlab.optim.engine.statistics import rule_statistics, tensor_statistics
 
 if TYPE_CHECKING:
     from optimlab.optim.base import RuleOptimizer
@@ -110,6 +110,14 @@ def _state_keys(
     return tensor_keys, scalar_keys
 
 
+def _initial_state_keys(optimizer: RuleOptimizer, group: dict[str, Any]) -> tuple[tuple, tuple]:
+    """(tensor state keys, 0-d state keys) the optimizer creates for a parameter (a probe's)."""
+    state = optimizer.init_state(torch.ones(2, dtype=torch.float64), group)
+    tensor_keys = tuple(sorted(k for k, v in state.items() if v is not None and v.dim() > 0))
+    scalar_keys = tuple(sorted(k for k, v in state.items() if v is not None and v.dim() == 0))
+    return tensor_keys, scalar_keys
+
+
 def _split_hyper(hyper: dict[str, Any]) -> tuple[tuple[tuple[str, Any], ...], dict[str, Any]]:
     """(static part: booleans, ``None`` and other non-numbers; numeric part)."""
     static, numeric = [], {}
@@ -149,9 +157,17 @@ class _GroupConfig:
     numeric hyperparameters' names, and the hyperparameter tensors per device."""
 
     def __init__(
-        self, static: tuple, names: tuple[str, ...], keys: tuple[tuple, tuple], probe_hyper: dict[str, Any]
+        self,
+        static: tuple,
+        names: tuple[str, ...],
+        keys: tuple[tuple, tuple],
+        probe_hyper: dict[str, Any],
+        statistics: tuple[Callable[..., Any], tuple[str, ...], bool] | None = None,
     ) -> None:
         self.static = static
+        #: (the declared statistics, their names, whether the kernel only evaluates them) for a kernel
+        #: that evaluates the statistics itself; ``None`` otherwise
+        self.statistics = statistics
         self.names = names
         self.tensor_keys, self.scalar_keys = keys
         self.probe_hyper = probe_hyper  # the rule's arguments when it runs on a probe
@@ -196,8 +212,12 @@ class FusedEngine:
         self.eager_seconds = 0.0  # time "auto" has spent in eager steps so far
         #: parameter steps taken so far by a compiled kernel and by the eager engine
         self.counts = {"fused": 0, "eager": 0}
+        #: parameters whose declared statistics a kernel evaluated (on its own, or inside the step's
+        #: kernel) and those the eager ops evaluated, on the fused path
+        self.statistics_counts = {"fused": 0, "eager": 0}
         #: per optimizer class and group settings (static flags, hyperparameter names)
         self._configs: dict[tuple[Any, ...], _GroupConfig] = {}
+        self._statistic_names: dict[tuple[Any, ...], tuple[str, ...]] = {}
 
     # -- choosing -----------------------------------------------------------------------------
 
@@ -243,20 +263,103 @@ class FusedEngine:
         group: dict[str, Any],
         hyper: dict[str, Any],
         extra_names: tuple[str, ...],
+        statistics: str | None = None,
     ) -> tuple[_GroupConfig, list[Any]]:
         """The group's configuration and its numeric hyperparameters' values; ``extra_names`` are the
-        rule's statistics, which follow them as operands of their own for each parameter."""
+        rule's statistics, which follow them as operands of their own for each parameter — or, with
+        ``statistics="inside"`` (the kernel evaluates them before the update) or ``"only"`` (the
+        kernel evaluates them and moves nothing), the statistics the kernels compute themselves."""
         static, numeric = _split_hyper(hyper)
-        names = tuple(numeric) + extra_names
-        key = (type(optimizer), static, names)
+        names = tuple(numeric) + (extra_names if statistics is None else ())
+        key = (type(optimizer), static, names, extra_names, statistics)
         config = self._configs.get(key)
         if config is None:
             probe_hyper = {**hyper, **dict.fromkeys(extra_names, 1.0)}
             probe_hyper = {k: float(v) if isinstance(v, Tensor) else v for k, v in probe_hyper.items()}
-            config = self._configs[key] = _GroupConfig(
-                static, names, _state_keys(optimizer, group, probe_hyper), probe_hyper
-            )
+            declared = None
+            if statistics is not None:
+                declared = (type(optimizer).statistics, extra_names, statistics == "only")
+            if statistics == "only":  # the state as it is when statistics are read: before the rule
+                keys = _initial_state_keys(optimizer, group)
+            else:
+                keys = _state_keys(optimizer, group, probe_hyper)
+            config = self._configs[key] = _GroupConfig(static, names, keys, probe_hyper, declared)
         return config, list(numeric.values())
+
+    def _statistics_names(
+        self, optimizer: RuleOptimizer, group: dict[str, Any], hyper: dict[str, Any]
+    ) -> tuple[str, ...]:
+        """The names of the rule's statistics for these settings, from one evaluation on a probe."""
+        static, numeric = _split_hyper(hyper)
+        key = (type(optimizer), static, tuple(numeric))
+        names = self._statistic_names.get(key)
+        if names is None:
+            probe = torch.ones(2, dtype=torch.float64)
+            state = dict(optimizer.init_state(probe, group))
+            floats = {k: float(v) if isinstance(v, Tensor) else v for k, v in hyper.items()}
+            found = type(optimizer).statistics(probe, torch.zeros(2, dtype=torch.float64), state, **floats)
+            names = self._statistic_names[key] = tuple(found)
+        return names
+
+    def _kernel_statistics_on(self, optimizer: RuleOptimizer) -> bool:
+        """Whether kernels evaluate the rule's statistics now: an elementwise rule (whose statistics
+        are then sums over its elements, which flat runs keep), while fusing and unwatched."""
+        if not optimizer.elementwise or type(optimizer).statistics is None or _recorded():
+            return False
+        return self._fusing or self._auto_fuses(optimizer)
+
+    def tensor_statistics(
+        self,
+        optimizer: RuleOptimizer,
+        group: dict[str, Any],
+        params: list[Tensor],
+        grads: list[Tensor],
+        hyper: dict[str, Any],
+    ) -> list[dict[str, Tensor]]:
+        """The rule's statistics of each parameter (:func:`statistics.tensor_statistics`), each plain
+        parameter's by one statistics-only kernel — a single read of the parameter, its gradient and
+        state, with no temporaries — and a DTensor's (reduced over its shards) or anything else a
+        kernel cannot take by the eager ops."""
+        if not self._kernel_statistics_on(optimizer):
+            return tensor_statistics(optimizer, group, params, grads, hyper)
+        names = self._statistics_names(optimizer, group, hyper)
+        if not names:
+            return [{} for _ in params]
+        config, values = self._config(optimizer, group, hyper, names, statistics="only")
+        rule = type(optimizer).rule
+        results: list[dict[str, Tensor] | None] = [None] * len(params)
+        hyper_by_device: dict[torch.device, list[Tensor]] = {}
+        state_of, ensure_state = optimizer.state.get, optimizer.ensure_state
+        for index, (param, grad) in enumerate(zip(params, grads, strict=True)):
+            state = state_of(param) or ensure_state(param, group)
+            prepared = _flat_operands(param, grad, state, config, whole=True)
+            if prepared is None:
+                continue
+            operands, numel, device, dtype, scalar_dtypes = prepared
+            kernel = self._kernel(config, rule, device, dtype, scalar_dtypes)
+            if kernel is None:
+                continue
+            hyper_tensors = hyper_by_device.get(device)
+            if hyper_tensors is None:
+                cache = config.hyper.get(device)
+                if cache is None:
+                    cache = config.hyper[device] = _Hyper(device)
+                hyper_tensors = hyper_by_device[device] = cache.refresh(values)
+            found = torch.zeros(len(names), dtype=torch.float64, device=device)
+            operands.extend(found[j : j + 1] for j in range(len(names)))
+            operands.extend(hyper_tensors)
+            kernel(operands, numel)
+            results[index] = dict(zip(names, found.unbind(), strict=True))
+        rest = [i for i, found in enumerate(results) if found is None]
+        self.statistics_counts["fused"] += len(params) - len(rest)
+        self.statistics_counts["eager"] += len(rest)
+        if rest:
+            eager = tensor_statistics(
+                optimizer, group, [params[i] for i in rest], [grads[i] for i in rest], hyper
+            )
+            for i, found in zip(rest, eager, strict=True):
+                results[i] = found
+        return results  # type: ignore[return-value]
 
     def _step_fused(
         self,
@@ -267,35 +370,49 @@ class FusedEngine:
         extras: list[dict[str, Any]] | None = None,
     ) -> None:
         hyper_values = optimizer.hyperparameters(group)
-        if extras is None:
-            extras = rule_statistics(optimizer, group, params, grads, hyper_values)
-        extra_names = tuple(extras[0]) if extras else ()
-        config, values = self._config(optimizer, group, hyper_values, extra_names)
+        # Per-tensor statistics (LAMB's norms) are evaluated by the kernel itself, before the update,
+        # for each parameter it takes whole; a DTensor's (reduced over its shards) first, eagerly.
+        inside = (
+            extras is None
+            and type(optimizer).statistics is not None
+            and optimizer.statistics_scope == "tensor"
+            and self._kernel_statistics_on(optimizer)
+        )
+        names: tuple[str, ...] = ()
+        inside_config = None
+        if inside:
+            names = self._statistics_names(optimizer, group, hyper_values)
+            inside_config, _ = self._config(optimizer, group, hyper_values, names, statistics="inside")
+            extras = [None] * len(params)  # type: ignore[list-item]
+            sharded = [i for i, (p, g) in enumerate(zip(params, grads, strict=True)) if _sharded(p, g)]
+            if sharded:
+                found = tensor_statistics(
+                    optimizer, group, [params[i] for i in sharded], [grads[i] for i in sharded], hyper_values
+                )
+                for i, values in zip(sharded, found, strict=True):
+                    extras[i] = values
+        else:
+            if extras is None:
+                extras = rule_statistics(optimizer, group, params, grads, hyper_values)
+            names = tuple(extras[0]) if extras else ()
+        config, values = self._config(optimizer, group, hyper_values, names)
         rule = type(optimizer).rule
-        tensor_keys, scalar_keys = config.tensor_keys, config.scalar_keys
-        get_tensors = operator.itemgetter(*tensor_keys) if tensor_keys else None
         hyper_by_device: dict[torch.device, list[Tensor]] = {}
         eager_params, eager_grads, eager_extras, written = [], [], [], []
         state_of, ensure_state = optimizer.state.get, optimizer.ensure_state
         for index, (param, grad) in enumerate(zip(params, grads, strict=True)):
             state = state_of(param) or ensure_state(param, group)
-            plain = _plain_cpu_operands(param, grad, state, tensor_keys, scalar_keys)
-            if plain is not None:  # the common case, checked with as few reads as possible
-                operands, dtype, scalar_dtypes = plain
-                device, numel = _CPU, param.numel()
-            else:
-                prepared = _prepare(param, grad, state, get_tensors, len(tensor_keys), scalar_keys)
-                if prepared is None:
-                    eager_params.append(param)
-                    eager_grads.append(grad)
-                    eager_extras.append(extras[index])
-                    continue
+            extra = extras[index]
+            chosen = inside_config if extra is None else config
+            prepared = _flat_operands(param, grad, state, chosen)
+            kernel = None
+            if prepared is not None:
                 operands, numel, device, dtype, scalar_dtypes = prepared
-            kernel = self._kernel(config, rule, device, dtype, scalar_dtypes)
+                kernel = self._kernel(chosen, rule, device, dtype, scalar_dtypes)
             if kernel is None:
                 eager_params.append(param)
                 eager_grads.append(grad)
-                eager_extras.append(extras[index])
+                eager_extras.append(extra)
                 continue
             hyper = hyper_by_device.get(device)
             if hyper is None:
@@ -305,8 +422,8 @@ class FusedEngine:
                 hyper = hyper_by_device[device] = cache.refresh(values)
             n_written = len(operands)  # the parameter, its state and scalar state (and the gradient)
             operands.extend(hyper)
-            if extra_names:  # the rule's statistics for this parameter, as float64 scalar operands
-                operands.extend(_scalar_operand(extras[index][name], device) for name in extra_names)
+            if extra:  # the rule's statistics for this parameter, as float64 scalar operands
+                operands.extend(_scalar_operand(extra[name], device) for name in names)
             kernel(operands, numel)
             written.append(param)
             written.extend(operands[:1] + operands[2:n_written])
@@ -314,7 +431,23 @@ class FusedEngine:
             # The kernel wrote through data pointers: tell autograd, as in-place ops would.
             torch.autograd.graph.increment_version(written)
         self.counts["fused"] += len(params) - len(eager_params)
+        if inside:
+            missing = [i for i, extra in enumerate(eager_extras) if extra is None]
+            self.statistics_counts["eager"] += len(params) - sum(extra is None for extra in extras)
+            self.statistics_counts["eager"] += len(missing)
+            self.statistics_counts["fused"] += sum(extra is None for extra in extras) - len(missing)
         if eager_params:
+            missing = [i for i, extra in enumerate(eager_extras) if extra is None]
+            if missing:  # statistics a kernel would have evaluated: the eager engine's own
+                found = tensor_statistics(
+                    optimizer,
+                    group,
+                    [eager_params[i] for i in missing],
+                    [eager_grads[i] for i in missing],
+                    hyper_values,
+                )
+                for i, values in zip(missing, found, strict=True):
+                    eager_extras[i] = values
             self._step_eager(optimizer, group, eager_params, eager_grads, eager_extras)
 
     def _step_tensorwise(
@@ -401,6 +534,7 @@ class FusedEngine:
             pass
         kernel = None
         tensor_keys, scalar_keys, shapes = layout or (config.tensor_keys, config.scalar_keys, None)
+        measure, statistics_names, statistics_only = config.statistics or (None, (), False)
         key = KernelKey(
             rule,
             config.static,
@@ -411,6 +545,9 @@ class FusedEngine:
             dtype,
             device,
             shapes,
+            measure,
+            statistics_names,
+            statistics_only,
         )
         if not compiler_available(device.type):
             if self.name == "fused" and device.type != "meta":
@@ -433,6 +570,26 @@ class FusedEngine:
                 )
         config.kernels[selector] = kernel
         return kernel
+
+
+def _sharded(param: Tensor, grad: Tensor) -> bool:
+    return is_distributed(param) or is_distributed(grad)
+
+
+def _flat_operands(
+    param: Tensor, grad: Tensor, state: dict[str, Any], config: _GroupConfig, whole: bool = False
+) -> tuple[list[Tensor], int, torch.device, torch.dtype, tuple[torch.dtype, ...]] | None:
+    """An elementwise kernel's operands for one parameter (see :func:`_prepare`); ``whole``: only
+    a whole tensor (not a DTensor's shard), as statistics sum over the whole tensor."""
+    tensor_keys, scalar_keys = config.tensor_keys, config.scalar_keys
+    plain = _plain_cpu_operands(param, grad, state, tensor_keys, scalar_keys)
+    if plain is not None:  # the common case, checked with as few reads as possible
+        operands, dtype, scalar_dtypes = plain
+        return operands, param.numel(), _CPU, dtype, scalar_dtypes
+    if whole and _sharded(param, grad):
+        return None
+    get_tensors = operator.itemgetter(*tensor_keys) if tensor_keys else None
+    return _prepare(param, grad, state, get_tensors, len(tensor_keys), scalar_keys)
 
 
 def _scalar_operand(value: Any, device: torch.device) -> Tensor:

@@ -96,6 +96,19 @@ class KernelKey:
     #: a tensor-wise kernel: the probe shapes of the parameter (and gradient) and of each state tensor,
     #: in ``state_keys`` order (see :func:`probe_shape`); ``None`` for an elementwise kernel
     shapes: tuple[tuple[int, ...], ...] | None = None
+    #: a kernel that evaluates the optimizer's declared ``statistics`` itself (additive sums over the
+    #: elements, of the same operands): with ``statistics_only`` it writes them, as one-element float64
+    #: outputs following the scalar state, and moves nothing (Prodigy's sums over every group, wanted
+    #: before any parameter moves); without, the rule takes them in the same kernel (LAMB's per-tensor
+    #: norms: the reductions, then the update). ``None``: statistics, if any, arrive as operands.
+    statistics: Callable[..., Any] | None = None
+    statistics_names: tuple[str, ...] = ()
+    statistics_only: bool = False
+
+    @property
+    def n_outputs(self) -> int:
+        """The one-element outputs a statistics-only kernel writes."""
+        return len(self.statistics_names) if self.statistics_only else 0
 
     @property
     def upcast(self) -> bool:
@@ -111,17 +124,27 @@ def _update_source(param: Tensor, grad: Tensor, *operands: Tensor, key: KernelKe
     torch 2.13's compiled code drops in-place writes to 0-d float64 inputs (a float64 ``step`` or
     NAdam's ``mu_product`` after a checkpoint load would silently stop advancing)."""
     n_state, n_scalar = len(key.state_keys), len(key.scalar_keys)
+    n_before_hyper = n_state + n_scalar + key.n_outputs
     states = dict(zip(key.state_keys, operands[:n_state], strict=True))
     scalars = dict(zip(key.scalar_keys, operands[n_state : n_state + n_scalar], strict=True))
-    hyper = {k: v.reshape(()) for k, v in zip(key.hyper_names, operands[n_state + n_scalar :], strict=True)}
+    outputs = operands[n_state + n_scalar : n_before_hyper]
+    hyper = {k: v.reshape(()) for k, v in zip(key.hyper_names, operands[n_before_hyper:], strict=True)}
     inputs = {k: v.reshape(()) for k, v in scalars.items()}
     static = dict(key.static)
     if key.upcast:
         inputs.update({k: v.float() for k, v in states.items()})
-        new_param, new_state = key.rule(param.float(), grad.float(), inputs, **hyper, **static)
+        param_in, grad_in = param.float(), grad.float()
     else:
         inputs.update(states)
-        new_param, new_state = key.rule(param, grad, inputs, **hyper, **static)
+        param_in, grad_in = param, grad
+    if key.statistics is not None:
+        found = key.statistics(param_in, grad_in, inputs, **hyper, **static)
+        if key.statistics_only:
+            for name, output in zip(key.statistics_names, outputs, strict=True):
+                output.copy_(found[name].reshape(1))
+            return
+        hyper.update({name: found[name] for name in key.statistics_names})
+    new_param, new_state = key.rule(param_in, grad_in, inputs, **hyper, **static)
     param.copy_(new_param)
     for name, tensor in states.items():
         tensor.copy_(new_state[name])
@@ -223,6 +246,7 @@ def _probe_operands(key: KernelKey, generator: torch.Generator) -> list[Tensor]:
         one(3.0 if name == "step" else 0.6 + 0.05 * i, dtype)
         for i, (name, dtype) in enumerate(zip(key.scalar_keys, key.scalar_dtypes, strict=True))
     ]
+    operands += [one(0.0, torch.float64) for _ in range(key.n_outputs)]
     n = len(key.hyper_names)
     operands += [one(0.05 + 0.9 * (i + 1) / (n + 2), torch.float64) for i in range(n)]
     return operands
@@ -232,13 +256,20 @@ def _eager_reference(key: KernelKey, probe: list[Tensor]) -> list[Tensor]:
     """The rule run with ordinary torch ops on ``probe`` (in float32 for half precision, rounded
     once, as the kernel computes): what the kernel's outputs must be, up to rounding."""
     n_state, n_scalar = len(key.state_keys), len(key.scalar_keys)
+    n_before_hyper = n_state + n_scalar + key.n_outputs
     param, grad, *rest = (t.float() if key.upcast and i < 2 + n_state else t for i, t in enumerate(probe))
     scalars = rest[n_state : n_state + n_scalar]
     state = {
         **dict(zip(key.state_keys, rest[:n_state], strict=True)),
         **{k: v.reshape(()) for k, v in zip(key.scalar_keys, scalars, strict=True)},
     }
-    hyper = {k: v.reshape(()) for k, v in zip(key.hyper_names, rest[n_state + n_scalar :], strict=True)}
+    hyper = {k: v.reshape(()) for k, v in zip(key.hyper_names, rest[n_before_hyper:], strict=True)}
+    if key.statistics is not None:
+        found = key.statistics(param, grad, state, **hyper, **dict(key.static))
+        if key.statistics_only:  # nothing moves; the outputs hold the statistics
+            unchanged = [t.clone() for t in probe[: 2 + n_state + n_scalar]]
+            return unchanged + [found[name].reshape(1).to(torch.float64) for name in key.statistics_names]
+        hyper.update({name: found[name] for name in key.statistics_names})
     new_param, new_state = key.rule(param, grad, state, **hyper, **dict(key.static))
     outputs = [new_param, grad, *(new_state[k] for k in key.state_keys)]
     outputs = [t.to(key.dtype) for t in outputs]
@@ -285,9 +316,10 @@ def _unsynchronized_stores(source: str) -> list[str]:
     return found
 
 
-def _close(a: Tensor, b: Tensor) -> bool:
-    """Equal up to a few roundings of the tensors' dtype (the kernel fuses, the eager ops round each)."""
-    eps = torch.finfo(a.dtype).eps
+def _close(a: Tensor, b: Tensor, eps: float | None = None) -> bool:
+    """Equal up to a few roundings of the tensors' dtype (the kernel fuses, the eager ops round each),
+    or of ``eps``."""
+    eps = torch.finfo(a.dtype).eps if eps is None else eps
     a, b = a.double(), b.double()
     both_nan = a.isnan() & b.isnan()
     return bool((((a - b).abs() <= 16 * eps * (1 + b.abs())) | both_nan).all())
@@ -349,8 +381,17 @@ class Kernel:
             raise RuntimeError(
                 f"the compiled {name} writes its outputs from every thread ({unsynchronized[0]}): not used"
             )
-        mutable = self._n_elementwise + len(self.key.scalar_keys)
-        wrong = [i for i in range(mutable) if not _close(compiling[i], expected[i])]
+        mutable = self._n_elementwise + len(self.key.scalar_keys) + self.key.n_outputs
+        # a statistic is a sum over the probe's elements, in the kernel's own order: rounding of the
+        # computing dtype (float32 for half precision) for each of them
+        computing = torch.float32 if self.key.upcast else self.key.dtype
+        sums = _PROBE_NUMEL * torch.finfo(computing).eps
+        first_output = mutable - self.key.n_outputs
+        wrong = [
+            i
+            for i in range(mutable)
+            if not _close(compiling[i], expected[i], sums if i >= first_output else None)
+        ]
         if wrong:
             raise RuntimeError(
                 f"the compiled {name} disagrees with the rule run eagerly on its probe "
@@ -378,7 +419,13 @@ class Kernel:
                 order.append(count + sizes.index(int(example)))
             else:
                 return None, None
-        if sorted(i for i in order if i < count) != list(range(count)):
+        used = sorted(i for i in order if i < count)
+        if self.key.statistics_only:  # reads what its statistics need; every output exactly once
+            first_output = self._n_elementwise + len(self.key.scalar_keys)
+            outputs = range(first_output, first_output + self.key.n_outputs)
+            if len(set(used)) != len(used) or not set(outputs) <= set(used):
+                return None, None
+        elif used != list(range(count)):
             return None, None  # every operand exactly once
         arguments = operator.itemgetter(*order)  # every kernel has at least param, grad, lr and a size
         direct = [t.clone() for t in probe]
@@ -391,8 +438,10 @@ class Kernel:
             return None, None
         if result not in ((), [], None):
             return None, None  # outputs the skipped wrappers would have had to apply
-        if not all(map(_same, direct, reference)) or _same(direct[0], probe[0]):
-            return None, None  # different results, or the parameter did not move at all
+        # what the kernel writes: the parameter, or a statistics-only kernel's first output
+        written = self._n_elementwise + len(self.key.scalar_keys) if self.key.statistics_only else 0
+        if not all(map(_same, direct, reference)) or _same(direct[written], probe[written]):
+            return None, None  # different results, or nothing was written at all
         return call, arguments
 
     def state_shapes(self, shape: tuple[int, ...]) -> tuple[tuple[int, ...], ...]:
