@@ -42,7 +42,7 @@ from torch import Tensor
 from optimlab.optim.distributed import is_distributed, local, same_layout
 from optimlab.optim.engine.eager import EagerEngine
 from optimlab.optim.engine.kernels import Kernel, KernelKey, compiler_available, probe_shape
-from optimlab.optim.engine.statistics import rule_statistics, tensor_statistics
+from optimlab.optim.engine.statistics import rule_statistics, sum_statistics, tensor_statistics
 
 if TYPE_CHECKING:
     from optimlab.optim.base import RuleOptimizer
@@ -308,58 +308,58 @@ class FusedEngine:
             return False
         return self._fusing or self._auto_fuses(optimizer)
 
-    def tensor_statistics(
+    def summed_statistics(
         self,
         optimizer: RuleOptimizer,
         group: dict[str, Any],
         params: list[Tensor],
         grads: list[Tensor],
         hyper: dict[str, Any],
-    ) -> list[dict[str, Tensor]]:
-        """The rule's statistics of each parameter (:func:`statistics.tensor_statistics`), each plain
+    ) -> dict[str, Tensor]:
+        """The rule's statistics summed over ``params`` (``statistics_scope = "step"``): each plain
         parameter's by one statistics-only kernel — a single read of the parameter, its gradient and
-        state, with no temporaries — and a DTensor's (reduced over its shards) or anything else a
-        kernel cannot take by the eager ops."""
+        state, no temporaries — into one float64 buffer summed at the end; a DTensor's (reduced over
+        its shards) and anything else a kernel cannot take by the eager ops."""
         if not self._kernel_statistics_on(optimizer):
-            return tensor_statistics(optimizer, group, params, grads, hyper)
+            return sum_statistics(tensor_statistics(optimizer, group, params, grads, hyper))
         names = self._statistics_names(optimizer, group, hyper)
         if not names:
-            return [{} for _ in params]
+            return {}
         config, values = self._config(optimizer, group, hyper, names, statistics="only")
-        rule = type(optimizer).rule
-        results: list[dict[str, Tensor] | None] = [None] * len(params)
+        rule, k = type(optimizer).rule, len(names)
+        buffers: dict[torch.device, tuple[Tensor, tuple[Tensor, ...]]] = {}
         hyper_by_device: dict[torch.device, list[Tensor]] = {}
+        rest = []
         state_of, ensure_state = optimizer.state.get, optimizer.ensure_state
         for index, (param, grad) in enumerate(zip(params, grads, strict=True)):
             state = state_of(param) or ensure_state(param, group)
             prepared = _flat_operands(param, grad, state, config, whole=True)
-            if prepared is None:
-                continue
-            operands, numel, device, dtype, scalar_dtypes = prepared
-            kernel = self._kernel(config, rule, device, dtype, scalar_dtypes)
+            kernel = None
+            if prepared is not None:
+                operands, numel, device, dtype, scalar_dtypes = prepared
+                kernel = self._kernel(config, rule, device, dtype, scalar_dtypes)
             if kernel is None:
+                rest.append(index)
                 continue
-            hyper_tensors = hyper_by_device.get(device)
-            if hyper_tensors is None:
+            if device not in buffers:  # a row of k one-element outputs per parameter, zero if unused
+                buffer = torch.zeros(len(params) * k, dtype=torch.float64, device=device)
+                buffers[device] = (buffer, buffer.split(1))
                 cache = config.hyper.get(device)
                 if cache is None:
                     cache = config.hyper[device] = _Hyper(device)
-                hyper_tensors = hyper_by_device[device] = cache.refresh(values)
-            found = torch.zeros(len(names), dtype=torch.float64, device=device)
-            operands.extend(found[j : j + 1] for j in range(len(names)))
-            operands.extend(hyper_tensors)
+                hyper_by_device[device] = cache.refresh(values)
+            operands.extend(buffers[device][1][index * k : index * k + k])
+            operands.extend(hyper_by_device[device])
             kernel(operands, numel)
-            results[index] = dict(zip(names, found.unbind(), strict=True))
-        rest = [i for i, found in enumerate(results) if found is None]
         self.statistics_counts["fused"] += len(params) - len(rest)
         self.statistics_counts["eager"] += len(rest)
+        parts = [dict(zip(names, b.view(-1, k).sum(0).unbind(), strict=True)) for b, _ in buffers.values()]
         if rest:
             eager = tensor_statistics(
                 optimizer, group, [params[i] for i in rest], [grads[i] for i in rest], hyper
             )
-            for i, found in zip(rest, eager, strict=True):
-                results[i] = found
-        return results  # type: ignore[return-value]
+            parts.append(sum_statistics(eager))
+        return sum_statistics(parts)
 
     def _step_fused(
         self,
@@ -398,6 +398,7 @@ class FusedEngine:
         config, values = self._config(optimizer, group, hyper_values, names)
         rule = type(optimizer).rule
         hyper_by_device: dict[torch.device, list[Tensor]] = {}
+        extra_operands: dict[tuple[int, torch.device], list[Tensor]] = {}
         eager_params, eager_grads, eager_extras, written = [], [], [], []
         state_of, ensure_state = optimizer.state.get, optimizer.ensure_state
         for index, (param, grad) in enumerate(zip(params, grads, strict=True)):
@@ -423,7 +424,12 @@ class FusedEngine:
             n_written = len(operands)  # the parameter, its state and scalar state (and the gradient)
             operands.extend(hyper)
             if extra:  # the rule's statistics for this parameter, as float64 scalar operands
-                operands.extend(_scalar_operand(extra[name], device) for name in names)
+                # (converted once per step for a group's or a step's, which every parameter shares)
+                shared = extra_operands.get((id(extra), device))
+                if shared is None:
+                    shared = [_scalar_operand(extra[name], device) for name in names]
+                    extra_operands[id(extra), device] = shared
+                operands.extend(shared)
             kernel(operands, numel)
             written.append(param)
             written.extend(operands[:1] + operands[2:n_written])

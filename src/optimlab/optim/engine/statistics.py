@@ -52,14 +52,14 @@ def rule_statistics(
     per_tensor = tensor_statistics(optimizer, group, params, grads, hyper)
     if optimizer.statistics_scope == "tensor":
         return per_tensor
-    totals = _sum(per_tensor)
+    totals = sum_statistics(per_tensor)
     extra = optimizer.group_statistics(group, totals)
     return [extra for _ in params]
 
 
-def _sum(per_tensor: list[dict[str, Tensor]]) -> dict[str, Tensor]:
-    """Each statistic summed over the tensors: one stacked sum where its values share a dtype and a
-    device (hundreds of 0-d additions otherwise cost more than the statistics themselves)."""
+def sum_statistics(per_tensor: list[dict[str, Tensor]]) -> dict[str, Tensor]:
+    """Each statistic summed over the tensors (or over partial totals): one stacked sum where its values
+    share a dtype and a device (hundreds of 0-d additions cost more than the statistics themselves)."""
     values: dict[str, list[Tensor]] = {}
     for found in per_tensor:
         for name, value in found.items():
@@ -108,13 +108,17 @@ def step_statistics(
     the param groups ``work`` lists (group, parameters, gradients), in order, and turned once into the
     rule's extra arguments by :meth:`~RuleOptimizer.step_statistics` (``groups``: the param groups that
     step this time). Returns, per ``id(group)``, the extra arguments of each of its parameters."""
-    per_tensor = []
     # the engine's own evaluation where it has one (the fused engine's statistics-only kernels)
-    measure = getattr(optimizer.engine, "tensor_statistics", tensor_statistics)
+    summed = getattr(optimizer.engine, "summed_statistics", None)
+    per_group = []
     for group, params, grads in work:
-        per_tensor.extend(measure(optimizer, group, params, grads, optimizer.hyperparameters(group)))
-    extra = optimizer.step_statistics(groups, _sum(per_tensor))
+        hyper = optimizer.hyperparameters(group)
+        if summed is not None:
+            per_group.append(summed(optimizer, group, params, grads, hyper))
+        else:
+            per_group.append(sum_statistics(tensor_statistics(optimizer, group, params, grads, hyper)))
+    extra = optimizer.step_statistics(groups, sum_statistics(per_group))
     return {id(group): [extra for _ in params] for group, params, _ in work}
 
 
-__all__ = ["rule_statistics", "step_statistics", "tensor_statistics"]
+__all__ = ["rule_statistics", "step_statistics", "sum_statistics", "tensor_statistics"]
