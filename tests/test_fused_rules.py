@@ -119,3 +119,100 @@ def test_tensorwise_kernel_maps_the_callers_sizes_onto_its_state() -> None:
         "row_var": (64, 1),
         "col_var": (1, 96),
     }
+
+
+# --- statistics evaluated by kernels: LAMB's inside the step's kernel, Prodigy's by their own -------
+
+MODERN_SHAPES = ((12, 20), (20,), (3, 8, 10))
+
+
+def reference_pair(name: str, dtype: torch.dtype, engine: str = "fused", **kwargs):
+    """(ours, our parameters, the reference package's optimizer, its parameters)."""
+    import prodigyopt
+    import pytorch_optimizer
+
+    reference = {"Lamb": pytorch_optimizer.Lamb, "Prodigy": prodigyopt.Prodigy}[name]
+    gen = torch.Generator().manual_seed(0)
+    ours_params = [torch.randn(s, generator=gen, dtype=dtype).requires_grad_() for s in MODERN_SHAPES]
+    theirs_params = [p.detach().clone().requires_grad_() for p in ours_params]
+    ours = getattr(ol, name)(ours_params, engine=engine, **kwargs)
+    theirs = reference(theirs_params, **kwargs)
+    return ours, ours_params, theirs, theirs_params
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("name", ["Lamb", "Prodigy"])
+def test_kernels_evaluate_the_statistics_with_the_references_numbers(name: str, dtype: torch.dtype) -> None:
+    """LAMB's norms are evaluated inside each parameter's kernel and Prodigy's sums by statistics-only
+    kernels called directly (one per parameter, into one buffer); the numbers are the reference's."""
+    kwargs = {"lr": 0.05, "weight_decay": 0.1}
+    ours, ours_params, theirs, theirs_params = reference_pair(name, dtype, **kwargs)
+    step_both(ours, ours_params, theirs, theirs_params, steps=8)
+    n = len(MODERN_SHAPES)
+    # LAMB's first step creates its 0-d state (trust ratio, ...) in the rule: eager, statistics too
+    first_eager = n if name == "Lamb" else 0
+    assert ours.engine.counts == {"fused": 8 * n - first_eager, "eager": first_eager}
+    assert ours.engine.statistics_counts == {"fused": 8 * n - first_eager, "eager": first_eager}
+    assert_close_params(ours_params, theirs_params, dtype)
+    rule = type(ours).rule
+    with_statistics = [
+        k for k in fused._KERNELS.values() if k.key.rule is rule and k.key.dtype == dtype and k.key.statistics
+    ]
+    assert with_statistics and all(k.direct is not None for k in with_statistics)
+    assert all(k.key.statistics_only == (name == "Prodigy") for k in with_statistics)
+
+
+def test_statistics_of_watched_steps_and_sliced_state_are_evaluated_eagerly() -> None:
+    """A step a dispatch mode watches evaluates the statistics with the eager ops it sees; Prodigy's
+    ``slice_p`` > 1 keeps s on every p-th entry, which no flat kernel reads: eager statistics and
+    steps, with the reference's numbers."""
+    ours, ours_params, theirs, theirs_params = reference_pair("Prodigy", torch.float64, lr=0.05)
+    step_both(ours, ours_params, theirs, theirs_params, steps=1)
+
+    class Watching(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            return func(*args, **(kwargs or {}))
+
+    with Watching():
+        step_both(ours, ours_params, theirs, theirs_params, steps=1, seed=2)
+    n = len(MODERN_SHAPES)
+    assert ours.engine.statistics_counts == {"fused": n, "eager": 0}  # the watched step never asked
+    assert ours.engine.counts == {"fused": n, "eager": n}
+    assert_close_params(ours_params, theirs_params, torch.float64)
+
+    ours, ours_params, theirs, theirs_params = reference_pair("Prodigy", torch.float64, lr=0.05, slice_p=2)
+    step_both(ours, ours_params, theirs, theirs_params, steps=3)
+    assert ours.engine.statistics_counts == {"fused": 0, "eager": 3 * n}
+    assert ours.engine.counts == {"fused": 0, "eager": 3 * n}
+    assert_close_params(ours_params, theirs_params, torch.float64)
+
+
+def test_a_statistics_kernel_that_disagrees_is_never_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The probe check covers a statistics kernel's outputs: one that disagrees with the statistics
+    run eagerly is refused with one warning, and the statistics are evaluated eagerly."""
+    real_close = kernels._close
+
+    def outputs_disagree(a, b, eps=None):
+        return real_close(a, b, eps) and eps is None  # every statistic "wrong"
+
+    monkeypatch.setattr(kernels, "_close", outputs_disagree)
+    monkeypatch.setattr(fused, "_KERNELS", {})
+    monkeypatch.setattr(fused, "_FAILED", {})
+    ours, ours_params, theirs, theirs_params = reference_pair("Prodigy", torch.float64, lr=0.05)
+    with pytest.warns(RuntimeWarning, match="disagrees with the rule run eagerly"):
+        step_both(ours, ours_params, theirs, theirs_params, steps=2)
+    n = len(MODERN_SHAPES)
+    assert ours.engine.statistics_counts == {"fused": 0, "eager": 2 * n}
+    assert ours.engine.counts == {"fused": 2 * n, "eager": 0}
+    assert_close_params(ours_params, theirs_params, torch.float64)
+
+
+def test_sum_statistics_stacks_alike_values_and_adds_the_rest() -> None:
+    from optimlab.optim.engine.statistics import sum_statistics
+
+    alike = [{"a": torch.tensor(float(i), dtype=torch.float64)} for i in range(5)]
+    assert sum_statistics(alike)["a"].item() == 10.0
+    mixed = [{"a": torch.tensor(1.0)}, {"a": torch.tensor(2.0, dtype=torch.float64), "b": torch.tensor(3.0)}]
+    totals = sum_statistics(mixed)
+    assert totals["a"].item() == 3.0 and totals["b"].item() == 3.0
+    assert sum_statistics([]) == {}
