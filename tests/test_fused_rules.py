@@ -216,3 +216,26 @@ def test_sum_statistics_stacks_alike_values_and_adds_the_rest() -> None:
     totals = sum_statistics(mixed)
     assert totals["a"].item() == 3.0 and totals["b"].item() == 3.0
     assert sum_statistics([]) == {}
+
+
+def test_a_matrix_rule_declared_tensorwise_is_compiled_whole() -> None:
+    """A tensor-wise rule that only takes matrices (a matrix product, a norm over both dims; no 1-D
+    form to probe) is compiled for 2-D parameters and gives the eager engine's numbers; the state its
+    first step creates is made eagerly."""
+    from test_optim_rule_kinds import Polar, _grads, _params
+
+    class TensorwisePolar(Polar):
+        tensorwise = True
+
+    runs = []
+    for engine in ("fused", "eager"):
+        params = _params([(6, 4), (5, 7)])
+        optimizer = TensorwisePolar(params, lr=0.05, batch=False, engine=engine)
+        for step in range(4):
+            _grads(params, step)
+            optimizer.step()
+        runs.append((optimizer, params))
+    (fused_opt, fused_params), (_, eager_params) = runs
+    assert fused_opt.engine.counts == {"fused": 6, "eager": 2}
+    for a, b in zip(fused_params, eager_params, strict=True):
+        torch.testing.assert_close(a.detach(), b.detach(), rtol=1e-12, atol=1e-14)

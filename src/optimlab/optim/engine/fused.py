@@ -93,18 +93,26 @@ def _dense(tensor: Tensor) -> bool:
 _Layout = tuple[tuple[str, ...], tuple[str, ...], tuple[tuple[int, ...], ...]]
 
 
-def _state_keys(
+def _probe_state(
     optimizer: RuleOptimizer, group: dict[str, Any], hyper: dict[str, Any], shape: tuple[int, ...] = (2,)
-) -> tuple[tuple, tuple]:
-    """(tensor state keys, 0-d state keys) the rule keeps, learned by running it eagerly on a probe of
-    ``shape`` (SGD's momentum buffer appears only after the first step). The probe is not zero:
-    Prodigy keeps a zero parameter's initial value as a 0-d tensor, any other as a copy."""
+) -> dict[str, Tensor]:
+    """The state the rule keeps, after running it eagerly on a probe of ``shape`` for two steps (SGD's
+    momentum buffer appears only after the first). The probe is not zero: Prodigy keeps a zero
+    parameter's initial value as a 0-d tensor, any other as a copy."""
     probe = torch.ones(shape, dtype=torch.float64)
     state = dict(optimizer.init_state(probe, group))
     hyper = {k: float(v) if isinstance(v, Tensor) else v for k, v in hyper.items()}
     for _ in range(2):
         _, new_state = optimizer.rule(probe, torch.zeros(shape, dtype=torch.float64), state, **hyper)
         state.update(new_state)
+    return state
+
+
+def _state_keys(
+    optimizer: RuleOptimizer, group: dict[str, Any], hyper: dict[str, Any], shape: tuple[int, ...] = (2,)
+) -> tuple[tuple, tuple]:
+    """(tensor state keys, 0-d state keys) the rule keeps (see :func:`_probe_state`)."""
+    state = _probe_state(optimizer, group, hyper, shape)
     tensor_keys = tuple(sorted(k for k, v in state.items() if v.dim() > 0))
     scalar_keys = tuple(sorted(k for k, v in state.items() if v.dim() == 0))
     return tensor_keys, scalar_keys
@@ -187,10 +195,15 @@ class _GroupConfig:
         except ValueError:
             self.layouts[ndim] = None
             return None
-        keys = _state_keys(optimizer, group, self.probe_hyper, shape)
-        probe = optimizer.init_state(torch.ones(shape, dtype=torch.float64), group)
-        shapes = (shape, *(tuple(probe[k].shape) for k in keys[0]))
-        self.layouts[ndim] = layout = (*keys, shapes)
+        try:
+            state = _probe_state(optimizer, group, self.probe_hyper, shape)
+        except Exception:  # the rule takes no such tensor: the eager engine says why, if it is given one
+            self.layouts[ndim] = None
+            return None
+        tensor_keys = tuple(sorted(k for k, v in state.items() if v.dim() > 0))
+        scalar_keys = tuple(sorted(k for k, v in state.items() if v.dim() == 0))
+        shapes = (shape, *(tuple(state[k].shape) for k in tensor_keys))
+        self.layouts[ndim] = layout = (tensor_keys, scalar_keys, shapes)
         return layout
 
 
@@ -281,6 +294,8 @@ class FusedEngine:
                 declared = (type(optimizer).statistics, extra_names, statistics == "only")
             if statistics == "only":  # the state as it is when statistics are read: before the rule
                 keys = _initial_state_keys(optimizer, group)
+            elif not optimizer.elementwise:  # tensor-wise: learned per number of dimensions (layout)
+                keys = ((), ())
             else:
                 keys = _state_keys(optimizer, group, probe_hyper)
             config = self._configs[key] = _GroupConfig(static, names, keys, probe_hyper, declared)
