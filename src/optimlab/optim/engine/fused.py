@@ -11,9 +11,15 @@ parameters, gradients or state between steps is simply seen on the next one.
 
 A parameter the kernel cannot take exactly — a sparse gradient, fewer than two elements, a layout
 that differs between the parameter, its gradient and its state, a dtype or device without a
-compiler, state the rule creates on this step (SGD's first momentum buffer), a rule not declared
-elementwise — is stepped by the eager engine, which is torch.optim's for-loop arithmetic; so is
-everything while autograd records the step (``differentiable=True``).
+compiler, state the rule creates on this step (SGD's first momentum buffer), a rule declared neither
+elementwise nor tensorwise — is stepped by the eager engine, which is torch.optim's for-loop
+arithmetic; so is everything while autograd records the step (``differentiable=True``).
+
+A rule declared ``tensorwise`` (Adafactor: reductions over its own tensor's dimensions) is compiled
+whole, one kernel per number of dimensions, and each parameter is stepped whole by it (never a flat
+run or a shard: DTensors are stepped eagerly). Declared statistics are evaluated by the kernels: a
+per-tensor rule's (LAMB's) inside the parameter's kernel, a step-wide rule's (Prodigy's) by
+statistics-only kernels before any parameter moves; a DTensor's by DTensor ops.
 
 ``engine="auto"`` (the default) fuses an optimizer whose param groups hold at least
 :data:`AUTO_MIN_NUMEL` elements at once, and a smaller one once its eager steps have taken
