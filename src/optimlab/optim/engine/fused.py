@@ -458,11 +458,10 @@ class FusedEngine:
             # The kernel wrote through data pointers: tell autograd, as in-place ops would.
             torch.autograd.graph.increment_version(written)
         self.counts["fused"] += len(params) - len(eager_params)
-        if inside:
-            missing = [i for i, extra in enumerate(eager_extras) if extra is None]
-            self.statistics_counts["eager"] += len(params) - sum(extra is None for extra in extras)
-            self.statistics_counts["eager"] += len(missing)
-            self.statistics_counts["fused"] += sum(extra is None for extra in extras) - len(missing)
+        if inside:  # evaluated by a kernel: the parameters it stepped without statistics operands
+            by_kernel = sum(extra is None for extra in extras) - sum(e is None for e in eager_extras)
+            self.statistics_counts["fused"] += by_kernel
+            self.statistics_counts["eager"] += len(params) - by_kernel
         if eager_params:
             missing = [i for i, extra in enumerate(eager_extras) if extra is None]
             if missing:  # statistics a kernel would have evaluated: the eager engine's own
