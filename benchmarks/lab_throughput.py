@@ -34,6 +34,16 @@ difference of the final full-data loss and of every step's mini-batch loss. Resu
 
     python benchmarks/lab_throughput.py                 # float32, the issue's figure
     python benchmarks/lab_throughput.py --dtype float64 # the agreement check at double precision
+
+``--sweep tiny-lm`` runs issue 14's sweep instead: an lr grid × seeds on the ``tiny-lm`` transformer
+(``--spec``, default a small one that a loaded 2-core machine finishes in minutes; ``--spec tiny-lm``
+is the default workload, width 128, context 64), trained for ``--steps`` steps by AdamW and SGD with
+momentum (the lab's presets, torch.optim's classes on the plain side) × 4 learning rates
+d × 10^((k − 2)/2), k = 0…3, around each one's default d × 3 seeds — the same comparison of times and
+per-run results; the record goes to ``benchmarks/results/lab_throughput_tiny_lm.json``.
+
+    python benchmarks/lab_throughput.py --sweep tiny-lm
+    python benchmarks/lab_throughput.py --sweep tiny-lm --spec tiny-lm --steps 100
 """
 
 from __future__ import annotations
@@ -62,6 +72,9 @@ from optimlab.lab.replicas import EXPLOSION_FACTOR, spec_for, train_replicas
 RESULTS = Path(__file__).resolve().parent / "results"
 EPOCHS = 12
 PRESETS = ("sgd", "momentum", "nesterov", "adagrad", "adadelta", "rmsprop", "adam", "adamax", "adamw")
+#: the tiny-lm sweep: its optimizers, learning rates per optimizer, seeds and default problem
+LM_PRESETS, LM_LRS, LM_SEEDS = ("adamw", "momentum"), 4, 3
+LM_SPEC = "tiny-lm:layers=2,width=64,heads=4,context=32,sequences=256"
 
 
 class Parabola64(Parabola):
@@ -87,21 +100,39 @@ def sweep(lbfgs: bool) -> list[tuple[str, object, int]]:
     return runs
 
 
-def plain_script(problem: Parabola, runs: list[tuple[str, object, int]]) -> list[dict]:
-    """The seed's way: one run after another with torch.optim, on the lab problem's conventions."""
+def lm_sweep() -> list[tuple[str, object, int]]:
+    """(preset, lab configuration, seed) of every run of the tiny-lm sweep."""
+    runs = []
+    for preset in LM_PRESETS:
+        default_lr = make_config(preset, defaults="torch").lr
+        for k in range(LM_LRS):
+            config = make_config(preset, {"lr": default_lr * 10 ** ((k - 2) / 2)})
+            runs.extend((preset, config, seed) for seed in range(LM_SEEDS))
+    return runs
+
+
+def plain_script(
+    problem: Parabola,
+    runs: list[tuple[str, object, int]],
+    loss_fn: nn.Module,
+    total_steps: int,
+) -> list[dict]:
+    """The seed's way: one run after another with torch.optim, on the lab problem's conventions
+    (torch seeded by ``mix_seed("init", seed)``, then the model; its data order)."""
     results = []
-    loss_fn = nn.MSELoss()
     x_all, y_all = problem.x, problem.y
     for _preset, config, seed in runs:
         torch.manual_seed(mix_seed("init", seed))
-        model = nn.Sequential(nn.Linear(1, 10), nn.ReLU(), nn.Linear(10, 1)).to(x_all.dtype)
+        model = problem.make_model().to(x_all.dtype if x_all.is_floating_point() else torch.float32)
         optimizer = getattr(torch.optim, config.cls.__name__)(model.parameters(), **config.hyper)
         with torch.no_grad():
             initial = loss_fn(model(x_all), y_all).item()
         losses = []
-        for epoch in range(EPOCHS):
+        for epoch in range(math.ceil(total_steps / problem.steps_per_epoch)):
             order = torch.randperm(len(x_all), generator=generator("batches", seed, epoch))
             for start in range(0, len(x_all), problem.batch_size):
+                if len(losses) == total_steps:
+                    break
                 idx = order[start : start + problem.batch_size]
                 x, y = x_all[idx], y_all[idx]
                 if config.is_lbfgs:
@@ -150,19 +181,36 @@ def main() -> None:
     parser.add_argument(
         "--lbfgs", action="store_true", help="add the seed's L-BFGS (80 runs, sequential in both)"
     )
-    parser.add_argument("--out", type=Path, default=RESULTS / "lab_throughput.json")
+    parser.add_argument("--sweep", choices=("parabola", "tiny-lm"), default="parabola")
+    parser.add_argument("--spec", default=LM_SPEC, help="the tiny-lm sweep's problem spec")
+    parser.add_argument("--steps", type=int, default=60, help="steps per run of the tiny-lm sweep")
+    parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    problem = get_problem("parabola") if args.dtype == "float32" else Parabola64()
-    assert problem.steps_per_epoch == 32 and len(problem.x) == 1000
-    runs = sweep(args.lbfgs)
+    if args.sweep == "tiny-lm":
+        if args.dtype != "float32" or args.lbfgs:
+            parser.error("the tiny-lm sweep runs in float32, without L-BFGS")
+        problem = get_problem(args.spec)
+        if problem.name != "tiny-lm":
+            parser.error(f"--spec must be a tiny-lm spec, got {args.spec!r}")
+        runs, total_steps, loss_fn = lm_sweep(), args.steps, nn.CrossEntropyLoss()
+        budget = {"steps": total_steps}
+        what = f"{problem.spec} ({total_steps} steps of batch {problem.batch_size})"
+        out = args.out or RESULTS / "lab_throughput_tiny_lm.json"
+    else:
+        problem = get_problem("parabola") if args.dtype == "float32" else Parabola64()
+        assert problem.steps_per_epoch == 32 and len(problem.x) == 1000
+        runs, total_steps, loss_fn = sweep(args.lbfgs), EPOCHS * problem.steps_per_epoch, nn.MSELoss()
+        budget = {"epochs": EPOCHS}
+        what = f"parabola ({EPOCHS} epochs × {problem.steps_per_epoch} steps)"
+        out = args.out or RESULTS / "lab_throughput.json"
     specs = [spec_for(config, seed) for _preset, config, seed in runs]
 
     # Warm-up outside the timings: torch.optim's first optimizer imports torch._dynamo (seconds).
     torch.optim.SGD([torch.zeros(1, requires_grad=True)])
     print(
-        f"{len(runs)} runs of parabola ({EPOCHS} epochs × {problem.steps_per_epoch} steps), "
+        f"{len(runs)} runs of {what}, "
         f"{args.dtype}, torch {torch.__version__}, threads: lab {args.threads or 1}, "
         f"plain {torch.get_num_threads()}, "
         f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}",
@@ -170,12 +218,12 @@ def main() -> None:
     )
 
     start = time.perf_counter()
-    lab = train_replicas(problem, specs, epochs=EPOCHS, evaluation="loss", threads=args.threads or 1)
+    lab = train_replicas(problem, specs, **budget, evaluation="loss", threads=args.threads or 1)
     lab_s = time.perf_counter() - start
     print(f"lab (batched replicas): {lab_s:8.2f} s", flush=True)
 
     start = time.perf_counter()
-    plain = plain_script(problem, runs)
+    plain = plain_script(problem, runs, loss_fn, total_steps)
     plain_s = time.perf_counter() - start
     print(f"plain torch.optim script: {plain_s:8.2f} s", flush=True)
 
@@ -214,14 +262,19 @@ def main() -> None:
     for item in mismatched_divergence[:10]:
         print("  divergence differs (optimizer, lr, seed, lab step, plain step):", item)
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
     record = {
         "benchmark": "lab_throughput",
+        "sweep": args.sweep,
+        "problem": problem.spec,
         "runs": len(runs),
-        "optimizers": list(PRESETS) + (["lbfgs (sequential)"] if args.lbfgs else []),
+        "optimizers": (list(PRESETS) + (["lbfgs (sequential)"] if args.lbfgs else []))
+        if args.sweep == "parabola"
+        else list(LM_PRESETS),
+        "batched_runs": sum(run.batched for run in lab),
         "dtype": args.dtype,
-        "epochs": EPOCHS,
-        "steps_per_run": EPOCHS * problem.steps_per_epoch,
+        **budget,
+        "steps_per_run": total_steps,
         "torch": torch.__version__,
         "threads_lab": args.threads or 1,
         "threads_plain": torch.get_num_threads(),
@@ -239,8 +292,8 @@ def main() -> None:
         "worst_run": {"optimizer": worst[1], "lr": worst[2], "seed": worst[3]} if worst else None,
         "step_loss_max_rel_diff": max(step_diffs) if step_diffs else None,
     }
-    args.out.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    out.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

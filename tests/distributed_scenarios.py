@@ -246,9 +246,13 @@ def difference(got: tuple[dict, dict], expected: tuple[dict, dict]) -> float:
 # --- the scenarios (each runs on both ranks; returns the largest difference) -----------------
 
 
-def fully_shard_model(model: nn.Module, mesh: Any, reshard_after_forward: bool = True) -> nn.Module:
-    from torch.distributed.fsdp import fully_shard
+def fully_shard(module: nn.Module, **kwargs: Any) -> nn.Module:
+    from torch.distributed.fsdp import fully_shard as shard
 
+    return shard(module, **kwargs)
+
+
+def fully_shard_model(model: nn.Module, mesh: Any, reshard_after_forward: bool = True) -> nn.Module:
     for layer in model:
         if isinstance(layer, nn.Linear):
             fully_shard(layer, mesh=mesh, reshard_after_forward=reshard_after_forward)
@@ -410,6 +414,236 @@ def differentiable_on_dtensors(world: int) -> float:
     return max((a - b).abs().max().item() for a, b in zip(*results, strict=True))
 
 
+# --- Muon's matrices spread over the ranks (each orthogonalized whole by one rank) -----------------
+
+SPREAD_STEPS = 4
+#: this matrix has no gradient at this step (on every rank, in every run: set to None after backward)
+SPREAD_NO_GRAD = ("b.weight", 2)
+#: the runs (see :func:`spread_optimizer`); "torch-muon/dim1" shards the matrices along their columns,
+#: "torch-muon/bfloat16" has bfloat16 parameters, "lazy-muon" creates its state in the rule
+SPREAD_RUNS = (
+    "muon-groups",
+    "torch-muon",
+    "torch-muon/dim1",
+    "torch-muon/bfloat16",
+    "lazy-muon",
+    "muon-with-adamw",
+)
+
+
+class SpreadNet(nn.Module):
+    """Matrices of several shapes: a convolution (3, 2, 3, 3) whose 3 output channels do not split
+    evenly over 2 ranks (nor does its flattened (3, 18) matrix), a (32, 48) matrix, two (32, 32) ones
+    for a stack, an uneven (5, 32) head and a (1, 5) tail, whose second shard is empty."""
+
+    def __init__(self, bias: bool) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(2, 3, 3, padding=1, bias=bias)
+        self.a = nn.Linear(48, 32, bias=bias)
+        self.b = nn.Linear(32, 32, bias=bias)
+        self.c = nn.Linear(32, 32, bias=bias)
+        self.head = nn.Linear(32, 5, bias=bias)
+        self.tail = nn.Linear(5, 1, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        hidden = torch.tanh(self.a(torch.tanh(self.conv(x)).flatten(1)))
+        return self.tail(torch.tanh(self.head(torch.tanh(self.c(torch.tanh(self.b(hidden)))))))
+
+
+def spread_model(run: str) -> nn.Module:
+    torch.manual_seed(7)
+    model = SpreadNet(bias=run == "muon-with-adamw")
+    return model.bfloat16() if run.endswith("/bfloat16") else model
+
+
+def spread_optimizer(run: str, model: nn.Module, reference: bool = False) -> torch.optim.Optimizer:
+    """The run's optimizer on ``model`` (plain or sharded: the same param groups either way);
+    ``reference``: torch.optim.Muon for the "torch-muon" runs, else the same as the run's."""
+    linears = [model.a.weight, model.b.weight, model.c.weight, model.head.weight, model.tail.weight]
+    if run == "muon-groups":  # conv flattened, one at a time; the rest stacked by shape
+        groups = [{"params": [model.conv.weight], "flatten": True}, {"params": linears, "lr": 0.03}]
+        return ol.Muon(groups, lr=0.02, weight_decay=0.1, batch_matrices=True, engine="eager")
+    if run.startswith("torch-muon"):
+        return (torch.optim.Muon if reference else ol.Muon)(linears, lr=0.02, weight_decay=0.1)
+    if run == "lazy-muon":
+        return LazyMuon(linears, lr=0.02, weight_decay=0.1)
+    return ol.MuonWithAdamW(ol.muon_param_groups(model, head="tail"), lr=0.02, adamw_lr=0.01)
+
+
+def spread_train(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    steps: range,
+    dropped: dict[int, str | None] | None = None,
+) -> None:
+    """Steps on fixed batches; at SPREAD_NO_GRAD's step its matrix has no gradient — or, with
+    ``dropped``, the matrix it names for each rank, if any (the ranks then disagree)."""
+    name, step_without = SPREAD_NO_GRAD
+    for step in steps:
+        generator = torch.Generator().manual_seed(2000 + step)
+        dtype = next(model.parameters()).dtype
+        x = torch.randn(6, 2, 4, 4, generator=generator).to(dtype)
+        y = torch.randn(6, 1, generator=generator).to(dtype)
+        optimizer.zero_grad()
+        ((model(x) - y) ** 2).mean().backward()
+        without = name if dropped is None else dropped[dist.get_rank()]
+        if step == step_without and without is not None:
+            model.get_parameter(without).grad = None
+        optimizer.step()
+
+
+def sharded_spread_model(run: str, mesh: Any) -> nn.Module:
+    """The run's model, every layer and the root under FSDP2 (along dim 1 for "…/dim1", where even)."""
+    from torch.distributed.tensor import Shard
+
+    model = spread_model(run)
+    world = mesh.size()
+
+    def along_columns(param: nn.Parameter) -> Shard:  # where FSDP2 can: it refuses uneven dims but 0
+        return Shard(1) if param.dim() > 1 and param.shape[1] % world == 0 else Shard(0)
+
+    placement = along_columns if run.endswith("/dim1") else None
+    for module in model.children():
+        fully_shard(module, mesh=mesh, shard_placement_fn=placement)
+    return fully_shard(model, mesh=mesh)
+
+
+class CountedNewtonSchulz:
+    """Records the shape of every matrix ``rules.newton_schulz`` orthogonalizes (a stack: each of its
+    matrices), while it is installed."""
+
+    def __init__(self) -> None:
+        self.matrices: list[list[int]] = []
+
+    def __enter__(self) -> CountedNewtonSchulz:
+        self.original = ol.rules.newton_schulz
+
+        def counted(matrix: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+            self.matrices.extend([list(matrix.shape[-2:])] * (matrix.shape[0] if matrix.dim() == 3 else 1))
+            return self.original(matrix, *args, **kwargs)
+
+        ol.rules.newton_schulz = counted
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        ol.rules.newton_schulz = self.original
+
+
+def _params_and_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    """Every parameter and state tensor, whole, by name (``state/<param>/<key>``)."""
+    names = {id(p): n for n, p in model.named_parameters()}
+    values = {n: _whole(p.detach()).clone() for n, p in model.named_parameters()}
+    for param, state in optimizer.state.items():
+        for key, value in state.items():
+            values[f"state/{names[id(param)]}/{key}"] = _whole(value).clone()
+    return values
+
+
+def _bitwise(got: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """Which tensors differ at all (names), the largest difference, and how many were compared."""
+    assert got.keys() == expected.keys(), (sorted(got), sorted(expected))
+    differ = sorted(k for k in expected if not torch.equal(got[k], expected[k]))
+    largest = max((float((got[k] - expected[k]).abs().max()) for k in differ), default=0.0)
+    return {"differ": differ, "largest": largest, "compared": len(expected)}
+
+
+def spread(world: int) -> dict[str, Any]:
+    """Muon's matrices spread over the ranks, in float32: each run under FSDP2 against the same run in
+    one process (the "torch-muon" runs against torch.optim.Muon), with the shapes each rank
+    orthogonalized and those the one-process run did; then a step where the ranks disagree (a
+    gradient on rank 1 only), which every rank must refuse, moving nothing."""
+    from torch.distributed.device_mesh import init_device_mesh
+
+    mesh = init_device_mesh("cpu", (world,))
+    record: dict[str, Any] = {}
+    for run in SPREAD_RUNS:
+        model = sharded_spread_model(run, mesh)
+        optimizer = spread_optimizer(run, model)
+        with CountedNewtonSchulz() as counted:
+            spread_train(model, optimizer, range(SPREAD_STEPS))
+        one = spread_model(run)
+        one_optimizer = spread_optimizer(run, one, reference=True)
+        with CountedNewtonSchulz() as one_counted:
+            spread_train(one, one_optimizer, range(SPREAD_STEPS))
+        record[run] = {
+            **_bitwise(_params_and_state(model, optimizer), _params_and_state(one, one_optimizer)),
+            "matrices": counted.matrices,
+            "one_process_matrices": one_counted.matrices,
+            "placements": sorted({str(p.placements) for p in model.parameters()}),  # type: ignore[attr-defined]
+        }
+    # rank 1 steps one matrix fewer; each rank a different one of the same shape (b, c); rank 1 none
+    # of the last param group, which holds only b (so it has no gradient there at all: it must still
+    # take part, or rank 0 would wait for it)
+    for case, dropped in (
+        ("disagree", {0: None, 1: "b.weight"}),
+        ("swapped", {0: "b.weight", 1: "c.weight"}),
+        ("empty-group", {0: None, 1: "b.weight"}),
+    ):
+        model = sharded_spread_model("torch-muon", mesh)
+        optimizer = spread_optimizer("torch-muon", model)
+        if case == "empty-group":
+            rest = [model.a.weight, model.c.weight, model.head.weight, model.tail.weight]
+            optimizer = ol.Muon([{"params": rest}, {"params": [model.b.weight]}], lr=0.02, weight_decay=0.1)
+        step_without = SPREAD_NO_GRAD[1]
+        spread_train(model, optimizer, range(step_without))
+        before = _params_and_state(model, optimizer)
+        outcome: dict[str, Any] = {"error": None}
+        try:
+            spread_train(model, optimizer, range(step_without, step_without + 1), dropped)
+        except RuntimeError as error:
+            outcome["error"] = str(error)
+        outcome["moved"] = _bitwise(_params_and_state(model, optimizer), before)["differ"]
+        record[case] = outcome
+    record["failing"] = failing_rule(mesh)
+    return record
+
+
+def _forgetful_rule(param: torch.Tensor, grad: torch.Tensor, state: Any, **hyper: Any) -> Any:
+    return ol.rules.muon(param, grad, state, **hyper)[0], {}
+
+
+class ForgetfulMuon(ol.Muon):
+    """A matrix rule that drops the state it is given: it cannot be spread (its owner fails)."""
+
+    rule = staticmethod(_forgetful_rule)
+
+
+def _lazy_rule(param: torch.Tensor, grad: torch.Tensor, state: Any, **hyper: Any) -> Any:
+    if "momentum_buffer" not in state:
+        state = {"momentum_buffer": torch.zeros_like(param)}
+    return ol.rules.muon(param, grad, state, **hyper)
+
+
+class LazyMuon(ol.Muon):
+    """Muon whose momentum buffer is created by the rule on its first step (as SGD's is)."""
+
+    rule = staticmethod(_lazy_rule)
+
+    def init_state(self, param: torch.Tensor, group: dict[str, Any]) -> dict[str, torch.Tensor]:
+        return {}
+
+
+def failing_rule(mesh: Any) -> dict[str, Any]:
+    """One matrix (so rank 0 owns it, rank 1 nothing) whose rule fails on its owner: every rank must
+    raise — the owner its error, the other that the owner failed — and nothing may move."""
+    from torch.distributed.tensor import Shard, distribute_tensor
+
+    generator = torch.Generator().manual_seed(5)
+    param = distribute_tensor(torch.randn(5, 4, generator=generator), mesh, [Shard(0)])
+    before = param.full_tensor().clone()
+    optimizer = ForgetfulMuon([param], lr=0.05)
+    param.grad = distribute_tensor(torch.randn(5, 4, generator=generator), mesh, [Shard(0)])
+    try:
+        optimizer.step()
+        error = None
+    except RuntimeError as raised:
+        error = str(raised)
+    moved = not torch.equal(param.full_tensor(), before) or bool(
+        optimizer.state[param]["momentum_buffer"].full_tensor().any()
+    )
+    return {"error": error, "moved": moved}
+
+
 def checkpoint_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
     from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_optimizer_state_dict
 
@@ -537,6 +771,7 @@ def rank_main(rank: int, world: int, folder: str) -> None:
                 lambda n=name: checkpoint_two_ranks(n, world, folder),
             )
     _attempt(results, "differentiable/dtensor", lambda: differentiable_on_dtensors(world))
+    _attempt(results, "spread/muon", lambda: spread(world))
     for policy in ("skip", "raise", "propagate"):
         _attempt(results, f"nonfinite/{policy}", lambda p=policy: nonfinite("adam-fused", rank, world, p))
     gc.collect()  # distributed objects in reference cycles must not outlive the process group

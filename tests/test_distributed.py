@@ -204,3 +204,63 @@ def test_reductions_under_zero_and_fsdp1_behave_as_their_reference(records: dict
         else:  # "one-process"
             assert "CUDA" in (record["theirs_error"] or ""), (where, record["theirs_error"])
             assert record["params_vs_one_process"] <= TOLERANCE, (where, record)
+
+
+def _spread_record(records: dict[str, Any], rank: int) -> dict[str, Any]:
+    return measured(records, "spread/muon", rank)
+
+
+@pytest.mark.parametrize("run", scenarios.SPREAD_RUNS)
+def test_muon_under_fsdp2_is_one_process_bit_for_bit(records: dict[str, Any], run: str) -> None:
+    """Muon's matrices spread over 2 ranks under FSDP2, in float32: parameters and momentum buffers
+    equal, bit for bit, to one process — of our Muon (conv flattened, uneven shards, same-shape
+    matrices stacked, a matrix without a gradient for a step), of torch.optim.Muon (shards along
+    rows, and along columns; float32 and bfloat16 parameters), of a Muon whose rule creates its
+    momentum buffer on the first step, of MuonWithAdamW (with its AdamW groups)."""
+    for rank in (0, 1):
+        record = _spread_record(records, rank)[run]
+        assert record["differ"] == [], (rank, run, record["differ"], record["largest"])
+        assert record["compared"] >= 9
+        expected = ["(Shard(dim=0),)", "(Shard(dim=1),)"] if run.endswith("/dim1") else ["(Shard(dim=0),)"]
+        assert record["placements"] == expected, record["placements"]
+
+
+@pytest.mark.parametrize("run", ["muon-groups", "muon-with-adamw"])
+def test_muon_under_fsdp2_orthogonalizes_each_matrix_once_on_its_owner(
+    records: dict[str, Any], run: str
+) -> None:
+    """Every matrix one process orthogonalizes is orthogonalized on exactly one rank — its owner
+    (:func:`~optimlab.optim.engine.spread.assign_owners` over the optimizer's matrices, by work) — and
+    both ranks have some: rank 0 the (32, 48) matrix and the small ones, rank 1 the two (32, 32)."""
+    per_rank = [sorted(map(tuple, _spread_record(records, r)[run]["matrices"])) for r in (0, 1)]
+    one_process = sorted(map(tuple, _spread_record(records, 0)[run]["one_process_matrices"]))
+    assert sorted(per_rank[0] + per_rank[1]) == one_process
+    assert set(per_rank[0]) & set(per_rank[1]) == set()
+    assert set(per_rank[1]) == {(32, 32)}
+    assert {(32, 48), (3, 18)} <= set(per_rank[0])
+
+
+@pytest.mark.parametrize("case", ["disagree", "swapped", "empty-group"])
+def test_ranks_that_disagree_on_the_matrices_all_refuse(records: dict[str, Any], case: str) -> None:
+    """A gradient missing on rank 1 only ("disagree"; "empty-group": the only one of its param group,
+    so rank 1 has nothing to step there and must still take part), or missing on each rank for a
+    different matrix of the same shape ("swapped": as many bytes either way): rather than wait for
+    each other in mismatched collectives, or exchange the wrong shards, both ranks raise the same
+    error, and no parameter or state of that group moves."""
+    outcomes = [_spread_record(records, r)[case] for r in (0, 1)]
+    # "empty-group": the first group (every matrix but b) stepped before the second refused
+    first_group = [f"{n}.weight" for n in ("a", "c", "head", "tail")]
+    moved = sorted(first_group + [f"state/{n}/momentum_buffer" for n in first_group])
+    for outcome in outcomes:
+        assert outcome["error"] is not None and "ranks disagree" in outcome["error"], outcome
+        assert outcome["moved"] == (moved if case == "empty-group" else []), outcome
+    assert outcomes[0]["error"] == outcomes[1]["error"]
+
+
+def test_a_matrix_rule_failing_on_its_owner_stops_every_rank(records: dict[str, Any]) -> None:
+    """The rule fails on rank 0, which owns the only matrix: rank 0 raises its error, rank 1 (which
+    owns nothing) learns it from the exchange and raises too, and nothing moves on either."""
+    outcomes = [_spread_record(records, r)["failing"] for r in (0, 1)]
+    assert "must return the state it is given" in (outcomes[0]["error"] or ""), outcomes[0]
+    assert "rank 0 could not step the matrices it owns" in (outcomes[1]["error"] or ""), outcomes[1]
+    assert not outcomes[0]["moved"] and not outcomes[1]["moved"]

@@ -12,7 +12,7 @@ import torch
 import optimlab.optim as ol
 from parity_cases import PARITY
 
-OURS_EXTRA = ("l1", "nonfinite", "engine")
+OURS_EXTRA = ("l1", "nonfinite", "engine", "state_dtype", "stochastic_rounding")
 PAIRS = [(entry.ours, entry.theirs) for entry in PARITY.values()] + [(ol.LBFGS, torch.optim.LBFGS)]
 PAIR_IDS = [ours.__name__ for ours, _ in PAIRS]
 #: each class's own options beyond torch's and OURS_EXTRA (Muon's flatten, batch_matrices)
@@ -42,7 +42,7 @@ def test_subclass_and_same_signature(ours: type, theirs: type) -> None:
     assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in extra)
     if ours is not ol.LBFGS:
         assert [p.name for p in extra] == [*OPTIONS[ours], *OURS_EXTRA]
-        assert [p.default for p in extra][-3:] == [0.0, "propagate", None]
+        assert [p.default for p in extra][-5:] == [0.0, "propagate", None, None, False]
 
 
 @pytest.mark.parametrize(("ours", "theirs"), PAIRS, ids=PAIR_IDS)

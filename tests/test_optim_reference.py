@@ -22,7 +22,7 @@ pytestmark = [
 ]
 
 ENGINES = ("eager", "fused", "auto")
-OURS_EXTRA = ("l1", "nonfinite", "engine")
+OURS_EXTRA = ("l1", "nonfinite", "engine", "state_dtype", "stochastic_rounding")
 IDS = [f"{name}-{variant.name}" for name, variant in CASES]
 RTOL, ATOL = TOLERANCE[FLOAT64]
 
@@ -126,7 +126,7 @@ def test_same_signature(entry: str) -> None:
         assert _same_default(a.default, b.default), a.name
     assert [(p.name, p.kind, p.default) for p in extra] == [
         (name, inspect.Parameter.KEYWORD_ONLY, default)
-        for name, default in zip(OURS_EXTRA, (0.0, "propagate", None), strict=True)
+        for name, default in zip(OURS_EXTRA, (0.0, "propagate", None, None, False), strict=True)
     ]
 
 

@@ -269,7 +269,7 @@ def test_signature_and_group_defaults(name: str) -> None:
         for p in inspect.signature(ours_cls.__init__).parameters.values()
         if p.kind is inspect.Parameter.KEYWORD_ONLY
     ]
-    assert keyword_only == ["l1", "nonfinite", "engine"]
+    assert keyword_only == ["l1", "nonfinite", "engine", "state_dtype", "stochastic_rounding"]
     ours = ours_cls([nn.Parameter(torch.zeros(2))])
     theirs = ref_cls([nn.Parameter(torch.zeros(2))])
     assert {k: v for k, v in ours.defaults.items() if k not in OURS_ONLY_GROUP_KEYS} == theirs.defaults

@@ -10,11 +10,12 @@ from typing import Annotated, Any
 import typer
 
 import optimlab.cli.app as cli
-from optimlab.cli.output import print_ranked_tables
+from optimlab.cli.output import print_ranked_tables, print_verdict
 from optimlab.lab.settings import REPLICAS_CHOICES, SETTINGS, TUNE_CHOICES
 
 Tune = StrEnum("Tune", {choice: choice for choice in TUNE_CHOICES})  # type: ignore[misc]
 Replicas = StrEnum("Replicas", {choice: choice for choice in REPLICAS_CHOICES})  # type: ignore[misc]
+ExecutorChoice = StrEnum("ExecutorChoice", {choice: choice for choice in ("local", "ray")})  # type: ignore[misc]
 
 
 def _help(name: str, extra: str = "") -> str:
@@ -61,6 +62,10 @@ def compare(
         float | None, typer.Option("--clip-norm", metavar="NORM", help=_help("clip_norm"))
     ] = None,
     defaults: cli.DefaultsOption = None,
+    baseline: Annotated[str | None, typer.Option(metavar="OPTIMIZER", help=_help("baseline"))] = None,
+    horizons: Annotated[
+        str | None, typer.Option(metavar="F[,F...]", help=_help("horizons", ", e.g. 0.25,1"))
+    ] = None,
     config: Annotated[
         Path | None, typer.Option("--config", metavar="FILE", help="a TOML/JSON file of these settings")
     ] = None,
@@ -69,7 +74,12 @@ def compare(
     ),
     out: Annotated[Path, cli.out_option("summary.json, report.html and figures/")] = Path("runs"),
     jobs: Annotated[
-        int, typer.Option(metavar="N", min=0, help="processes that train (0: one per CPU core)")
+        int,
+        typer.Option(
+            metavar="N",
+            min=0,
+            help="processes that train (0: one per CPU core); with --executor ray: the local Ray's CPUs",
+        ),
     ] = 0,
     replicas: Annotated[
         Replicas,  # type: ignore[valid-type]
@@ -78,6 +88,20 @@ def compare(
             help="auto: train the first-order runs of a problem together, batched; off: one by one",
         ),
     ] = Replicas.auto,  # type: ignore[attr-defined]
+    executor: Annotated[
+        ExecutorChoice,  # type: ignore[valid-type]
+        typer.Option(
+            metavar="local|ray",
+            help="where runs train: this machine's processes, or a Ray cluster (pip install 'optimlab[ray]')",
+        ),
+    ] = ExecutorChoice.local,  # type: ignore[attr-defined]
+    address: Annotated[
+        str | None,
+        typer.Option(
+            metavar="HOST:PORT",
+            help="the Ray cluster's head (`ray start --head`); default: a local Ray of --jobs CPUs",
+        ),
+    ] = None,
     gif: Annotated[
         bool, typer.Option("--gif", help="also write the 2-D surfaces' animations as GIFs")
     ] = False,
@@ -98,12 +122,31 @@ def compare(
         "weight_decay": weight_decay,
         "l1": l1,
         "clip_norm": clip_norm,
+        "baseline": baseline,
+        "horizons": horizons,
     }
+    where = str(getattr(executor, "value", executor))
     with cli.errors_as_lines():
+        _check_executor(where, address)
         comparison = _build_comparison(command_line, config)
         cli.check_out_dir(out)
         _warn_of_a_zero_lr(comparison)
-    _run(comparison, db, out, jobs, str(getattr(replicas, "value", replicas)), gif=gif, png=png)
+    replicas_mode = str(getattr(replicas, "value", replicas))
+    _run(comparison, db, out, jobs, replicas_mode, gif=gif, png=png, executor=where, address=address)
+
+
+def _check_executor(executor: str, address: str | None) -> None:
+    """Refuse, before anything runs, an address without Ray, Ray not installed, an address that is
+    no HOST:PORT or where nothing answers."""
+    if executor != "ray":
+        if address is not None:
+            raise ValueError("--address is the Ray cluster's: give it with --executor ray")
+        return
+    from optimlab.lab.ray_executor import check_address, check_reachable, require_ray
+
+    require_ray()
+    if address is not None:
+        check_reachable(check_address(address))
 
 
 def _warn_of_a_zero_lr(comparison: Any) -> None:
@@ -112,7 +155,7 @@ def _warn_of_a_zero_lr(comparison: Any) -> None:
 
     if comparison.schedule is None:
         return
-    for problem in comparison.problems:
+    for problem in comparison.problems:  # the full budget (shorter horizons: the same schedule, rescaled)
         budget = comparison.budget_for(problem)
         steps = budget.total_steps(problem.steps_per_epoch)
         if steps > 200_000:  # too long to trace the schedule step by step here
@@ -130,7 +173,18 @@ def _warn_of_a_zero_lr(comparison: Any) -> None:
             )
 
 
-def _run(comparison: Any, db: Path, out: Path, jobs: int, replicas: str, *, gif: bool, png: bool) -> None:
+def _run(
+    comparison: Any,
+    db: Path,
+    out: Path,
+    jobs: int,
+    replicas: str,
+    *,
+    gif: bool,
+    png: bool,
+    executor: str = "local",
+    address: str | None = None,
+) -> None:
     import torch
 
     from optimlab.cli.progress import CostProgress
@@ -148,6 +202,7 @@ def _run(comparison: Any, db: Path, out: Path, jobs: int, replicas: str, *, gif:
     workers = jobs or default_jobs()
     interrupted = f"interrupted; every finished run is kept in {db} — run the same command to resume"
     with cli.errors_as_lines(interrupted):
+        ray = _ray_executor(comparison, address, workers) if executor == "ray" else None
         store = Store(db)
         size = plan_size(comparison)  # what it needs, stored or not (a run stored is reused)
         title = f"{comparison.protocol} comparison of {size.runs:,} run{'s' if size.runs != 1 else ''}"
@@ -161,7 +216,12 @@ def _run(comparison: Any, db: Path, out: Path, jobs: int, replicas: str, *, gif:
                     bar.done(event.cost, label) if event.kind == "done" else bar.found(label)
 
             comparison_id = run_comparison(
-                comparison, store, jobs=workers, progress=on_event, replicas=replicas
+                comparison,
+                store,
+                jobs=workers,
+                progress=on_event,
+                replicas=replicas,
+                executor=ray,
             )
             data = load_comparison(store, comparison_id)
         counts = (bar.trained, bar.reused)
@@ -172,6 +232,7 @@ def _run(comparison: Any, db: Path, out: Path, jobs: int, replicas: str, *, gif:
         except OSError as error:
             raise cli.fail(cli.os_message(error, "cannot write the report")) from None
     print_ranked_tables(summary)
+    print_verdict(summary)
     if summary["one_shot"]:
         cli.console.print(
             "[bold]One-shot comparison[/]: every optimizer at fixed default settings, which says "
@@ -179,11 +240,21 @@ def _run(comparison: Any, db: Path, out: Path, jobs: int, replicas: str, *, gif:
         )
         cli.console.print(f"  {summary['tuned_command']}", markup=False, highlight=False, soft_wrap=True)
     elapsed = time.perf_counter() - started
+    where = ray.where if ray is not None else f"{workers} worker{'s' if workers > 1 else ''}"
     cli.console.print(
         f"{counts[0]} run{'s' if counts[0] != 1 else ''} trained, {counts[1]} reused from {db}, "
         f"in {elapsed:.1f} s "
-        f"({workers} worker{'s' if workers > 1 else ''}); wrote {summary_path} and {report_path}"
+        f"({where}); wrote {summary_path} and {report_path}"
         + (f", its figures in {report_path.parent / FIGURES}" if png or gif else ""),
         markup=False,
         highlight=False,
     )
+
+
+def _ray_executor(comparison: Any, address: str | None, workers: int) -> Any:
+    """The executor of ``--executor ray``: the cluster at ``address``, else a local Ray of
+    ``workers`` CPUs."""
+    from optimlab.lab.ray_executor import RayExecutor
+
+    problems = {problem.spec: problem for problem in comparison.problems}
+    return RayExecutor(problems, address, num_cpus=None if address else workers)

@@ -76,3 +76,23 @@ def print_written(paths: list[Path]) -> None:
     if figures:
         names = ", ".join(p.name for p in figures)
         console.print(f"  and in {figures[0].parent}: {names}", markup=False, highlight=False, soft_wrap=True)
+
+
+def print_verdict(summary: dict[str, Any]) -> None:
+    """The verdict against the baseline (with ``--baseline``): the report's first table."""
+    from optimlab.reports.verdict import speedup_text
+
+    verdict = summary.get("verdict")
+    if not verdict:
+        return
+    several = len(verdict["horizons"]) > 1
+    columns = ["problem"] + (["horizon"] if several else []) + ["optimizer", "speed-up [95% CI]", "verdict"]
+    rows = [
+        [row["problem"]]
+        + ([f"{row['horizon']:g}"] if several else [])
+        + [row["optimizer"], speedup_text(row), row["verdict"]]
+        for row in verdict["rows"]
+    ]
+    console.print(
+        table(f"Verdict against {verdict['baseline']}", columns, rows, left=("problem", "optimizer"))
+    )

@@ -4,8 +4,8 @@ A *unit* is one run alone, or several first-order runs of one problem and budget
 together as batched replicas (:func:`optimlab.lab.runner.train_batch`). What a unit holds never
 depends on where it trains, so neither do the numbers. :func:`cut_units` makes the units of a list
 of runs; an :class:`Executor` trains them and yields each unit's results as it finishes, in any
-order. :class:`LocalExecutor` trains here and in worker processes of this machine; an executor for
-a cluster implements the same two methods.
+order. :class:`LocalExecutor` trains here and in worker processes of this machine;
+:class:`optimlab.lab.ray_executor.RayExecutor` on a Ray cluster, with the same two methods.
 """
 
 from __future__ import annotations

@@ -92,7 +92,10 @@ def runs_per_optimizer(comparison: Comparison, problem: Problem) -> int:
 
 def plan_size(comparison: Comparison) -> PlanSize:
     """``(runs, steps, bytes)`` of ``comparison`` (every run it needs, stored or not), by arithmetic
-    alone: see the module docstring."""
+    alone: see the module docstring. A comparison of several horizons is the sum of its horizons'."""
+    stages = comparison.stages()
+    if len(stages) > 1 or stages[0] is not comparison:
+        return total(plan_size(stage) for stage in stages)
     sizes = []
     for problem in comparison.problems:
         budget = comparison.budget_for(problem)
@@ -127,10 +130,12 @@ def check_plan_size(comparison: Comparison) -> PlanSize:
             each = f"{comparison.lr_grid:,} learning rates × up to {comparison.seeds:,} seeds"
         else:
             each = f"up to {comparison.seeds:,} seeds"
+        stages = len(comparison.stages())
+        horizons = f" × {stages} horizons" if stages > 1 else ""
         raise ValueError(
             f"this comparison would train {size.runs:,} runs ({len(comparison.problems)} problem(s) × "
-            f"{len(comparison.optimizers)} optimizer(s) × {each}); at most {MAX_RUNS:,} runs in one "
-            "comparison (use fewer seeds, learning rates, trials, optimizers or problems)"
+            f"{len(comparison.optimizers)} optimizer(s) × {each}{horizons}); at most {MAX_RUNS:,} runs "
+            "in one comparison (use fewer seeds, learning rates, trials, optimizers or problems)"
         )
     return size
 

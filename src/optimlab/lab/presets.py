@@ -297,19 +297,20 @@ def _plain(value: Any) -> Any:
 
 def _muon_groups(label: str, params: Iterable[Any]) -> list[dict[str, Any]]:
     """A model's parameters for :class:`~optimlab.optim.MuonWithAdamW` as the lab uses it: every
-    ≥ 2-D weight in the Muon group (the lab's models have no embedding, and their output layer is one
-    of their few matrices), the rest (biases) with AdamW. A problem without a matrix is refused:
-    Muon would never run."""
+    ≥ 2-D weight in the Muon group (the small models have no embedding, and their output layer is one
+    of their few matrices), the rest (biases) with AdamW — except a parameter its model marks
+    ``muon = False`` (``tiny-lm``'s embeddings and head, which Muon's authors train with AdamW).
+    A problem without a matrix is refused: Muon would never run."""
     params = list(params)
     if params and isinstance(params[0], dict):
         return params
-    matrices = [p for p in params if p.ndim >= 2]
+    matrices = [p for p in params if p.ndim >= 2 and getattr(p, "muon", True)]
     if not matrices:
         raise ValueError(
             f"optimizer {label!r}: Muon needs matrix (≥ 2-D) parameters, and this model has none"
         )
     groups = [{"params": matrices, "use_muon": True}]
-    rest = [p for p in params if p.ndim < 2]
+    rest = [p for p in params if not (p.ndim >= 2 and getattr(p, "muon", True))]
     return groups + ([{"params": rest, "use_muon": False}] if rest else [])
 
 

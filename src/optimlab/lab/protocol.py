@@ -10,6 +10,13 @@ Every optimizer gets the same treatment (Choi et al., 2019; Schmidt et al., 2021
   (:attr:`optimlab.lab.presets.Preset.search_space`), each a full run on the tuning seed
   :data:`TUNING_SEED`; the best configuration is then re-run on every evaluation seed.
 
+With a **baseline** (``--baseline``), every optimizer — the baseline included — is tuned with the
+same budget, and each horizon of ``horizons`` (fractions of the budget, default 1) is a comparison of
+its own: every configuration trained to that horizon, its schedule decayed to it
+(:attr:`Comparison.run_schedule`: warm-up + cosine unless a schedule is given, which is then
+rescaled), tuned and evaluated there. :mod:`optimlab.lab.speedup` turns the runs into speed-ups over
+the baseline; :mod:`optimlab.lab.results` into the verdict table.
+
 A problem whose runs do not depend on the seed (a noiseless surface from a fixed start) is run on
 one seed only: more seeds would repeat identical numbers.
 
@@ -23,6 +30,8 @@ table without training.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 import logging
 import math
@@ -60,6 +69,9 @@ _log = logging.getLogger("optimlab.lab")
 TUNING_SEED = 10_000
 #: the lr grid spans lr·10^±LR_GRID_DECADES
 LR_GRID_DECADES = 1.5
+#: the schedule of a comparison against a baseline when none is given: a linear warm-up over 10 % of
+#: the run, then a cosine decay to 0 at the run's last step (whatever its horizon)
+BASELINE_SCHEDULE = "warmup-cosine"
 
 
 @dataclass
@@ -77,6 +89,12 @@ class Comparison:
     schedule: ScheduleSpec | None = None
     regularization: Regularization | None = None
     defaults: str = SETTINGS["defaults"].default
+    #: the label of the baseline optimizer (one of ``optimizers``), or None: no baseline
+    baseline: str | None = None
+    #: the horizons (fractions of the budget, ascending) trained separately against the baseline
+    horizons: tuple[float, ...] | None = None
+    #: the fraction of the budget this comparison's runs train for (:meth:`at_horizon` sets it)
+    horizon: float = 1.0
 
     def __post_init__(self) -> None:
         if not self.problems:
@@ -96,22 +114,37 @@ class Comparison:
         specs = [p.spec for p in self.problems]
         if len(set(specs)) != len(specs):
             raise ValueError("a problem is listed twice")
+        if self.baseline is not None and self.baseline not in [c.label for c in self.optimizers]:
+            raise ValueError(f"the baseline {self.baseline!r} is not one of the comparison's optimizers")
+        if self.horizons is not None:
+            if self.baseline is None:
+                raise ValueError("horizons need a baseline to compare against")
+            if not self.horizons or any(not 0 < h <= 1 for h in self.horizons):
+                raise ValueError(f"horizons must be fractions in (0, 1], got {self.horizons!r}")
+            self.horizons = tuple(sorted(set(float(h) for h in self.horizons)))
+        if not 0 < self.horizon <= 1:
+            raise ValueError(f"a horizon must be in (0, 1], got {self.horizon!r}")
         check_plan_size(self)  # before anything else looks at every run or epoch
         self.check_schedule()
 
     def check_schedule(self) -> None:
         """Raise ``ValueError`` if the schedule cannot run the whole budget of every problem (a
         warm-up as long as the run, a ``lambda`` negative at some epoch): before any training."""
-        if self.schedule is None:
-            return
+        for stage in self.stages():
+            stage._check_own_schedule()
+
+    def _check_own_schedule(self) -> None:
         for problem in self.problems:
+            schedule = self.schedule_for(problem)
+            if schedule is None:
+                continue
             budget = self.budget_for(problem)
+            spe = problem.steps_per_epoch
             try:
-                self.schedule.check_for(
-                    budget.epochs_needed(problem.steps_per_epoch), problem.steps_per_epoch
-                )
+                schedule.check_for(budget.epochs_needed(spe), spe, budget.total_steps(spe))
             except ValueError as error:
-                raise ValueError(f"{error} (problem {problem.spec})") from None
+                at = f", horizon {self.horizon:g}" if self.horizon != 1 else ""
+                raise ValueError(f"{error} (problem {problem.spec}{at})") from None
 
     @property
     def protocol(self) -> str:
@@ -120,14 +153,49 @@ class Comparison:
         return "lr-grid" if self.lr_grid else "one-shot"
 
     def budget_for(self, problem: Problem) -> Budget:
-        return self.budget or problem.default_budget
+        """The budget of this comparison's runs on ``problem``: the given one (or the problem's
+        own), cut to :attr:`horizon` — ``round(horizon × steps)`` steps, at least 1 — below 1."""
+        budget = self.budget or problem.default_budget
+        if self.horizon == 1:
+            return budget
+        return Budget(steps=max(1, round(self.horizon * budget.total_steps(problem.steps_per_epoch))))
+
+    @property
+    def run_schedule(self) -> ScheduleSpec | None:
+        """The schedule the runs use: the given one — or, against a baseline, :data:`BASELINE_SCHEDULE`
+        — rescaled to :attr:`horizon` (:meth:`~optimlab.lab.schedules.ScheduleSpec.rescaled`)."""
+        schedule = self.schedule
+        if schedule is None and self.baseline is not None:
+            schedule = _baseline_schedule()
+        return schedule.rescaled(self.horizon) if schedule is not None else None
+
+    def schedule_for(self, problem: Problem) -> ScheduleSpec | None:
+        """The schedule of this comparison's runs on ``problem``: :attr:`run_schedule`, which —
+        against a baseline — ends at the run's last step even when that falls within an epoch
+        (:meth:`~optimlab.lab.schedules.ScheduleSpec.spanning`: a horizon's cut of the budget)."""
+        schedule = self.run_schedule
+        if schedule is None or self.baseline is None:
+            return schedule
+        budget = self.budget_for(problem)
+        spe = problem.steps_per_epoch
+        return schedule.spanning(budget.total_steps(spe), budget.epochs_needed(spe), spe)
+
+    def at_horizon(self, horizon: float) -> Comparison:
+        """This comparison with its runs trained to ``horizon`` (a fraction of the budget)."""
+        return dataclasses.replace(self, horizons=None, horizon=horizon)
+
+    def stages(self) -> list[Comparison]:
+        """The comparisons run one after another: one per horizon (shortest first), or this one."""
+        if not self.horizons:
+            return [self]
+        return [self.at_horizon(h) for h in self.horizons]
 
     def seeds_for(self, problem: Problem) -> list[int]:
         return [0] if getattr(problem, "deterministic", False) else list(range(self.seeds))
 
     def settings(self) -> dict[str, Any]:
         """The comparison's settings as plain data (its id is their hash)."""
-        return {
+        settings: dict[str, Any] = {
             "protocol": self.protocol,
             "problems": [p.spec for p in self.problems],
             "optimizers": [{"label": c.label, "preset": c.preset, **c.canonical()} for c in self.optimizers],
@@ -140,10 +208,20 @@ class Comparison:
             "regularization": self.regularization.canonical() if self.regularization else {},
             "defaults": self.defaults,
         }
+        if self.baseline is not None:  # only then: the ids of comparisons without one stay as they were
+            settings["baseline"] = self.baseline
+            settings["horizons"] = list(self.horizons or (self.horizon,))
+        return settings
 
     @property
     def id(self) -> str:
         return hashlib.sha256(canonical_json(self.settings()).encode()).hexdigest()[:16]
+
+
+@functools.cache
+def _baseline_schedule() -> ScheduleSpec | None:
+    """:data:`BASELINE_SCHEDULE`, parsed once (a comparison asks for it for every run)."""
+    return parse_schedule(BASELINE_SCHEDULE)
 
 
 def lr_grid(lr: float, n: int, decades: float = LR_GRID_DECADES) -> list[float]:
@@ -172,6 +250,12 @@ def comparison_from(values: Mapping[str, Any]) -> Comparison:
     regularization = Regularization(
         weight_decay=values["weight_decay"], l1=values["l1"] or 0.0, clip_norm=values["clip_norm"]
     )
+    baseline = None
+    schedule = parse_schedule(values["schedule"])
+    if values.get("baseline") is not None:
+        configs, baseline = with_baseline(configs, values["baseline"], profile)
+        if schedule is None and values["schedule"] is not None:  # asked for: no decay, even so
+            schedule = ScheduleSpec("constant")
     return Comparison(
         problems=problems,
         optimizers=configs,
@@ -180,10 +264,40 @@ def comparison_from(values: Mapping[str, Any]) -> Comparison:
         tune=values["tune"],
         trials=values["budget"],
         budget=budget,
-        schedule=parse_schedule(values["schedule"]),
+        schedule=schedule,
         regularization=regularization if regularization.active else None,
         defaults=profile,
+        baseline=baseline,
+        horizons=values.get("horizons"),
     )
+
+
+def with_baseline(
+    configs: Sequence[OptimizerConfig], baseline: str, defaults: str = "seed"
+) -> tuple[list[OptimizerConfig], str]:
+    """``configs`` with the baseline ``baseline`` among them, and its label: a label of ``configs``
+    names that one; otherwise ``baseline`` is an optimizer spec (``adamw``, ``adam:lr=0.001``),
+    added first unless an optimizer of the same label and configuration is listed. One clear
+    ``ValueError`` for an unknown optimizer."""
+    labels = [c.label for c in configs]
+    if baseline.strip() in labels:
+        return list(configs), baseline.strip()
+    try:
+        parsed = parse_optimizers(baseline, defaults)
+    except ValueError as error:
+        raise ValueError(f"--baseline {baseline!r}: {error}") from None
+    if len(parsed) != 1:
+        raise ValueError(f"--baseline {baseline!r} must name one optimizer, not {len(parsed)}")
+    config = parsed[0]
+    for listed in configs:
+        if listed.label == config.label:
+            if listed.canonical() != config.canonical():
+                raise ValueError(
+                    f"--baseline {baseline!r} differs from the optimizer {listed.label!r} of the list; "
+                    f"give its label alone (--baseline {listed.label})"
+                )
+            return list(configs), listed.label
+    return [config, *configs], config.label
 
 
 # --- obtaining runs -----------------------------------------------------------------------------
@@ -237,7 +351,7 @@ class _Runs:
             config,
             seed,
             comparison.budget_for(problem),
-            comparison.schedule,
+            comparison.schedule_for(problem),
             comparison.regularization,
         )
 
@@ -327,18 +441,19 @@ class _Runs:
         return rounds * sum(unit_cost(unit, self.problems[unit[0].problem]) for unit in units)
 
 
-def _final_runs(
-    comparison: Comparison,
-    runs: _Runs,
-    tuned: Mapping[tuple[str, str], tuple[OptimizerConfig, list[dict[str, Any]]]],
-) -> list[RunSpec]:
-    """Every configuration (the tuned one, with Optuna) on every seed."""
+#: the tuned configuration and trials of each (horizon, problem spec, label)
+Tuned = Mapping[tuple[float, str, str], tuple[OptimizerConfig, list[dict[str, Any]]]]
+
+
+def _final_runs(comparison: Comparison, runs: _Runs, tuned: Tuned) -> list[RunSpec]:
+    """Every configuration (the tuned one, with Optuna) on every seed, at every horizon."""
     return [
-        runs.spec(problem, chosen, seed, comparison)
-        for problem in comparison.problems
-        for config in comparison.optimizers
-        for chosen in [tuned[problem.spec, config.label][0] if tuned else config]
-        for seed in comparison.seeds_for(problem)
+        runs.spec(problem, chosen, seed, stage)
+        for stage in comparison.stages()
+        for problem in stage.problems
+        for config in stage.optimizers
+        for chosen in [tuned[stage.horizon, problem.spec, config.label][0] if tuned else config]
+        for seed in stage.seeds_for(problem)
     ]
 
 
@@ -381,21 +496,23 @@ def run_comparison(
     executor = executor if executor is not None else LocalExecutor(problems, jobs, memory_budget)
     runs = _Runs(store, problems, executor, replicas, progress)
     plan: dict[str, Any] = {"problems": []}
+    stages = comparison.stages()
     grid = [
-        runs.spec(problem, config.with_hyper(lr=lr), seed, comparison)
-        for problem in comparison.problems
+        runs.spec(problem, config.with_hyper(lr=lr), seed, stage)
+        for stage in stages
+        for problem in stage.problems
         for config in comparison.optimizers
         for lr in (lr_grid(config.lr, comparison.lr_grid) if comparison.lr_grid else ())
         for seed in comparison.seeds_for(problem)
     ]
     _check_disk(comparison, store, grid, runs)
     try:
-        tuned: dict[tuple[str, str], tuple[OptimizerConfig, list[dict[str, Any]]]] = {}
+        tuned: Tuned = {}
         if comparison.tune == "optuna":
             # the trials' hyperparameters are not known yet: a round of the given ones stands in
             expected = runs.expected_cost(_final_runs(comparison, runs, {}), comparison.trials + 1)
             progress(RunEvent("planned", cost=expected))
-            tuned = _tune_optuna(comparison, runs)
+            tuned = _tune_optuna(stages, runs)
         elif comparison.lr_grid:
             progress(RunEvent("planned", cost=runs.expected_cost(grid)))
             runs.obtain(grid)
@@ -406,11 +523,20 @@ def run_comparison(
             if not tuned:
                 progress(RunEvent("planned", cost=runs.expected_cost(final)))
             runs.obtain(final)
-        for problem in comparison.problems:
-            entry = _problem_entry(problem, comparison)
-            for config in comparison.optimizers:
-                entry["optimizers"].append(_optimizer_entry(problem, config, comparison, runs, tuned))
-            plan["problems"].append(entry)
+        horizons = []
+        for stage in stages:
+            entries = []
+            for problem in stage.problems:
+                entry = _problem_entry(problem, stage)
+                for config in stage.optimizers:
+                    entry["optimizers"].append(_optimizer_entry(problem, config, stage, runs, tuned))
+                entries.append(entry)
+            horizons.append({"horizon": stage.horizon, "problems": entries})
+        # the report's tables and figures: the longest horizon; the verdict table reads every one
+        plan["problems"] = horizons[-1]["problems"]
+        if comparison.baseline is not None:
+            plan["baseline"] = comparison.baseline
+            plan["horizons"] = horizons
     finally:
         executor.close(cancel=True)
     store.save_comparison(comparison.id, comparison.settings(), plan)
@@ -431,14 +557,19 @@ def _check_disk(comparison: Comparison, store: Store, grid: Sequence[RunSpec], r
     free = store.free_bytes()
     if store.read_only or free is None or size.bytes <= free:
         return
-    known = [] if comparison.tune == "optuna" else (list(grid) or _final_runs(comparison, runs, {}))
+    known = (
+        [] if comparison.tune == "optuna" else (list(grid) or _final_runs(comparison, runs, {}))
+    )  # all horizons
     stored = len(store.existing(run.key for run in known)) if known else 0
     check_disk(size, stored / max(size.runs, 1), free, str(store.path))
 
 
 def _problem_entry(problem: Problem, comparison: Comparison) -> dict[str, Any]:
     budget = comparison.budget_for(problem)
+    schedule = comparison.schedule_for(problem)
     return {
+        "horizon": comparison.horizon,
+        "schedule": schedule.text if schedule is not None else None,
         "spec": problem.spec,
         "name": problem.name,
         "description": problem.description,
@@ -458,7 +589,7 @@ def _optimizer_entry(
     config: OptimizerConfig,
     comparison: Comparison,
     runs: _Runs,
-    tuned: dict[tuple[str, str], tuple[OptimizerConfig, list[dict[str, Any]]]],
+    tuned: Tuned,
 ) -> dict[str, Any]:
     """The plan's entry of one optimizer on one problem (its runs are stored by now)."""
     seeds = comparison.seeds_for(problem)
@@ -470,7 +601,7 @@ def _optimizer_entry(
         "spec": config_spec(config, comparison.defaults),
     }
     if comparison.tune == "optuna":
-        config, entry["trials"] = tuned[problem.spec, config.label]
+        config, entry["trials"] = tuned[comparison.horizon, problem.spec, config.label]
     elif comparison.lr_grid:
         grid = []
         for lr in lr_grid(config.lr, comparison.lr_grid):
@@ -496,10 +627,11 @@ def _suggest(trial: Any, name: str, dim: SearchDim) -> float:
 class _Study:
     """The Optuna study of one optimizer on one problem: TPE seeded by (problem, label), no pruning."""
 
-    def __init__(self, optuna: Any, problem: Problem, config: OptimizerConfig) -> None:
-        self.problem, self.config = problem, config
+    def __init__(self, optuna: Any, stage: Comparison, problem: Problem, config: OptimizerConfig) -> None:
+        self.stage, self.problem, self.config = stage, problem, config
         self.space = PRESETS[config.preset].search_space
-        sampler_seed = int(hashlib.sha256(f"{problem.spec}|{config.label}".encode()).hexdigest()[:8], 16)
+        name = f"{problem.spec}|{config.label}" + (f"|{stage.horizon!r}" if stage.horizon != 1 else "")
+        sampler_seed = int(hashlib.sha256(name.encode()).hexdigest()[:8], 16)
         self.study = optuna.create_study(
             direction="minimize",
             sampler=optuna.samplers.TPESampler(seed=sampler_seed),
@@ -542,11 +674,10 @@ class _Study:
         return self.candidates[min(finite, key=lambda t: t["value"])["number"] if finite else 0]
 
 
-def _tune_optuna(
-    comparison: Comparison, runs: _Runs
-) -> dict[tuple[str, str], tuple[OptimizerConfig, list[dict[str, Any]]]]:
-    """K trials of TPE over each preset's search space on the tuning seed, for every problem and
-    optimizer; returns the best configuration and the trials of each (problem spec, label).
+def _tune_optuna(stages: Sequence[Comparison], runs: _Runs) -> Tuned:
+    """K trials of TPE over each preset's search space on the tuning seed, for every horizon (each
+    of ``stages``), problem and optimizer; returns the best configuration and the trials of each
+    (horizon, problem spec, label).
 
     Trial k of every study is asked, then all of them are trained together (batched), then told:
     the studies are independent, so this gives the trials one study after another would."""
@@ -556,19 +687,22 @@ def _tune_optuna(
         raise ValueError("--tune optuna needs Optuna (pip install 'optimlab[lab]')") from error
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     studies = [
-        _Study(optuna, problem, config) for problem in comparison.problems for config in comparison.optimizers
+        _Study(optuna, stage, problem, config)
+        for stage in stages
+        for problem in stage.problems
+        for config in stage.optimizers
     ]
-    for _ in range(comparison.trials):
+    for _ in range(stages[0].trials):
         asked = []
         for study in studies:
             trial, params, candidate = study.ask()
             problem = study.problem
             tuning_seed = 0 if getattr(problem, "deterministic", False) else TUNING_SEED
             asked.append(
-                (study, trial, params, candidate, runs.spec(problem, candidate, tuning_seed, comparison))
+                (study, trial, params, candidate, runs.spec(problem, candidate, tuning_seed, study.stage))
             )
         runs.obtain([run for *_, run in asked])
         for study, trial, params, candidate, run in asked:
             stored = runs.store.get(run.key)
             study.tell(trial, params, candidate, run, stored.result.final_loss if stored else math.inf)
-    return {(s.problem.spec, s.config.label): (s.best(), s.trials) for s in studies}
+    return {(s.stage.horizon, s.problem.spec, s.config.label): (s.best(), s.trials) for s in studies}

@@ -46,6 +46,7 @@ from optimlab.lab.run import RunResult
 from optimlab.lab.spec import format_spec, format_value
 from optimlab.lab.stats import Profile, bootstrap_ci, median, performance_profile, quantile, summary
 from optimlab.lab.storage import StorageError, Store
+from optimlab.lab.verdict import add_verdict
 
 
 @dataclass
@@ -78,6 +79,17 @@ class ProblemData:
     seeds: list[int]
     optimizers: list[OptimizerData]
     contour: Contour | None = None  #: a 2-D problem's contour (None: another problem, or stored before)
+    horizon: float = 1.0  #: the fraction of the budget its runs trained for (a comparison with a baseline)
+    schedule: str | None = None  #: the schedule its runs used (recorded with a baseline), rescaled to it
+
+
+@dataclass
+class HorizonData:
+    """The problems of one horizon of a comparison with a baseline: every run trained to
+    ``horizon`` × the budget, tuned there."""
+
+    horizon: float
+    problems: list[ProblemData]
 
 
 @dataclass
@@ -88,6 +100,10 @@ class ComparisonData:
     settings: dict[str, Any]
     problems: list[ProblemData]
     db_path: str = ""
+    #: the baseline's label (``--baseline``), or None
+    baseline: str | None = None
+    #: every horizon, shortest first, the last being ``problems`` (with a baseline; else empty)
+    horizons: list[HorizonData] = field(default_factory=list)
 
     @property
     def one_shot(self) -> bool:
@@ -127,8 +143,29 @@ def _runs_of(store: Store, cid: str, keys: Sequence[str]) -> list[RunResult]:
 def _comparison_data(
     store: Store, cid: str, settings: dict[str, Any], plan: dict[str, Any]
 ) -> ComparisonData:
+    problems = _problems(store, cid, plan["problems"])
+    horizons = []
+    for entry in plan.get("horizons", []):
+        same = entry["problems"] == plan["problems"]
+        horizons.append(
+            HorizonData(
+                float(entry["horizon"]), problems if same else _problems(store, cid, entry["problems"])
+            )
+        )
+    baseline = plan.get("baseline")
+    return ComparisonData(
+        id=cid,
+        settings=settings,
+        problems=problems,
+        db_path=str(store.path),
+        baseline=None if baseline is None else str(baseline),
+        horizons=horizons,
+    )
+
+
+def _problems(store: Store, cid: str, entries: Sequence[dict[str, Any]]) -> list[ProblemData]:
     problems = []
-    for p in plan["problems"]:
+    for p in entries:
         optimizers = []
         for o in p["optimizers"]:
             runs = _runs_of(store, cid, o["keys"])
@@ -159,9 +196,11 @@ def _comparison_data(
                 seeds=list(p["seeds"]),
                 optimizers=optimizers,
                 contour=from_entry(p.get("contour")),
+                horizon=float(p.get("horizon", 1.0)),
+                schedule=p.get("schedule"),
             )
         )
-    return ComparisonData(id=cid, settings=settings, problems=problems, db_path=str(store.path))
+    return problems
 
 
 def _json_number(value: float) -> float | None:
@@ -279,7 +318,8 @@ def _optimizer_specs(data: ComparisonData) -> list[str]:
 def tuned_command(data: ComparisonData, out: str | None = None) -> str:
     """The command that runs this comparison tuned — an lr grid of :data:`TUNED_LR_GRID` around each
     optimizer's own lr — and otherwise the same: problems, optimizers (as specs: a config file's
-    labels are not), seeds, defaults, budget, schedule, regularization, ``--db`` (this comparison's)
+    labels are not), seeds, defaults, budget, schedule, regularization, baseline and horizons,
+    ``--db`` (this comparison's)
     and ``--out`` (when given), each argument quoted for a POSIX shell (:func:`shlex.quote`)."""
     settings = data.settings
     args = ["optimlab", "compare"]
@@ -299,6 +339,11 @@ def tuned_command(data: ComparisonData, out: str | None = None) -> str:
         value = (settings.get("regularization") or {}).get(name)
         if value is not None:
             args += [option, format_value(value)]
+    if settings.get("baseline") is not None:
+        args += ["--baseline", str(settings["baseline"])]
+        horizons = settings.get("horizons") or [1.0]
+        if horizons != [1.0]:
+            args += ["--horizons", ",".join(f"{h:g}" for h in horizons)]
     if data.db_path:
         args += ["--db", data.db_path]
     if out is not None:
@@ -401,7 +446,7 @@ def summarize(data: ComparisonData, out: str | Path | None = None) -> dict[str, 
                 s: {p: _json_number(r) for p, r in rs.items()} for s, rs in profile.ratio_table().items()
             },
         }
-    return {
+    result = {
         "optimlab_version": __version__,
         "comparison": data.id,
         "protocol": data.settings.get("protocol"),
@@ -418,3 +463,6 @@ def summarize(data: ComparisonData, out: str | Path | None = None) -> dict[str, 
         "problems": problems,
         "performance_profile": profiles,
     }
+    if data.baseline is not None:
+        add_verdict(result, data)
+    return result

@@ -111,19 +111,30 @@ SCHEDULES: dict[str, ScheduleKind] = {
                 "final_div_factor": "1e4",
                 "three_phase": "false",
                 "cycle_momentum": "false (true cycles momentum/beta1)",
+                "total_steps": "steps the cycle spans (default the run's epochs × steps per epoch)",
             },
         ),
         ScheduleKind(
             "warmup",
             "LinearLR warm-up from start_factor·lr to lr, then constant (per step)",
             "step",
-            {"warmup_steps": "default 10% of the steps", "start_factor": "0.01"},
+            {
+                "warmup_steps": "default 10% of the steps",
+                "start_factor": "0.01",
+                "total_steps": "steps the schedule spans (default the run's epochs × steps per epoch)",
+            },
         ),
         ScheduleKind(
             "warmup-cosine",
             "linear warm-up then cosine annealing, SequentialLR (per step)",
             "step",
-            {"warmup_steps": "default 10% of the steps", "start_factor": "0.01", "eta_min": "0"},
+            {
+                "warmup_steps": "default 10% of the steps",
+                "start_factor": "0.01",
+                "eta_min": "0",
+                "total_steps": "steps the schedule spans, its cosine ending there (default the run's "
+                "epochs × steps per epoch)",
+            },
         ),
     )
 }
@@ -160,6 +171,7 @@ _PARAMETER_KINDS.update(
         "step_size": (_whole(1), "a whole number of epochs ≥ 1"),
         "T_max": (_whole(1), "a whole number of epochs ≥ 1"),
         "warmup_steps": (_whole(1), "a whole number of steps ≥ 1"),
+        "total_steps": (_whole(1), "a whole number of steps ≥ 1"),
         "patience": (_whole(0), "a whole number of epochs ≥ 0"),
         "cooldown": (_whole(0), "a whole number of epochs ≥ 0"),
         "gamma": (_number(0), "a factor > 0 (a factor ≤ 0 makes the lr zero or negative)"),
@@ -340,6 +352,18 @@ class SafeExpression:
         return f"SafeExpression({self.text!r})"
 
 
+class _ScaleEpoch(ast.NodeTransformer):
+    """Replaces ``epoch`` by ``(epoch / fraction)`` in a checked lambda expression."""
+
+    def __init__(self, fraction: float) -> None:
+        self.fraction = fraction
+
+    def visit_Name(self, node: ast.Name) -> ast.AST:
+        if node.id != "epoch":
+            return node
+        return ast.BinOp(left=ast.Name("epoch", ast.Load()), op=ast.Div(), right=ast.Constant(self.fraction))
+
+
 @functools.lru_cache(maxsize=64)
 def _check_lambda(text: str, epochs: int) -> None:
     expression = SafeExpression(text)
@@ -394,11 +418,19 @@ class ScheduleSpec:
         except (TypeError, ValueError, KeyError, ZeroDivisionError) as error:
             raise ValueError(f"schedule {self.text!r}: {error}") from None
 
-    def check_for(self, epochs: int, steps_per_epoch: int) -> None:
-        """Raise ``ValueError`` if this schedule cannot run ``epochs`` × ``steps_per_epoch`` steps:
-        parameters that do not fit that length (a warm-up as long as the run), or a ``lambda``
+    def check_for(self, epochs: int, steps_per_epoch: int, steps: int | None = None) -> None:
+        """Raise ``ValueError`` if this schedule cannot run ``epochs`` × ``steps_per_epoch`` steps
+        (``steps`` of them when the run ends within its last epoch): parameters that do not fit that
+        length (a warm-up as long as the run, a ``total_steps`` shorter than it), or a ``lambda``
         that fails or gives a negative or non-finite factor at any epoch of it (each is evaluated,
         so a run never stops half-way on its schedule)."""
+        spans = self.params.get("total_steps")
+        run_steps = steps if steps is not None else epochs * steps_per_epoch
+        if spans is not None and int(spans) < run_steps:
+            raise ValueError(
+                f"schedule {self.text!r} spans {int(spans)} steps but the run has {run_steps}: "
+                "give total_steps ≥ the run's steps"
+            )
         probe = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1, momentum=0.9)
         self.build(probe, epochs=epochs, steps_per_epoch=steps_per_epoch)
         if self.kind == "lambda":
@@ -407,11 +439,60 @@ class ScheduleSpec:
             except ValueError as error:
                 raise ValueError(f"schedule {self.text!r} over a run of {epochs} epochs: {error}") from None
 
+    def spanning(self, steps: int, epochs: int, steps_per_epoch: int) -> ScheduleSpec:
+        """This schedule laid over exactly ``steps`` steps where the run ends within its last epoch
+        (``steps`` < ``epochs`` × ``steps_per_epoch``): a per-step schedule that reads the run's
+        length (``warmup``, ``warmup-cosine``, ``onecycle``) gets ``total_steps = steps``, so that it
+        ends at the run's last step; others, and a run of whole epochs, are returned as they are."""
+        if self.interval != "step" or "total_steps" in self.params or steps >= epochs * steps_per_epoch:
+            return self
+        return ScheduleSpec(self.kind, {**self.params, "total_steps": int(steps)})
+
+    def rescaled(self, fraction: float) -> ScheduleSpec:
+        """This schedule compressed in time to a run ``fraction`` as long (a horizon, 0 < fraction ≤ 1):
+        lr_h(t) = lr(t / fraction), up to whole epochs and steps.
+
+        Lengths given explicitly are multiplied by ``fraction`` and rounded (at least 1): ``T_max``,
+        ``step_size``, ``milestones``, ``warmup_steps``; ``exponential``'s ``gamma`` becomes
+        gamma^(1/fraction); a ``lambda`` expression reads ``epoch / fraction``. Lengths left to their
+        defaults already follow the run's length, and so do ``onecycle``'s phases; ``plateau``
+        reacts to the loss and is kept as it is. ``fraction == 1`` returns this schedule."""
+        if not 0 < fraction <= 1:
+            raise ValueError(f"a horizon must be in (0, 1], got {fraction!r}")
+        if fraction == 1:
+            return self
+
+        def shorter(value: Any) -> int:
+            return max(1, round(float(value) * fraction))
+
+        params = dict(self.params)
+        if self.kind == "lambda":
+            tree = ast.parse(params["expression"].strip(), mode="eval")
+            scaled = _ScaleEpoch(fraction).visit(tree)
+            return ScheduleSpec("lambda", {"expression": ast.unparse(ast.fix_missing_locations(scaled))})
+        for key in ("T_max", "step_size", "warmup_steps", "total_steps"):
+            if key in params:
+                params[key] = shorter(params[key])
+        if "milestones" in params:
+            milestones = params["milestones"]
+            scaled_milestones = tuple(
+                shorter(m) for m in (milestones if isinstance(milestones, tuple) else (milestones,))
+            )
+            if len(set(scaled_milestones)) != len(scaled_milestones):
+                raise ValueError(
+                    f"schedule {self.text!r} cannot be rescaled to a horizon of {fraction:g}: its milestones "
+                    f"fall on the same epoch ({'/'.join(map(str, scaled_milestones))})"
+                )
+            params["milestones"] = scaled_milestones
+        if self.kind == "exponential":
+            params["gamma"] = float(f"{float(params.get('gamma', 0.9)) ** (1 / fraction):.6g}")
+        return ScheduleSpec(self.kind, params)
+
     def _build(
         self, optimizer: Optimizer, epochs: int, steps_per_epoch: int, probe: bool = False
     ) -> lr_scheduler.LRScheduler | None:
         p = dict(self.params)
-        total_steps = epochs * steps_per_epoch
+        total_steps = int(p.pop("total_steps", epochs * steps_per_epoch))
         if self.kind == "constant":
             return None
         if self.kind == "step":

@@ -36,7 +36,8 @@ class Setting:
     Kinds: ``"count"`` (a whole number ≥ 1), ``"rate"`` (a finite number ≥ 0), ``"positive"`` (a
     finite number > 0), ``"choice"`` (one of ``choices``), ``"specs"`` (a list of ``name:key=value``
     strings; a single string is a list of one), ``"spec"`` (one such string), ``"optimizers"`` (a
-    comma-separated string, a list of them, or a table of configurations)."""
+    comma-separated string, a list of them, or a table of configurations), ``"fractions"`` (numbers in
+    (0, 1], comma-separated or a list; sorted, each once)."""
 
     name: str
     kind: str
@@ -81,6 +82,8 @@ class Setting:
             if not isinstance(value, str):
                 raise ValueError(f"{where} must be a spec string such as 'cosine:T_max=100', got {value!r}")
             return value
+        if self.kind == "fractions":
+            return parse_fractions(value, where)
         if self.kind == "optimizers":
             if isinstance(value, str | Mapping) or (
                 isinstance(value, Sequence) and all(isinstance(i, str) for i in value)
@@ -108,8 +111,50 @@ SETTINGS: dict[str, Setting] = {
         Setting("weight_decay", "rate", None, "weight decay (default: each optimizer's own)"),
         Setting("l1", "rate", 0.0, "L1 regularization (a proximal step: exact zeros)"),
         Setting("clip_norm", "positive", None, "clip gradients to this global norm"),
+        Setting(
+            "baseline",
+            "spec",
+            None,
+            "the baseline optimizer (a preset, or a label of the optimizers; added if absent), tuned "
+            "like every other: verdicts become speed-ups relative to it",
+        ),
+        Setting(
+            "horizons",
+            "fractions",
+            None,
+            "fractions of the budget each configuration is trained to separately, its schedule decayed "
+            "to each (with a baseline; default 1)",
+        ),
     )
 }
+
+
+def parse_fractions(value: Any, where: str = "horizons") -> tuple[float, ...]:
+    """``"0.25,1"`` or ``[0.25, 1]`` → ``(0.25, 1.0)``: fractions in (0, 1], sorted, each once; one
+    clear ``ValueError`` for anything else."""
+    items: list[Any]
+    if isinstance(value, str):
+        items = [part.strip() for part in value.split(",")]
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        items = [value]
+    elif isinstance(value, Sequence):
+        items = list(value)
+    else:
+        raise ValueError(f"{where} must be fractions such as 0.25,1, got {value!r}")
+    if not items:
+        raise ValueError(f"{where} must name at least one fraction, got {value!r}")
+    fractions = []
+    for item in items:
+        try:
+            if isinstance(item, bool):
+                raise ValueError
+            number = float(item)
+        except (TypeError, ValueError):
+            raise ValueError(f"{where} must be fractions such as 0.25,1, got {item!r} in {value!r}") from None
+        if not (math.isfinite(number) and 0 < number <= 1):
+            raise ValueError(f"{where}: each fraction must be in (0, 1], got {item!r}")
+        fractions.append(number)
+    return tuple(sorted(set(fractions)))
 
 
 def check_config(data: Mapping[str, Any], source: str) -> dict[str, Any]:
@@ -138,6 +183,8 @@ def resolve(
             values[name] = setting.default
     if values["epochs"] is not None and values["steps"] is not None:
         raise ValueError("give either --epochs or --steps (epochs or steps), not both")
+    if values["horizons"] is not None and values["baseline"] is None:
+        raise ValueError("--horizons (horizons) needs a --baseline (baseline) to compare against")
     if values["tune"] == "optuna" and values["lr_grid"] is not None:
         raise ValueError("choose either --lr-grid or --tune optuna, not both")
     return values

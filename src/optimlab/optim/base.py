@@ -15,6 +15,8 @@ engine that applies the rule.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import numbers
 import operator
 import os
@@ -27,8 +29,9 @@ from torch.optim import Optimizer
 
 from optimlab.optim.distributed import all_ranks_agree, is_distributed, local
 from optimlab.optim.engine import Engine, resolve_engine
-from optimlab.optim.engine.eager import dense
+from optimlab.optim.engine.rounding import LOW_PRECISION_DTYPES, RoundingStream, check_state_dtype
 from optimlab.optim.engine.statistics import step_statistics
+from optimlab.optim.engine.tensors import dense
 
 NonFinitePolicy = Literal["propagate", "skip", "raise"]
 NONFINITE_POLICIES: tuple[str, ...] = ("propagate", "skip", "raise")
@@ -47,6 +50,12 @@ def _plain_number(value: Any) -> Any:
     ):
         return float(value)
     return value
+
+
+@functools.cache
+def _takes_option(cls: type, name: str) -> bool:
+    """Whether ``cls``'s constructor has the argument ``name``."""
+    return name in inspect.signature(cls.__init__).parameters
 
 
 def _check_fused_device(param: Tensor) -> None:
@@ -110,6 +119,15 @@ class RuleOptimizer(Optimizer):
       ``"fused"`` runs it as one compiled in-place kernel per parameter; ``"auto"`` picks.
       Every engine writes parameters in their own storage, only reads gradients and keeps the
       state in torch.optim's per-parameter format.
+    * ``state_dtype`` (default ``None``: the parameter's dtype, as torch.optim): ``torch.bfloat16``
+      keeps the state's tensors (moments, buffers) in bfloat16, half of float32's bytes: the rule
+      reads them in the parameter's precision and its results are stored with stochastic rounding
+      (unbiased, seeded, reproducible; :mod:`optimlab.optim.engine.rounding`), so that small
+      changes are not lost as round-to-nearest loses them. Counters stay as they are.
+    * ``stochastic_rounding`` (default False): bfloat16 *parameters* are updated in float32 and
+      written back with stochastic rounding (their bfloat16 state too); no effect on other dtypes.
+
+    Both storage options run on the eager engine (a step reads the random bits per tensor).
 
     ``differentiable=True`` makes the step differentiable, as torch.optim's: autograd records it
     (parameters, gradients, state and tensor hyperparameters), which always runs eagerly.
@@ -154,8 +172,15 @@ class RuleOptimizer(Optimizer):
     sparse_entries: ClassVar[bool] = False
     #: the rule takes a stack of same-shape matrices (``(k, m, n)`` as well as ``(m, n)``): where
     #: :meth:`batches_matrices` says so, the engines step same-shape parameters in one call (Muon's
-    #: Newton–Schulz as one batched matmul chain)
+    #: Newton–Schulz as one batched matmul chain). In the groups :meth:`steps_matrices` names, DTensor
+    #: parameters sharded by FSDP2 are each stepped whole on one rank, the matrices spread over the
+    #: ranks (:mod:`optimlab.optim.engine.spread`); the rule must then return every state entry it is
+    #: given (and may create entries shaped like the parameter).
     matrix: ClassVar[bool] = False
+    #: state entries that are points in parameter space (ASGD's average ``ax``, Schedule-Free's
+    #: ``z``, Prodigy's initial point ``p0``), not moments: ``state_dtype`` leaves them in the
+    #: parameter's dtype, since in bfloat16 they would lose what a bfloat16 parameter loses
+    parameter_state: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,
@@ -165,8 +190,15 @@ class RuleOptimizer(Optimizer):
         l1: float = 0.0,
         nonfinite: NonFinitePolicy = "propagate",
         engine: str | None = None,
+        state_dtype: torch.dtype | None = None,
+        stochastic_rounding: bool = False,
     ) -> None:
         check_nonnegative(l1, "Invalid l1 value")
+        self.state_dtype = check_state_dtype(state_dtype)
+        if not isinstance(stochastic_rounding, bool):
+            raise ValueError(f"Invalid stochastic_rounding: {stochastic_rounding!r} (expected True or False)")
+        self.stochastic_rounding = stochastic_rounding
+        rounds = self.state_dtype is not None or stochastic_rounding
         if nonfinite not in NONFINITE_POLICIES:
             raise ValueError(
                 f"Invalid nonfinite policy: {nonfinite!r} (expected one of {NONFINITE_POLICIES})"
@@ -187,8 +219,16 @@ class RuleOptimizer(Optimizer):
                 "engine='fused' cannot differentiate through a step: use differentiable=True with "
                 "engine='eager' or 'auto' (which step eagerly while autograd records)"
             )
-        self.engine: Engine = resolve_engine(choice)
+        if rounds and (choice == "fused" or defaults.get("differentiable")):
+            what = "engine='fused'" if choice == "fused" else "differentiable=True"
+            raise ValueError(
+                f"{what} does not support state_dtype or stochastic_rounding "
+                "(stochastically rounded storage is written by the eager engine, without autograd)"
+            )
+        self.engine: Engine = resolve_engine("eager" if rounds else choice)
         defaults = {**defaults, "l1": l1, "nonfinite": nonfinite, "skipped_steps": 0}
+        if rounds:  # saved with the param groups: a resumed run rounds as the uninterrupted one
+            defaults["rounded_steps"] = 0
         super().__init__(params, defaults)
         if defaults.get("fused"):  # torch.optim's checks, after its base class's, as torch.optim orders them
             if defaults.get("differentiable"):
@@ -233,6 +273,12 @@ class RuleOptimizer(Optimizer):
         By default the totals themselves."""
         return totals
 
+    def steps_matrices(self, group: dict[str, Any]) -> bool:
+        """Whether ``group`` is stepped by the :attr:`matrix` rule as whole matrices (a group of another
+        rule in the same optimizer — MuonWithAdamW's AdamW groups — is not). Its DTensor parameters
+        are then spread over the ranks, each stepped whole on one (:mod:`optimlab.optim.engine.spread`)."""
+        return self.matrix
+
     def batches_matrices(self, group: dict[str, Any]) -> bool:
         """Whether same-shape parameters of ``group`` are stepped together (a :attr:`matrix` rule)."""
         return self.matrix
@@ -246,22 +292,32 @@ class RuleOptimizer(Optimizer):
     # --- shared machinery ---------------------------------------------------------------------
 
     def __getstate__(self) -> dict[str, Any]:
-        # torch.optim pickles only defaults, state and param_groups; keep the engine choice too.
-        return {**super().__getstate__(), "engine": self.engine.name}
+        # torch.optim pickles only defaults, state and param_groups; keep the engine choice and the
+        # storage options too.
+        return {
+            **super().__getstate__(),
+            "engine": self.engine.name,
+            "state_dtype": self.state_dtype,
+            "stochastic_rounding": self.stochastic_rounding,
+        }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         state = dict(state)
         engine = state.pop("engine", None)
-        # The defaults' own keys: torch.optim's __setstate__ adds "differentiable" to every optimizer's
-        # defaults, which must not reach the param groups of one without it (Adafactor, SparseAdam).
-        declared = set(state.get("defaults", self.__dict__.get("defaults", {})))
+        for option in ("state_dtype", "stochastic_rounding"):
+            if option in state:  # unpickled; load_state_dict keeps the optimizer's own
+                setattr(self, option, state.pop(option))
         super().__setstate__(state)
+        # torch.optim's __setstate__ adds differentiable=False to every optimizer's defaults; one
+        # without that option (Adafactor, SparseAdam, Muon, Lion, …) keeps its own keys, so that its
+        # param groups and state_dict stay those of the optimizer it mirrors.
+        if not _takes_option(type(self), "differentiable"):
+            self.defaults.pop("differentiable", None)
         if engine is not None or "engine" not in self.__dict__:  # unpickled or deep-copied
             self.engine = resolve_engine(engine or os.environ.get(ENGINE_ENV, "auto"))
         for group in self.param_groups:
             for key, value in self.defaults.items():
-                if key in declared:
-                    group.setdefault(key, value)
+                group.setdefault(key, value)
         # Checkpoints from before step became a tensor: torch.optim's scalar dtype (float32 unless
         # the default dtype is float64, never a half-precision default, whose counter stalls at 256).
         scalar_dtype = torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
@@ -269,6 +325,8 @@ class RuleOptimizer(Optimizer):
             step = param_state.get("step")
             if step is not None and not torch.is_tensor(step):
                 param_state["step"] = torch.tensor(float(step), dtype=scalar_dtype)
+            # load_state_dict casts the state to the parameter's dtype, as torch.optim does
+            self._store_state_in(param_state, getattr(self, "state_dtype", None))
 
     def params_with_grad(self, group: dict[str, Any]) -> tuple[list[Tensor], list[Tensor]]:
         """The group's parameters that have a gradient, and their gradients."""
@@ -287,9 +345,60 @@ class RuleOptimizer(Optimizer):
             initial = self.init_state(param, group)
             if not initial:
                 return {}
+            if self.state_dtype is not None and param.is_complex():
+                raise ValueError(f"state_dtype={self.state_dtype} needs real parameters, not {param.dtype}")
+            self._store_state_in(initial, self.state_dtype)
             state = self.state[param]
             state.update(initial)
         return state
+
+    # --- low-precision storage (state_dtype, stochastic_rounding) ----------------------------
+
+    @staticmethod
+    def _stored_tensor(value: Any) -> bool:
+        """Whether a state entry is one of the tensors that ``state_dtype`` applies to: real
+        floating-point tensors with elements (not the 0-d counters and scalars)."""
+        return isinstance(value, Tensor) and value.dim() > 0 and value.is_floating_point()
+
+    def _store_state_in(self, state: dict[str, Any], dtype: torch.dtype | None) -> None:
+        if dtype is None:
+            return
+        for key, value in state.items():
+            if key not in self.parameter_state and self._stored_tensor(value) and value.dtype != dtype:
+                state[key] = value.to(dtype)  # zeros and copies of θ: rounding to nearest is exact enough
+
+    @property
+    def rounds(self) -> bool:
+        """Whether results are stored with stochastic rounding (``state_dtype`` or
+        ``stochastic_rounding``)."""
+        return self.state_dtype is not None or self.stochastic_rounding
+
+    def compute_dtype(self, param: Tensor) -> torch.dtype:
+        """The dtype the rule computes ``param``'s step in: float32 for a bfloat16 parameter with
+        ``stochastic_rounding``, the parameter's own dtype otherwise (torch.optim's)."""
+        if self.stochastic_rounding and param.dtype in LOW_PRECISION_DTYPES:
+            return torch.float32
+        return param.dtype
+
+    def readable(self, value: Any, dtype: torch.dtype) -> Any:
+        """A tensor the rule reads (state, gradient, parameter), in the step's compute ``dtype``
+        when it is stored in lower precision; anything else as it is."""
+        if self.rounds and self._stored_tensor(value) and value.dtype != dtype:
+            return value.to(dtype)
+        return value
+
+    def storable(self, value: Tensor, dtype: torch.dtype) -> Tensor:
+        """The rule's result ``value`` as it will be written into storage of ``dtype``: rounded
+        stochastically when it is more precise than a low-precision storage (with the step's bits,
+        :class:`~optimlab.optim.engine.rounding.RoundingStream`), else as it is (``copy_`` casts)."""
+        stream = self._rounding_stream
+        if stream is not None and dtype in LOW_PRECISION_DTYPES and value.dtype != dtype:
+            return stream.round(value, dtype)
+        return value
+
+    state_dtype: torch.dtype | None = None
+    stochastic_rounding: bool = False
+    _rounding_stream: RoundingStream | None = None
 
     def _grads_finite(self, grads: list[Tensor], params: list[Tensor]) -> bool:
         """Whether every gradient is finite, on every rank that holds a shard of one: for a group
@@ -340,7 +449,13 @@ class RuleOptimizer(Optimizer):
         for index, group in enumerate(self.param_groups):
             params, grads = self.params_with_grad(group)
             checked = group["nonfinite"] != "propagate"
-            if not params and not (checked and any(map(is_distributed, group["params"]))):
+            # ranks decide together (with collectives) for DTensor parameters: whether a gradient is
+            # finite, and which sharded matrices a matrix rule steps; a rank takes part even when it
+            # has no gradient in the group
+            together = (checked or (self.matrix and self.steps_matrices(group))) and any(
+                map(is_distributed, group["params"])
+            )
+            if not params and not together:
                 continue
             if group.get("fused"):
                 for param in params:
@@ -353,7 +468,7 @@ class RuleOptimizer(Optimizer):
                 )
             if not finite:
                 skipped.add(id(group))
-            if params:
+            if params or (together and self.matrix and self.steps_matrices(group)):
                 work.append((group, params, grads, finite))
         if grad_scale is not None:
             for _, _, grads, _ in work:
@@ -365,15 +480,22 @@ class RuleOptimizer(Optimizer):
             self.begin_group_step(group)
         extras = None
         if self.statistics is not None and self.statistics_scope == "step":
-            stepping = [(group, params, grads) for group, params, grads, finite in work if finite]
+            stepping = [(group, params, grads) for group, params, grads, finite in work if finite and params]
             if stepping:  # evaluated for all groups before any of them steps
                 groups = [group for group in self.param_groups if id(group) not in skipped]
                 extras = step_statistics(self, groups, stepping)
         for group, params, grads, finite in work:
             if finite:
-                if extras is None:
-                    self.engine.step_group(self, group, params, grads)
-                else:
-                    self.engine.step_group(self, group, params, grads, extras[id(group)])
+                if self.rounds and params:  # (a rank without gradients here only takes part)
+                    index = next(i for i, g in enumerate(self.param_groups) if g is group)
+                    self._rounding_stream = RoundingStream(0, index, group.setdefault("rounded_steps", 0))
+                    group["rounded_steps"] += 1
+                try:
+                    if extras is None:
+                        self.engine.step_group(self, group, params, grads)
+                    else:  # (a group without gradients on this rank has no statistics)
+                        self.engine.step_group(self, group, params, grads, extras.get(id(group)))
+                finally:
+                    self._rounding_stream = None
             else:  # nonfinite="skip": this group keeps its parameters and state for this step
                 group["skipped_steps"] += 1

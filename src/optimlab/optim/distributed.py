@@ -5,6 +5,9 @@ each rank's local shard with the local shards of its gradient and state: what on
 to the whole tensor. Only decisions that look at a whole group of parameters — is any gradient
 non-finite? — have to be taken together: :func:`all_ranks_agree` reduces such a flag over every
 process that holds a shard.
+
+Matrix rules (Muon) need whole matrices: :mod:`optimlab.optim.engine.spread` steps each sharded
+matrix on one rank, after :func:`all_ranks_same` has checked that every rank lists the same ones.
 """
 
 from __future__ import annotations
@@ -68,3 +71,26 @@ def all_ranks_agree(flag: bool, tensors: Iterable[Tensor]) -> bool:
             dist.all_reduce(value, op=dist.ReduceOp.MIN, group=group)
         flag = bool(value.item())
     return flag
+
+
+def all_ranks_same(value: int, tensors: Iterable[Tensor]) -> bool:
+    """Whether every rank of the meshes that ``tensors`` are spread over passed the same ``value``
+    (an int64); ``True`` when none is a DTensor. One all-reduce per mesh dimension, of the largest
+    value and of the largest negated one: every rank learns the same answer, so that ranks which
+    would disagree in a collective can all stop instead of waiting for each other."""
+    meshes: dict[int, tuple[Any, torch.device]] = {}
+    for tensor in tensors:
+        if is_distributed(tensor) and id(tensor.device_mesh) not in meshes:
+            meshes[id(tensor.device_mesh)] = (tensor.device_mesh, local(tensor).device)
+    if not meshes:
+        return True
+    import torch.distributed as dist
+
+    same = True
+    for mesh, device in meshes.values():
+        extremes = torch.tensor([value, -value], dtype=torch.int64, device=device)
+        for group in mesh.get_all_groups():
+            dist.all_reduce(extremes, op=dist.ReduceOp.MAX, group=group)
+        largest, smallest = extremes.tolist()
+        same = same and largest == -smallest
+    return same

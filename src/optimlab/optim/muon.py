@@ -51,7 +51,9 @@ class MuonWithAdamW(Muon):
     convolutions are Muon's too. An AdamW group takes torch.optim.AdamW's (``lr``, ``betas``, ``eps``,
     ``weight_decay``, ``amsgrad``, ``maximize``), defaulting to the ``adamw_*`` arguments. Each kind
     of group gives exactly the numbers of its torch.optim namesake, state included (``momentum_buffer``;
-    ``step``, ``exp_avg``, ``exp_avg_sq``).
+    ``step``, ``exp_avg``, ``exp_avg_sq``). Under FSDP2 the Muon groups' matrices are spread over the
+    ranks as :class:`~optimlab.optim.Muon`'s are (each orthogonalized whole by one rank); the AdamW
+    groups are stepped on every rank's shards.
 
     Example::
 
@@ -90,6 +92,8 @@ class MuonWithAdamW(Muon):
         l1: float = 0.0,
         nonfinite: NonFinitePolicy = "propagate",
         engine: str | None = None,
+        state_dtype: torch.dtype | None = None,
+        stochastic_rounding: bool = False,
     ) -> None:
         # the AdamW settings are validated by torch.optim.AdamW's own checks
         AdamW(
@@ -118,6 +122,8 @@ class MuonWithAdamW(Muon):
             l1=l1,
             nonfinite=nonfinite,
             engine=engine,
+            state_dtype=state_dtype,
+            stochastic_rounding=stochastic_rounding,
         )
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
@@ -140,6 +146,9 @@ class MuonWithAdamW(Muon):
         if group["use_muon"]:
             return super().params_with_grad(group)
         return AdamW.params_with_grad(self, group)  # type: ignore[arg-type]
+
+    def steps_matrices(self, group: dict[str, Any]) -> bool:
+        return bool(group["use_muon"])
 
     def batches_matrices(self, group: dict[str, Any]) -> bool:
         return bool(group["use_muon"]) and super().batches_matrices(group)

@@ -97,6 +97,8 @@ class SGD(RuleOptimizer):
         l1: float = 0.0,
         nonfinite: NonFinitePolicy = "propagate",
         engine: str | None = None,
+        state_dtype: torch.dtype | None = None,
+        stochastic_rounding: bool = False,
     ) -> None:
         check_tensor_lr(lr)
         if lr < 0.0:
@@ -118,7 +120,15 @@ class SGD(RuleOptimizer):
         }
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
-        super().__init__(params, defaults, l1=l1, nonfinite=nonfinite, engine=engine)
+        super().__init__(
+            params,
+            defaults,
+            l1=l1,
+            nonfinite=nonfinite,
+            engine=engine,
+            state_dtype=state_dtype,
+            stochastic_rounding=stochastic_rounding,
+        )
 
     def init_state(self, param: Tensor, group: dict[str, Any]) -> dict[str, Tensor]:
         return {}  # the momentum buffer is the first step's gradient, created by the rule
@@ -163,6 +173,8 @@ class Adagrad(RuleOptimizer):
         l1: float = 0.0,
         nonfinite: NonFinitePolicy = "propagate",
         engine: str | None = None,
+        state_dtype: torch.dtype | None = None,
+        stochastic_rounding: bool = False,
     ) -> None:
         check_tensor_lr(lr)
         check_nonnegative(lr, "Invalid learning rate")
@@ -181,7 +193,15 @@ class Adagrad(RuleOptimizer):
             "differentiable": differentiable,
             "fused": fused,
         }
-        super().__init__(params, defaults, l1=l1, nonfinite=nonfinite, engine=engine)
+        super().__init__(
+            params,
+            defaults,
+            l1=l1,
+            nonfinite=nonfinite,
+            engine=engine,
+            state_dtype=state_dtype,
+            stochastic_rounding=stochastic_rounding,
+        )
         # torch.optim.Adagrad creates its state at construction, not at the first step.
         for group in self.param_groups:
             for p in group["params"]:
@@ -238,6 +258,8 @@ class RMSprop(RuleOptimizer):
         l1: float = 0.0,
         nonfinite: NonFinitePolicy = "propagate",
         engine: str | None = None,
+        state_dtype: torch.dtype | None = None,
+        stochastic_rounding: bool = False,
     ) -> None:
         _check_lr_eps(lr, eps)
         check_nonnegative(momentum, "Invalid momentum value")
@@ -255,7 +277,15 @@ class RMSprop(RuleOptimizer):
             "maximize": maximize,
             "differentiable": differentiable,
         }
-        super().__init__(params, defaults, l1=l1, nonfinite=nonfinite, engine=engine)
+        super().__init__(
+            params,
+            defaults,
+            l1=l1,
+            nonfinite=nonfinite,
+            engine=engine,
+            state_dtype=state_dtype,
+            stochastic_rounding=stochastic_rounding,
+        )
 
     def init_state(self, param: Tensor, group: dict[str, Any]) -> dict[str, Tensor]:
         state = {"step": _step(group, param), "square_avg": _zeros(param)}
@@ -300,6 +330,8 @@ class Adadelta(RuleOptimizer):
         l1: float = 0.0,
         nonfinite: NonFinitePolicy = "propagate",
         engine: str | None = None,
+        state_dtype: torch.dtype | None = None,
+        stochastic_rounding: bool = False,
     ) -> None:
         check_tensor_lr(lr)
         check_nonnegative(lr, "Invalid learning rate")
@@ -317,7 +349,15 @@ class Adadelta(RuleOptimizer):
             "foreach": foreach,
             "differentiable": differentiable,
         }
-        super().__init__(params, defaults, l1=l1, nonfinite=nonfinite, engine=engine)
+        super().__init__(
+            params,
+            defaults,
+            l1=l1,
+            nonfinite=nonfinite,
+            engine=engine,
+            state_dtype=state_dtype,
+            stochastic_rounding=stochastic_rounding,
+        )
 
     def init_state(self, param: Tensor, group: dict[str, Any]) -> dict[str, Tensor]:
         return {"step": _step(group, param), "square_avg": _zeros(param), "acc_delta": _zeros(param)}
@@ -359,6 +399,8 @@ class Adam(RuleOptimizer):
         l1: float = 0.0,
         nonfinite: NonFinitePolicy = "propagate",
         engine: str | None = None,
+        state_dtype: torch.dtype | None = None,
+        stochastic_rounding: bool = False,
     ) -> None:
         if isinstance(lr, Tensor):
             if foreach and not capturable:
@@ -397,7 +439,15 @@ class Adam(RuleOptimizer):
             "fused": fused,
             "decoupled_weight_decay": decoupled_weight_decay,
         }
-        super().__init__(params, defaults, l1=l1, nonfinite=nonfinite, engine=engine)
+        super().__init__(
+            params,
+            defaults,
+            l1=l1,
+            nonfinite=nonfinite,
+            engine=engine,
+            state_dtype=state_dtype,
+            stochastic_rounding=stochastic_rounding,
+        )
 
     def init_state(self, param: Tensor, group: dict[str, Any]) -> dict[str, Tensor]:
         state = {"step": _step(group, param), "exp_avg": _zeros(param), "exp_avg_sq": _zeros(param)}
@@ -438,6 +488,8 @@ class AdamW(Adam):
         l1: float = 0.0,
         nonfinite: NonFinitePolicy = "propagate",
         engine: str | None = None,
+        state_dtype: torch.dtype | None = None,
+        stochastic_rounding: bool = False,
     ) -> None:
         super().__init__(
             params,
@@ -455,6 +507,8 @@ class AdamW(Adam):
             l1=l1,
             nonfinite=nonfinite,
             engine=engine,
+            state_dtype=state_dtype,
+            stochastic_rounding=stochastic_rounding,
         )
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -485,6 +539,8 @@ class Adamax(RuleOptimizer):
         l1: float = 0.0,
         nonfinite: NonFinitePolicy = "propagate",
         engine: str | None = None,
+        state_dtype: torch.dtype | None = None,
+        stochastic_rounding: bool = False,
     ) -> None:
         _check_lr_eps(lr, eps)
         check_beta(betas, 0)
@@ -500,7 +556,15 @@ class Adamax(RuleOptimizer):
             "differentiable": differentiable,
             "capturable": capturable,
         }
-        super().__init__(params, defaults, l1=l1, nonfinite=nonfinite, engine=engine)
+        super().__init__(
+            params,
+            defaults,
+            l1=l1,
+            nonfinite=nonfinite,
+            engine=engine,
+            state_dtype=state_dtype,
+            stochastic_rounding=stochastic_rounding,
+        )
 
     def init_state(self, param: Tensor, group: dict[str, Any]) -> dict[str, Tensor]:
         return {"step": _step(group, param), "exp_avg": _zeros(param), "exp_inf": _zeros(param)}
@@ -540,6 +604,8 @@ class NAdam(RuleOptimizer):
         l1: float = 0.0,
         nonfinite: NonFinitePolicy = "propagate",
         engine: str | None = None,
+        state_dtype: torch.dtype | None = None,
+        stochastic_rounding: bool = False,
     ) -> None:
         _check_lr_eps(lr, eps)
         check_beta(betas, 0)
@@ -558,7 +624,15 @@ class NAdam(RuleOptimizer):
             "capturable": capturable,
             "differentiable": differentiable,
         }
-        super().__init__(params, defaults, l1=l1, nonfinite=nonfinite, engine=engine)
+        super().__init__(
+            params,
+            defaults,
+            l1=l1,
+            nonfinite=nonfinite,
+            engine=engine,
+            state_dtype=state_dtype,
+            stochastic_rounding=stochastic_rounding,
+        )
 
     def init_state(self, param: Tensor, group: dict[str, Any]) -> dict[str, Tensor]:
         return {
@@ -604,6 +678,8 @@ class RAdam(RuleOptimizer):
         l1: float = 0.0,
         nonfinite: NonFinitePolicy = "propagate",
         engine: str | None = None,
+        state_dtype: torch.dtype | None = None,
+        stochastic_rounding: bool = False,
     ) -> None:
         _check_lr_eps(lr, eps)
         check_beta(betas, 0)
@@ -620,7 +696,15 @@ class RAdam(RuleOptimizer):
             "decoupled_weight_decay": decoupled_weight_decay,
             "differentiable": differentiable,
         }
-        super().__init__(params, defaults, l1=l1, nonfinite=nonfinite, engine=engine)
+        super().__init__(
+            params,
+            defaults,
+            l1=l1,
+            nonfinite=nonfinite,
+            engine=engine,
+            state_dtype=state_dtype,
+            stochastic_rounding=stochastic_rounding,
+        )
 
     def init_state(self, param: Tensor, group: dict[str, Any]) -> dict[str, Tensor]:
         return {"step": _step(group, param), "exp_avg": _zeros(param), "exp_avg_sq": _zeros(param)}
@@ -666,6 +750,8 @@ class Adafactor(RuleOptimizer):
         l1: float = 0.0,
         nonfinite: NonFinitePolicy = "propagate",
         engine: str | None = None,
+        state_dtype: torch.dtype | None = None,
+        stochastic_rounding: bool = False,
     ) -> None:
         check_tensor_lr(lr)
         if not lr >= 0.0:
@@ -689,7 +775,15 @@ class Adafactor(RuleOptimizer):
             "foreach": foreach,
             "maximize": maximize,
         }
-        super().__init__(params, defaults, l1=l1, nonfinite=nonfinite, engine=engine)
+        super().__init__(
+            params,
+            defaults,
+            l1=l1,
+            nonfinite=nonfinite,
+            engine=engine,
+            state_dtype=state_dtype,
+            stochastic_rounding=stochastic_rounding,
+        )
 
     def params_with_grad(self, group: dict[str, Any]) -> tuple[list[Tensor], list[Tensor]]:
         for param in group["params"]:  # torch.optim's checks, in its order
@@ -753,6 +847,8 @@ class SparseAdam(RuleOptimizer):
         l1: float = 0.0,
         nonfinite: NonFinitePolicy = "propagate",
         engine: str | None = None,
+        state_dtype: torch.dtype | None = None,
+        stochastic_rounding: bool = False,
     ) -> None:
         check_tensor_lr(lr)
         if not lr > 0.0:
@@ -762,7 +858,15 @@ class SparseAdam(RuleOptimizer):
         check_beta(betas, 0)
         check_beta(betas, 1)
         defaults = {"lr": lr, "betas": betas, "eps": eps, "maximize": maximize}
-        super().__init__(params, defaults, l1=l1, nonfinite=nonfinite, engine=engine)
+        super().__init__(
+            params,
+            defaults,
+            l1=l1,
+            nonfinite=nonfinite,
+            engine=engine,
+            state_dtype=state_dtype,
+            stochastic_rounding=stochastic_rounding,
+        )
         sparse_params, complex_params = [], []
         for index, group in enumerate(self.param_groups):
             for d_index, param in enumerate(group["params"]):
@@ -832,6 +936,8 @@ class Rprop(RuleOptimizer):
         l1: float = 0.0,
         nonfinite: NonFinitePolicy = "propagate",
         engine: str | None = None,
+        state_dtype: torch.dtype | None = None,
+        stochastic_rounding: bool = False,
     ) -> None:
         check_tensor_lr(lr)
         check_nonnegative(lr, "Invalid learning rate")
@@ -846,7 +952,15 @@ class Rprop(RuleOptimizer):
             "differentiable": differentiable,
             "capturable": capturable,
         }
-        super().__init__(params, defaults, l1=l1, nonfinite=nonfinite, engine=engine)
+        super().__init__(
+            params,
+            defaults,
+            l1=l1,
+            nonfinite=nonfinite,
+            engine=engine,
+            state_dtype=state_dtype,
+            stochastic_rounding=stochastic_rounding,
+        )
 
     def init_state(self, param: Tensor, group: dict[str, Any]) -> dict[str, Tensor]:
         lr = scalar_hyperparameter(group["lr"])
@@ -879,6 +993,8 @@ class ASGD(RuleOptimizer):
     With ``differentiable=True`` a tensor ``lr`` that requires grad gets gradients through η (torch
     reads η as a Python float, which gives none)."""
 
+    parameter_state = ("ax",)  # the average of the iterates (see RuleOptimizer.parameter_state)
+
     rule = staticmethod(rules.asgd)
     host_step = True
     elementwise = True  # every element on its own: the fused engine may take it (and DTensor shards)
@@ -903,6 +1019,8 @@ class ASGD(RuleOptimizer):
         l1: float = 0.0,
         nonfinite: NonFinitePolicy = "propagate",
         engine: str | None = None,
+        state_dtype: torch.dtype | None = None,
+        stochastic_rounding: bool = False,
     ) -> None:
         check_tensor_lr(lr)
         check_nonnegative(lr, "Invalid learning rate")
@@ -918,7 +1036,15 @@ class ASGD(RuleOptimizer):
             "differentiable": differentiable,
             "capturable": capturable,
         }
-        super().__init__(params, defaults, l1=l1, nonfinite=nonfinite, engine=engine)
+        super().__init__(
+            params,
+            defaults,
+            l1=l1,
+            nonfinite=nonfinite,
+            engine=engine,
+            state_dtype=state_dtype,
+            stochastic_rounding=stochastic_rounding,
+        )
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
@@ -973,7 +1099,13 @@ class Muon(RuleOptimizer):
       hence off by default. A group that has ``flatten`` work to do (a parameter of ndim > 2) is
       stepped one matrix at a time.
 
-    Both are param-group settings (a group may set its own). Like torch.optim.Muon it supports
+    Both are param-group settings (a group may set its own). Under FSDP2 (``fully_shard``) each
+    sharded matrix is orthogonalized whole by one rank, its owner, and the matrices are spread over
+    the ranks, balanced by the work of their products: the owner gathers the matrix's shards of
+    parameter, gradient and momentum buffer, steps it exactly as one process would (stacked by shape
+    with ``batch_matrices``) and scatters the new shards back, so the numbers are one process's bit
+    for bit and the momentum buffer stays sharded like the parameter (distributed checkpoints work
+    as usual). See :mod:`optimlab.optim.engine.spread`. Like torch.optim.Muon it supports
     neither complex parameters nor sparse gradients, and has no ``foreach``, ``fused`` or
     ``differentiable`` flag. For a whole model (Muon for the hidden matrices, AdamW for embeddings,
     heads, biases and norms) see :class:`optimlab.optim.MuonWithAdamW`.
@@ -1005,6 +1137,8 @@ class Muon(RuleOptimizer):
         l1: float = 0.0,
         nonfinite: NonFinitePolicy = "propagate",
         engine: str | None = None,
+        state_dtype: torch.dtype | None = None,
+        stochastic_rounding: bool = False,
     ) -> None:
         check_tensor_lr(lr)
         if not lr >= 0.0:
@@ -1027,7 +1161,15 @@ class Muon(RuleOptimizer):
             "flatten": flatten,
             "batch_matrices": batch_matrices,
         }
-        super().__init__(params, defaults, l1=l1, nonfinite=nonfinite, engine=engine)
+        super().__init__(
+            params,
+            defaults,
+            l1=l1,
+            nonfinite=nonfinite,
+            engine=engine,
+            state_dtype=state_dtype,
+            stochastic_rounding=stochastic_rounding,
+        )
         for group in self.param_groups:
             if not group.get("use_muon", True):  # MuonWithAdamW's AdamW groups
                 continue
@@ -1037,13 +1179,6 @@ class Muon(RuleOptimizer):
                     raise ValueError(
                         f"Muon only supports 2D parameters whereas we found a parameter with size: {p.size()}"
                     )
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__(state)
-        # torch.optim's __setstate__ adds differentiable=False to the defaults, which the base class
-        # then copies into every group; torch.optim.Muon's groups have no such key
-        for group in self.param_groups:
-            group.pop("differentiable", None)
 
     def params_with_grad(self, group: dict[str, Any]) -> tuple[list[Tensor], list[Tensor]]:
         """torch.optim.Muon's checks at the step, in its order: complex parameters, sparse gradients

@@ -618,11 +618,7 @@ def rprop(
     step_size = torch.clamp(state["step_size"] * factor, step_size_min, step_size_max)
     g = torch.where(flipped, 0.0, g)
     new_param = _l1_step(param - g.sign() * step_size, l1, step_size)
-    # The counter last: torch 2.13's inductor (C++, several threads) emitted its in-place increment,
-    # read by nothing else, outside `omp single` when it came first with l1 on — every thread added 1
-    # (the kernel's probe check caught it). Last, it is emitted once.
-    step = state["step"] + 1
-    return new_param, {"step": step, "prev": g, "step_size": step_size}
+    return new_param, {"step": state["step"] + 1, "prev": g, "step_size": step_size}
 
 
 def asgd(
@@ -784,8 +780,11 @@ def muon(
     on its own (the engines' :attr:`~optimlab.optim.base.RuleOptimizer.matrix` stacks). With
     ``flatten=True`` it is one parameter of any ndim ≥ 2 (a convolution's (out, in, kh, kw)),
     orthogonalized as the (out, in·kh·kw) matrix, r computed from that shape; never a stack.
-    A DTensor ``param`` (FSDP2) is orthogonalized whole (``full_tensor()``) and each rank keeps its
-    shard of O: one process's numbers, where sharded bfloat16 products would round differently.
+    Under FSDP2 the engine steps each sharded matrix whole, as plain tensors, on one rank, and spreads
+    the matrices over the ranks (:mod:`optimlab.optim.engine.spread`). A DTensor ``param`` that
+    reaches the rule itself (a layout the engine does not spread: a 2-D mesh, ``Replicate``) is
+    orthogonalized whole on every rank (``full_tensor()``), each keeping its shard of O: one
+    process's numbers either way, where sharded bfloat16 products would round differently.
 
     Defaults (torch.optim.Muon): γ = 1e-3, λ = 0.1, μ = 0.95, nesterov = True, NS coefficients
     (3.4445, −4.7750, 2.0315), 5 steps, ε = 1e-7, adjust_lr_fn = None ("original").
@@ -797,7 +796,8 @@ def muon(
     update = _lerp(grad, buf, momentum) if nesterov else buf
     sharded = update if is_distributed(update) else None
     if sharded is not None:  # NS of the whole matrix, as one process: a sharded DTensor's matrix
-        update = sharded.full_tensor()  # products would round differently (bfloat16 partial sums)
+        update = sharded.full_tensor()  # products would round differently (bfloat16 partial sums);
+        # only for layouts the engine does not spread over the ranks (engine/spread.py)
     if flatten and update.dim() > 2:
         update = update.reshape(update.shape[0], -1)
     rows, cols = update.shape[-2:]

@@ -157,7 +157,7 @@ def protocol_section(page: Page, data: ComparisonData, summary: Mapping[str, Any
             else "torch.optim's default hyperparameters",
             "budget": budgets,
             "seeds": seeds,
-            "schedule": s.get("schedule") or "constant learning rate",
+            "schedule": _schedule_text(data),
             "regularization": (
                 ", ".join(f"{k} {v:g}" for k, v in regularization.items()) if regularization else "none"
             ),
@@ -173,6 +173,16 @@ def protocol_section(page: Page, data: ComparisonData, summary: Mapping[str, Any
         caption="How the numbers below were produced",
     )
     page.table(*_configuration_table(data), caption="Optimizer configurations (as given, before tuning)")
+
+
+def _schedule_text(data: ComparisonData) -> str:
+    s = data.settings
+    if s.get("baseline") is None:
+        return s.get("schedule") or "constant learning rate"
+    given = s.get("schedule")
+    how = f"{given}, rescaled to each horizon" if given else "warm-up + cosine, decayed to each horizon's end"
+    used = sorted({p.schedule for h in data.horizons for p in h.problems if p.schedule})
+    return how + (f" ({'; '.join(used)})" if used else "")
 
 
 def _search_space(data: ComparisonData, label: str, preset: str) -> str:

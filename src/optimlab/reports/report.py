@@ -5,10 +5,12 @@ Entry point: :func:`write_report`. It reads a :class:`~optimlab.lab.results.Comp
 from storage) and its summary (:func:`optimlab.lab.results.summarize`, the numbers of
 ``summary.json``, so the page, the JSON and the command line never disagree); it trains nothing.
 
-The page states the protocol (:mod:`optimlab.reports.protocol`) and then, per problem, the ranked
-table (:mod:`optimlab.reports.ranking`) and the figures of :data:`PROBLEM_FIGURES` — the loss curves,
-the training loss per step, the lr sensitivity and, for 2-D problems, the contour with every
-optimizer's trajectory and its animation; across problems, the performance profile and its scores.
+The page leads, in a comparison against a baseline, with the verdict table
+(:mod:`optimlab.reports.verdict`), then states the protocol (:mod:`optimlab.reports.protocol`) and
+then, per problem, the ranked table (:mod:`optimlab.reports.ranking`) and the figures of
+:data:`PROBLEM_FIGURES` — the loss curves, the training loss per step, the lr sensitivity and, for
+2-D problems, the contour with every optimizer's trajectory and its animation; across problems, the
+performance profile and its scores.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from optimlab.reports.protocol import (
 )
 from optimlab.reports.ranking import ranked_notes, ranked_rows
 from optimlab.reports.section import ProblemSection, SectionFigure, problem_titles
+from optimlab.reports.verdict import verdict_section
 
 __all__ = ["PROBLEM_FIGURES", "write_report"]
 
@@ -199,6 +202,7 @@ def write_report(
         f"{', '.join(titles.values())}",
     )
     out = Output(page, out_dir, "report.html", static=static, gif=gif)
+    verdict_section(page, summary)  # first, in a comparison against a baseline
     protocol_section(page, data, summary)
     for problem in data.problems:
         _problem_section(out, data, problem, summary["problems"][problem.spec], colors, titles[problem.spec])

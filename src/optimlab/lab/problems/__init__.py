@@ -86,10 +86,14 @@ from torch import Tensor, nn
 
 from optimlab.lab.problems.base import Batch, Budget, TensorProblem, mix_seed, seeded_module
 from optimlab.lab.problems.digits import DigitsCNN, DigitsMLP
+from optimlab.lab.problems.digits_resnet import DigitsResNet
+from optimlab.lab.problems.finetune import Finetune
+from optimlab.lab.problems.modular_addition import ModularAddition
 from optimlab.lab.problems.parabola import Parabola
 from optimlab.lab.problems.quadratic import Quadratic100D
 from optimlab.lab.problems.sparse import SparseRegression
 from optimlab.lab.problems.surfaces import SURFACES, Surface, SurfaceProblem
+from optimlab.lab.problems.tiny_lm import TinyLanguageModel
 from optimlab.lab.spec import format_spec, parse_options
 
 __all__ = [
@@ -150,7 +154,17 @@ def _surface_factory(surface: Surface) -> Callable[..., Problem]:
 
 
 def _registry() -> dict[str, ProblemInfo]:
-    from optimlab.lab.problems import digits, parabola, quadratic, sparse, surfaces
+    from optimlab.lab.problems import (
+        digits,
+        digits_resnet,
+        finetune,
+        modular_addition,
+        parabola,
+        quadratic,
+        sparse,
+        surfaces,
+        tiny_lm,
+    )
 
     entries = [
         ProblemInfo("parabola", Parabola.description, Parabola, parabola.OPTIONS),
@@ -162,6 +176,13 @@ def _registry() -> dict[str, ProblemInfo]:
         ProblemInfo("digits-cnn", DigitsCNN.description, DigitsCNN, digits.OPTIONS),
         ProblemInfo("quadratic-100d", Quadratic100D.description, Quadratic100D, quadratic.OPTIONS),
         ProblemInfo("sparse-regression", SparseRegression.description, SparseRegression, sparse.OPTIONS),
+        # realistic workloads that still run on a laptop CPU in minutes
+        ProblemInfo("tiny-lm", TinyLanguageModel.description, TinyLanguageModel, tiny_lm.OPTIONS),
+        ProblemInfo(
+            "modular-addition", ModularAddition.description, ModularAddition, modular_addition.OPTIONS
+        ),
+        ProblemInfo("digits-resnet", DigitsResNet.description, DigitsResNet, digits_resnet.OPTIONS),
+        ProblemInfo("finetune", Finetune.description, Finetune, finetune.OPTIONS),
     ]
     return {entry.name: entry for entry in entries}
 

@@ -55,10 +55,12 @@ class _Digits(TensorProblem):
     classification = True
     default_budget = Budget(epochs=10)
     image = False
+    #: the options this problem accepts (a subclass with more extends them)
+    option_names: Mapping[str, str] = OPTIONS
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(options)
-        check_options(self.name, self.options, OPTIONS)
+        check_options(self.name, self.options, self.option_names)
         split_seed = _int_option(self.name, self.options, "split_seed", 0, minimum=0)
         x, y, x_val, y_val = _digits(split_seed)
         if self.image:

@@ -5,8 +5,9 @@ to. It reads each parameter's gradient and state where they are and writes the p
 state back in place (``copy_``), so it works on any tensor the rule's ops work on: complex
 parameters through their real views, sparse gradients densified (or, for a rule declaring
 ``sparse_entries``, applied to the entries they touch: :mod:`~optimlab.optim.engine.sparse`), DTensor
-parameters through their local shards (for elementwise rules), and — with ``differentiable=True`` —
-tensors in an autograd graph, whose in-place updates autograd records.
+parameters through their local shards (for elementwise rules; a matrix rule's sharded matrices are
+each stepped whole on one rank, spread over the ranks: :mod:`~optimlab.optim.engine.spread`), and —
+with ``differentiable=True`` — tensors in an autograd graph, whose in-place updates autograd records.
 """
 
 from __future__ import annotations
@@ -16,24 +17,15 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from optimlab.optim.distributed import is_distributed, local, same_layout
+from optimlab.optim.distributed import local, same_layout
 from optimlab.optim.engine.sparse import step_sparse_entries
+from optimlab.optim.engine.spread import step_spread_matrices
+from optimlab.optim.engine.stacks import step_matrix_stacks
 from optimlab.optim.engine.statistics import rule_statistics
+from optimlab.optim.engine.tensors import as_real, dense
 
 if TYPE_CHECKING:
     from optimlab.optim.base import RuleOptimizer
-
-
-def as_real(tensor: Tensor) -> Tensor:
-    """Complex tensors are updated through their real view, as torch.optim does."""
-    return torch.view_as_real(tensor) if tensor.is_complex() else tensor
-
-
-def dense(grad: Tensor) -> Tensor:
-    """A gradient, densified when sparse: torch.optim's SGD and Adagrad accept sparse gradients
-    (uncoalesced ones too), and the rule applied to the dense gradient gives their numbers (zero
-    entries change nothing)."""
-    return grad.to_dense() if grad.is_sparse else grad
 
 
 def shards(optimizer: RuleOptimizer, param: Tensor, grad: Tensor, state: dict[str, Any]) -> bool:
@@ -68,6 +60,10 @@ def apply_rule(
     if on_shards:
         param, grad = local(param), local(grad)
     param = as_real(param)
+    if optimizer.rounds:  # low-precision storage: the rule reads it in the step's precision
+        dtype = optimizer.compute_dtype(param)
+        param, grad = optimizer.readable(param, dtype), optimizer.readable(dense(grad), dtype)
+        real_state = {key: optimizer.readable(value, dtype) for key, value in real_state.items()}
     if torch.is_grad_enabled():
         # Autograd records the step (differentiable=True): the rule's graph must keep the values it
         # read, not the tensors that write_back is about to overwrite in place.
@@ -86,7 +82,11 @@ def write_back(
     def target(tensor: Tensor) -> Tensor:
         return as_real(local(tensor) if on_shards else tensor)
 
-    target(param).copy_(new_param)
+    def store(tensor: Tensor, value: Tensor) -> None:
+        tensor = target(tensor)
+        tensor.copy_(optimizer.storable(value, tensor.dtype))
+
+    store(param, new_param)
     if on_shards and local(param) is not param:
         torch.autograd.graph.increment_version(param)  # the DTensor changed with its shard
     if not new_state:
@@ -96,12 +96,12 @@ def write_back(
         if not isinstance(value, Tensor):  # the step counter, advanced on the host
             state[key].fill_(value)
         elif state.get(key) is not None:
-            target(state[key]).copy_(value)
+            store(state[key], value)
         elif value.dim() == 0 and param.dim() != 0:  # a 0-d value the rule adds (LAMB's trust ratio)
             state[key] = value.detach().clone() if not torch.is_grad_enabled() else value.clone()
         else:  # created by the rule itself: a tensor like the parameter (a DTensor for a DTensor)
-            holder = torch.empty_like(param, memory_format=torch.preserve_format)
-            target(holder).copy_(value)
+            holder = torch.empty_like(param, memory_format=torch.preserve_format, dtype=optimizer.state_dtype)
+            store(holder, value)
             state[key] = holder
 
 
@@ -123,68 +123,15 @@ class EagerEngine:
         hyper = optimizer.hyperparameters(group)
         if extras is None:
             extras = rule_statistics(optimizer, group, params, grads, hyper)
-        if optimizer.matrix and optimizer.batches_matrices(group):
-            params, grads, extras = step_matrix_stacks(optimizer, group, params, grads, extras, hyper)
+        if optimizer.matrix and optimizer.steps_matrices(group) and not optimizer.rounds:
+            # sharded matrices: each stepped whole on one rank (every rank calls this for the group);
+            # stochastically rounded storage is written parameter by parameter, with the step's bits
+            params, grads, extras = step_spread_matrices(optimizer, group, params, grads, extras, hyper)
+            if optimizer.batches_matrices(group):
+                params, grads, extras = step_matrix_stacks(optimizer, group, params, grads, extras, hyper)
         for param, grad, extra in zip(params, grads, extras, strict=True):
             if optimizer.sparse_entries and grad.is_sparse:  # only the entries it touches (SparseAdam)
                 step_sparse_entries(optimizer, group, param, grad, {**hyper, **extra})
                 continue
             on_shards, new_param, new_state = apply_rule(optimizer, group, param, grad, {**hyper, **extra})
             write_back(optimizer, param, on_shards, new_param, new_state)
-
-
-def _stackable(optimizer: RuleOptimizer, param: Tensor, grad: Tensor, state: dict[str, Any]) -> bool:
-    """Whether a parameter may join a stack: plain, dense, real, not recorded by autograd, and its
-    state all parameter-shaped (a stack has no place for per-matrix scalar state)."""
-    tensors = [param, grad, *state.values()]
-    return (
-        not torch.is_grad_enabled()
-        and not any(is_distributed(t) or t.is_sparse or t.is_complex() for t in tensors)
-        and all(isinstance(v, Tensor) and v.shape == param.shape for v in state.values())
-        and grad.shape == param.shape
-    )
-
-
-def step_matrix_stacks(
-    optimizer: RuleOptimizer,
-    group: dict[str, Any],
-    params: list[Tensor],
-    grads: list[Tensor],
-    extras: list[dict[str, Any]],
-    hyper: dict[str, Any],
-) -> tuple[list[Tensor], list[Tensor], list[dict[str, Any]]]:
-    """Step same-shape parameters of a :attr:`~RuleOptimizer.matrix` rule together: their
-    parameters, gradients and state stacked along a new first dimension, one rule call per shape,
-    the results copied back. Returns the parameters left to step one by one (alone in their shape,
-    or not stackable), with their gradients and extra arguments."""
-    buckets: dict[tuple[Any, ...], list[int]] = {}
-    rest: list[int] = []
-    states = []
-    for index, (param, grad) in enumerate(zip(params, grads, strict=True)):
-        state = {k: v for k, v in optimizer.ensure_state(param, group).items() if v is not None}
-        states.append(state)
-        if extras[index] or not _stackable(optimizer, param, grad, state):
-            rest.append(index)
-            continue
-        key = (tuple(param.shape), param.dtype, param.device, grad.dtype, tuple(sorted(state)))
-        buckets.setdefault(key, []).append(index)
-    for members in buckets.values():
-        if len(members) == 1:
-            rest.extend(members)
-            continue
-        stacked_param = torch.stack([params[i] for i in members])
-        stacked_grad = torch.stack([grads[i] for i in members])
-        stacked_state = {key: torch.stack([states[i][key] for i in members]) for key in states[members[0]]}
-        new_param, new_state = optimizer.rule(stacked_param, stacked_grad, stacked_state, **hyper)
-        for position, index in enumerate(members):
-            param = params[index]
-            param.copy_(new_param[position])
-            state = optimizer.state[param]
-            for key, value in new_state.items():
-                if state.get(key) is not None:
-                    state[key].copy_(value[position])
-                else:  # created by the rule itself (Muon's first momentum buffer, say)
-                    state[key] = torch.empty_like(param, memory_format=torch.preserve_format)
-                    state[key].copy_(value[position])
-    rest.sort()
-    return [params[i] for i in rest], [grads[i] for i in rest], [extras[i] for i in rest]

@@ -43,12 +43,25 @@ def rule_on_entries(
     shaped entries as values at the indices, scalar entries whole). Reads only; writes nothing."""
     index, values = touched(grad)
     gathered = {key: _gathered(value, param, index) for key, value in state.items()}
-    new_values, new_state = optimizer.rule(param[index], values, gathered, **hyper)
+    dtype = optimizer.compute_dtype(param)
+    entries = optimizer.readable(param[index], dtype)
+    gathered = {key: optimizer.readable(value, dtype) for key, value in gathered.items()}
+    new_values, new_state = optimizer.rule(entries, optimizer.readable(values, dtype), gathered, **hyper)
     return index, new_values, new_state
 
 
-def scatter(index: tuple[Tensor, ...], target: Tensor, values: Tensor, *, inplace: bool) -> Tensor:
-    """``values`` written at ``index`` of ``target`` (in place, or into a copy)."""
+def scatter(
+    index: tuple[Tensor, ...],
+    target: Tensor,
+    values: Tensor,
+    *,
+    inplace: bool,
+    optimizer: RuleOptimizer | None = None,
+) -> Tensor:
+    """``values`` written at ``index`` of ``target`` (in place, or into a copy; rounded as
+    ``optimizer`` stores its results, when given)."""
+    if optimizer is not None:
+        values = optimizer.storable(values, target.dtype)
     values = values.to(target.dtype)
     return target.index_put_(index, values) if inplace else target.index_put(index, values)
 
@@ -61,11 +74,11 @@ def step_sparse_entries(
     state = optimizer.ensure_state(param, group)
     live = {key: value for key, value in state.items() if value is not None}
     index, new_values, new_state = rule_on_entries(optimizer, param, grad, live, hyper)
-    scatter(index, param, new_values, inplace=True)
+    scatter(index, param, new_values, inplace=True, optimizer=optimizer)
     for key, value in new_state.items():
         current = live.get(key)
         if isinstance(current, Tensor) and current.shape == param.shape and current.dim() > 0:
-            scatter(index, current, value, inplace=True)
+            scatter(index, current, value, inplace=True, optimizer=optimizer)
         elif isinstance(current, Tensor) and isinstance(value, Tensor):
             current.copy_(value)
         else:  # a Python-number counter (SparseAdam's ``step``, an int as in torch.optim)

@@ -20,13 +20,10 @@ import torch
 from torch import Tensor
 
 from optimlab.optim.distributed import is_distributed
+from optimlab.optim.engine.tensors import as_real, dense
 
 if TYPE_CHECKING:
     from optimlab.optim.base import RuleOptimizer
-
-
-def _as_real(tensor: Tensor) -> Tensor:
-    return torch.view_as_real(tensor) if tensor.is_complex() else tensor
 
 
 def _value(result: Tensor) -> Tensor:
@@ -91,10 +88,12 @@ def tensor_statistics(
     per_tensor = []
     for param, grad in zip(params, grads, strict=True):
         state = {k: v for k, v in optimizer.ensure_state(param, group).items() if v is not None}
-        real_state = {k: _as_real(v) if isinstance(v, Tensor) else v for k, v in state.items()}
-        values = measure(
-            _as_real(param), _as_real(grad.to_dense() if grad.is_sparse else grad), real_state, **hyper
-        )
+        real_state = {k: as_real(v) if isinstance(v, Tensor) else v for k, v in state.items()}
+        if optimizer.rounds:  # low-precision storage, read in the step's precision
+            dtype = optimizer.compute_dtype(param)
+            real_state = {k: optimizer.readable(v, dtype) for k, v in real_state.items()}
+            param, grad = optimizer.readable(param, dtype), optimizer.readable(grad, dtype)
+        values = measure(as_real(param), as_real(dense(grad)), real_state, **hyper)
         per_tensor.append({name: _value(value) for name, value in values.items()})
     return per_tensor
 

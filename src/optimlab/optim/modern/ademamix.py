@@ -9,8 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from optimlab.optim.base import NonFinitePolicy, optional_term, scalar_hyperparameter
-from optimlab.optim.modern.common import PackageOptimizer
+from optimlab.optim.base import NonFinitePolicy, RuleOptimizer, optional_term, scalar_hyperparameter
 from optimlab.optim.modern.errors import NegativeLRError, NoComplexParameterError, NoSparseGradientError
 from optimlab.optim.optimizers import _zeros
 from optimlab.optim.rules import (
@@ -117,7 +116,7 @@ def _check_non_negative(value: Any, name: str) -> None:
         raise ValueError(f"{name} must be non-negative")
 
 
-class AdEMAMix(PackageOptimizer):
+class AdEMAMix(RuleOptimizer):
     """AdEMAMix — see :func:`ademamix`.
 
     As in pytorch-optimizer, the step count is each param group's ``group["step"]`` (a Python int,
@@ -152,6 +151,8 @@ class AdEMAMix(PackageOptimizer):
         l1: float = 0.0,
         nonfinite: NonFinitePolicy = "propagate",
         engine: str | None = None,
+        state_dtype: torch.dtype | None = None,
+        stochastic_rounding: bool = False,
         **kwargs: Any,
     ) -> None:
         if lr is not None and lr < 0.0:
@@ -180,7 +181,15 @@ class AdEMAMix(PackageOptimizer):
             "foreach": foreach,
             **kwargs,
         }
-        super().__init__(params, defaults, l1=l1, nonfinite=nonfinite, engine=engine)
+        super().__init__(
+            params,
+            defaults,
+            l1=l1,
+            nonfinite=nonfinite,
+            engine=engine,
+            state_dtype=state_dtype,
+            stochastic_rounding=stochastic_rounding,
+        )
 
     def begin_group_step(self, group: dict[str, Any]) -> None:
         """The group's step count advances, as in pytorch-optimizer (not for a group that

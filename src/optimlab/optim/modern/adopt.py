@@ -125,6 +125,8 @@ class ADOPT(RuleOptimizer):
         l1: float = 0.0,
         nonfinite: NonFinitePolicy = "propagate",
         engine: str | None = None,
+        state_dtype: torch.dtype | None = None,
+        stochastic_rounding: bool = False,
     ) -> None:
         if isinstance(lr, Tensor) and foreach and not capturable:
             raise ValueError("lr as a Tensor is not supported for capturable=False and foreach=True")
@@ -148,7 +150,15 @@ class ADOPT(RuleOptimizer):
             "fused": fused,
         }
         try:
-            super().__init__(params, defaults, l1=l1, nonfinite=nonfinite, engine=engine)
+            super().__init__(
+                params,
+                defaults,
+                l1=l1,
+                nonfinite=nonfinite,
+                engine=engine,
+                state_dtype=state_dtype,
+                stochastic_rounding=stochastic_rounding,
+            )
         except RuntimeError:
             if fused:  # torch-adopt refuses fused=True before any other fused check
                 raise RuntimeError("`fused` is not currently supported") from None

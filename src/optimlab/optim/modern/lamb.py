@@ -228,6 +228,8 @@ class Lamb(RuleOptimizer):
         l1: float = 0.0,
         nonfinite: NonFinitePolicy = "propagate",
         engine: str | None = None,
+        state_dtype: torch.dtype | None = None,
+        stochastic_rounding: bool = False,
         **kwargs: Any,
     ) -> None:
         if lr is not None and lr < 0.0:
@@ -260,7 +262,15 @@ class Lamb(RuleOptimizer):
             "foreach": foreach,
             **kwargs,
         }
-        super().__init__(params, defaults, l1=l1, nonfinite=nonfinite, engine=engine)
+        super().__init__(
+            params,
+            defaults,
+            l1=l1,
+            nonfinite=nonfinite,
+            engine=engine,
+            state_dtype=state_dtype,
+            stochastic_rounding=stochastic_rounding,
+        )
 
     def __str__(self) -> str:
         return "Lamb"

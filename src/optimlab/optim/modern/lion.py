@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import Tensor
 
-from optimlab.optim.base import NonFinitePolicy, optional_term, scalar_hyperparameter
-from optimlab.optim.modern.common import PackageOptimizer
+from optimlab.optim.base import NonFinitePolicy, RuleOptimizer, optional_term, scalar_hyperparameter
 from optimlab.optim.optimizers import _zeros
 from optimlab.optim.rules import Number, State, _decoupled_decay, _l1_step
 
@@ -41,7 +41,7 @@ def lion(
     return _l1_step(new_param, l1, lr), {"exp_avg": exp_avg}
 
 
-class Lion(PackageOptimizer):
+class Lion(RuleOptimizer):
     """Lion — see :func:`lion`.
 
     As in lion_pytorch, ``decoupled_weight_decay=True`` divides every group's ``weight_decay`` by the
@@ -68,6 +68,8 @@ class Lion(PackageOptimizer):
         l1: float = 0.0,
         nonfinite: NonFinitePolicy = "propagate",
         engine: str | None = None,
+        state_dtype: torch.dtype | None = None,
+        stochastic_rounding: bool = False,
     ) -> None:
         if not lr > 0.0:
             raise AssertionError  # lion_pytorch: ``assert lr > 0.``
@@ -79,7 +81,15 @@ class Lion(PackageOptimizer):
         if use_triton and engine is None:
             engine = "fused"
         defaults = {"lr": lr, "betas": betas, "weight_decay": weight_decay}
-        super().__init__(params, defaults, l1=l1, nonfinite=nonfinite, engine=engine)
+        super().__init__(
+            params,
+            defaults,
+            l1=l1,
+            nonfinite=nonfinite,
+            engine=engine,
+            state_dtype=state_dtype,
+            stochastic_rounding=stochastic_rounding,
+        )
 
     def init_state(self, param: Tensor, group: dict[str, Any]) -> dict[str, Tensor]:
         return {"exp_avg": _zeros(param)}

@@ -193,6 +193,8 @@ class Prodigy(RuleOptimizer):
     ``slice_p`` are the reference's additions; all are kept as the reference has them.
     """
 
+    parameter_state = ("p0",)  # the initial point (see RuleOptimizer.parameter_state)
+
     rule = staticmethod(prodigy)
     statistics = staticmethod(prodigy_statistics)
     statistics_scope = "step"
@@ -218,6 +220,8 @@ class Prodigy(RuleOptimizer):
         l1: float = 0.0,
         nonfinite: NonFinitePolicy = "propagate",
         engine: str | None = None,
+        state_dtype: torch.dtype | None = None,
+        stochastic_rounding: bool = False,
     ) -> None:
         if not d0 > 0.0:
             raise ValueError(f"Invalid d0 value: {d0}")
@@ -250,7 +254,15 @@ class Prodigy(RuleOptimizer):
         }
         self.d0 = d0
         self._shared: dict[str, Any] = {}
-        super().__init__(params, defaults, l1=l1, nonfinite=nonfinite, engine=engine)
+        super().__init__(
+            params,
+            defaults,
+            l1=l1,
+            nonfinite=nonfinite,
+            engine=engine,
+            state_dtype=state_dtype,
+            stochastic_rounding=stochastic_rounding,
+        )
 
     def init_state(self, param: Tensor, group: dict[str, Any]) -> dict[str, Tensor]:
         sliced = _sliced(param.detach(), None if group["slice_p"] == 1 else group["slice_p"])

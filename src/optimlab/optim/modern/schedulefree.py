@@ -157,6 +157,8 @@ class _ScheduleFree(RuleOptimizer):
     """What both Schedule-Free optimizers share: the train/eval swap, the group-level counters
     and the reference's step guard. Subclasses say which group key holds β."""
 
+    parameter_state = ("z",)  # the base sequence (see RuleOptimizer.parameter_state)
+
     elementwise = True
 
     def _beta(self, group: dict[str, Any]) -> Any:
@@ -268,6 +270,8 @@ class SGDScheduleFree(_ScheduleFree):
         l1: float = 0.0,
         nonfinite: NonFinitePolicy = "propagate",
         engine: str | None = None,
+        state_dtype: torch.dtype | None = None,
+        stochastic_rounding: bool = False,
     ) -> None:
         if lr < 0.0:
             raise ValueError(f"Invalid learning rate: {lr}")
@@ -284,7 +288,15 @@ class SGDScheduleFree(_ScheduleFree):
             weight_decay=weight_decay,
             foreach=foreach,
         )
-        super().__init__(params, defaults, l1=l1, nonfinite=nonfinite, engine=engine)
+        super().__init__(
+            params,
+            defaults,
+            l1=l1,
+            nonfinite=nonfinite,
+            engine=engine,
+            state_dtype=state_dtype,
+            stochastic_rounding=stochastic_rounding,
+        )
 
     def _beta(self, group: dict[str, Any]) -> Any:
         return group["momentum"]
@@ -330,6 +342,8 @@ class AdamWScheduleFree(_ScheduleFree):
         l1: float = 0.0,
         nonfinite: NonFinitePolicy = "propagate",
         engine: str | None = None,
+        state_dtype: torch.dtype | None = None,
+        stochastic_rounding: bool = False,
     ) -> None:
         defaults = self._defaults(
             lr=lr,
@@ -341,7 +355,15 @@ class AdamWScheduleFree(_ScheduleFree):
             weight_decay=weight_decay,
             foreach=foreach,
         )
-        super().__init__(params, defaults, l1=l1, nonfinite=nonfinite, engine=engine)
+        super().__init__(
+            params,
+            defaults,
+            l1=l1,
+            nonfinite=nonfinite,
+            engine=engine,
+            state_dtype=state_dtype,
+            stochastic_rounding=stochastic_rounding,
+        )
 
     def _beta(self, group: dict[str, Any]) -> Any:
         return group["betas"][0]
