@@ -127,10 +127,10 @@ CONFIGS: list[Config] = [
         compared=("fsdp1",),
     ),
     Config(
-        "adafactor-eager",
+        "adafactor-fused",  # tensor-wise kernels where a parameter is whole (DDP, ZeRO, FSDP1's flat ones)
         "Adafactor",
         {"lr": 0.01, "weight_decay": 0.1},
-        "eager",
+        "fused",
         exact=("fsdp2", "zero", "ddp", "checkpoint"),
         compared=("fsdp1",),
     ),

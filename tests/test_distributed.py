@@ -172,7 +172,7 @@ WRAPPED_OUTCOMES = {
     "fsdp1/prodigy-fused": "one-process",
     "zero/prodigy-fused": "reference",
     "fsdp1/muon-eager": "refused",
-    "fsdp1/adafactor-eager": "reference",
+    "fsdp1/adafactor-fused": "reference",
 }
 
 

@@ -142,6 +142,11 @@ class RuleOptimizer(Optimizer):
     #: then run it over any dense run of memory and on the local shards of DTensor parameters.
     #: Off by default, so a rule with a norm or a matrix product (LAMB, Muon) is never sliced.
     elementwise: ClassVar[bool] = False
+    #: the rule reads nothing beyond its own tensor, whose dimensions its reductions span (Adafactor's
+    #: row and column means and RMS): the fused engine may then compile the whole rule, one kernel per
+    #: number of dimensions with every size dynamic, and step each plain dense parameter whole with it
+    #: (never a flat run or a DTensor's shard: those are stepped eagerly). Ignored when ``elementwise``.
+    tensorwise: ClassVar[bool] = False
     #: torch.optim's error for a sparse gradient; ``None`` where torch.optim accepts sparse
     #: gradients (SGD, Adagrad), whose rules are then applied to the densified gradient.
     sparse_gradient_error: ClassVar[str | None] = "{name} does not support sparse gradients"

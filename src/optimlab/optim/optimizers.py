@@ -724,13 +724,17 @@ class RAdam(RuleOptimizer):
 class Adafactor(RuleOptimizer):
     """Adafactor — see :func:`rules.adafactor`.
 
-    Not elementwise (row and column statistics, norms): every engine steps it eagerly on whole
-    tensors (DTensor ops under FSDP2). As torch.optim.Adafactor: complex parameters and sparse
-    gradients are refused at the step, and ``eps=(None, ...)`` takes the machine epsilon of the dtype
-    of the group's first parameter with a gradient, for the whole group."""
+    Not elementwise (row and column statistics, norms) but :attr:`tensorwise`: the fused engine
+    compiles the whole rule, reductions included, one kernel per number of dimensions, and steps
+    each parameter whole with it; DTensors (FSDP2: DTensor ops reduce over the shards), size-1
+    dimensions and every step autograd records go to the eager engine. As torch.optim.Adafactor:
+    complex parameters and sparse gradients are refused at the step, and ``eps=(None, ...)`` takes
+    the machine epsilon of the dtype of the group's first parameter with a gradient, for the whole
+    group."""
 
     rule = staticmethod(rules.adafactor)
     host_step = True
+    tensorwise = True
 
     def __init__(
         self,

@@ -11,9 +11,15 @@ parameters, gradients or state between steps is simply seen on the next one.
 
 A parameter the kernel cannot take exactly — a sparse gradient, fewer than two elements, a layout
 that differs between the parameter, its gradient and its state, a dtype or device without a
-compiler, state the rule creates on this step (SGD's first momentum buffer), a rule not declared
-elementwise — is stepped by the eager engine, which is torch.optim's for-loop arithmetic; so is
-everything while autograd records the step (``differentiable=True``).
+compiler, state the rule creates on this step (SGD's first momentum buffer), a rule declared neither
+elementwise nor tensorwise — is stepped by the eager engine, which is torch.optim's for-loop
+arithmetic; so is everything while autograd records the step (``differentiable=True``).
+
+A rule declared ``tensorwise`` (Adafactor: reductions over its own tensor's dimensions) is compiled
+whole, one kernel per number of dimensions, and each parameter is stepped whole by it (never a flat
+run or a shard: DTensors are stepped eagerly). Declared statistics are evaluated by the kernels: a
+per-tensor rule's (LAMB's) inside the parameter's kernel, a step-wide rule's (Prodigy's) by
+statistics-only kernels before any parameter moves; a DTensor's by DTensor ops.
 
 ``engine="auto"`` (the default) fuses an optimizer whose param groups hold at least
 :data:`AUTO_MIN_NUMEL` elements at once, and a smaller one once its eager steps have taken
@@ -41,8 +47,8 @@ from torch import Tensor
 
 from optimlab.optim.distributed import is_distributed, local, same_layout
 from optimlab.optim.engine.eager import EagerEngine
-from optimlab.optim.engine.kernels import Kernel, KernelKey, compiler_available
-from optimlab.optim.engine.statistics import rule_statistics
+from optimlab.optim.engine.kernels import Kernel, KernelKey, compiler_available, probe_shape
+from optimlab.optim.engine.statistics import rule_statistics, sum_statistics, tensor_statistics
 
 if TYPE_CHECKING:
     from optimlab.optim.base import RuleOptimizer
@@ -90,20 +96,39 @@ def _dense(tensor: Tensor) -> bool:
     return True
 
 
-def _state_keys(
-    optimizer: RuleOptimizer, group: dict[str, Any], hyper: dict[str, Any]
-) -> tuple[tuple, tuple]:
-    """(parameter-shaped state keys, 0-d state keys) the rule keeps, learned by running it eagerly
-    on a 2-element probe (SGD's momentum buffer appears only after the first step). The probe is
-    not zero: Prodigy keeps a zero parameter's initial value as a 0-d tensor, any other as a copy."""
-    probe = torch.ones(2, dtype=torch.float64)
+_Layout = tuple[tuple[str, ...], tuple[str, ...], tuple[tuple[int, ...], ...]]
+
+
+def _probe_state(
+    optimizer: RuleOptimizer, group: dict[str, Any], hyper: dict[str, Any], shape: tuple[int, ...] = (2,)
+) -> dict[str, Tensor]:
+    """The state the rule keeps, after running it eagerly on a probe of ``shape`` for two steps (SGD's
+    momentum buffer appears only after the first). The probe is not zero: Prodigy keeps a zero
+    parameter's initial value as a 0-d tensor, any other as a copy."""
+    probe = torch.ones(shape, dtype=torch.float64)
     state = dict(optimizer.init_state(probe, group))
     hyper = {k: float(v) if isinstance(v, Tensor) else v for k, v in hyper.items()}
     for _ in range(2):
-        _, new_state = optimizer.rule(probe, torch.zeros(2, dtype=torch.float64), state, **hyper)
+        _, new_state = optimizer.rule(probe, torch.zeros(shape, dtype=torch.float64), state, **hyper)
         state.update(new_state)
+    return state
+
+
+def _state_keys(
+    optimizer: RuleOptimizer, group: dict[str, Any], hyper: dict[str, Any], shape: tuple[int, ...] = (2,)
+) -> tuple[tuple, tuple]:
+    """(tensor state keys, 0-d state keys) the rule keeps (see :func:`_probe_state`)."""
+    state = _probe_state(optimizer, group, hyper, shape)
     tensor_keys = tuple(sorted(k for k, v in state.items() if v.dim() > 0))
     scalar_keys = tuple(sorted(k for k, v in state.items() if v.dim() == 0))
+    return tensor_keys, scalar_keys
+
+
+def _initial_state_keys(optimizer: RuleOptimizer, group: dict[str, Any]) -> tuple[tuple, tuple]:
+    """(tensor state keys, 0-d state keys) the optimizer creates for a parameter (a probe's)."""
+    state = optimizer.init_state(torch.ones(2, dtype=torch.float64), group)
+    tensor_keys = tuple(sorted(k for k, v in state.items() if v is not None and v.dim() > 0))
+    scalar_keys = tuple(sorted(k for k, v in state.items() if v is not None and v.dim() == 0))
     return tensor_keys, scalar_keys
 
 
@@ -145,12 +170,47 @@ class _GroupConfig:
     """What a param group's current settings select: the state keys, the static flags and the
     numeric hyperparameters' names, and the hyperparameter tensors per device."""
 
-    def __init__(self, static: tuple, names: tuple[str, ...], keys: tuple[tuple, tuple]) -> None:
+    def __init__(
+        self,
+        static: tuple,
+        names: tuple[str, ...],
+        keys: tuple[tuple, tuple],
+        probe_hyper: dict[str, Any],
+        statistics: tuple[Callable[..., Any], tuple[str, ...], bool] | None = None,
+    ) -> None:
         self.static = static
+        #: (the declared statistics, their names, whether the kernel only evaluates them) for a kernel
+        #: that evaluates the statistics itself; ``None`` otherwise
+        self.statistics = statistics
         self.names = names
         self.tensor_keys, self.scalar_keys = keys
+        self.probe_hyper = probe_hyper  # the rule's arguments when it runs on a probe
         self.hyper: dict[torch.device, _Hyper] = {}
         self.kernels: dict[tuple[Any, ...], Kernel | None] = {}
+        #: a tensor-wise rule's state per number of dimensions: (tensor keys, scalar keys, the probe
+        #: shapes of the parameter and of each state tensor), ``None`` where no kernel can take it
+        self.layouts: dict[int, _Layout | None] = {}
+
+    def layout(self, optimizer: RuleOptimizer, group: dict[str, Any], ndim: int) -> _Layout | None:
+        """The state a tensor-wise rule keeps for ``ndim``-dimensional parameters (Adafactor's differs
+        between vectors and matrices), learned by running it eagerly on :func:`kernels.probe_shape`."""
+        if ndim in self.layouts:
+            return self.layouts[ndim]
+        try:
+            shape = probe_shape(ndim)
+        except ValueError:
+            self.layouts[ndim] = None
+            return None
+        try:
+            state = _probe_state(optimizer, group, self.probe_hyper, shape)
+        except Exception:  # the rule takes no such tensor: the eager engine says why, if it is given one
+            self.layouts[ndim] = None
+            return None
+        tensor_keys = tuple(sorted(k for k, v in state.items() if v.dim() > 0))
+        scalar_keys = tuple(sorted(k for k, v in state.items() if v.dim() == 0))
+        shapes = (shape, *(tuple(state[k].shape) for k in tensor_keys))
+        self.layouts[ndim] = layout = (tensor_keys, scalar_keys, shapes)
+        return layout
 
 
 class FusedEngine:
@@ -171,8 +231,12 @@ class FusedEngine:
         self.eager_seconds = 0.0  # time "auto" has spent in eager steps so far
         #: parameter steps taken so far by a compiled kernel and by the eager engine
         self.counts = {"fused": 0, "eager": 0}
+        #: parameters whose declared statistics a kernel evaluated (on its own, or inside the step's
+        #: kernel) and those the eager ops evaluated, on the fused path
+        self.statistics_counts = {"fused": 0, "eager": 0}
         #: per optimizer class and group settings (static flags, hyperparameter names)
         self._configs: dict[tuple[Any, ...], _GroupConfig] = {}
+        self._statistic_names: dict[tuple[Any, ...], tuple[str, ...]] = {}
 
     # -- choosing -----------------------------------------------------------------------------
 
@@ -199,7 +263,7 @@ class FusedEngine:
         extras: list[dict[str, Any]] | None = None,
     ) -> None:
         """Step ``params`` (``extras``: their rule's statistics, where the caller has evaluated them)."""
-        if not optimizer.elementwise or _recorded():
+        if not (optimizer.elementwise or optimizer.tensorwise) or _recorded():
             self._step_eager(optimizer, group, params, grads, extras)
             return
         if not self._fusing and not self._auto_fuses(optimizer):
@@ -207,7 +271,10 @@ class FusedEngine:
             self._step_eager(optimizer, group, params, grads, extras)
             self.eager_seconds += time.perf_counter() - start
             return
-        self._step_fused(optimizer, group, params, grads, extras)
+        if optimizer.elementwise:
+            self._step_fused(optimizer, group, params, grads, extras)
+        else:
+            self._step_tensorwise(optimizer, group, params, grads, extras)
 
     def _config(
         self,
@@ -215,19 +282,105 @@ class FusedEngine:
         group: dict[str, Any],
         hyper: dict[str, Any],
         extra_names: tuple[str, ...],
+        statistics: str | None = None,
     ) -> tuple[_GroupConfig, list[Any]]:
         """The group's configuration and its numeric hyperparameters' values; ``extra_names`` are the
-        rule's statistics, which follow them as operands of their own for each parameter."""
+        rule's statistics, which follow them as operands of their own for each parameter — or, with
+        ``statistics="inside"`` (the kernel evaluates them before the update) or ``"only"`` (the
+        kernel evaluates them and moves nothing), the statistics the kernels compute themselves."""
         static, numeric = _split_hyper(hyper)
-        names = tuple(numeric) + extra_names
-        key = (type(optimizer), static, names)
+        names = tuple(numeric) + (extra_names if statistics is None else ())
+        key = (type(optimizer), static, names, extra_names, statistics)
         config = self._configs.get(key)
         if config is None:
             probe_hyper = {**hyper, **dict.fromkeys(extra_names, 1.0)}
-            config = self._configs[key] = _GroupConfig(
-                static, names, _state_keys(optimizer, group, probe_hyper)
-            )
+            probe_hyper = {k: float(v) if isinstance(v, Tensor) else v for k, v in probe_hyper.items()}
+            declared = None
+            if statistics is not None:
+                declared = (type(optimizer).statistics, extra_names, statistics == "only")
+            if statistics == "only":  # the state as it is when statistics are read: before the rule
+                keys = _initial_state_keys(optimizer, group)
+            elif not optimizer.elementwise:  # tensor-wise: learned per number of dimensions (layout)
+                keys = ((), ())
+            else:
+                keys = _state_keys(optimizer, group, probe_hyper)
+            config = self._configs[key] = _GroupConfig(static, names, keys, probe_hyper, declared)
         return config, list(numeric.values())
+
+    def _statistics_names(
+        self, optimizer: RuleOptimizer, group: dict[str, Any], hyper: dict[str, Any]
+    ) -> tuple[str, ...]:
+        """The names of the rule's statistics for these settings, from one evaluation on a probe."""
+        static, numeric = _split_hyper(hyper)
+        key = (type(optimizer), static, tuple(numeric))
+        names = self._statistic_names.get(key)
+        if names is None:
+            probe = torch.ones(2, dtype=torch.float64)
+            state = dict(optimizer.init_state(probe, group))
+            floats = {k: float(v) if isinstance(v, Tensor) else v for k, v in hyper.items()}
+            found = type(optimizer).statistics(probe, torch.zeros(2, dtype=torch.float64), state, **floats)
+            names = self._statistic_names[key] = tuple(found)
+        return names
+
+    def _kernel_statistics_on(self, optimizer: RuleOptimizer) -> bool:
+        """Whether kernels evaluate the rule's statistics now: an elementwise rule (whose statistics
+        are then sums over its elements, which flat runs keep), while fusing and unwatched."""
+        if not optimizer.elementwise or type(optimizer).statistics is None or _recorded():
+            return False
+        return self._fusing or self._auto_fuses(optimizer)
+
+    def summed_statistics(
+        self,
+        optimizer: RuleOptimizer,
+        group: dict[str, Any],
+        params: list[Tensor],
+        grads: list[Tensor],
+        hyper: dict[str, Any],
+    ) -> dict[str, Tensor]:
+        """The rule's statistics summed over ``params`` (``statistics_scope = "step"``): each plain
+        parameter's by one statistics-only kernel — a single read of the parameter, its gradient and
+        state, no temporaries — into one float64 buffer summed at the end; a DTensor's (reduced over
+        its shards) and anything else a kernel cannot take by the eager ops."""
+        if not self._kernel_statistics_on(optimizer):
+            return sum_statistics(tensor_statistics(optimizer, group, params, grads, hyper))
+        names = self._statistics_names(optimizer, group, hyper)
+        if not names:
+            return {}
+        config, values = self._config(optimizer, group, hyper, names, statistics="only")
+        rule, k = type(optimizer).rule, len(names)
+        buffers: dict[torch.device, tuple[Tensor, tuple[Tensor, ...]]] = {}
+        hyper_by_device: dict[torch.device, list[Tensor]] = {}
+        rest = []
+        state_of, ensure_state = optimizer.state.get, optimizer.ensure_state
+        for index, (param, grad) in enumerate(zip(params, grads, strict=True)):
+            state = state_of(param) or ensure_state(param, group)
+            prepared = _flat_operands(param, grad, state, config, whole=True)
+            kernel = None
+            if prepared is not None:
+                operands, numel, device, dtype, scalar_dtypes = prepared
+                kernel = self._kernel(config, rule, device, dtype, scalar_dtypes)
+            if kernel is None:
+                rest.append(index)
+                continue
+            if device not in buffers:  # a row of k one-element outputs per parameter, zero if unused
+                buffer = torch.zeros(len(params) * k, dtype=torch.float64, device=device)
+                buffers[device] = (buffer, buffer.split(1))
+                cache = config.hyper.get(device)
+                if cache is None:
+                    cache = config.hyper[device] = _Hyper(device)
+                hyper_by_device[device] = cache.refresh(values)
+            operands.extend(buffers[device][1][index * k : index * k + k])
+            operands.extend(hyper_by_device[device])
+            kernel(operands, numel)
+        self.statistics_counts["fused"] += len(params) - len(rest)
+        self.statistics_counts["eager"] += len(rest)
+        parts = [dict(zip(names, b.view(-1, k).sum(0).unbind(), strict=True)) for b, _ in buffers.values()]
+        if rest:
+            eager = tensor_statistics(
+                optimizer, group, [params[i] for i in rest], [grads[i] for i in rest], hyper
+            )
+            parts.append(sum_statistics(eager))
+        return sum_statistics(parts)
 
     def _step_fused(
         self,
@@ -238,32 +391,123 @@ class FusedEngine:
         extras: list[dict[str, Any]] | None = None,
     ) -> None:
         hyper_values = optimizer.hyperparameters(group)
+        # Per-tensor statistics (LAMB's norms) are evaluated by the kernel itself, before the update,
+        # for each parameter it takes whole; a DTensor's (reduced over its shards) first, eagerly.
+        inside = (
+            extras is None
+            and type(optimizer).statistics is not None
+            and optimizer.statistics_scope == "tensor"
+            and self._kernel_statistics_on(optimizer)
+        )
+        names: tuple[str, ...] = ()
+        inside_config = None
+        if inside:
+            names = self._statistics_names(optimizer, group, hyper_values)
+            inside_config, _ = self._config(optimizer, group, hyper_values, names, statistics="inside")
+            extras = [None] * len(params)  # type: ignore[list-item]
+            sharded = [i for i, (p, g) in enumerate(zip(params, grads, strict=True)) if _sharded(p, g)]
+            if sharded:
+                found = tensor_statistics(
+                    optimizer, group, [params[i] for i in sharded], [grads[i] for i in sharded], hyper_values
+                )
+                for i, values in zip(sharded, found, strict=True):
+                    extras[i] = values
+        else:
+            if extras is None:
+                extras = rule_statistics(optimizer, group, params, grads, hyper_values)
+            names = tuple(extras[0]) if extras else ()
+        config, values = self._config(optimizer, group, hyper_values, names)
+        rule = type(optimizer).rule
+        hyper_by_device: dict[torch.device, list[Tensor]] = {}
+        extra_operands: dict[tuple[int, torch.device], list[Tensor]] = {}
+        eager_params, eager_grads, eager_extras, written = [], [], [], []
+        state_of, ensure_state = optimizer.state.get, optimizer.ensure_state
+        for index, (param, grad) in enumerate(zip(params, grads, strict=True)):
+            state = state_of(param) or ensure_state(param, group)
+            extra = extras[index]
+            chosen = inside_config if extra is None else config
+            prepared = _flat_operands(param, grad, state, chosen)
+            kernel = None
+            if prepared is not None:
+                operands, numel, device, dtype, scalar_dtypes = prepared
+                kernel = self._kernel(chosen, rule, device, dtype, scalar_dtypes)
+            if kernel is None:
+                eager_params.append(param)
+                eager_grads.append(grad)
+                eager_extras.append(extra)
+                continue
+            hyper = hyper_by_device.get(device)
+            if hyper is None:
+                cache = config.hyper.get(device)
+                if cache is None:
+                    cache = config.hyper[device] = _Hyper(device)
+                hyper = hyper_by_device[device] = cache.refresh(values)
+            n_written = len(operands)  # the parameter, its state and scalar state (and the gradient)
+            operands.extend(hyper)
+            if extra:  # the rule's statistics for this parameter, as float64 scalar operands
+                # (converted once per step for a group's or a step's, which every parameter shares)
+                shared = extra_operands.get((id(extra), device))
+                if shared is None:
+                    shared = [_scalar_operand(extra[name], device) for name in names]
+                    extra_operands[id(extra), device] = shared
+                operands.extend(shared)
+            kernel(operands, numel)
+            written.append(param)
+            written.extend(operands[:1] + operands[2:n_written])
+        if written:
+            # The kernel wrote through data pointers: tell autograd, as in-place ops would.
+            torch.autograd.graph.increment_version(written)
+        self.counts["fused"] += len(params) - len(eager_params)
+        if inside:  # evaluated by a kernel: the parameters it stepped without statistics operands
+            by_kernel = sum(extra is None for extra in extras) - sum(e is None for e in eager_extras)
+            self.statistics_counts["fused"] += by_kernel
+            self.statistics_counts["eager"] += len(params) - by_kernel
+        if eager_params:
+            missing = [i for i, extra in enumerate(eager_extras) if extra is None]
+            if missing:  # statistics a kernel would have evaluated: the eager engine's own
+                found = tensor_statistics(
+                    optimizer,
+                    group,
+                    [eager_params[i] for i in missing],
+                    [eager_grads[i] for i in missing],
+                    hyper_values,
+                )
+                for i, values in zip(missing, found, strict=True):
+                    eager_extras[i] = values
+            self._step_eager(optimizer, group, eager_params, eager_grads, eager_extras)
+
+    def _step_tensorwise(
+        self,
+        optimizer: RuleOptimizer,
+        group: dict[str, Any],
+        params: list[Tensor],
+        grads: list[Tensor],
+        extras: list[dict[str, Any]] | None = None,
+    ) -> None:
+        """A :attr:`~optimlab.optim.base.RuleOptimizer.tensorwise` rule: each parameter stepped whole by
+        one compiled kernel of the rule, its reductions included — a kernel per number of dimensions,
+        sizes dynamic. Never on a shard or a flat run: what the kernel cannot take whole and exactly
+        (a DTensor, a size-1 dimension, another layout or state shape) is stepped eagerly."""
+        hyper_values = optimizer.hyperparameters(group)
         if extras is None:
             extras = rule_statistics(optimizer, group, params, grads, hyper_values)
         extra_names = tuple(extras[0]) if extras else ()
         config, values = self._config(optimizer, group, hyper_values, extra_names)
         rule = type(optimizer).rule
-        tensor_keys, scalar_keys = config.tensor_keys, config.scalar_keys
-        get_tensors = operator.itemgetter(*tensor_keys) if tensor_keys else None
         hyper_by_device: dict[torch.device, list[Tensor]] = {}
         eager_params, eager_grads, eager_extras, written = [], [], [], []
-        state_of, ensure_state = optimizer.state.get, optimizer.ensure_state
         for index, (param, grad) in enumerate(zip(params, grads, strict=True)):
-            state = state_of(param) or ensure_state(param, group)
-            plain = _plain_cpu_operands(param, grad, state, tensor_keys, scalar_keys)
-            if plain is not None:  # the common case, checked with as few reads as possible
-                operands, dtype, scalar_dtypes = plain
-                device, numel = _CPU, param.numel()
-            else:
-                prepared = _prepare(param, grad, state, get_tensors, len(tensor_keys), scalar_keys)
-                if prepared is None:
-                    eager_params.append(param)
-                    eager_grads.append(grad)
-                    eager_extras.append(extras[index])
-                    continue
-                operands, numel, device, dtype, scalar_dtypes = prepared
-            kernel = self._kernel(config, rule, device, dtype, scalar_dtypes)
-            if kernel is None:
+            state = optimizer.state.get(param) or optimizer.ensure_state(param, group)
+            layout = config.layout(optimizer, group, param.dim())
+            prepared = None if layout is None else _whole_operands(param, grad, state, layout[0], layout[1])
+            kernel = None
+            if prepared is not None:
+                operands, device, dtype, scalar_dtypes = prepared
+                kernel = self._kernel(config, rule, device, dtype, scalar_dtypes, layout)
+            shape = tuple(param.shape)
+            if kernel is None or tuple(
+                tuple(t.shape) for t in operands[2 : 2 + len(layout[0])]
+            ) != kernel.state_shapes(shape):
                 eager_params.append(param)
                 eager_grads.append(grad)
                 eager_extras.append(extras[index])
@@ -274,15 +518,14 @@ class FusedEngine:
                 if cache is None:
                     cache = config.hyper[device] = _Hyper(device)
                 hyper = hyper_by_device[device] = cache.refresh(values)
-            n_written = len(operands)  # the parameter, its state and scalar state (and the gradient)
+            n_written = len(operands)
             operands.extend(hyper)
-            if extra_names:  # the rule's statistics for this parameter, as float64 scalar operands
+            if extra_names:
                 operands.extend(_scalar_operand(extras[index][name], device) for name in extra_names)
-            kernel(operands, numel)
+            kernel(operands, param.numel(), shape)
             written.append(param)
-            written.extend(operands[:1] + operands[2:n_written])
+            written.extend(operands[2:n_written])
         if written:
-            # The kernel wrote through data pointers: tell autograd, as in-place ops would.
             torch.autograd.graph.increment_version(written)
         self.counts["fused"] += len(params) - len(eager_params)
         if eager_params:
@@ -306,23 +549,31 @@ class FusedEngine:
         device: torch.device,
         dtype: torch.dtype,
         scalar_dtypes: tuple[torch.dtype, ...],
+        layout: _Layout | None = None,
     ) -> Kernel | None:
-        """The compiled kernel for this configuration, or ``None`` where compiling is impossible."""
-        selector = (device, dtype, scalar_dtypes)
+        """The compiled kernel for this configuration (``layout``: a tensor-wise rule's, for one number
+        of dimensions), or ``None`` where compiling is impossible."""
+        selector = (device, dtype, scalar_dtypes, layout)
         try:
             return config.kernels[selector]
         except KeyError:
             pass
         kernel = None
+        tensor_keys, scalar_keys, shapes = layout or (config.tensor_keys, config.scalar_keys, None)
+        measure, statistics_names, statistics_only = config.statistics or (None, (), False)
         key = KernelKey(
             rule,
             config.static,
-            config.tensor_keys,
-            config.scalar_keys,
+            tensor_keys,
+            scalar_keys,
             scalar_dtypes,
             config.names,
             dtype,
             device,
+            shapes,
+            measure,
+            statistics_names,
+            statistics_only,
         )
         if not compiler_available(device.type):
             if self.name == "fused" and device.type != "meta":
@@ -345,6 +596,26 @@ class FusedEngine:
                 )
         config.kernels[selector] = kernel
         return kernel
+
+
+def _sharded(param: Tensor, grad: Tensor) -> bool:
+    return is_distributed(param) or is_distributed(grad)
+
+
+def _flat_operands(
+    param: Tensor, grad: Tensor, state: dict[str, Any], config: _GroupConfig, whole: bool = False
+) -> tuple[list[Tensor], int, torch.device, torch.dtype, tuple[torch.dtype, ...]] | None:
+    """An elementwise kernel's operands for one parameter (see :func:`_prepare`); ``whole``: only
+    a whole tensor (not a DTensor's shard), as statistics sum over the whole tensor."""
+    tensor_keys, scalar_keys = config.tensor_keys, config.scalar_keys
+    plain = _plain_cpu_operands(param, grad, state, tensor_keys, scalar_keys)
+    if plain is not None:  # the common case, checked with as few reads as possible
+        operands, dtype, scalar_dtypes = plain
+        return operands, param.numel(), _CPU, dtype, scalar_dtypes
+    if whole and _sharded(param, grad):
+        return None
+    get_tensors = operator.itemgetter(*tensor_keys) if tensor_keys else None
+    return _prepare(param, grad, state, get_tensors, len(tensor_keys), scalar_keys)
 
 
 def _scalar_operand(value: Any, device: torch.device) -> Tensor:
@@ -415,6 +686,55 @@ def _plain_cpu_operands(
         operands.append(scalar)
         scalar_dtypes.append(scalar.dtype)
     return operands, dtype, tuple(scalar_dtypes)
+
+
+def _whole_operands(
+    param: Tensor,
+    grad: Tensor,
+    state: dict[str, Any],
+    tensor_keys: tuple[str, ...],
+    scalar_keys: tuple[str, ...],
+) -> tuple[list[Tensor], torch.device, torch.dtype, tuple[torch.dtype, ...]] | None:
+    """A tensor-wise kernel's operands for one parameter — ``[param, grad, *state, *scalar state]``,
+    whole, real, contiguous tensors of one dtype and device, every size of the parameter at least 2
+    (the kernel was generated for sizes of at least 2, as dynamo assumes them) — with the device,
+    dtype and scalar dtypes; ``None`` where the kernel cannot take them exactly (the eager engine
+    will): a DTensor (its local shard is not the tensor the rule reduces over), a sparse gradient, a
+    tensor subclass, lazy negation or conjugation, state the rule creates on this step."""
+    try:
+        tensors = [state[key] for key in tensor_keys]
+        scalars = [state[key] for key in scalar_keys]
+    except KeyError:
+        return None
+    operands = [param, grad, *tensors]
+    if not all(isinstance(t, Tensor) for t in (*operands, *scalars)):
+        return None
+    dtype, device = param.dtype, param.device
+    if dtype not in _FUSABLE_DTYPES or device.type == "meta" or param.dim() == 0 or min(param.shape) < 2:
+        return None
+    if grad.shape != param.shape:
+        return None
+    for tensor in operands:
+        if (
+            tensor.layout != torch.strided
+            or is_distributed(tensor)
+            or not _plain_memory(tensor)
+            or tensor.dtype != dtype
+            or tensor.device != device
+            or not tensor.is_contiguous()
+            or tensor.is_neg()
+            or tensor.is_conj()
+            or tensor._is_zerotensor()
+        ):
+            return None
+    for index, scalar in enumerate(scalars):
+        if scalar.dim() != 0 or scalar.requires_grad or is_distributed(scalar) or not _plain_memory(scalar):
+            return None
+        if scalar.device != device:
+            if device.type == "cpu" or scalar.device.type != "cpu":
+                return None
+            scalars[index] = state[scalar_keys[index]] = scalar.to(device)
+    return [*operands, *scalars], device, dtype, tuple(s.dtype for s in scalars)
 
 
 def _flattened(tensor: Tensor, param: Tensor) -> bool:

@@ -18,6 +18,14 @@ data pointer, so any dense tensors whose strides agree (a parameter, its gradien
 are one flat run of memory to it. Before it is trusted, that direct call is checked on the probe
 against the compiled function's own result, bit for bit; a configuration where anything differs or
 cannot be matched up keeps calling the compiled function on flat views (guarded, slower, exact).
+
+A *tensor-wise* kernel (``KernelKey.shapes`` set: a rule declared
+:attr:`~optimlab.optim.base.RuleOptimizer.tensorwise`, Adafactor's) compiles the whole rule for one
+number of dimensions, its reductions (row and column means, RMS) included, every size dynamic: its
+probe is a tensor of distinct sizes per dimension (:func:`probe_shape`), its state tensors of the
+shapes the optimizer creates for that probe, and the direct call passes the caller's sizes for the
+probe's. It is checked the same ways (the rule run eagerly, the direct call bit for bit, the thread
+race scan).
 """
 
 from __future__ import annotations
@@ -59,6 +67,18 @@ compilations = 0
 
 _PROBE_NUMEL = 37  # an element count no hyperparameter or state value is mistaken for
 _INT32_LIMIT = 2**31 - 1
+#: a tensor-wise kernel's probe: one distinct size per dimension, the last two wider than a vector
+#: register (so that the vectorized loops and their tails both run) and none equal to another, to 1,
+#: or to the elementwise probe's count (dynamo would tie equal sizes together, or specialize 1)
+_LEADING_PROBE_SIZES = (3, 5, 7, 11, 13, 17, 19, 23)
+_TRAILING_PROBE_SIZES = (29, 41)
+
+
+def probe_shape(ndim: int) -> tuple[int, ...]:
+    """The shape a tensor-wise kernel for ``ndim``-dimensional parameters compiles and is checked on."""
+    if not 1 <= ndim <= len(_LEADING_PROBE_SIZES) + 2:
+        raise ValueError(f"no tensor-wise probe for {ndim} dimensions")
+    return (*_LEADING_PROBE_SIZES[: max(ndim - 2, 0)], *_TRAILING_PROBE_SIZES)[-ndim:]
 
 
 @dataclass(frozen=True)
@@ -73,6 +93,22 @@ class KernelKey:
     hyper_names: tuple[str, ...]  # numeric hyperparameters, 0-d float64 tensors
     dtype: torch.dtype  # of the parameter, its gradient and its state (real)
     device: torch.device
+    #: a tensor-wise kernel: the probe shapes of the parameter (and gradient) and of each state tensor,
+    #: in ``state_keys`` order (see :func:`probe_shape`); ``None`` for an elementwise kernel
+    shapes: tuple[tuple[int, ...], ...] | None = None
+    #: a kernel that evaluates the optimizer's declared ``statistics`` itself (additive sums over the
+    #: elements, of the same operands): with ``statistics_only`` it writes them, as one-element float64
+    #: outputs following the scalar state, and moves nothing (Prodigy's sums over every group, wanted
+    #: before any parameter moves); without, the rule takes them in the same kernel (LAMB's per-tensor
+    #: norms: the reductions, then the update). ``None``: statistics, if any, arrive as operands.
+    statistics: Callable[..., Any] | None = None
+    statistics_names: tuple[str, ...] = ()
+    statistics_only: bool = False
+
+    @property
+    def n_outputs(self) -> int:
+        """The one-element outputs a statistics-only kernel writes."""
+        return len(self.statistics_names) if self.statistics_only else 0
 
     @property
     def upcast(self) -> bool:
@@ -88,17 +124,27 @@ def _update_source(param: Tensor, grad: Tensor, *operands: Tensor, key: KernelKe
     torch 2.13's compiled code drops in-place writes to 0-d float64 inputs (a float64 ``step`` or
     NAdam's ``mu_product`` after a checkpoint load would silently stop advancing)."""
     n_state, n_scalar = len(key.state_keys), len(key.scalar_keys)
+    n_before_hyper = n_state + n_scalar + key.n_outputs
     states = dict(zip(key.state_keys, operands[:n_state], strict=True))
     scalars = dict(zip(key.scalar_keys, operands[n_state : n_state + n_scalar], strict=True))
-    hyper = {k: v.reshape(()) for k, v in zip(key.hyper_names, operands[n_state + n_scalar :], strict=True)}
+    outputs = operands[n_state + n_scalar : n_before_hyper]
+    hyper = {k: v.reshape(()) for k, v in zip(key.hyper_names, operands[n_before_hyper:], strict=True)}
     inputs = {k: v.reshape(()) for k, v in scalars.items()}
     static = dict(key.static)
     if key.upcast:
         inputs.update({k: v.float() for k, v in states.items()})
-        new_param, new_state = key.rule(param.float(), grad.float(), inputs, **hyper, **static)
+        param_in, grad_in = param.float(), grad.float()
     else:
         inputs.update(states)
-        new_param, new_state = key.rule(param, grad, inputs, **hyper, **static)
+        param_in, grad_in = param, grad
+    if key.statistics is not None:
+        found = key.statistics(param_in, grad_in, inputs, **hyper, **static)
+        if key.statistics_only:
+            for name, output in zip(key.statistics_names, outputs, strict=True):
+                output.copy_(found[name].reshape(1))
+            return
+        hyper.update({name: found[name] for name in key.statistics_names})
+    new_param, new_state = key.rule(param_in, grad_in, inputs, **hyper, **static)
     param.copy_(new_param)
     for name, tensor in states.items():
         tensor.copy_(new_state[name])
@@ -184,18 +230,23 @@ def _probe_operands(key: KernelKey, generator: torch.Generator) -> list[Tensor]:
     two operands mixed up would show): positive elements (square averages must be), a step count of
     3, other scalar state and the hyperparameters at distinct values in (0, 1)."""
 
-    def element() -> Tensor:
-        values = torch.rand(_PROBE_NUMEL, generator=generator, dtype=torch.float64, device="cpu") + 0.5
+    def element(shape: tuple[int, ...]) -> Tensor:
+        values = torch.rand(shape, generator=generator, dtype=torch.float64, device="cpu") + 0.5
         return values.to(device=key.device, dtype=key.dtype)
 
     def one(value: float, dtype: torch.dtype) -> Tensor:
         return torch.full((1,), value, dtype=dtype, device=key.device)
 
-    operands = [element() for _ in range(2 + len(key.state_keys))]
+    n_tensors = 2 + len(key.state_keys)
+    if key.shapes is None:
+        operands = [element((_PROBE_NUMEL,)) for _ in range(n_tensors)]
+    else:  # the parameter, its gradient (the parameter's shape) and the state
+        operands = [element(shape) for shape in (key.shapes[0], *key.shapes)]
     operands += [
         one(3.0 if name == "step" else 0.6 + 0.05 * i, dtype)
         for i, (name, dtype) in enumerate(zip(key.scalar_keys, key.scalar_dtypes, strict=True))
     ]
+    operands += [one(0.0, torch.float64) for _ in range(key.n_outputs)]
     n = len(key.hyper_names)
     operands += [one(0.05 + 0.9 * (i + 1) / (n + 2), torch.float64) for i in range(n)]
     return operands
@@ -205,13 +256,20 @@ def _eager_reference(key: KernelKey, probe: list[Tensor]) -> list[Tensor]:
     """The rule run with ordinary torch ops on ``probe`` (in float32 for half precision, rounded
     once, as the kernel computes): what the kernel's outputs must be, up to rounding."""
     n_state, n_scalar = len(key.state_keys), len(key.scalar_keys)
+    n_before_hyper = n_state + n_scalar + key.n_outputs
     param, grad, *rest = (t.float() if key.upcast and i < 2 + n_state else t for i, t in enumerate(probe))
     scalars = rest[n_state : n_state + n_scalar]
     state = {
         **dict(zip(key.state_keys, rest[:n_state], strict=True)),
         **{k: v.reshape(()) for k, v in zip(key.scalar_keys, scalars, strict=True)},
     }
-    hyper = {k: v.reshape(()) for k, v in zip(key.hyper_names, rest[n_state + n_scalar :], strict=True)}
+    hyper = {k: v.reshape(()) for k, v in zip(key.hyper_names, rest[n_before_hyper:], strict=True)}
+    if key.statistics is not None:
+        found = key.statistics(param, grad, state, **hyper, **dict(key.static))
+        if key.statistics_only:  # nothing moves; the outputs hold the statistics
+            unchanged = [t.clone() for t in probe[: 2 + n_state + n_scalar]]
+            return unchanged + [found[name].reshape(1).to(torch.float64) for name in key.statistics_names]
+        hyper.update({name: found[name] for name in key.statistics_names})
     new_param, new_state = key.rule(param, grad, state, **hyper, **dict(key.static))
     outputs = [new_param, grad, *(new_state[k] for k in key.state_keys)]
     outputs = [t.to(key.dtype) for t in outputs]
@@ -258,9 +316,10 @@ def _unsynchronized_stores(source: str) -> list[str]:
     return found
 
 
-def _close(a: Tensor, b: Tensor) -> bool:
-    """Equal up to a few roundings of the tensors' dtype (the kernel fuses, the eager ops round each)."""
-    eps = torch.finfo(a.dtype).eps
+def _close(a: Tensor, b: Tensor, eps: float | None = None) -> bool:
+    """Equal up to a few roundings of the tensors' dtype (the kernel fuses, the eager ops round each),
+    or of ``eps``."""
+    eps = torch.finfo(a.dtype).eps if eps is None else eps
     a, b = a.double(), b.double()
     both_nan = a.isnan() & b.isnan()
     return bool((((a - b).abs() <= 16 * eps * (1 + b.abs())) | both_nan).all())
@@ -287,8 +346,10 @@ class Kernel:
         self._capture = _Capture()
         self._compiled = _compiled_function(key, self._capture)
         self._n_elementwise = 2 + len(key.state_keys)
-        #: inductor's ``call`` and the order of its arguments (indices into the operands, the last
-        #: index meaning the element count), or ``None`` while only the compiled function is trusted
+        #: the sizes the generated code takes: the element count, or a tensor-wise kernel's dimensions
+        self._probe_sizes = (_PROBE_NUMEL,) if key.shapes is None else key.shapes[0]
+        #: inductor's ``call`` and the order of its arguments (indices into the operands, those past
+        #: them meaning the sizes), or ``None`` while only the compiled function is trusted
         self.direct: Callable[[list[Any]], Any] | None = None
         self._arguments: Callable[[Sequence[Any]], tuple[Any, ...]] | None = None
         self._compile()
@@ -320,8 +381,17 @@ class Kernel:
             raise RuntimeError(
                 f"the compiled {name} writes its outputs from every thread ({unsynchronized[0]}): not used"
             )
-        mutable = self._n_elementwise + len(self.key.scalar_keys)
-        wrong = [i for i in range(mutable) if not _close(compiling[i], expected[i])]
+        mutable = self._n_elementwise + len(self.key.scalar_keys) + self.key.n_outputs
+        # a statistic is a sum over the probe's elements, in the kernel's own order: rounding of the
+        # computing dtype (float32 for half precision) for each of them
+        computing = torch.float32 if self.key.upcast else self.key.dtype
+        sums = _PROBE_NUMEL * torch.finfo(computing).eps
+        first_output = mutable - self.key.n_outputs
+        wrong = [
+            i
+            for i in range(mutable)
+            if not _close(compiling[i], expected[i], sums if i >= first_output else None)
+        ]
         if wrong:
             raise RuntimeError(
                 f"the compiled {name} disagrees with the rule run eagerly on its probe "
@@ -338,17 +408,24 @@ class Kernel:
         call = getattr(compiled, "current_callable", None)
         if inputs is None or call is None:
             return None, None
-        count = len(probe)  # the index that stands for the element count
+        count = len(probe)  # the indices from here on stand for the sizes
         position = {id(t): i for i, t in enumerate(compiling)}
+        sizes = self._probe_sizes  # distinct: each one names its dimension
         order = []
         for example in inputs:
             if isinstance(example, Tensor) and id(example) in position:
                 order.append(position[id(example)])
-            elif isinstance(example, int | torch.SymInt) and int(example) == _PROBE_NUMEL:
-                order.append(count)
+            elif isinstance(example, int | torch.SymInt) and int(example) in sizes:
+                order.append(count + sizes.index(int(example)))
             else:
                 return None, None
-        if sorted(i for i in order if i < count) != list(range(count)):
+        used = sorted(i for i in order if i < count)
+        if self.key.statistics_only:  # reads what its statistics need; every output exactly once
+            first_output = self._n_elementwise + len(self.key.scalar_keys)
+            outputs = range(first_output, first_output + self.key.n_outputs)
+            if len(set(used)) != len(used) or not set(outputs) <= set(used):
+                return None, None
+        elif used != list(range(count)):
             return None, None  # every operand exactly once
         arguments = operator.itemgetter(*order)  # every kernel has at least param, grad, lr and a size
         direct = [t.clone() for t in probe]
@@ -356,23 +433,44 @@ class Kernel:
         try:
             with torch.no_grad():
                 self._compiled(*reference)
-                result = call(list(arguments([*direct, _PROBE_NUMEL])))
+                result = call(list(arguments([*direct, *sizes])))
         except Exception:
             return None, None
         if result not in ((), [], None):
             return None, None  # outputs the skipped wrappers would have had to apply
-        if not all(map(_same, direct, reference)) or _same(direct[0], probe[0]):
-            return None, None  # different results, or the parameter did not move at all
+        # what the kernel writes: the parameter, or a statistics-only kernel's first output
+        written = self._n_elementwise + len(self.key.scalar_keys) if self.key.statistics_only else 0
+        if not all(map(_same, direct, reference)) or _same(direct[written], probe[written]):
+            return None, None  # different results, or nothing was written at all
         return call, arguments
 
-    def __call__(self, operands: list[Tensor], numel: int) -> None:
+    def state_shapes(self, shape: tuple[int, ...]) -> tuple[tuple[int, ...], ...]:
+        """A tensor-wise kernel's state shapes for a parameter of ``shape``: each dimension of the probe's
+        state that is one of the probe parameter's sizes becomes the caller's size there (Adafactor's
+        ``row_var`` of an (m, n) parameter is (m, 1)). The engine steps a parameter whose state has
+        other shapes eagerly: the generated code knows the sizes only through the parameter's."""
+        assert self.key.shapes is not None
+        sizes = self._probe_sizes
+        return tuple(
+            tuple(shape[sizes.index(d)] if d in sizes else d for d in state) for state in self.key.shapes[1:]
+        )
+
+    def __call__(self, operands: list[Tensor], numel: int, shape: tuple[int, ...] | None = None) -> None:
+        """Step one parameter: ``numel`` its element count, ``shape`` its shape (a tensor-wise kernel's
+        operands keep their shapes, every size at least 2; an elementwise one sees flat runs)."""
         # The generated code reads data pointers only, so any shape will do; but it was generated for
         # the probe's size, and Triton indexes with 32-bit integers below 2³¹ elements (a guard the
         # compiled function checks and recompiles for): larger tensors take that guarded route.
+        n = self._n_elementwise
+        if self.key.shapes is not None:
+            if self.direct is not None and numel < _INT32_LIMIT:
+                self.direct(list(self._arguments([*operands, *shape])))  # type: ignore[misc]
+            else:
+                self._compiled(*operands[:n], *(t.reshape(1) for t in operands[n:]))
+            return
         if self.direct is not None and numel < _INT32_LIMIT:
             self.direct(list(self._arguments([*operands, numel])))  # type: ignore[misc]
             return
-        n = self._n_elementwise
         flat = [t.as_strided((numel,), (1,), t.storage_offset()) for t in operands[:n]]
         self._compiled(*flat, *(t.reshape(1) for t in operands[n:]))
 
