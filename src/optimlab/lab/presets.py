@@ -32,6 +32,7 @@ import inspect
 import json
 import math
 import tomllib
+import types
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -352,15 +353,18 @@ class OptimizerConfig:
         config.validate()
         return config
 
-    def build(self, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]]) -> Optimizer:
+    def build(
+        self, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]], *, probe: bool = False
+    ) -> Optimizer:
         """The optimizer over ``params`` (first-order ones run on the eager engine: the lab's
-        models are tiny and must not pay for kernel compilation)."""
+        models are tiny and must not pay for kernel compilation). ``probe``: one only built to see
+        whether the constructor accepts the hyperparameters, never stepped (see :func:`_probe`)."""
         kwargs = dict(self.hyper)
         if issubclass(self.cls, optim.RuleOptimizer):
             kwargs["engine"] = "eager"
         if issubclass(self.cls, optim.MuonWithAdamW):
             params = _muon_groups(self.label, params)
-        return self.cls(params, **kwargs)
+        return _probe(self.cls, params, kwargs) if probe else self.cls(params, **kwargs)
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the problem if the hyperparameters are not accepted: an
@@ -384,9 +388,29 @@ class OptimizerConfig:
                 f"got {self.hyper['line_search_fn']!r}"
             )
         try:
-            self.build([torch.zeros(2, 2, requires_grad=True), torch.zeros(2, requires_grad=True)])
+            self.build(
+                [torch.zeros(2, 2, requires_grad=True), torch.zeros(2, requires_grad=True)], probe=True
+            )
         except (ValueError, TypeError, RuntimeError) as error:
             raise ValueError(f"optimizer {self.label!r}: {error}") from None
+
+
+#: ``torch.optim.Optimizer.add_param_group`` without its ``torch._disable_dynamo`` wrapper
+_ADD_PARAM_GROUP = getattr(Optimizer.add_param_group, "__wrapped__", Optimizer.add_param_group)
+
+
+def _probe(cls: type[Optimizer], params: Any, kwargs: dict[str, Any]) -> Optimizer:
+    """``cls(params, **kwargs)``, running the very same code, except that torch's
+    ``add_param_group`` is called without the wrapper that keeps ``torch.compile`` from tracing it —
+    whose first call imports ``torch._dynamo`` (seconds), which a constructor that is only checked
+    never needs. A class with its own ``add_param_group`` is built as it is."""
+    if cls.add_param_group is not Optimizer.add_param_group or _ADD_PARAM_GROUP is Optimizer.add_param_group:
+        return cls(params, **kwargs)
+    optimizer = cls.__new__(cls)
+    optimizer.add_param_group = types.MethodType(_ADD_PARAM_GROUP, optimizer)  # type: ignore[method-assign]
+    optimizer.__init__(params, **kwargs)  # type: ignore[misc]
+    del optimizer.add_param_group
+    return optimizer
 
 
 #: limits torch does not check, on values it takes but that crash later or train nothing:
