@@ -9,7 +9,8 @@ import sys
 import pytest
 import torch
 
-from optimlab.lab.presets import PRESETS, _probe, make_config
+from optimlab.lab.presets import PRESETS, make_config
+from optimlab.lab.probe import probe_optimizer
 
 
 def _params() -> list[torch.Tensor]:
@@ -33,7 +34,7 @@ def test_the_probe_answers_as_the_constructor(name: str, hyper: dict) -> None:
     kwargs = {k: v for k, v in hyper.items() if k in accepted}
     if cls.__name__.startswith("Muon"):
         pytest.skip("Muon takes matrices only, and has its own add_param_group (built as it is)")
-    probed = _outcome(lambda: _probe(cls, _params(), dict(kwargs)))
+    probed = _outcome(lambda: probe_optimizer(cls, _params(), **kwargs))
     assert probed == _outcome(lambda: cls(_params(), **kwargs))
 
 

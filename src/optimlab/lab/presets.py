@@ -32,7 +32,6 @@ import inspect
 import json
 import math
 import tomllib
-import types
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -42,6 +41,7 @@ import torch
 from torch.optim import Optimizer
 
 import optimlab.optim as optim
+from optimlab.lab.probe import probe_optimizer
 from optimlab.lab.spec import format_spec, format_value, parse_spec, split_specs
 
 DEFAULTS_PROFILES: tuple[str, ...] = ("seed", "torch")
@@ -358,13 +358,14 @@ class OptimizerConfig:
     ) -> Optimizer:
         """The optimizer over ``params`` (first-order ones run on the eager engine: the lab's
         models are tiny and must not pay for kernel compilation). ``probe``: one only built to see
-        whether the constructor accepts the hyperparameters, never stepped (see :func:`_probe`)."""
+        whether the constructor accepts the hyperparameters, never stepped
+        (:func:`~optimlab.lab.probe.probe_optimizer`)."""
         kwargs = dict(self.hyper)
         if issubclass(self.cls, optim.RuleOptimizer):
             kwargs["engine"] = "eager"
         if issubclass(self.cls, optim.MuonWithAdamW):
             params = _muon_groups(self.label, params)
-        return _probe(self.cls, params, kwargs) if probe else self.cls(params, **kwargs)
+        return probe_optimizer(self.cls, params, **kwargs) if probe else self.cls(params, **kwargs)
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the problem if the hyperparameters are not accepted: an
@@ -393,24 +394,6 @@ class OptimizerConfig:
             )
         except (ValueError, TypeError, RuntimeError) as error:
             raise ValueError(f"optimizer {self.label!r}: {error}") from None
-
-
-#: ``torch.optim.Optimizer.add_param_group`` without its ``torch._disable_dynamo`` wrapper
-_ADD_PARAM_GROUP = getattr(Optimizer.add_param_group, "__wrapped__", Optimizer.add_param_group)
-
-
-def _probe(cls: type[Optimizer], params: Any, kwargs: dict[str, Any]) -> Optimizer:
-    """``cls(params, **kwargs)``, running the very same code, except that torch's
-    ``add_param_group`` is called without the wrapper that keeps ``torch.compile`` from tracing it —
-    whose first call imports ``torch._dynamo`` (seconds), which a constructor that is only checked
-    never needs. A class with its own ``add_param_group`` is built as it is."""
-    if cls.add_param_group is not Optimizer.add_param_group or _ADD_PARAM_GROUP is Optimizer.add_param_group:
-        return cls(params, **kwargs)
-    optimizer = cls.__new__(cls)
-    optimizer.add_param_group = types.MethodType(_ADD_PARAM_GROUP, optimizer)  # type: ignore[method-assign]
-    optimizer.__init__(params, **kwargs)  # type: ignore[misc]
-    del optimizer.add_param_group
-    return optimizer
 
 
 #: limits torch does not check, on values it takes but that crash later or train nothing:
