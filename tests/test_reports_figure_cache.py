@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -187,3 +189,16 @@ def test_a_report_rerun_is_the_same_page_without_drawing(tmp_path: Path, monkeyp
     monkeypatch.setattr(Twin, "png", counted)
     write_report(data, tmp_path / "out")
     assert drawn and len(drawn) == sum(n.endswith(".png") for n in files)
+
+
+def test_the_code_fingerprint_is_stable_and_loads_no_drawing_code() -> None:
+    code = (
+        "import sys\n"
+        "from optimlab.reports.figure_cache import code_fingerprint\n"
+        "print(code_fingerprint(), 'matplotlib.pyplot' in sys.modules, 'matplotlib.figure' in sys.modules)\n"
+    )
+    runs = [
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True) for _ in "ab"
+    ]
+    first, second = (run.stdout.split() for run in runs)
+    assert first == second and first[1:] == ["False", "False"]

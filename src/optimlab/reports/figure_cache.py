@@ -57,7 +57,10 @@ def code_fingerprint() -> str:
         digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
     for dist in ("plotly", "matplotlib", "numpy"):
         digest.update(f"{dist} {version(dist)}\0".encode())
-    digest.update(repr(sorted(matplotlib.rcParams.items())).encode())
+    # the stored settings as they are (reading "backend" through rcParams would resolve it, loading
+    # pyplot; the PNGs are drawn on an Agg canvas whatever it is)
+    settings = sorted((k, v) for k, v in dict.items(matplotlib.rcParams) if k != "backend")
+    digest.update(repr(settings).encode())
     return digest.hexdigest()
 
 
