@@ -133,17 +133,20 @@ def test_a_damaged_or_foreign_entry_is_not_used(tmp_path: Path) -> None:
     assert _page(tmp_path, figure) == page and sorted(CALLS) == ["draw", "plotly"]
 
 
-def test_without_pngs_only_the_plotly_json_is_reused_and_stale_entries_go(tmp_path: Path) -> None:
+def test_without_figure_files_nothing_is_kept_and_stale_entries_go(tmp_path: Path) -> None:
     figures = (Points(np.arange(3.0)), Points(np.ones(3)))
-    page = _page(tmp_path, *figures, static=False)
-    assert not list((tmp_path / "figures").glob("*.png"))
+    _page(tmp_path, *figures, static=False)
+    assert not (tmp_path / "figures").exists()  # --no-png writes no figures folder
     CALLS.clear()
-    assert _page(tmp_path, *figures, static=False) == page and CALLS == []
+    _page(tmp_path, *figures)
+    assert sorted(CALLS) == ["draw", "draw", "plotly", "plotly"]
     CALLS.clear()
-    _page(tmp_path, *figures)  # PNGs asked for now: drawn, the JSON reused
-    assert CALLS == ["draw", "draw"]
     _page(tmp_path, figures[0])
-    assert [p.name for p in (tmp_path / "figures" / ".cache" / "page").iterdir()] == ["f0.json"]
+    assert CALLS == [] and [p.name for p in (tmp_path / "figures" / ".cache" / "page").iterdir()] == [
+        "f0.json"
+    ]
+    _page(tmp_path, figures[0], static=False)
+    assert not (tmp_path / "figures" / ".cache" / "page").exists()
 
 
 def _without_timestamps(html: str) -> str:

@@ -7,7 +7,8 @@ Several commands may write into one folder (``report.html``, ``surface.html``, `
 not (stale figures do not pile up), and never takes a name another page's manifest lists (commands do
 not overwrite each other's figures). Files no manifest lists are never touched. Each figure's rendering is
 kept in ``figures/.cache/PAGE/`` and reused while its content and the code are unchanged
-(:mod:`optimlab.reports.figure_cache`).
+(:mod:`optimlab.reports.figure_cache`); a page without figure files (``static=False``, no GIFs)
+keeps none.
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ class Output:
         """Add ``figure`` to the page, its PNG as ``figures/NAME.png`` and, when it animates and the
         output asks for GIFs, its GIF as ``figures/NAME.gif``. What an earlier run rendered of the same
         figure (same content, same code: :mod:`~optimlab.reports.figure_cache`) is reused."""
-        key = content_key(figure)
+        key = content_key(figure) if self.static or self.gif else None  # kept with the figure files
         entry = self.cache.get(name, key)
         files: dict[str, str] = {}
         digests: dict[str, str] = {}
