@@ -1,5 +1,6 @@
-"""Checking a preset's hyperparameters builds the optimizer with torch's own code but without importing
-``torch._dynamo`` (seconds at every ``optimlab compare``); the answers are the constructor's."""
+"""Checking a preset's hyperparameters (and the batched replicas' stand-in optimizers) builds the
+optimizer with torch's own code but without importing ``torch._dynamo`` (seconds at every
+``optimlab compare``); the answers are the constructor's."""
 
 from __future__ import annotations
 
@@ -54,3 +55,17 @@ def test_checking_every_preset_does_not_import_dynamo() -> None:
 def test_a_bad_value_still_gets_the_constructors_message() -> None:
     with pytest.raises(ValueError, match=r"optimizer 'adam:lr=-1': Invalid learning rate: -1.0"):
         make_config("adam", {"lr": -1.0})
+
+
+def test_a_batched_sweep_does_not_import_dynamo() -> None:
+    code = (
+        "import sys\n"
+        "from optimlab.lab.problems import get_problem\n"
+        "from optimlab.lab.replicas import replicas, train_replicas\n"
+        "specs = replicas('adam', seeds=range(2), hyperparameters={'lr': [1e-3, 1e-2]})\n"
+        "specs += replicas('sgd', seeds=range(2), hyperparameters={'lr': 0.05, 'momentum': 0.9})\n"
+        "runs = train_replicas(get_problem('parabola:n=64'), specs, epochs=1)\n"
+        "print(len(runs), 'torch._dynamo' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["4", "False"]
