@@ -20,20 +20,27 @@ the other:
   optimizer, and loop over epochs and batches with ``zero_grad``/``backward``/``step``; the
   full-data loss at the end; torch's default thread count (its tiny operations run on one thread
   either way);
+* ``command``: the sweep end to end as a user runs it, ``optimlab compare -p parabola -o <the 9>
+  --lr-grid 8 --seeds 10`` in a fresh process with a fresh database — imports, planning, training
+  (batched replicas, with the default workers), storing every step of the 720 runs in SQLite, the
+  summary and ``report.html`` with its PNGs; its learning rates are the lab's grid (8 log-spaced
+  around each preset's own), so the same number of runs and steps as the others. Then the same
+  command again, which trains nothing (every run stored) and reuses the report's figures;
 * ``lab``: ``optimlab.lab.replicas.train_replicas`` on the 720 runs at once (``spec_for`` of each
   preset configuration; it batches them with torch.func and the rules of ``optimlab.optim``, and
   evaluates the full-data loss after every epoch as the lab's runner does — more work than the
   plain script's single final evaluation), on the engine's default of one intra-op thread
   (``--threads N`` sets N for both sides).
 
-It prints both times, the speed-up, and how far the per-run results agree: the diverged runs must
-be the same ones (the lab's rule: NaN/Inf or a loss above 1e4 × max(initial loss, 1), applied to
-the plain script's recorded losses after the fact), and for the others the maximum relative
-difference of the final full-data loss and of every step's mini-batch loss. Results go to
-``benchmarks/results/lab_throughput.json``.
+It prints the three times, the speed-ups over the plain script, and how far the per-run results
+agree: the diverged runs must be the same ones (the lab's rule: NaN/Inf or a loss above
+1e4 × max(initial loss, 1), applied to the plain script's recorded losses after the fact), and for
+the others the maximum relative difference of the final full-data loss and of every step's
+mini-batch loss. Results go to ``benchmarks/results/lab_throughput.json``.
 
     python benchmarks/lab_throughput.py                 # float32, the issue's figure
     python benchmarks/lab_throughput.py --dtype float64 # the agreement check at double precision
+    python benchmarks/lab_throughput.py --no-command    # the batched engine alone
 
 ``--sweep tiny-lm`` runs issue 14's sweep instead: an lr grid × seeds on the ``tiny-lm`` transformer
 (``--spec``, default a small one that a loaded 2-core machine finishes in minutes; ``--spec tiny-lm``
@@ -53,7 +60,9 @@ import json
 import math
 import os
 import platform
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -161,6 +170,25 @@ def plain_script(
     return results
 
 
+def run_command(folder: Path) -> tuple[float, float]:
+    """Wall seconds of the sweep through ``optimlab compare`` in a fresh process and a fresh database
+    under ``folder``, and of the same command again (every run stored: it trains nothing)."""
+    args = [sys.executable, "-m", "optimlab", "compare", "-p", "parabola", "-o", ",".join(PRESETS)]
+    args += ["--lr-grid", "8", "--seeds", "10", "--db", str(folder / "lab.db"), "--out", str(folder / "out")]
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))}
+    times = []
+    for _ in range(2):
+        start = time.perf_counter()
+        done = subprocess.run(args, env=env, capture_output=True, text=True)
+        times.append(time.perf_counter() - start)
+        if done.returncode != 0:
+            raise SystemExit(f"optimlab compare failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+        if "720 runs" not in done.stdout:
+            raise SystemExit(f"optimlab compare did not plan the 720 runs:\n{done.stdout}")
+    return times[0], times[1]
+
+
 def first_divergence(initial: float, losses: list[float]) -> int | None:
     """The lab's divergence rule applied to a recorded loss sequence: the first bad step."""
     threshold = EXPLOSION_FACTOR * max(abs(initial), 1.0) if math.isfinite(initial) else math.inf
@@ -184,6 +212,12 @@ def main() -> None:
     parser.add_argument("--sweep", choices=("parabola", "tiny-lm"), default="parabola")
     parser.add_argument("--spec", default=LM_SPEC, help="the tiny-lm sweep's problem spec")
     parser.add_argument("--steps", type=int, default=60, help="steps per run of the tiny-lm sweep")
+    parser.add_argument(
+        "--no-command",
+        dest="command",
+        action="store_false",
+        help="skip the end-to-end `optimlab compare` timing (float32 only)",
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     if args.threads:
@@ -217,6 +251,13 @@ def main() -> None:
         flush=True,
     )
 
+    command_s = rerun_s = None
+    if args.command and args.sweep == "parabola" and args.dtype == "float32" and not args.lbfgs:
+        with tempfile.TemporaryDirectory(prefix="optimlab-sweep-") as folder:
+            command_s, rerun_s = run_command(Path(folder))
+        print(f"optimlab compare, end to end (report included): {command_s:8.2f} s", flush=True)
+        print(f"the same command again (trains nothing): {rerun_s:8.2f} s", flush=True)
+
     start = time.perf_counter()
     lab = train_replicas(problem, specs, **budget, evaluation="loss", threads=args.threads or 1)
     lab_s = time.perf_counter() - start
@@ -247,7 +288,9 @@ def main() -> None:
 
     diverged = sum(run.diverged for run in lab)
     speedup = plain_s / lab_s
-    print(f"speed-up: {speedup:.1f}×")
+    print(f"speed-up of the batched training: {speedup:.1f}×")
+    if command_s is not None:
+        print(f"speed-up end to end (optimlab compare, report included): {plain_s / command_s:.1f}×")
     print(f"diverged runs: {diverged} (lab) — {len(mismatched_divergence)} disagree with the plain script")
     if final_diffs:
         print(
@@ -285,6 +328,9 @@ def main() -> None:
         "plain_s": plain_s,
         "plain_s_per_run": plain_s / len(runs),
         "speedup": speedup,
+        "command_s": command_s,
+        "command_rerun_s": rerun_s,
+        "speedup_end_to_end": plain_s / command_s if command_s else None,
         "diverged": diverged,
         "divergence_mismatches": len(mismatched_divergence),
         "final_loss_max_rel_diff": max(final_diffs) if final_diffs else None,

@@ -41,6 +41,7 @@ import torch
 from torch.optim import Optimizer
 
 import optimlab.optim as optim
+from optimlab.lab.probe import probe_optimizer
 from optimlab.lab.spec import format_spec, format_value, parse_spec, split_specs
 
 DEFAULTS_PROFILES: tuple[str, ...] = ("seed", "torch")
@@ -353,15 +354,19 @@ class OptimizerConfig:
         config.validate()
         return config
 
-    def build(self, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]]) -> Optimizer:
+    def build(
+        self, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]], *, probe: bool = False
+    ) -> Optimizer:
         """The optimizer over ``params`` (first-order ones run on the eager engine: the lab's
-        models are tiny and must not pay for kernel compilation)."""
+        models are tiny and must not pay for kernel compilation). ``probe``: one only built to see
+        whether the constructor accepts the hyperparameters, never stepped
+        (:func:`~optimlab.lab.probe.probe_optimizer`)."""
         kwargs = dict(self.hyper)
         if issubclass(self.cls, optim.RuleOptimizer):
             kwargs["engine"] = "eager"
         if issubclass(self.cls, optim.MuonWithAdamW):
             params = _muon_groups(self.label, params)
-        return self.cls(params, **kwargs)
+        return probe_optimizer(self.cls, params, **kwargs) if probe else self.cls(params, **kwargs)
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the problem if the hyperparameters are not accepted: an
@@ -385,7 +390,9 @@ class OptimizerConfig:
                 f"got {self.hyper['line_search_fn']!r}"
             )
         try:
-            self.build([torch.zeros(2, 2, requires_grad=True), torch.zeros(2, requires_grad=True)])
+            self.build(
+                [torch.zeros(2, 2, requires_grad=True), torch.zeros(2, requires_grad=True)], probe=True
+            )
         except (ValueError, TypeError, RuntimeError) as error:
             raise ValueError(f"optimizer {self.label!r}: {error}") from None
 

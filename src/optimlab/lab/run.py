@@ -290,7 +290,13 @@ class RunResult(RunRecord):
     record_version: int = RECORD_VERSION
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """``dataclasses.asdict(self)``: a deep copy; made directly where every field holds JSON's
+        kinds (numbers, strings, lists and string-keyed tables of them), as a run's record does —
+        ``asdict`` deep-copies every float of every step one by one."""
+        try:
+            return {f.name: _plain_copy(getattr(self, f.name)) for f in fields(self)}
+        except _NotPlain:
+            return asdict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunResult:
@@ -338,12 +344,37 @@ class RunResult(RunRecord):
         return [e for e in self.evals if float(e["epoch"]).is_integer()]
 
 
+class _NotPlain(Exception):
+    """A value :func:`_plain_copy` leaves to ``dataclasses.asdict``."""
+
+
+_SCALARS = frozenset({float, int, str, bool, type(None)})
+
+
+def _plain_copy(value: Any) -> Any:
+    """What ``copy.deepcopy`` gives of a value made of numbers, strings, ``None``, lists and dicts of
+    them (the scalars are immutable: shared, as ``deepcopy`` shares them); :class:`_NotPlain` for
+    anything else."""
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    if kind is list:
+        if set(map(type, value)) <= _SCALARS:
+            return list(value)
+        return [_plain_copy(v) for v in value]
+    if kind is dict:
+        return {_plain_copy(k): _plain_copy(v) for k, v in value.items()}
+    raise _NotPlain
+
+
 def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _numbers(value: Any) -> bool:
-    return isinstance(value, list) and all(_number(v) for v in value)
+    if not isinstance(value, list):
+        return False
+    return set(map(type, value)) <= {int, float} or all(_number(v) for v in value)  # the first: fast
 
 
 def _metrics(value: Any) -> bool:

@@ -33,7 +33,7 @@ import plotly.offline
 
 import optimlab
 
-__all__ = ["PLOTLY_CONFIG", "Page", "format_number", "format_spread", "script_json"]
+__all__ = ["PLOTLY_CONFIG", "Page", "figure_json", "format_number", "format_spread", "script_json"]
 
 PLOTLY_CONFIG: dict = {
     "displaylogo": False,
@@ -153,6 +153,17 @@ def script_json(value: object) -> str:
         .replace("\u2028", "\\u2028")
         .replace("\u2029", "\\u2029")
     )
+
+
+def figure_json(fig: go.Figure) -> tuple[str, int]:
+    """What a page embeds of a Plotly figure: the JSON of its data, layout and frames (when it has
+    any), and the height it is drawn at (its layout's, else 450 px)."""
+    spec = fig.to_plotly_json()
+    payload = {"data": spec.get("data", []), "layout": spec.get("layout", {})}
+    if spec.get("frames"):
+        payload["frames"] = spec["frames"]
+    height = int(payload["layout"].get("height") or 450)
+    return pio.to_json(payload, validate=False, pretty=False), height
 
 
 def format_number(value: object, digits: int = 4) -> str:
@@ -324,14 +335,21 @@ class Page:
     ) -> str:
         """Add a Plotly figure (drawn at its layout height, full width); ``files`` links static twins by
         relative path, e.g. ``{"PNG": "figures/loss.png"}``. Returns the figure's element id."""
+        spec, height = figure_json(fig)
+        return self.figure_spec(spec, height, caption=caption, files=files)
+
+    def figure_spec(
+        self,
+        spec: str,
+        height: int,
+        *,
+        caption: str | None = None,
+        files: Mapping[str, str | Path] | None = None,
+    ) -> str:
+        """Add a figure given as :func:`figure_json` made it (its JSON and height), as :meth:`figure`."""
         self._n_figures += 1
         fid = f"fig-{self._n_figures}"
-        spec = fig.to_plotly_json()
-        payload = {"data": spec.get("data", []), "layout": spec.get("layout", {})}
-        if spec.get("frames"):
-            payload["frames"] = spec["frames"]
-        height = payload["layout"].get("height") or 450
-        data = script_json(pio.to_json(payload, validate=False, pretty=False))
+        data = script_json(spec)
         parts = [f'<figure><div class="plot" id="{fid}" style="height:{int(height)}px"></div>']
         parts.append(f'<script type="application/json" data-figure="{fid}">{data}</script>')
         caption_bits = []

@@ -5,7 +5,10 @@ Several commands may write into one folder (``report.html``, ``surface.html``, `
 ``lr_find.html`` share ``figures/``), so each page records the files it wrote in a small manifest,
 ``figures/.PAGE.json``. A page's next run removes the files its previous run wrote and this one did
 not (stale figures do not pile up), and never takes a name another page's manifest lists (commands do
-not overwrite each other's figures). Files no manifest lists are never touched.
+not overwrite each other's figures). Files no manifest lists are never touched. Each figure's rendering is
+kept in ``figures/.cache/PAGE/`` and reused while its content and the code are unchanged
+(:mod:`optimlab.reports.figure_cache`); a page without figure files (``static=False``, no GIFs)
+keeps none.
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ import os
 import re
 from pathlib import Path
 
+from optimlab.reports.figure_cache import CACHE, FigureCache, content_key, file_digest
 from optimlab.reports.figures.base import Twin
-from optimlab.reports.html import Page
+from optimlab.reports.html import Page, figure_json
 
 __all__ = ["FIGURES", "Output", "slug"]
 
@@ -60,6 +64,7 @@ class Output:
         self.written: list[Path] = []
         self._names: set[str] = set()
         self._others = self._claimed_by_other_pages()
+        self.cache = FigureCache(self.figures_dir / CACHE / slug(Path(filename).stem))
 
     @property
     def figures_dir(self) -> Path:
@@ -91,16 +96,31 @@ class Output:
 
     def figure(self, figure: Twin, name: str, *, caption: str | None = None) -> None:
         """Add ``figure`` to the page, its PNG as ``figures/NAME.png`` and, when it animates and the
-        output asks for GIFs, its GIF as ``figures/NAME.gif``."""
+        output asks for GIFs, its GIF as ``figures/NAME.gif``. What an earlier run rendered of the same
+        figure (same content, same code: :mod:`~optimlab.reports.figure_cache`) is reused."""
+        key = content_key(figure) if self.static or self.gif else None  # kept with the figure files
+        entry = self.cache.get(name, key)
         files: dict[str, str] = {}
-        if self.static:
-            self.written.append(figure.png(self.figures_dir / f"{name}.png"))
-            files["PNG"] = f"{FIGURES}/{name}.png"
+        digests: dict[str, str] = {}
+        wanted = [("png", "PNG", figure.png)] if self.static else []
         gif = getattr(figure, "gif", None)
         if self.gif and gif is not None:
-            self.written.append(gif(self.figures_dir / f"{name}.gif"))
-            files["GIF"] = f"{FIGURES}/{name}.gif"
-        self.page.figure(figure.plotly(), caption=caption, files=files or None)
+            wanted.append(("gif", "GIF", gif))
+        for kind, label, render in wanted:
+            path = self.figures_dir / f"{name}.{kind}"
+            if not self.cache.reusable(entry, kind, path):
+                render(path)
+            self.written.append(path)
+            files[label] = f"{FIGURES}/{name}.{kind}"
+            digest = file_digest(path)
+            if digest is not None:
+                digests[kind] = digest
+        if entry:
+            spec, height = entry["plotly"], int(entry["height"])
+        else:
+            spec, height = figure_json(figure.plotly())
+        self.cache.put(name, key, spec, height, digests)
+        self.page.figure_spec(spec, height, caption=caption, files=files or None)
 
     def write(self) -> Path:
         """Write the page as ``out_dir/filename``, remove the figures its previous run wrote and this one
@@ -117,5 +137,6 @@ class Output:
             os.replace(tmp, self.manifest)
         else:
             self.manifest.unlink(missing_ok=True)
+        self.cache.prune()
         self.written.append(path)
         return path

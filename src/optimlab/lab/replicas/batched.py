@@ -16,6 +16,7 @@ from optimlab.lab.loop import StepsCallback, plain_objective
 from optimlab.lab.loop import divergence as _divergence
 from optimlab.lab.loop import explosion_threshold as _threshold
 from optimlab.lab.loop import step_scheduler as _step_scheduler
+from optimlab.lab.probe import probe_optimizer
 from optimlab.lab.replicas import lean_vmap
 from optimlab.lab.replicas.common import (
     build_scheduler,
@@ -161,7 +162,9 @@ class BatchedRun:
                     f"{cls.__name__} cannot be batched (it needs closures); run it with train_sequential"
                 )
             try:
-                opt = cls([torch.empty(0)], engine="eager", **dict(spec.hyperparameters))
+                # a stand-in (its hyperparameters checked, its param group read and scheduled), never
+                # stepped: built without importing torch._dynamo
+                opt = probe_optimizer(cls, [torch.empty(0)], engine="eager", **dict(spec.hyperparameters))
             except TypeError as error:
                 raise ValueError(f"optimizer {cls.__name__}: {error}") from None
             hyper = _rule_arguments(opt)  # type: ignore[arg-type]

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
+from optimlab.lab.probe import probe_optimizer
 from optimlab.lab.replicas.spec import ReplicaProblem
 from optimlab.optim import LBFGS, RuleOptimizer
 from optimlab.optim.functional import optimizer_class
@@ -103,7 +104,7 @@ def _state_slots(optimizer: str | type[Optimizer], hyperparameters: Mapping[str,
     cls = optimizer_for(optimizer)
     if not issubclass(cls, RuleOptimizer):
         return 0
-    probe = cls([torch.zeros(1)], engine="eager", **dict(hyperparameters or {}))
+    probe = probe_optimizer(cls, [torch.zeros(1)], engine="eager", **dict(hyperparameters or {}))
     group = probe.param_groups[0]
     slots = sum(1 for v in probe.init_state(torch.zeros(1), group).values() if v.dim() > 0)
     if cls.__name__ == "SGD" and group["momentum"] != 0:

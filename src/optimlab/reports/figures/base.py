@@ -10,12 +10,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import KW_ONLY, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import plotly.graph_objects as go
-from matplotlib.figure import Figure
 
 from optimlab.reports.figures import png_base
 from optimlab.reports.figures.style import LEGEND_CHARS, PNG_LEGEND_CHARS, color_map, short_labels
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["Twin"]
 

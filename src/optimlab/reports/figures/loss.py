@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import plotly.graph_objects as go
-from matplotlib.figure import Figure
 from plotly.subplots import make_subplots
 
 from optimlab.lab.run import RunResult
@@ -27,6 +26,8 @@ from optimlab.reports.figures.scales import YScale, loss_scale, lr_axis
 from optimlab.reports.figures.style import mpl_text, plotly_text
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from optimlab.reports.section import ProblemSection
 
 __all__ = ["CAPTION", "X_AXES", "Curves", "LossFigure", "eval_curves", "in_report", "stopped_at_evaluation"]

@@ -10,10 +10,10 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import plotly.graph_objects as go
-from matplotlib.figure import Figure
 
 from optimlab.lab.lr_find import RULES, LRFindSummary
 from optimlab.reports.figures import plotly_base, png_base
@@ -21,6 +21,9 @@ from optimlab.reports.figures.arrays import finite_list, gaps
 from optimlab.reports.figures.base import Twin
 from optimlab.reports.figures.scales import log_dtick
 from optimlab.reports.figures.style import mpl_text, plotly_text
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["RULE_DASH", "LRFindFigure"]
 

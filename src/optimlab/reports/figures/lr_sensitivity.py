@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import plotly.graph_objects as go
-from matplotlib.figure import Figure
 
 from optimlab.lab.run import RunResult
 from optimlab.lab.stats import quantiles
@@ -25,6 +24,8 @@ from optimlab.reports.figures.scales import YScale, log_dtick, loss_scale, top_o
 from optimlab.reports.figures.style import mpl_text, plotly_text
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from optimlab.reports.section import ProblemSection
 
 __all__ = ["Sensitivity", "SensitivityFigure", "grid_sensitivity", "in_report", "trial_sensitivity"]

@@ -9,13 +9,14 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from pathlib import Path
-from typing import ParamSpec, TypeVar
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from optimlab.reports.figures.style import mpl_text
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["DASH", "DPI", "finish", "legend_outside", "new_figure", "quiet_overflow", "save", "style"]
 
@@ -40,6 +41,11 @@ def quiet_overflow(draw: Callable[P, R]) -> Callable[P, R]:
 
 
 def new_figure(width: float = 8.8, height: float = 4.6) -> Figure:
+    """A figure on an Agg canvas (matplotlib's drawing code is loaded here, on the first PNG drawn: a
+    report whose figures are all reused never loads it)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
     return fig

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import plotly.graph_objects as go
-from matplotlib.figure import Figure
 
 from optimlab.lab.stats import Profile
 from optimlab.reports.figures import plotly_base, png_base
@@ -21,6 +20,8 @@ from optimlab.reports.figures.base import Twin
 from optimlab.reports.figures.style import mpl_text, plotly_text
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from optimlab.reports.output import Output
 
 __all__ = ["CAPTION", "ProfileFigure", "add"]

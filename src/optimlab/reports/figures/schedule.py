@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import plotly.graph_objects as go
-from matplotlib.figure import Figure
 from numpy.typing import ArrayLike
 from plotly.subplots import make_subplots
 
@@ -23,6 +23,9 @@ from optimlab.reports.figures import plotly_base, png_base
 from optimlab.reports.figures.arrays import gaps
 from optimlab.reports.figures.base import Twin
 from optimlab.reports.figures.style import mpl_text, plotly_text
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["ScheduleFigure", "zero_lr_text", "zero_spans"]
 

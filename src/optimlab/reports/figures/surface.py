@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import plotly.graph_objects as go
-from matplotlib.figure import Figure
 from numpy.typing import ArrayLike
 
 from optimlab.reports.figures import plotly_base, png_base, surface_gif
@@ -36,6 +35,8 @@ from optimlab.reports.figures.surface_data import (
 )
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from optimlab.reports.section import ProblemSection
 
 __all__ = ["CAPTION", "NO_CONTOUR", "SurfaceFigure", "in_report"]

@@ -8,8 +8,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from PIL import Image
 
 from optimlab.reports.figures import png_base
@@ -73,6 +71,9 @@ def gif(
     cmap, short = figure.palette(figure.trajectories), figure.short(figure.trajectories, png=True)
     p = paths(figure.trajectories, max_points=400, max_frames=frames, start=figure.start)
     dpi = 100
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # here: a report that reuses its GIFs
+    from matplotlib.figure import Figure  # never loads matplotlib's drawing code
+
     fig = Figure(figsize=(size_px / dpi, size_px / dpi * 0.86), dpi=dpi, layout="constrained")
     canvas = FigureCanvasAgg(fig)
     ax = fig.subplots()
