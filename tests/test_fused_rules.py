@@ -155,8 +155,16 @@ def test_kernels_evaluate_the_statistics_with_the_references_numbers(name: str, 
     assert ours.engine.statistics_counts == {"fused": 8 * n - first_eager, "eager": first_eager}
     assert_close_params(ours_params, theirs_params, dtype)
     rule = type(ours).rule
+    # this test's kernels (weight decay on): other tests' configurations share the process-wide cache,
+    # and a kernel whose probe step writes nothing (LAMB's rectified warm-up without decay) is never
+    # trusted with a direct call — the guarded call is then its exact, slower path
     with_statistics = [
-        k for k in fused._KERNELS.values() if k.key.rule is rule and k.key.dtype == dtype and k.key.statistics
+        k
+        for k in fused._KERNELS.values()
+        if k.key.rule is rule
+        and k.key.dtype == dtype
+        and k.key.statistics
+        and ("weight_decay", None) not in k.key.static
     ]
     assert with_statistics and all(k.direct is not None for k in with_statistics)
     assert all(k.key.statistics_only == (name == "Prodigy") for k in with_statistics)
