@@ -15,6 +15,7 @@ import torch
 from optimlab.lab.executor import cut_units
 from optimlab.lab.presets import parse_optimizers
 from optimlab.lab.problems import Budget, get_problem
+from optimlab.lab.problems.parabola import Parabola
 from optimlab.lab.protocol import Comparison, planned_runs, run_comparison
 from optimlab.lab.replicas import ReplicaSpec, batchable, train_batched, train_sequential
 from optimlab.lab.run import RunSpec
@@ -59,7 +60,7 @@ def _assert_same_runs(batched: dict[str, Any], sequential: dict[str, Any]) -> No
                 _assert_close(ours[metric], theirs[metric])
 
 
-SCHEDULES = [None, "warmup-cosine:warmup_steps=4", "plateau:factor=0.5,patience=0,threshold=0.2"]
+SCHEDULES = [None, "warmup-cosine:warmup_steps=4", "onecycle", "plateau:factor=0.5,patience=0,threshold=0.2"]
 
 
 @pytest.mark.parametrize("schedule", SCHEDULES)
@@ -146,3 +147,27 @@ def test_schedule_free_forms_batched_units_and_statistics_rules_do_not() -> None
     assert len(together) == 1
     assert sorted({t.config.label for t in together[0]}) == ["adam", "adamw-schedulefree", "sgd-schedulefree"]
     assert sum(len(u) == 1 for u in units) == 4 * 2
+
+
+class _SometimesInfiniteGradient(Parabola):
+    """A parabola whose gradient is infinite on the batches whose first target is above 0.3 (the
+    loss stays the MSE): ``nonfinite="skip"`` skips those steps."""
+
+    def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        offset = (target.reshape(-1)[0] <= 0.3).to(output.dtype)  # 0: √ at 0, an infinite slope
+        moved = output.sum() - output.sum().detach()  # 0, with a gradient
+        return super().loss(output, target) + (moved + offset).sqrt() - offset.sqrt()
+
+
+def test_a_skipped_step_does_not_count_in_the_averaging_weights() -> None:
+    problem = _SometimesInfiniteGradient({"n": 64})
+    specs = [
+        ReplicaSpec(seed, SGDScheduleFree, {"lr": 0.05, "warmup_steps": 4, "nonfinite": "skip"})
+        for seed in (0, 1)
+    ]
+    batched = train_batched(problem, specs, steps=12, evaluation="loss")
+    for spec, run in zip(specs, batched, strict=True):
+        alone = train_sequential(problem, spec, steps=12, evaluation="loss")
+        assert 0 < run.skipped_steps == alone.skipped_steps < 12
+        assert run.losses == pytest.approx(alone.losses, rel=RTOL, abs=1e-7)
+        assert [e["loss"] for e in run.evals] == pytest.approx([e["loss"] for e in alone.evals], rel=RTOL)
