@@ -1,7 +1,8 @@
 """Schedule-Free trains as batched replicas (issue 13, part 5): each replica keeps its own param group,
 whose bookkeeping (k, warmup, lr_max, the averaging weights) advances at every step, and is evaluated
 at its averaged weights x, as the sequential run is — the stored runs equal the sequential ones up to
-float rounding, with an lr grid, the optimizer's own warmup and the lab's schedules."""
+float rounding, with an lr grid, the optimizer's own warmup and the lab's schedules. AdEMAMix, whose
+group-level step count is declared the same way, batches alongside."""
 
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ from optimlab.optim.modern.schedulefree import averaged_point, gradient_point
 
 #: the batched-vs-sequential tolerance of tests/test_lab_batched.py (float32 rounding of vmapped ops)
 RTOL = 2e-5
-SCHEDULE_FREE = "adamw-schedulefree:warmup_steps=3,sgd-schedulefree:weight_decay=0.001"
+#: both Schedule-Free presets (one with its own warmup) and AdEMAMix with its α, β₃ warm-up
+OPTIMIZERS = "adamw-schedulefree:warmup_steps=3,sgd-schedulefree:weight_decay=0.001,ademamix:t_alpha_beta3=10"
 
 
 def _stored(path: Path, comparison: Comparison, replicas: str) -> dict[str, Any]:
@@ -67,7 +69,7 @@ SCHEDULES = [None, "warmup-cosine:warmup_steps=4", "onecycle", "plateau:factor=0
 def test_schedule_free_lr_grid_batches_as_the_sequential_runs(tmp_path: Path, schedule: str | None) -> None:
     comparison = Comparison(
         problems=[get_problem("parabola:n=128")],
-        optimizers=parse_optimizers(SCHEDULE_FREE),
+        optimizers=parse_optimizers(OPTIMIZERS),
         seeds=2,
         lr_grid=3,
         budget=Budget(steps=20),
@@ -75,7 +77,7 @@ def test_schedule_free_lr_grid_batches_as_the_sequential_runs(tmp_path: Path, sc
     )
     sequential = _stored(tmp_path / "off.db", comparison, "off")
     batched = _stored(tmp_path / "auto.db", comparison, "auto")
-    assert len(batched) == planned_runs(comparison) == 2 * 3 * 2
+    assert len(batched) == planned_runs(comparison) == 3 * 3 * 2
     _assert_same_runs(batched, sequential)
     # the grid gives each replica its own lr, and the schedules change it during the run
     assert len({r.lrs[0] for r in batched.values()}) >= 3

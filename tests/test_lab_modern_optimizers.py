@@ -25,7 +25,7 @@ from optimlab.lab.replicas import batchable
         ("muon", False),  # a matrix rule
         ("lamb", False),  # per-tensor trust ratios
         ("prodigy", False),  # sums over every group
-        ("ademamix", False),  # a group-level step count
+        ("ademamix", True),  # its group-level step count is a rule argument
         ("adamw-schedulefree", True),  # its bookkeeping makes rule arguments; x, y pure
         ("sgd-schedulefree", True),
     ],

@@ -157,6 +157,19 @@ def _rule_arguments(opt: RuleOptimizer) -> dict[str, Any]:
     return dict(opt.hyperparameters(opt.param_groups[0]))
 
 
+def _first_arguments(opt: RuleOptimizer) -> dict[str, Any]:
+    """The rule arguments of ``opt``'s first step: for a rule with ``hyperparameters_per_step``,
+    those of copies of its groups whose bookkeeping has counted one step (AdEMAMix has no step
+    count before); ``opt``'s own groups are left as they are."""
+    if not type(opt).hyperparameters_per_step:
+        return _rule_arguments(opt)
+    groups = [dict(group) for group in opt.param_groups]
+    opt.begin_step(groups)
+    for group in groups:
+        opt.begin_group_step(group)
+    return dict(opt.hyperparameters(groups[0]))
+
+
 class BatchedRun:
     """The engine behind :func:`train_batched`: one chunk of replicas stepped together."""
 
@@ -194,7 +207,7 @@ class BatchedRun:
                 opt = cls([torch.empty(0)], engine="eager", **dict(spec.hyperparameters))
             except TypeError as error:
                 raise ValueError(f"optimizer {cls.__name__}: {error}") from None
-            hyper = _rule_arguments(opt)  # type: ignore[arg-type]
+            hyper = _first_arguments(opt)  # type: ignore[arg-type]
             policy = opt.param_groups[0]["nonfinite"]
             structure = tuple(sorted((k, _kind(v)) for k, v in hyper.items()))
             signatures.append((cls.rule, structure, policy, spec.clip_norm is not None))
@@ -259,7 +272,7 @@ class BatchedRun:
                 for key, value in opt.init_state(self.flat[i], opt.param_groups[0]).items():
                     states.setdefault(key, []).append(value)
             group.state = {key: torch.stack(values) for key, values in states.items()}
-            if cycling:
+            if cycling and not group.per_step:  # (per step: read after each step's bookkeeping)
                 group.refresh()
             self.groups.append(group)
             start = stop
@@ -394,7 +407,7 @@ class BatchedRun:
         if touched:
             self.lr_all.copy_(torch.tensor(self.lr_values, dtype=torch.float64))
             for group in self.groups:
-                if group.cycling:
+                if group.cycling and not group.per_step:
                     group.refresh()
 
     def _group_of(self, position: int) -> _Group:
