@@ -25,9 +25,9 @@ from optimlab.lab.replicas import batchable
         ("muon", False),  # a matrix rule
         ("lamb", False),  # per-tensor trust ratios
         ("prodigy", False),  # sums over every group
-        ("ademamix", False),  # a group-level step count
-        ("adamw-schedulefree", False),  # train/eval modes, group-level averaging weights
-        ("sgd-schedulefree", False),
+        ("ademamix", True),  # its group-level step count is a rule argument
+        ("adamw-schedulefree", True),  # its bookkeeping makes rule arguments; x, y pure
+        ("sgd-schedulefree", True),
     ],
 )
 def test_only_flat_elementwise_rules_batch(preset: str, expected: bool) -> None:

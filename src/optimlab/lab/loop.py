@@ -26,7 +26,8 @@ with BatchNorm then gets its statistics recomputed there first, as they advise.
 ``clip_norm`` clips the gradient's global norm (``torch.nn.utils.clip_grad_norm_``) before each
 first-order step; closure-based optimizers get the true gradient (their line search and curvature
 pairs need it), and their regularization comes in as a ``penalty`` added to the objective.
-The batched replicas (lab/replicas/) follow the same protocol on stacked models.
+The batched replicas (lab/replicas/) follow the same protocol on stacked models (Schedule-Free
+replicas evaluated at their x too: ``BatchedRun._evaluation_points``).
 """
 
 from __future__ import annotations

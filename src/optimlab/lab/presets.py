@@ -15,7 +15,8 @@ Prodigy, Schedule-Free) are not in the default set; their ``seed`` profile is lr
 method's steps have Adam's scale, and the scale it needs otherwise (Lion 1e-3, as its authors advise
 3–10× below AdamW's; Muon 0.02 with AdamW at 0.01 for the non-matrix parameters; Prodigy 1, its
 multiplier of the estimated step; Schedule-Free SGD 0.1). Their search spaces are what their papers
-tune. Schedule-Free runs are evaluated in ``eval()`` mode (:func:`optimlab.lab.loop.run_steps`).
+tune. Schedule-Free runs are evaluated in ``eval()`` mode (:func:`optimlab.lab.loop.run_steps`), and
+at their averaged weights as batched replicas too.
 
 Overrides use the syntax ``preset:key=value,key=value`` with ``/`` separating tuple items::
 

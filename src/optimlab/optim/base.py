@@ -181,6 +181,12 @@ class RuleOptimizer(Optimizer):
     #: ``z``, Prodigy's initial point ``p0``), not moments: ``state_dtype`` leaves them in the
     #: parameter's dtype, since in bfloat16 they would lose what a bfloat16 parameter loses
     parameter_state: ClassVar[tuple[str, ...]] = ()
+    #: the host bookkeeping of :meth:`begin_step` and :meth:`begin_group_step` reaches the rule only
+    #: through :meth:`rule_hyperparameters` (Schedule-Free's γₜ, cₜ and bias correction), read again
+    #: at every step: an engine that steps many runs as one (the lab's batched replicas) may then keep
+    #: one param group per run, call both hooks on each run's group at each step and pass each run's
+    #: arguments to the rule as data. Off by default (LAMB's and Prodigy's hooks feed statistics).
+    hyperparameters_per_step: ClassVar[bool] = False
 
     def __init__(
         self,

@@ -6,6 +6,7 @@ import functools
 import math
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -51,7 +52,12 @@ def _number(value: Any) -> float:
 
 
 class _Group:
-    """Replicas ``[start, stop)`` (in engine order) that share one rule and one structure."""
+    """Replicas ``[start, stop)`` (in engine order) that share one rule and one structure.
+
+    Each replica keeps its own stand-in optimizer (its param group: hyperparameters, schedules and,
+    for a rule with ``hyperparameters_per_step``, the group-level bookkeeping, advanced by
+    :meth:`begin_step`); the rule arguments that differ between replicas or change during the run
+    are columns of :attr:`values`, passed to the vmapped rule as data."""
 
     def __init__(
         self,
@@ -68,6 +74,11 @@ class _Group:
         self.optimizers = optimizers
         first = optimizers[0]
         self.rule = type(first).rule
+        #: the optimizer's bookkeeping makes rule arguments at every step (Schedule-Free)
+        self.per_step = type(first).hyperparameters_per_step
+        #: the parameters switch to other points to be evaluated (Schedule-Free's x)
+        self.modes = callable(getattr(first, "eval_point", None))
+        self.lr_aliased = False  # "lr" is a view of the run's scheduled lrs (BatchedRun.lr_all)
         self.nonfinite: str = first.param_groups[0]["nonfinite"]
         self.static: dict[str, Any] = {}
         self.values: dict[str, list[float]] = {}
@@ -76,7 +87,7 @@ class _Group:
                 self.static[key] = value
                 continue
             column = [_number(h[key]) for h in hypers]
-            if key in dynamic or any(v != column[0] for v in column):
+            if key in dynamic or self.per_step or any(v != column[0] for v in column):
                 self.values[key] = column
             else:
                 self.static[key] = value.item() if isinstance(value, Tensor) else value
@@ -120,12 +131,44 @@ class _Group:
                 ):
                     raise ValueError(f"a schedule changed {key!r}, which this group holds fixed")
         for key, tensor in self.dynamic.items():
-            if key != "lr":
+            if key != "lr" or not self.lr_aliased:
                 tensor.copy_(torch.tensor(self.values[key], dtype=torch.float64))
+
+    def begin_step(self, local: Sequence[int]) -> None:
+        """The host bookkeeping of the replicas ``local`` (indices in the group) that step now, on
+        each one's own param group, as ``RuleOptimizer.step`` does it (``begin_step``, then
+        ``begin_group_step``), and their rule arguments re-read."""
+        for i in local:
+            opt = self.optimizers[i]
+            opt.begin_step(opt.param_groups)
+            for group in opt.param_groups:
+                opt.begin_group_step(group)
+        self.refresh(local)
+
+    def switch(self, local: int, param: Tensor, to: str) -> Tensor:
+        """Replica ``local``'s parameters ``param`` switched as its optimizer's ``eval()`` (``to="eval"``)
+        or ``train()`` (``"train"``) switches a parameter, given the replica's state."""
+        opt = self.optimizers[local]
+        state = {key: value[local] for key, value in self.state.items()}
+        point = opt.eval_point if to == "eval" else opt.train_point  # type: ignore[attr-defined]
+        return point(param, state, opt.param_groups[0])
 
 
 def _rule_arguments(opt: RuleOptimizer) -> dict[str, Any]:
     return dict(opt.hyperparameters(opt.param_groups[0]))
+
+
+def _first_arguments(opt: RuleOptimizer) -> dict[str, Any]:
+    """The rule arguments of ``opt``'s first step: for a rule with ``hyperparameters_per_step``,
+    those of copies of its groups whose bookkeeping has counted one step (AdEMAMix has no step
+    count before); ``opt``'s own groups are left as they are."""
+    if not type(opt).hyperparameters_per_step:
+        return _rule_arguments(opt)
+    groups = [dict(group) for group in opt.param_groups]
+    opt.begin_step(groups)
+    for group in groups:
+        opt.begin_group_step(group)
+    return dict(opt.hyperparameters(groups[0]))
 
 
 class BatchedRun:
@@ -167,7 +210,7 @@ class BatchedRun:
                 opt = probe_optimizer(cls, [torch.empty(0)], engine="eager", **dict(spec.hyperparameters))
             except TypeError as error:
                 raise ValueError(f"optimizer {cls.__name__}: {error}") from None
-            hyper = _rule_arguments(opt)  # type: ignore[arg-type]
+            hyper = _first_arguments(opt)  # type: ignore[arg-type]
             policy = opt.param_groups[0]["nonfinite"]
             structure = tuple(sorted((k, _kind(v)) for k, v in hyper.items()))
             signatures.append((cls.rule, structure, policy, spec.clip_norm is not None))
@@ -224,14 +267,15 @@ class BatchedRun:
                 self.device,
                 cycling,
             )
-            if "lr" in group.dynamic:
+            if "lr" in group.dynamic and not group.per_step:  # (per step: the rule's lr is its own)
                 group.dynamic["lr"] = self.lr_all[start:stop]
+                group.lr_aliased = True
             states: dict[str, list[Tensor]] = {}
             for i, opt in zip(positions, group.optimizers, strict=True):
                 for key, value in opt.init_state(self.flat[i], opt.param_groups[0]).items():
                     states.setdefault(key, []).append(value)
             group.state = {key: torch.stack(values) for key, values in states.items()}
-            if cycling:
+            if cycling and not group.per_step:  # (per step: read after each step's bookkeeping)
                 group.refresh()
             self.groups.append(group)
             start = stop
@@ -332,6 +376,22 @@ class BatchedRun:
                 p.copy_(value)
         return results
 
+    @contextmanager
+    def _evaluation_points(self, positions: list[int]) -> Iterator[None]:
+        """Evaluate as the sequential run does (``lab.loop.evaluation_mode``): the replicas at
+        ``positions`` whose optimizer has train/eval modes (Schedule-Free) switch to their evaluation
+        point (x) and back (to y, by the ``train()`` formula, rounding as it does) afterwards."""
+        switched = [(p, g) for p in positions for g in (self._group_of(p),) if g.modes]
+        with torch.no_grad():
+            for position, group in switched:
+                self.flat[position] = group.switch(position - group.start, self.flat[position], "eval")
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for position, group in switched:
+                    self.flat[position] = group.switch(position - group.start, self.flat[position], "train")
+
     @functools.cached_property
     def _evaluation_chunk(self) -> int:
         return evaluation_chunk(self.problem, self.base, self.specs[0].seed)
@@ -350,7 +410,7 @@ class BatchedRun:
         if touched:
             self.lr_all.copy_(torch.tensor(self.lr_values, dtype=torch.float64))
             for group in self.groups:
-                if group.cycling:
+                if group.cycling and not group.per_step:
                     group.refresh()
 
     def _group_of(self, position: int) -> _Group:
@@ -384,6 +444,7 @@ class BatchedRun:
                 continue
             param, grad = self.flat[s:e], grads[s:e]
             allowed = None if all(live_list) else alive[s:e]
+            finite = None
             if group.nonfinite != "propagate":
                 finite = torch.isfinite(grad).all(dim=1)
                 live = alive[s:e]
@@ -397,6 +458,11 @@ class BatchedRun:
                     if skipped is None:
                         skipped = torch.zeros(self.count, dtype=torch.bool, device=self.device)
                     skipped[s:e] = ~finite & live
+            if group.per_step:  # the replicas that step (not those skipped) count this step
+                steps = live_list
+                if group.nonfinite == "skip" and finite is not None:
+                    steps = [a and b for a, b in zip(live_list, finite.tolist(), strict=True)]
+                group.begin_step([i for i, stepping in enumerate(steps) if stepping])
             new_param, new_state = group.step(param, grad)
             if allowed is not None:
                 new_param = torch.where(allowed[:, None], new_param, param)
@@ -425,7 +491,8 @@ class BatchedRun:
         def evaluate(positions: list[int], step: int, epoch: float, evaluation: Evaluation) -> None:
             """Evaluate the replicas at ``positions`` and end those it finds diverged."""
             nonlocal trained
-            results = self._evaluate(positions, evaluation)
+            with self._evaluation_points(positions):
+                results = self._evaluate(positions, evaluation)
             wall = (time.perf_counter() - start) / count
             for position, metrics in zip(positions, results, strict=True):
                 record = {"epoch": epoch, "step": step, "grad_evals": step, "wall_s": wall}

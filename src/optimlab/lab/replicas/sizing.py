@@ -76,14 +76,22 @@ def batchable(
 def _flat_rule(cls: type[RuleOptimizer]) -> bool:
     """Whether ``cls``'s rule may step a replica's parameters as one flat vector, as the batched engine
     does: elementwise, with no statistics over a tensor or a group (LAMB's trust ratios, Prodigy's
-    sums), no matrix shape (Muon), no group-level bookkeeping between steps (Schedule-Free's
-    averaging weights) and no train/eval modes. The others train one run at a time, exactly."""
+    sums) and no matrix shape (Muon). Group-level bookkeeping between steps is allowed when it only
+    makes rule arguments (``hyperparameters_per_step``: each replica keeps its own group, which the
+    engine advances and reads at every step — Schedule-Free's averaging weights); train/eval modes
+    when each parameter's switch is a pure function of it, its state and its group (``eval_point``
+    and ``train_point``: Schedule-Free's x and y). The others train one run at a time, exactly."""
+    bookkeeping = (
+        cls.begin_group_step is RuleOptimizer.begin_group_step and cls.begin_step is RuleOptimizer.begin_step
+    )
+    modes = callable(getattr(cls, "eval", None)) or callable(getattr(cls, "train", None))
+    pure_modes = callable(getattr(cls, "eval_point", None)) and callable(getattr(cls, "train_point", None))
     return (
         cls.elementwise
         and cls.statistics is None
         and not cls.matrix
-        and cls.begin_group_step is RuleOptimizer.begin_group_step
-        and not callable(getattr(cls, "eval", None))
+        and (bookkeeping or cls.hyperparameters_per_step)
+        and (not modes or pure_modes)
     )
 
 

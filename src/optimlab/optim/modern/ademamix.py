@@ -133,6 +133,7 @@ class AdEMAMix(RuleOptimizer):
 
     rule = staticmethod(ademamix)
     elementwise = True
+    hyperparameters_per_step = True  # the group's step count only reaches the rule as ``step``
 
     def __init__(
         self,

@@ -51,6 +51,8 @@ __all__ = [
     "AdamWScheduleFree",
     "SGDScheduleFree",
     "adamw_schedulefree",
+    "averaged_point",
+    "gradient_point",
     "recompute_batchnorm",
     "sgd_schedulefree",
 ]
@@ -150,6 +152,18 @@ def adamw_schedulefree(
     return new_param, {"z": z, "exp_avg_sq": exp_avg_sq}
 
 
+def averaged_point(y: Tensor, z: Tensor, beta: Number) -> Tensor:
+    """x, the averaged weights to evaluate, from y and z: x = (y − (1 − β)z)/β, computed as
+    lerp(y, z, 1 − 1/β) — what :meth:`~_ScheduleFree.eval` does to every parameter."""
+    return torch.lerp(y, z, 1 - 1 / beta)
+
+
+def gradient_point(x: Tensor, z: Tensor, beta: Number) -> Tensor:
+    """y, where gradients are taken, from x and z: y = (1 − β)z + βx, computed as lerp(x, z, 1 − β)
+    — what :meth:`~_ScheduleFree.train` does to every parameter (y → x → y rounds)."""
+    return torch.lerp(x, z, 1 - beta)
+
+
 # --- the declarations ----------------------------------------------------------------------
 
 
@@ -160,6 +174,7 @@ class _ScheduleFree(RuleOptimizer):
     parameter_state = ("z",)  # the base sequence (see RuleOptimizer.parameter_state)
 
     elementwise = True
+    hyperparameters_per_step = True  # the bookkeeping only makes γₜ, cₜ and the bias correction
 
     def _beta(self, group: dict[str, Any]) -> Any:
         raise NotImplementedError
@@ -170,11 +185,10 @@ class _ScheduleFree(RuleOptimizer):
         in train mode, θ ← lerp(θ, z, 1 − 1/β), i.e. x = (y − (1 − β)z)/β."""
         for group in self.param_groups:
             if group["train_mode"]:
-                beta = self._beta(group)
                 for p in group["params"]:
                     state = self.state[p]
                     if "z" in state:
-                        p.lerp_(end=state["z"].to(p.device), weight=1 - 1 / beta)
+                        p.copy_(self.eval_point(p, state, group))
                 group["train_mode"] = False
 
     @torch.no_grad()
@@ -183,12 +197,20 @@ class _ScheduleFree(RuleOptimizer):
         θ ← lerp(θ, z, 1 − β), i.e. y = (1 − β)z + βx. Call it before the first step."""
         for group in self.param_groups:
             if not group["train_mode"]:
-                beta = self._beta(group)
                 for p in group["params"]:
                     state = self.state[p]
                     if "z" in state:
-                        p.lerp_(end=state["z"].to(p.device), weight=1 - beta)
+                        p.copy_(self.train_point(p, state, group))
                 group["train_mode"] = True
+
+    def eval_point(self, param: Tensor, state: dict[str, Tensor], group: dict[str, Any]) -> Tensor:
+        """What :meth:`eval` makes of ``param`` (y) given its ``state`` and ``group``: x, as a new
+        tensor (:func:`averaged_point`). The lab's batched replicas evaluate at it too."""
+        return averaged_point(param, state["z"].to(param.device), self._beta(group))
+
+    def train_point(self, param: Tensor, state: dict[str, Tensor], group: dict[str, Any]) -> Tensor:
+        """What :meth:`train` makes of ``param`` (x): y, as a new tensor (:func:`gradient_point`)."""
+        return gradient_point(param, state["z"].to(param.device), self._beta(group))
 
     @torch._disable_dynamo
     def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
