@@ -4,23 +4,20 @@ keeps L-BFGS and models that cannot be batched sequential."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import pytest
 from torch import nn
 
+from batched_cases import RTOL, assert_close, stored_runs
 from optimlab.lab.executor import MAX_BATCH, cut_units
 from optimlab.lab.presets import parse_optimizers
 from optimlab.lab.problems import Budget, get_problem
 from optimlab.lab.problems.parabola import Parabola
 from optimlab.lab.protocol import Comparison, RunEvent, planned_runs, run_comparison
 from optimlab.lab.run import RunSpec
-from optimlab.lab.runner import RunResult
 from optimlab.lab.schedules import parse_schedule
 from optimlab.lab.storage import Store
-
-RTOL = 2e-5
 
 
 def _comparison() -> Comparison:
@@ -36,23 +33,10 @@ def _comparison() -> Comparison:
     )
 
 
-def _stored(path: Path, comparison: Comparison, replicas: str) -> dict[str, RunResult]:
-    with Store(path) as store:
-        run_comparison(comparison, store, replicas=replicas)  # type: ignore[arg-type]
-        return {run.key: run.result for run in store.runs()}
-
-
-def _assert_close(a: float, b: float) -> None:
-    if math.isinf(a) or math.isinf(b):
-        assert a == b
-    else:
-        assert a == pytest.approx(b, rel=RTOL, abs=1e-7)
-
-
 def test_a_batched_comparison_stores_what_the_sequential_one_stores(tmp_path: Path) -> None:
     comparison = _comparison()
-    sequential = _stored(tmp_path / "off.db", comparison, "off")
-    batched = _stored(tmp_path / "auto.db", comparison, "auto")
+    sequential = stored_runs(tmp_path / "off.db", comparison, "off")
+    batched = stored_runs(tmp_path / "auto.db", comparison, "auto")
     assert batched.keys() == sequential.keys() and len(batched) == planned_runs(comparison) == 9 * 2 + 9
     diverged = set()
     for key, seq in sequential.items():
@@ -62,16 +46,16 @@ def test_a_batched_comparison_stores_what_the_sequential_one_stores(tmp_path: Pa
         assert (run.diverged, run.divergence) == (seq.diverged, seq.divergence), (seq.problem, seq.optimizer)
         assert run.steps == seq.steps and run.grad_evals == seq.grad_evals
         assert run.steps_to_target == seq.steps_to_target and run.evals_to_target == seq.evals_to_target
-        _assert_close(run.final_loss, seq.final_loss)
+        assert_close(run.final_loss, seq.final_loss)
         assert run.lrs == pytest.approx(seq.lrs, rel=1e-12)
         assert len(run.losses) == len(seq.losses)
         for a, b in zip(run.losses, seq.losses, strict=True):
-            _assert_close(a, b)
+            assert_close(a, b)
         assert [e["step"] for e in run.evals] == [e["step"] for e in seq.evals]
         for ours, theirs in zip(run.evals, seq.evals, strict=True):
             assert ours.keys() == theirs.keys()
             for metric in ours.keys() - {"wall_s"}:
-                _assert_close(ours[metric], theirs[metric])
+                assert_close(ours[metric], theirs[metric])
         assert run.final_metrics.keys() == seq.final_metrics.keys()
         if seq.trajectory is not None:
             assert run.trajectory is not None and len(run.trajectory) == len(seq.trajectory)

@@ -6,43 +6,27 @@ group-level step count is declared the same way, batches alongside."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
+from batched_cases import RTOL, assert_close, stored_runs
 from optimlab.lab.executor import cut_units
 from optimlab.lab.presets import parse_optimizers
 from optimlab.lab.problems import Budget, get_problem
 from optimlab.lab.problems.parabola import Parabola
-from optimlab.lab.protocol import Comparison, planned_runs, run_comparison
+from optimlab.lab.protocol import Comparison, planned_runs
 from optimlab.lab.replicas import ReplicaSpec, batchable, train_batched, train_sequential
 from optimlab.lab.run import RunSpec
 from optimlab.lab.schedules import parse_schedule
-from optimlab.lab.storage import Store
 from optimlab.optim import AdamWScheduleFree, SGDScheduleFree
 from optimlab.optim.base import RuleOptimizer
 from optimlab.optim.modern.schedulefree import averaged_point, gradient_point
 
-#: the batched-vs-sequential tolerance of tests/test_lab_batched.py (float32 rounding of vmapped ops)
-RTOL = 2e-5
 #: both Schedule-Free presets (one with its own warmup) and AdEMAMix with its α, β₃ warm-up
 OPTIMIZERS = "adamw-schedulefree:warmup_steps=3,sgd-schedulefree:weight_decay=0.001,ademamix:t_alpha_beta3=10"
-
-
-def _stored(path: Path, comparison: Comparison, replicas: str) -> dict[str, Any]:
-    with Store(path) as store:
-        run_comparison(comparison, store, replicas=replicas)  # type: ignore[arg-type]
-        return {run.key: run.result for run in store.runs()}
-
-
-def _assert_close(a: float, b: float) -> None:
-    if math.isinf(a) or math.isinf(b):
-        assert a == b
-    else:
-        assert a == pytest.approx(b, rel=RTOL, abs=1e-7)
 
 
 def _assert_same_runs(batched: dict[str, Any], sequential: dict[str, Any]) -> None:
@@ -54,12 +38,12 @@ def _assert_same_runs(batched: dict[str, Any], sequential: dict[str, Any]) -> No
         assert run.lrs == pytest.approx(seq.lrs, rel=1e-12)
         assert len(run.losses) == len(seq.losses)
         for a, b in zip(run.losses, seq.losses, strict=True):
-            _assert_close(a, b)
+            assert_close(a, b)
         assert [e["step"] for e in run.evals] == [e["step"] for e in seq.evals]
         for ours, theirs in zip(run.evals, seq.evals, strict=True):
             assert ours.keys() == theirs.keys()
             for metric in ours.keys() - {"wall_s"}:
-                _assert_close(ours[metric], theirs[metric])
+                assert_close(ours[metric], theirs[metric])
 
 
 SCHEDULES = [None, "warmup-cosine:warmup_steps=4", "onecycle", "plateau:factor=0.5,patience=0,threshold=0.2"]
@@ -75,8 +59,8 @@ def test_schedule_free_lr_grid_batches_as_the_sequential_runs(tmp_path: Path, sc
         budget=Budget(steps=20),
         schedule=parse_schedule(schedule) if schedule else None,
     )
-    sequential = _stored(tmp_path / "off.db", comparison, "off")
-    batched = _stored(tmp_path / "auto.db", comparison, "auto")
+    sequential = stored_runs(tmp_path / "off.db", comparison, "off")
+    batched = stored_runs(tmp_path / "auto.db", comparison, "auto")
     assert len(batched) == planned_runs(comparison) == 3 * 3 * 2
     _assert_same_runs(batched, sequential)
     # the grid gives each replica its own lr, and the schedules change it during the run
@@ -100,7 +84,8 @@ def test_schedule_free_on_networks_batches_as_the_sequential_runs(
         budget=Budget(steps=steps),
     )
     _assert_same_runs(
-        _stored(tmp_path / "auto.db", comparison, "auto"), _stored(tmp_path / "off.db", comparison, "off")
+        stored_runs(tmp_path / "auto.db", comparison, "auto"),
+        stored_runs(tmp_path / "off.db", comparison, "off"),
     )
 
 
