@@ -191,6 +191,13 @@ class _GroupConfig:
         #: shapes of the parameter and of each state tensor), ``None`` where no kernel can take it
         self.layouts: dict[int, _Layout | None] = {}
 
+    def hyper_tensors(self, device: torch.device, values: list[Any]) -> list[Tensor]:
+        """The hyperparameter tensors on ``device``, refreshed with this step's ``values``."""
+        cache = self.hyper.get(device)
+        if cache is None:
+            cache = self.hyper[device] = _Hyper(device)
+        return cache.refresh(values)
+
     def layout(self, optimizer: RuleOptimizer, group: dict[str, Any], ndim: int) -> _Layout | None:
         """The state a tensor-wise rule keeps for ``ndim``-dimensional parameters (Adafactor's differs
         between vectors and matrices), learned by running it eagerly on :func:`kernels.probe_shape`."""
@@ -365,10 +372,7 @@ class FusedEngine:
             if device not in buffers:  # a row of k one-element outputs per parameter, zero if unused
                 buffer = torch.zeros(len(params) * k, dtype=torch.float64, device=device)
                 buffers[device] = (buffer, buffer.split(1))
-                cache = config.hyper.get(device)
-                if cache is None:
-                    cache = config.hyper[device] = _Hyper(device)
-                hyper_by_device[device] = cache.refresh(values)
+                hyper_by_device[device] = config.hyper_tensors(device, values)
             operands.extend(buffers[device][1][index * k : index * k + k])
             operands.extend(hyper_by_device[device])
             kernel(operands, numel)
@@ -438,10 +442,7 @@ class FusedEngine:
                 continue
             hyper = hyper_by_device.get(device)
             if hyper is None:
-                cache = config.hyper.get(device)
-                if cache is None:
-                    cache = config.hyper[device] = _Hyper(device)
-                hyper = hyper_by_device[device] = cache.refresh(values)
+                hyper = hyper_by_device[device] = config.hyper_tensors(device, values)
             n_written = len(operands)  # the parameter, its state and scalar state (and the gradient)
             operands.extend(hyper)
             if extra:  # the rule's statistics for this parameter, as float64 scalar operands
@@ -514,10 +515,7 @@ class FusedEngine:
                 continue
             hyper = hyper_by_device.get(device)
             if hyper is None:
-                cache = config.hyper.get(device)
-                if cache is None:
-                    cache = config.hyper[device] = _Hyper(device)
-                hyper = hyper_by_device[device] = cache.refresh(values)
+                hyper = hyper_by_device[device] = config.hyper_tensors(device, values)
             n_written = len(operands)
             operands.extend(hyper)
             if extra_names:
