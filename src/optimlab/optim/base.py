@@ -379,19 +379,22 @@ class RuleOptimizer(Optimizer):
         ``stochastic_rounding``)."""
         return self.state_dtype is not None or self.stochastic_rounding
 
-    def compute_dtype(self, param: Tensor) -> torch.dtype:
-        """The dtype the rule computes ``param``'s step in: float32 for a bfloat16 parameter with
-        ``stochastic_rounding``, the parameter's own dtype otherwise (torch.optim's)."""
-        if self.stochastic_rounding and param.dtype in LOW_PRECISION_DTYPES:
-            return torch.float32
-        return param.dtype
+    def readable(
+        self, param: Tensor, grad: Tensor, state: dict[str, Any]
+    ) -> tuple[Tensor, Tensor, dict[str, Any]]:
+        """What the rule reads, in the step's precision: with low-precision storage, the state's
+        bfloat16 tensors (and a bfloat16 parameter and its gradient, with ``stochastic_rounding``)
+        as float32 or the parameter's dtype; without it, everything as it is (torch.optim's)."""
+        if not self.rounds:
+            return param, grad, state
+        dtype = (
+            torch.float32 if self.stochastic_rounding and param.dtype in LOW_PRECISION_DTYPES else param.dtype
+        )
 
-    def readable(self, value: Any, dtype: torch.dtype) -> Any:
-        """A tensor the rule reads (state, gradient, parameter), in the step's compute ``dtype``
-        when it is stored in lower precision; anything else as it is."""
-        if self.rounds and self._stored_tensor(value) and value.dtype != dtype:
-            return value.to(dtype)
-        return value
+        def read(value: Any) -> Any:
+            return value.to(dtype) if self._stored_tensor(value) and value.dtype != dtype else value
+
+        return read(param), read(grad), {key: read(value) for key, value in state.items()}
 
     def storable(self, value: Tensor, dtype: torch.dtype) -> Tensor:
         """The rule's result ``value`` as it will be written into storage of ``dtype``: rounded

@@ -60,10 +60,7 @@ def apply_rule(
     if on_shards:
         param, grad = local(param), local(grad)
     param = as_real(param)
-    if optimizer.rounds:  # low-precision storage: the rule reads it in the step's precision
-        dtype = optimizer.compute_dtype(param)
-        param, grad = optimizer.readable(param, dtype), optimizer.readable(dense(grad), dtype)
-        real_state = {key: optimizer.readable(value, dtype) for key, value in real_state.items()}
+    param, grad, real_state = optimizer.readable(param, grad, real_state)  # low-precision storage
     if torch.is_grad_enabled():
         # Autograd records the step (differentiable=True): the rule's graph must keep the values it
         # read, not the tensors that write_back is about to overwrite in place.

@@ -43,10 +43,8 @@ def rule_on_entries(
     shaped entries as values at the indices, scalar entries whole). Reads only; writes nothing."""
     index, values = touched(grad)
     gathered = {key: _gathered(value, param, index) for key, value in state.items()}
-    dtype = optimizer.compute_dtype(param)
-    entries = optimizer.readable(param[index], dtype)
-    gathered = {key: optimizer.readable(value, dtype) for key, value in gathered.items()}
-    new_values, new_state = optimizer.rule(entries, optimizer.readable(values, dtype), gathered, **hyper)
+    entries, values, gathered = optimizer.readable(param[index], values, gathered)  # low-precision storage
+    new_values, new_state = optimizer.rule(entries, values, gathered, **hyper)
     return index, new_values, new_state
 
 

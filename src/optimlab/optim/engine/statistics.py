@@ -89,10 +89,7 @@ def tensor_statistics(
     for param, grad in zip(params, grads, strict=True):
         state = {k: v for k, v in optimizer.ensure_state(param, group).items() if v is not None}
         real_state = {k: as_real(v) if isinstance(v, Tensor) else v for k, v in state.items()}
-        if optimizer.rounds:  # low-precision storage, read in the step's precision
-            dtype = optimizer.compute_dtype(param)
-            real_state = {k: optimizer.readable(v, dtype) for k, v in real_state.items()}
-            param, grad = optimizer.readable(param, dtype), optimizer.readable(grad, dtype)
+        param, grad, real_state = optimizer.readable(param, grad, real_state)  # low-precision storage
         values = measure(as_real(param), as_real(dense(grad)), real_state, **hyper)
         per_tensor.append({name: _value(value) for name, value in values.items()})
     return per_tensor
