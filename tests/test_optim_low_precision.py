@@ -269,6 +269,20 @@ def test_stochastic_rounding_moves_bfloat16_parameters_where_round_to_nearest_st
     assert abs(travelled(ol.SGD, BF16, stochastic_rounding=True) - full) <= 0.01 * full
 
 
+def test_a_0d_bfloat16_parameter_is_rounded_stochastically_too() -> None:
+    """Each step's change (≈ 5e-4) is a sixteenth of bfloat16's spacing at 1: round-to-nearest never
+    moves the scalar, stochastic rounding does (on average as far as float32)."""
+    moved = {}
+    for name, extra in (("nearest", {}), ("stochastic", {"stochastic_rounding": True})):
+        p = torch.tensor(1.0, dtype=BF16, requires_grad=True)
+        opt = ol.SGD([p], lr=1e-3, **extra)
+        for _ in range(500):
+            p.grad = (p.detach() - 0.5).to(BF16)
+            opt.step()
+        moved[name] = 1.0 - float(p)
+    assert moved["nearest"] == 0.0 and moved["stochastic"] > 0.05
+
+
 def test_stochastic_rounding_leaves_other_dtypes_alone() -> None:
     p, q = (torch.randn(5, generator=torch.Generator().manual_seed(0)).requires_grad_() for _ in range(2))
     a, b = ol.Adam([p]), ol.Adam([q], stochastic_rounding=True)

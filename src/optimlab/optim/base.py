@@ -394,7 +394,10 @@ class RuleOptimizer(Optimizer):
         def read(value: Any) -> Any:
             return value.to(dtype) if self._stored_tensor(value) and value.dtype != dtype else value
 
-        return read(param), read(grad), {key: read(value) for key, value in state.items()}
+        def read_operand(value: Tensor) -> Tensor:  # a 0-d bfloat16 parameter is stepped in float32 too
+            return value.to(dtype) if value.is_floating_point() and value.dtype != dtype else value
+
+        return read_operand(param), read_operand(grad), {key: read(value) for key, value in state.items()}
 
     def storable(self, value: Tensor, dtype: torch.dtype) -> Tensor:
         """The rule's result ``value`` as it will be written into storage of ``dtype``: rounded
