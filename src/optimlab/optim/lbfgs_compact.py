@@ -13,7 +13,7 @@ solved as two unit-triangular ``m × m`` systems between four matrix-vector prod
   ``d = H q + Sᵀ (a − b)``.
 
 The arithmetic is the recursion's; only the order of the sums differs (measured against torch in
-``tests/test_optim_lbfgs.py`` and ``benchmarks/lbfgs_speed.py``).
+``tests/test_optim_lbfgs.py`` and ``benchmarks/lbfgs.py``).
 
 Reference: Nocedal & Wright, "Numerical Optimization", 2nd ed. 2006, Alg. 7.4 (two-loop recursion);
 Byrd, Nocedal & Schnabel, "Representations of quasi-Newton matrices and their use in limited memory

@@ -13,8 +13,8 @@ max_eval 10, history ``--history-1m``), each without line search and with ``stro
 * ``dev`` is how far each implementation's parameters end from torch's: ‖θ − θ_torch‖ / ‖θ_torch‖
   (float32, the lab's dtype; the float64 bounds are tests in ``tests/test_optim_lbfgs.py``).
 
-Run: ``PYTHONPATH=src python benchmarks/lbfgs_speed.py [--steps 10] [--warmup 10] [--threads 1]``.
-Prints a table and the load average and writes ``benchmarks/results/lbfgs_speed.json``.
+Run: ``PYTHONPATH=src python benchmarks/lbfgs.py [--steps 10] [--warmup 10] [--threads 1]``.
+Prints a table and the load average and writes ``benchmarks/results/lbfgs.json``.
 """
 
 from __future__ import annotations
@@ -164,7 +164,7 @@ def main() -> None:
                 results.append({"case": case_name, "line_search_fn": line_search_fn, "impl": impl, **m})
     load_after = os.getloadavg()
     print(f"load average {load_before[0]:.1f} before, {load_after[0]:.1f} after (on {os.cpu_count()} CPUs)")
-    out = Path(__file__).resolve().parent / "results" / "lbfgs_speed.json"
+    out = Path(__file__).resolve().parent / "results" / "lbfgs.json"
     out.parent.mkdir(exist_ok=True)
     meta = {"torch": torch.__version__, "threads": args.threads, "load": [load_before[0], load_after[0]]}
     meta |= {"warmup": args.warmup, "steps": args.steps}
