@@ -21,10 +21,11 @@ alike) whenever they fit together in a quarter of the memory.
 The bare step also reports the machine's memory bandwidth (in-place ``a += s·b`` over one flat
 buffer, 12 bytes per float32 element), each step's effective bandwidth (the bytes an ideal single
 pass moves: parameter and each state tensor read and written, gradient read) as a fraction of it,
-the peak memory a step adds (torch.profiler's allocation events) and the start-up time (the first
-two steps: compilation for the fused engine; inductor caches compiled kernels on disk, so a second
-run shows the cached cost, and ``TORCHINDUCTOR_CACHE_DIR=$(mktemp -d)`` a cold one). It prints
-tables and writes JSON.
+the peak memory a step adds (torch.profiler's allocation events), the share of the fused engine's
+kernel steps its plans took ("planned": one check per group, kernels called directly) and the
+start-up time (the first two steps: compilation for the fused engine; inductor caches compiled
+kernels on disk, so a second run shows the cached cost, and ``TORCHINDUCTOR_CACHE_DIR=$(mktemp -d)``
+a cold one). It prints tables and writes JSON.
 
     python benchmarks/step_throughput.py                      # 1M, 16M, 64M and the 16M MLP
     python benchmarks/step_throughput.py --sizes 1M --iteration-sizes '' --optimizers adam,nadam
@@ -381,6 +382,7 @@ def measure(name: str, shapes: list[tuple[int, ...]], args: argparse.Namespace) 
                 "startup_s": startup[c.mode],
                 "state_tensors": state_tensors_per_param(c.optimizer),
                 "engine": None if engine is None else _engine_used(c.optimizer),
+                "planned_share": _planned_share(c.optimizer),
                 "interleaved": together,
             }
             if args.memory:
@@ -409,6 +411,7 @@ def measure_iterations(name: str, size: int, args: argparse.Namespace) -> dict[s
             rows[c.mode] = {
                 "ms": 1e3 * statistics.median(c.times),
                 "engine": None if engine is None else _engine_used(c.optimizer),
+                "planned_share": _planned_share(c.optimizer),
                 "interleaved": together,
             }
         del contestants
@@ -428,6 +431,16 @@ def _engine_used(optimizer: Any) -> str:
     """What the optimlab optimizer actually ran: "fused" when any parameter went through a kernel."""
     counts = getattr(optimizer.engine, "counts", None)
     return "fused" if counts and counts["fused"] else "eager"
+
+
+def _planned_share(optimizer: Any) -> float | None:
+    """The share of the fused engine's kernel steps that a group's plan took (one check for the
+    whole group, kernels called directly: ``optimlab/optim/engine/plans.py``); ``None`` elsewhere."""
+    engine = getattr(optimizer, "engine", None)
+    counts = getattr(engine, "counts", None)
+    if not counts or not counts["fused"]:
+        return None
+    return getattr(engine, "planned_steps", 0) / counts["fused"]
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -523,6 +536,8 @@ def print_rows(name: str, rows: dict[str, dict[str, Any]], memory: bool) -> None
             line += f" {row['peak_step_bytes'] / 1e6:>8.1f}"
         if row.get("engine") and mode == "optimlab-default":
             line += f"  (auto ran: {row['engine']})"
+        if row.get("planned_share") is not None:
+            line += f"  [{100 * row['planned_share']:.0f}% planned]"
         print(line, flush=True)
 
 
@@ -537,6 +552,8 @@ def print_iteration_rows(name: str, rows: dict[str, dict[str, Any]]) -> None:
         )
         if row.get("engine") and mode == "optimlab-default":
             line += f"  (auto ran: {row['engine']})"
+        if row.get("planned_share") is not None:
+            line += f"  [{100 * row['planned_share']:.0f}% planned]"
         print(line, flush=True)
 
 

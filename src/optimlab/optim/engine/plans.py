@@ -17,8 +17,8 @@ it does not (a new dtype, a replaced state entry, a gradient of another layout, 
 inference mode's dispatch keys…), the full path runs and plans again.
 
 A planned step also runs the kernels of small tensors on one thread: OpenMP's fork and join cost
-microseconds per kernel, more than a second core saves below :data:`SERIAL_MAX_NUMEL` elements (and
-far more when the machine is busy). Only the calling thread's OpenMP setting changes, for the
+microseconds per kernel (far more when the machine is busy), about what a second core saves below
+:data:`SERIAL_MAX_NUMEL` elements. Only the calling thread's OpenMP setting changes, for the
 duration of those calls; an elementwise kernel's results do not depend on its thread count.
 """
 
@@ -33,18 +33,15 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+import optimlab.optim.engine.kernels as compiled_kernels
+
 if TYPE_CHECKING:
     from optimlab.optim.engine.kernels import Kernel
 
-#: kernels of at most this many elements run on one thread in a planned step
-SERIAL_MAX_NUMEL = 1 << 14
+#: kernels of at most this many elements run on one thread in a planned step: ATen's own grain size
+#: (``at::internal::GRAIN_SIZE``), below which torch's elementwise ops run serially too
+SERIAL_MAX_NUMEL = 32768
 _CPU = torch.device("cpu")
-
-
-def _int32_limit() -> int:
-    from optimlab.optim.engine import kernels
-
-    return kernels._INT32_LIMIT
 
 
 @functools.cache
@@ -126,7 +123,7 @@ class Plan:
         self._getters: list[tuple[Any, Any]] = [(None, None)] * len(distinct)
         self.kernels = distinct
         index = {id(k): i for i, k in enumerate(distinct)}
-        limit = _int32_limit()
+        limit = compiled_kernels._INT32_LIMIT  # larger tensors take the kernel's guarded route
         self.slots = [
             (index[id(k)], n, n <= SERIAL_MAX_NUMEL, n < limit) for k, n in zip(kernels, numels, strict=True)
         ]
