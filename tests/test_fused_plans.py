@@ -288,3 +288,80 @@ def test_a_wrapper_that_does_more_than_allocate_and_call_kernels_is_not_unwrappe
         "torch.add(a, b)",  # anything of torch but its dtypes
     ):
         assert unwrapped.trace(_Runner(_call_source(body)).call, order, values, 1) is None
+
+
+def test_groups_are_planned_each_on_their_own_and_old_groups_plans_are_dropped() -> None:
+    """Two groups with their own settings, each planned; a checkpoint load (new group dicts) leaves
+    no plan behind for the groups it replaced."""
+    models = [mlp(), mlp()]
+    ours_model, theirs_model = models
+    groups = [
+        {"params": list(ours_model[0].parameters()), "lr": 1e-2},
+        {"params": list(ours_model[2].parameters()), "lr": 1e-3, "maximize": True},
+    ]
+    their_groups = [
+        {"params": list(theirs_model[0].parameters()), "lr": 1e-2},
+        {"params": list(theirs_model[2].parameters()), "lr": 1e-3, "maximize": True},
+    ]
+    ours = ol.Adam(groups, engine="fused")
+    theirs = torch.optim.Adam(their_groups, foreach=False)
+    for _ in range(3):
+        both_steps((ours_model, ours), (theirs_model, theirs))
+    assert ours.engine.planned_steps == 8 and len(ours.engine._plans) == 2
+    for _ in range(2):
+        ours.load_state_dict(copy.deepcopy(ours.state_dict()))
+        theirs.load_state_dict(copy.deepcopy(theirs.state_dict()))
+        both_steps((ours_model, ours), (theirs_model, theirs))
+    assert set(ours.engine._plans) == {id(g) for g in ours.param_groups}
+    assert_same(ours_model, theirs_model)
+
+
+def test_without_a_guard_or_an_openmp_runtime_nothing_is_planned_or_switched(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(plans, "_tensor_guards", lambda tensors: None)
+    ours, theirs = pair("Adam", lr=1e-2)
+    for _ in range(3):
+        both_steps(ours, theirs)
+    assert ours[1].engine.planned_steps == 0 and ours[1].engine.counts == {"fused": 12, "eager": 0}
+    assert_same(ours[0], theirs[0])
+    monkeypatch.undo()
+    monkeypatch.setattr(plans, "_openmp", lambda: None)
+    ours, theirs = pair("Adam", lr=1e-2)
+    threads = torch.get_num_threads()
+    for _ in range(3):
+        both_steps(ours, theirs)
+    assert ours[1].engine.planned_steps == 8 and torch.get_num_threads() == threads
+    assert_same(ours[0], theirs[0])
+
+
+def test_a_step_under_inference_mode_or_autocast_takes_the_full_path() -> None:
+    """Their dispatch keys differ, so a plan made outside does not pass: the full path steps, exactly,
+    and plans for what it saw."""
+    ours, theirs = pair("Adam", lr=1e-2)
+    for _ in range(2):
+        both_steps(ours, theirs)
+    before = ours[1].engine.planned_steps
+    for model, optimizer in (ours, theirs):
+        optimizer.zero_grad()
+        model(DATA).square().mean().backward()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            optimizer.step()
+    assert ours[1].engine.planned_steps == before
+    for model, optimizer in (ours, theirs):
+        optimizer.zero_grad()
+        model(DATA).square().mean().backward()
+        with torch.inference_mode():
+            optimizer.step()
+    assert ours[1].engine.planned_steps == before
+    both_steps(ours, theirs)  # (planned under inference mode: the full path plans again)
+    both_steps(ours, theirs)
+    assert ours[1].engine.planned_steps == before + 4
+    for _ in range(3):  # always under autocast: planned under it, and checked under it
+        for model, optimizer in (ours, theirs):
+            optimizer.zero_grad()
+            model(DATA).square().mean().backward()
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                optimizer.step()
+    assert ours[1].engine.planned_steps == before + 4 + 8
+    assert_same(ours[0], theirs[0])

@@ -502,6 +502,9 @@ class FusedEngine:
         if planning:
             plan = Plan.make(config, plan_keys, params, grads, plan_states, plan_kernels, plan_numels)
             if plan is not None:
+                live = {id(g) for g in optimizer.param_groups}  # (load_state_dict makes new groups)
+                for stale in [key for key in self._plans if key not in live]:
+                    del self._plans[stale]
                 self._plans[id(group)] = plan
         if inside:  # evaluated by a kernel: the parameters it stepped without statistics operands
             by_kernel = sum(extra is None for extra in extras) - sum(e is None for e in eager_extras)

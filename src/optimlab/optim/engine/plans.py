@@ -51,7 +51,7 @@ def _openmp() -> tuple[Callable[[int], Any], Callable[[], int]] | None:
     try:
         process = ctypes.CDLL(None)
         setter, getter = process.omp_set_num_threads, process.omp_get_max_threads
-    except (AttributeError, OSError):
+    except (AttributeError, OSError, TypeError):  # no such symbol, or no process handle (Windows)
         return None
     setter.argtypes, setter.restype = [ctypes.c_int], None
     getter.argtypes, getter.restype = [], ctypes.c_int
