@@ -365,3 +365,58 @@ def test_a_step_under_inference_mode_or_autocast_takes_the_full_path() -> None:
                 optimizer.step()
     assert ours[1].engine.planned_steps == before + 4 + 8
     assert_same(ours[0], theirs[0])
+
+
+def _elementwise_optimizers() -> list[str]:
+    return sorted(
+        name
+        for name in ol.__all__
+        if isinstance(getattr(ol, name), type)
+        and issubclass(getattr(ol, name), torch.optim.Optimizer)
+        and getattr(getattr(ol, name), "elementwise", False)
+    )
+
+
+def _five_steps(name: str, dtype: torch.dtype, planned: bool) -> tuple[list[torch.Tensor], int]:
+    generator = torch.Generator().manual_seed(0)
+    params = [nn.Parameter(torch.randn(s, generator=generator).to(dtype)) for s in ((40, 3), (7,), (300,))]
+    optimizer = getattr(ol, name)(params, engine="fused")
+    if callable(getattr(optimizer, "train", None)):
+        optimizer.train()  # Schedule-Free
+    if not planned:
+        optimizer.engine._plans = _NoPlans()
+    for _ in range(5):
+        for p in params:
+            p.grad = torch.randn(p.shape, generator=generator).to(dtype)
+        optimizer.step()
+    return [p.detach().clone() for p in params], optimizer.engine.planned_steps
+
+
+class _NoPlans(dict):
+    """An engine's plan table that keeps nothing: every step takes the full path."""
+
+    def __setitem__(self, key, value) -> None:
+        pass
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("name", _elementwise_optimizers())
+def test_planned_steps_give_the_full_paths_bits_for_every_elementwise_optimizer(
+    name: str, dtype: torch.dtype
+) -> None:
+    """Planned or not, the same kernels on the same operands: the same bits. Rules with statistics
+    (LAMB, Prodigy) are never planned."""
+    planned, planned_steps = _five_steps(name, dtype, planned=True)
+    full, _ = _five_steps(name, dtype, planned=False)
+    assert all(torch.equal(a, b) for a, b in zip(planned, full, strict=True))
+    assert planned_steps == (0 if getattr(ol, name).statistics is not None else 12)
+
+
+def test_planned_steps_give_the_full_paths_bits() -> None:
+    """The default run's share of the test above: Adam in float32 and bfloat16."""
+    for dtype in (torch.float32, torch.bfloat16):
+        planned, planned_steps = _five_steps("Adam", dtype, planned=True)
+        full, _ = _five_steps("Adam", dtype, planned=False)
+        assert planned_steps == 12
+        assert all(torch.equal(a, b) for a, b in zip(planned, full, strict=True))
