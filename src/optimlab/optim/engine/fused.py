@@ -407,6 +407,19 @@ class FusedEngine:
         extras: list[dict[str, Any]] | None = None,
     ) -> None:
         hyper_values = optimizer.hyperparameters(group)
+        # A group without statistics is planned (engine/plans.py): once a step has taken every
+        # parameter through a kernel as it is, later steps check all operands in one call.
+        planning = extras is None and type(optimizer).statistics is None and bool(params)
+        if planning:
+            config, values = self._config(optimizer, group, hyper_values, ())
+            plan = self._plans.get(id(group))
+            if plan is not None and plan.config is config:
+                stepped = plan.run(optimizer.state.get, params, grads, config.hyper_tensors(_CPU, values))
+                if stepped is not None:
+                    torch.autograd.graph.increment_version(stepped)
+                    self.counts["fused"] += len(params)
+                    self.planned_steps += len(params)
+                    return
         # Per-tensor statistics (LAMB's norms) are evaluated by the kernel itself, before the update,
         # for each parameter it takes whole; a DTensor's (reduced over its shards) first, eagerly.
         inside = (
@@ -434,18 +447,6 @@ class FusedEngine:
             names = tuple(extras[0]) if extras else ()
         config, values = self._config(optimizer, group, hyper_values, names)
         state_of, ensure_state = optimizer.state.get, optimizer.ensure_state
-        # A group without statistics is planned (engine/plans.py): once a step has taken every
-        # parameter through a kernel as it is, later steps check all operands in one call.
-        planning = not names and not inside and bool(params)
-        if planning:
-            plan = self._plans.get(id(group))
-            if plan is not None and plan.config is config:
-                stepped = plan.run(state_of, params, grads, config.hyper_tensors(_CPU, values))
-                if stepped is not None:
-                    torch.autograd.graph.increment_version(stepped)
-                    self.counts["fused"] += len(params)
-                    self.planned_steps += len(params)
-                    return
         rule = type(optimizer).rule
         hyper_by_device: dict[torch.device, list[Tensor]] = {}
         extra_operands: dict[tuple[int, torch.device], list[Tensor]] = {}

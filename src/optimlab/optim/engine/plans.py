@@ -78,24 +78,30 @@ def _tensor_guards(tensors: list[Tensor]) -> Any | None:
         return None
 
 
-def _plan_order(order: tuple[int, ...], n_state: int, n_hyper: int) -> tuple[int, ...]:
-    """An unwrapped call's argument positions in ``[param, grad, *state, *hyper, numel, *scratch]`` (a
-    kernel's operands, its size, its scratch) moved to ``[param, *state, grad, numel, *hyper, *scratch]``,
-    the order in which a planned step has them at hand."""
+def _slot_order(
+    order: tuple[int, ...], slot: int, count: int, width: int, n_hyper: int, scratch_at: int
+) -> tuple[int, ...]:
+    """An unwrapped call's argument positions in a kernel's values ``[param, grad, *state, *hyper, numel,
+    *scratch]`` moved to where a planned step has them for parameter ``slot``: one flat list of
+    ``[*written (width per parameter: param, *state), *grads, *hyper, *every kernel's scratch,
+    *numels]`` (``scratch_at``: where this kernel's scratch starts)."""
+    n_state = width - 1
+    grads_at = count * width
+    hyper_at = grads_at + count
     moved = []
     for old in order:
         if old == 0:
-            moved.append(0)
+            moved.append(slot * width)
         elif old == 1:
-            moved.append(n_state + 1)
+            moved.append(grads_at + slot)
         elif old < 2 + n_state:
-            moved.append(old - 1)
+            moved.append(slot * width + old - 1)
         elif old < 2 + n_state + n_hyper:
-            moved.append(old + 1)
+            moved.append(hyper_at + old - 2 - n_state)
         elif old == 2 + n_state + n_hyper:
-            moved.append(n_state + 2)
+            moved.append(slot - count)  # the numels close the list: counted from its end
         else:
-            moved.append(old)
+            moved.append(scratch_at + old - 3 - n_state - n_hyper)
     return tuple(moved)
 
 
@@ -118,30 +124,54 @@ class Plan:
         self.guard = guard
         self._get = operator.itemgetter(*keys) if len(keys) > 1 else None
         distinct = list({id(k): k for k in kernels}.values())
-        #: per distinct kernel: the unwrapped calls it had when last used, and the getter of the
-        #: arguments of its one C++ call (see :func:`_plan_order`), or ``None``
-        self._getters: list[tuple[Any, Any]] = [(None, None)] * len(distinct)
         self.kernels = distinct
         index = {id(k): i for i, k in enumerate(distinct)}
         limit = compiled_kernels._INT32_LIMIT  # larger tensors take the kernel's guarded route
+        #: per parameter: its kernel (an index into ``kernels``), element count, whether it runs on
+        #: one thread, and whether it may take the unwrapped call
         self.slots = [
             (index[id(k)], n, n <= SERIAL_MAX_NUMEL, n < limit) for k, n in zip(kernels, numels, strict=True)
         ]
+        self._numels = list(numels)
+        #: the kernels' unwrapped calls the slot calls below were made for
+        self._unwrapped: list[Any] = []
+        #: per parameter: (C++ function, getter of its arguments from the step's flat list), or
+        #: ``None`` where the kernel is called as a whole
+        self._slot_calls: list[tuple[Any, Any] | None] = []
+        #: the unwrapped calls whose scratch buffers the step's flat list holds, in order
+        self._scratched: list[Any] = []
 
-    def _call(self, index: int, hyper: list[Tensor]) -> tuple[Any, Any, list[Any] | None]:
-        """The ``index``-th kernel's one C++ call for this step — the function, the getter of its arguments
-        from ``[param, *state, grad, numel, *hyper, *scratch]`` and the list ``[*hyper, *scratch]``, with
-        scratch buffers of this step's own — or ``(kernel, None, None)`` where it has no such call."""
-        kernel = self.kernels[index]
-        unwrapped = kernel.unwrapped
-        if unwrapped is None or len(unwrapped.calls) != 1:
-            return kernel, None, None
-        known, getter = self._getters[index]
-        ((function, order),) = unwrapped.calls
-        if known is not unwrapped:
-            getter = operator.itemgetter(*_plan_order(order, len(self.keys), len(kernel.key.hyper_names)))
-            self._getters[index] = (unwrapped, getter)
-        return function, getter, [*hyper, *unwrapped.scratch_buffers(_CPU)]
+    def _calls(self, n_hyper: int) -> list[tuple[Any, Any] | None]:
+        """Per parameter, its unwrapped C++ call (see :func:`_slot_order`), remade when a kernel's
+        unwrapped calls are not those they were made for."""
+        current = [kernel.unwrapped for kernel in self.kernels]
+        if len(current) == len(self._unwrapped) and all(map(operator.is_, current, self._unwrapped)):
+            return self._slot_calls
+        width = 1 + len(self.keys)
+        scratch_at, kernel_calls, scratched = self.count * (width + 1) + n_hyper, [], []
+        for kernel, unwrapped in zip(self.kernels, current, strict=True):
+            usable = (
+                unwrapped is not None
+                and len(unwrapped.calls) == 1
+                and len(kernel.key.hyper_names) == n_hyper
+                and len(kernel.key.state_keys) + len(kernel.key.scalar_keys) == len(self.keys)
+                and kernel.key.n_outputs == 0
+            )
+            kernel_calls.append((unwrapped.calls[0], scratch_at) if usable else None)
+            if usable:
+                scratch_at += len(unwrapped.scratch)
+                scratched.append(unwrapped)
+        slot_calls: list[tuple[Any, Any] | None] = []
+        for slot, (kernel, _, _, direct) in enumerate(self.slots):
+            found = kernel_calls[kernel]
+            if not direct or found is None:
+                slot_calls.append(None)
+                continue
+            (function, order), at = found
+            moved = _slot_order(order, slot, self.count, width, n_hyper, at)
+            slot_calls.append((function, operator.itemgetter(*moved)))
+        self._unwrapped, self._slot_calls, self._scratched = current, slot_calls, scratched
+        return slot_calls
 
     @classmethod
     def make(
@@ -205,22 +235,26 @@ class Plan:
                 return None
         except Exception:  # (a count or type the guard refuses to compare)
             return None
-        calls = [self._call(i, hyper) for i in range(len(self.kernels))]
+        calls = self._calls(len(hyper))
+        values = [*written, *grads, *hyper]  # the flat list the slots' getters read (_slot_order)
+        for unwrapped in self._scratched:
+            values += unwrapped.scratch_buffers(_CPU)  # this step's own
+        values += self._numels
         width = 1 + len(self.keys)
         openmp = _openmp()
         threads = openmp[1]() if openmp is not None else 1
         switch = openmp[0] if threads > 1 else None
         serial = False
         try:
-            for index, (kernel, numel, small, direct) in enumerate(self.slots):
+            for index, call in enumerate(calls):
+                kernel, numel, small, _ = self.slots[index]
                 if switch is not None and small is not serial:
                     switch(1 if small else threads)
                     serial = small
-                start = index * width
-                function, getter, tail = calls[kernel]
-                if direct and getter is not None:
-                    function(*getter([*written[start : start + width], grads[index], numel, *tail]))
+                if call is not None:
+                    call[0](*call[1](values))
                 else:
+                    start = index * width
                     state = written[start + 1 : start + width]
                     self.kernels[kernel]([written[start], grads[index], *state, *hyper], numel)
         finally:
