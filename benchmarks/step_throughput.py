@@ -12,7 +12,8 @@ Two measurements per optimizer, each in one run with every mode side by side:
 Modes: torch.optim's for-loop (``foreach=False``), ``foreach=True`` and ``fused=True`` where torch
 has a fused kernel (SGD, Adagrad, Adam, AdamW) — for the modern optimizers (Lion, ADOPT, AdEMAMix,
 LAMB, Prodigy, Schedule-Free) their reference package's implementation instead (``reference``);
-optimlab's default construction (``engine="auto"``), ``engine="fused"`` and ``engine="eager"``.
+optimlab's default construction (``engine="auto"``), ``engine="fused"`` and ``engine="eager"`` (and,
+on request, ``optimlab-unplanned``: the fused engine without its plans, every step the full path).
 Every mode is compared with the best torch.optim or reference mode of the same run ("vs torch
 best"). Muon steps the model's matrices only (the rest would go to AdamW). The modes' timed
 steps are interleaved (one of each in turn, so that a change in the machine's load hits all of them
@@ -99,7 +100,11 @@ MODES = (
     "optimlab-default",
     "optimlab-fused",
     "optimlab-eager",
+    "optimlab-unplanned",
 )
+#: on request only: the fused engine with its plans switched off, every step taking the full path (the
+#: engine as it was before plans, optimlab/optim/engine/plans.py), next to the rest in the same run
+ON_REQUEST = ("optimlab-unplanned",)
 
 
 def only_matrices(name: str) -> bool:
@@ -184,7 +189,17 @@ def make_optimizer(name: str, mode: str, params: list[torch.Tensor]) -> torch.op
         return cls(params, **kwargs, **option.get(mode, {"fused": True}))
     cls = {n.lower(): getattr(ol, n) for n in ol.__all__ if isinstance(getattr(ol, n), type)}[name]
     engine = {"optimlab-default": None, "optimlab-eager": "eager"}.get(mode, "fused")
-    return cls(params, **kwargs, engine=engine)
+    optimizer = cls(params, **kwargs, engine=engine)
+    if mode == "optimlab-unplanned":
+        optimizer.engine._plans = _NoPlans()
+    return optimizer
+
+
+class _NoPlans(dict):
+    """A fused engine's plan table that keeps nothing: every step takes the full path."""
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        pass
 
 
 def state_tensors_per_param(optimizer: torch.optim.Optimizer) -> int:
@@ -572,7 +587,11 @@ def main(argv: list[str] | None = None) -> None:
         default=",".join(DEFAULT_OPTIMIZERS),
         help=f"comma-separated names of {', '.join(OPTIMIZERS)}, or 'all' (default: the first nine)",
     )
-    parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, of {', '.join(MODES)}")
+    parser.add_argument(
+        "--modes",
+        default=",".join(m for m in MODES if m not in ON_REQUEST),
+        help=f"comma-separated, of {', '.join(MODES)} (default: all but {', '.join(ON_REQUEST)})",
+    )
     parser.add_argument("--repeat", type=int, default=10, help="timed steps per measurement (median)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps after the first")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")

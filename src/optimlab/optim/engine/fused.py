@@ -25,8 +25,8 @@ A group whose step went through kernels whole (plain CPU tensors, no statistics)
 (:mod:`~optimlab.optim.engine.plans`): later steps read the parameters, gradients and state afresh,
 check all their metadata in one C++ call, and call each kernel's generated C++ without inductor's
 Python wrapper (:mod:`~optimlab.optim.engine.unwrapped`), small tensors on one thread; anything the
-check does not pass takes the full path again. Adam on 195 tensors of 64 elements took 5.7–6.0 µs per
-parameter before, 1.9 µs with plans, kernels included (torch's fused Adam: 3.0–3.5 µs).
+check does not pass takes the full path again. Adam on 195 tensors of 64 elements took 5.7–5.9 µs per
+parameter before, 1.5–1.6 µs with plans, kernels included (torch's fused Adam: 2.9–3.1 µs).
 
 ``engine="auto"`` (the default) fuses an optimizer whose param groups hold at least
 :data:`AUTO_MIN_NUMEL` elements at once, and a smaller one once its eager steps have taken
