@@ -18,6 +18,9 @@ data pointer, so any dense tensors whose strides agree (a parameter, its gradien
 are one flat run of memory to it. Before it is trusted, that direct call is checked on the probe
 against the compiled function's own result, bit for bit; a configuration where anything differs or
 cannot be matched up keeps calling the compiled function on flat views (guarded, slower, exact).
+An elementwise CPU kernel also traces that ``call`` once (:mod:`~optimlab.optim.engine.unwrapped`):
+the C++ it calls, with which arguments and scratch buffers, so that the engine's planned steps can
+call the C++ without the Python wrapper; those calls are checked bit for bit the same way.
 
 A *tensor-wise* kernel (``KernelKey.shapes`` set: a rule declared
 :attr:`~optimlab.optim.base.RuleOptimizer.tensorwise`, Adafactor's) compiles the whole rule for one
@@ -477,24 +480,6 @@ class Kernel:
         if not all(map(_same, unwrapped, reference)) or _same(unwrapped[0], probe[0]):
             return None
         return traced
-
-    def launcher(self) -> Callable[[list[Tensor], int], None]:
-        """A function stepping one parameter as ``kernel(operands, numel)`` does (``operands`` a list it
-        may extend), through the unwrapped C++ kernels where they were checked, with scratch buffers
-        of its own: one launcher per step and thread (the engine takes one for each step)."""
-        unwrapped = self.unwrapped
-        if unwrapped is None:
-            return self
-        launch = unwrapped.launcher(self.key.device)
-
-        def step(operands: list[Tensor], numel: int) -> None:
-            if numel < _INT32_LIMIT:
-                operands.append(numel)  # type: ignore[arg-type]
-                launch(operands)
-            else:
-                self(operands, numel)
-
-        return step
 
     def state_shapes(self, shape: tuple[int, ...]) -> tuple[tuple[int, ...], ...]:
         """A tensor-wise kernel's state shapes for a parameter of ``shape``: each dimension of the probe's
