@@ -12,7 +12,8 @@ Two measurements per optimizer, each in one run with every mode side by side:
 Modes: torch.optim's for-loop (``foreach=False``), ``foreach=True`` and ``fused=True`` where torch
 has a fused kernel (SGD, Adagrad, Adam, AdamW) — for the modern optimizers (Lion, ADOPT, AdEMAMix,
 LAMB, Prodigy, Schedule-Free) their reference package's implementation instead (``reference``);
-optimlab's default construction (``engine="auto"``), ``engine="fused"`` and ``engine="eager"``.
+optimlab's default construction (``engine="auto"``), ``engine="fused"`` and ``engine="eager"`` (and,
+on request, ``optimlab-unplanned``: the fused engine without its plans, every step the full path).
 Every mode is compared with the best torch.optim or reference mode of the same run ("vs torch
 best"). Muon steps the model's matrices only (the rest would go to AdamW). The modes' timed
 steps are interleaved (one of each in turn, so that a change in the machine's load hits all of them
@@ -21,10 +22,11 @@ alike) whenever they fit together in a quarter of the memory.
 The bare step also reports the machine's memory bandwidth (in-place ``a += s·b`` over one flat
 buffer, 12 bytes per float32 element), each step's effective bandwidth (the bytes an ideal single
 pass moves: parameter and each state tensor read and written, gradient read) as a fraction of it,
-the peak memory a step adds (torch.profiler's allocation events) and the start-up time (the first
-two steps: compilation for the fused engine; inductor caches compiled kernels on disk, so a second
-run shows the cached cost, and ``TORCHINDUCTOR_CACHE_DIR=$(mktemp -d)`` a cold one). It prints
-tables and writes JSON.
+the peak memory a step adds (torch.profiler's allocation events), the share of the fused engine's
+kernel steps its plans took ("planned": one check per group, kernels called directly) and the
+start-up time (the first two steps: compilation for the fused engine; inductor caches compiled
+kernels on disk, so a second run shows the cached cost, and ``TORCHINDUCTOR_CACHE_DIR=$(mktemp -d)``
+a cold one). It prints tables and writes JSON.
 
     python benchmarks/step_throughput.py                      # 1M, 16M, 64M and the 16M MLP
     python benchmarks/step_throughput.py --sizes 1M --iteration-sizes '' --optimizers adam,nadam
@@ -98,7 +100,11 @@ MODES = (
     "optimlab-default",
     "optimlab-fused",
     "optimlab-eager",
+    "optimlab-unplanned",
 )
+#: on request only: the fused engine with its plans switched off, every step taking the full path (the
+#: engine as it was before plans, optimlab/optim/engine/plans.py), next to the rest in the same run
+ON_REQUEST = ("optimlab-unplanned",)
 
 
 def only_matrices(name: str) -> bool:
@@ -183,7 +189,17 @@ def make_optimizer(name: str, mode: str, params: list[torch.Tensor]) -> torch.op
         return cls(params, **kwargs, **option.get(mode, {"fused": True}))
     cls = {n.lower(): getattr(ol, n) for n in ol.__all__ if isinstance(getattr(ol, n), type)}[name]
     engine = {"optimlab-default": None, "optimlab-eager": "eager"}.get(mode, "fused")
-    return cls(params, **kwargs, engine=engine)
+    optimizer = cls(params, **kwargs, engine=engine)
+    if mode == "optimlab-unplanned":
+        optimizer.engine._plans = _NoPlans()
+    return optimizer
+
+
+class _NoPlans(dict):
+    """A fused engine's plan table that keeps nothing: every step takes the full path."""
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        pass
 
 
 def state_tensors_per_param(optimizer: torch.optim.Optimizer) -> int:
@@ -381,6 +397,7 @@ def measure(name: str, shapes: list[tuple[int, ...]], args: argparse.Namespace) 
                 "startup_s": startup[c.mode],
                 "state_tensors": state_tensors_per_param(c.optimizer),
                 "engine": None if engine is None else _engine_used(c.optimizer),
+                "planned_share": _planned_share(c.optimizer),
                 "interleaved": together,
             }
             if args.memory:
@@ -409,6 +426,7 @@ def measure_iterations(name: str, size: int, args: argparse.Namespace) -> dict[s
             rows[c.mode] = {
                 "ms": 1e3 * statistics.median(c.times),
                 "engine": None if engine is None else _engine_used(c.optimizer),
+                "planned_share": _planned_share(c.optimizer),
                 "interleaved": together,
             }
         del contestants
@@ -428,6 +446,16 @@ def _engine_used(optimizer: Any) -> str:
     """What the optimlab optimizer actually ran: "fused" when any parameter went through a kernel."""
     counts = getattr(optimizer.engine, "counts", None)
     return "fused" if counts and counts["fused"] else "eager"
+
+
+def _planned_share(optimizer: Any) -> float | None:
+    """The share of the fused engine's kernel steps that a group's plan took (one check for the
+    whole group, kernels called directly: ``optimlab/optim/engine/plans.py``); ``None`` elsewhere."""
+    engine = getattr(optimizer, "engine", None)
+    counts = getattr(engine, "counts", None)
+    if not counts or not counts["fused"]:
+        return None
+    return getattr(engine, "planned_steps", 0) / counts["fused"]
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -523,6 +551,8 @@ def print_rows(name: str, rows: dict[str, dict[str, Any]], memory: bool) -> None
             line += f" {row['peak_step_bytes'] / 1e6:>8.1f}"
         if row.get("engine") and mode == "optimlab-default":
             line += f"  (auto ran: {row['engine']})"
+        if row.get("planned_share") is not None:
+            line += f"  [{100 * row['planned_share']:.0f}% planned]"
         print(line, flush=True)
 
 
@@ -537,6 +567,8 @@ def print_iteration_rows(name: str, rows: dict[str, dict[str, Any]]) -> None:
         )
         if row.get("engine") and mode == "optimlab-default":
             line += f"  (auto ran: {row['engine']})"
+        if row.get("planned_share") is not None:
+            line += f"  [{100 * row['planned_share']:.0f}% planned]"
         print(line, flush=True)
 
 
@@ -555,7 +587,11 @@ def main(argv: list[str] | None = None) -> None:
         default=",".join(DEFAULT_OPTIMIZERS),
         help=f"comma-separated names of {', '.join(OPTIMIZERS)}, or 'all' (default: the first nine)",
     )
-    parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, of {', '.join(MODES)}")
+    parser.add_argument(
+        "--modes",
+        default=",".join(m for m in MODES if m not in ON_REQUEST),
+        help=f"comma-separated, of {', '.join(MODES)} (default: all but {', '.join(ON_REQUEST)})",
+    )
     parser.add_argument("--repeat", type=int, default=10, help="timed steps per measurement (median)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps after the first")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")

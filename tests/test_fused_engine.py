@@ -10,6 +10,7 @@ tests and processes) on tiny models.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import io
 import pickle
 import warnings
@@ -908,8 +909,24 @@ def test_tensors_too_large_for_32_bit_indexing_take_the_guarded_route(
         for kernel in fused._KERNELS.values():
             if kernel.direct is not None and not isinstance(kernel.direct, _Spy):
                 kernel.direct = _Spy(kernel.direct, calls)
+            unwrapped = kernel.unwrapped
+            if unwrapped is not None and not isinstance(unwrapped.calls[0][0], _ArgumentsSpy):
+                spied = tuple((_ArgumentsSpy(f, calls), order) for f, order in unwrapped.calls)
+                kernel.unwrapped = dataclasses.replace(unwrapped, calls=spied)
     assert_same(model, their_model)
-    assert calls and max(calls) < 40  # the direct call never saw the 48-element weight
+    assert ours.engine.planned_steps > 0
+    assert calls and max(calls) < 40  # the direct calls never saw the 48-element weight
+
+
+class _ArgumentsSpy:
+    """An unwrapped C++ kernel (called with its arguments) that records its largest int argument."""
+
+    def __init__(self, function, calls: list[int]) -> None:
+        self.function, self.calls = function, calls
+
+    def __call__(self, *arguments) -> None:
+        self.calls.append(max(a for a in arguments if isinstance(a, int)))
+        self.function(*arguments)
 
 
 class _Spy:

@@ -21,6 +21,13 @@ run or a shard: DTensors are stepped eagerly). Declared statistics are evaluated
 per-tensor rule's (LAMB's) inside the parameter's kernel, a step-wide rule's (Prodigy's) by
 statistics-only kernels before any parameter moves; a DTensor's by DTensor ops.
 
+A group whose step went through kernels whole (plain CPU tensors, no statistics) is *planned*
+(:mod:`~optimlab.optim.engine.plans`): later steps read the parameters, gradients and state afresh,
+check all their metadata in one C++ call, and call each kernel's generated C++ without inductor's
+Python wrapper (:mod:`~optimlab.optim.engine.unwrapped`), small tensors on one thread; anything the
+check does not pass takes the full path again. Adam on 195 tensors of 64 elements took 5.7–5.9 µs per
+parameter before, 1.5–1.6 µs with plans, kernels included (torch's fused Adam: 2.9–3.1 µs).
+
 ``engine="auto"`` (the default) fuses an optimizer whose param groups hold at least
 :data:`AUTO_MIN_NUMEL` elements at once, and a smaller one once its eager steps have taken
 :data:`AUTO_EAGER_SECONDS` in all (the rent-or-buy rule: a first compilation costs about that much,
@@ -48,6 +55,7 @@ from torch import Tensor
 from optimlab.optim.distributed import is_distributed, local, same_layout
 from optimlab.optim.engine.eager import EagerEngine
 from optimlab.optim.engine.kernels import Kernel, KernelKey, compiler_available, probe_shape
+from optimlab.optim.engine.plans import Plan
 from optimlab.optim.engine.statistics import rule_statistics, sum_statistics, tensor_statistics
 
 if TYPE_CHECKING:
@@ -238,6 +246,10 @@ class FusedEngine:
         self.eager_seconds = 0.0  # time "auto" has spent in eager steps so far
         #: parameter steps taken so far by a compiled kernel and by the eager engine
         self.counts = {"fused": 0, "eager": 0}
+        #: of the kernels' parameter steps, those a group's plan took (engine/plans.py)
+        self.planned_steps = 0
+        #: per param group (by id), its planned fused step
+        self._plans: dict[int, Plan] = {}
         #: parameters whose declared statistics a kernel evaluated (on its own, or inside the step's
         #: kernel) and those the eager ops evaluated, on the fused path
         self.statistics_counts = {"fused": 0, "eager": 0}
@@ -395,6 +407,19 @@ class FusedEngine:
         extras: list[dict[str, Any]] | None = None,
     ) -> None:
         hyper_values = optimizer.hyperparameters(group)
+        # A group without statistics is planned (engine/plans.py): once a step has taken every
+        # parameter through a kernel as it is, later steps check all operands in one call.
+        planning = extras is None and type(optimizer).statistics is None and bool(params)
+        if planning:
+            config, values = self._config(optimizer, group, hyper_values, ())
+            plan = self._plans.get(id(group))
+            if plan is not None and plan.config is config:
+                stepped = plan.run(optimizer.state.get, params, grads, config.hyper_tensors(_CPU, values))
+                if stepped is not None:
+                    torch.autograd.graph.increment_version(stepped)
+                    self.counts["fused"] += len(params)
+                    self.planned_steps += len(params)
+                    return
         # Per-tensor statistics (LAMB's norms) are evaluated by the kernel itself, before the update,
         # for each parameter it takes whole; a DTensor's (reduced over its shards) first, eagerly.
         inside = (
@@ -421,11 +446,15 @@ class FusedEngine:
                 extras = rule_statistics(optimizer, group, params, grads, hyper_values)
             names = tuple(extras[0]) if extras else ()
         config, values = self._config(optimizer, group, hyper_values, names)
+        state_of, ensure_state = optimizer.state.get, optimizer.ensure_state
         rule = type(optimizer).rule
         hyper_by_device: dict[torch.device, list[Tensor]] = {}
         extra_operands: dict[tuple[int, torch.device], list[Tensor]] = {}
         eager_params, eager_grads, eager_extras, written = [], [], [], []
-        state_of, ensure_state = optimizer.state.get, optimizer.ensure_state
+        plan_keys = config.tensor_keys + config.scalar_keys
+        plan_states: list[dict[str, Any]] = []
+        plan_kernels: list[Kernel] = []
+        plan_numels: list[int] = []
         for index, (param, grad) in enumerate(zip(params, grads, strict=True)):
             state = state_of(param) or ensure_state(param, group)
             extra = extras[index]
@@ -436,10 +465,22 @@ class FusedEngine:
                 operands, numel, device, dtype, scalar_dtypes = prepared
                 kernel = self._kernel(chosen, rule, device, dtype, scalar_dtypes)
             if kernel is None:
+                planning = False
                 eager_params.append(param)
                 eager_grads.append(grad)
                 eager_extras.append(extra)
                 continue
+            if planning:  # the operands must be the tensors themselves (not views, shards, moved copies)
+                planning = (
+                    device == _CPU
+                    and len(operands) == 2 + len(plan_keys)
+                    and operands[0] is param
+                    and operands[1] is grad
+                    and all(t is state.get(k) for t, k in zip(operands[2:], plan_keys, strict=True))
+                )
+                plan_states.append(state)
+                plan_kernels.append(kernel)
+                plan_numels.append(numel)
             hyper = hyper_by_device.get(device)
             if hyper is None:
                 hyper = hyper_by_device[device] = config.hyper_tensors(device, values)
@@ -459,6 +500,13 @@ class FusedEngine:
             # The kernel wrote through data pointers: tell autograd, as in-place ops would.
             torch.autograd.graph.increment_version(written)
         self.counts["fused"] += len(params) - len(eager_params)
+        if planning:
+            plan = Plan.make(config, plan_keys, params, grads, plan_states, plan_kernels, plan_numels)
+            if plan is not None:
+                live = {id(g) for g in optimizer.param_groups}  # (load_state_dict makes new groups)
+                for stale in [key for key in self._plans if key not in live]:
+                    del self._plans[stale]
+                self._plans[id(group)] = plan
         if inside:  # evaluated by a kernel: the parameters it stepped without statistics operands
             by_kernel = sum(extra is None for extra in extras) - sum(e is None for e in eager_extras)
             self.statistics_counts["fused"] += by_kernel

@@ -18,6 +18,9 @@ data pointer, so any dense tensors whose strides agree (a parameter, its gradien
 are one flat run of memory to it. Before it is trusted, that direct call is checked on the probe
 against the compiled function's own result, bit for bit; a configuration where anything differs or
 cannot be matched up keeps calling the compiled function on flat views (guarded, slower, exact).
+An elementwise CPU kernel also traces that ``call`` once (:mod:`~optimlab.optim.engine.unwrapped`):
+the C++ it calls, with which arguments and scratch buffers, so that the engine's planned steps can
+call the C++ without the Python wrapper; those calls are checked bit for bit the same way.
 
 A *tensor-wise* kernel (``KernelKey.shapes`` set: a rule declared
 :attr:`~optimlab.optim.base.RuleOptimizer.tensorwise`, Adafactor's) compiles the whole rule for one
@@ -42,6 +45,8 @@ from typing import Any
 
 import torch
 from torch import Tensor
+
+from optimlab.optim.engine.unwrapped import Unwrapped, trace
 
 #: Inductor settings for the kernels. ``dynamic_threads``: the C++ kernel asks OpenMP for the thread
 #: count when it runs instead of baking in ``torch.get_num_threads()`` at compile time (with the
@@ -352,6 +357,9 @@ class Kernel:
         #: them meaning the sizes), or ``None`` while only the compiled function is trusted
         self.direct: Callable[[list[Any]], Any] | None = None
         self._arguments: Callable[[Sequence[Any]], tuple[Any, ...]] | None = None
+        #: an elementwise CPU kernel's generated C++ called without inductor's Python wrapper
+        #: (:mod:`~optimlab.optim.engine.unwrapped`), once checked; ``None`` otherwise
+        self.unwrapped: Unwrapped | None = None
         self._compile()
 
     def _compile(self) -> None:
@@ -398,6 +406,7 @@ class Kernel:
                 f"(operands {wrong}): not used"
             )
         self.direct, self._arguments = self._trusted_direct_call(probe, compiling)
+        self.unwrapped = self._trusted_unwrapped_call(probe)
 
     def _trusted_direct_call(self, probe: list[Tensor], compiling: list[Tensor]) -> tuple[Any, Any]:
         """Inductor's ``call`` and a map from our operands to its arguments, if the captured graph's
@@ -443,6 +452,34 @@ class Kernel:
         if not all(map(_same, direct, reference)) or _same(direct[written], probe[written]):
             return None, None  # different results, or nothing was written at all
         return call, arguments
+
+    def _trusted_unwrapped_call(self, probe: list[Tensor]) -> Unwrapped | None:
+        """The direct call's C++ kernels without inductor's Python wrapper, if tracing the wrapper
+        accounts for everything it does and the unwrapped calls — with scratch buffers that a call on
+        other values used before — give the compiled function's results bit for bit; ``None``
+        otherwise. Elementwise CPU kernels that move the parameter only (what the engine's planned
+        steps call)."""
+        key = self.key
+        if self.direct is None or key.shapes is not None or key.statistics_only or key.device.type != "cpu":
+            return None
+        sizes = list(self._probe_sizes)
+        traced = trace(self.direct, self._arguments, [*(t.clone() for t in probe), *sizes], len(sizes))
+        if traced is None:
+            return None
+        launch = traced.launcher(key.device)
+        other = _probe_operands(key, torch.Generator().manual_seed(1))
+        reference = [t.clone() for t in probe]
+        unwrapped = [t.clone() for t in probe]
+        try:
+            with torch.no_grad():
+                self._compiled(*reference)
+                launch([*other, *sizes])
+                launch([*unwrapped, *sizes])
+        except Exception:
+            return None
+        if not all(map(_same, unwrapped, reference)) or _same(unwrapped[0], probe[0]):
+            return None
+        return traced
 
     def state_shapes(self, shape: tuple[int, ...]) -> tuple[tuple[int, ...], ...]:
         """A tensor-wise kernel's state shapes for a parameter of ``shape``: each dimension of the probe's
