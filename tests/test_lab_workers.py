@@ -38,3 +38,17 @@ def test_workers_started_ahead_train_what_this_process_trains() -> None:
     assert aside.keys() == alone.keys() == {run.key for run in runs}
     for key, result in alone.items():
         assert aside[key].losses == result.losses and aside[key].final_loss == result.final_loss
+
+
+def test_the_default_number_of_processes_is_the_idle_cores(monkeypatch) -> None:
+    """One process per core that other programs leave idle (the 1-minute load average, rounded), at
+    least one: a second process on a busy core only adds its start-up."""
+    import os
+
+    from optimlab.lab import workers
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    for load, jobs in ((0.0, 4), (0.4, 4), (0.6, 3), (1.2, 3), (2.5, 2), (3.6, 1), (9.0, 1)):
+        monkeypatch.setattr(os, "getloadavg", lambda load=load: (load, load, load))
+        assert workers.default_jobs() == jobs
+    assert workers.cores() == 4

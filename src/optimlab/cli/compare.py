@@ -80,7 +80,7 @@ def compare(
         typer.Option(
             metavar="N",
             min=0,
-            help="processes that train (0: one per CPU core); with --executor ray: the local Ray's CPUs",
+            help="processes that train (0: one per idle CPU core); with --executor ray: the local Ray's CPUs",
         ),
     ] = 0,
     replicas: Annotated[
