@@ -145,7 +145,8 @@ def run() -> None:
     Python's orderly shutdown tears down every module it imported — torch's thousands — which
     takes about 0.4 s after the command has done everything and closed its files (the database, the
     report). The streams are flushed first; only a process that loaded what needs its exit handlers
-    (Ray, which stops its local cluster; coverage, which writes its data) shuts down the usual way."""
+    (Ray, which stops its local cluster; coverage, which writes its data) or runs under a profiler or
+    tracer (``python -m cProfile``, which writes after the program returns) shuts down the usual way."""
     code = 0
     try:
         main()
@@ -153,7 +154,8 @@ def run() -> None:
         code = error.code if isinstance(error.code, int) else (0 if error.code is None else 1)
         if not isinstance(error.code, int | None):
             print(error.code, file=sys.stderr)
-    if any(name in sys.modules for name in ("ray", "coverage")):
+    watched = sys.getprofile() is not None or sys.gettrace() is not None  # a profiler writes at exit
+    if watched or any(name in sys.modules for name in ("ray", "coverage")):
         sys.exit(code)
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
