@@ -24,12 +24,12 @@ from pathlib import Path
 
 import torch
 
-from optimlab.lab.executor import default_jobs
 from optimlab.lab.presets import SEED_OPTIMIZERS, make_config, parse_optimizers
 from optimlab.lab.problems import Budget, get_problem
 from optimlab.lab.protocol import Comparison, run_comparison
 from optimlab.lab.runner import train
 from optimlab.lab.storage import Store
+from optimlab.lab.workers import cores
 
 
 def _best_of(fn, repeats: int = 3) -> float:
@@ -79,7 +79,7 @@ def main() -> None:
         print(
             f"{what}: 1 thread {one:.3f} s, {n} threads {many:.3f} s (1 thread is ×{many / one:.2f} faster)"
         )
-    jobs = default_jobs()
+    jobs = cores()
     counts = [1, jobs] if jobs > 1 else [1]
     timings = {(r, j): default_compare(j, r) for r in ("off", "auto") for j in counts}
     results.update({"compare_workers": jobs})

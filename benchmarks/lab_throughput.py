@@ -32,6 +32,14 @@ the other:
   plain script's single final evaluation), on the engine's default of one intra-op thread
   (``--threads N`` sets N for both sides).
 
+The modes are interleaved in ``--rounds`` rounds (3): each round runs the command (fresh, then
+again), the batched engine on all the runs and a third of the plain script's runs, so that a change
+of a shared machine's load touches every mode; the command's and the engine's times are the medians
+of the rounds, the plain script's the sum of its slices. The command writes the moment each of its
+phases ends (``OPTIMLAB_PHASES``, :mod:`optimlab.cli.phases`), so the benchmark also prints the
+median seconds and share of each phase — start and imports, planning, training and storing (and the
+part of it spent writing runs to SQLite), reading back, summary, report, exit.
+
 It prints the three times, the speed-ups over the plain script, and how far the per-run results
 agree: the diverged runs must be the same ones (the lab's rule: NaN/Inf or a loss above
 1e4 × max(initial loss, 1), applied to the plain script's recorded losses after the fact), and for
@@ -65,6 +73,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -170,23 +179,57 @@ def plain_script(
     return results
 
 
-def run_command(folder: Path) -> tuple[float, float]:
-    """Wall seconds of the sweep through ``optimlab compare`` in a fresh process and a fresh database
-    under ``folder``, and of the same command again (every run stored: it trains nothing)."""
+#: the command's phases (``OPTIMLAB_PHASES`` marks, :mod:`optimlab.cli.phases`) and what each covers
+PHASES = {
+    "settings": "start, imports (torch) and settings",
+    "planned": "planning (run keys, the store checked)",
+    "trained": "training and storing",
+    "loaded": "reading the runs back",
+    "summary": "summary and statistics",
+    "report": "report (HTML, Plotly, PNGs)",
+    "exit": "exit",
+}
+
+
+def run_command(folder: Path, name: str) -> dict[str, Any]:
+    """The sweep through ``optimlab compare`` in a fresh process and a fresh database under
+    ``folder``, then the same command again (every run stored: it trains nothing): the wall seconds
+    of each and the seconds of each phase of each (:data:`PHASES`), the write time of the runs."""
+    db, out = folder / f"{name}.db", folder / f"{name}-out"
     args = [sys.executable, "-m", "optimlab", "compare", "-p", "parabola", "-o", ",".join(PRESETS)]
-    args += ["--lr-grid", "8", "--seeds", "10", "--db", str(folder / "lab.db"), "--out", str(folder / "out")]
+    args += ["--lr-grid", "8", "--seeds", "10", "--db", str(db), "--out", str(out)]
     src = str(Path(__file__).resolve().parents[1] / "src")
     env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))}
-    times = []
-    for _ in range(2):
-        start = time.perf_counter()
-        done = subprocess.run(args, env=env, capture_output=True, text=True)
-        times.append(time.perf_counter() - start)
+    record: dict[str, Any] = {}
+    for kind in ("fresh", "rerun"):
+        marks_file = folder / f"{name}-{kind}-phases.json"
+        start = time.time()
+        done = subprocess.run(
+            args, env=env | {"OPTIMLAB_PHASES": str(marks_file)}, capture_output=True, text=True
+        )
+        end = time.time()
         if done.returncode != 0:
             raise SystemExit(f"optimlab compare failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
         if "720 runs" not in done.stdout:
             raise SystemExit(f"optimlab compare did not plan the 720 runs:\n{done.stdout}")
-    return times[0], times[1]
+        marked = json.loads(marks_file.read_text())
+        phases, last = {}, start
+        for phase, moment in [*marked["marks"], ("exit", end)]:
+            phases[phase] = moment - last
+            last = moment
+        record[kind] = {"wall_s": end - start, "phases_s": phases, **marked["extra"]}
+    return record
+
+
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def phase_table(commands: list[dict[str, Any]], kind: str) -> dict[str, float]:
+    """The median seconds of each phase of ``kind`` runs of the command."""
+    return {phase: median([c[kind]["phases_s"].get(phase, 0.0) for c in commands]) for phase in PHASES}
 
 
 def first_divergence(initial: float, losses: list[float]) -> int | None:
@@ -218,8 +261,16 @@ def main() -> None:
         action="store_false",
         help="skip the end-to-end `optimlab compare` timing (float32 only)",
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="interleaved rounds (the plain script's runs are split among them)",
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error("--rounds must be ≥ 1")
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.sweep == "tiny-lm":
@@ -251,22 +302,48 @@ def main() -> None:
         flush=True,
     )
 
+    command = args.command and args.sweep == "parabola" and args.dtype == "float32" and not args.lbfgs
+    rounds = args.rounds
+    commands: list[dict[str, Any]] = []
+    lab_times: list[float] = []
+    plain_times: list[float] = []
+    plain: list[dict] = []
+    # interleaved: each round runs the command (fresh, then again), the batched engine on all runs
+    # and a slice of the plain script, so that a change of the machine's load touches every mode
+    slices = [runs[k * len(runs) // rounds : (k + 1) * len(runs) // rounds] for k in range(rounds)]
+    with tempfile.TemporaryDirectory(prefix="optimlab-sweep-") as folder:
+        for k in range(rounds):
+            load = os.getloadavg()[0]
+            if command:
+                commands.append(run_command(Path(folder), f"round{k}"))
+                fresh, rerun = commands[-1]["fresh"]["wall_s"], commands[-1]["rerun"]["wall_s"]
+                print(f"round {k + 1}: optimlab compare {fresh:6.2f} s, again {rerun:5.2f} s", end="; ")
+            start = time.perf_counter()
+            lab = train_replicas(problem, specs, **budget, evaluation="loss", threads=args.threads or 1)
+            lab_times.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            plain += plain_script(problem, slices[k], loss_fn, total_steps)
+            plain_times.append(time.perf_counter() - start)
+            print(
+                f"lab {lab_times[-1]:5.2f} s; plain script, {len(slices[k])} runs: {plain_times[-1]:6.2f} s"
+                f" (load average {load:.2f} → {os.getloadavg()[0]:.2f})",
+                flush=True,
+            )
+    lab_s, plain_s = median(lab_times), sum(plain_times)
+    print(f"lab (batched replicas), median of {rounds}: {lab_s:8.2f} s")
+    print(f"plain torch.optim script, {len(runs)} runs in {rounds} slices: {plain_s:8.2f} s")
     command_s = rerun_s = None
-    if args.command and args.sweep == "parabola" and args.dtype == "float32" and not args.lbfgs:
-        with tempfile.TemporaryDirectory(prefix="optimlab-sweep-") as folder:
-            command_s, rerun_s = run_command(Path(folder))
-        print(f"optimlab compare, end to end (report included): {command_s:8.2f} s", flush=True)
-        print(f"the same command again (trains nothing): {rerun_s:8.2f} s", flush=True)
-
-    start = time.perf_counter()
-    lab = train_replicas(problem, specs, **budget, evaluation="loss", threads=args.threads or 1)
-    lab_s = time.perf_counter() - start
-    print(f"lab (batched replicas): {lab_s:8.2f} s", flush=True)
-
-    start = time.perf_counter()
-    plain = plain_script(problem, runs, loss_fn, total_steps)
-    plain_s = time.perf_counter() - start
-    print(f"plain torch.optim script: {plain_s:8.2f} s", flush=True)
+    if commands:
+        command_s = median([c["fresh"]["wall_s"] for c in commands])
+        rerun_s = median([c["rerun"]["wall_s"] for c in commands])
+        print(f"optimlab compare, end to end (report included), median: {command_s:8.2f} s")
+        print(f"the same command again (trains nothing), median: {rerun_s:8.2f} s")
+        for kind, total in (("fresh", command_s), ("rerun", rerun_s)):
+            table = phase_table(commands, kind)
+            shares = ", ".join(f"{PHASES[p]} {t:.2f} s ({t / total:.0%})" for p, t in table.items())
+            print(f"  {kind}, median seconds of each phase: {shares}")
+        stored = median([c["fresh"].get("store_put_s", 0.0) for c in commands])
+        print(f"  of the training and storing: writing the 720 runs to SQLite {stored:.2f} s")
 
     mismatched_divergence = []
     final_diffs: list[float] = []
@@ -328,9 +405,15 @@ def main() -> None:
         "plain_s": plain_s,
         "plain_s_per_run": plain_s / len(runs),
         "speedup": speedup,
+        "rounds": rounds,
+        "lab_s_each": lab_times,
+        "plain_s_each_slice": plain_times,
         "command_s": command_s,
         "command_rerun_s": rerun_s,
         "speedup_end_to_end": plain_s / command_s if command_s else None,
+        "command_phases_s": phase_table(commands, "fresh") if commands else None,
+        "command_rerun_phases_s": phase_table(commands, "rerun") if commands else None,
+        "commands": commands,
         "diverged": diverged,
         "divergence_mismatches": len(mismatched_divergence),
         "final_loss_max_rel_diff": max(final_diffs) if final_diffs else None,

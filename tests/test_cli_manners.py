@@ -323,3 +323,35 @@ def test_tables_show_text_as_written_never_as_markup() -> None:
     )
     shown = text.getvalue()
     assert "E[g²] [bold]" in shown and "[red]adam[/red] E[g²]" in shown and shown.count("E[g²]") == 3
+
+
+def test_the_program_leaves_at_once_with_its_exit_code_and_everything_written(tmp_path: Path) -> None:
+    """``python -m optimlab`` (and the console script, :func:`optimlab.cli.run`) skips Python's
+    teardown of the modules: what it printed reaches a pipe in full, the exit code is the command's,
+    and the database and report it wrote are whole."""
+    import os
+    import sqlite3
+    import subprocess
+
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))}
+
+    def program(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "optimlab", *args]
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+
+    listing = program("list")
+    in_process = runner.invoke(app, ["list"])
+    assert listing.returncode == 0 and listing.stdout.splitlines()[-1] == in_process.stdout.splitlines()[-1]
+    assert "parabola" in listing.stdout
+    bad = program("compare", "--seeds", "abc")
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
+    db, out = tmp_path / "lab.db", tmp_path / "out"
+    done = program("compare", *SMALL, "--db", str(db), "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "2 runs trained" in done.stdout and done.stdout.endswith("\n")
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 2
+    assert (out / "report.html").read_text(encoding="utf-8").rstrip().endswith("</html>")
+    assert json.loads((out / "summary.json").read_text(encoding="utf-8"))

@@ -211,3 +211,63 @@ def test_the_loss_of_many_replicas_is_evaluated_at_once_or_one_by_one_alike(monk
             assert x["loss"] == pytest.approx(z["loss"], rel=1e-5) and y["loss"] == pytest.approx(
                 z["loss"], rel=1e-5
             )
+
+
+@pytest.mark.parametrize(
+    ("spec", "names"),
+    [
+        ("parabola:n=64", ["loss", "val_loss"]),
+        ("digits-mlp", ["loss", "accuracy", "val_loss", "val_accuracy"]),  # classification
+    ],
+)
+def test_every_metric_of_many_replicas_is_evaluated_at_once_or_one_by_one_alike(
+    monkeypatch, spec: str, names: list[str]
+) -> None:
+    """A problem evaluated by ``TensorProblem.evaluate`` from its tensors alone gives every replica's
+    full evaluation (training loss and accuracy, validation loss and accuracy) in one vmapped pass:
+    the same metrics, in the same order, as one replica after another and as the sequential run."""
+    from optimlab.lab.loop import plain_metrics
+    from optimlab.lab.replicas import sizing
+
+    problem = get_problem(spec)
+    assert plain_metrics(problem)
+    specs = [ReplicaSpec(seed, "adam", {"lr": lr}) for seed, lr in ((0, 0.01), (1, 0.05))]
+    steps = problem.steps_per_epoch + 3  # full evaluations at the start, an epoch's end and the last step
+    calls = []
+    evaluate = problem.evaluate
+    problem.evaluate = lambda model: calls.append(1) or evaluate(model)  # type: ignore[method-assign]
+    together = train_batched(problem, specs, steps=steps)
+    assert not calls  # every replica at once, without a call per replica
+    monkeypatch.setattr(sizing, "EVALUATION_BYTES", 0)
+    apart = train_batched(problem, specs, steps=steps)
+    assert calls
+    for a, b, replica in zip(together, apart, specs, strict=True):
+        alone = train_sequential(problem, replica, steps=steps)
+        full = [e for e in alone.evals if float(e["epoch"]).is_integer()]
+        assert len(full) >= 3
+        for x, y, z in zip(a.evals, b.evals, alone.evals, strict=True):
+            assert list(x) == list(y) == list(z)
+            for name in names if z in full else ["loss"]:
+                assert x[name] == pytest.approx(z[name], rel=1e-5) and y[name] == pytest.approx(
+                    z[name], rel=1e-5
+                )
+        assert [list(e)[4:] for e in full] == [names] * len(full)
+
+
+def test_a_problem_with_metrics_of_its_own_is_evaluated_one_replica_at_a_time() -> None:
+    """A problem that adds metrics (or evaluates its own way) is not evaluated from its tensors alone:
+    the batched replicas call its ``evaluate`` on each replica, and its metrics are recorded."""
+    from optimlab.lab.loop import plain_metrics
+
+    class WithNorm(type(get_problem("parabola:n=64"))):  # type: ignore[misc]
+        def metrics(self, model: nn.Module) -> dict[str, float]:
+            return {"weight_norm": float(sum(p.norm() ** 2 for p in model.parameters()) ** 0.5)}
+
+    problem = WithNorm({"n": 64})
+    assert not plain_metrics(problem) and plain_metrics(get_problem("parabola:n=64"))
+    specs = [ReplicaSpec(seed, "sgd", {"lr": 0.05}) for seed in (0, 1)]
+    runs = train_batched(problem, specs, steps=problem.steps_per_epoch)
+    for run, replica in zip(runs, specs, strict=True):
+        alone = train_sequential(problem, replica, steps=problem.steps_per_epoch)
+        assert run.evals[-1]["weight_norm"] == pytest.approx(alone.evals[-1]["weight_norm"], rel=1e-5)
+        assert list(run.evals[-1]) == list(alone.evals[-1])

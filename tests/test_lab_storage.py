@@ -85,6 +85,38 @@ def test_a_record_of_an_older_version_is_found_not_reused_and_replaced(tmp_path:
         assert store.get(key).result == new and store.count() == 1
 
 
+def test_a_rerun_reads_each_stored_run_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A comparison checks every stored run, picks its learning rates from their final losses and loads
+    them for its report: each row is decoded once (a Store keeps what it read; only ``put`` with
+    ``replace`` changes a row), and what is read is what was stored."""
+    from optimlab.lab import storage
+    from optimlab.lab.results import load_comparison
+
+    comparison = Comparison(
+        problems=[get_problem("parabola:n=64")],
+        optimizers=[make_config("sgd"), make_config("adam")],
+        seeds=2,
+        lr_grid=2,
+        budget=Budget(steps=4),
+    )
+    with Store(tmp_path / "lab.db") as store:
+        run_comparison(comparison, store)
+        stored = {run.key: run.result for run in store.runs()}
+    assert len(stored) == 8
+    decoded = []
+    decode = storage._decode
+    monkeypatch.setattr(storage, "_decode", lambda *a, **k: decoded.append(a[0][0]) or decode(*a, **k))
+    with Store(tmp_path / "lab.db") as store:
+        run_comparison(comparison, store)
+        data = load_comparison(store)
+        again = [store.get(key) for key in stored]
+    assert sorted(decoded) == sorted(stored)  # each once
+    assert {r.key: r.result for r in again} == stored
+    assert {id(run) for p in data.problems for o in p.optimizers for run in o.runs} <= {
+        id(r.result) for r in again
+    }  # the very runs read once
+
+
 def _comparison(seeds: int = 4) -> Comparison:
     return Comparison(
         problems=[get_problem("parabola:n=64")],

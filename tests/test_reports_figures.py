@@ -109,6 +109,21 @@ def test_lr_sensitivity_marks_best_lr_and_divergence():
     assert _legend(fig) == ["Adam", "SGD"]
 
 
+def test_surface_frames_made_without_validation_give_the_same_page(monkeypatch) -> None:
+    """The animation frames are built without Plotly's validators (most of the figure's cost): the
+    page embeds the same JSON as with them."""
+    from optimlab.reports.figures import surface
+    from optimlab.reports.html import figure_json
+
+    surf = grid_surface(lambda x, y: x**2 + 10 * y**2, (-2, 2), (-1, 1), n=30, minima=[(0, 0)])
+    t = np.linspace(0, 1, 301)[:, None]
+    traj = {"a": np.hstack([-1.5 * (1 - t), 0.8 * (1 - t)]), "b": np.hstack([-1.5 * (1 - t), 0.8 + 0 * t])}
+    assert surface.VALIDATE_FRAMES is False
+    fast = figure_json(SurfaceFigure(surf, traj).plotly())
+    monkeypatch.setattr(surface, "VALIDATE_FRAMES", True)
+    assert figure_json(SurfaceFigure(surf, traj).plotly()) == fast
+
+
 def test_surface_figure_animates_every_path():
     surf = grid_surface(lambda x, y: x**2 + 10 * y**2, (-2, 2), (-1, 1), n=30, minima=[(0, 0)])
     t = np.linspace(0, 1, 301)[:, None]

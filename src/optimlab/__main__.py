@@ -1,6 +1,6 @@
 """``python -m optimlab`` is the ``optimlab`` command."""
 
-from optimlab.cli import main
+from optimlab.cli import run
 
 if __name__ == "__main__":
-    main()
+    run()

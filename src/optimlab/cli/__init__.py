@@ -7,7 +7,7 @@ and ``output.py`` what they print; a new command is a module here that decorates
 """
 
 from optimlab.cli import compare, learn, listing, lr_find, schedule, surface  # noqa: F401  (they register)
-from optimlab.cli.app import app, main
+from optimlab.cli.app import app, main, run
 from optimlab.cli.compare import _build_comparison
 
-__all__ = ["_build_comparison", "app", "main"]
+__all__ = ["_build_comparison", "app", "main", "run"]

@@ -138,6 +138,31 @@ def _options(
     _state["reported"] = False
 
 
+def run() -> None:
+    """The ``optimlab`` program (its console script and ``python -m optimlab``): :func:`main`, then
+    out of the process at once with its exit code.
+
+    Python's orderly shutdown tears down every module it imported — torch's thousands — which
+    takes about 0.4 s after the command has done everything and closed its files (the database, the
+    report). The streams are flushed first; only a process that loaded what needs its exit handlers
+    (Ray, which stops its local cluster; coverage, which writes its data) or runs under a profiler or
+    tracer (``python -m cProfile``, which writes after the program returns) shuts down the usual way."""
+    code = 0
+    try:
+        main()
+    except SystemExit as error:
+        code = error.code if isinstance(error.code, int) else (0 if error.code is None else 1)
+        if not isinstance(error.code, int | None):
+            print(error.code, file=sys.stderr)
+    watched = sys.getprofile() is not None or sys.gettrace() is not None  # a profiler writes at exit
+    if watched or any(name in sys.modules for name in ("ray", "coverage")):
+        sys.exit(code)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
+
+
 def main(argv: list[str] | None = None) -> None:
     """The console entry point. Usage errors (an unknown option, a malformed number) become one line
     on stderr with exit code 2, like the commands' own input errors; Ctrl-C anywhere is one line and

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from enum import StrEnum
 from pathlib import Path
@@ -11,6 +12,7 @@ import typer
 
 import optimlab.cli.app as cli
 from optimlab.cli.output import print_ranked_tables, print_verdict
+from optimlab.cli.phases import Phases
 from optimlab.lab.settings import REPLICAS_CHOICES, SETTINGS, TUNE_CHOICES
 
 Tune = StrEnum("Tune", {choice: choice for choice in TUNE_CHOICES})  # type: ignore[misc]
@@ -78,7 +80,7 @@ def compare(
         typer.Option(
             metavar="N",
             min=0,
-            help="processes that train (0: one per CPU core); with --executor ray: the local Ray's CPUs",
+            help="processes that train (0: one per idle CPU core); with --executor ray: the local Ray's CPUs",
         ),
     ] = 0,
     replicas: Annotated[
@@ -126,13 +128,40 @@ def compare(
         "horizons": horizons,
     }
     where = str(getattr(executor, "value", executor))
-    with cli.errors_as_lines():
-        _check_executor(where, address)
-        comparison = _build_comparison(command_line, config)
-        cli.check_out_dir(out)
-        _warn_of_a_zero_lr(comparison)
-    replicas_mode = str(getattr(replicas, "value", replicas))
-    _run(comparison, db, out, jobs, replicas_mode, gif=gif, png=png, executor=where, address=address)
+    from optimlab.lab.workers import default_jobs, start_workers, stop_workers
+
+    phases = Phases()
+    workers = jobs or default_jobs()
+    # a new database: every run is to train, so the worker processes start now and import torch
+    # beside this one (which does so to read the settings); otherwise at the first unit they train
+    # (a rerun that trains nothing starts none)
+    fresh = where == "local" and workers > 1 and not db.exists()
+    pool = start_workers(workers - 1) if fresh else None
+    try:
+        with cli.errors_as_lines():
+            _check_executor(where, address)
+            comparison = _build_comparison(command_line, config)
+            cli.check_out_dir(out)
+            _warn_of_a_zero_lr(comparison)
+        phases.mark("settings")
+        replicas_mode = str(getattr(replicas, "value", replicas))
+        _run(
+            comparison,
+            db,
+            out,
+            workers,
+            replicas_mode,
+            gif=gif,
+            png=png,
+            executor=where,
+            address=address,
+            pool=pool,
+            phases=phases,
+        )
+    finally:
+        if pool is not None:
+            stop_workers(pool)
+    phases.write()
 
 
 def _check_executor(executor: str, address: str | None) -> None:
@@ -184,11 +213,15 @@ def _run(
     png: bool,
     executor: str = "local",
     address: str | None = None,
+    pool: Any = None,
+    phases: Phases | None = None,
 ) -> None:
+    """Run ``comparison`` with ``jobs`` processes (``pool``: the ``jobs − 1`` workers, started),
+    store it, write its summary and report and print its tables."""
     import torch
 
     from optimlab.cli.progress import CostProgress
-    from optimlab.lab.executor import default_jobs
+    from optimlab.lab.executor import LocalExecutor, default_jobs
     from optimlab.lab.plansize import plan_size
     from optimlab.lab.protocol import RunEvent, run_comparison
     from optimlab.lab.results import load_comparison, summarize
@@ -198,19 +231,28 @@ def _run(
 
     # tiny models: one thread per process is fastest (benchmarks/compare_settings.py)
     torch.set_num_threads(1)
+    phases = phases or Phases()
     started = time.perf_counter()
     workers = jobs or default_jobs()
     interrupted = f"interrupted; every finished run is kept in {db} — run the same command to resume"
-    with cli.errors_as_lines(interrupted):
+    with cli.errors_as_lines(interrupted), contextlib.ExitStack() as resources:
         ray = _ray_executor(comparison, address, workers) if executor == "ray" else None
+        problems = {problem.spec: problem for problem in comparison.problems}
+        local = LocalExecutor(problems, workers, pool=pool) if ray is None else None
         store = Store(db)
         size = plan_size(comparison)  # what it needs, stored or not (a run stored is reused)
         title = f"{comparison.protocol} comparison of {size.runs:,} run{'s' if size.runs != 1 else ''}"
+        renderer: list[Any] = []  # runs to train change the figures: their files are drawn aside
         with store, CostProgress(title) as bar:
 
             def on_event(event: RunEvent) -> None:
                 if event.kind == "planned":
+                    phases.mark("planned")
                     bar.plan(event.cost)
+                    if event.cost > 0 and (png or gif) and workers > 1 and not renderer:
+                        from optimlab.reports.renderer import Renderer
+
+                        renderer.append(resources.enter_context(Renderer()))
                 elif event.run is not None:
                     label = f"{event.run.problem} · {event.run.config.label}"
                     bar.done(event.cost, label) if event.kind == "done" else bar.found(label)
@@ -221,14 +263,21 @@ def _run(
                 jobs=workers,
                 progress=on_event,
                 replicas=replicas,
-                executor=ray,
+                executor=ray or local,
             )
+            phases.mark("trained")
+            phases.extra["store_put_s"] = store.put_seconds
             data = load_comparison(store, comparison_id)
+            phases.mark("loaded")
         counts = (bar.trained, bar.reused)
         summary = summarize(data, out)
         try:
             summary_path = write_summary(summary, out)
-            report_path = write_report(data, out, summary, gif=gif, static=png)
+            phases.mark("summary")
+            report_path = write_report(
+                data, out, summary, gif=gif, static=png, renderer=renderer[0] if renderer else None
+            )
+            phases.mark("report")
         except OSError as error:
             raise cli.fail(cli.os_message(error, "cannot write the report")) from None
     print_ranked_tables(summary)

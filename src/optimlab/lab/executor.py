@@ -13,9 +13,6 @@ from __future__ import annotations
 import collections
 import concurrent.futures as futures
 import math
-import multiprocessing
-import os
-import signal
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Protocol
@@ -25,12 +22,26 @@ from optimlab.lab.replicas import DEFAULT_MEMORY_BUDGET, batchable
 from optimlab.lab.run import RunResult, RunSpec
 from optimlab.lab.runner import train, train_batch
 from optimlab.lab.settings import Replicas
+from optimlab.lab.workers import default_jobs, start_workers, stop_workers, submit
 
 #: at most this many runs in one batch: a batch is stored when it ends, so big sweeps still store
-#: (and show progress) every few seconds, and several batches can share the worker processes
-MAX_BATCH = 256
+#: (and show progress) every few seconds, and several batches can share the worker processes — the
+#: 720 runs of 9 optimizers × 8 learning rates × 10 seeds are two batches, one for each of two cores
+#: (three of 240 cost 1.15× their CPU time and left one core idle a third of the time)
+MAX_BATCH = 384
 
 Unit = Sequence[RunSpec]
+
+__all__ = [
+    "MAX_BATCH",
+    "Executor",
+    "LocalExecutor",
+    "Unit",
+    "cut_units",
+    "default_jobs",
+    "train_unit",
+    "unit_cost",
+]
 
 
 class Executor(Protocol):
@@ -103,15 +114,6 @@ def train_unit(problem: Problem, unit: Unit, memory_budget: int = DEFAULT_MEMORY
 _WORKER_PROBLEMS: dict[str, Problem] = {}
 
 
-def _worker_init() -> None:
-    import torch
-
-    torch.set_num_threads(1)
-    # Ctrl-C reaches every process of the terminal's group: the parent alone answers it (it cancels
-    # the pool and stops the workers), so a worker never prints a KeyboardInterrupt traceback
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
 def _worker_unit(unit: list[RunSpec], memory_budget: int) -> list[dict[str, Any]]:
     spec = unit[0].problem
     problem = _WORKER_PROBLEMS.get(spec)
@@ -127,12 +129,19 @@ class LocalExecutor:
     process to start)."""
 
     def __init__(
-        self, problems: Mapping[str, Problem], jobs: int = 1, memory_budget: int = DEFAULT_MEMORY_BUDGET
+        self,
+        problems: Mapping[str, Problem],
+        jobs: int = 1,
+        memory_budget: int = DEFAULT_MEMORY_BUDGET,
+        *,
+        pool: futures.ProcessPoolExecutor | None = None,
     ) -> None:
+        """``pool``: ``jobs − 1`` workers started ahead (:func:`optimlab.lab.workers.start_workers`),
+        which this executor then owns; by default they start at the first unit they are given."""
         if memory_budget < 1:
             raise ValueError(f"memory_budget must be ≥ 1 byte, got {memory_budget!r}")
         self.problems, self.jobs, self.memory_budget = problems, max(1, jobs), memory_budget
-        self._pool: futures.ProcessPoolExecutor | None = None
+        self._pool: futures.ProcessPoolExecutor | None = pool
 
     def train(self, units: Sequence[Unit]) -> Iterator[tuple[Unit, list[RunResult]]]:
         if self.jobs == 1 or len(units) == 1:
@@ -142,7 +151,7 @@ class LocalExecutor:
         pool = self._get_pool()
         queue = collections.deque(units)
         pending: dict[futures.Future[list[dict[str, Any]]], Unit] = {}
-        lock = threading.Lock()
+        lock = threading.RLock()  # a future cancelled below runs feed() at once, in this thread
 
         def feed(_finished: futures.Future[Any] | None = None) -> None:
             with lock:
@@ -184,40 +193,18 @@ class LocalExecutor:
 
     def _get_pool(self) -> futures.ProcessPoolExecutor:
         if self._pool is None:
-            context = multiprocessing.get_context("spawn")
-            self._pool = futures.ProcessPoolExecutor(
-                self.jobs - 1, mp_context=context, initializer=_worker_init
-            )
+            self._pool = start_workers(self.jobs - 1)
         return self._pool
 
     def _submit(self, pool: futures.ProcessPoolExecutor, unit: Unit) -> futures.Future[Any]:
-        """Submit ``unit``; the first submit starts the workers, with Ctrl-C ignored until their
-        initializer runs (a worker interrupted while it imports would print a traceback)."""
-        main_thread = threading.current_thread() is threading.main_thread()
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main_thread else None
-        try:
-            return pool.submit(_worker_unit, list(unit), self.memory_budget)
-        finally:
-            if previous is not None:
-                signal.signal(signal.SIGINT, previous)
+        return submit(pool, _worker_unit, list(unit), self.memory_budget)
 
     def close(self, cancel: bool = False) -> None:
         """Shut the workers down; with ``cancel`` at once (pending units dropped, running ones
         stopped: their results would not be stored anyway)."""
         if self._pool is not None:
             pool, self._pool = self._pool, None
-            workers = list(getattr(pool, "_processes", {}).values()) if cancel else []
-            pool.shutdown(wait=not cancel, cancel_futures=True)
-            for process in workers:
-                if process.is_alive():
-                    process.terminate()
-            for process in workers:
-                process.join(timeout=5)
-
-
-def default_jobs() -> int:
-    """Worker processes for a comparison: the CPU cores available to this process."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
+            if cancel:
+                stop_workers(pool)
+            else:
+                pool.shutdown(wait=True, cancel_futures=True)

@@ -124,6 +124,14 @@ def plain_objective(problem: Any) -> bool:
     )
 
 
+def plain_metrics(problem: Any) -> bool:
+    """Whether ``problem.evaluate(model)`` is :class:`TensorProblem`'s own, from its tensors alone
+    (:func:`plain_objective`, and the default :meth:`~TensorProblem.metrics`): the loss on ``x``,
+    the accuracy there for a classification problem, and on the validation split its loss (and
+    accuracy) — what the batched replicas evaluate for all replicas at once."""
+    return plain_objective(problem) and getattr(type(problem), "metrics", None) is TensorProblem.metrics
+
+
 @torch.no_grad()
 def objective(problem: Any, model: nn.Module) -> float:
     """The full objective alone, ``problem.evaluate(model)["loss"]`` — without computing the other
@@ -277,6 +285,7 @@ __all__ = [
     "divergence",
     "explosion_threshold",
     "objective",
+    "plain_metrics",
     "plain_objective",
     "run_steps",
     "step_scheduler",

@@ -188,6 +188,11 @@ class Store:
         self.read_only_reason = ""
         #: comparisons recorded while read-only: kept here, never written (see the module docstring)
         self._unsaved: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+        #: the runs this Store has read back, by key: a run's row changes only when :meth:`put`
+        #: replaces it, so each row is decoded once (a comparison checks, then reads, every run)
+        self._read: dict[str, StoredRun] = {}
+        #: seconds :meth:`put` has spent storing runs (encoding and writing them)
+        self.put_seconds = 0.0
         if exists:
             self._check_header()
             self.read_only_reason = _read_only_reason(self.path) or ("opened read-only" if read_only else "")
@@ -365,12 +370,18 @@ class Store:
         damaged: dict[str, str] = {}
         outdated: set[str] = set()
         query = "SELECT key, spec, preset, result, problem, seed FROM runs WHERE key IN ({marks})"
-        for row in self._chunks(query, list(dict.fromkeys(keys))):
+        wanted = list(dict.fromkeys(keys))
+        for key in wanted:
+            if key in self._read:
+                current = self._read[key].result.record_version >= RECORD_VERSION
+                (usable if current else outdated).add(key)
+        for row in self._chunks(query, [key for key in wanted if key not in self._read]):
             try:
                 stored = _decode(row[:4], problem=row[4], seed=row[5])
             except _Damaged as error:
                 damaged[row[0]] = str(error)
             else:
+                self._read[row[0]] = stored
                 (usable if stored.result.record_version >= RECORD_VERSION else outdated).add(row[0])
         return usable, damaged, outdated
 
@@ -381,8 +392,17 @@ class Store:
         unless ``replace`` (a damaged row trained again)."""
         if self.read_only:
             raise StorageError(f"cannot store runs in {str(self.path)!r}: {self.read_only_reason}")
+        started = time.perf_counter()
+        try:
+            self._put(key, spec, preset, result, replace)
+        finally:
+            self.put_seconds += time.perf_counter() - started
+
+    def _put(self, key: str, spec: Mapping[str, Any], preset: str, result: RunResult, replace: bool) -> None:
         payload = json.dumps(result.to_dict(), allow_nan=True)
         verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
+        if replace:
+            self._read.pop(key, None)
         try:
             with self.conn:  # BEGIN … COMMIT (ROLLBACK on error)
                 self.conn.execute("BEGIN IMMEDIATE")
@@ -413,7 +433,9 @@ class Store:
             raise self._failure(error, "cannot write to database") from None
 
     def get(self, key: str) -> StoredRun | None:
-        rows = self._rows("SELECT key, spec, preset, result FROM runs WHERE key = ?", (key,))
+        if key in self._read:
+            return self._read[key]
+        rows = self._rows("SELECT key, spec, preset, result, problem, seed FROM runs WHERE key = ?", (key,))
         return self._stored(rows[0]) if rows else None
 
     def runs(self, keys: Sequence[str] | None = None, *, problem: str | None = None) -> Iterator[StoredRun]:
@@ -428,23 +450,32 @@ class Store:
             return
         for start in range(0, len(keys), 500):
             chunk = list(keys[start : start + 500])
-            query = "SELECT key, spec, preset, result FROM runs WHERE key IN ({marks})"
-            rows = {row[0]: row for row in self._chunks(query, chunk)}
+            query = "SELECT key, spec, preset, result, problem, seed FROM runs WHERE key IN ({marks})"
+            unread = [key for key in dict.fromkeys(chunk) if key not in self._read]
+            rows = {row[0]: row for row in self._chunks(query, unread)} if unread else {}
             for key in chunk:
-                if key in rows:
+                if key in self._read:
+                    yield self._read[key]
+                elif key in rows:
                     yield self._stored(rows[key])
 
     def count(self) -> int:
         return int(self._rows("SELECT COUNT(*) FROM runs")[0][0])
 
-    def _stored(self, row: tuple[str, str, str, str]) -> StoredRun:
+    def _stored(self, row: Sequence[Any]) -> StoredRun:
+        """The run of a row ``(key, spec, preset, result[, problem, seed])``; with its ``problem`` and
+        ``seed`` columns it is checked as :meth:`check` checks it and kept for the next read."""
+        columns = {"problem": row[4], "seed": row[5]} if len(row) > 4 else {}
         try:
-            return _decode(row)
+            stored = _decode(row[:4], **columns)
         except _Damaged as error:
             raise StorageError(
                 f"stored run {row[0][:12]} in {str(self.path)!r} is damaged ({error}); run its "
                 "comparison again to train it anew"
             ) from None
+        if columns:
+            self._read[stored.key] = stored
+        return stored
 
     # -- comparisons -----------------------------------------------------------------------------
 

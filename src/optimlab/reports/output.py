@@ -16,11 +16,14 @@ from __future__ import annotations
 import json
 import os
 import re
+from concurrent.futures import Future
 from pathlib import Path
+from typing import Any
 
 from optimlab.reports.figure_cache import CACHE, FigureCache, content_key, file_digest
 from optimlab.reports.figures.base import Twin
 from optimlab.reports.html import Page, figure_json
+from optimlab.reports.renderer import Draw, Renderer, finish
 
 __all__ = ["FIGURES", "Output", "slug"]
 
@@ -50,17 +53,29 @@ class Output:
     ``out_dir/figures``.
 
     ``static=False`` skips the PNG files; ``gif=True`` writes the animations' GIFs too. ``written``
-    lists every file written, the page last.
+    lists every file written, the page last. With a ``renderer``
+    (:class:`~optimlab.reports.renderer.Renderer`) the files are drawn in its process while this one
+    goes on building the page, and :meth:`write` waits for them.
     """
 
     def __init__(
-        self, page: Page, out_dir: str | Path, filename: str, *, static: bool = True, gif: bool = False
+        self,
+        page: Page,
+        out_dir: str | Path,
+        filename: str,
+        *,
+        static: bool = True,
+        gif: bool = False,
+        renderer: Renderer | None = None,
     ) -> None:
         self.page = page
         self.dir = Path(out_dir)
         self.filename = filename
         self.static = static
         self.gif = gif
+        self.renderer = renderer
+        #: figures whose files the renderer draws: (name, key, Plotly JSON, height, their files)
+        self._drawing: list[tuple[str, str | None, str, int, list[tuple[str, Any, Any, Path]]]] = []
         self.written: list[Path] = []
         self._names: set[str] = set()
         self._others = self._claimed_by_other_pages()
@@ -101,30 +116,49 @@ class Output:
         key = content_key(figure) if self.static or self.gif else None  # kept with the figure files
         entry = self.cache.get(name, key)
         files: dict[str, str] = {}
-        digests: dict[str, str] = {}
         wanted = [("png", "PNG", figure.png)] if self.static else []
         gif = getattr(figure, "gif", None)
         if self.gif and gif is not None:
             wanted.append(("gif", "GIF", gif))
+        files_of: list[tuple[str, Future | None, Draw | None, Path]] = []  # (kind, drawn by, draw, path)
         for kind, label, render in wanted:
             path = self.figures_dir / f"{name}.{kind}"
-            if not self.cache.reusable(entry, kind, path):
+            if self.cache.reusable(entry, kind, path):
+                files_of.append((kind, None, None, path))
+            elif self.renderer is not None:
+                files_of.append((kind, self.renderer.draw(render, path), render, path))
+            else:
                 render(path)
+                files_of.append((kind, None, None, path))
             self.written.append(path)
             files[label] = f"{FIGURES}/{name}.{kind}"
-            digest = file_digest(path)
-            if digest is not None:
-                digests[kind] = digest
         if entry:
             spec, height = entry["plotly"], int(entry["height"])
         else:
             spec, height = figure_json(figure.plotly())
-        self.cache.put(name, key, spec, height, digests)
+        if any(draw is not None for _, _, draw, _ in files_of):
+            self._drawing.append((name, key, spec, height, files_of))  # recorded when drawn (write)
+        else:
+            self._record(name, key, spec, height, files_of)
         self.page.figure_spec(spec, height, caption=caption, files=files or None)
 
+    def _record(
+        self, name: str, key: str | None, spec: str, height: int, files_of: list[tuple[str, Any, Any, Path]]
+    ) -> None:
+        """Keep figure ``name``'s rendering in the cache, with the digests of its files as written."""
+        digests = {kind: digest for kind, _, _, path in files_of if (digest := file_digest(path)) is not None}
+        self.cache.put(name, key, spec, height, digests)
+
     def write(self) -> Path:
-        """Write the page as ``out_dir/filename``, remove the figures its previous run wrote and this one
-        did not, and record this run's; returns the page's path."""
+        """Write the page as ``out_dir/filename`` (once the renderer has drawn its files), remove the
+        figures its previous run wrote and this one did not, and record this run's; returns the page's
+        path."""
+        drawing, self._drawing = self._drawing, []
+        for name, key, spec, height, files_of in drawing:
+            for _, future, draw, path in files_of:
+                if draw is not None:
+                    finish(future, draw, path)
+            self._record(name, key, spec, height, files_of)
         path = self.page.write(self.dir / self.filename)
         mine = {p.name for p in self.written}
         for stale in _listed(self.manifest) - mine - self._others:

@@ -42,6 +42,7 @@ from optimlab.reports.protocol import (
     seeds_text,
 )
 from optimlab.reports.ranking import ranked_notes, ranked_rows
+from optimlab.reports.renderer import Renderer
 from optimlab.reports.section import ProblemSection, SectionFigure, problem_titles
 from optimlab.reports.verdict import verdict_section
 
@@ -186,10 +187,13 @@ def write_report(
     *,
     gif: bool = False,
     static: bool = True,
+    renderer: Renderer | None = None,
 ) -> Path:
     """Write ``out_dir/report.html`` for ``data`` and each figure's PNG under ``out_dir/figures/``
     (``static=False``: no PNGs); ``gif`` also writes the surface animations as GIFs there. ``summary``
-    defaults to :func:`optimlab.lab.results.summarize` of ``data``. Returns the page's path."""
+    defaults to :func:`optimlab.lab.results.summarize` of ``data``; a ``renderer``
+    (:class:`~optimlab.reports.renderer.Renderer`) draws the files in its process meanwhile.
+    Returns the page's path."""
     summary = summary or summarize(data)
     colors = color_map(_labels(data))
     titles = problem_titles(data.problems)
@@ -201,7 +205,7 @@ def write_report(
         f"optimizer{'s' if n_opt != 1 else ''} · {protocol} · "
         f"{', '.join(titles.values())}",
     )
-    out = Output(page, out_dir, "report.html", static=static, gif=gif)
+    out = Output(page, out_dir, "report.html", static=static, gif=gif, renderer=renderer)
     verdict_section(page, summary)  # first, in a comparison against a baseline
     protocol_section(page, data, summary)
     for problem in data.problems:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import math
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 from torch.func import functional_call
 
-from optimlab.lab.loop import StepsCallback, plain_objective
+from optimlab.lab.loop import StepsCallback, plain_metrics, plain_objective
 from optimlab.lab.loop import divergence as _divergence
 from optimlab.lab.loop import explosion_threshold as _threshold
 from optimlab.lab.loop import step_scheduler as _step_scheduler
@@ -354,16 +354,19 @@ class BatchedRun:
         problem = self.problem
         if not positions:
             return []
-        if evaluation == "loss" and plain_objective(problem) and self._evaluation_chunk > 1:
+        together = plain_objective(problem) if evaluation == "loss" else plain_metrics(problem)
+        if together and self._evaluation_chunk > 1:
             # in chunks of replicas, so that the activations on the whole data set stay in cache
-            x, y = problem.x, problem.y  # type: ignore[attr-defined]
-            values: list[float] = []
+            names, metrics = self._metrics(evaluation)
+            columns: list[list[float]] = [[] for _ in names]
             size = self._evaluation_chunk
             with torch.no_grad():
                 for begin in range(0, len(positions), size):
                     chunk = self.flat[positions[begin : begin + size]]
-                    values.extend(self._losses(chunk, x, y, shared_data=True).tolist())
-            return [{"loss": v} for v in values]
+                    values = vmap_flat(metrics, chunk.shape[0], [chunk], [True])
+                    for column, value in zip(columns, values, strict=True):
+                        column.extend(value.tolist())
+            return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
         holder = self.base
         results = []
         with torch.no_grad():
@@ -375,6 +378,34 @@ class BatchedRun:
             for p, value in zip(holder.parameters(), saved, strict=True):
                 p.copy_(value)
         return results
+
+    def _metrics(self, evaluation: Evaluation) -> tuple[list[str], Callable[[Tensor], list[Tensor]]]:
+        """The names of what :meth:`_evaluate` gives of one replica and the function (run under vmap)
+        that computes them from its flat parameters, as ``TensorProblem.evaluate`` (``"full"``, for
+        :func:`~optimlab.lab.loop.plain_metrics` problems) or its loss alone (``"loss"``) would,
+        in the same order."""
+        problem: Any = self.problem
+        x, y = problem.x, problem.y
+        validation = evaluation == "full" and problem.x_val is not None and problem.y_val is not None
+        classification = evaluation == "full" and bool(problem.classification)
+        names = ["loss"] + (["accuracy"] if classification else [])
+        if validation:
+            names += ["val_loss"] + (["val_accuracy"] if classification else [])
+
+        def metrics(flat: Tensor) -> list[Tensor]:
+            params = self._unflatten(flat)
+            out = functional_call(self.base, params, (x,))
+            values = [problem.loss(out, y)]
+            if classification:
+                values.append((out.argmax(dim=1) == y).float().mean())
+            if validation:
+                out = functional_call(self.base, params, (problem.x_val,))
+                values.append(problem.loss(out, problem.y_val))
+                if classification:
+                    values.append((out.argmax(dim=1) == problem.y_val).float().mean())
+            return values
+
+        return names, metrics
 
     @contextmanager
     def _evaluation_points(self, positions: list[int]) -> Iterator[None]:

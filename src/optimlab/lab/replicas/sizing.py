@@ -19,8 +19,10 @@ from optimlab.optim.functional import optimizer_class
 DEFAULT_MEMORY_BUDGET = 1 << 30
 #: replicas per vmapped evaluation on the whole data set, at most
 EVALUATION_CHUNK = 128
-#: a vmapped evaluation's forward pass stays within about this many bytes (:func:`evaluation_chunk`)
-EVALUATION_BYTES = 16 << 20
+#: a vmapped evaluation's forward pass stays within about this many bytes (:func:`evaluation_chunk`):
+#: about a core's L2 cache — on parabola's 1000 points, chunks of 45 replicas evaluate twice as fast
+#: as chunks of 128 (16 MiB), and digits-mlp and a small tiny-lm as fast
+EVALUATION_BYTES = 4 << 20
 
 
 def optimizer_for(optimizer: str | type[Optimizer]) -> type[Optimizer]:

@@ -272,6 +272,10 @@ def _contour_trace(surface: Surface) -> go.Contour:
     )
 
 
+#: whether an animation frame is checked by Plotly's validators as it is made (see :func:`_frame`)
+VALIDATE_FRAMES = False
+
+
 def _frame(p: Paths, k: int, moving: list[int]) -> go.Frame:
     """Animation frame ``k``: every path and its head up to step ``k``."""
     data = []
@@ -293,7 +297,9 @@ def _frame(p: Paths, k: int, moving: list[int]) -> go.Frame:
                 "customdata": idx[-1:].astype(np.int32),
             }
         )
-    return go.Frame(name=str(k), data=data, traces=moving)
+    # plain scatter dicts of numbers: Plotly's validation of 2 × paths traces × 100 frames took most
+    # of a report's Plotly time (the JSON is the same: tests/test_reports_figures.py)
+    return go.Frame(name=str(k), data=data, traces=moving, _validate=VALIDATE_FRAMES)
 
 
 # --- in a report ---------------------------------------------------------------------------------------
