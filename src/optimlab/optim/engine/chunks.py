@@ -155,6 +155,7 @@ def step_in_chunks(
 
 
 _PLAIN_TYPES = (Tensor, torch.nn.Parameter)
+_STRIDED = torch.strided
 
 
 class _Run:
@@ -187,47 +188,50 @@ class SmallTensorRuns:
     def __init__(self, optimizer: RuleOptimizer, group: dict[str, Any], hyper: dict[str, Any]) -> None:
         self.optimizer, self.group, self.hyper = optimizer, group, hyper
         self.limit = CHUNK_NUMEL
+        self.host_step = optimizer.host_step
         self.runs: dict[tuple[Any, ...], _Run] = {}
         self.done: list[tuple[Tensor, dict[str, Any]]] = []
         self.declined: list[tuple[Tensor, Tensor]] = []
 
     def add(self, param: Tensor, grad: Tensor) -> bool:
         """Gather ``param`` (with its gradient ``grad``) into a run, or return False: a large, complex,
-        sparse or subclassed tensor, or one whose state is not parameter-sized tensors and 0-d ones."""
-        if type(param) not in _PLAIN_TYPES or type(grad) is not Tensor or grad.layout != torch.strided:
+        sparse or subclassed tensor, one whose gradient or state lives elsewhere, or one whose state
+        is not tensors of its size and 0-d ones on the host."""
+        if type(param) not in _PLAIN_TYPES or type(grad) is not Tensor or grad.layout is not _STRIDED:
             return False
         numel = param.numel()
-        if numel > self.limit or grad.shape != param.shape or param.is_complex() or grad.is_neg():
+        device = param.device
+        if numel > self.limit or grad.shape != param.shape or grad.device != device or param.is_complex():
             return False
-        state = self.optimizer.ensure_state(param, self.group)
         names: list[str] = []
         tensors: list[Tensor] = []
         scalars: dict[str, Any] = {}
-        key: list[Any] = [param.dtype, param.device, grad.dtype]
-        host_step = self.optimizer.host_step
-        for name, value in state.items():
-            if value is None:  # torch 1.x's SGD saved a missing momentum buffer as None
-                continue
-            if type(value) is not Tensor:
-                if not isinstance(value, int | float) or isinstance(value, bool):
-                    return False
-                scalars[name] = value
-                key.append((name, type(value), value, math.copysign(1.0, value)))
-            elif value.dim():
-                if value.numel() != numel or value.layout != torch.strided or value.is_neg():
-                    return False
-                names.append(name)
-                tensors.append(value)
-                key.append((name, value.dtype, value.device))
-            else:
+        key: list[Any] = [param.dtype, device, grad.dtype]
+        for name, value in self.optimizer.ensure_state(param, self.group).items():
+            if type(value) is Tensor:
+                if value.dim():
+                    if value.numel() != numel or value.layout is not _STRIDED or value.device != device:
+                        return False
+                    names.append(name)
+                    tensors.append(value)
+                    key.append(value.dtype)
+                    continue
                 if not value.is_cpu:  # read on the host at every step: only where it lives
                     return False
                 number = value.item()
-                if name == "step" and host_step and not value.requires_grad:
+                if name == "step" and self.host_step and not value.requires_grad:
                     scalars[name] = number  # the counter's value, as the eager engine passes it
                 else:
                     scalars[name] = value
-                key.append((name, value.dtype, value.device, number, math.copysign(1.0, number)))
+                key.append((name, value.dtype, number, number == 0 and math.copysign(1.0, number) < 0))
+            elif value is None:  # torch 1.x's SGD saved a missing momentum buffer as None
+                continue
+            elif type(value) is int or type(value) is float:
+                scalars[name] = value
+                key.append((name, type(value), value, value == 0 and math.copysign(1.0, value) < 0))
+            else:
+                return False
+        key.append(tuple(names))
         signature = tuple(key)
         run = self.runs.get(signature)
         if run is not None and run.numel + numel > self.limit:
@@ -257,33 +261,41 @@ class SmallTensorRuns:
 
     def _evaluate(self, run: _Run) -> None:
         keep_temporaries_mapped()
-        params, numel = run.params, run.numel
+        params, numel, names, stored = run.params, run.numel, run.names, run.states
         state = dict(run.scalars)
-        for name, members in zip(run.names, run.states, strict=True):
+        for name, members in zip(names, stored, strict=True):
             state[name] = _flatten_dense_tensors(members)
         new_param, new_state = self.optimizer.rule(
             _flatten_dense_tensors(params), _flatten_dense_tensors(run.grads), state, **self.hyper
         )
-        sliced = {name for name, value in new_state.items() if isinstance(value, Tensor) and value.dim()}
-        if new_param.shape != (numel,) or any(new_state[name].shape != (numel,) for name in sliced):
+        others: dict[str, Any] = {}
+        created: dict[str, list[Tensor]] = {}
+        shape = (numel,)
+        if new_param.shape != shape:
             self.declined.extend(zip(params, run.grads, strict=True))  # not elementwise after all
         else:
-            torch._foreach_copy_(params, _unflatten_dense_tensors(new_param, params))
-            stored = dict(zip(run.names, run.states, strict=True))
-            others = {name: value for name, value in new_state.items() if name not in sliced}
-            created: dict[str, list[Tensor]] = {}
-            for name in sliced:
-                targets = stored.get(name)
-                if targets is not None:
-                    torch._foreach_copy_(targets, _unflatten_dense_tensors(new_state[name], targets))
+            writes = [(params, new_param)]
+            for name, value in new_state.items():
+                if not isinstance(value, Tensor) or not value.dim():
+                    others[name] = value
+                elif value.shape != shape:
+                    self.declined.extend(zip(params, run.grads, strict=True))
+                    writes = []
+                    break
+                elif name in names:
+                    writes.append((stored[names.index(name)], value))
                 else:  # created by the rule (SGD's first momentum buffer): the caller makes its tensors
-                    created[name] = _unflatten_dense_tensors(new_state[name], params)
-            for index, param in enumerate(params):
-                self.done.append(
-                    (param, {**others, **{name: views[index] for name, views in created.items()}})
-                )
+                    created[name] = _unflatten_dense_tensors(value, params)
+            for targets, value in writes:
+                torch._foreach_copy_(targets, _unflatten_dense_tensors(value, targets))
+            if writes and not created:
+                self.done.extend((param, others) for param in params)
+            elif writes:
+                for index, param in enumerate(params):
+                    own = {name: views[index] for name, views in created.items()}
+                    self.done.append((param, {**others, **own}))
         run.params, run.grads, run.numel = [], [], 0
-        run.states = [[] for _ in run.names]
+        run.states = [[] for _ in names]
 
 
 __all__ = ["CHUNK_NUMEL", "SmallTensorRuns", "step_in_chunks", "watched"]
