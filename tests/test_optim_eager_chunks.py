@@ -10,8 +10,10 @@ import pytest
 import torch
 
 import optimlab.optim as ol
+import reference_cases
 from optimlab.optim.engine import chunks, eager
 from parity_cases import CASES, COMPLEX, DTYPES, FLOAT32, PARITY, TOLERANCE, build_pair, run
+from reference_cases import REFERENCES
 
 ELEMENTWISE_CASES = [
     (name, variant, dtype)
@@ -85,6 +87,34 @@ def test_slices_and_runs_match_whole_tensors_bit_for_bit(
     _assert_identical(results[1], results[0])
     assert spy.sliced > 0
     assert spy.gathered > 0 or dtype == COMPLEX  # complex parameters are sliced, never gathered
+
+
+MODERN_CASES = [
+    (name, variant) for name, variant in reference_cases.CASES if REFERENCES[name].ours.elementwise
+]
+
+
+@pytest.mark.parametrize(("entry", "variant"), MODERN_CASES, ids=[f"{n}-{v.name}" for n, v in MODERN_CASES])
+def test_modern_optimizers_in_slices_and_runs_bit_for_bit(
+    entry: str, variant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reference table's elementwise optimizers (Lion, ADOPT, AdEMAMix, LAMB and Prodigy with
+    their statistics, Schedule-Free), as the parity table above."""
+    results = []
+    for sliced in (False, True):
+        with monkeypatch.context() as patch:
+            if sliced:
+                patch.setattr(chunks, "CHUNK_NUMEL", 4)
+                spy = Spy(patch)
+            else:
+                _whole(patch)
+            optimizer, params = reference_cases.build(REFERENCES[entry].ours, variant, engine="eager")
+            if callable(getattr(optimizer, "train", None)):
+                optimizer.train()
+            reference_cases.run(optimizer, params, steps=12)
+            results.append(_snapshot(optimizer, params))
+    _assert_identical(results[1], results[0])
+    assert spy.sliced > 0
 
 
 def _large(dtype: torch.dtype = torch.float32, numel: int | None = None) -> list[torch.Tensor]:
