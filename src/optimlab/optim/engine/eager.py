@@ -8,6 +8,10 @@ parameters through their real views, sparse gradients densified (or, for a rule 
 parameters through their local shards (for elementwise rules; a matrix rule's sharded matrices are
 each stepped whole on one rank, spread over the ranks: :mod:`~optimlab.optim.engine.spread`), and —
 with ``differentiable=True`` — tensors in an autograd graph, whose in-place updates autograd records.
+
+An elementwise rule is evaluated on cache-sized slices of a large parameter and on runs of gathered
+small parameters (:mod:`~optimlab.optim.engine.chunks`), which gives the whole-tensor numbers bit for
+bit without parameter-sized temporaries; anything those paths cannot take exactly is stepped whole.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from torch import Tensor
 
 from optimlab.optim.distributed import local, same_layout
 from optimlab.optim.engine import chunks
-from optimlab.optim.engine.chunks import SmallTensorRuns, step_in_chunks, watched
+from optimlab.optim.engine.chunks import SmallTensorRuns, keep_temporaries_mapped, step_in_chunks, watched
 from optimlab.optim.engine.sparse import step_sparse_entries
 from optimlab.optim.engine.spread import step_spread_matrices
 from optimlab.optim.engine.stacks import step_matrix_stacks
@@ -150,6 +154,7 @@ class EagerEngine:
     ) -> None:
         """Step ``params`` with their gradients ``grads`` (``extras``: the rule's statistics, when the
         caller has already evaluated them — a group's are evaluated once per step)."""
+        keep_temporaries_mapped()
         hyper = optimizer.hyperparameters(group)
         if extras is None:
             extras = rule_statistics(optimizer, group, params, grads, hyper)
