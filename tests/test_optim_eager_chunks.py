@@ -79,7 +79,6 @@ def test_slices_and_runs_match_whole_tensors_bit_for_bit(
             if sliced:
                 # runs of ≤ 4 elements; (3, 2) and (5,) in slices
                 patch.setattr(chunks, "CHUNK_NUMEL", 4)
-                patch.setattr(chunks, "SLICED_MIN_BYTES", 0)
                 spy = Spy(patch)
             else:
                 _whole(patch)
@@ -106,7 +105,6 @@ def test_modern_optimizers_in_slices_and_runs_bit_for_bit(
         with monkeypatch.context() as patch:
             if sliced:
                 patch.setattr(chunks, "CHUNK_NUMEL", 4)
-                patch.setattr(chunks, "SLICED_MIN_BYTES", 0)
                 spy = Spy(patch)
             else:
                 _whole(patch)
@@ -130,7 +128,6 @@ def test_statistics_and_schedule_free_in_slices_and_runs_bit_for_bit(
         with monkeypatch.context() as patch:
             if sliced:
                 patch.setattr(chunks, "CHUNK_NUMEL", 4)
-                patch.setattr(chunks, "SLICED_MIN_BYTES", 0)
                 spy = Spy(patch)
             else:
                 _whole(patch)
@@ -148,7 +145,7 @@ def test_statistics_and_schedule_free_in_slices_and_runs_bit_for_bit(
 def _large(dtype: torch.dtype = torch.float32, numel: int | None = None) -> list[torch.Tensor]:
     """Parameters larger than a slice (odd sizes: the last slice is shorter), one of a single slice,
     and small ones."""
-    big = numel or chunks.SLICED_MIN_BYTES // 4 + 4097
+    big = numel or 2 * chunks.CHUNK_NUMEL + 4097
     gen = torch.Generator().manual_seed(0)
     shapes = [(big // 7, 7), (big + 3,), (chunks.CHUNK_NUMEL,), (33, 5), (3,), ()]
     return [torch.randn(shape, generator=gen, dtype=dtype) for shape in shapes]
@@ -172,8 +169,8 @@ LARGE = {
 
 @pytest.mark.parametrize("name", list(LARGE))
 def test_large_tensors_in_slices_bit_for_bit(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """At the real sizes: tensors of more than SLICED_MIN_BYTES (odd sizes) are stepped in slices,
-    small ones in a run, bit for bit as whole, and to float32 rounding torch.optim's for-loop."""
+    """At the real sizes: tensors of several slices (odd sizes) are stepped in slices, small ones in a
+    run, bit for bit as whole, and to float32 rounding torch.optim's for-loop."""
     results = []
     for mode in ("whole", "sliced", "torch"):
         params = [torch.nn.Parameter(p) for p in _large()]
@@ -196,11 +193,11 @@ def test_large_tensors_in_slices_bit_for_bit(name: str, monkeypatch: pytest.Monk
 
 
 def test_float64_and_complex_in_slices() -> None:
-    """Complex parameters are sliced through their real views; float64 as float32 (by bytes)."""
+    """Complex parameters are sliced through their real views (twice the elements); float64 too."""
     for dtype in (torch.float64, torch.complex64):
         results = []
         for whole in (True, False):
-            params = [torch.nn.Parameter(p) for p in _large(dtype, numel=chunks.SLICED_MIN_BYTES // 8 + 1)]
+            params = [torch.nn.Parameter(p) for p in _large(dtype, numel=chunks.CHUNK_NUMEL + 1)]
             with pytest.MonkeyPatch.context() as patch:
                 if whole:
                     _whole(patch)
@@ -210,7 +207,8 @@ def test_float64_and_complex_in_slices() -> None:
                 _train(optimizer, params)
             results.append(_snapshot(optimizer, params))
         _assert_identical(results[1], results[0])
-        assert spy.sliced == 3  # the (numel + 3,) tensor, at each step
+        # at each of 3 steps the (numel + 3,) tensor; complex: the large ones all (real views, twice)
+        assert spy.sliced == (3 if dtype == torch.float64 else 9)
 
 
 def test_non_contiguous_parameters_are_stepped_whole_or_gathered(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -219,7 +217,7 @@ def test_non_contiguous_parameters_are_stepped_whole_or_gathered(monkeypatch: py
     results = []
     for whole in (True, False):
         gen = torch.Generator().manual_seed(0)
-        large = torch.randn(7, chunks.SLICED_MIN_BYTES // 4 // 7 + 5, generator=gen).t()
+        large = torch.randn(7, 2 * chunks.CHUNK_NUMEL // 7 + 5, generator=gen).t()
         small = torch.randn(9, 4, generator=gen).t()
         params = [torch.nn.Parameter(large), torch.nn.Parameter(small)]
         with monkeypatch.context() as patch:

@@ -38,12 +38,6 @@ if TYPE_CHECKING:
 #: two of torch's 32768-element grains, so that each op still runs on two threads (measured:
 #: benchmarks/step_throughput.py, README "Performance")
 CHUNK_NUMEL = 1 << 16
-#: only tensors of more bytes than this are sliced: a smaller one is evaluated whole, its temporaries
-#: (below the mmap threshold that :func:`keep_temporaries_mapped` sets) reused from the process's heap
-#: and its working set in the L3 cache, which is faster than slices' extra calls (measured: the
-#: benchmark's 16M model, whose largest tensors are 1.3 MB, 1.7-1.9× torch's for-loop whole against
-#: 2.0-2.35× in slices; one 2M-element float32 tensor, 6.3 ms in slices against 20.6 ms whole)
-SLICED_MIN_BYTES = 2 << 20
 
 #: see :func:`keep_temporaries_mapped`
 _PRIMING_BYTES = 4 << 20
@@ -57,7 +51,10 @@ def keep_temporaries_mapped() -> None:
     slice's temporaries (256 KiB of float32 each) are reused from one op to the next; at glibc's
     initial 128 KiB each of them would be mapped and page-faulted in anew — measured: Adam's rule on
     65536 float32 elements in 760 µs instead of 116 µs on one thread. The eager engine calls it at
-    its first step: tensors evaluated whole (up to :data:`SLICED_MIN_BYTES`) gain as much."""
+    its first step. (Whole tensors of a few MB are not kept so reliably: glibc trims the heap once 8
+    MiB are free at its top, which a rule's dozen temporaries of 1.3 MB exceed — measured, Adam on the
+    benchmark's 16M model took 1.7× torch's for-loop whole in one process and 7.3× in another; its
+    slices' temporaries, 256 KiB each, stay below that.)"""
     global _primed
     if not _primed:
         _primed = True
@@ -119,12 +116,12 @@ def step_in_chunks(
     Returns the rule's other results — the 0-d state (the step counter, NAdam's μ-product, ...),
     the same for every slice, which the caller writes once — or ``None``, having written nothing,
     where the tensors cannot be sliced or the rule creates a parameter-sized state entry (the caller
-    then evaluates the rule whole), as it does for tensors of at most :data:`SLICED_MIN_BYTES`. The
-    others are cut into slices of equal size, none larger than ``chunk_numel``."""
+    then evaluates the rule whole), as it does for tensors of at most one slice. The others are cut
+    into slices of equal size, none larger than ``chunk_numel``."""
     if chunk_numel is None:
         chunk_numel = CHUNK_NUMEL  # read at each call, so that tests may make slices small
     numel = param.numel()
-    if numel <= chunk_numel or numel * param.element_size() <= SLICED_MIN_BYTES or grad.shape != param.shape:
+    if numel <= chunk_numel or grad.shape != param.shape:
         return None
     if not (_sliceable(param, numel) and _sliceable(grad, numel)):
         return None
@@ -309,4 +306,4 @@ class SmallTensorRuns:
         run.states = [[] for _ in names]
 
 
-__all__ = ["CHUNK_NUMEL", "SLICED_MIN_BYTES", "SmallTensorRuns", "step_in_chunks", "watched"]
+__all__ = ["CHUNK_NUMEL", "SmallTensorRuns", "step_in_chunks", "watched"]
