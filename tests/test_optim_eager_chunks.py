@@ -79,6 +79,7 @@ def test_slices_and_runs_match_whole_tensors_bit_for_bit(
             if sliced:
                 # runs of ≤ 4 elements; (3, 2) and (5,) in slices
                 patch.setattr(chunks, "CHUNK_NUMEL", 4)
+                patch.setattr(chunks, "RUN_NUMEL", 4)
                 spy = Spy(patch)
             else:
                 _whole(patch)
@@ -105,6 +106,7 @@ def test_modern_optimizers_in_slices_and_runs_bit_for_bit(
         with monkeypatch.context() as patch:
             if sliced:
                 patch.setattr(chunks, "CHUNK_NUMEL", 4)
+                patch.setattr(chunks, "RUN_NUMEL", 4)
                 spy = Spy(patch)
             else:
                 _whole(patch)
@@ -128,6 +130,7 @@ def test_statistics_and_schedule_free_in_slices_and_runs_bit_for_bit(
         with monkeypatch.context() as patch:
             if sliced:
                 patch.setattr(chunks, "CHUNK_NUMEL", 4)
+                patch.setattr(chunks, "RUN_NUMEL", 4)
                 spy = Spy(patch)
             else:
                 _whole(patch)
@@ -147,7 +150,7 @@ def _large(dtype: torch.dtype = torch.float32, numel: int | None = None) -> list
     and small ones."""
     big = numel or 2 * chunks.CHUNK_NUMEL + 4097
     gen = torch.Generator().manual_seed(0)
-    shapes = [(big // 7, 7), (big + 3,), (chunks.CHUNK_NUMEL,), (33, 5), (3,), ()]
+    shapes = [(big // 7, 7), (big + 3,), (chunks.CHUNK_NUMEL,), (chunks.RUN_NUMEL,), (33, 5), (3,), ()]
     return [torch.randn(shape, generator=gen, dtype=dtype) for shape in shapes]
 
 
@@ -187,7 +190,8 @@ def test_large_tensors_in_slices_bit_for_bit(name: str, monkeypatch: pytest.Monk
     whole, sliced, theirs = results
     _assert_identical(sliced, whole)
     assert spy.sliced == 2 * 3 - (name == "SGD") * 2  # SGD's first step creates its buffers whole
-    assert spy.gathered == 3 * 3  # the (CHUNK_NUMEL,) tensor and two small ones (a 0-d one stays whole)
+    # gathered: the (RUN_NUMEL,) tensor and two small ones; whole: (CHUNK_NUMEL,), one slice, and 0-d
+    assert spy.gathered == 3 * 3
     for a, b in zip(sliced, theirs, strict=True):  # a few float32 ulps on rare elements of 500k
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
@@ -207,7 +211,7 @@ def test_float64_and_complex_in_slices() -> None:
                 _train(optimizer, params)
             results.append(_snapshot(optimizer, params))
         _assert_identical(results[1], results[0])
-        # at each of 3 steps the (numel + 3,) tensor; complex: the large ones all (real views, twice)
+        # at each of 3 steps the (numel + 3,) tensor; complex: the three largest (real views, twice)
         assert spy.sliced == (3 if dtype == torch.float64 else 9)
 
 
