@@ -31,7 +31,7 @@ torch.optim's Python-float arithmetic.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -115,10 +115,16 @@ def _default_if_none(dtype: torch.dtype | None) -> torch.dtype:
     return torch.get_default_dtype() if dtype is None else dtype
 
 
-def _l1_step(param: Tensor, l1: Number | None, scale: Number | Tensor) -> Tensor:
+def _l1_step(
+    param: Tensor, l1: Number | None, scale: Number | Tensor | Callable[[], Number | Tensor]
+) -> Tensor:
     """The L1 proximal step with threshold l1·scale, where ``scale`` is how far the rule moves θ
-    per unit of a steady gradient (γ for SGD, γ/(√v̂ + ε) for Adam, ...)."""
-    return param if l1 is None else l1_proximal(param, l1 * scale)
+    per unit of a steady gradient (γ for SGD, γ/(√v̂ + ε) for Adam, ...). A ``scale`` that takes
+    tensor ops is given as a function of no arguments, called only when ``l1`` is set: without L1 a
+    rule computes no threshold (for Adam, two parameter-sized ops fewer)."""
+    if l1 is None:
+        return param
+    return l1_proximal(param, l1 * (scale() if callable(scale) else scale))
 
 
 def l1_proximal(param: Tensor, threshold: Number) -> Tensor:
@@ -173,7 +179,9 @@ def sgd(
         previous = state.get("momentum_buffer")
         # The first buffer is a detached copy of g, as torch.optim makes it: with differentiable=True
         # that step's update carries no gradient back to g (torch's semantics, kept for parity).
-        buf = g.detach().clone() if previous is None else momentum * previous + (1 - dampening) * g
+        # (1 − τ)·g is g itself when τ = 0 (a host 0): no parameter-sized multiplication by 1
+        damped = g if isinstance(dampening, int | float) and dampening == 0 else (1 - dampening) * g
+        buf = g.detach().clone() if previous is None else momentum * previous + damped
         new_state["momentum_buffer"] = buf
         g = g + momentum * buf if nesterov else buf
     # A steady gradient g moves θ by γ(1 − τ)/(1 − μ)·g once the momentum buffer has filled.
@@ -208,7 +216,7 @@ def adagrad(
     clr = lr / (1 + (_scalar(step) - 1) * lr_decay)
     total = state["sum"] + g * g
     std = total.sqrt() + eps
-    return _l1_step(param - clr * g / std, l1, clr / std), {"step": step, "sum": total}
+    return _l1_step(param - clr * g / std, l1, lambda: clr / std), {"step": step, "sum": total}
 
 
 def rmsprop(
@@ -250,8 +258,8 @@ def rmsprop(
     if momentum is not None:
         buf = momentum * state["momentum_buffer"] + g / denom
         new_state["momentum_buffer"] = buf
-        return _l1_step(param - lr * buf, l1, lr / ((1 - momentum) * denom)), new_state
-    return _l1_step(param - lr * g / denom, l1, lr / denom), new_state
+        return _l1_step(param - lr * buf, l1, lambda: lr / ((1 - momentum) * denom)), new_state
+    return _l1_step(param - lr * g / denom, l1, lambda: lr / denom), new_state
 
 
 def adadelta(
@@ -282,7 +290,7 @@ def adadelta(
     delta = scale * g
     acc_delta = rho * state["acc_delta"] + (1 - rho) * delta * delta
     new_state = {"step": step, "square_avg": square_avg, "acc_delta": acc_delta}
-    return _l1_step(param - lr * delta, l1, lr * scale), new_state
+    return _l1_step(param - lr * delta, l1, lambda: lr * scale), new_state
 
 
 def adam(
@@ -329,7 +337,7 @@ def adam(
         new_state["max_exp_avg_sq"] = second
     step_size = lr / (1 - beta1**t)
     denom = second.sqrt() / _sqrt(1 - beta2**t) + eps
-    return _l1_step(param - step_size * exp_avg / denom, l1, lr / denom), new_state
+    return _l1_step(param - step_size * exp_avg / denom, l1, lambda: lr / denom), new_state
 
 
 def adamax(
@@ -360,7 +368,7 @@ def adamax(
     exp_inf = torch.maximum(beta2 * state["exp_inf"], g.abs() + eps)
     clr = lr / (1 - beta1 ** _scalar(step))
     new_state = {"step": step, "exp_avg": exp_avg, "exp_inf": exp_inf}
-    return _l1_step(param - clr * exp_avg / exp_inf, l1, lr / exp_inf), new_state
+    return _l1_step(param - clr * exp_avg / exp_inf, l1, lambda: lr / exp_inf), new_state
 
 
 def nadam(
@@ -409,7 +417,9 @@ def nadam(
     denom = (exp_avg_sq / (1 - beta2**t)).sqrt() + eps
     grad_weight = lr * (1.0 - mu) / (1.0 - product)
     avg_weight = lr * mu_next / (1.0 - product * mu_next)
-    new_param = _l1_step(param - grad_weight * g / denom - avg_weight * exp_avg / denom, l1, lr / denom)
+    new_param = _l1_step(
+        param - grad_weight * g / denom - avg_weight * exp_avg / denom, l1, lambda: lr / denom
+    )
     return new_param, {"step": step, "mu_product": mu_product, "exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq}
 
 
@@ -532,7 +542,7 @@ def adafactor(
     inverse = torch.clamp_min(var_estimate, eps1 * eps1).rsqrt()
     update = inverse * g
     size = alpha / torch.clamp_min(_rms(update) / d, 1.0)
-    return _l1_step(param - size * update, l1, size * inverse), new_state
+    return _l1_step(param - size * update, l1, lambda: size * inverse), new_state
 
 
 def _lerp(start: Tensor, end: Tensor, weight: Number) -> Tensor:
@@ -575,7 +585,7 @@ def sparse_adam(
     denom = exp_avg_sq.sqrt() + eps
     root = _sqrt(1 - beta2**t)
     step_size = lr * root / (1 - beta1**t)
-    new_param = _l1_step(param - step_size * (exp_avg / denom), l1, lr * root / denom)
+    new_param = _l1_step(param - step_size * (exp_avg / denom), l1, lambda: lr * root / denom)
     return new_param, {"step": step, "exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq}
 
 

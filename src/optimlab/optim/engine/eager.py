@@ -8,6 +8,10 @@ parameters through their real views, sparse gradients densified (or, for a rule 
 parameters through their local shards (for elementwise rules; a matrix rule's sharded matrices are
 each stepped whole on one rank, spread over the ranks: :mod:`~optimlab.optim.engine.spread`), and —
 with ``differentiable=True`` — tensors in an autograd graph, whose in-place updates autograd records.
+
+An elementwise rule is evaluated on cache-sized slices of a large parameter and on runs of gathered
+small parameters (:mod:`~optimlab.optim.engine.chunks`), which gives the whole-tensor numbers bit for
+bit without parameter-sized temporaries; anything those paths cannot take exactly is stepped whole.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import torch
 from torch import Tensor
 
 from optimlab.optim.distributed import local, same_layout
+from optimlab.optim.engine import chunks
+from optimlab.optim.engine.chunks import SmallTensorRuns, keep_temporaries_mapped, step_in_chunks, watched
 from optimlab.optim.engine.sparse import step_sparse_entries
 from optimlab.optim.engine.spread import step_spread_matrices
 from optimlab.optim.engine.stacks import step_matrix_stacks
@@ -39,15 +45,12 @@ def shards(optimizer: RuleOptimizer, param: Tensor, grad: Tensor, state: dict[st
     )
 
 
-def apply_rule(
-    optimizer: RuleOptimizer,
-    group: dict[str, Any],
-    param: Tensor,
-    grad: Tensor,
-    hyper: dict[str, Any],
-) -> tuple[bool, Tensor, dict[str, Tensor]]:
-    """Run the rule (and the L1 proximal step) for one parameter. Returns whether it ran on the
-    local shards (see :func:`shards`) and the new parameter and state values."""
+def rule_operands(
+    optimizer: RuleOptimizer, group: dict[str, Any], param: Tensor, grad: Tensor
+) -> tuple[bool, Tensor, Tensor, dict[str, Any]]:
+    """What the rule reads for one parameter: whether it runs on the local shards (see
+    :func:`shards`), and the parameter, gradient and state as real tensors in the step's precision
+    (views of the stored ones, unless autograd records the step)."""
     # A state entry of None is no entry (torch 1.x saved SGD's momentum_buffer as None).
     state = {k: v for k, v in optimizer.ensure_state(param, group).items() if v is not None}
     on_shards = shards(optimizer, param, grad, state)
@@ -66,8 +69,46 @@ def apply_rule(
         # read, not the tensors that write_back is about to overwrite in place.
         param = param.clone()
         real_state = {k: v.clone() if isinstance(v, Tensor) else v for k, v in real_state.items()}
-    new_param, new_state = optimizer.rule(param, as_real(dense(grad)), real_state, **hyper)
-    return on_shards, new_param, new_state
+    return on_shards, param, as_real(dense(grad)), real_state
+
+
+def _sliceable_rule(optimizer: RuleOptimizer) -> bool:
+    """Whether the rule may be evaluated on slices and runs of elements
+    (:mod:`~optimlab.optim.engine.chunks`): declared elementwise, its results stored as they are
+    (stochastic rounding draws its random bits per tensor) and nothing recording the step's ops."""
+    return optimizer.elementwise and not optimizer.rounds and not watched()
+
+
+def step_parameter(
+    optimizer: RuleOptimizer, group: dict[str, Any], param: Tensor, grad: Tensor, hyper: dict[str, Any]
+) -> None:
+    """Step one parameter: a large one whose operands allow it in slices
+    (:func:`~optimlab.optim.engine.chunks.step_in_chunks`, the same numbers without parameter-sized
+    temporaries), any other whole."""
+    on_shards, real_param, real_grad, state = rule_operands(optimizer, group, param, grad)
+    if not grad.is_sparse and real_param.numel() > chunks.CHUNK_NUMEL and _sliceable_rule(optimizer):
+        others = step_in_chunks(optimizer.rule, real_param, real_grad, state, hyper)
+        if others is not None:
+            written(param, on_shards)
+            write_state(optimizer, param, on_shards, others)
+            return
+    new_param, new_state = optimizer.rule(real_param, real_grad, state, **hyper)
+    write_back(optimizer, param, on_shards, new_param, new_state)
+
+
+def _target(tensor: Tensor, on_shards: bool) -> Tensor:
+    return as_real(local(tensor) if on_shards else tensor)
+
+
+def _store(optimizer: RuleOptimizer, tensor: Tensor, value: Tensor, on_shards: bool) -> None:
+    tensor = _target(tensor, on_shards)
+    tensor.copy_(optimizer.storable(value, tensor.dtype))
+
+
+def written(param: Tensor, on_shards: bool) -> None:
+    """Tell autograd that a DTensor parameter changed with its local shard, which was written."""
+    if on_shards and local(param) is not param:
+        torch.autograd.graph.increment_version(param)
 
 
 def write_back(
@@ -75,17 +116,13 @@ def write_back(
 ) -> None:
     """Copy the rule's results into the parameter and its state (their local shards if the rule
     ran on them); state the rule created (SGD's first momentum buffer) gets the parameter's layout."""
+    _store(optimizer, param, new_param, on_shards)
+    written(param, on_shards)
+    write_state(optimizer, param, on_shards, new_state)
 
-    def target(tensor: Tensor) -> Tensor:
-        return as_real(local(tensor) if on_shards else tensor)
 
-    def store(tensor: Tensor, value: Tensor) -> None:
-        tensor = target(tensor)
-        tensor.copy_(optimizer.storable(value, tensor.dtype))
-
-    store(param, new_param)
-    if on_shards and local(param) is not param:
-        torch.autograd.graph.increment_version(param)  # the DTensor changed with its shard
+def write_state(optimizer: RuleOptimizer, param: Tensor, on_shards: bool, new_state: dict[str, Any]) -> None:
+    """Copy the rule's new state into ``param``'s (see :func:`write_back`)."""
     if not new_state:
         return
     state = optimizer.state[param]
@@ -93,12 +130,12 @@ def write_back(
         if not isinstance(value, Tensor):  # the step counter, advanced on the host
             state[key].fill_(value)
         elif state.get(key) is not None:
-            store(state[key], value)
+            _store(optimizer, state[key], value, on_shards)
         elif value.dim() == 0 and param.dim() != 0:  # a 0-d value the rule adds (LAMB's trust ratio)
             state[key] = value.detach().clone() if not torch.is_grad_enabled() else value.clone()
         else:  # created by the rule itself: a tensor like the parameter (a DTensor for a DTensor)
             holder = torch.empty_like(param, memory_format=torch.preserve_format, dtype=optimizer.state_dtype)
-            store(holder, value)
+            _store(optimizer, holder, value, on_shards)
             state[key] = holder
 
 
@@ -117,6 +154,7 @@ class EagerEngine:
     ) -> None:
         """Step ``params`` with their gradients ``grads`` (``extras``: the rule's statistics, when the
         caller has already evaluated them — a group's are evaluated once per step)."""
+        keep_temporaries_mapped()
         hyper = optimizer.hyperparameters(group)
         if extras is None:
             extras = rule_statistics(optimizer, group, params, grads, hyper)
@@ -126,9 +164,18 @@ class EagerEngine:
             params, grads, extras = step_spread_matrices(optimizer, group, params, grads, extras, hyper)
             if optimizer.batches_matrices(group):
                 params, grads, extras = step_matrix_stacks(optimizer, group, params, grads, extras, hyper)
+        # small parameters of an elementwise rule: gathered into cache-sized runs, one rule call each
+        runs = SmallTensorRuns(optimizer, group, hyper) if _sliceable_rule(optimizer) else None
         for param, grad, extra in zip(params, grads, extras, strict=True):
             if optimizer.sparse_entries and grad.is_sparse:  # only the entries it touches (SparseAdam)
                 step_sparse_entries(optimizer, group, param, grad, {**hyper, **extra})
                 continue
-            on_shards, new_param, new_state = apply_rule(optimizer, group, param, grad, {**hyper, **extra})
-            write_back(optimizer, param, on_shards, new_param, new_state)
+            if runs is not None and not extra and runs.add(param, grad):
+                continue
+            step_parameter(optimizer, group, param, grad, {**hyper, **extra} if extra else hyper)
+        if runs is not None:
+            done, declined = runs.flush()
+            for param, new_state in done:
+                write_state(optimizer, param, False, new_state)
+            for param, grad in declined:
+                step_parameter(optimizer, group, param, grad, hyper)
