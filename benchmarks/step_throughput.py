@@ -572,6 +572,53 @@ def print_iteration_rows(name: str, rows: dict[str, dict[str, Any]]) -> None:
         print(line, flush=True)
 
 
+#: issue 15's targets this benchmark measures: (number, what, mode, against, limit, which results)
+TARGETS = (
+    (1, "whole iterations, default engine ÷ torch's best", "optimlab-default", None, 1.0, "iterations"),
+    (2, "bare step at ≈1M parameters, default engine ÷ torch's best", "optimlab-default", None, 0.5, "small"),
+    (3, "bare step, eager engine ÷ torch's for-loop", "optimlab-eager", "torch-loop", 1.0, "sizes"),
+)
+#: the largest bare-step size target 2 speaks of ("1M parameters in ~200 tensors")
+SMALL_MAX_NUMEL = 2_000_000
+
+
+def target_rows(results: dict[str, Any]) -> list[tuple[int, str, str, str, float, float]]:
+    """Every measured ratio a target of issue 15 bounds: (target, what, size, optimizer, ratio,
+    limit); a ratio is the mode's median over the reference's (torch's best mode, or ``against``)."""
+    rows = []
+    for number, what, mode, against, limit, where in TARGETS:
+        entries = results["iterations"] if where == "iterations" else results["sizes"]
+        if where == "small":
+            entries = [e for e in entries if e["numel"] <= SMALL_MAX_NUMEL]
+        for entry in entries:
+            size = f"{entry['numel'] / 1e6:.1f}M"
+            for name, measured in entry["optimizers"].items():
+                modes = measured["modes"]
+                if mode not in modes or (against is not None and against not in modes):
+                    continue
+                if against is None:
+                    ratio = modes[mode]["vs_torch_best"]
+                else:
+                    ratio = modes[mode]["ms"] / modes[against]["ms"]
+                if ratio is not None:
+                    rows.append((number, what, size, name, ratio, limit))
+    return rows
+
+
+def print_targets(results: dict[str, Any]) -> None:
+    """The targets' ratios, each marked met (≤ its limit) or not."""
+    rows = target_rows(results)
+    if not rows:
+        return
+    print("\nissue 15's targets (ratio ≤ limit: met)")
+    shown = None
+    for number, what, size, name, ratio, limit in rows:
+        if (number, size) != shown:
+            print(f"  {number}. {what} ≤ {limit:.2f}, {size}:")
+            shown = (number, size)
+        print(f"       {name:<9} {ratio:>5.2f}  {'met' if ratio <= limit else 'NOT met'}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="1M,16M,64M", help="bare step: comma-separated sizes, e.g. 1M,16M")
@@ -643,6 +690,7 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     args.kept_freed_memory = args.allocator == "keep" and keep_freed_memory()
     results = run(args)
+    print_targets(results)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))
     print(f"\nwrote {args.out}")
