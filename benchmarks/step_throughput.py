@@ -616,7 +616,7 @@ def print_targets(results: dict[str, Any]) -> None:
         if (number, size) != shown:
             print(f"  {number}. {what} ≤ {limit:.2f}, {size}:")
             shown = (number, size)
-        print(f"       {name:<9} {ratio:>5.2f}  {'met' if ratio <= limit else 'NOT met'}")
+        print(f"       {name:<9} {ratio:>6.3f}  {'met' if ratio <= limit else 'NOT met'}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -3,6 +3,10 @@ train the same units as this process, and are gone when the executor closes."""
 
 from __future__ import annotations
 
+import os
+
+import pytest
+
 from optimlab.lab.executor import LocalExecutor, cut_units
 from optimlab.lab.presets import make_config
 from optimlab.lab.problems import Budget, get_problem
@@ -48,7 +52,23 @@ def test_the_default_number_of_processes_is_the_idle_cores(monkeypatch) -> None:
     from optimlab.lab import workers
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    monkeypatch.setattr(workers, "running_elsewhere", lambda: 8)
     for load, jobs in ((0.0, 4), (0.4, 4), (0.6, 3), (1.2, 3), (2.5, 2), (3.6, 1), (9.0, 1)):
         monkeypatch.setattr(os, "getloadavg", lambda load=load: (load, load, load))
         assert workers.default_jobs() == jobs
     assert workers.cores() == 4
+    # the average still counts a command that just ended; with nothing else running now, every core
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.1, 2.0, 3.0))
+    for running, jobs in ((0, 4), (1, 3), (5, 3), (None, 3)):
+        monkeypatch.setattr(workers, "running_elsewhere", lambda running=running: running)
+        assert workers.default_jobs() == jobs
+
+
+def test_running_elsewhere_reads_the_runnable_count_without_the_reader() -> None:
+    """On Linux ``/proc/loadavg`` counts the reading thread among the runnable ones."""
+    from optimlab.lab import workers
+
+    if not os.path.exists("/proc/loadavg"):
+        pytest.skip("no /proc/loadavg here")
+    running = workers.running_elsewhere()
+    assert running is not None and running >= 0
