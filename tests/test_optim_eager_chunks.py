@@ -5,6 +5,7 @@ whole tensor on its own (the paths switched off), and against torch.optim's for-
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -62,6 +63,22 @@ class Spy:
         monkeypatch.setattr(chunks.SmallTensorRuns, "_evaluate", _evaluate)
 
 
+def _whole_then_sliced(monkeypatch: pytest.MonkeyPatch, train: Callable[[], list[torch.Tensor]]) -> Spy:
+    """Run ``train`` with every tensor whole, then with slices and runs of at most 4 elements; assert
+    the two give the same bits and that slices were taken; the spy of the second run."""
+    with monkeypatch.context() as patch:
+        _whole(patch)
+        whole = train()
+    with monkeypatch.context() as patch:
+        patch.setattr(chunks, "CHUNK_NUMEL", 4)
+        patch.setattr(chunks, "RUN_NUMEL", 4)
+        spy = Spy(patch)
+        sliced = train()
+    _assert_identical(sliced, whole)
+    assert spy.sliced > 0
+    return spy
+
+
 @pytest.mark.parametrize(
     ("entry", "variant", "dtype"),
     ELEMENTWISE_CASES,
@@ -73,21 +90,13 @@ def test_slices_and_runs_match_whole_tensors_bit_for_bit(
     """The whole parity table (every elementwise optimizer and flag, several groups, gradients that
     skip steps, so counters differ between parameters) with slices of 2 elements and runs of at most
     4: bit for bit the eager engine's numbers with every tensor whole."""
-    results = []
-    for sliced in (False, True):
-        with monkeypatch.context() as patch:
-            if sliced:
-                # runs of ≤ 4 elements; (3, 2) and (5,) in slices
-                patch.setattr(chunks, "CHUNK_NUMEL", 4)
-                patch.setattr(chunks, "RUN_NUMEL", 4)
-                spy = Spy(patch)
-            else:
-                _whole(patch)
-            _, _, ours, params = build_pair(entry, variant, DTYPES[dtype], "eager")
-            run(ours, params)
-            results.append(_snapshot(ours, params))
-    _assert_identical(results[1], results[0])
-    assert spy.sliced > 0
+
+    def train() -> list[torch.Tensor]:
+        _, _, ours, params = build_pair(entry, variant, DTYPES[dtype], "eager")
+        run(ours, params)
+        return _snapshot(ours, params)
+
+    spy = _whole_then_sliced(monkeypatch, train)  # runs of ≤ 4 elements; (3, 2) and (5,) in slices
     assert spy.gathered > 0 or dtype == COMPLEX  # complex parameters are sliced, never gathered
 
 
@@ -101,22 +110,15 @@ def test_modern_optimizers_in_slices_and_runs_bit_for_bit(
     entry: str, variant, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The reference table's elementwise optimizers (Lion, ADOPT, AdEMAMix), as the parity table."""
-    results = []
-    for sliced in (False, True):
-        with monkeypatch.context() as patch:
-            if sliced:
-                patch.setattr(chunks, "CHUNK_NUMEL", 4)
-                patch.setattr(chunks, "RUN_NUMEL", 4)
-                spy = Spy(patch)
-            else:
-                _whole(patch)
-            optimizer, params = reference_cases.build(REFERENCES[entry].ours, variant, engine="eager")
-            if callable(getattr(optimizer, "train", None)):
-                optimizer.train()
-            reference_cases.run(optimizer, params, steps=12)
-            results.append(_snapshot(optimizer, params))
-    _assert_identical(results[1], results[0])
-    assert spy.sliced > 0
+
+    def train() -> list[torch.Tensor]:
+        optimizer, params = reference_cases.build(REFERENCES[entry].ours, variant, engine="eager")
+        if callable(getattr(optimizer, "train", None)):
+            optimizer.train()
+        reference_cases.run(optimizer, params, steps=12)
+        return _snapshot(optimizer, params)
+
+    _whole_then_sliced(monkeypatch, train)
 
 
 @pytest.mark.parametrize("name", ["Lamb", "Prodigy", "AdamWScheduleFree", "SGDScheduleFree"])
@@ -125,24 +127,17 @@ def test_statistics_and_schedule_free_in_slices_and_runs_bit_for_bit(
 ) -> None:
     """LAMB's per-tensor and Prodigy's step-wide statistics reach every slice as the same scalars
     (parameters with statistics are never gathered); Schedule-Free's state, as any other."""
-    results = []
-    for sliced in (False, True):
-        with monkeypatch.context() as patch:
-            if sliced:
-                patch.setattr(chunks, "CHUNK_NUMEL", 4)
-                patch.setattr(chunks, "RUN_NUMEL", 4)
-                spy = Spy(patch)
-            else:
-                _whole(patch)
-            gen = torch.Generator().manual_seed(0)
-            params = [torch.nn.Parameter(torch.randn(s, generator=gen)) for s in [(3, 5), (7,), (2,)]]
-            optimizer = getattr(ol, name)(params, engine="eager")
-            if callable(getattr(optimizer, "train", None)):
-                optimizer.train()
-            _train(optimizer, params, steps=6)
-            results.append(_snapshot(optimizer, params))
-    _assert_identical(results[1], results[0])
-    assert spy.sliced > 0
+
+    def train() -> list[torch.Tensor]:
+        gen = torch.Generator().manual_seed(0)
+        params = [torch.nn.Parameter(torch.randn(s, generator=gen)) for s in [(3, 5), (7,), (2,)]]
+        optimizer = getattr(ol, name)(params, engine="eager")
+        if callable(getattr(optimizer, "train", None)):
+            optimizer.train()
+        _train(optimizer, params, steps=6)
+        return _snapshot(optimizer, params)
+
+    _whole_then_sliced(monkeypatch, train)
 
 
 def _large(dtype: torch.dtype = torch.float32, numel: int | None = None) -> list[torch.Tensor]:
