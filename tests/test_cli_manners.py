@@ -347,8 +347,13 @@ def test_the_program_leaves_at_once_with_its_exit_code_and_everything_written(tm
     bad = program("compare", "--seeds", "abc")
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
     db, out = tmp_path / "lab.db", tmp_path / "out"
-    done = program("compare", *SMALL, "--db", str(db), "--out", str(out))
+    # two units (L-BFGS trains apart) on a pool of two worker processes, whose queues' semaphores
+    # multiprocessing unlinks at exit (else its resource tracker warns of leaked semaphores)
+    pooled = ["-p", "parabola:n=64", "-o", "sgd,lbfgs", "--seeds", "1", "--epochs", "1", "--jobs", "2"]
+    pooled.append("--no-png")
+    done = program("compare", *pooled, "--db", str(db), "--out", str(out))
     assert done.returncode == 0, done.stderr
+    assert "(2 workers)" in " ".join(done.stdout.split()) and done.stderr == "", done.stderr
     assert "2 runs trained" in done.stdout and done.stdout.endswith("\n")
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

@@ -144,9 +144,10 @@ def run() -> None:
 
     Python's orderly shutdown tears down every module it imported — torch's thousands — which
     takes about 0.4 s after the command has done everything and closed its files (the database, the
-    report). The streams are flushed first; only a process that loaded what needs its exit handlers
-    (Ray, which stops its local cluster; coverage, which writes its data) or runs under a profiler or
-    tracer (``python -m cProfile``, which writes after the program returns) shuts down the usual way."""
+    report). The streams are flushed and multiprocessing's exit handler is run first; only a process
+    that loaded what needs its other exit handlers (Ray, which stops its local cluster; coverage,
+    which writes its data) or runs under a profiler or tracer (``python -m cProfile``, which writes
+    after the program returns) shuts down the usual way."""
     code = 0
     try:
         main()
@@ -157,6 +158,14 @@ def run() -> None:
     watched = sys.getprofile() is not None or sys.gettrace() is not None  # a profiler writes at exit
     if watched or any(name in sys.modules for name in ("ray", "coverage")):
         sys.exit(code)
+    if "multiprocessing" in sys.modules:
+        # What multiprocessing does at exit: its finalizers unlink the semaphores of the worker
+        # pool's queues (else its resource tracker warns of "leaked semaphore objects") and it
+        # reaps any child left.
+        import multiprocessing.util
+
+        with contextlib.suppress(Exception):
+            multiprocessing.util._exit_function()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
