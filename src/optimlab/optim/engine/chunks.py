@@ -30,6 +30,8 @@ import torch
 from torch import Tensor
 from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
+from optimlab.optim.engine.tensors import PLAIN_TYPES, plain_memory
+
 if TYPE_CHECKING:
     from optimlab.optim.base import RuleOptimizer
 
@@ -67,36 +69,12 @@ def keep_temporaries_mapped() -> None:
             torch.empty(_PRIMING_BYTES, dtype=torch.uint8)
 
 
-_DEFAULT_TORCH_FUNCTIONS = (Tensor.__torch_function__, torch._C._disabled_torch_function_impl)
-
-
-def watched() -> bool:
-    """Whether something records this step's ops (autograd, forward-mode AD, a dispatch or
-    ``__torch_function__`` mode): it then sees the rule evaluated on whole tensors, as written."""
-    return (
-        torch.is_grad_enabled()
-        or torch._C._len_torch_dispatch_stack() > 0
-        or torch._C._is_torch_function_mode_enabled()
-        or torch.autograd.forward_ad._current_level >= 0
-    )
-
-
 def _sliceable(tensor: Any, numel: int) -> bool:
     """A plain, contiguous, strided tensor of ``numel`` elements whose memory holds its values (no
     subclass with ops of its own, no lazy negation or conjugation)."""
-    if not isinstance(tensor, Tensor):
-        return False
-    cls = type(tensor)
-    plain = (
-        cls is Tensor
-        or cls is torch.nn.Parameter
-        or (
-            cls.__torch_dispatch__ is Tensor.__torch_dispatch__
-            and cls.__torch_function__ in _DEFAULT_TORCH_FUNCTIONS
-        )
-    )
     return (
-        plain
+        isinstance(tensor, Tensor)
+        and plain_memory(tensor)
         and tensor.layout == torch.strided
         and tensor.numel() == numel
         and tensor.is_contiguous()
@@ -139,7 +117,6 @@ def step_in_chunks(
             flat[key] = value.view(-1)
         else:
             scalars[key] = value
-    keep_temporaries_mapped()
     flat_param, flat_grad = param.view(-1), grad.view(-1)
     pieces = -(-numel // chunk_numel)
     chunk_numel = -(-numel // pieces)  # slices of equal size (the last one may be shorter)
@@ -163,7 +140,6 @@ def step_in_chunks(
     return others
 
 
-_PLAIN_TYPES = (Tensor, torch.nn.Parameter)
 _STRIDED = torch.strided
 
 
@@ -208,7 +184,7 @@ class SmallTensorRuns:
         whose state is not tensors of its size and 0-d ones on the host. (A 0-d parameter is left
         whole because its arithmetic is not its elements': torch promotes an op between two 0-d
         tensors, such as NAdam's float64 step sizes and a 0-d float32 parameter, to float64.)"""
-        if type(param) not in _PLAIN_TYPES or type(grad) is not Tensor or grad.layout is not _STRIDED:
+        if type(param) not in PLAIN_TYPES or type(grad) is not Tensor or grad.layout is not _STRIDED:
             return False
         if not param.dim():  # 0-d: the rule's 0-d float64 scalars would promote it (not a run's elements)
             return False
@@ -273,7 +249,6 @@ class SmallTensorRuns:
         return done, declined
 
     def _evaluate(self, run: _Run) -> None:
-        keep_temporaries_mapped()
         params, numel, names, stored = run.params, run.numel, run.names, run.states
         state = dict(run.scalars)
         for name, members in zip(names, stored, strict=True):
@@ -311,4 +286,4 @@ class SmallTensorRuns:
         run.states = [[] for _ in names]
 
 
-__all__ = ["CHUNK_NUMEL", "RUN_NUMEL", "SmallTensorRuns", "step_in_chunks", "watched"]
+__all__ = ["CHUNK_NUMEL", "RUN_NUMEL", "SmallTensorRuns", "keep_temporaries_mapped", "step_in_chunks"]

@@ -23,12 +23,12 @@ from torch import Tensor
 
 from optimlab.optim.distributed import local, same_layout
 from optimlab.optim.engine import chunks
-from optimlab.optim.engine.chunks import SmallTensorRuns, keep_temporaries_mapped, step_in_chunks, watched
+from optimlab.optim.engine.chunks import SmallTensorRuns, keep_temporaries_mapped, step_in_chunks
 from optimlab.optim.engine.sparse import step_sparse_entries
 from optimlab.optim.engine.spread import step_spread_matrices
 from optimlab.optim.engine.stacks import step_matrix_stacks
 from optimlab.optim.engine.statistics import rule_statistics
-from optimlab.optim.engine.tensors import as_real, dense
+from optimlab.optim.engine.tensors import as_real, dense, recorded
 
 if TYPE_CHECKING:
     from optimlab.optim.base import RuleOptimizer
@@ -76,7 +76,7 @@ def _sliceable_rule(optimizer: RuleOptimizer) -> bool:
     """Whether the rule may be evaluated on slices and runs of elements
     (:mod:`~optimlab.optim.engine.chunks`): declared elementwise, its results stored as they are
     (stochastic rounding draws its random bits per tensor) and nothing recording the step's ops."""
-    return optimizer.elementwise and not optimizer.rounds and not watched()
+    return optimizer.elementwise and not optimizer.rounds and not recorded()
 
 
 def step_parameter(

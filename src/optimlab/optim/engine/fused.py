@@ -57,6 +57,7 @@ from optimlab.optim.engine.eager import EagerEngine
 from optimlab.optim.engine.kernels import Kernel, KernelKey, compiler_available, probe_shape
 from optimlab.optim.engine.plans import Plan
 from optimlab.optim.engine.statistics import rule_statistics, sum_statistics, tensor_statistics
+from optimlab.optim.engine.tensors import PLAIN_TYPES, plain_memory, recorded
 
 if TYPE_CHECKING:
     from optimlab.optim.base import RuleOptimizer
@@ -78,18 +79,6 @@ def _warn_once(message: str) -> None:
     if message not in _warned:
         _warned.add(message)
         warnings.warn(message, RuntimeWarning, stacklevel=5)
-
-
-def _recorded() -> bool:
-    """Whether something is watching the ops of this step, which a kernel writing through data
-    pointers would bypass: autograd (``differentiable=True``), forward-mode AD, a dispatch or
-    ``__torch_function__`` mode (``make_fx``, FlopCounterMode, ...). The eager engine's ops are seen."""
-    return (
-        torch.is_grad_enabled()
-        or torch._C._len_torch_dispatch_stack() > 0
-        or torch._C._is_torch_function_mode_enabled()
-        or torch.autograd.forward_ad._current_level >= 0
-    )
 
 
 def _dense(tensor: Tensor) -> bool:
@@ -282,7 +271,7 @@ class FusedEngine:
         extras: list[dict[str, Any]] | None = None,
     ) -> None:
         """Step ``params`` (``extras``: their rule's statistics, where the caller has evaluated them)."""
-        if not (optimizer.elementwise or optimizer.tensorwise) or _recorded():
+        if not (optimizer.elementwise or optimizer.tensorwise) or recorded():
             self._step_eager(optimizer, group, params, grads, extras)
             return
         if not self._fusing and not self._auto_fuses(optimizer):
@@ -344,7 +333,7 @@ class FusedEngine:
     def _kernel_statistics_on(self, optimizer: RuleOptimizer) -> bool:
         """Whether kernels evaluate the rule's statistics now: an elementwise rule (whose statistics
         are then sums over its elements, which flat runs keep), while fusing and unwatched."""
-        if not optimizer.elementwise or type(optimizer).statistics is None or _recorded():
+        if not optimizer.elementwise or type(optimizer).statistics is None or recorded():
             return False
         return self._fusing or self._auto_fuses(optimizer)
 
@@ -671,22 +660,7 @@ def _scalar_operand(value: Any, device: torch.device) -> Tensor:
     return torch.tensor([float(value)], dtype=torch.float64, device=device)
 
 
-_DEFAULT_TORCH_FUNCTIONS = (Tensor.__torch_function__, torch._C._disabled_torch_function_impl)
-
-
-def _plain_memory(tensor: Tensor) -> bool:
-    """Whether ``tensor`` is its memory: a tensor or parameter (FSDP1's flat parameters included)
-    without a ``__torch_dispatch__`` or ``__torch_function__`` of its own — which a kernel writing
-    through data pointers would bypass."""
-    cls = type(tensor)
-    return cls is Tensor or (
-        cls.__torch_dispatch__ is Tensor.__torch_dispatch__
-        and cls.__torch_function__ in _DEFAULT_TORCH_FUNCTIONS
-    )
-
-
 _CPU = torch.device("cpu")
-_PLAIN_TYPES = (Tensor, torch.nn.Parameter)
 
 
 def _plain_cpu_operands(
@@ -698,7 +672,7 @@ def _plain_cpu_operands(
 ) -> tuple[list[Tensor], torch.dtype, tuple[torch.dtype, ...]] | None:
     """:func:`_prepare`'s answer for the common case — plain contiguous real CPU tensors whose state
     is all there — with as few reads as possible; ``None`` for anything else (``_prepare`` decides)."""
-    if type(param) not in _PLAIN_TYPES or type(grad) is not Tensor or not (param.is_cpu and grad.is_cpu):
+    if type(param) not in PLAIN_TYPES or type(grad) is not Tensor or not (param.is_cpu and grad.is_cpu):
         return None
     dtype, shape = param.dtype, param.shape
     if (
@@ -764,7 +738,7 @@ def _whole_operands(
         if (
             tensor.layout != torch.strided
             or is_distributed(tensor)
-            or not _plain_memory(tensor)
+            or not plain_memory(tensor)
             or tensor.dtype != dtype
             or tensor.device != device
             or not tensor.is_contiguous()
@@ -774,7 +748,7 @@ def _whole_operands(
         ):
             return None
     for index, scalar in enumerate(scalars):
-        if scalar.dim() != 0 or scalar.requires_grad or is_distributed(scalar) or not _plain_memory(scalar):
+        if scalar.dim() != 0 or scalar.requires_grad or is_distributed(scalar) or not plain_memory(scalar):
             return None
         if scalar.device != device:
             if device.type == "cpu" or scalar.device.type != "cpu":
@@ -820,7 +794,7 @@ def _prepare(
         param, grad = local(param), local(grad)
         tensors = tuple(map(local, tensors))
     operands = (param, grad, *tensors, *scalars)
-    if not all(map(_plain_memory, operands)):
+    if not all(map(plain_memory, operands)):
         return None  # a tensor subclass whose ops mean more than its memory: its own ops, eagerly
     if any(t.is_neg() or t.is_conj() or t._is_zerotensor() for t in operands):
         return None  # lazy negation, conjugation or zeros: not what the memory holds
