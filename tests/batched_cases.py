@@ -28,3 +28,17 @@ def assert_close(a: float, b: float) -> None:
         assert a == b
     else:
         assert a == pytest.approx(b, rel=RTOL, abs=1e-7)
+
+
+def assert_same_curves(run: RunResult, seq: RunResult) -> None:
+    """A batched run's lr schedule, per-step losses and evaluations are the sequential run's:
+    learning rates to 1e-12, losses and metrics within :data:`RTOL`, the same evaluation steps."""
+    assert run.lrs == pytest.approx(seq.lrs, rel=1e-12)
+    assert len(run.losses) == len(seq.losses)
+    for a, b in zip(run.losses, seq.losses, strict=True):
+        assert_close(a, b)
+    assert [e["step"] for e in run.evals] == [e["step"] for e in seq.evals]
+    for ours, theirs in zip(run.evals, seq.evals, strict=True):
+        assert ours.keys() == theirs.keys()
+        for metric in ours.keys() - {"wall_s"}:
+            assert_close(ours[metric], theirs[metric])

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from torch import nn
 
-from batched_cases import RTOL, assert_close, stored_runs
+from batched_cases import RTOL, assert_close, assert_same_curves, stored_runs
 from optimlab.lab.executor import MAX_BATCH, cut_units
 from optimlab.lab.presets import parse_optimizers
 from optimlab.lab.problems import Budget, get_problem
@@ -47,15 +47,7 @@ def test_a_batched_comparison_stores_what_the_sequential_one_stores(tmp_path: Pa
         assert run.steps == seq.steps and run.grad_evals == seq.grad_evals
         assert run.steps_to_target == seq.steps_to_target and run.evals_to_target == seq.evals_to_target
         assert_close(run.final_loss, seq.final_loss)
-        assert run.lrs == pytest.approx(seq.lrs, rel=1e-12)
-        assert len(run.losses) == len(seq.losses)
-        for a, b in zip(run.losses, seq.losses, strict=True):
-            assert_close(a, b)
-        assert [e["step"] for e in run.evals] == [e["step"] for e in seq.evals]
-        for ours, theirs in zip(run.evals, seq.evals, strict=True):
-            assert ours.keys() == theirs.keys()
-            for metric in ours.keys() - {"wall_s"}:
-                assert_close(ours[metric], theirs[metric])
+        assert_same_curves(run, seq)
         assert run.final_metrics.keys() == seq.final_metrics.keys()
         if seq.trajectory is not None:
             assert run.trajectory is not None and len(run.trajectory) == len(seq.trajectory)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import torch
 
-from batched_cases import RTOL, assert_close, stored_runs
+from batched_cases import RTOL, assert_same_curves, stored_runs
 from optimlab.lab.executor import cut_units
 from optimlab.lab.presets import parse_optimizers
 from optimlab.lab.problems import Budget, get_problem
@@ -35,15 +35,7 @@ def _assert_same_runs(batched: dict[str, Any], sequential: dict[str, Any]) -> No
         run = batched[key]
         assert run.extra.get("batched") is True and "batched" not in seq.extra, seq.optimizer
         assert (run.diverged, run.divergence, run.steps) == (seq.diverged, seq.divergence, seq.steps)
-        assert run.lrs == pytest.approx(seq.lrs, rel=1e-12)
-        assert len(run.losses) == len(seq.losses)
-        for a, b in zip(run.losses, seq.losses, strict=True):
-            assert_close(a, b)
-        assert [e["step"] for e in run.evals] == [e["step"] for e in seq.evals]
-        for ours, theirs in zip(run.evals, seq.evals, strict=True):
-            assert ours.keys() == theirs.keys()
-            for metric in ours.keys() - {"wall_s"}:
-                assert_close(ours[metric], theirs[metric])
+        assert_same_curves(run, seq)
 
 
 SCHEDULES = [None, "warmup-cosine:warmup_steps=4", "onecycle", "plateau:factor=0.5,patience=0,threshold=0.2"]

@@ -216,12 +216,12 @@ def _run(
     pool: Any = None,
     phases: Phases | None = None,
 ) -> None:
-    """Run ``comparison`` with ``jobs`` processes (``pool``: the ``jobs − 1`` workers, started),
+    """Run ``comparison`` with ``jobs`` (≥ 1) processes (``pool``: the ``jobs − 1`` workers, started),
     store it, write its summary and report and print its tables."""
     import torch
 
     from optimlab.cli.progress import CostProgress
-    from optimlab.lab.executor import LocalExecutor, default_jobs
+    from optimlab.lab.executor import LocalExecutor
     from optimlab.lab.plansize import plan_size
     from optimlab.lab.protocol import RunEvent, run_comparison
     from optimlab.lab.results import load_comparison, summarize
@@ -233,7 +233,7 @@ def _run(
     torch.set_num_threads(1)
     phases = phases or Phases()
     started = time.perf_counter()
-    workers = jobs or default_jobs()
+    workers = jobs  # resolved once by the command: its pool was started for this many
     interrupted = f"interrupted; every finished run is kept in {db} — run the same command to resume"
     with cli.errors_as_lines(interrupted), contextlib.ExitStack() as resources:
         ray = _ray_executor(comparison, address, workers) if executor == "ray" else None
