@@ -31,6 +31,7 @@ from torch import Tensor
 from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
 from optimlab.optim.engine.tensors import PLAIN_TYPES, plain_memory
+from optimlab.optim.engine.threads import one_thread
 
 if TYPE_CHECKING:
     from optimlab.optim.base import RuleOptimizer
@@ -40,10 +41,11 @@ if TYPE_CHECKING:
 #: two of torch's 32768-element grains, so that each op still runs on two threads (measured:
 #: benchmarks/step_throughput.py, README "Performance")
 CHUNK_NUMEL = 1 << 16
-#: elements per run of gathered small tensors: torch's grain size, so that a run's ops, like torch's
-#: own ops on each of its small tensors, run on one thread (on a loaded machine, ops split over two
-#: threads wait for each other: runs of 65536 made SGD's bare step at 1M 1.7×, 5.3× and 14× torch's
-#: for-loop in three runs, with 2 threads)
+#: elements per run of gathered small tensors: torch's grain size. A run is evaluated on one thread
+#: (:func:`~optimlab.optim.engine.threads.one_thread`), as torch's own ops on each of its small
+#: tensors run: on a loaded machine, ops split over two threads wait for each other (runs of 65536
+#: on 2 threads made SGD's bare step at 1M 1.7×, 5.3× and 14× torch's for-loop in three runs, and
+#: ``sqrt``, which splits below the grain size, took 5 ms on a run of 32,000 elements)
 RUN_NUMEL = 1 << 15
 
 #: see :func:`keep_temporaries_mapped`
@@ -224,7 +226,8 @@ class SmallTensorRuns:
         signature = tuple(key)
         run = self.runs.get(signature)
         if run is not None and run.numel + numel > self.limit:
-            self._evaluate(run)
+            with one_thread():
+                self._evaluate(run)
             run = None
         if run is None:
             run = self.runs[signature] = _Run(tuple(names), scalars)
@@ -240,9 +243,10 @@ class SmallTensorRuns:
         """Evaluate every run not yet evaluated. Returns, per gathered parameter, the state the caller
         writes (0-d values, and parameter-shaped state the rule created); and the parameters (with
         their gradients) it declined after all, where the rule did not keep to a run's shapes."""
-        for run in self.runs.values():
-            if run.params:
-                self._evaluate(run)
+        with one_thread():  # as torch's own ops on each small tensor run (engine/threads.py)
+            for run in self.runs.values():
+                if run.params:
+                    self._evaluate(run)
         self.runs.clear()
         done, declined = self.done, self.declined
         self.done, self.declined = [], []

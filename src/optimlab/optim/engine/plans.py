@@ -24,8 +24,6 @@ duration of those calls; an elementwise kernel's results do not depend on its th
 
 from __future__ import annotations
 
-import ctypes
-import functools
 import operator
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -34,6 +32,7 @@ import torch
 from torch import Tensor
 
 import optimlab.optim.engine.kernels as compiled_kernels
+from optimlab.optim.engine.threads import openmp as _openmp
 
 if TYPE_CHECKING:
     from optimlab.optim.engine.kernels import Kernel
@@ -42,26 +41,6 @@ if TYPE_CHECKING:
 #: (``at::internal::GRAIN_SIZE``), below which torch's elementwise ops run serially too
 SERIAL_MAX_NUMEL = 32768
 _CPU = torch.device("cpu")
-
-
-@functools.cache
-def _openmp() -> tuple[Callable[[int], Any], Callable[[], int]] | None:
-    """``omp_set_num_threads`` and ``omp_get_max_threads`` of the OpenMP runtime torch runs (checked:
-    ``torch.get_num_threads()`` follows the first), or ``None`` where none is found."""
-    try:
-        process = ctypes.CDLL(None)
-        setter, getter = process.omp_set_num_threads, process.omp_get_max_threads
-    except (AttributeError, OSError, TypeError):  # no such symbol, or no process handle (Windows)
-        return None
-    setter.argtypes, setter.restype = [ctypes.c_int], None
-    getter.argtypes, getter.restype = [], ctypes.c_int
-    before = torch.get_num_threads()  # (initializes this thread's setting first)
-    try:
-        setter(before + 1)
-        same = torch.get_num_threads() == before + 1 and getter() == before + 1
-    finally:
-        setter(before)
-    return (setter, getter) if same else None
 
 
 def _tensor_guards(tensors: list[Tensor]) -> Any | None:
