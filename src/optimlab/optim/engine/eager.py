@@ -24,6 +24,7 @@ from torch import Tensor
 from optimlab.optim.distributed import local, same_layout
 from optimlab.optim.engine import chunks
 from optimlab.optim.engine.chunks import SmallTensorRuns, keep_temporaries_mapped, step_in_chunks
+from optimlab.optim.engine.run_plans import RunPlan
 from optimlab.optim.engine.sparse import step_sparse_entries
 from optimlab.optim.engine.spread import step_spread_matrices
 from optimlab.optim.engine.stacks import step_matrix_stacks
@@ -144,6 +145,12 @@ class EagerEngine:
 
     name = "eager"
 
+    def __init__(self) -> None:
+        #: per param group (by id), the runs of its small parameters (engine/run_plans.py)
+        self._run_plans: dict[int, RunPlan] = {}
+        #: parameter steps taken in runs a plan formed
+        self.planned_steps = 0
+
     def step_group(
         self,
         optimizer: RuleOptimizer,
@@ -166,16 +173,60 @@ class EagerEngine:
                 params, grads, extras = step_matrix_stacks(optimizer, group, params, grads, extras, hyper)
         # small parameters of an elementwise rule: gathered into cache-sized runs, one rule call each
         runs = SmallTensorRuns(optimizer, group, hyper) if _sliceable_rule(optimizer) else None
-        for param, grad, extra in zip(params, grads, extras, strict=True):
-            if optimizer.sparse_entries and grad.is_sparse:  # only the entries it touches (SparseAdam)
-                step_sparse_entries(optimizer, group, param, grad, {**hyper, **extra})
-                continue
-            if runs is not None and not extra and runs.add(param, grad):
-                continue
-            step_parameter(optimizer, group, param, grad, {**hyper, **extra} if extra else hyper)
+        planning = runs is not None and not any(extras)
+        alone = None
+        if planning:  # the runs the last step formed, if everything they were formed from still holds
+            plan = self._run_plans.get(id(group))
+            alone = plan.replay(runs, params, grads) if plan is not None else None
+        if alone is not None:
+            self.planned_steps += len(params) - len(alone)
+            for position in alone:
+                self._step_alone(optimizer, group, params[position], grads[position], extras[position], hyper)
+        else:
+            for param, grad, extra in zip(params, grads, extras, strict=True):
+                if runs is not None and not extra and runs.add(param, grad):
+                    continue
+                self._step_alone(optimizer, group, param, grad, extra, hyper)
         if runs is not None:
             done, declined = runs.flush()
             for param, new_state in done:
                 write_state(optimizer, param, False, new_state)
             for param, grad in declined:
                 step_parameter(optimizer, group, param, grad, hyper)
+            if planning and alone is None:
+                self._plan(optimizer, group, hyper, params, grads, planned=not declined)
+
+    def _step_alone(
+        self,
+        optimizer: RuleOptimizer,
+        group: dict[str, Any],
+        param: Tensor,
+        grad: Tensor,
+        extra: dict[str, Any],
+        hyper: dict[str, Any],
+    ) -> None:
+        """Step a parameter that no run takes."""
+        if optimizer.sparse_entries and grad.is_sparse:  # only the entries it touches (SparseAdam)
+            step_sparse_entries(optimizer, group, param, grad, {**hyper, **extra})
+        else:
+            step_parameter(optimizer, group, param, grad, {**hyper, **extra} if extra else hyper)
+
+    def _plan(
+        self,
+        optimizer: RuleOptimizer,
+        group: dict[str, Any],
+        hyper: dict[str, Any],
+        params: list[Tensor],
+        grads: list[Tensor],
+        planned: bool,
+    ) -> None:
+        """Keep the plan of the runs the next step will form (:mod:`~optimlab.optim.engine.run_plans`),
+        or none where a run declined its parameters (a rule not elementwise after all)."""
+        live = {id(g) for g in optimizer.param_groups}  # (load_state_dict makes new groups)
+        for stale in [key for key in self._run_plans if key not in live]:
+            del self._run_plans[stale]
+        plan = RunPlan.make(optimizer, group, hyper, params, grads) if planned else None
+        if plan is None:
+            self._run_plans.pop(id(group), None)
+        else:
+            self._run_plans[id(group)] = plan
