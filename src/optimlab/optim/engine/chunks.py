@@ -243,11 +243,12 @@ class SmallTensorRuns:
         """Evaluate every run not yet evaluated. Returns, per gathered parameter, the state the caller
         writes (0-d values, and parameter-shaped state the rule created); and the parameters (with
         their gradients) it declined after all, where the rule did not keep to a run's shapes."""
-        with one_thread():  # as torch's own ops on each small tensor run (engine/threads.py)
-            for run in self.runs.values():
-                if run.params:
-                    self._evaluate(run)
-        self.runs.clear()
+        if self.runs:
+            with one_thread():  # as torch's own ops on each small tensor run (engine/threads.py)
+                for run in self.runs.values():
+                    if run.params:
+                        self._evaluate(run)
+            self.runs.clear()
         done, declined = self.done, self.declined
         self.done, self.declined = [], []
         return done, declined

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import operator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from torch import Tensor
@@ -35,22 +36,40 @@ if TYPE_CHECKING:
 #: how a run reads a 0-d state entry: the counter's value on the host (``host_step``), the 0-d
 #: tensor itself, or a Python number stored as such
 _HOST, _TENSOR, _NUMBER = "host", "tensor", "number"
+_NO_STATE: dict[str, Any] = {}
 
 
 class _RunLayout:
-    """One planned run: the positions of its members, the state keys they all have (``count`` of
-    them), the parameter-sized entries and the 0-d ones (each with how the rule reads it)."""
+    """One planned run: the positions of its members, their element count, the state keys they all
+    have (``count`` of them), the parameter-sized entries and the 0-d ones (each with how the rule
+    reads it)."""
 
-    __slots__ = ("count", "names", "positions", "scalars")
+    __slots__ = ("count", "names", "numel", "positions", "scalars", "tensors_of")
 
     def __init__(
         self,
         positions: tuple[int, ...],
+        numel: int,
         names: tuple[str, ...],
         scalars: tuple[tuple[str, str], ...],
         count: int,
     ) -> None:
-        self.positions, self.names, self.scalars, self.count = positions, names, scalars, count
+        self.positions, self.numel, self.names, self.scalars, self.count = (
+            positions,
+            numel,
+            names,
+            scalars,
+            count,
+        )
+        #: a member's parameter-sized state entries, as a tuple
+        self.tensors_of: Callable[[dict[str, Any]], tuple[Tensor, ...]]
+        if len(names) > 1:
+            self.tensors_of = operator.itemgetter(*names)
+        elif names:
+            (name,) = names
+            self.tensors_of = lambda state: (state[name],)
+        else:
+            self.tensors_of = lambda state: ()
 
 
 class _Planner(SmallTensorRuns):
@@ -72,7 +91,7 @@ class _Planner(SmallTensorRuns):
             kind = _TENSOR if isinstance(value, Tensor) else _HOST if isinstance(stored, Tensor) else _NUMBER
             scalars.append((key, kind))
         positions = tuple(self.position_of[id(param)] for param in run.params)
-        self.layouts.append(_RunLayout(positions, run.names, tuple(scalars), len(first)))
+        self.layouts.append(_RunLayout(positions, run.numel, run.names, tuple(scalars), len(first)))
         run.params, run.grads, run.numel = [], [], 0
         run.states = [[] for _ in run.names]
 
@@ -128,52 +147,47 @@ class RunPlan:
         checked: list[Tensor] = []
         runs: list[_Run] = []
         for layout in self.layouts:
-            names, scalar_keys = layout.names, layout.scalars
-            get_tensors = operator.itemgetter(*names) if names else None
-            run: _Run | None = None
-            shared: list[Any] = []
-            for position in layout.positions:
-                param = params[position]
-                state = state_of(param) or {}
-                if len(state) != layout.count:
+            members = [params[position] for position in layout.positions]
+            member_grads = [grads[position] for position in layout.positions]
+            states = [state_of(param) or _NO_STATE for param in members]
+            count = layout.count
+            for state in states:
+                if len(state) != count:
                     return None
-                try:
-                    tensors = get_tensors(state) if get_tensors is not None else ()
-                    if len(names) == 1:
-                        tensors = (tensors,)
-                    values = [state[key] for key, _ in scalar_keys]
-                except KeyError:
-                    return None
-                checked.append(param)
-                checked.append(grads[position])
-                checked.extend(tensors)
-                read = []
-                for (_, kind), value in zip(scalar_keys, values, strict=True):
-                    if kind == _NUMBER:
-                        if type(value) is not float and type(value) is not int:
-                            return None
-                        read.append(value)
-                    else:
-                        if not isinstance(value, Tensor):
-                            return None
-                        checked.append(value)
-                        read.append(value.item())
-                if run is None:
-                    scalars = {}
-                    for (key, kind), value, number in zip(scalar_keys, values, read, strict=True):
-                        scalars[key] = number if kind != _TENSOR else value
-                    run = _Run(names, scalars)
-                    run.states = [[] for _ in names]
-                    shared = read
-                elif not all(map(_same, read, shared)):
-                    return None
-                run.params.append(param)
-                run.grads.append(grads[position])
-                for members, tensor in zip(run.states, tensors, strict=True):
-                    members.append(tensor)
-                run.numel += param.numel()
-            if run is not None:
-                runs.append(run)
+            try:
+                tensors = list(map(layout.tensors_of, states))
+            except KeyError:
+                return None
+            checked += members
+            checked += member_grads
+            for own in tensors:
+                checked += own
+            scalars: dict[str, Any] = {}
+            if layout.scalars:
+                shared = None
+                for state in states:
+                    read = []
+                    for key, kind in layout.scalars:
+                        value = state.get(key)
+                        if kind == _NUMBER:
+                            if type(value) is not float and type(value) is not int:
+                                return None
+                            read.append(value)
+                        else:
+                            if not isinstance(value, Tensor):
+                                return None
+                            checked.append(value)
+                            read.append(value.item())
+                    if shared is None:
+                        shared = read
+                        for (key, kind), number in zip(layout.scalars, read, strict=True):
+                            scalars[key] = state[key] if kind == _TENSOR else number
+                    elif not all(map(_same, read, shared)):
+                        return None
+            run = _Run(layout.names, scalars)
+            run.params, run.grads, run.numel = members, member_grads, layout.numel
+            run.states = [list(entry) for entry in zip(*tensors, strict=True)] if layout.names else []
+            runs.append(run)
         return checked, runs
 
     def replay(
