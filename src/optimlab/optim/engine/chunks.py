@@ -172,8 +172,16 @@ class SmallTensorRuns:
     in its own tensor. :meth:`add` takes a parameter or declines it (the caller then steps it on its
     own); :meth:`flush` evaluates the runs and returns what the caller writes per parameter."""
 
-    def __init__(self, optimizer: RuleOptimizer, group: dict[str, Any], hyper: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        optimizer: RuleOptimizer,
+        group: dict[str, Any],
+        hyper: dict[str, Any],
+        record: Callable[[_Run], None] | None = None,
+    ) -> None:
         self.optimizer, self.group, self.hyper = optimizer, group, hyper
+        #: called with each run before it is evaluated (engine/run_plans.py keeps what it sees)
+        self.record = record
         self.limit = RUN_NUMEL
         self.host_step = optimizer.host_step
         self.runs: dict[tuple[Any, ...], _Run] = {}
@@ -226,6 +234,8 @@ class SmallTensorRuns:
         signature = tuple(key)
         run = self.runs.get(signature)
         if run is not None and run.numel + numel > self.limit:
+            if self.record is not None:
+                self.record(run)
             with one_thread():
                 self._evaluate(run)
             run = None
@@ -247,6 +257,8 @@ class SmallTensorRuns:
             with one_thread():  # as torch's own ops on each small tensor run (engine/threads.py)
                 for run in self.runs.values():
                     if run.params:
+                        if self.record is not None:
+                            self.record(run)
                         self._evaluate(run)
             self.runs.clear()
         done, declined = self.done, self.declined

@@ -24,7 +24,7 @@ from torch import Tensor
 from optimlab.optim.distributed import local, same_layout
 from optimlab.optim.engine import chunks
 from optimlab.optim.engine.chunks import SmallTensorRuns, keep_temporaries_mapped, step_in_chunks
-from optimlab.optim.engine.run_plans import RunPlan
+from optimlab.optim.engine.run_plans import RunPlan, RunRecorder
 from optimlab.optim.engine.sparse import step_sparse_entries
 from optimlab.optim.engine.spread import step_spread_matrices
 from optimlab.optim.engine.stacks import step_matrix_stacks
@@ -171,21 +171,24 @@ class EagerEngine:
             params, grads, extras = step_spread_matrices(optimizer, group, params, grads, extras, hyper)
             if optimizer.batches_matrices(group):
                 params, grads, extras = step_matrix_stacks(optimizer, group, params, grads, extras, hyper)
-        # small parameters of an elementwise rule: gathered into cache-sized runs, one rule call each
-        runs = SmallTensorRuns(optimizer, group, hyper) if _sliceable_rule(optimizer) else None
-        planning = runs is not None and not any(extras)
-        alone = None
-        if planning:  # the runs the last step formed, if everything they were formed from still holds
-            plan = self._run_plans.get(id(group))
-            alone = plan.replay(runs, params, grads) if plan is not None else None
+        # small parameters of an elementwise rule: gathered into cache-sized runs, one rule call each,
+        # the runs of the last step kept as a plan (engine/run_plans.py)
+        sliceable = _sliceable_rule(optimizer)
+        planning = sliceable and not any(extras)
+        plan = self._run_plans.get(id(group)) if planning else None
+        recorder = RunRecorder(optimizer, params) if planning else None
+        runs = SmallTensorRuns(optimizer, group, hyper, recorder) if sliceable else None
+        alone = plan.replay(runs, params, grads) if plan is not None and runs is not None else None
         if alone is not None:
             self.planned_steps += len(params) - len(alone)
             for position in alone:
                 self._step_alone(optimizer, group, params[position], grads[position], extras[position], hyper)
         else:
-            for param, grad, extra in zip(params, grads, extras, strict=True):
+            alone = []
+            for position, (param, grad, extra) in enumerate(zip(params, grads, extras, strict=True)):
                 if runs is not None and not extra and runs.add(param, grad):
                     continue
+                alone.append(position)
                 self._step_alone(optimizer, group, param, grad, extra, hyper)
         if runs is not None:
             done, declined = runs.flush()
@@ -193,8 +196,11 @@ class EagerEngine:
                 write_state(optimizer, param, False, new_state)
             for param, grad in declined:
                 step_parameter(optimizer, group, param, grad, hyper)
-            if planning and alone is None:
-                self._plan(optimizer, group, hyper, params, grads, planned=not declined)
+            if recorder is not None and recorder.layouts:  # (a plan that ran records nothing)
+                made = (
+                    None if declined else RunPlan.make(optimizer, recorder, params, grads, alone, runs.limit)
+                )
+                self._keep(optimizer, group, made)
 
     def _step_alone(
         self,
@@ -211,21 +217,12 @@ class EagerEngine:
         else:
             step_parameter(optimizer, group, param, grad, {**hyper, **extra} if extra else hyper)
 
-    def _plan(
-        self,
-        optimizer: RuleOptimizer,
-        group: dict[str, Any],
-        hyper: dict[str, Any],
-        params: list[Tensor],
-        grads: list[Tensor],
-        planned: bool,
-    ) -> None:
-        """Keep the plan of the runs the next step will form (:mod:`~optimlab.optim.engine.run_plans`),
-        or none where a run declined its parameters (a rule not elementwise after all)."""
+    def _keep(self, optimizer: RuleOptimizer, group: dict[str, Any], plan: RunPlan | None) -> None:
+        """Keep ``plan`` for ``group``'s next step (none where a run declined its parameters: a rule
+        not elementwise after all), forgetting the plans of groups no longer in the optimizer."""
         live = {id(g) for g in optimizer.param_groups}  # (load_state_dict makes new groups)
         for stale in [key for key in self._run_plans if key not in live]:
             del self._run_plans[stale]
-        plan = RunPlan.make(optimizer, group, hyper, params, grads) if planned else None
         if plan is None:
             self._run_plans.pop(id(group), None)
         else:

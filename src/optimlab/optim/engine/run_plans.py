@@ -3,12 +3,13 @@
 :class:`~optimlab.optim.engine.chunks.SmallTensorRuns` decides, parameter by parameter, whether a
 small parameter may join a run and which: its Python type, layout, device, dtypes and sizes, its
 state entries (tensors of its size and 0-d ones on the host) and the values of its 0-d state. That
-is a few µs of Python per parameter and step — on a model of 195 small tensors about a fifth of
-SGD's eager step. After a step whose gathered parameters all went through runs, the eager engine
-keeps a :class:`RunPlan`: which positions of the group's parameter list formed each run, each run's
-state keys, and dynamo's ``TensorGuards`` over the metadata of every operand (Python type, dispatch
-keys, dtype, device, ``requires_grad``, sizes, strides), as the fused engine's plans do
-(:mod:`~optimlab.optim.engine.plans`).
+is a few µs of Python per parameter and step: on a model of 195 small tensors, a third of SGD's
+eager step. The runs a step forms are recorded as they are evaluated (:class:`RunRecorder`), and
+after the step the eager engine keeps them as a :class:`RunPlan`: which positions of the group's
+parameter list formed each run, each run's state keys, and dynamo's ``TensorGuards`` over the
+metadata of every operand (Python type, dispatch keys, dtype, device, ``requires_grad``, sizes,
+strides), as the fused engine's plans do (:mod:`~optimlab.optim.engine.plans`). A step whose state
+changes its keys (SGD's first, which makes the momentum buffers) is not planned; the next one is.
 
 At the next step the plan reads the parameters, gradients and state afresh (it keeps no tensor) and
 checks, besides the guard, what the guard cannot see: that each member's state has the same keys,
@@ -72,17 +73,18 @@ class _RunLayout:
             self.tensors_of = lambda state: ()
 
 
-class _Planner(SmallTensorRuns):
-    """:class:`SmallTensorRuns` that records the runs it would evaluate instead of evaluating them."""
+class RunRecorder:
+    """Records the runs a step's :class:`SmallTensorRuns` evaluates (its ``record``): each run's
+    members as positions in the step's parameter list, and its state keys as they were read."""
 
-    def __init__(self, optimizer: RuleOptimizer, group: dict[str, Any], hyper: dict[str, Any]) -> None:
-        super().__init__(optimizer, group, hyper)
-        self.position_of: dict[int, int] = {}
+    def __init__(self, optimizer: RuleOptimizer, params: list[Tensor]) -> None:
+        self.optimizer = optimizer
+        self.position_of = {id(param): position for position, param in enumerate(params)}
         self.layouts: list[_RunLayout] = []
         self.plannable = True
 
-    def _evaluate(self, run: _Run) -> None:
-        first = self.optimizer.state.get(run.params[0]) or {}
+    def __call__(self, run: _Run) -> None:
+        first = self.optimizer.state.get(run.params[0]) or _NO_STATE
         if any(value is None for value in first.values()):  # (a torch 1.x momentum buffer of None)
             self.plannable = False
         scalars = []
@@ -92,8 +94,6 @@ class _Planner(SmallTensorRuns):
             scalars.append((key, kind))
         positions = tuple(self.position_of[id(param)] for param in run.params)
         self.layouts.append(_RunLayout(positions, run.numel, run.names, tuple(scalars), len(first)))
-        run.params, run.grads, run.numel = [], [], 0
-        run.states = [[] for _ in run.names]
 
 
 def _same(value: Any, first: Any) -> bool:
@@ -114,24 +114,19 @@ class RunPlan:
     def make(
         cls,
         optimizer: RuleOptimizer,
-        group: dict[str, Any],
-        hyper: dict[str, Any],
+        recorded: RunRecorder,
         params: list[Tensor],
         grads: list[Tensor],
+        alone: list[int],
+        limit: int,
     ) -> RunPlan | None:
-        """The plan of the runs the next step would form for ``params`` as they are now (after a
-        step: with the state that step left), or ``None`` where there are none or no guard."""
-        planner = _Planner(optimizer, group, hyper)
-        planner.position_of = {id(param): position for position, param in enumerate(params)}
-        alone = tuple(
-            position
-            for position, (param, grad) in enumerate(zip(params, grads, strict=True))
-            if not planner.add(param, grad)
-        )
-        planner.flush()
-        if not planner.layouts or not planner.plannable:
+        """The plan of the runs a step just ``recorded`` (``alone``: the positions it stepped on their
+        own), checked against the state that step left; ``None`` where there were no runs, where
+        that state no longer has the keys they were formed with (SGD's first step makes its momentum
+        buffers: the next step plans) or where no guard can be made."""
+        if not recorded.layouts or not recorded.plannable:
             return None
-        plan = cls(len(params), planner.layouts, alone, planner.limit, None)
+        plan = cls(len(params), recorded.layouts, tuple(alone), limit, None)
         operands = plan._operands(optimizer, params, grads)
         if operands is None:
             return None
@@ -213,4 +208,4 @@ class RunPlan:
         return self.alone
 
 
-__all__ = ["RunPlan"]
+__all__ = ["RunPlan", "RunRecorder"]
