@@ -176,9 +176,11 @@ class EagerEngine:
         sliceable = _sliceable_rule(optimizer)
         planning = sliceable and not any(extras)
         plan = self._run_plans.get(id(group)) if planning else None
-        recorder = RunRecorder(optimizer, params) if planning else None
-        runs = SmallTensorRuns(optimizer, group, hyper, recorder) if sliceable else None
+        runs = SmallTensorRuns(optimizer, group, hyper) if sliceable else None
         alone = plan.replay(runs, params, grads) if plan is not None and runs is not None else None
+        recorder = RunRecorder(optimizer, params) if planning and alone is None else None
+        if runs is not None:
+            runs.record = recorder
         if alone is not None:
             self.planned_steps += len(params) - len(alone)
             for position in alone:
