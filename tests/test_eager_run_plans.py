@@ -5,7 +5,6 @@ plan does not cover takes the full path, with torch.optim's numbers, and is plan
 
 from __future__ import annotations
 
-import copy
 import gc
 import weakref
 
@@ -13,12 +12,12 @@ import pytest
 import torch
 from torch import nn
 
-import optimlab.optim as ol
+import plan_cases
 from optimlab.optim.engine import run_plans
 from parity_cases import CASES, COMPLEX, DTYPES, PARITY, build_pair, run
+from plan_cases import DATA, both_steps
 
 F32 = {"rtol": 2e-5, "atol": 1e-7}
-DATA = torch.randn(16, 6, generator=torch.Generator().manual_seed(1))
 ELEMENTWISE_CASES = [
     (name, variant, dtype)
     for name, variant in CASES
@@ -63,28 +62,8 @@ def test_planned_runs_match_the_full_path_bit_for_bit(
     assert engines[0].planned_steps == 0 and engines[1].planned_steps > 0
 
 
-def mlp(seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 3))
-
-
 def pair(name: str = "Adam", **kwargs):
-    ours_model = mlp()
-    theirs_model = copy.deepcopy(ours_model)
-    ours = getattr(ol, name)(ours_model.parameters(), engine="eager", **kwargs)
-    theirs = getattr(torch.optim, name)(theirs_model.parameters(), foreach=False, **kwargs)
-    return (ours_model, ours), (theirs_model, theirs)
-
-
-def train_step(model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
-    optimizer.zero_grad()
-    model(DATA).square().mean().backward()
-    optimizer.step()
-
-
-def both_steps(ours, theirs) -> None:
-    train_step(*ours)
-    train_step(*theirs)
+    return plan_cases.pair(name, engine="eager", **kwargs)
 
 
 def assert_same(ours, theirs) -> None:

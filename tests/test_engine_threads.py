@@ -9,24 +9,11 @@ import torch
 
 import optimlab.optim as ol
 from optimlab.optim.engine import chunks, eager, threads
-
-
-class _Threads:
-    """A stand-in OpenMP runtime that records what it is asked."""
-
-    def __init__(self, count: int) -> None:
-        self.count, self.asked = count, []
-
-    def set(self, count: int) -> None:
-        self.asked.append(count)
-        self.count = count
-
-    def get(self) -> int:
-        return self.count
+from plan_cases import Threads
 
 
 def test_one_thread_sets_one_and_restores_even_on_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    runtime = _Threads(3)
+    runtime = Threads(3)
     monkeypatch.setattr(threads, "openmp", lambda: (runtime.set, runtime.get))
     with threads.one_thread():
         assert runtime.count == 1
@@ -37,9 +24,9 @@ def test_one_thread_sets_one_and_restores_even_on_error(monkeypatch: pytest.Monk
     assert runtime.count == 3
 
 
-@pytest.mark.parametrize("runtime", [None, _Threads(1)], ids=["no runtime", "one thread already"])
+@pytest.mark.parametrize("runtime", [None, Threads(1)], ids=["no runtime", "one thread already"])
 def test_one_thread_changes_nothing_it_need_not(
-    runtime: _Threads | None, monkeypatch: pytest.MonkeyPatch
+    runtime: Threads | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     found = None if runtime is None else (runtime.set, runtime.get)
     monkeypatch.setattr(threads, "openmp", lambda: found)
@@ -65,7 +52,7 @@ def test_the_runtime_found_is_torchs() -> None:
 def test_eager_runs_are_evaluated_on_one_thread_and_slices_are_not(monkeypatch: pytest.MonkeyPatch) -> None:
     """Adam on two small tensors (one run) and one larger than a slice: the run's rule call sees one
     thread, the slices the step's count, and the step leaves the count as it found it."""
-    runtime = _Threads(2)
+    runtime = Threads(2)
     monkeypatch.setattr(threads, "openmp", lambda: (runtime.set, runtime.get))
     monkeypatch.setattr(chunks, "CHUNK_NUMEL", 64)
     monkeypatch.setattr(chunks, "RUN_NUMEL", 64)
