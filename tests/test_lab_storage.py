@@ -516,3 +516,14 @@ def test_a_list_that_is_not_all_floats_stays_in_the_json_as_it_is(tmp_path: Path
     with sqlite3.connect(tmp_path / "lab.db") as conn:
         text, losses, lrs = conn.execute("SELECT result, losses, lrs FROM runs").fetchone()
     assert json.loads(text)["losses"] == [1, 2.5, 3] and losses is None and lrs is not None
+
+
+def test_a_migration_another_process_made_first_is_not_made_twice(tmp_path: Path) -> None:
+    db = tmp_path / "old.db"
+    shutil.copy(OLD_DB, db)
+    with Store(db) as first, Store(db) as second:  # (the second opened it after the migration)
+        first._migrate()  # as a process that had read version 1 before the other one migrated it
+        second._migrate()
+        assert len(list(first.runs())) == 89
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION

@@ -341,13 +341,20 @@ class Store:
     def _migrate(self) -> None:
         """Version 1 → 2 in one transaction: the BLOB columns of :data:`FLOAT_COLUMNS` added (``NULL``
         in every stored row, which is then read from its JSON) and the version set; no row is
-        rewritten, so an interrupted migration leaves the database of version 1 as it was."""
-        added = "".join(f"ALTER TABLE runs ADD COLUMN {column} BLOB;" for column in FLOAT_COLUMNS)
+        rewritten, so an interrupted migration leaves the database of version 1 as it was. Another
+        process that migrated it meanwhile (between this one's reading the version and its write
+        lock) is found under the lock: nothing is done twice."""
+        conn = self.conn
         try:
-            self.conn.executescript(f"BEGIN IMMEDIATE;{added}PRAGMA user_version = {SCHEMA_VERSION};COMMIT;")
+            conn.execute("BEGIN IMMEDIATE")
+            if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+                for column in FLOAT_COLUMNS:
+                    conn.execute(f"ALTER TABLE runs ADD COLUMN {column} BLOB")
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute("COMMIT")
         except sqlite3.Error:
-            if self.conn.in_transaction:
-                self.conn.execute("ROLLBACK")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
         self._float_columns = True
 
