@@ -24,15 +24,28 @@ from typer.testing import CliRunner
 
 from optimlab.cli import app
 from optimlab.lab.run import RECORD_VERSION
+from optimlab.lab.storage import FLOAT_COLUMNS, decode_floats
 
 FIXTURE = Path(__file__).parent / "fixtures" / "before_issue_11"
 COMMANDS = [line for line in (FIXTURE / "commands.txt").read_text().splitlines() if line.strip()]
 
 
 def _rows(db: Path) -> dict[str, dict]:
+    """Every stored result as plain data: its JSON, with the per-step columns its BLOBs hold (schema
+    version 2; a row of version 1, the fixture's, holds them in its JSON)."""
     connection = sqlite3.connect(f"file:{db}?immutable=1", uri=True)  # writes nothing beside it
     try:
-        return {key: json.loads(result) for key, result in connection.execute("SELECT key, result FROM runs")}
+        columns = {row[1] for row in connection.execute("PRAGMA table_info(runs)")}
+        blobs = [c for c in FLOAT_COLUMNS if c in columns]
+        rows = {}
+        for key, result, *values in connection.execute(
+            f"SELECT {', '.join(['key', 'result', *blobs])} FROM runs"
+        ):
+            rows[key] = json.loads(result)
+            rows[key].update(
+                {c: decode_floats(v) for c, v in zip(blobs, values, strict=True) if v is not None}
+            )
+        return rows
     finally:
         connection.close()
 

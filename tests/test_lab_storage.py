@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import os
+import re
+import shutil
 import signal
 import sqlite3
+import struct
 import subprocess
 import sys
 import textwrap
@@ -20,7 +25,15 @@ from optimlab.lab.protocol import Comparison, planned_runs, run_comparison
 from optimlab.lab.run import RECORD_VERSION, RunResult
 from optimlab.lab.runner import Regularization, train
 from optimlab.lab.schedules import parse_schedule
-from optimlab.lab.storage import SCHEMA_VERSION, StorageError, Store, run_key, run_spec
+from optimlab.lab.storage import (
+    SCHEMA_VERSION,
+    StorageError,
+    Store,
+    decode_floats,
+    encode_floats,
+    run_key,
+    run_spec,
+)
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
@@ -246,29 +259,49 @@ DAMAGE = {
 }
 
 
+#: ways a stored run's BLOB of losses (schema version 2) gets damaged: BLOB → what replaces it
+BLOB_DAMAGE = {
+    "cut BLOB": lambda losses: losses[:-1],
+    "text in BLOB": lambda losses: "0.5",
+}
+
+
 def _edited(result: str, **fields) -> str:
     return json.dumps({**json.loads(result), **fields})
 
 
 def _damage(db: Path, key: str, how: str) -> None:
     with sqlite3.connect(db) as conn:
-        spec, result = conn.execute("SELECT spec, result FROM runs WHERE key = ?", (key,)).fetchone()
-        conn.execute("UPDATE runs SET spec = ?, result = ? WHERE key = ?", (*DAMAGE[how](spec, result), key))
+        spec, result, losses, lrs = conn.execute(
+            "SELECT spec, result, losses, lrs FROM runs WHERE key = ?", (key,)
+        ).fetchone()
+        if how in BLOB_DAMAGE:
+            conn.execute("UPDATE runs SET losses = ? WHERE key = ?", (BLOB_DAMAGE[how](losses), key))
+            return
+        # the JSON's damages, to the row as schema version 1 wrote it (every step in its JSON)
+        result = _edited(result, losses=decode_floats(losses), lrs=decode_floats(lrs))
+        conn.execute(
+            "UPDATE runs SET spec = ?, result = ?, losses = NULL, lrs = NULL WHERE key = ?",
+            (*DAMAGE[how](spec, result), key),
+        )
 
 
-def _rows(db: Path) -> dict[str, tuple[str, str]]:
+def _rows(db: Path) -> dict[str, tuple[str, str, bytes, bytes]]:
     with sqlite3.connect(db) as conn:
-        return {k: (s, r) for k, s, r in conn.execute("SELECT key, spec, result FROM runs")}
+        return {
+            k: tuple(rest) for k, *rest in conn.execute("SELECT key, spec, result, losses, lrs FROM runs")
+        }
 
 
 def test_damaged_rows_are_named_and_trained_again(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     db = tmp_path / "lab.db"
-    comparison = _comparison(seeds=4)
+    comparison = _comparison(seeds=5)
     with Store(db) as store:
         run_comparison(comparison, store)
         original = {run.key: run.result for run in store.runs()}
-    keys = sorted(original)[: len(DAMAGE)]
-    for key, how in zip(keys, DAMAGE, strict=True):
+    damages = [*DAMAGE, *BLOB_DAMAGE]
+    keys = sorted(original)[: len(damages)]
+    for key, how in zip(keys, damages, strict=True):
         _damage(db, key, how)
     untouched = {k: v for k, v in _rows(db).items() if k not in keys}
     events: list[str] = []
@@ -277,15 +310,17 @@ def test_damaged_rows_are_named_and_trained_again(tmp_path: Path, caplog: pytest
         assert store.check(original) == (set(original), {}, set())
         retrained = {run.key: run.result for run in store.runs(keys)}
     warnings = [r.getMessage() for r in caplog.records if r.name == "optimlab.lab"]
-    assert len(warnings) == len(DAMAGE) and all("\n" not in w for w in warnings)
+    assert len(warnings) == len(damages) and all("\n" not in w for w in warnings)
     for key in keys:
         assert sum(key[:12] in w for w in warnings) == 1
     assert any("result: its JSON is cut short" in w for w in warnings)
     assert any("result: null, not a run's record" in w for w in warnings)
     assert any("'losses' is list" in w for w in warnings)
     assert any("spec: its JSON is cut short" in w for w in warnings)
+    assert any(re.search(r"losses: its \d+ bytes are no whole number of float64", w) for w in warnings)
+    assert any("losses: it holds str, not a BLOB of float64" in w for w in warnings)
     assert all(w.startswith("warning: the stored run of parabola:n=64 · ") for w in warnings)
-    assert events.count("done") == len(DAMAGE) and events.count("reused") == len(original) - len(DAMAGE)
+    assert events.count("done") == len(damages) and events.count("reused") == len(original) - len(damages)
     for key in keys:  # trained again: the same numbers as before the damage
         assert retrained[key].final_loss == original[key].final_loss
         assert retrained[key].losses == original[key].losses
@@ -373,3 +408,122 @@ def test_a_read_only_database_reports_what_it_holds_and_writes_nothing(tmp_path:
             store.put("x", _spec(), "adam", next(iter(store.runs())).result)
     assert db.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lab.db"]  # no -wal, no -shm
+
+
+# --- schema version 2: every step's loss and lr as BLOBs; version 1 migrated -------------------
+
+OLD_DB = Path(__file__).parent / "fixtures" / "before_issue_11" / "runs.db"
+
+
+def _old_rows(db: Path) -> dict[str, tuple[str, str]]:
+    """key → (spec, result JSON) of a database of schema version 1, read without writing to it."""
+    conn = sqlite3.connect(f"file:{db}?immutable=1", uri=True)
+    try:
+        return {
+            key: (spec, result) for key, spec, result in conn.execute("SELECT key, spec, result FROM runs")
+        }
+    finally:
+        conn.close()
+
+
+def _same_floats(a: list[float], b: list[float]) -> bool:
+    """Bit for bit (NaN as NaN, -0.0 as -0.0)."""
+    return len(a) == len(b) and all(
+        struct.pack("<d", x) == struct.pack("<d", y) for x, y in zip(a, b, strict=True)
+    )
+
+
+def test_a_version_1_database_is_migrated_in_place_and_reads_the_same_numbers(tmp_path: Path) -> None:
+    db = tmp_path / "old.db"
+    shutil.copy(OLD_DB, db)
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    before = _old_rows(db)
+    with Store(db) as store:
+        read = {run.key: run for run in store.runs()}
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        rows = {
+            k: (s, r, a, b)
+            for k, s, r, a, b in conn.execute("SELECT key, spec, result, losses, lrs FROM runs")
+        }
+    # no row rewritten: the same text, the new columns NULL ...
+    assert {k: (s, r) for k, (s, r, _a, _b) in rows.items()} == before
+    assert all(a is None and b is None for _s, _r, a, b in rows.values())
+    # ... and every run reads as its version-1 JSON says, bit for bit
+    assert set(read) == set(before) and len(read) == 89
+    for key, (_spec, result) in before.items():
+        data = json.loads(result)
+        run = read[key].result
+        assert _same_floats(run.losses, data["losses"]) and _same_floats(run.lrs, data["lrs"])
+        assert json.dumps(run.evals) == json.dumps(data["evals"])  # (NaN as NaN)
+        assert json.dumps(run.final_loss) == json.dumps(data["final_loss"])
+    # a run stored now in the migrated file has its BLOBs beside the old rows
+    result = train(get_problem("booth"), make_config("adam"), 0, Budget(steps=20))
+    with Store(db) as store:
+        store.put("new", {"seed": 0}, "adam", result)
+        assert _same_floats(store.get("new").result.losses, result.losses)
+        assert store.count() == 90
+
+
+def test_a_version_1_database_opened_read_only_is_read_as_it_is(tmp_path: Path) -> None:
+    db = tmp_path / "old.db"
+    shutil.copy(OLD_DB, db)
+    before = db.read_bytes()
+    with Store(db, read_only=True) as store:
+        runs = list(store.runs())
+        assert len(runs) == 89 and all(run.result.losses for run in runs)
+    assert db.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old.db"]
+
+
+def test_a_damaged_version_1_database_is_refused_before_it_is_migrated(tmp_path: Path) -> None:
+    db = tmp_path / "old.db"
+    shutil.copy(OLD_DB, db)
+    with sqlite3.connect(db) as conn:
+        conn.execute("DROP TABLE comparisons")
+    with pytest.raises(StorageError, match="'comparisons' table is missing"):
+        Store(db)
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert "losses" not in {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
+
+
+def test_every_steps_floats_are_stored_as_blobs_bit_for_bit(tmp_path: Path) -> None:
+    result = train(get_problem("booth"), make_config("adam"), 0, Budget(steps=6))
+    special = [math.nan, math.inf, -math.inf, -0.0, 5e-324, 0.1]
+    result = dataclasses.replace(result, losses=special, lrs=[1e-3] * 5 + [2.5e-308])
+    with Store(tmp_path / "lab.db") as store:
+        store.put("k", {"seed": 0}, "adam", result)
+    with sqlite3.connect(tmp_path / "lab.db") as conn:
+        text, losses, lrs = conn.execute("SELECT result, losses, lrs FROM runs").fetchone()
+    assert "losses" not in json.loads(text) and "lrs" not in json.loads(text)
+    assert losses == struct.pack("<6d", *special) and len(lrs) == 6 * 8
+    with Store(tmp_path / "lab.db") as store:
+        back = store.get("k").result
+    assert _same_floats(back.losses, special) and _same_floats(back.lrs, result.lrs)
+    assert back.to_dict().keys() == result.to_dict().keys()
+
+
+def test_a_list_that_is_not_all_floats_stays_in_the_json_as_it_is(tmp_path: Path) -> None:
+    assert encode_floats([1.0, 2]) is None and encode_floats([]) == b""
+    result = train(get_problem("booth"), make_config("adam"), 0, Budget(steps=3))
+    result = dataclasses.replace(result, losses=[1, 2.5, 3])
+    with Store(tmp_path / "lab.db") as store:
+        store.put("k", {"seed": 0}, "adam", result)
+        back = store.get("k").result
+    assert back.losses == [1, 2.5, 3] and [type(v) for v in back.losses] == [int, float, int]
+    with sqlite3.connect(tmp_path / "lab.db") as conn:
+        text, losses, lrs = conn.execute("SELECT result, losses, lrs FROM runs").fetchone()
+    assert json.loads(text)["losses"] == [1, 2.5, 3] and losses is None and lrs is not None
+
+
+def test_a_migration_another_process_made_first_is_not_made_twice(tmp_path: Path) -> None:
+    db = tmp_path / "old.db"
+    shutil.copy(OLD_DB, db)
+    with Store(db) as first, Store(db) as second:  # (the second opened it after the migration)
+        first._migrate()  # as a process that had read version 1 before the other one migrated it
+        second._migrate()
+        assert len(list(first.runs())) == 89
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION

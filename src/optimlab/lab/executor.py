@@ -114,12 +114,14 @@ def train_unit(problem: Problem, unit: Unit, memory_budget: int = DEFAULT_MEMORY
 _WORKER_PROBLEMS: dict[str, Problem] = {}
 
 
-def _worker_unit(unit: list[RunSpec], memory_budget: int) -> list[dict[str, Any]]:
+def _worker_unit(unit: list[RunSpec], memory_budget: int) -> list[RunResult]:
+    """A unit trained in a worker process; its results go back pickled as they are (a copy by
+    ``to_dict`` first, as it was, cost the worker a deep copy of every run's record)."""
     spec = unit[0].problem
     problem = _WORKER_PROBLEMS.get(spec)
     if problem is None:
         problem = _WORKER_PROBLEMS[spec] = get_problem(spec)
-    return [result.to_dict() for result in train_unit(problem, unit, memory_budget)]
+    return train_unit(problem, unit, memory_budget)
 
 
 class LocalExecutor:
@@ -150,7 +152,7 @@ class LocalExecutor:
             return
         pool = self._get_pool()
         queue = collections.deque(units)
-        pending: dict[futures.Future[list[dict[str, Any]]], Unit] = {}
+        pending: dict[futures.Future[list[RunResult]], Unit] = {}
         lock = threading.RLock()  # a future cancelled below runs feed() at once, in this thread
 
         def feed(_finished: futures.Future[Any] | None = None) -> None:
@@ -165,7 +167,7 @@ class LocalExecutor:
         def finished() -> list[tuple[Unit, list[RunResult]]]:
             with lock:
                 done = [(f, pending.pop(f)) for f in list(pending) if f.done()]
-            return [(unit, [RunResult.from_dict(d) for d in future.result()]) for future, unit in done]
+            return [(unit, future.result()) for future, unit in done]
 
         try:
             for _ in range(min(self.jobs - 1, len(units))):

@@ -378,7 +378,11 @@ def _numbers(value: Any) -> bool:
 
 
 def _metrics(value: Any) -> bool:
-    return isinstance(value, dict) and all(isinstance(k, str) and _number(v) for k, v in value.items())
+    if not isinstance(value, dict):
+        return False
+    if set(map(type, value)) <= {str} and set(map(type, value.values())) <= {int, float}:
+        return True  # (fast: what every stored evaluation holds; bools are of neither type)
+    return all(isinstance(k, str) and _number(v) for k, v in value.items())
 
 
 def _whole(value: Any) -> bool:

@@ -30,9 +30,17 @@ never written. Storing a run raises :class:`StorageError` naming why the databas
 and the protocol says so before it trains anything.
 
 Tables: ``runs`` (one row per run: key, identifying columns, headline numbers, and the full
-:class:`~optimlab.lab.run.RunResult` as JSON) and ``comparisons`` (one row per distinct ``optimlab
+:class:`~optimlab.lab.run.RunResult`: its per-step columns ``losses`` and ``lrs`` as BLOBs of
+little-endian float64 — :func:`encode_floats`, exact, a few µs a run where JSON took a float's
+``repr`` per step — and the rest as JSON in ``result``) and ``comparisons`` (one row per distinct ``optimlab
 compare`` setting: the settings and the plan — which runs answer which question — so reports can
 load it later without training anything).
+
+Schema versions: 1 kept every step's loss and lr in the ``result`` JSON; 2 (this one) added the
+``losses`` and ``lrs`` BLOB columns. A version-1 database is migrated when it opens writable — the
+two columns added and the version set in one transaction, no row rewritten: a row whose BLOBs are
+``NULL`` (every row of version 1) is read from its JSON, as before — and read as it is when it opens
+read-only.
 """
 
 from __future__ import annotations
@@ -42,9 +50,11 @@ import math
 import os
 import shutil
 import sqlite3
+import sys
 import time
+from array import array
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -59,11 +69,17 @@ __all__ = [
     "Store",
     "StoredRun",
     "canonical_json",
+    "decode_floats",
+    "encode_floats",
     "run_key",
     "run_spec",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: the older schema versions a database is migrated from (see the module docstring)
+MIGRATES_FROM = (1,)
+#: the per-step columns of a run kept as BLOBs (:func:`encode_floats`) since schema version 2
+FLOAT_COLUMNS = ("losses", "lrs")
 APPLICATION_ID = 0x6F6C6162  # "olab"
 DEFAULT_DB = Path("runs") / "optimlab.db"
 
@@ -84,7 +100,9 @@ CREATE TABLE runs (
     steps_to_target REAL,
     evals_to_target REAL,
     result TEXT NOT NULL,
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    losses BLOB,
+    lrs BLOB
 );
 CREATE INDEX runs_problem_optimizer ON runs (problem, optimizer);
 CREATE TABLE comparisons (
@@ -193,6 +211,9 @@ class Store:
         self._read: dict[str, StoredRun] = {}
         #: seconds :meth:`put` has spent storing runs (encoding and writing them)
         self.put_seconds = 0.0
+        #: whether the runs table has the BLOB columns of :data:`FLOAT_COLUMNS` (a version-1
+        #: database opened read-only has not: its rows are read from their JSON alone)
+        self._float_columns = True
         if exists:
             self._check_header()
             self.read_only_reason = _read_only_reason(self.path) or ("opened read-only" if read_only else "")
@@ -284,15 +305,17 @@ class Store:
             new = True
         elif app_id != APPLICATION_ID:
             raise StorageError(f"{str(self.path)!r} is an SQLite database of another program, not optimlab's")
-        elif version != SCHEMA_VERSION:
+        elif version != SCHEMA_VERSION and version not in MIGRATES_FROM:
             raise StorageError(
                 f"{str(self.path)!r} has optimlab schema version {version}; this optimlab reads version "
                 f"{SCHEMA_VERSION} (use another --db, or the optimlab that wrote it)"
             )
         if new and self.read_only:
             raise StorageError(f"{str(self.path)!r} is empty and cannot be written: {self.read_only_reason}")
+        old = not new and version != SCHEMA_VERSION
         if not new:
-            self._check_tables(tables)
+            self._check_tables(tables, old)
+        self._float_columns = not old
         if not self.read_only:
             try:
                 conn.execute("PRAGMA journal_mode=WAL")
@@ -309,11 +332,38 @@ class Store:
         if result != "ok":
             first = result.replace("*** in database main ***", "").strip().splitlines()[0]
             raise StorageError(f"{str(self.path)!r} is corrupt (SQLite quick_check: {first})")
+        if old and not self.read_only:  # checked whole first: a damaged file is never migrated
+            try:
+                self._migrate()
+            except sqlite3.Error as error:
+                raise self._failure(error, "cannot migrate database") from None
 
-    def _check_tables(self, tables: set[str]) -> None:
-        """A database of this version with a table (or a column) missing is damaged: say which,
+    def _migrate(self) -> None:
+        """Version 1 → 2 in one transaction: the BLOB columns of :data:`FLOAT_COLUMNS` added (``NULL``
+        in every stored row, which is then read from its JSON) and the version set; no row is
+        rewritten, so an interrupted migration leaves the database of version 1 as it was. Another
+        process that migrated it meanwhile (between this one's reading the version and its write
+        lock) is found under the lock: nothing is done twice."""
+        conn = self.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+                for column in FLOAT_COLUMNS:
+                    conn.execute(f"ALTER TABLE runs ADD COLUMN {column} BLOB")
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        except sqlite3.Error:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        self._float_columns = True
+
+    def _check_tables(self, tables: set[str], old: bool = False) -> None:
+        """A database of this version (``old``: of a version it migrates from, which lacks the
+        columns of :data:`FLOAT_COLUMNS`) with a table (or a column) missing is damaged: say which,
         before anything trains."""
-        for table, columns in _TABLES.items():
+        for table, wanted in _TABLES.items():
+            columns = wanted - set(FLOAT_COLUMNS) if old and table == "runs" else wanted
             lost = "every stored run is gone" if table == "runs" else "the stored runs may be intact"
             if table not in tables:
                 raise StorageError(
@@ -369,7 +419,7 @@ class Store:
         usable: set[str] = set()
         damaged: dict[str, str] = {}
         outdated: set[str] = set()
-        query = "SELECT key, spec, preset, result, problem, seed FROM runs WHERE key IN ({marks})"
+        query = f"SELECT {self._run_columns}, problem, seed FROM runs WHERE key IN ({{marks}})"
         wanted = list(dict.fromkeys(keys))
         for key in wanted:
             if key in self._read:
@@ -377,7 +427,7 @@ class Store:
                 (usable if current else outdated).add(key)
         for row in self._chunks(query, [key for key in wanted if key not in self._read]):
             try:
-                stored = _decode(row[:4], problem=row[4], seed=row[5])
+                stored = _decode(row[:6], problem=row[6], seed=row[7])
             except _Damaged as error:
                 damaged[row[0]] = str(error)
             else:
@@ -399,7 +449,16 @@ class Store:
             self.put_seconds += time.perf_counter() - started
 
     def _put(self, key: str, spec: Mapping[str, Any], preset: str, result: RunResult, replace: bool) -> None:
-        payload = json.dumps(result.to_dict(), allow_nan=True)
+        # serialized as it is (to_dict's deep copy is of no use here); a field of a kind JSON
+        # does not know goes through to_dict, as before
+        data = {f.name: getattr(result, f.name) for f in fields(result)}
+        blobs = [encode_floats(data[column]) for column in FLOAT_COLUMNS]
+        stored_apart = [c for c, blob in zip(FLOAT_COLUMNS, blobs, strict=True) if blob is not None]
+        try:
+            payload = json.dumps({k: v for k, v in data.items() if k not in stored_apart}, allow_nan=True)
+        except TypeError:
+            copy = result.to_dict()
+            payload = json.dumps({k: v for k, v in copy.items() if k not in stored_apart}, allow_nan=True)
         verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
         if replace:
             self._read.pop(key, None)
@@ -409,7 +468,8 @@ class Store:
                 self.conn.execute(
                     f"{verb} INTO runs (key, problem, optimizer, preset, seed, spec, final_loss,"
                     " diverged, divergence, steps, grad_evals, wall_s, steps_to_target, evals_to_target,"
-                    " result, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " result, created_at, losses, lrs)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         key,
                         result.problem,
@@ -427,6 +487,7 @@ class Store:
                         _finite_or_none(result.evals_to_target),
                         payload,
                         time.time(),
+                        *blobs,
                     ),
                 )
         except sqlite3.Error as error:
@@ -435,14 +496,14 @@ class Store:
     def get(self, key: str) -> StoredRun | None:
         if key in self._read:
             return self._read[key]
-        rows = self._rows("SELECT key, spec, preset, result, problem, seed FROM runs WHERE key = ?", (key,))
+        rows = self._rows(f"SELECT {self._run_columns}, problem, seed FROM runs WHERE key = ?", (key,))
         return self._stored(rows[0]) if rows else None
 
     def runs(self, keys: Sequence[str] | None = None, *, problem: str | None = None) -> Iterator[StoredRun]:
         """Stored runs: those of ``keys`` (in that order, missing ones skipped), or all of them
         (optionally of one ``problem`` spec). A damaged row raises :class:`StorageError`."""
         if keys is None:
-            query, args = "SELECT key, spec, preset, result FROM runs", ()
+            query, args = f"SELECT {self._run_columns} FROM runs", ()
             if problem is not None:
                 query, args = query + " WHERE problem = ?", (problem,)
             for row in self._rows(query + " ORDER BY created_at", args):
@@ -450,7 +511,7 @@ class Store:
             return
         for start in range(0, len(keys), 500):
             chunk = list(keys[start : start + 500])
-            query = "SELECT key, spec, preset, result, problem, seed FROM runs WHERE key IN ({marks})"
+            query = f"SELECT {self._run_columns}, problem, seed FROM runs WHERE key IN ({{marks}})"
             unread = [key for key in dict.fromkeys(chunk) if key not in self._read]
             rows = {row[0]: row for row in self._chunks(query, unread)} if unread else {}
             for key in chunk:
@@ -462,12 +523,20 @@ class Store:
     def count(self) -> int:
         return int(self._rows("SELECT COUNT(*) FROM runs")[0][0])
 
+    @property
+    def _run_columns(self) -> str:
+        """What a run is read from: ``key, spec, preset, result`` and its BLOB columns (``NULL`` in a
+        database of version 1 opened read-only, which lacks them)."""
+        blobs = FLOAT_COLUMNS if self._float_columns else ["NULL"] * len(FLOAT_COLUMNS)
+        return ", ".join(["key", "spec", "preset", "result", *blobs])
+
     def _stored(self, row: Sequence[Any]) -> StoredRun:
-        """The run of a row ``(key, spec, preset, result[, problem, seed])``; with its ``problem`` and
-        ``seed`` columns it is checked as :meth:`check` checks it and kept for the next read."""
-        columns = {"problem": row[4], "seed": row[5]} if len(row) > 4 else {}
+        """The run of a row ``(key, spec, preset, result, losses, lrs[, problem, seed])``; with its
+        ``problem`` and ``seed`` columns it is checked as :meth:`check` checks it and kept for the
+        next read."""
+        columns = {"problem": row[6], "seed": row[7]} if len(row) > 6 else {}
         try:
-            stored = _decode(row[:4], **columns)
+            stored = _decode(row[:6], **columns)
         except _Damaged as error:
             raise StorageError(
                 f"stored run {row[0][:12]} in {str(self.path)!r} is damaged ({error}); run its "
@@ -558,10 +627,37 @@ def _object(text: Any) -> dict[str, Any]:
     return value
 
 
+def encode_floats(values: Sequence[Any]) -> bytes | None:
+    """A list of floats as a BLOB: little-endian IEEE float64, 8 bytes each — exact (every float,
+    ±0, ±∞ and NaN as it is), what :func:`decode_floats` reads back. ``None`` for a list that holds
+    anything but floats (such a list stays in the row's JSON, as it is)."""
+    if type(values) is not list or not set(map(type, values)) <= {float}:
+        return None
+    packed = array("d", values)
+    if sys.byteorder == "big":  # pragma: no cover - the file is the same on every machine
+        packed.byteswap()
+    return packed.tobytes()
+
+
+def decode_floats(blob: Any) -> list[float]:
+    """The floats of a BLOB of :func:`encode_floats`; :class:`_Damaged` for anything else."""
+    if not isinstance(blob, bytes):
+        raise _Damaged(f"it holds {type(blob).__name__}, not a BLOB of float64")
+    if len(blob) % 8:
+        raise _Damaged(f"its {len(blob)} bytes are no whole number of float64 (8 bytes each)")
+    packed = array("d")
+    packed.frombytes(blob)
+    if sys.byteorder == "big":  # pragma: no cover
+        packed.byteswap()
+    return packed.tolist()
+
+
 def _decode(row: Sequence[Any], problem: str | None = None, seed: int | None = None) -> StoredRun:
-    """A stored row read back, every field checked (:meth:`RunResult.from_stored`); the run's own
-    ``problem`` and ``seed`` columns, when given, must agree with its result."""
-    key, spec, preset, payload = row
+    """A stored row ``(key, spec, preset, result, losses, lrs)`` read back, every field checked
+    (:meth:`RunResult.from_stored`): a column of :data:`FLOAT_COLUMNS` from its BLOB, or from the
+    JSON where the BLOB is ``NULL`` (a row of schema version 1); the run's own ``problem`` and ``seed``
+    columns, when given, must agree with its result."""
+    key, spec, preset, payload, *blobs = row
     try:
         spec_data = _object(spec)
     except _Damaged as error:
@@ -572,6 +668,13 @@ def _decode(row: Sequence[Any], problem: str | None = None, seed: int | None = N
         raise _Damaged(
             f"result: its JSON is cut short or malformed ({error.msg}, character {error.pos})"
         ) from None
+    if isinstance(data, dict):
+        for column, blob in zip(FLOAT_COLUMNS, blobs, strict=True):
+            if blob is not None:
+                try:
+                    data[column] = decode_floats(blob)
+                except _Damaged as error:
+                    raise _Damaged(f"{column}: {error}") from None
     try:
         result = RunResult.from_stored(data)
     except (ValueError, TypeError) as error:

@@ -229,6 +229,9 @@ class BatchedRun:
         if not batchable(self.base):
             raise ValueError("this model cannot be batched (buffers, random layers or frozen parameters)")
         named = list(self.base.named_parameters())
+        #: whether a parameter is registered under two names (tied weights): functional_call must then
+        #: tie the names it is given to their aliases, a search of the module it makes at every call
+        self.tied = len(list(self.base.named_parameters(remove_duplicate=False))) != len(named)
         self.names = [n for n, _ in named]
         self.shapes = [p.shape for _, p in named]
         self.sizes = [p.numel() for _, p in named]
@@ -310,7 +313,12 @@ class BatchedRun:
         return {n: t.view(s) for n, t, s in zip(self.names, flat.split(self.sizes), self.shapes, strict=True)}
 
     def _replica_loss(self, flat: Tensor, inputs: Tensor, target: Tensor) -> Tensor:
-        return self.problem.loss(functional_call(self.base, self._unflatten(flat), (inputs,)), target)
+        return self.problem.loss(self._forward(self._unflatten(flat), inputs), target)
+
+    def _forward(self, params: dict[str, Tensor], inputs: Tensor) -> Tensor:
+        """The model on ``inputs`` with ``params`` (``functional_call``; it ties aliases only when the
+        model has tied weights: untied, the result is the same)."""
+        return functional_call(self.base, params, (inputs,), tie_weights=self.tied)
 
     # -- data --
 
@@ -394,12 +402,12 @@ class BatchedRun:
 
         def metrics(flat: Tensor) -> list[Tensor]:
             params = self._unflatten(flat)
-            out = functional_call(self.base, params, (x,))
+            out = self._forward(params, x)
             values = [problem.loss(out, y)]
             if classification:
                 values.append((out.argmax(dim=1) == y).float().mean())
             if validation:
-                out = functional_call(self.base, params, (problem.x_val,))
+                out = self._forward(params, problem.x_val)
                 values.append(problem.loss(out, problem.y_val))
                 if classification:
                     values.append((out.argmax(dim=1) == problem.y_val).float().mean())

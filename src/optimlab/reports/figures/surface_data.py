@@ -8,14 +8,18 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cache
+from typing import TYPE_CHECKING
 
 import numpy as np
-from matplotlib.colors import LinearSegmentedColormap
 from numpy.typing import ArrayLike
 
 from optimlab.lab.contours import Contour as StoredContour
 from optimlab.lab.run import RunResult
 from optimlab.reports.figures.arrays import float_array, subsample
+
+if TYPE_CHECKING:
+    from matplotlib.colors import Colormap
 
 __all__ = [
     "FILL_SCALE",
@@ -37,7 +41,15 @@ __all__ = [
 # Light, low-saturation fill (white at the minimum, grey-blue uphill) so the coloured paths stand out.
 _FILL = ["#ffffff", "#e4eaf1", "#c3cfdc", "#94a6ba"]
 FILL_SCALE = [[0.0, _FILL[0]], [0.35, _FILL[1]], [0.7, _FILL[2]], [1.0, _FILL[3]]]
-_CMAP = LinearSegmentedColormap.from_list("optimlab_surface", _FILL)
+
+
+@cache
+def _cmap() -> Colormap:
+    """The filled contours' colour map (matplotlib is loaded here, when a PNG or GIF is drawn: a
+    report whose files another process draws never loads it)."""
+    from matplotlib.colors import LinearSegmentedColormap
+
+    return LinearSegmentedColormap.from_list("optimlab_surface", _FILL)
 
 
 @dataclass(frozen=True)
@@ -236,7 +248,7 @@ def paths(
 def draw_contour(ax, surface: Surface) -> None:
     """The filled contour, its lines and its colour bar on ``ax``, the axes fitted to the window."""
     cd = fill(surface)
-    cs = ax.contourf(surface.x, surface.y, cd.values, levels=cd.levels, cmap=_CMAP, extend="both")
+    cs = ax.contourf(surface.x, surface.y, cd.values, levels=cd.levels, cmap=_cmap(), extend="both")
     ax.contour(
         surface.x, surface.y, cd.values, levels=cd.levels, colors="#505f73", linewidths=0.4, alpha=0.35
     )

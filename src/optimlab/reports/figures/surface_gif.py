@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from PIL import Image
 
 from optimlab.reports.figures import png_base
 from optimlab.reports.figures.style import mpl_text
@@ -20,6 +19,8 @@ from optimlab.reports.figures.surface_data import (
 )
 
 if TYPE_CHECKING:
+    from PIL import Image
+
     from optimlab.reports.figures.surface import SurfaceFigure
 
 __all__ = ["gif"]
@@ -31,6 +32,8 @@ def _palette(image: Image.Image, exact: Sequence[str]) -> Image.Image:
     chosen by median cut from ``image`` (the contour's greys). A palette cut from the picture alone
     gives its many greys the entries and lets thin lines of similar hues (blue and green) collapse into
     one colour."""
+    from PIL import Image
+
     fixed = [*exact, "#fde047", "#111827", "#ffffff"]
     base = [tuple(int(c.lstrip("#")[i : i + 2], 16) for i in (0, 2, 4)) for c in dict.fromkeys(fixed)]
     # and each line colour blended with the light background, as its anti-aliased edges are
@@ -73,6 +76,7 @@ def gif(
     dpi = 100
     from matplotlib.backends.backend_agg import FigureCanvasAgg  # here: a report that reuses its GIFs
     from matplotlib.figure import Figure  # never loads matplotlib's drawing code
+    from PIL import Image
 
     fig = Figure(figsize=(size_px / dpi, size_px / dpi * 0.86), dpi=dpi, layout="constrained")
     canvas = FigureCanvasAgg(fig)
