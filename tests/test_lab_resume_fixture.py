@@ -64,6 +64,19 @@ def _same(a: float, b: float) -> bool:
     return a == b or (math.isnan(a) and math.isnan(b)) or a == pytest.approx(b, rel=1e-6, abs=1e-9)
 
 
+#: how far a loss of the fixture, trained on another machine, may be from today's on this one: BLAS
+#: and vectorized reductions differ in the last bits from one CPU to another (measured: 4e-5–6e-5
+#: after 20 steps of Adam, 1.5e-4 for L-BFGS on parabola). L-BFGS's line search amplifies such
+#: differences without bound (a quadratic-100d run's losses differed by 100 %, another run took 192
+#: gradient evaluations instead of 193), so its numbers are compared with a fresh training on this
+#: machine only.
+ACROSS_MACHINES = {"rel": 1e-3, "abs": 1e-9}
+
+
+def _close(new: float, old: float) -> bool:
+    return new == old or (math.isnan(new) and math.isnan(old)) or new == pytest.approx(old, **ACROSS_MACHINES)
+
+
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_old_run_is_found_under_its_key_and_trained_again(command: str, tmp_path: Path) -> None:
     db = tmp_path / "runs.db"
@@ -73,33 +86,43 @@ def test_every_old_run_is_found_under_its_key_and_trained_again(command: str, tm
 
     trained, reused = _compare(command, db, tmp_path / "first")
     after = _rows(db)
+    fresh = tmp_path / "fresh.db"  # the same command trained from nothing, on this machine
+    _compare(command, fresh, tmp_path / "fresh")
+    trained_afresh = _rows(fresh)
     assert set(after) == set(before)  # nothing added: every run the command needs has its old key
     upgraded = {key for key in after if after[key] != before[key]}
     assert trained == len(upgraded) > 0 and reused == 0  # found, and not reused as they were
     for key in upgraded:
-        old, new = before[key], after[key]
+        old, new, afresh = before[key], after[key], trained_afresh[key]
         assert new["record_version"] == RECORD_VERSION
         assert all(new[name] == old[name] for name in ("problem", "optimizer", "seed")), key
-        # the same training (a diverging run may be stopped sooner: an evaluation within an epoch can
-        # find what only the epoch's end found before) ...
+        # the same training as a fresh one of today's code on this machine ...
+        assert all(new[name] == afresh[name] for name in ("diverged", "steps", "grad_evals", "lrs")), key
+        assert _same(new["final_loss"], afresh["final_loss"]), key
+        assert all(_same(a, b) for a, b in zip(new["losses"], afresh["losses"], strict=True)), key
+        # ... and as the fixture's, as far as machines differ: L-BFGS's only in its learning rates (its
+        # line search may take another evaluation on another CPU); a diverging run may be stopped
+        # sooner (an evaluation within an epoch can find what only the epoch's end found before)
+        steps = new["steps"]
+        assert new["lrs"] == old["lrs"][:steps], key
+        ends = [e for e in new["evals"] if float(e["epoch"]).is_integer()]
+        old_ends = [e for e in old["evals"] if e["step"] <= ends[-1]["step"]]
+        assert ends[0].keys() == old["evals"][0].keys()
+        within = [e for e in new["evals"] if not float(e["epoch"]).is_integer()]
+        assert all(e.keys() == {"epoch", "step", "grad_evals", "wall_s", "loss"} for e in within)
+        if new["optimizer"].split(":")[0] == "lbfgs":
+            continue
         assert new["diverged"] == old["diverged"], key
         if old["diverged"]:
             assert new["steps"] <= old["steps"] and math.isinf(new["final_loss"])
         else:
             for name in ("steps", "grad_evals", "divergence"):
                 assert new[name] == old[name], (key, name)
-            assert _same(new["final_loss"], old["final_loss"]), key
-        steps = new["steps"]
-        assert new["lrs"] == old["lrs"][:steps]
-        assert all(_same(a, b) for a, b in zip(new["losses"], old["losses"][:steps], strict=True)), key
+            assert _close(new["final_loss"], old["final_loss"]), key
+        assert all(_close(a, b) for a, b in zip(new["losses"], old["losses"][:steps], strict=True)), key
         # ... with its evaluations after each epoch as they were, and the loss alone within epochs
-        ends = [e for e in new["evals"] if float(e["epoch"]).is_integer()]
-        old_ends = [e for e in old["evals"] if e["step"] <= ends[-1]["step"]]
         assert [(e["epoch"], e["step"]) for e in ends] == [(e["epoch"], e["step"]) for e in old_ends]
-        assert all(_same(a["loss"], b["loss"]) for a, b in zip(ends, old_ends, strict=True)), key
-        assert ends[0].keys() == old["evals"][0].keys()
-        within = [e for e in new["evals"] if not float(e["epoch"]).is_integer()]
-        assert all(e.keys() == {"epoch", "step", "grad_evals", "wall_s", "loss"} for e in within)
+        assert all(_close(a["loss"], b["loss"]) for a, b in zip(ends, old_ends, strict=True)), key
         assert new["steps_to_target"] <= old["steps_to_target"]  # never later, often earlier
 
     # the next resume reuses them all, as they now are
