@@ -107,24 +107,34 @@ def test_program_gives_the_rules_bits(variant: int, dtype: torch.dtype) -> None:
             assert torch.equal(torch.as_tensor(program.others[key]), torch.as_tensor(value))
 
 
-def test_adam_writes_in_place_with_addcdiv() -> None:
-    """Adam's float32 program: no copies at the end, its update one addcdiv, two temporaries."""
-    param = torch.zeros(8)
+def test_programs_write_in_place_with_addcdiv() -> None:
+    """Float32 programs: no copies at the end; Adam's v ← β₂v + (1 − β₂)g² and update θ − (s·m)/d
+    each one addcdiv (8 ops, one temporary); SGD with momentum two addcdivs, μb + g and θ − γb (no
+    temporary). Not in float16, whose addcdiv rounds once where the rule rounds twice."""
+    param, grad = torch.zeros(8), torch.zeros(8)
     state = {"exp_avg": torch.zeros(8), "exp_avg_sq": torch.zeros(8)}
-    program = program_for(rules.adam, param, torch.zeros(8), state, {"step": 1}, {"lr": 1e-3})
-    assert program is not None
-    functions = [step[0] for step in program._steps]
-    assert functions.count(torch.addcdiv) == 1 and torch.sub not in functions
-    assert program._copies == [] and len(program._temps) == 2
-    half = program_for(
-        rules.adam,
-        param.half(),
-        torch.zeros(8).half(),
-        {k: v.half() for k, v in state.items()},
-        {"step": 1},
-        {"lr": 1e-3},
+    adam = program_for(rules.adam, param, grad, state, {"step": 1}, {"lr": 1e-3})
+    assert adam is not None
+    functions = [step[0] for step in adam._steps]
+    assert functions == [
+        torch.lerp,
+        torch.mul,
+        torch.mul,
+        torch.addcdiv,
+        torch.sqrt,
+        torch.div,
+        torch.add,
+        torch.addcdiv,
+    ]
+    assert adam._copies == [] and len(adam._temps) == 1
+    sgd = program_for(
+        rules.sgd, param, grad, {"momentum_buffer": torch.zeros(8)}, {}, {"lr": 0.1, "momentum": 0.9}
     )
-    assert half is not None and torch.addcdiv not in [step[0] for step in half._steps]  # rounds otherwise
+    assert sgd is not None and [step[0] for step in sgd._steps] == [torch.addcdiv, torch.addcdiv]
+    assert sgd._copies == [] and sgd._temps == []
+    half = {key: value.half() for key, value in state.items()}
+    adam_half = program_for(rules.adam, param.half(), grad.half(), half, {"step": 1}, {"lr": 1e-3})
+    assert adam_half is not None and torch.addcdiv not in [step[0] for step in adam_half._steps]
 
 
 def test_a_programs_constants_are_its_steps() -> None:

@@ -172,6 +172,18 @@ def _refs(args: tuple, kwargs: dict) -> set[int]:
     return {value.index for value in (*args, *kwargs.values()) if isinstance(value, _Ref)}
 
 
+def _number(scale: Any) -> float | None:
+    """A product's scalar factor as ``addcdiv``'s ``value`` (the kernel reads a 0-d operand as this
+    number, in the op's dtype), or ``None`` where it is not one."""
+    if isinstance(scale, Tensor):
+        if scale.dim() or not scale.is_floating_point() or not scale.is_cpu:
+            return None
+        scale = scale.item()
+    if not isinstance(scale, int | float) or isinstance(scale, bool):
+        return None
+    return float(scale)
+
+
 class Program:
     """A rule's recorded tensor ops, rewritten to write into owned memory (see the module's text).
 
@@ -194,9 +206,11 @@ class Program:
         calls: dict[int, tuple[Callable[..., Any], tuple, dict, bool]] = {}
         for position, op in enumerate(ops):
             calls[position] = self._rewritten(op)
+        self._ones = inputs + len(ops)  # where the program's tensor of ones is, if it reads one
         if fuse:
-            self._fuse(ops, outputs, calls)
-        ends = [-1] * (inputs + len(ops))  # the last op reading each value
+            self._fuse(ops, outputs, calls, _Ref(self._ones, dtypes[0]))
+        self._reads_ones = any(self._ones in _refs(args, kwargs) for _, args, kwargs, _ in calls.values())
+        ends = [-1] * (inputs + len(ops) + 1)  # the last op reading each value
         for position, (_, args, kwargs, _) in calls.items():
             for value in _refs(args, kwargs):
                 ends[value] = max(ends[value], position)
@@ -204,7 +218,7 @@ class Program:
             ends[ref.index] = len(ops)  # read at the end, unless written into its own tensor
         targets = {ref.index: names.index(name) for name, ref in outputs.items() if ref.index >= inputs}
         home: list[tuple[int, int]] = [(_INPUT, index) for index in range(inputs)]
-        home += [(_FOREIGN, -1)] * len(ops)
+        home += [(_FOREIGN, -1)] * (len(ops) + 1)
         free: dict[torch.dtype, list[int]] = {}
         temps: list[torch.dtype] = []
         written: set[int] = set()  # the inputs holding their new value
@@ -240,7 +254,7 @@ class Program:
                         free.setdefault(self._dtype(value, dtypes, ops), []).append(home[value][1])
         self._temps = temps
         self._steps = steps
-        self._size = inputs + len(ops)
+        self._size = inputs + len(ops) + 1
         # new values not written in place are copied at the end (unless the rule returned the input)
         self._copies = [
             (names.index(name), ref.index)
@@ -272,10 +286,13 @@ class Program:
         ops: list[_Op],
         outputs: dict[str, _Ref],
         calls: dict[int, tuple[Callable[..., Any], tuple, dict, bool]],
+        ones: _Ref,
     ) -> None:
-        """``sub(θ, div(mul(m, s), d))`` → ``addcdiv(θ, m, d, value=−s)``, all of one dtype of
-        :data:`_ADDCDIV_DTYPES`, the product and quotient read by nothing else: the mul and div are
-        dropped from ``calls``, the sub replaced."""
+        """``sub(θ, div(mul(m, s), d))`` → ``addcdiv(θ, m, d, value=−s)``, then ``a ± mul(b, s)``
+        → ``addcdiv(a, b, 1, value=±s)`` (``ones``: a tensor of ones of the parameter's dtype;
+        ``(s·b)/1`` is ``s·b`` exactly), all of one dtype of :data:`_ADDCDIV_DTYPES`, the products
+        and quotients read by nothing else: the mul and div are dropped from ``calls``, the add or
+        sub replaced."""
         inputs = len(self.names)
         readers: dict[int, int] = {}
         for op in ops:
@@ -312,14 +329,34 @@ class Program:
             moment, scale = (first, second) if isinstance(first, _Ref) else (second, first)
             if not isinstance(moment, _Ref) or moment.dtype != dtype:
                 continue
-            if isinstance(scale, Tensor):
-                if scale.dim() or not scale.is_floating_point() or not scale.is_cpu:
-                    continue
-                scale = scale.item()  # the kernel reads a 0-d operand as this number, in the op's dtype
-            if not isinstance(scale, int | float) or isinstance(scale, bool):
+            scale = _number(scale)
+            if scale is None:
                 continue
             del calls[at_mul], calls[at_div]
-            calls[position] = (torch.addcdiv, (theta, moment, divisor), {"value": -float(scale)}, True)
+            calls[position] = (torch.addcdiv, (theta, moment, divisor), {"value": -scale}, True)
+
+        for position, op in enumerate(ops):
+            dtype = op.dtype
+            if position not in calls or calls[position][0] is torch.addcdiv or op.kwargs or len(op.args) != 2:
+                continue
+            subtracts = op.function in (Tensor.__sub__, Tensor.sub, torch.sub)
+            adds = op.function in (Tensor.__add__, Tensor.__radd__, Tensor.add, torch.add)
+            if not (subtracts or adds) or dtype not in _ADDCDIV_DTYPES or dtype != ones.dtype:
+                continue
+            orders = [op.args] if subtracts else [op.args, op.args[::-1]]
+            for base, product in orders:  # a + s·b or s·b + a: either operand may be the product
+                at_mul = made_by(product, ("__mul__", "__rmul__", "mul"), dtype)
+                if at_mul is None or not isinstance(base, _Ref) or base.dtype != dtype:
+                    continue
+                first, second = ops[at_mul].args
+                factor, scale = (first, second) if isinstance(first, _Ref) else (second, first)
+                scale = _number(scale)
+                if not isinstance(factor, _Ref) or factor.dtype != dtype or scale is None:
+                    continue
+                del calls[at_mul]
+                value = -scale if subtracts else scale
+                calls[position] = (torch.addcdiv, (base, factor, ones), {"value": value}, True)
+                break
 
     def run(self, tensors: list[Tensor], temporaries: list[Tensor] | None = None) -> None:
         """Evaluate on ``tensors`` (the parameter, gradient and state entries of :attr:`names`, in
@@ -329,6 +366,8 @@ class Program:
         if temporaries is None:
             temporaries = self.temporaries(tensors[0])
         values: list[Any] = [*tensors, *([None] * (self._size - len(tensors)))]
+        if self._reads_ones:
+            values[self._ones] = _ones(tensors[0])
         for function, args, kwargs, place, index in self._steps:
             call_args = [values[a.index] if type(a) is _Ref else a for a in args]
             if kwargs:
@@ -346,6 +385,20 @@ class Program:
         """Memory for the program's temporaries, for tensors like ``like`` (of ``numel`` elements)."""
         size = like.numel() if numel is None else numel
         return [torch.empty(size, dtype=dtype, device=like.device) for dtype in self._temps]
+
+
+_ONES: dict[tuple[torch.dtype, torch.device], Tensor] = {}
+
+
+def _ones(like: Tensor) -> Tensor:
+    """A tensor of ones like ``like`` (1-D, contiguous), never written: a view of one kept per
+    dtype and device."""
+    key = (like.dtype, like.device)
+    ones = _ONES.get(key)
+    numel = like.numel()
+    if ones is None or ones.numel() < numel:
+        ones = _ONES[key] = torch.ones(max(numel, 1 << 16), dtype=like.dtype, device=like.device)
+    return ones[:numel]
 
 
 def apart(tensors: list[Tensor]) -> bool:
