@@ -444,29 +444,6 @@ def _items_key(mapping: Mapping[str, Any]) -> Any:
     return tuple((name, _hashable(value)) for name, value in mapping.items())
 
 
-_tokens: dict[Any, int] = {}
-_counter = itertools.count()
-_last_hyper: list[Any] = [None, None, None]  # the dict last asked about, a copy of it, its token
-
-
-def _hyper_token(hyper: Mapping[str, Any]) -> int:
-    """A number for the hyperparameters' :func:`_items_key`, the same for equal keys: the engine
-    asks with the same dict for every slice and run of a group's step, which is then not hashed
-    again."""
-    last = _last_hyper
-    if hyper is last[0] and hyper == last[1]:
-        return last[2]
-    key = _items_key(hyper)
-    token = _tokens.get(key)
-    if token is None:
-        if len(_tokens) >= 4 * CACHE_SIZE:
-            _tokens.clear()  # numbers are never reused: the programs of dropped ones are not found
-        token = _tokens[key] = next(_counter)
-    if _SIMPLE_TYPES.issuperset(map(type, hyper.values())):  # a tensor may change in place: no memo
-        last[:] = [hyper, dict(hyper), token]
-    return token
-
-
 _cache: OrderedDict[Any, Program | None] = OrderedDict()
 
 
@@ -490,7 +467,7 @@ def program_for(
             torch.get_default_dtype(),
             tuple((name, value.dtype) for name, value in state.items()),
             _items_key(scalars),
-            _hyper_token(hyper),
+            _items_key(hyper),
         )
     except Untraceable:
         return None
