@@ -8,7 +8,10 @@ system — page-faulted in anew at every step. An elementwise rule (the optimize
 may instead run it on consecutive slices (views) of the parameter, its gradient and its state, of
 :data:`CHUNK_NUMEL` elements, and copy each slice's results back before the next: the temporaries
 then stay in the cache and their memory is reused from one slice to the next. Main memory sees
-one read of each operand and one write of each result, as a fused kernel would.
+one read of each operand and one write of each result, as a fused kernel would. Where the rule can
+be traced (:mod:`~optimlab.optim.engine.traced`), each slice and run is evaluated by its traced
+program instead: the same ops, writing into the slice's tensors and reused temporaries rather than
+allocating each result and copying the last ones back — the same bits.
 
 It is exact: every op the rules use (arithmetic, ``sqrt``, ``lerp``, ``where``, comparisons, ...) is
 evaluated element by element by the same kernel on a slice as on the whole, and the results are the
@@ -32,6 +35,7 @@ from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
 from optimlab.optim.engine.tensors import PLAIN_TYPES, plain_memory
 from optimlab.optim.engine.threads import one_thread
+from optimlab.optim.engine.traced import apart, program_for
 
 if TYPE_CHECKING:
     from optimlab.optim.base import RuleOptimizer
@@ -122,6 +126,15 @@ def step_in_chunks(
     flat_param, flat_grad = param.view(-1), grad.view(-1)
     pieces = -(-numel // chunk_numel)
     chunk_numel = -(-numel // pieces)  # slices of equal size (the last one may be shorter)
+    tensors = [flat_param, flat_grad, *flat.values()]
+    program = program_for(rule, flat_param, flat_grad, flat, scalars, hyper) if apart(tensors) else None
+    if program is not None:  # the rule's ops writing into the slices themselves (engine/traced.py)
+        temporaries = program.temporaries(flat_param, chunk_numel)
+        for start in range(0, numel, chunk_numel):
+            piece = slice(start, start + chunk_numel)
+            size = min(chunk_numel, numel - start)
+            program.run([tensor[piece] for tensor in tensors], [t[:size] for t in temporaries])
+        return dict(program.others)
     others: dict[str, Any] = {}
     sliced: set[str] = set()
     for start in range(0, numel, chunk_numel):
@@ -267,12 +280,20 @@ class SmallTensorRuns:
 
     def _evaluate(self, run: _Run) -> None:
         params, numel, names, stored = run.params, run.numel, run.names, run.states
-        state = dict(run.scalars)
-        for name, members in zip(names, stored, strict=True):
-            state[name] = _flatten_dense_tensors(members)
-        new_param, new_state = self.optimizer.rule(
-            _flatten_dense_tensors(params), _flatten_dense_tensors(run.grads), state, **self.hyper
+        flat = {name: _flatten_dense_tensors(members) for name, members in zip(names, stored, strict=True)}
+        flat_param, flat_grad = _flatten_dense_tensors(params), _flatten_dense_tensors(run.grads)
+        tensors = [flat_param, flat_grad, *flat.values()]
+        rule = self.optimizer.rule
+        # a run of several tensors is in new memory; one tensor's may be the stored tensors themselves
+        separate = len(params) > 1 or apart(tensors)
+        program = (
+            program_for(rule, flat_param, flat_grad, flat, run.scalars, self.hyper) if separate else None
         )
+        if program is not None:  # the rule's ops writing into the run's tensors (engine/traced.py)
+            program.run(tensors)
+            new_param, new_state = flat_param, {**program.others, **flat}
+        else:
+            new_param, new_state = rule(flat_param, flat_grad, {**run.scalars, **flat}, **self.hyper)
         others: dict[str, Any] = {}
         created: dict[str, list[Tensor]] = {}
         shape = (numel,)
