@@ -12,7 +12,7 @@ import torch
 
 import optimlab.optim as ol
 import reference_cases
-from optimlab.optim.engine import chunks, eager
+from optimlab.optim.engine import chunks, eager, traced
 from parity_cases import CASES, COMPLEX, DTYPES, PARITY, build_pair, run
 from reference_cases import REFERENCES
 
@@ -64,18 +64,21 @@ class Spy:
 
 
 def _whole_then_sliced(monkeypatch: pytest.MonkeyPatch, train: Callable[[], list[torch.Tensor]]) -> Spy:
-    """Run ``train`` with every tensor whole, then with slices and runs of at most 4 elements; assert
-    the two give the same bits and that slices were taken; the spy of the second run."""
+    """Run ``train`` with every tensor whole, then with slices and runs of at most 4 elements — their
+    rule evaluated op by op, and by its traced program (engine/traced.py) where it can be traced;
+    assert that all give the same bits and that slices were taken; the spy of the last run."""
     with monkeypatch.context() as patch:
         _whole(patch)
         whole = train()
-    with monkeypatch.context() as patch:
-        patch.setattr(chunks, "CHUNK_NUMEL", 4)
-        patch.setattr(chunks, "RUN_NUMEL", 4)
-        spy = Spy(patch)
-        sliced = train()
-    _assert_identical(sliced, whole)
-    assert spy.sliced > 0
+    for trace_from in (None, 0):  # never traced, and traced whatever the size
+        with monkeypatch.context() as patch:
+            patch.setattr(chunks, "CHUNK_NUMEL", 4)
+            patch.setattr(chunks, "RUN_NUMEL", 4)
+            patch.setattr(traced, "TRACE_MIN_NUMEL", trace_from if trace_from is not None else 1 << 62)
+            spy = Spy(patch)
+            sliced = train()
+        _assert_identical(sliced, whole)
+        assert spy.sliced > 0
     return spy
 
 

@@ -266,11 +266,52 @@ def test_the_eager_engine_runs_programs_on_slices_and_runs(monkeypatch: pytest.M
         whole = train(False)
     monkeypatch.setattr(chunks, "CHUNK_NUMEL", 16)
     monkeypatch.setattr(chunks, "RUN_NUMEL", 20)
+    monkeypatch.setattr(traced, "TRACE_MIN_NUMEL", 0)
     monkeypatch.setattr(Program, "run", counting)
     sliced = train(True)
     assert len(calls) > 4 and 16 in calls  # slices of the (37, 5) parameter, and runs
     for a, b in zip(sliced, whole, strict=True):
         assert torch.equal(a, b)
+
+
+def test_a_program_is_traced_only_for_a_step_large_enough(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Adam's constants change at every step, so its program is traced at every step: not for a step
+    of fewer than TRACE_MIN_NUMEL elements (its rule then runs op by op, even where a program is
+    kept), but for one of more."""
+    monkeypatch.setattr(traced, "_cache", type(traced._cache)())
+    traces, runs = [], []
+    trace, run = traced._trace, Program.run
+
+    def tracing(*args: Any) -> Any:
+        traces.append(args[1].numel())
+        return trace(*args)
+
+    def running(self: Program, tensors: list[torch.Tensor], temporaries: Any = None) -> None:
+        runs.append(tensors[0].numel())
+        run(self, tensors, temporaries)
+
+    monkeypatch.setattr(traced, "_trace", tracing)
+    monkeypatch.setattr(Program, "run", running)
+    monkeypatch.setattr(chunks, "RUN_NUMEL", 20)
+    monkeypatch.setattr(chunks, "CHUNK_NUMEL", 16)
+    monkeypatch.setattr(traced, "TRACE_MIN_NUMEL", 100)
+
+    def adam(shapes: list[tuple[int, ...]]) -> ol.Adam:
+        params = [torch.randn(shape) for shape in shapes]
+        for param in params:
+            param.grad = torch.randn_like(param)
+        return ol.Adam(params, lr=1e-2, engine="eager")
+
+    torch.manual_seed(0)
+    small, other_small = adam([(3, 5), (3,), (4, 4)]), adam([(3, 5), (3,), (4, 4)])  # 34 elements
+    large = adam([(37, 5), (11,)])  # 196
+    small.step()
+    assert traces == [] and runs == []
+    large.step()
+    assert traces and runs  # the large step's runs and slices: traced, and run
+    traced_count, run_count = len(traces), len(runs)
+    other_small.step()  # a first step too: the same constants as the large one's
+    assert len(traces) == traced_count and len(runs) == run_count
 
 
 def test_the_cache_is_bounded() -> None:

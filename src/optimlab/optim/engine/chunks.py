@@ -97,6 +97,7 @@ def step_in_chunks(
     state: dict[str, Any],
     hyper: dict[str, Any],
     chunk_numel: int | None = None,
+    trace_numel: int = 0,
 ) -> dict[str, Any] | None:
     """Evaluate the elementwise ``rule`` on slices of ``chunk_numel`` (:data:`CHUNK_NUMEL`) elements
     of ``param``, ``grad`` and the parameter-sized tensors of ``state`` (real tensors, as the eager
@@ -106,7 +107,9 @@ def step_in_chunks(
     the same for every slice, which the caller writes once — or ``None``, having written nothing,
     where the tensors cannot be sliced or the rule creates a parameter-sized state entry (the caller
     then evaluates the rule whole), as it does for tensors of at most one slice. The others are cut
-    into slices of equal size, none larger than ``chunk_numel``."""
+    into slices of equal size, none larger than ``chunk_numel``. The rule's traced program evaluates
+    them where the step evaluates enough elements with it (``trace_numel``: the step's, if more
+    than this parameter's; :data:`~optimlab.optim.engine.traced.TRACE_MIN_NUMEL`)."""
     if chunk_numel is None:
         chunk_numel = CHUNK_NUMEL  # read at each call, so that tests may make slices small
     numel = param.numel()
@@ -127,7 +130,10 @@ def step_in_chunks(
     pieces = -(-numel // chunk_numel)
     chunk_numel = -(-numel // pieces)  # slices of equal size (the last one may be shorter)
     tensors = [flat_param, flat_grad, *flat.values()]
-    program = program_for(rule, flat_param, flat_grad, flat, scalars, hyper) if apart(tensors) else None
+    traced = max(numel, trace_numel)
+    program = (
+        program_for(rule, flat_param, flat_grad, flat, scalars, hyper, traced) if apart(tensors) else None
+    )
     if program is not None:  # the rule's ops writing into the slices themselves (engine/traced.py)
         temporaries = program.temporaries(flat_param, chunk_numel)
         for start in range(0, numel, chunk_numel):
@@ -191,10 +197,13 @@ class SmallTensorRuns:
         group: dict[str, Any],
         hyper: dict[str, Any],
         record: Callable[[_Run], None] | None = None,
+        trace_numel: int = 0,
     ) -> None:
         self.optimizer, self.group, self.hyper = optimizer, group, hyper
         #: called with each run before it is evaluated (engine/run_plans.py keeps what it sees)
         self.record = record
+        #: the elements the step evaluates with the rule (whether its program is worth a trace)
+        self.trace_numel = trace_numel
         self.limit = RUN_NUMEL
         self.host_step = optimizer.host_step
         self.runs: dict[tuple[Any, ...], _Run] = {}
@@ -287,7 +296,11 @@ class SmallTensorRuns:
         # a run of several tensors is in new memory; one tensor's may be the stored tensors themselves
         separate = len(params) > 1 or apart(tensors)
         program = (
-            program_for(rule, flat_param, flat_grad, flat, run.scalars, self.hyper) if separate else None
+            program_for(
+                rule, flat_param, flat_grad, flat, run.scalars, self.hyper, max(numel, self.trace_numel)
+            )
+            if separate
+            else None
         )
         if program is not None:  # the rule's ops writing into the run's tensors (engine/traced.py)
             program.run(tensors)

@@ -81,14 +81,19 @@ def _sliceable_rule(optimizer: RuleOptimizer) -> bool:
 
 
 def step_parameter(
-    optimizer: RuleOptimizer, group: dict[str, Any], param: Tensor, grad: Tensor, hyper: dict[str, Any]
+    optimizer: RuleOptimizer,
+    group: dict[str, Any],
+    param: Tensor,
+    grad: Tensor,
+    hyper: dict[str, Any],
+    trace_numel: int = 0,
 ) -> None:
     """Step one parameter: a large one whose operands allow it in slices
     (:func:`~optimlab.optim.engine.chunks.step_in_chunks`, the same numbers without parameter-sized
-    temporaries), any other whole."""
+    temporaries; ``trace_numel``: the elements of the step it is part of), any other whole."""
     on_shards, real_param, real_grad, state = rule_operands(optimizer, group, param, grad)
     if not grad.is_sparse and real_param.numel() > chunks.CHUNK_NUMEL and _sliceable_rule(optimizer):
-        others = step_in_chunks(optimizer.rule, real_param, real_grad, state, hyper)
+        others = step_in_chunks(optimizer.rule, real_param, real_grad, state, hyper, trace_numel=trace_numel)
         if others is not None:
             written(param, on_shards)
             write_state(optimizer, param, on_shards, others)
@@ -176,7 +181,9 @@ class EagerEngine:
         sliceable = _sliceable_rule(optimizer)
         planning = sliceable and not any(extras)
         plan = self._run_plans.get(id(group)) if planning else None
-        runs = SmallTensorRuns(optimizer, group, hyper) if sliceable else None
+        # (whether the rule's traced program is worth a trace: engine/traced.py)
+        trace_numel = sum(param.numel() for param in params) if sliceable else 0
+        runs = SmallTensorRuns(optimizer, group, hyper, trace_numel=trace_numel) if sliceable else None
         alone = plan.replay(runs, params, grads) if plan is not None and runs is not None else None
         recorder = RunRecorder(optimizer, params) if planning and alone is None else None
         if runs is not None:
@@ -184,20 +191,21 @@ class EagerEngine:
         if alone is not None:
             self.planned_steps += len(params) - len(alone)
             for position in alone:
-                self._step_alone(optimizer, group, params[position], grads[position], extras[position], hyper)
+                param, grad, extra = params[position], grads[position], extras[position]
+                self._step_alone(optimizer, group, param, grad, extra, hyper, trace_numel)
         else:
             alone = []
             for position, (param, grad, extra) in enumerate(zip(params, grads, extras, strict=True)):
                 if runs is not None and not extra and runs.add(param, grad):
                     continue
                 alone.append(position)
-                self._step_alone(optimizer, group, param, grad, extra, hyper)
+                self._step_alone(optimizer, group, param, grad, extra, hyper, trace_numel)
         if runs is not None:
             done, declined = runs.flush()
             for param, new_state in done:
                 write_state(optimizer, param, False, new_state)
             for param, grad in declined:
-                step_parameter(optimizer, group, param, grad, hyper)
+                step_parameter(optimizer, group, param, grad, hyper, trace_numel)
             if recorder is not None and recorder.layouts:  # (a plan that ran records nothing)
                 made = (
                     None if declined else RunPlan.make(optimizer, recorder, params, grads, alone, runs.limit)
@@ -212,12 +220,13 @@ class EagerEngine:
         grad: Tensor,
         extra: dict[str, Any],
         hyper: dict[str, Any],
+        trace_numel: int,
     ) -> None:
         """Step a parameter that no run takes."""
         if optimizer.sparse_entries and grad.is_sparse:  # only the entries it touches (SparseAdam)
             step_sparse_entries(optimizer, group, param, grad, {**hyper, **extra})
         else:
-            step_parameter(optimizer, group, param, grad, {**hyper, **extra} if extra else hyper)
+            step_parameter(optimizer, group, param, grad, {**hyper, **extra} if extra else hyper, trace_numel)
 
     def _keep(self, optimizer: RuleOptimizer, group: dict[str, Any], plan: RunPlan | None) -> None:
         """Keep ``plan`` for ``group``'s next step (none where a run declined its parameters: a rule
