@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 import optimlab.optim as ol
-from optimlab.optim.engine import fused, kernels, plans, unwrapped
+from optimlab.optim.engine import fused, kernels, launcher, plans, unwrapped
 
 F32 = {"rtol": 1e-5, "atol": 1e-7}
 DATA = torch.randn(16, 6, generator=torch.Generator().manual_seed(1))
@@ -179,7 +179,9 @@ class _Threads:
 
 def test_small_kernels_run_on_one_thread_and_the_count_comes_back(monkeypatch: pytest.MonkeyPatch) -> None:
     """In a planned step the kernels of at most ``SERIAL_MAX_NUMEL`` elements run on one thread, the
-    others on the thread count the step found, which the step leaves as it was."""
+    others on the thread count the step found, which the step leaves as it was. (The kernels called
+    from Python: the launcher's own thread counts are tested in test_fused_launcher.py.)"""
+    monkeypatch.setattr(launcher, "available", lambda: False)
     runtime = _Threads(4)
     monkeypatch.setattr(plans, "_openmp", lambda: (runtime.set, runtime.get))
     monkeypatch.setattr(plans, "SERIAL_MAX_NUMEL", 24)
@@ -377,7 +379,9 @@ def _elementwise_optimizers() -> list[str]:
     )
 
 
-def _five_steps(name: str, dtype: torch.dtype, planned: bool) -> tuple[list[torch.Tensor], int]:
+def _five_steps(name: str, dtype: torch.dtype, planned: bool) -> tuple[list[torch.Tensor], int, bool]:
+    """Five steps of three small parameters on two threads: the parameters, the planned parameter
+    steps, and whether the group's plan (if any) called its kernels through the launcher, side by side."""
     generator = torch.Generator().manual_seed(0)
     params = [nn.Parameter(torch.randn(s, generator=generator).to(dtype)) for s in ((40, 3), (7,), (300,))]
     optimizer = getattr(ol, name)(params, engine="fused")
@@ -385,11 +389,17 @@ def _five_steps(name: str, dtype: torch.dtype, planned: bool) -> tuple[list[torc
         optimizer.train()  # Schedule-Free
     if not planned:
         optimizer.engine._plans = _NoPlans()
-    for _ in range(5):
-        for p in params:
-            p.grad = torch.randn(p.shape, generator=generator).to(dtype)
-        optimizer.step()
-    return [p.detach().clone() for p in params], optimizer.engine.planned_steps
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # (so that the launcher runs the kernels side by side)
+    try:
+        for _ in range(5):
+            for p in params:
+                p.grad = torch.randn(p.shape, generator=generator).to(dtype)
+            optimizer.step()
+    finally:
+        torch.set_num_threads(threads)
+    launched = all(plan.launched and plan.side_by_side for plan in optimizer.engine._plans.values())
+    return [p.detach().clone() for p in params], optimizer.engine.planned_steps, launched
 
 
 class _NoPlans(dict):
@@ -407,16 +417,21 @@ def test_planned_steps_give_the_full_paths_bits_for_every_elementwise_optimizer(
 ) -> None:
     """Planned or not, the same kernels on the same operands: the same bits. Rules with statistics
     (LAMB, Prodigy) are never planned."""
-    planned, planned_steps = _five_steps(name, dtype, planned=True)
-    full, _ = _five_steps(name, dtype, planned=False)
+    planned, planned_steps, launched = _five_steps(name, dtype, planned=True)
+    full, _, _ = _five_steps(name, dtype, planned=False)
     assert all(torch.equal(a, b) for a, b in zip(planned, full, strict=True))
     assert planned_steps == (0 if getattr(ol, name).statistics is not None else 12)
+    assert launched  # every plan's kernels called by the launcher, side by side
+    with pytest.MonkeyPatch.context() as patch:  # and from Python, one after another
+        patch.setattr(launcher, "available", lambda: False)
+        from_python, _, _ = _five_steps(name, dtype, planned=True)
+    assert all(torch.equal(a, b) for a, b in zip(from_python, full, strict=True))
 
 
 def test_planned_steps_give_the_full_paths_bits() -> None:
     """The default run's share of the test above: Adam in float32 and bfloat16."""
     for dtype in (torch.float32, torch.bfloat16):
-        planned, planned_steps = _five_steps("Adam", dtype, planned=True)
-        full, _ = _five_steps("Adam", dtype, planned=False)
-        assert planned_steps == 12
+        planned, planned_steps, launched = _five_steps("Adam", dtype, planned=True)
+        full, _, _ = _five_steps("Adam", dtype, planned=False)
+        assert planned_steps == 12 and launched
         assert all(torch.equal(a, b) for a, b in zip(planned, full, strict=True))

@@ -481,6 +481,11 @@ class Kernel:
             return None
         return traced
 
+    @property
+    def generated_source(self) -> str | None:
+        """The Python module inductor generated for this kernel (its C++ included), where known."""
+        return getattr(self._capture.compiled, "source_code", None) or None
+
     def state_shapes(self, shape: tuple[int, ...]) -> tuple[tuple[int, ...], ...]:
         """A tensor-wise kernel's state shapes for a parameter of ``shape``: each dimension of the probe's
         state that is one of the probe parameter's sizes becomes the caller's size there (Adafactor's

@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 import optimlab.optim.engine.kernels as compiled_kernels
+from optimlab.optim.engine import launcher
 from optimlab.optim.engine.threads import openmp as _openmp
 
 if TYPE_CHECKING:
@@ -119,6 +120,14 @@ class Plan:
         self._slot_calls: list[tuple[Any, Any] | None] = []
         #: the unwrapped calls whose scratch buffers the step's flat list holds, in order
         self._scratched: list[Any] = []
+        #: per parameter, its slot call's argument positions in the flat list (``None``: no slot call)
+        self._slot_positions: list[tuple[int, ...] | None] = []
+        #: every kernel call of a step as one C++ call (engine/launcher.py), made with the slot calls;
+        #: ``None`` where a parameter's kernel has no checked entry point or the launcher is missing
+        self._launch: launcher.Launch | None = None
+        self._launch_made = False  # (or found impossible, for these slot calls)
+        #: whether the last planned step went through the launcher, and ran the small kernels side by side
+        self.launched = self.side_by_side = False
 
     def _calls(self, n_hyper: int) -> list[tuple[Any, Any] | None]:
         """Per parameter, its unwrapped C++ call (see :func:`_slot_order`), remade when a kernel's
@@ -141,16 +150,54 @@ class Plan:
                 scratch_at += len(unwrapped.scratch)
                 scratched.append(unwrapped)
         slot_calls: list[tuple[Any, Any] | None] = []
+        positions: list[tuple[int, ...] | None] = []
         for slot, (kernel, _, _, direct) in enumerate(self.slots):
             found = kernel_calls[kernel]
             if not direct or found is None:
                 slot_calls.append(None)
+                positions.append(None)
                 continue
             (function, order), at = found
             moved = _slot_order(order, slot, self.count, width, n_hyper, at)
             slot_calls.append((function, operator.itemgetter(*moved)))
+            positions.append(moved)
         self._unwrapped, self._slot_calls, self._scratched = current, slot_calls, scratched
+        self._slot_positions = positions
+        self._launch, self._launch_made = None, False
         return slot_calls
+
+    def _launcher(
+        self, written: list[Tensor], grads: list[Tensor], hyper: list[Tensor]
+    ) -> launcher.Launch | None:
+        """The step's kernel calls as one C++ call (the slot calls' arguments, in the same flat list
+        but for the scratch buffers, which the launcher gives each of its threads), made once per slot
+        calls; ``None`` where a slot has none or a kernel's entry point is missing."""
+        if self._launch_made or not launcher.available():
+            return self._launch
+        self._launch_made = True
+        entries = [launcher.entry(kernel) for kernel in self.kernels]
+        n_operands = len(written) + len(grads) + len(hyper)
+        layouts = [launcher.scratch_layout(u.scratch) for u in self._scratched]
+        offsets, at = [], 0
+        for layout, size in layouts:  # every kernel's scratch buffers in one block per thread
+            offsets += [at + offset for offset in layout]
+            at += size
+        slots = []
+        for index, (kernel, _, small, _) in enumerate(self.slots):
+            positions, entry = self._slot_positions[index], entries[kernel]
+            if positions is None or entry is None:
+                return None
+            arguments = []
+            for position in positions:
+                if position < 0:  # (the element counts close the flat list)
+                    arguments.append((launcher.CONSTANT, self._numels[position]))
+                elif position < n_operands:
+                    arguments.append((launcher.OPERAND, position))
+                else:
+                    arguments.append((launcher.SCRATCH, offsets[position - n_operands]))
+            slots.append(launcher.Slot(entry, small, tuple(arguments)))
+        self._launch = launcher.Launch([*written, *grads, *hyper], len(written), slots, at)
+        return self._launch
 
     @classmethod
     def make(
@@ -215,6 +262,11 @@ class Plan:
         except Exception:  # (a count or type the guard refuses to compare)
             return None
         calls = self._calls(len(hyper))
+        launch = self._launcher(written, grads, hyper)
+        self.launched = launch is not None
+        if launch is not None:
+            self.side_by_side = launch([*written, *grads, *hyper])
+            return written
         values = [*written, *grads, *hyper]  # the flat list the slots' getters read (_slot_order)
         for unwrapped in self._scratched:
             values += unwrapped.scratch_buffers(_CPU)  # this step's own
