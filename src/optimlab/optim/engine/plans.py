@@ -20,6 +20,12 @@ A planned step also runs the kernels of small tensors on one thread: OpenMP's fo
 microseconds per kernel (far more when the machine is busy), about what a second core saves below
 :data:`SERIAL_MAX_NUMEL` elements. Only the calling thread's OpenMP setting changes, for the
 duration of those calls; an elementwise kernel's results do not depend on its thread count.
+
+Where it can, a planned step makes all its kernel calls in one C++ call
+(:mod:`~optimlab.optim.engine.launcher`): the same kernels with the same arguments, the small ones
+side by side on the OpenMP threads when no two parameters' operands share memory. Otherwise (the
+launcher cannot be built here, a kernel's entry point is missing or fails its check) the kernels'
+C++ functions are called from Python, one after another.
 """
 
 from __future__ import annotations
