@@ -219,3 +219,19 @@ def test_without_the_launcher_the_kernels_are_called_from_python(monkeypatch: py
         torch_adam.step()
     for a, b in zip(params, reference, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_entry_points_taking_anything_but_pointers_and_64_bit_integers_are_not_used() -> None:
+    """The launcher passes every argument as a 64-bit word: a pointer or an int64 is passed alike, a
+    float or a 32-bit integer is not (the generated signature decides)."""
+    for passed_alike in (
+        "const float*",
+        "double*",
+        "const at::BFloat16*",
+        "const int64_t",
+        "int64_t",
+        "bool*",
+    ):
+        assert launcher._WORD_TYPES.fullmatch(passed_alike)
+    for not_alike in ("float", "const double", "int32_t", "const int", "bool"):
+        assert launcher._WORD_TYPES.fullmatch(not_alike) is None
