@@ -372,6 +372,10 @@ class Launch:
         records: list[int] = []
         table = []
         for slot in slots:
+            if len(slot.arguments) != slot.entry.n_arguments:
+                raise ValueError(
+                    f"{len(slot.arguments)} arguments for an entry point taking {slot.entry.n_arguments}"
+                )
             table.append(table_at + len(slots) + len(records))
             flags = (_SMALL if slot.small else 0) | (_PARALLEL_SAFE if slot.entry.parallel_safe else 0)
             records += [slot.entry.address, flags, len(slot.arguments)]
@@ -385,7 +389,6 @@ class Launch:
         cache = [0] * (2 + 3 * n_written)
         self.spec = torch.tensor([*header, *extents, *table, *records, *parallel, *cache], dtype=torch.int64)
         self._address = self.spec.data_ptr()
-        self.n_operands = len(operands)
 
     def __call__(self, operands: list[Tensor]) -> bool:
         return self._step(self._address, operands)
