@@ -18,34 +18,15 @@ import torch
 from torch import nn
 
 import optimlab.optim as ol
+import plan_cases
 from optimlab.optim.engine import fused, kernels, launcher, plans, unwrapped
+from plan_cases import DATA, Threads, both_steps, mlp, train_step
 
 F32 = {"rtol": 1e-5, "atol": 1e-7}
-DATA = torch.randn(16, 6, generator=torch.Generator().manual_seed(1))
-
-
-def mlp(seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 3))
 
 
 def pair(name: str = "Adam", **kwargs):
-    ours_model = mlp()
-    theirs_model = copy.deepcopy(ours_model)
-    ours = getattr(ol, name)(ours_model.parameters(), engine="fused", **kwargs)
-    theirs = getattr(torch.optim, name)(theirs_model.parameters(), foreach=False, **kwargs)
-    return (ours_model, ours), (theirs_model, theirs)
-
-
-def train_step(model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
-    optimizer.zero_grad()
-    model(DATA).square().mean().backward()
-    optimizer.step()
-
-
-def both_steps(ours, theirs) -> None:
-    train_step(*ours)
-    train_step(*theirs)
+    return plan_cases.pair(name, engine="fused", **kwargs)
 
 
 def assert_same(ours: nn.Module, theirs: nn.Module) -> None:
@@ -163,26 +144,12 @@ def test_a_plan_holds_no_gradient_or_state_tensor() -> None:
     assert grad() is None and exp_avg() is None
 
 
-class _Threads:
-    """A stand-in for the OpenMP runtime: records the thread counts the engine asks for."""
-
-    def __init__(self, threads: int) -> None:
-        self.threads, self.asked = threads, []
-
-    def set(self, count: int) -> None:
-        self.asked.append(count)
-        self.threads = count
-
-    def get(self) -> int:
-        return self.threads
-
-
 def test_small_kernels_run_on_one_thread_and_the_count_comes_back(monkeypatch: pytest.MonkeyPatch) -> None:
     """In a planned step the kernels of at most ``SERIAL_MAX_NUMEL`` elements run on one thread, the
     others on the thread count the step found, which the step leaves as it was. (The kernels called
     from Python: the launcher's own thread counts are tested in test_fused_launcher.py.)"""
     monkeypatch.setattr(launcher, "available", lambda: False)
-    runtime = _Threads(4)
+    runtime = Threads(4)
     monkeypatch.setattr(plans, "_openmp", lambda: (runtime.set, runtime.get))
     monkeypatch.setattr(plans, "SERIAL_MAX_NUMEL", 24)
     ours, theirs = pair("Adam", lr=1e-2)
@@ -191,7 +158,7 @@ def test_small_kernels_run_on_one_thread_and_the_count_comes_back(monkeypatch: p
     both_steps(ours, theirs)
     # weight 8×6 (48 elements: 4 threads), then bias 8, weight 3×8 (24) and bias 3 on one
     assert runtime.asked == [1, 4]
-    assert runtime.threads == 4
+    assert runtime.count == 4
     assert ours[1].engine.planned_steps == 4
     assert_same(ours[0], theirs[0])
 
