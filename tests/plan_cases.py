@@ -41,6 +41,16 @@ def both_steps(ours: Side, theirs: Side) -> None:
     train_step(*theirs)
 
 
+def transposed_gradient_step(*sides: Side) -> None:
+    """A step whose first weight's gradient has the same values in another layout."""
+    for model, optimizer in sides:
+        optimizer.zero_grad()
+        model(DATA).square().mean().backward()
+        weight = model[0].weight
+        weight.grad = weight.grad.t().contiguous().t()
+        optimizer.step()
+
+
 class Threads:
     """A stand-in OpenMP runtime (``set``, ``get``) that records what it is asked."""
 

@@ -15,7 +15,7 @@ from torch import nn
 import plan_cases
 from optimlab.optim.engine import run_plans
 from parity_cases import CASES, COMPLEX, DTYPES, PARITY, build_pair, run
-from plan_cases import DATA, both_steps
+from plan_cases import both_steps, transposed_gradient_step
 
 F32 = {"rtol": 2e-5, "atol": 1e-7}
 ELEMENTWISE_CASES = [
@@ -100,15 +100,7 @@ def test_what_the_plan_does_not_cover_goes_the_full_way_and_plans_again() -> Non
         assert_same(ours, theirs)
         return engine.planned_steps - before
 
-    def transposed_gradient() -> None:
-        for model, optimizer in (ours, theirs):
-            optimizer.zero_grad()
-            model(DATA).square().mean().backward()
-            weight = model[0].weight
-            weight.grad = weight.grad.t().contiguous().t()  # the same values, another layout
-            optimizer.step()
-
-    assert planned_during(transposed_gradient) == 0
+    assert planned_during(lambda: transposed_gradient_step(ours, theirs)) == 0
     # the plan made after that step has its gradient's layout: the next step plans anew
     assert planned_during(lambda: both_steps(ours, theirs)) == 0
     assert planned_during(lambda: both_steps(ours, theirs)) == 4

@@ -20,7 +20,7 @@ from torch import nn
 import optimlab.optim as ol
 import plan_cases
 from optimlab.optim.engine import fused, kernels, launcher, plans, unwrapped
-from plan_cases import DATA, Threads, both_steps, mlp, train_step
+from plan_cases import DATA, Threads, both_steps, mlp, train_step, transposed_gradient_step
 
 F32 = {"rtol": 1e-5, "atol": 1e-7}
 
@@ -61,15 +61,7 @@ def test_what_the_plan_does_not_cover_goes_the_full_way_and_plans_again() -> Non
         change()
         return engine.planned_steps - before
 
-    def transposed_gradient() -> None:
-        for model, optimizer in (ours, theirs):
-            optimizer.zero_grad()
-            model(DATA).square().mean().backward()
-            weight = model[0].weight
-            weight.grad = weight.grad.t().contiguous().t()  # the same values, another layout
-            optimizer.step()
-
-    assert planned_during(transposed_gradient) == 0
+    assert planned_during(lambda: transposed_gradient_step(ours, theirs)) == 0
     assert planned_during(lambda: both_steps(ours, theirs)) == 4  # the plan still holds for the rest
 
     def negated_gradient() -> None:
