@@ -51,6 +51,18 @@ def transposed_gradient_step(*sides: Side) -> None:
         optimizer.step()
 
 
+def new_parameter_step(ours: Side, theirs: Side) -> None:
+    """A step with a parameter added to both optimizers' first group; both give it the same values."""
+    extra = [nn.Parameter(torch.ones(5)) for _ in range(2)]
+    ours[1].param_groups[0]["params"].append(extra[0])
+    theirs[1].param_groups[0]["params"].append(extra[1])
+    for p in extra:
+        p.grad = torch.full((5,), 0.5)
+    ours[1].step()
+    theirs[1].step()
+    torch.testing.assert_close(extra[0], extra[1])
+
+
 class Threads:
     """A stand-in OpenMP runtime (``set``, ``get``) that records what it is asked."""
 

@@ -10,12 +10,11 @@ import weakref
 
 import pytest
 import torch
-from torch import nn
 
 import plan_cases
 from optimlab.optim.engine import run_plans
 from parity_cases import CASES, COMPLEX, DTYPES, PARITY, build_pair, run
-from plan_cases import both_steps, transposed_gradient_step
+from plan_cases import both_steps, new_parameter_step, transposed_gradient_step
 
 F32 = {"rtol": 2e-5, "atol": 1e-7}
 ELEMENTWISE_CASES = [
@@ -133,17 +132,7 @@ def test_what_the_plan_does_not_cover_goes_the_full_way_and_plans_again() -> Non
 
     assert planned_during(entry_removed) == 0
 
-    def new_parameter() -> None:
-        extra = [nn.Parameter(torch.ones(5)) for _ in range(2)]
-        ours[1].param_groups[0]["params"].append(extra[0])
-        theirs[1].param_groups[0]["params"].append(extra[1])
-        for p in extra:
-            p.grad = torch.full((5,), 0.5)
-        ours[1].step()
-        theirs[1].step()
-        torch.testing.assert_close(extra[0], extra[1])
-
-    assert planned_during(new_parameter) == 0
+    assert planned_during(lambda: new_parameter_step(ours, theirs)) == 0
 
 
 def test_replaced_tensors_are_the_ones_stepped_and_a_plan_holds_none() -> None:

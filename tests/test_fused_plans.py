@@ -20,7 +20,15 @@ from torch import nn
 import optimlab.optim as ol
 import plan_cases
 from optimlab.optim.engine import fused, kernels, launcher, plans, unwrapped
-from plan_cases import DATA, Threads, both_steps, mlp, train_step, transposed_gradient_step
+from plan_cases import (
+    DATA,
+    Threads,
+    both_steps,
+    mlp,
+    new_parameter_step,
+    train_step,
+    transposed_gradient_step,
+)
 
 F32 = {"rtol": 1e-5, "atol": 1e-7}
 
@@ -77,17 +85,7 @@ def test_what_the_plan_does_not_cover_goes_the_full_way_and_plans_again() -> Non
     for _ in range(2):
         both_steps(ours, theirs)
 
-    def new_parameter() -> None:
-        extra = [nn.Parameter(torch.ones(5)) for _ in range(2)]
-        ours[1].param_groups[0]["params"].append(extra[0])
-        theirs[1].param_groups[0]["params"].append(extra[1])
-        for p in extra:
-            p.grad = torch.full((5,), 0.5)
-        ours[1].step()
-        theirs[1].step()
-        torch.testing.assert_close(extra[0], extra[1])
-
-    assert planned_during(new_parameter) == 0
+    assert planned_during(lambda: new_parameter_step(ours, theirs)) == 0
     assert_same(ours[0], theirs[0])
 
 
