@@ -63,6 +63,16 @@ def new_parameter_step(ours: Side, theirs: Side) -> None:
     torch.testing.assert_close(extra[0], extra[1])
 
 
+def replace_first_weight_storage(*sides: Side) -> None:
+    """Swap the first weight's ``.data`` for a copy (same metadata, other storage) and its
+    ``exp_avg`` for a copy: what a plan holding tensors would miss."""
+    for model, optimizer in sides:
+        weight = model[0].weight
+        weight.data = weight.data.clone()
+        state = optimizer.state[weight]
+        state["exp_avg"] = state["exp_avg"].clone()
+
+
 class Threads:
     """A stand-in OpenMP runtime (``set``, ``get``) that records what it is asked."""
 

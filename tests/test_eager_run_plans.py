@@ -14,7 +14,7 @@ import torch
 import plan_cases
 from optimlab.optim.engine import run_plans
 from parity_cases import CASES, COMPLEX, DTYPES, PARITY, build_pair, run
-from plan_cases import both_steps, new_parameter_step, transposed_gradient_step
+from plan_cases import both_steps, new_parameter_step, replace_first_weight_storage, transposed_gradient_step
 
 F32 = {"rtol": 2e-5, "atol": 1e-7}
 ELEMENTWISE_CASES = [
@@ -141,11 +141,7 @@ def test_replaced_tensors_are_the_ones_stepped_and_a_plan_holds_none() -> None:
     ours, theirs = pair("Adam", lr=1e-2)
     for _ in range(2):
         both_steps(ours, theirs)
-    for model, optimizer in (ours, theirs):
-        weight = model[0].weight
-        weight.data = weight.data.clone()  # same metadata, other storage
-        state = optimizer.state[weight]
-        state["exp_avg"] = state["exp_avg"].clone()
+    replace_first_weight_storage(ours, theirs)
     held = ours[1].state[ours[0][0].weight]["exp_avg"]
     storage = ours[0][0].weight.data_ptr()
     both_steps(ours, theirs)

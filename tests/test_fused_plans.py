@@ -26,6 +26,7 @@ from plan_cases import (
     both_steps,
     mlp,
     new_parameter_step,
+    replace_first_weight_storage,
     train_step,
     transposed_gradient_step,
 )
@@ -96,11 +97,7 @@ def test_state_and_parameters_replaced_between_planned_steps_are_the_ones_steppe
     ours, theirs = pair("Adam", lr=1e-2)
     for _ in range(2):
         both_steps(ours, theirs)
-    for model, optimizer in (ours, theirs):
-        weight = model[0].weight
-        weight.data = weight.data.clone()  # same metadata, other storage
-        state = optimizer.state[weight]
-        state["exp_avg"] = state["exp_avg"].clone()
+    replace_first_weight_storage(ours, theirs)
     held = ours[1].state[ours[0][0].weight]["exp_avg"]
     storage = ours[0][0].weight.data_ptr()
     engine = ours[1].engine
