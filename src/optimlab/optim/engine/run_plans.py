@@ -55,13 +55,11 @@ class _RunLayout:
         scalars: tuple[tuple[str, str], ...],
         count: int,
     ) -> None:
-        self.positions, self.numel, self.names, self.scalars, self.count = (
-            positions,
-            numel,
-            names,
-            scalars,
-            count,
-        )
+        self.positions = positions
+        self.numel = numel
+        self.names = names
+        self.scalars = scalars
+        self.count = count
         #: a member's parameter-sized state entries, as a tuple
         self.tensors_of: Callable[[dict[str, Any]], tuple[Tensor, ...]]
         if len(names) > 1:
