@@ -196,12 +196,11 @@ class SmallTensorRuns:
         optimizer: RuleOptimizer,
         group: dict[str, Any],
         hyper: dict[str, Any],
-        record: Callable[[_Run], None] | None = None,
         trace_numel: int = 0,
     ) -> None:
         self.optimizer, self.group, self.hyper = optimizer, group, hyper
         #: called with each run before it is evaluated (engine/run_plans.py keeps what it sees)
-        self.record = record
+        self.record: Callable[[_Run], None] | None = None
         #: the elements the step evaluates with the rule (whether its program is worth a trace)
         self.trace_numel = trace_numel
         self.limit = RUN_NUMEL
@@ -256,10 +255,8 @@ class SmallTensorRuns:
         signature = tuple(key)
         run = self.runs.get(signature)
         if run is not None and run.numel + numel > self.limit:
-            if self.record is not None:
-                self.record(run)
             with one_thread():
-                self._evaluate(run)
+                self._record_and_evaluate(run)
             run = None
         if run is None:
             run = self.runs[signature] = _Run(tuple(names), scalars)
@@ -279,13 +276,16 @@ class SmallTensorRuns:
             with one_thread():  # as torch's own ops on each small tensor run (engine/threads.py)
                 for run in self.runs.values():
                     if run.params:
-                        if self.record is not None:
-                            self.record(run)
-                        self._evaluate(run)
+                        self._record_and_evaluate(run)
             self.runs.clear()
         done, declined = self.done, self.declined
         self.done, self.declined = [], []
         return done, declined
+
+    def _record_and_evaluate(self, run: _Run) -> None:
+        if self.record is not None:
+            self.record(run)
+        self._evaluate(run)
 
     def _evaluate(self, run: _Run) -> None:
         params, numel, names, stored = run.params, run.numel, run.names, run.states
